@@ -1,0 +1,363 @@
+//! The Veche signalling protocol.
+//!
+//! Every WebSocket text frame carries one JSON object with a `"type"` field. Client → server
+//! messages are [`ClientMessage`], server → client messages are [`ServerMessage`]. The first
+//! client message on a connection must be [`ClientMessage::Join`] carrying
+//! [`PROTOCOL_VERSION`]; see `docs/protocol.md` for the full exchange.
+//!
+//! The server is always the SDP offerer: it offers receive slots for the client's microphone,
+//! camera and screen, plus one send m-line per remote track, and the client answers. One offerer
+//! means there is never glare to resolve.
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped on any incompatible change to the messages below.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Server-assigned participant id, unique for the life of the server process.
+pub type ParticipantId = u64;
+
+/// A kind of media a participant publishes. Each has its own m-line (slot) in the publisher's
+/// peer connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackKind {
+    /// Microphone (Opus).
+    Audio,
+    /// Camera (VP8, or H.264).
+    Video,
+    /// Screen share (video).
+    Screen,
+}
+
+impl TrackKind {
+    /// All kinds, in slot order.
+    pub const ALL: [TrackKind; 3] = [TrackKind::Audio, TrackKind::Video, TrackKind::Screen];
+
+    /// Whether this kind is carried as video RTP.
+    pub fn is_video(self) -> bool {
+        !matches!(self, TrackKind::Audio)
+    }
+}
+
+/// What the room knows about one participant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    pub id: ParticipantId,
+    pub name: String,
+    /// Microphone is on (published and not muted).
+    pub audio: bool,
+    /// Camera is on.
+    pub video: bool,
+    /// Screen is being shared.
+    pub screen: bool,
+    pub hand_raised: bool,
+}
+
+/// Messages the client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// First message on a connection.
+    Join {
+        version: u32,
+        room: String,
+        name: String,
+    },
+    /// The answer to the server's latest [`ServerMessage::Offer`].
+    Answer { sdp: String },
+    /// A trickled local ICE candidate (`RTCIceCandidate.candidate`). An empty string marks the
+    /// end of candidates and is ignored.
+    Candidate { candidate: String },
+    /// Turn a track on or off. For audio/video this is mute/unmute (the m-lines stay); for
+    /// screen, `true` publishes the share and `false` ends it.
+    SetMedia { kind: TrackKind, enabled: bool },
+    /// A chat message to everyone in the room.
+    Chat { text: String },
+    /// Raise or lower the hand.
+    RaiseHand { raised: bool },
+    /// Leave the room; the server closes the connection afterwards.
+    Leave,
+}
+
+/// Messages the server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Reply to [`ClientMessage::Join`].
+    Joined {
+        version: u32,
+        participant_id: ParticipantId,
+        room: String,
+        /// Everyone already in the room (not including the joiner).
+        participants: Vec<ParticipantInfo>,
+    },
+    /// A new SDP offer; the client answers with [`ClientMessage::Answer`]. Sent again on every
+    /// renegotiation (joins, leaves, screen shares).
+    Offer { sdp: String },
+    ParticipantJoined { participant: ParticipantInfo },
+    ParticipantLeft { participant_id: ParticipantId },
+    /// A remote track will arrive on the transceiver with this `mid` (sent before the offer
+    /// that adds the m-line).
+    TrackPublished {
+        participant_id: ParticipantId,
+        kind: TrackKind,
+        mid: String,
+    },
+    /// The remote track on `mid` has ended; its m-line is stopped by the next offer.
+    TrackUnpublished {
+        participant_id: ParticipantId,
+        kind: TrackKind,
+        mid: String,
+    },
+    /// A participant turned a track on or off.
+    MediaState {
+        participant_id: ParticipantId,
+        kind: TrackKind,
+        enabled: bool,
+    },
+    Chat {
+        from: ParticipantId,
+        name: String,
+        text: String,
+        /// Server time, milliseconds since the Unix epoch.
+        sent_at_ms: u64,
+    },
+    Hand {
+        participant_id: ParticipantId,
+        raised: bool,
+    },
+    /// The loudest participant changed (from RFC 6464 audio levels; `None` when all are quiet).
+    ActiveSpeaker { participant_id: Option<ParticipantId> },
+    /// Something the client sent was refused. The connection stays open unless the code says
+    /// otherwise ([`ErrorCode::is_fatal`]).
+    Error { code: ErrorCode, message: String },
+}
+
+/// Stable machine-readable error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// Not valid JSON, or not a JSON object with a string `type`.
+    MalformedMessage,
+    /// `type` names no message this server knows.
+    UnknownType,
+    /// Known `type`, but fields are missing or of the wrong shape.
+    InvalidMessage,
+    /// The frame exceeded the configured message size limit.
+    MessageTooLarge,
+    /// Too many messages per second on this connection.
+    RateLimited,
+    /// Binary frames are not part of the protocol.
+    BinaryNotSupported,
+    UnsupportedVersion,
+    NotJoined,
+    AlreadyJoined,
+    InvalidRoom,
+    InvalidName,
+    RoomFull,
+    /// The SDP answer could not be parsed or does not match the offer.
+    InvalidSdp,
+    /// An answer arrived while no offer was outstanding.
+    UnexpectedAnswer,
+    InvalidCandidate,
+    ChatTooLong,
+    /// The media connection failed (ICE/DTLS); the client should reconnect.
+    MediaFailed,
+    /// The server is shutting down.
+    ShuttingDown,
+    Internal,
+}
+
+impl ErrorCode {
+    /// Whether the server closes the connection after sending this error.
+    pub fn is_fatal(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::UnsupportedVersion
+                | ErrorCode::RoomFull
+                | ErrorCode::MediaFailed
+                | ErrorCode::ShuttingDown
+                | ErrorCode::Internal
+        )
+    }
+}
+
+/// Why a text frame could not be turned into a [`ClientMessage`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ParseError {
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    #[error("unknown message type {0:?}")]
+    UnknownType(String),
+    #[error("invalid {kind:?} message: {reason}")]
+    Invalid { kind: String, reason: String },
+}
+
+impl ParseError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ParseError::Malformed(_) => ErrorCode::MalformedMessage,
+            ParseError::UnknownType(_) => ErrorCode::UnknownType,
+            ParseError::Invalid { .. } => ErrorCode::InvalidMessage,
+        }
+    }
+}
+
+const CLIENT_TYPES: [&str; 7] = [
+    "join",
+    "answer",
+    "candidate",
+    "set_media",
+    "chat",
+    "raise_hand",
+    "leave",
+];
+
+impl ClientMessage {
+    /// Parses one text frame, telling malformed JSON, unknown types and bad fields apart so
+    /// the peer gets a specific error.
+    pub fn parse(text: &str) -> Result<ClientMessage, ParseError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ParseError::Malformed(e.to_string()))?;
+        let Some(kind) = value.get("type").and_then(|t| t.as_str()) else {
+            return Err(ParseError::Malformed(
+                "expected a JSON object with a string \"type\" field".into(),
+            ));
+        };
+        if !CLIENT_TYPES.contains(&kind) {
+            return Err(ParseError::UnknownType(truncate(kind, 64)));
+        }
+        let kind = kind.to_owned();
+        serde_json::from_value(value).map_err(|e| ParseError::Invalid {
+            kind,
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serialising a plain enum of strings, bools and numbers cannot fail.
+        serde_json::to_string(self).expect("client message serialises")
+    }
+}
+
+impl ServerMessage {
+    pub fn to_json(&self) -> String {
+        // Serialising a plain enum of strings, bools and numbers cannot fail.
+        serde_json::to_string(self).expect("server message serialises")
+    }
+
+    pub fn parse(text: &str) -> Result<ServerMessage, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> ServerMessage {
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_join() {
+        let msg = ClientMessage::Join {
+            version: PROTOCOL_VERSION,
+            room: "abc".into(),
+            name: "Ann".into(),
+        };
+        let json = msg.to_json();
+        assert_eq!(json, r#"{"type":"join","version":1,"room":"abc","name":"Ann"}"#);
+        assert_eq!(ClientMessage::parse(&json).unwrap(), msg);
+    }
+
+    #[test]
+    fn unit_variant_is_an_object() {
+        assert_eq!(ClientMessage::Leave.to_json(), r#"{"type":"leave"}"#);
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"leave"}"#).unwrap(),
+            ClientMessage::Leave
+        );
+    }
+
+    #[test]
+    fn tells_bad_input_apart() {
+        assert_eq!(
+            ClientMessage::parse("{not json").unwrap_err().code(),
+            ErrorCode::MalformedMessage
+        );
+        assert_eq!(
+            ClientMessage::parse("[1,2]").unwrap_err().code(),
+            ErrorCode::MalformedMessage
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"dance"}"#).unwrap_err(),
+            ParseError::UnknownType("dance".into())
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"chat"}"#).unwrap_err().code(),
+            ErrorCode::InvalidMessage
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"chat","text":"hi","x":1}"#)
+                .unwrap_err()
+                .code(),
+            ErrorCode::InvalidMessage
+        );
+    }
+
+    #[test]
+    fn every_client_type_is_listed() {
+        let samples = [
+            ClientMessage::Join {
+                version: 1,
+                room: "r".into(),
+                name: "n".into(),
+            },
+            ClientMessage::Answer { sdp: "v=0".into() },
+            ClientMessage::Candidate {
+                candidate: String::new(),
+            },
+            ClientMessage::SetMedia {
+                kind: TrackKind::Screen,
+                enabled: true,
+            },
+            ClientMessage::Chat { text: "x".into() },
+            ClientMessage::RaiseHand { raised: true },
+            ClientMessage::Leave,
+        ];
+        for msg in samples {
+            assert_eq!(ClientMessage::parse(&msg.to_json()).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn server_messages_round_trip() {
+        let msg = ServerMessage::TrackPublished {
+            participant_id: 7,
+            kind: TrackKind::Screen,
+            mid: "3".into(),
+        };
+        let json = msg.to_json();
+        assert_eq!(
+            json,
+            r#"{"type":"track_published","participant_id":7,"kind":"screen","mid":"3"}"#
+        );
+        assert_eq!(ServerMessage::parse(&json).unwrap(), msg);
+        let err = ServerMessage::error(ErrorCode::RoomFull, "room is full (max 2)");
+        assert_eq!(
+            err.to_json(),
+            r#"{"type":"error","code":"room_full","message":"room is full (max 2)"}"#
+        );
+    }
+}

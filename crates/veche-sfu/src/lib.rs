@@ -1,0 +1,12 @@
+//! Veche's SFU.
+//!
+//! [`Sfu`] is the sans-IO core: rooms, participants, their str0m `Rtc` instances and the
+//! forwarding decisions. Time and packets come in as values; datagrams, signalling messages and
+//! the next wake-up time come out of [`Sfu::poll_output`]. The [`driver`] module owns the UDP
+//! socket, the clock and the channels to the signalling layer, and nothing else.
+
+mod config;
+pub mod driver;
+
+pub use config::{Limits, SfuConfig};
+pub use driver::{Connection, SfuHandle, SfuMetrics};
