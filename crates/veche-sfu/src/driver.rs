@@ -1,14 +1,24 @@
 //! The I/O shell around the sans-IO core: one UDP socket, a clock, and channels to the
-//! signalling layer. Runs on its own thread.
+//! signalling layer. Runs the core on a thread of its own with a single-threaded runtime, so
+//! the core is never shared and needs no locks.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::io::IoSliceMut;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
 use veche_proto::{ClientMessage, ParticipantId, ServerMessage};
 
 use crate::SfuConfig;
+use crate::core::{Output, Sfu};
 
 /// A cheap, cloneable handle to the running SFU.
 #[derive(Clone)]
@@ -18,7 +28,11 @@ pub struct SfuHandle {
 
 struct Shared {
     local_media_addr: SocketAddr,
+    commands: mpsc::UnboundedSender<Command>,
+    next_id: AtomicU64,
+    event_queue: usize,
     counters: Counters,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -27,6 +41,13 @@ struct Counters {
     participants: AtomicU64,
     forwarded_packets: AtomicU64,
     forwarded_bytes: AtomicU64,
+}
+
+enum Command {
+    Connect(ParticipantId, mpsc::Sender<ServerMessage>),
+    Message(ParticipantId, ClientMessage),
+    Disconnect(ParticipantId),
+    Shutdown,
 }
 
 /// A signalling connection's end of the SFU: its participant id and the messages the SFU sends
@@ -49,8 +70,38 @@ pub struct SfuMetrics {
 impl SfuHandle {
     /// Binds the media socket and starts the SFU thread.
     pub fn spawn(config: SfuConfig) -> std::io::Result<SfuHandle> {
-        let _ = config;
-        todo!("driver")
+        let std_socket = std::net::UdpSocket::bind(config.media_bind)?;
+        std_socket.set_nonblocking(true)?;
+        let local_media_addr = std_socket.local_addr()?;
+        let (commands, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            local_media_addr,
+            commands,
+            next_id: AtomicU64::new(1),
+            event_queue: config.limits.event_queue,
+            counters: Counters::default(),
+            thread: std::sync::Mutex::new(None),
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("veche-sfu".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let socket = match UdpSocket::from_std(std_socket) {
+                        Ok(s) => s,
+                        Err(e) => return error!("media socket: {e}"),
+                    };
+                    if let Err(e) = run(socket, config, rx, &thread_shared).await {
+                        error!("SFU stopped: {e}");
+                    }
+                })
+            })?;
+        *shared.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
+        info!(%local_media_addr, "media socket bound");
+        Ok(SfuHandle { inner: shared })
     }
 
     /// The address the media socket is bound to.
@@ -61,20 +112,21 @@ impl SfuHandle {
     /// Registers a new signalling connection. Nothing is joined until a
     /// [`ClientMessage::Join`] is sent for it.
     pub fn connect(&self) -> Connection {
-        todo!("driver")
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, events) = mpsc::channel(self.inner.event_queue.max(1));
+        let _ = self.inner.commands.send(Command::Connect(id, tx));
+        Connection { id, events }
     }
 
     /// Hands a parsed client message to the SFU. Validation of its content (room name,
     /// protocol version, SDP...) happens there and errors come back on the events channel.
     pub fn send(&self, id: ParticipantId, msg: ClientMessage) {
-        let _ = (id, msg);
-        todo!("driver")
+        let _ = self.inner.commands.send(Command::Message(id, msg));
     }
 
     /// The signalling connection is gone: the participant leaves its room.
     pub fn disconnect(&self, id: ParticipantId) {
-        let _ = id;
-        todo!("driver")
+        let _ = self.inner.commands.send(Command::Disconnect(id));
     }
 
     pub fn metrics(&self) -> SfuMetrics {
@@ -88,8 +140,196 @@ impl SfuHandle {
     }
 
     /// Tells every participant the server is shutting down, stops the SFU thread and waits
-    /// for it.
+    /// for it. Blocks: call it from a blocking context.
     pub fn shutdown(&self) {
-        todo!("driver")
+        let _ = self.inner.commands.send(Command::Shutdown);
+        let thread = self
+            .inner
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
     }
+}
+
+/// Largest datagram we accept; WebRTC keeps under ~1200 bytes, GRO may coalesce several.
+const RECV_BUF: usize = 64 * 1024;
+/// Datagrams handled per wake-up before outputs are flushed.
+const RECV_BATCH: usize = 64;
+
+async fn run(
+    socket: UdpSocket,
+    config: SfuConfig,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    let state = UdpSocketState::new((&socket).into())?;
+    let local = socket.local_addr()?;
+    let advertised: Vec<IpAddr> = config.public_ips.clone();
+    // Advertised addresses behind NAT are not ours to send from (the kernel picks the source
+    // for those); an address we can bind is.
+    let own_ips: Vec<IpAddr> = advertised
+        .iter()
+        .copied()
+        .filter(|ip| std::net::UdpSocket::bind(SocketAddr::new(*ip, 0)).is_ok())
+        .collect();
+    let mut sfu = Sfu::new(config, Instant::now());
+    sfu.set_media_port(local.port());
+    let mut connections: HashMap<ParticipantId, mpsc::Sender<ServerMessage>> = HashMap::new();
+    let mut buf = vec![0u8; RECV_BUF];
+    loop {
+        // Flush everything the last input produced.
+        let next_timeout = loop {
+            match sfu.poll_output() {
+                Output::Timeout(t) => break t,
+                Output::Transmit(d) => {
+                    let src_ip = (!d.source.ip().is_unspecified()
+                        && local.ip().is_unspecified()
+                        && own_ips.contains(&d.source.ip()))
+                    .then_some(d.source.ip());
+                    let transmit = Transmit {
+                        destination: d.destination,
+                        ecn: None,
+                        contents: &d.contents,
+                        segment_size: None,
+                        src_ip,
+                    };
+                    // A full socket buffer drops the datagram, as the network would; the
+                    // forwarding loop must never wait on one slow destination.
+                    if let Err(e) = socket.try_io(Interest::WRITABLE, || {
+                        state.try_send((&socket).into(), &transmit)
+                    }) {
+                        debug!(destination = %d.destination, "send failed: {e}");
+                    }
+                }
+                Output::Signal(id, msg) => {
+                    if let Some(tx) = connections.get(&id) {
+                        if tx.try_send(msg).is_err() {
+                            warn!(participant = id, "signalling queue full; disconnecting");
+                            connections.remove(&id);
+                            sfu.handle_disconnect(Instant::now(), id);
+                        }
+                    }
+                }
+                Output::Close(id) => {
+                    connections.remove(&id);
+                }
+            }
+        };
+        publish_counters(&sfu, &shared.counters);
+
+        let sleep = tokio::time::sleep_until(next_timeout.max(Instant::now()).into());
+        tokio::select! {
+            biased;
+            cmd = commands.recv() => {
+                let now = Instant::now();
+                match cmd {
+                    Some(Command::Connect(id, tx)) => {
+                        connections.insert(id, tx);
+                    }
+                    Some(Command::Message(id, msg)) => {
+                        if connections.contains_key(&id) {
+                            sfu.handle_message(now, unix_ms(), id, msg);
+                        }
+                    }
+                    Some(Command::Disconnect(id)) => {
+                        connections.remove(&id);
+                        sfu.handle_disconnect(now, id);
+                    }
+                    Some(Command::Shutdown) | None => {
+                        sfu.shutdown();
+                        while let Output::Signal(..) | Output::Close(_) | Output::Transmit(_) = sfu.poll_output() {}
+                        // Closing the senders ends each connection after what it has queued.
+                        for (id, tx) in connections.drain() {
+                            let _ = tx.try_send(ServerMessage::error(
+                                veche_proto::ErrorCode::ShuttingDown,
+                                "the server is shutting down",
+                            ));
+                            debug!(participant = id, "closed for shutdown");
+                        }
+                        publish_counters(&sfu, &shared.counters);
+                        return Ok(());
+                    }
+                }
+            }
+            ready = socket.readable() => {
+                ready?;
+                for _ in 0..RECV_BATCH {
+                    let mut meta = [RecvMeta::default()];
+                    let mut bufs = [IoSliceMut::new(&mut buf)];
+                    let received = socket.try_io(Interest::READABLE, || {
+                        state.recv((&socket).into(), &mut bufs, &mut meta)
+                    });
+                    match received {
+                        Ok(_) => {
+                            let now = Instant::now();
+                            let meta = &meta[0];
+                            let destination = destination_of(local, meta.dst_ip, &advertised);
+                            let stride = meta.stride.max(1);
+                            for chunk in buf[..meta.len].chunks(stride) {
+                                sfu.handle_datagram(now, meta.addr, destination, chunk);
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            // ICMP errors from a vanished peer surface here; they concern
+                            // that peer only.
+                            debug!("recv: {e}");
+                            break;
+                        }
+                    }
+                }
+            }
+            _ = sleep => {
+                sfu.handle_timeout(Instant::now());
+            }
+        }
+        // The timer may be overdue after a busy input; catch up before sleeping again.
+        let now = Instant::now();
+        if now >= next_timeout {
+            sfu.handle_timeout(now);
+        }
+    }
+}
+
+/// The address a datagram was sent to, as our ICE candidates name it. When the socket is
+/// bound to a wildcard address, the kernel tells us the real destination (IP_PKTINFO); behind
+/// a 1:1 NAT that is a private address, so fall back to the advertised one of the same family.
+fn destination_of(local: SocketAddr, dst_ip: Option<IpAddr>, advertised: &[IpAddr]) -> SocketAddr {
+    let ip = match dst_ip {
+        Some(ip) if advertised.contains(&ip) => ip,
+        Some(ip) => advertised
+            .iter()
+            .find(|a| a.is_ipv4() == ip.is_ipv4())
+            .copied()
+            .unwrap_or(ip),
+        None => local.ip(),
+    };
+    SocketAddr::new(ip, local.port())
+}
+
+fn publish_counters(sfu: &Sfu, counters: &Counters) {
+    let c = sfu.counters();
+    counters
+        .rooms
+        .store(sfu.room_count() as u64, Ordering::Relaxed);
+    counters
+        .participants
+        .store(sfu.participant_count() as u64, Ordering::Relaxed);
+    counters
+        .forwarded_packets
+        .store(c.forwarded_packets, Ordering::Relaxed);
+    counters
+        .forwarded_bytes
+        .store(c.forwarded_bytes, Ordering::Relaxed);
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
 }

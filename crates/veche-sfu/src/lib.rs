@@ -6,7 +6,11 @@
 //! socket, the clock and the channels to the signalling layer, and nothing else.
 
 mod config;
+mod core;
 pub mod driver;
+mod forward;
+mod participant;
 
+pub use crate::core::{Counters, Datagram, Output, Sfu};
 pub use config::{Limits, SfuConfig};
 pub use driver::{Connection, SfuHandle, SfuMetrics};

@@ -1,0 +1,895 @@
+//! The sans-IO SFU core.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::config::CryptoProvider;
+use str0m::media::KeyframeRequestKind;
+use str0m::net::{DatagramRecv, Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
+use tracing::{debug, info, warn};
+use veche_proto::{
+    ClientMessage, ErrorCode, PROTOCOL_VERSION, ParticipantId, ParticipantInfo, ServerMessage,
+    TrackKind,
+};
+
+use crate::SfuConfig;
+use crate::participant::{AnswerError, Participant, Purpose, slot};
+
+/// A datagram to send.
+#[derive(Debug)]
+pub struct Datagram {
+    pub source: SocketAddr,
+    pub destination: SocketAddr,
+    pub contents: Vec<u8>,
+}
+
+/// What the core asks its driver to do.
+#[derive(Debug)]
+pub enum Output {
+    Transmit(Datagram),
+    /// Send a signalling message to this participant's connection.
+    Signal(ParticipantId, ServerMessage),
+    /// Close this participant's signalling connection (after the signals queued before it).
+    Close(ParticipantId),
+    /// Nothing more to do until this instant (or until the next input).
+    Timeout(Instant),
+}
+
+/// Counters the driver publishes as metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counters {
+    pub forwarded_packets: u64,
+    pub forwarded_bytes: u64,
+}
+
+/// How often deferred keyframe requests and similar housekeeping run.
+const TICK: Duration = Duration::from_millis(100);
+/// How often the active speaker is re-evaluated.
+const SPEAKER_WINDOW: Duration = Duration::from_millis(400);
+/// Mean `127 - level` (RFC 6464, -dBov) above which a participant counts as speaking:
+/// louder than -60 dBov.
+const SPEAKING_LOUDNESS: u32 = 67;
+/// Trickled candidates accepted per participant; more is abuse.
+const MAX_REMOTE_CANDIDATES: usize = 32;
+
+type RoomKey = u64;
+
+struct Room {
+    name: String,
+    members: Vec<ParticipantId>,
+    speaker: Option<ParticipantId>,
+}
+
+/// The SFU's rooms, participants and forwarding, with no I/O.
+///
+/// # Driving contract
+/// Feed it with [`Sfu::handle_message`], [`Sfu::handle_disconnect`],
+/// [`Sfu::handle_datagram`] and [`Sfu::handle_timeout`]. After each call, drain
+/// [`Sfu::poll_output`] until it returns [`Output::Timeout`], and call `handle_timeout` no
+/// later than that instant. Time only moves through the `now` arguments, which must not go
+/// backwards.
+pub struct Sfu {
+    config: SfuConfig,
+    crypto: Arc<CryptoProvider>,
+    candidates: Vec<Candidate>,
+    participants: HashMap<ParticipantId, Participant>,
+    rooms: HashMap<RoomKey, Room>,
+    room_keys: HashMap<String, RoomKey>,
+    next_room_key: RoomKey,
+    by_addr: HashMap<SocketAddr, ParticipantId>,
+    out: VecDeque<Output>,
+    earliest: Instant,
+    next_tick: Instant,
+    next_speaker_eval: Instant,
+    /// Incoming packets waiting to be fanned out: (publisher, slot, packet).
+    to_forward: VecDeque<(ParticipantId, TrackKind, RtpPacket)>,
+    /// Keyframe requests waiting to reach publishers.
+    to_request_keyframe: Vec<(ParticipantId, TrackKind)>,
+    /// Participants whose `Rtc` has new input and must be polled.
+    to_poll: Vec<ParticipantId>,
+    to_remove: Vec<(ParticipantId, ErrorCode, String)>,
+    signals: Vec<ServerMessage>,
+    counters: Counters,
+}
+
+impl Sfu {
+    pub fn new(config: SfuConfig, now: Instant) -> Sfu {
+        let candidates = config
+            .public_ips
+            .iter()
+            .filter_map(|ip| {
+                let addr = SocketAddr::new(*ip, config.media_bind.port());
+                Candidate::host(addr, "udp")
+                    .inspect_err(|e| warn!(%addr, "not advertising candidate: {e}"))
+                    .ok()
+            })
+            .collect();
+        Sfu {
+            config,
+            crypto: Arc::new(str0m::crypto::from_feature_flags()),
+            candidates,
+            participants: HashMap::new(),
+            rooms: HashMap::new(),
+            room_keys: HashMap::new(),
+            next_room_key: 0,
+            by_addr: HashMap::new(),
+            out: VecDeque::new(),
+            earliest: now,
+            next_tick: now,
+            next_speaker_eval: now + SPEAKER_WINDOW,
+            to_forward: VecDeque::new(),
+            to_request_keyframe: Vec::new(),
+            to_poll: Vec::new(),
+            to_remove: Vec::new(),
+            signals: Vec::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    pub fn participant_count(&self) -> usize {
+        self.participants.len()
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Set a port after binding (when the configured one was 0).
+    pub fn set_media_port(&mut self, port: u16) {
+        self.config.media_bind.set_port(port);
+        for c in &mut self.candidates {
+            let addr = SocketAddr::new(c.addr().ip(), port);
+            if let Ok(updated) = Candidate::host(addr, "udp") {
+                *c = updated;
+            }
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Output {
+        self.out
+            .pop_front()
+            .unwrap_or(Output::Timeout(self.earliest))
+    }
+
+    /// A message from participant `id`'s signalling connection. `unix_ms` is the wall clock,
+    /// used to stamp chat messages.
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        unix_ms: u64,
+        id: ParticipantId,
+        msg: ClientMessage,
+    ) {
+        match msg {
+            ClientMessage::Join {
+                version,
+                room,
+                name,
+            } => self.join(now, id, version, room, name),
+            _ if !self.participants.contains_key(&id) => self.error(
+                id,
+                ErrorCode::NotJoined,
+                "send a join message before anything else",
+            ),
+            ClientMessage::Answer { sdp } => self.answer(now, id, &sdp),
+            ClientMessage::Candidate { candidate } => self.candidate(now, id, &candidate),
+            ClientMessage::SetMedia { kind, enabled } => self.set_media(id, kind, enabled),
+            ClientMessage::Chat { text } => self.chat(id, unix_ms, text),
+            ClientMessage::RaiseHand { raised } => {
+                if let Some(p) = self.participants.get_mut(&id) {
+                    p.info.hand_raised = raised;
+                    let room = p.room_key();
+                    self.broadcast(
+                        room,
+                        None,
+                        ServerMessage::Hand {
+                            participant_id: id,
+                            raised,
+                        },
+                    );
+                }
+            }
+            ClientMessage::Leave => {
+                self.remove(id);
+                self.out.push_back(Output::Close(id));
+            }
+        }
+        self.run_queues(now);
+    }
+
+    /// The signalling connection of `id` is gone.
+    pub fn handle_disconnect(&mut self, now: Instant, id: ParticipantId) {
+        self.remove(id);
+        self.run_queues(now);
+    }
+
+    /// A datagram arrived on the media socket.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        let Ok(contents) = DatagramRecv::try_from(data) else {
+            debug!(%source, len = data.len(), "dropping unrecognised datagram");
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        let id = match self.by_addr.get(&source) {
+            Some(id) => *id,
+            None => {
+                // Only the first packets from a new address (its STUN checks) get here; the
+                // ICE ufrag in them picks the participant.
+                let Some(p) = self
+                    .participants
+                    .values_mut()
+                    .find(|p| p.rtc.accepts(&input))
+                else {
+                    debug!(%source, "no participant accepts datagram");
+                    return;
+                };
+                p.addrs.push(source);
+                self.by_addr.insert(source, p.id);
+                p.id
+            }
+        };
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if let Err(e) = p.rtc.handle_input(input) {
+            debug!(participant = id, "bad media input: {e}");
+        }
+        self.drive(now, id);
+        self.run_queues(now);
+    }
+
+    /// Time has reached (at least) the last [`Output::Timeout`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if now >= self.next_tick {
+            self.next_tick = now + TICK;
+            self.flush_deferred_keyframes(now);
+        }
+        if now >= self.next_speaker_eval {
+            self.next_speaker_eval = now + SPEAKER_WINDOW;
+            self.evaluate_speakers();
+        }
+        let due: Vec<ParticipantId> = self
+            .participants
+            .values()
+            .filter(|p| p.next_timeout <= now)
+            .map(|p| p.id)
+            .collect();
+        for id in due {
+            if let Some(p) = self.participants.get_mut(&id) {
+                if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                    debug!(participant = id, "timeout input failed: {e}");
+                }
+            }
+            self.drive(now, id);
+        }
+        self.run_queues(now);
+        self.earliest = self
+            .participants
+            .values()
+            .map(|p| p.next_timeout)
+            .fold(self.next_tick.min(self.next_speaker_eval), Instant::min);
+    }
+
+    /// Tells everyone the server is going away and forgets them.
+    pub fn shutdown(&mut self) {
+        let ids: Vec<_> = self.participants.keys().copied().collect();
+        for id in ids {
+            self.error(id, ErrorCode::ShuttingDown, "the server is shutting down");
+            self.out.push_back(Output::Close(id));
+        }
+        self.participants.clear();
+        self.rooms.clear();
+        self.room_keys.clear();
+        self.by_addr.clear();
+    }
+
+    fn error(&mut self, id: ParticipantId, code: ErrorCode, message: impl Into<String>) {
+        let message = message.into();
+        debug!(participant = id, ?code, "{message}");
+        self.out
+            .push_back(Output::Signal(id, ServerMessage::error(code, message)));
+        if code.is_fatal() {
+            self.out.push_back(Output::Close(id));
+        }
+    }
+
+    fn join(&mut self, now: Instant, id: ParticipantId, version: u32, room: String, name: String) {
+        if self.participants.contains_key(&id) {
+            return self.error(id, ErrorCode::AlreadyJoined, "already joined a room");
+        }
+        if version != PROTOCOL_VERSION {
+            return self.error(
+                id,
+                ErrorCode::UnsupportedVersion,
+                format!("protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}"),
+            );
+        }
+        let limits = self.config.limits.clone();
+        if let Err(why) = validate_room(&room, limits.max_room_chars) {
+            return self.error(id, ErrorCode::InvalidRoom, why);
+        }
+        let name = name.trim().to_owned();
+        if let Err(why) = validate_name(&name, limits.max_name_chars) {
+            return self.error(id, ErrorCode::InvalidName, why);
+        }
+        let key = match self.room_keys.get(&room) {
+            Some(k) => *k,
+            None => {
+                let k = self.next_room_key;
+                self.next_room_key += 1;
+                self.room_keys.insert(room.clone(), k);
+                self.rooms.insert(
+                    k,
+                    Room {
+                        name: room.clone(),
+                        members: Vec::new(),
+                        speaker: None,
+                    },
+                );
+                k
+            }
+        };
+        // The room exists: it was found or inserted just above.
+        let members = self.rooms[&key].members.clone();
+        if members.len() >= limits.max_participants_per_room {
+            if members.is_empty() {
+                self.drop_room_if_empty(key);
+            }
+            return self.error(
+                id,
+                ErrorCode::RoomFull,
+                format!(
+                    "room is full ({} participants)",
+                    limits.max_participants_per_room
+                ),
+            );
+        }
+
+        let rtc = Rtc::builder()
+            .set_crypto_provider(self.crypto.clone())
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_h264(true)
+            .build(now);
+        let mut p = Participant::new(id, key, name, rtc, &self.candidates, now);
+        let mut others = Vec::with_capacity(members.len());
+        for m in &members {
+            if let Some(other) = self.participants.get(m) {
+                others.push(other.info.clone());
+                for kind in TrackKind::ALL {
+                    if other.published[slot(kind)] {
+                        p.subscribe(*m, kind);
+                    }
+                }
+            }
+        }
+        info!(participant = id, room = %room, name = %p.info.name, "joined");
+        self.out.push_back(Output::Signal(
+            id,
+            ServerMessage::Joined {
+                version: PROTOCOL_VERSION,
+                participant_id: id,
+                room,
+                participants: others,
+            },
+        ));
+        self.broadcast(
+            key,
+            None,
+            ServerMessage::ParticipantJoined {
+                participant: p.info.clone(),
+            },
+        );
+        self.participants.insert(id, p);
+        if let Some(r) = self.rooms.get_mut(&key) {
+            r.members.push(id);
+        }
+        self.negotiate(id);
+        self.to_poll.push(id);
+    }
+
+    fn answer(&mut self, now: Instant, id: ParticipantId, sdp: &str) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let mut opened = Vec::new();
+        let result = p.accept_answer(sdp, &mut opened);
+        match result {
+            Ok(()) => {
+                for (publisher, kind) in opened {
+                    if kind.is_video() {
+                        self.to_request_keyframe.push((publisher, kind));
+                    }
+                }
+            }
+            Err(AnswerError::NoOffer) => {
+                return self.error(id, ErrorCode::UnexpectedAnswer, "no offer is outstanding");
+            }
+            Err(e) => self.error(id, ErrorCode::InvalidSdp, e.to_string()),
+        }
+        self.negotiate(id);
+        self.to_poll.push(id);
+        let _ = now;
+    }
+
+    fn candidate(&mut self, now: Instant, id: ParticipantId, candidate: &str) {
+        let candidate = candidate.trim();
+        let candidate = candidate.strip_prefix("a=").unwrap_or(candidate);
+        if candidate.is_empty() {
+            return;
+        }
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if p.remote_candidates >= MAX_REMOTE_CANDIDATES {
+            return self.error(
+                id,
+                ErrorCode::InvalidCandidate,
+                format!("more than {MAX_REMOTE_CANDIDATES} candidates"),
+            );
+        }
+        match Candidate::from_sdp_string(candidate) {
+            Ok(c) => {
+                p.remote_candidates += 1;
+                p.rtc.add_remote_candidate(c);
+                self.to_poll.push(id);
+            }
+            Err(e) => self.error(
+                id,
+                ErrorCode::InvalidCandidate,
+                format!("invalid ICE candidate: {e}"),
+            ),
+        }
+        let _ = now;
+    }
+
+    fn set_media(&mut self, id: ParticipantId, kind: TrackKind, enabled: bool) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let room = p.room_key();
+        let flag = match kind {
+            TrackKind::Audio => &mut p.info.audio,
+            TrackKind::Video => &mut p.info.video,
+            TrackKind::Screen => &mut p.info.screen,
+        };
+        if *flag == enabled {
+            return;
+        }
+        *flag = enabled;
+        let was_published = p.published[slot(kind)];
+        // Audio and video keep their m-lines while muted; a screen share ends with its track.
+        let now_published = enabled || (kind != TrackKind::Screen && was_published);
+        p.published[slot(kind)] = now_published;
+        self.broadcast(
+            room,
+            None,
+            ServerMessage::MediaState {
+                participant_id: id,
+                kind,
+                enabled,
+            },
+        );
+        if now_published == was_published {
+            return;
+        }
+        let members = self.members(room);
+        for m in members.iter().filter(|m| **m != id) {
+            if let Some(sub) = self.participants.get_mut(m) {
+                if now_published {
+                    sub.subscribe(id, kind);
+                } else {
+                    sub.unsubscribe(|p, k| p == id && k == kind);
+                }
+            }
+            self.negotiate(*m);
+        }
+    }
+
+    fn chat(&mut self, id: ParticipantId, unix_ms: u64, text: String) {
+        let max = self.config.limits.max_chat_chars;
+        let text = text.trim();
+        if text.is_empty() {
+            return self.error(id, ErrorCode::InvalidMessage, "chat message is empty");
+        }
+        if text.chars().count() > max {
+            return self.error(
+                id,
+                ErrorCode::ChatTooLong,
+                format!("chat message longer than {max} characters"),
+            );
+        }
+        let Some(p) = self.participants.get(&id) else {
+            return;
+        };
+        let msg = ServerMessage::Chat {
+            from: id,
+            name: p.info.name.clone(),
+            text: text.to_owned(),
+            sent_at_ms: unix_ms,
+        };
+        self.broadcast(p.room_key(), None, msg);
+    }
+
+    fn members(&self, room: RoomKey) -> Vec<ParticipantId> {
+        self.rooms
+            .get(&room)
+            .map(|r| r.members.clone())
+            .unwrap_or_default()
+    }
+
+    fn broadcast(&mut self, room: RoomKey, except: Option<ParticipantId>, msg: ServerMessage) {
+        let Some(r) = self.rooms.get(&room) else {
+            return;
+        };
+        for m in &r.members {
+            if Some(*m) != except {
+                self.out.push_back(Output::Signal(*m, msg.clone()));
+            }
+        }
+    }
+
+    fn negotiate(&mut self, id: ParticipantId) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        p.negotiate(&mut self.signals);
+        for msg in self.signals.drain(..) {
+            self.out.push_back(Output::Signal(id, msg));
+        }
+    }
+
+    /// Removes a participant from its room, telling the others.
+    fn remove(&mut self, id: ParticipantId) {
+        let Some(p) = self.participants.remove(&id) else {
+            return;
+        };
+        info!(participant = id, name = %p.info.name, "left");
+        for addr in &p.addrs {
+            self.by_addr.remove(addr);
+        }
+        let key = p.room_key();
+        let Some(room) = self.rooms.get_mut(&key) else {
+            return;
+        };
+        room.members.retain(|m| *m != id);
+        if room.speaker == Some(id) {
+            room.speaker = None;
+        }
+        let members = room.members.clone();
+        self.broadcast(
+            key,
+            None,
+            ServerMessage::ParticipantLeft { participant_id: id },
+        );
+        for m in members {
+            if let Some(sub) = self.participants.get_mut(&m) {
+                sub.unsubscribe(|p, _| p == id);
+            }
+            self.negotiate(m);
+        }
+        self.drop_room_if_empty(key);
+    }
+
+    fn drop_room_if_empty(&mut self, key: RoomKey) {
+        if self.rooms.get(&key).is_some_and(|r| r.members.is_empty()) {
+            if let Some(r) = self.rooms.remove(&key) {
+                self.room_keys.remove(&r.name);
+            }
+        }
+    }
+
+    /// Polls one participant's `Rtc` until it has nothing more to say.
+    fn drive(&mut self, now: Instant, id: ParticipantId) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        loop {
+            if !p.rtc.is_alive() {
+                self.to_remove
+                    .push((id, ErrorCode::MediaFailed, "media connection closed".into()));
+                return;
+            }
+            let output = match p.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    warn!(participant = id, "media connection failed: {e}");
+                    self.to_remove.push((
+                        id,
+                        ErrorCode::MediaFailed,
+                        format!("media connection failed: {e}"),
+                    ));
+                    return;
+                }
+            };
+            match output {
+                RtcOutput::Timeout(t) => {
+                    p.next_timeout = t;
+                    self.earliest = self.earliest.min(t);
+                    return;
+                }
+                RtcOutput::Transmit(t) => self.out.push_back(Output::Transmit(Datagram {
+                    source: t.source,
+                    destination: t.destination,
+                    contents: t.contents.into(),
+                })),
+                RtcOutput::Event(event) => match event {
+                    Event::Connected => {
+                        p.connected = true;
+                        info!(
+                            participant = id,
+                            ms = now.duration_since(p.joined_at).as_millis() as u64,
+                            "media connected"
+                        );
+                    }
+                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                        self.to_remove.push((
+                            id,
+                            ErrorCode::MediaFailed,
+                            "ICE connection lost".into(),
+                        ));
+                    }
+                    Event::RtpPacket(packet) => {
+                        let Some(kind) = p.slot_of(packet.header.ssrc) else {
+                            continue;
+                        };
+                        if kind == TrackKind::Audio {
+                            if let Some(level) = packet.header.ext_vals.audio_level {
+                                p.loudness.0 += 127 - (level.clamp(0, 127) as u32);
+                                p.loudness.1 += 1;
+                            }
+                        }
+                        self.to_forward.push_back((id, kind, packet));
+                    }
+                    Event::KeyframeRequest(req) => {
+                        if let Some(sub) = p.subscription_on(req.mid) {
+                            self.to_request_keyframe.push(sub);
+                        }
+                    }
+                    Event::Closed => {
+                        self.to_remove.push((
+                            id,
+                            ErrorCode::MediaFailed,
+                            "media connection closed".into(),
+                        ));
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+
+    /// Runs the work that one input caused: fan-out, keyframe requests, polling the
+    /// participants that got new data, removals. Each step can cause more of the others.
+    fn run_queues(&mut self, now: Instant) {
+        loop {
+            while let Some((publisher, kind, packet)) = self.to_forward.pop_front() {
+                self.fan_out(publisher, kind, &packet);
+            }
+            for (publisher, kind) in std::mem::take(&mut self.to_request_keyframe) {
+                self.request_keyframe(now, publisher, kind);
+            }
+            let polls = std::mem::take(&mut self.to_poll);
+            for id in &polls {
+                if let Some(p) = self.participants.get_mut(id) {
+                    // Queued writes only leave str0m once time is advanced.
+                    let _ = p.rtc.handle_input(Input::Timeout(now));
+                }
+                self.drive(now, *id);
+            }
+            self.to_poll = polls;
+            self.to_poll.clear();
+            for (id, code, why) in std::mem::take(&mut self.to_remove) {
+                if self.participants.contains_key(&id) {
+                    warn!(participant = id, "removing: {why}");
+                    self.error(id, code, why);
+                    self.remove(id);
+                }
+            }
+            if self.to_forward.is_empty()
+                && self.to_request_keyframe.is_empty()
+                && self.to_poll.is_empty()
+                && self.to_remove.is_empty()
+            {
+                return;
+            }
+        }
+    }
+
+    fn fan_out(&mut self, publisher: ParticipantId, kind: TrackKind, packet: &RtpPacket) {
+        let Some(key) = self.participants.get(&publisher).map(|p| p.room_key()) else {
+            return;
+        };
+        let Some(room) = self.rooms.get(&key) else {
+            return;
+        };
+        let ext_vals = ExtensionValues {
+            audio_level: packet.header.ext_vals.audio_level,
+            voice_activity: packet.header.ext_vals.voice_activity,
+            video_orientation: packet.header.ext_vals.video_orientation,
+            ..Default::default()
+        };
+        for sub_id in &room.members {
+            if *sub_id == publisher {
+                continue;
+            }
+            let Some(sub) = self.participants.get_mut(sub_id) else {
+                continue;
+            };
+            let Some(line) = sub.line_mut(Purpose::Subscribe(publisher, kind)) else {
+                continue;
+            };
+            let Some(mid) = line.state.open_mid() else {
+                continue;
+            };
+            let Some(seq) = line.seq.map(packet.header.ssrc, *packet.seq_no) else {
+                continue;
+            };
+            let mut api = sub.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+                continue;
+            };
+            // Every m-line is offered by us with one codec configuration, so the payload type
+            // the publisher uses means the same codec to every subscriber.
+            tx.write_rtp(
+                RtpWrite::new(
+                    packet.header.payload_type,
+                    seq.into(),
+                    packet.header.timestamp,
+                    packet.timestamp,
+                    packet.payload.clone(),
+                )
+                .marker(packet.header.marker)
+                .ext_vals(ext_vals.clone())
+                .nackable(kind.is_video()),
+            );
+            self.counters.forwarded_packets += 1;
+            self.counters.forwarded_bytes += packet.payload.len() as u64;
+            if !sub.queued_poll {
+                sub.queued_poll = true;
+                self.to_poll.push(*sub_id);
+            }
+        }
+        // Reset outside the loop so a subscriber is polled once per batch.
+        for id in &self.to_poll {
+            if let Some(p) = self.participants.get_mut(id) {
+                p.queued_poll = false;
+            }
+        }
+    }
+
+    fn request_keyframe(&mut self, now: Instant, publisher: ParticipantId, kind: TrackKind) {
+        let Some(p) = self.participants.get_mut(&publisher) else {
+            return;
+        };
+        if !p.keyframes[slot(kind)].request(now) {
+            self.earliest = self.earliest.min(self.next_tick);
+            return;
+        }
+        send_keyframe_request(p, kind);
+        self.to_poll.push(publisher);
+    }
+
+    fn flush_deferred_keyframes(&mut self, now: Instant) {
+        for p in self.participants.values_mut() {
+            for kind in [TrackKind::Video, TrackKind::Screen] {
+                let due = p.keyframes[slot(kind)].deferred_due();
+                if due.is_some_and(|t| t <= now) && p.keyframes[slot(kind)].request(now) {
+                    send_keyframe_request(p, kind);
+                    self.to_poll.push(p.id);
+                }
+            }
+        }
+    }
+
+    fn evaluate_speakers(&mut self) {
+        let mut changes = Vec::new();
+        for (key, room) in &mut self.rooms {
+            let loudest = room
+                .members
+                .iter()
+                .filter_map(|m| self.participants.get(m))
+                .filter(|p| p.info.audio && p.loudness.1 > 0)
+                .map(|p| (p.loudness.0 / p.loudness.1, p.id))
+                .filter(|(loudness, _)| *loudness >= SPEAKING_LOUDNESS)
+                .max();
+            if let Some((_, id)) = loudest {
+                if room.speaker != Some(id) {
+                    room.speaker = Some(id);
+                    changes.push((*key, id));
+                }
+            }
+        }
+        for p in self.participants.values_mut() {
+            p.loudness = (0, 0);
+        }
+        for (key, id) in changes {
+            self.broadcast(
+                key,
+                None,
+                ServerMessage::ActiveSpeaker {
+                    participant_id: Some(id),
+                },
+            );
+        }
+    }
+
+    /// Infos of everyone in `room` (for tests and diagnostics).
+    pub fn room_participants(&self, room: &str) -> Vec<ParticipantInfo> {
+        let Some(key) = self.room_keys.get(room) else {
+            return Vec::new();
+        };
+        self.members(*key)
+            .iter()
+            .filter_map(|m| self.participants.get(m))
+            .map(|p| p.info.clone())
+            .collect()
+    }
+}
+
+fn send_keyframe_request(p: &mut Participant, kind: TrackKind) {
+    let Some(mid) = p.publish_mid(kind) else {
+        return;
+    };
+    let mut api = p.rtc.direct_api();
+    if let Some(rx) = api.stream_rx_by_mid(mid, None) {
+        debug!(participant = p.id, ?kind, "requesting keyframe");
+        rx.request_keyframe(KeyframeRequestKind::Pli);
+    }
+}
+
+fn validate_room(room: &str, max: usize) -> Result<(), String> {
+    if room.is_empty() {
+        return Err("room name is empty".into());
+    }
+    if room.chars().count() > max {
+        return Err(format!("room name longer than {max} characters"));
+    }
+    if let Some(c) = room
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "room name may only contain letters, digits, '-', '_' and '.', not {c:?}"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_name(name: &str, max: usize) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("name is empty".into());
+    }
+    if name.chars().count() > max {
+        return Err(format!("name longer than {max} characters"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("name contains control characters".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,364 @@
+//! One participant: its str0m `Rtc`, the m-lines it has negotiated and what it publishes.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::rtp::Ssrc;
+use str0m::{Candidate, Rtc};
+use veche_proto::{ParticipantId, ParticipantInfo, ServerMessage, TrackKind};
+
+use crate::forward::SeqRewriter;
+
+/// What an m-line in a participant's peer connection carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// The participant sends its own `TrackKind` to us here.
+    Publish(TrackKind),
+    /// We send another participant's track here.
+    Subscribe(ParticipantId, TrackKind),
+}
+
+/// Where an m-line is in its offer/answer life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LineState {
+    /// Wanted, goes into the next offer.
+    ToOpen,
+    /// In the outstanding offer.
+    Negotiating(Mid),
+    /// In the outstanding offer, but no longer wanted: stop it once the answer lands.
+    NegotiatingThenStop(Mid),
+    /// Negotiated; media flows.
+    Open(Mid),
+    /// Goes into the next offer as stopped.
+    ToStop(Mid),
+    /// Stopped in the outstanding offer; forgotten once the answer lands.
+    Stopping(Mid),
+}
+
+impl LineState {
+    pub(crate) fn open_mid(self) -> Option<Mid> {
+        match self {
+            LineState::Open(mid) => Some(mid),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Line {
+    pub(crate) purpose: Purpose,
+    pub(crate) state: LineState,
+    /// Per-subscriber sequence numbering (subscriptions only).
+    pub(crate) seq: SeqRewriter,
+}
+
+/// Keyframe requests towards one of our publish slots are throttled so that N subscribers
+/// joining at once cost the publisher one keyframe, not N.
+#[derive(Debug, Default)]
+pub(crate) struct KeyframeThrottle {
+    last_sent: Option<Instant>,
+    /// A request arrived inside the throttle window; send it when the window ends.
+    deferred: bool,
+}
+
+pub(crate) const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
+
+impl KeyframeThrottle {
+    /// Returns true if a request should go out now; otherwise remembers it for later.
+    pub(crate) fn request(&mut self, now: Instant) -> bool {
+        match self.last_sent {
+            Some(t) if now < t + KEYFRAME_INTERVAL => {
+                self.deferred = true;
+                false
+            }
+            _ => {
+                self.last_sent = Some(now);
+                self.deferred = false;
+                true
+            }
+        }
+    }
+
+    /// When a deferred request is due, if any.
+    pub(crate) fn deferred_due(&self) -> Option<Instant> {
+        match (self.deferred, self.last_sent) {
+            (true, Some(t)) => Some(t + KEYFRAME_INTERVAL),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) struct Participant {
+    pub(crate) id: ParticipantId,
+    room: u64,
+    pub(crate) info: ParticipantInfo,
+    pub(crate) rtc: Rtc,
+    pub(crate) lines: Vec<Line>,
+    pending: Option<SdpPendingOffer>,
+    /// Slots whose first `set_media{enabled:true}` has been seen: other participants
+    /// subscribe to them. Indexed like [`TrackKind::ALL`].
+    pub(crate) published: [bool; 3],
+    pub(crate) keyframes: [KeyframeThrottle; 3],
+    /// Incoming SSRC → publish slot, learnt from the first packet of each stream.
+    ssrc_slots: Vec<(Ssrc, TrackKind)>,
+    /// Remote addresses str0m has accepted traffic from.
+    pub(crate) addrs: Vec<SocketAddr>,
+    /// When str0m next wants `Input::Timeout`.
+    pub(crate) next_timeout: Instant,
+    pub(crate) joined_at: Instant,
+    pub(crate) connected: bool,
+    /// Sum and count of (127 - RFC 6464 level) over the current speaker window.
+    pub(crate) loudness: (u32, u32),
+    pub(crate) remote_candidates: usize,
+    /// Already in the core's poll queue.
+    pub(crate) queued_poll: bool,
+}
+
+pub(crate) fn slot(kind: TrackKind) -> usize {
+    match kind {
+        TrackKind::Audio => 0,
+        TrackKind::Video => 1,
+        TrackKind::Screen => 2,
+    }
+}
+
+fn media_kind(kind: TrackKind) -> MediaKind {
+    if kind.is_video() {
+        MediaKind::Video
+    } else {
+        MediaKind::Audio
+    }
+}
+
+fn kind_name(kind: TrackKind) -> &'static str {
+    match kind {
+        TrackKind::Audio => "audio",
+        TrackKind::Video => "video",
+        TrackKind::Screen => "screen",
+    }
+}
+
+/// Why an answer was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AnswerError {
+    #[error("no offer is outstanding")]
+    NoOffer,
+    #[error("unparseable SDP answer: {0}")]
+    Parse(String),
+    #[error("SDP answer does not fit the offer: {0}")]
+    Rejected(String),
+}
+
+impl Participant {
+    pub(crate) fn new(
+        id: ParticipantId,
+        room: u64,
+        name: String,
+        mut rtc: Rtc,
+        candidates: &[Candidate],
+        now: Instant,
+    ) -> Participant {
+        for c in candidates {
+            rtc.add_local_candidate(c.clone());
+        }
+        let lines = TrackKind::ALL
+            .iter()
+            .map(|&k| Line {
+                purpose: Purpose::Publish(k),
+                state: LineState::ToOpen,
+                seq: SeqRewriter::default(),
+            })
+            .collect();
+        Participant {
+            id,
+            room,
+            info: ParticipantInfo {
+                id,
+                name,
+                audio: false,
+                video: false,
+                screen: false,
+                hand_raised: false,
+            },
+            rtc,
+            lines,
+            pending: None,
+            published: [false; 3],
+            keyframes: Default::default(),
+            ssrc_slots: Vec::new(),
+            addrs: Vec::new(),
+            next_timeout: now,
+            joined_at: now,
+            connected: false,
+            loudness: (0, 0),
+            remote_candidates: 0,
+            queued_poll: false,
+        }
+    }
+
+    pub(crate) fn room_key(&self) -> u64 {
+        self.room
+    }
+
+    pub(crate) fn subscribe(&mut self, publisher: ParticipantId, kind: TrackKind) {
+        let purpose = Purpose::Subscribe(publisher, kind);
+        if self.lines.iter().any(|l| l.purpose == purpose) {
+            return;
+        }
+        self.lines.push(Line {
+            purpose,
+            state: LineState::ToOpen,
+            seq: SeqRewriter::default(),
+        });
+    }
+
+    /// Stops subscriptions matching `pred`, whatever state their negotiation is in.
+    pub(crate) fn unsubscribe(&mut self, pred: impl Fn(ParticipantId, TrackKind) -> bool) {
+        self.lines.retain_mut(|line| {
+            let Purpose::Subscribe(p, k) = line.purpose else {
+                return true;
+            };
+            if !pred(p, k) {
+                return true;
+            }
+            match line.state {
+                // Never offered: just forget it.
+                LineState::ToOpen => return false,
+                LineState::Negotiating(mid) => line.state = LineState::NegotiatingThenStop(mid),
+                LineState::Open(mid) => line.state = LineState::ToStop(mid),
+                LineState::NegotiatingThenStop(_)
+                | LineState::ToStop(_)
+                | LineState::Stopping(_) => {}
+            }
+            true
+        });
+    }
+
+    /// If no offer is outstanding and lines need (un)negotiating, creates the next offer.
+    /// Returns the messages to send: `track_published`/`track_unpublished` first, then the
+    /// offer, so the client can map each new transceiver as it appears.
+    pub(crate) fn negotiate(&mut self, out: &mut Vec<ServerMessage>) {
+        if self.pending.is_some() {
+            return;
+        }
+        let mut api = self.rtc.sdp_api();
+        for line in &mut self.lines {
+            match (line.state, line.purpose) {
+                (LineState::ToOpen, Purpose::Publish(kind)) => {
+                    let mid =
+                        api.add_media(media_kind(kind), Direction::RecvOnly, None, None, None);
+                    line.state = LineState::Negotiating(mid);
+                }
+                (LineState::ToOpen, Purpose::Subscribe(publisher, kind)) => {
+                    let mid = api.add_media(
+                        media_kind(kind),
+                        Direction::SendOnly,
+                        Some(format!("p{publisher}")),
+                        Some(format!("p{publisher}-{}", kind_name(kind))),
+                        None,
+                    );
+                    line.state = LineState::Negotiating(mid);
+                    out.push(ServerMessage::TrackPublished {
+                        participant_id: publisher,
+                        kind,
+                        mid: mid.to_string(),
+                    });
+                }
+                (LineState::ToStop(mid), purpose) => {
+                    api.stop_media(mid);
+                    line.state = LineState::Stopping(mid);
+                    if let Purpose::Subscribe(publisher, kind) = purpose {
+                        out.push(ServerMessage::TrackUnpublished {
+                            participant_id: publisher,
+                            kind,
+                            mid: mid.to_string(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !api.has_changes() {
+            return;
+        }
+        if let Some((offer, pending)) = api.apply() {
+            self.pending = Some(pending);
+            out.push(ServerMessage::Offer {
+                sdp: offer.to_sdp_string(),
+            });
+        }
+    }
+
+    /// Applies the client's answer. On success returns the subscriptions that just opened
+    /// (so their publishers can be asked for a keyframe).
+    pub(crate) fn accept_answer(
+        &mut self,
+        sdp: &str,
+        opened: &mut Vec<(ParticipantId, TrackKind)>,
+    ) -> Result<(), AnswerError> {
+        if self.pending.is_none() {
+            return Err(AnswerError::NoOffer);
+        }
+        let answer =
+            SdpAnswer::from_sdp_string(sdp).map_err(|e| AnswerError::Parse(e.to_string()))?;
+        // Checked above; the pending offer is consumed whatever the outcome.
+        let pending = self.pending.take().expect("pending offer");
+        let result = self.rtc.sdp_api().accept_answer(pending, answer);
+        let ok = result.is_ok();
+        self.lines.retain_mut(|line| {
+            match line.state {
+                LineState::Negotiating(mid) if ok => {
+                    line.state = LineState::Open(mid);
+                    if let Purpose::Subscribe(p, k) = line.purpose {
+                        opened.push((p, k));
+                    }
+                }
+                // A refused answer rolls the offer back (str0m applies nothing until the
+                // answer is accepted), so the line is offered again under a new mid.
+                LineState::Negotiating(_) => line.state = LineState::ToOpen,
+                LineState::NegotiatingThenStop(mid) if ok => line.state = LineState::ToStop(mid),
+                LineState::NegotiatingThenStop(_) => return false,
+                LineState::Stopping(_) if ok => return false,
+                LineState::Stopping(mid) => line.state = LineState::ToStop(mid),
+                _ => {}
+            }
+            true
+        });
+        result.map_err(|e| AnswerError::Rejected(e.to_string()))
+    }
+
+    /// The publish slot an incoming RTP stream belongs to.
+    pub(crate) fn slot_of(&mut self, ssrc: Ssrc) -> Option<TrackKind> {
+        if let Some(&(_, kind)) = self.ssrc_slots.iter().find(|(s, _)| *s == ssrc) {
+            return Some(kind);
+        }
+        let mid = self.rtc.direct_api().stream_rx(&ssrc)?.mid();
+        let kind = self.lines.iter().find_map(|l| match l.purpose {
+            Purpose::Publish(k) if l.state.open_mid() == Some(mid) => Some(k),
+            _ => None,
+        })?;
+        self.ssrc_slots.push((ssrc, kind));
+        Some(kind)
+    }
+
+    /// The subscription sent on `mid`, if any.
+    pub(crate) fn subscription_on(&self, mid: Mid) -> Option<(ParticipantId, TrackKind)> {
+        self.lines.iter().find_map(|l| match l.purpose {
+            Purpose::Subscribe(p, k) if l.state.open_mid() == Some(mid) => Some((p, k)),
+            _ => None,
+        })
+    }
+
+    pub(crate) fn line_mut(&mut self, purpose: Purpose) -> Option<&mut Line> {
+        self.lines.iter_mut().find(|l| l.purpose == purpose)
+    }
+
+    pub(crate) fn publish_mid(&self, kind: TrackKind) -> Option<Mid> {
+        self.lines
+            .iter()
+            .find(|l| l.purpose == Purpose::Publish(kind))
+            .and_then(|l| l.state.open_mid())
+    }
+}
