@@ -1,0 +1,85 @@
+// Small DOM helpers shared by every screen.
+
+/**
+ * @typedef {{[name: string]: string | number | boolean | null | undefined | EventListener}} Attrs
+ * Attributes for {@link h}: `on<event>` keys become event listeners, `class`/`text` are
+ * shortcuts, `false`/`null`/`undefined` values are left out.
+ */
+
+/**
+ * Creates an element.
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {Attrs} [attrs]
+ * @param {...(Node | string | null | undefined | false)} children
+ * @returns {HTMLElementTagNameMap[K]}
+ */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (typeof value === 'function') {
+      el.addEventListener(key.slice(2), value);
+    } else if (key === 'class') {
+      el.className = String(value);
+    } else if (key === 'text') {
+      el.textContent = String(value);
+    } else if (value === true) {
+      el.setAttribute(key, '');
+    } else {
+      el.setAttribute(key, String(value));
+    }
+  }
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child);
+  }
+  return el;
+}
+
+/**
+ * Finds an element that must exist.
+ * @template {Element} T
+ * @param {ParentNode} root
+ * @param {string} selector
+ * @param {new (...args: any[]) => T} type
+ * @returns {T}
+ */
+export function $(root, selector, type) {
+  const el = root.querySelector(selector);
+  if (!(el instanceof type)) throw new Error(`missing element ${selector}`);
+  return el;
+}
+
+/**
+ * Replaces everything inside the app container.
+ * @param {...Node} nodes
+ */
+export function show(...nodes) {
+  const app = document.getElementById('app');
+  if (!app) throw new Error('missing #app');
+  app.replaceChildren(...nodes);
+}
+
+/**
+ * Shows a short message at the bottom of the screen.
+ * @param {string} text
+ * @param {'info' | 'error'} [level]
+ * @param {number} [ms] how long it stays
+ */
+export function toast(text, level = 'info', ms = 4000) {
+  const box = document.getElementById('toasts');
+  if (!box) return;
+  const el = h('div', { class: `toast ${level}`, text });
+  box.append(el);
+  setTimeout(() => el.remove(), ms);
+}
+
+/**
+ * The first letter of a name, for avatars.
+ * @param {string} name
+ */
+export function initial(name) {
+  const first = [...name.trim()][0];
+  return first ? first.toUpperCase() : '?';
+}

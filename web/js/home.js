@@ -1,0 +1,65 @@
+// The home page: join a meeting by name, or start an instant one.
+
+import { h, show } from './dom.js';
+import { cleanName, randomRoomName, saveName, savedName, toRoomName } from './names.js';
+
+/**
+ * Goes to a meeting's pre-join screen.
+ * @param {string} room
+ */
+function goTo(room) {
+  location.assign(`/m/${encodeURIComponent(room)}`);
+}
+
+export function showHome() {
+  const nameInput = h('input', {
+    id: 'home-name', name: 'name', autocomplete: 'name', maxlength: 64, placeholder: 'Your name', value: savedName(),
+  });
+  const roomInput = h('input', {
+    id: 'home-room', name: 'room', autocomplete: 'off', maxlength: 64, placeholder: 'Meeting name, e.g. weekly-sync',
+  });
+  const hint = h('p', { class: 'hint', id: 'home-hint' });
+  const updateHint = () => {
+    const room = toRoomName(roomInput.value);
+    hint.textContent = room ? `${location.host}/m/${room}` : '';
+  };
+  roomInput.addEventListener('input', updateHint);
+
+  const joinForm = h('form', { class: 'stack', id: 'join-form' },
+    h('label', {}, h('span', { text: 'Your name' }), nameInput),
+    h('label', {}, h('span', { text: 'Meeting name' }), roomInput),
+    hint,
+    h('button', { type: 'submit', class: 'button primary', id: 'join-room-btn', text: 'Join meeting' }));
+  joinForm.addEventListener('submit', event => {
+    event.preventDefault();
+    const room = toRoomName(roomInput.value);
+    if (!room) {
+      roomInput.setCustomValidity('Use letters or digits');
+      roomInput.reportValidity();
+      return;
+    }
+    const name = cleanName(nameInput.value);
+    if (name) saveName(name);
+    goTo(room);
+  });
+  roomInput.addEventListener('input', () => roomInput.setCustomValidity(''));
+
+  const instant = h('button', {
+    type: 'button', class: 'button', id: 'instant-btn', text: 'Start instant meeting',
+    onclick: () => {
+      const name = cleanName(nameInput.value);
+      if (name) saveName(name);
+      goTo(randomRoomName());
+    },
+  });
+
+  show(h('div', { class: 'home' },
+    h('div', { class: 'hero' },
+      h('h1', { class: 'logo', text: 'Veche' }),
+      h('p', { class: 'tagline', text: 'Video meetings on your own server. No accounts, no installs — share the link.' })),
+    h('div', { class: 'card' },
+      joinForm,
+      h('div', { class: 'divider', text: 'or' }),
+      instant)));
+  (nameInput.value ? roomInput : nameInput).focus();
+}

@@ -1,0 +1,151 @@
+// Video tiles: one per participant in the gallery, one per screen share on the stage.
+
+import { h, initial } from './dom.js';
+import { icon } from './icons.js';
+
+/** Tiles are laid out at this aspect ratio (width / height). */
+const ASPECT = 16 / 9;
+/** Gap between tiles in pixels; matches `gap` in style.css. */
+const GAP = 8;
+
+/** Colours for avatars, picked by name so everyone sees the same one. */
+const AVATAR_COLOURS = ['#2f6fed', '#8e44ad', '#16a085', '#d35400', '#c0392b', '#2c3e50', '#7f8c00', '#b03a7a'];
+
+/** @param {string} name */
+function avatarColour(name) {
+  let hash = 0;
+  for (const ch of name) hash = (hash * 31 + (ch.codePointAt(0) ?? 0)) >>> 0;
+  return AVATAR_COLOURS[hash % AVATAR_COLOURS.length];
+}
+
+/**
+ * Attaches a track to a media element (or detaches with null), starting playback.
+ * @param {HTMLMediaElement} el
+ * @param {MediaStreamTrack | null} track
+ * @param {(err: unknown) => void} [onBlocked] called if the browser refuses to autoplay
+ */
+export function attach(el, track, onBlocked) {
+  const current = el.srcObject instanceof MediaStream ? el.srcObject.getTracks()[0] : null;
+  if (current === track) return;
+  el.srcObject = track ? new MediaStream([track]) : null;
+  if (track) {
+    el.play().catch(err => {
+      if (err instanceof DOMException && err.name === 'NotAllowedError') onBlocked?.(err);
+    });
+  }
+}
+
+/** One participant's tile: video or avatar, name, mic and hand indicators. */
+export class Tile {
+  /**
+   * @param {string} name
+   * @param {{self?: boolean}} [options]
+   */
+  constructor(name, options = {}) {
+    this.video = h('video', { 'data-kind': 'video', autoplay: true, playsinline: true });
+    this.video.muted = true; // sound comes through the separate audio element
+    this.audio = h('audio', { 'data-kind': 'audio', autoplay: true });
+    this.avatar = h('div', { class: 'avatar' });
+    this.nameLabel = h('span', { class: 'name' });
+    this.micIcon = h('span', { class: 'badge mic-off', title: 'Microphone off' }, icon('micOff'));
+    this.handIcon = h('span', { class: 'badge hand', title: 'Hand raised' }, icon('hand'));
+    this.el = h('div', { class: options.self ? 'tile self' : 'tile' },
+      this.video, this.audio, this.avatar,
+      h('div', { class: 'label' }, this.micIcon, this.nameLabel),
+      this.handIcon);
+    this.hasVideo = false;
+    this.videoOn = false;
+    this.setName(name);
+  }
+
+  /** @param {string} name */
+  setName(name) {
+    this.nameLabel.textContent = name;
+    this.avatar.textContent = initial(name);
+    this.avatar.style.background = avatarColour(name);
+  }
+
+  /** @param {number | null} id */
+  setId(id) {
+    if (id === null) delete this.el.dataset.participantId;
+    else this.el.dataset.participantId = String(id);
+  }
+
+  /**
+   * @param {MediaStreamTrack | null} track
+   */
+  setVideo(track) {
+    attach(this.video, track);
+    this.hasVideo = track !== null;
+    this.#updateVideo();
+  }
+
+  /**
+   * @param {MediaStreamTrack | null} track
+   * @param {(err: unknown) => void} onBlocked
+   */
+  setAudio(track, onBlocked) {
+    attach(this.audio, track, onBlocked);
+  }
+
+  /**
+   * @param {{audio: boolean, video: boolean, hand: boolean}} flags
+   */
+  setFlags(flags) {
+    this.micIcon.hidden = flags.audio;
+    this.handIcon.hidden = !flags.hand;
+    this.el.classList.toggle('hand-raised', flags.hand);
+    this.videoOn = flags.video;
+    this.#updateVideo();
+  }
+
+  /** @param {boolean} speaking */
+  setSpeaking(speaking) {
+    this.el.classList.toggle('speaking', speaking);
+  }
+
+  #updateVideo() {
+    const visible = this.hasVideo && this.videoOn;
+    this.el.classList.toggle('no-video', !visible);
+  }
+}
+
+/** A screen share on the stage. */
+export class ScreenTile {
+  /**
+   * @param {number | 'self'} owner
+   * @param {string} label
+   * @param {MediaStreamTrack} track
+   */
+  constructor(owner, label, track) {
+    this.video = h('video', { 'data-kind': 'screen', autoplay: true, playsinline: true });
+    this.video.muted = true;
+    this.el = h('div', { class: 'tile screen', 'data-screen-of': String(owner) },
+      this.video, h('div', { class: 'label' }, h('span', { class: 'name', text: label })));
+    attach(this.video, track);
+  }
+}
+
+/**
+ * Sizes the tiles inside `container` so that `count` of them, at 16:9, fill it as well as
+ * possible: tries every column count and keeps the one giving the largest tiles.
+ * @param {HTMLElement} container
+ */
+export function layoutTiles(container) {
+  const tiles = /** @type {HTMLElement[]} */ ([...container.children]);
+  const count = tiles.length;
+  if (count === 0) return;
+  const width = container.clientWidth;
+  const height = container.clientHeight;
+  if (width === 0 || height === 0) return;
+  let best = { w: 0, h: 0 };
+  for (let cols = 1; cols <= count; cols++) {
+    const rows = Math.ceil(count / cols);
+    const maxW = (width - GAP * (cols - 1)) / cols;
+    const maxH = (height - GAP * (rows - 1)) / rows;
+    const w = Math.min(maxW, maxH * ASPECT);
+    if (w > best.w) best = { w, h: w / ASPECT };
+  }
+  container.style.setProperty('--tile-w', `${Math.floor(best.w)}px`);
+  container.style.setProperty('--tile-h', `${Math.floor(best.h)}px`);
+}
