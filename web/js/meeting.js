@@ -142,6 +142,7 @@ class Meeting {
     for (const p of participants) this.addParticipant(p);
     if (!this.everJoined) this.chat.system(`You joined ${this.room}`);
     this.everJoined = true;
+    this.status('connected');
     this.updateCount();
     this.layout();
   }

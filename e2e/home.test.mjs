@@ -1,0 +1,72 @@
+// The home page and the pre-join screen.
+
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { launch } from './lib/browser.mjs';
+import { startServer } from './lib/server.mjs';
+
+/** @type {Awaited<ReturnType<typeof startServer>>} */
+let server;
+/** @type {import('playwright-core').Browser} */
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launch();
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+async function newPage() {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
+  await context.grantPermissions(['camera', 'microphone']);
+  const page = await context.newPage();
+  page.on('pageerror', err => console.error('page error:', err));
+  return page;
+}
+
+test('start instant meeting opens an unguessable room', async () => {
+  const page = await newPage();
+  await page.goto(`${server.url}/`);
+  await page.fill('#home-name', 'Ann');
+  await page.click('#instant-btn');
+  await page.waitForURL(/\/m\/[^/?]+$/);
+  const room = decodeURIComponent(new URL(page.url()).pathname.slice(3));
+  // 5 groups of 4 letters: 26^20 ≈ 2^94.
+  assert.match(room, /^[a-z]{4}(-[a-z]{4}){4}$/);
+  await page.waitForSelector('#join-btn:not([disabled])');
+  assert.equal(await page.inputValue('#name-input'), 'Ann', 'the name is remembered');
+
+  await page.goto(`${server.url}/`);
+  await page.click('#instant-btn');
+  await page.waitForURL(/\/m\/[^/?]+$/);
+  assert.notEqual(decodeURIComponent(new URL(page.url()).pathname.slice(3)), room, 'each instant meeting is new');
+  await page.context().close();
+});
+
+test('a typed meeting name becomes a clean link, and the pre-join screen joins', async () => {
+  const page = await newPage();
+  await page.goto(`${server.url}/`);
+  await page.fill('#home-name', 'Bob');
+  await page.fill('#home-room', 'Weekly Sync!');
+  await page.click('#join-room-btn');
+  await page.waitForURL(/\/m\/weekly-sync$/);
+  await page.waitForSelector('#join-btn:not([disabled])');
+  // The fake camera shows in the preview and both devices are listed.
+  await page.waitForFunction(() => {
+    const v = document.querySelector('.preview video');
+    return v instanceof HTMLVideoElement && v.videoWidth > 0;
+  });
+  assert.ok(await page.locator('#camera-select option').count() >= 1);
+  assert.ok(await page.locator('#mic-select option').count() >= 1);
+  await page.click('#join-btn');
+  await page.waitForSelector('#leave-btn');
+  // @ts-ignore the client's test hook
+  await page.waitForFunction(() => window.veche?.selfId != null, null, { timeout: 10000 });
+  await page.click('#leave-btn');
+  await page.waitForSelector('#left-screen');
+  await page.context().close();
+});
