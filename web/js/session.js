@@ -335,6 +335,9 @@ export class Session {
       if (pc.connectionState === 'connected') {
         this.attempt = 0;
         this.view.status('connected');
+      } else if (pc.connectionState === 'disconnected') {
+        // Often recovers by itself within seconds; if not, ICE moves on to 'failed'.
+        this.view.status('reconnecting');
       } else if (pc.connectionState === 'failed') {
         this.view.notice('Media connection failed');
         this.lost();
