@@ -230,7 +230,9 @@ export class Session {
         break;
       case 'offer': {
         const sdp = msg.sdp;
+        const ws = this.ws;
         this.negotiation = this.negotiation.then(() => this.answer(sdp)).catch(err => {
+          if (ws !== this.ws) return; // that connection is already gone
           console.error('negotiation failed', err);
           this.view.notice('Media negotiation failed — reconnecting');
           this.lost();
