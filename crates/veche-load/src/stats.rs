@@ -1,0 +1,273 @@
+//! What one synthetic participant sent and received. Pure bookkeeping: time comes in as values.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use veche_proto::{ParticipantId, TrackKind};
+
+use crate::payload::{Tag, vp8_starts_keyframe};
+
+/// Keyframe request times kept per participant; enough for tests, bounded for long load runs.
+const MAX_KEYFRAME_REQUEST_TIMES: usize = 1024;
+
+/// A snapshot of everything one participant has counted so far.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    pub participant_id: ParticipantId,
+    pub joined_at: Instant,
+    /// When ICE and DTLS completed.
+    pub connected_at: Option<Instant>,
+    pub offers: u64,
+    /// When each answer was sent, in order.
+    pub answered_at: Vec<Instant>,
+    pub sent: SentStats,
+    /// Received media by its origin as named in the payload tag.
+    pub received: HashMap<(ParticipantId, TrackKind), TrackStats>,
+    /// RTP packets without a valid origin tag.
+    pub untagged: u64,
+    /// RTP packets on a mid no `track_published` had announced.
+    pub unknown_mid: u64,
+    /// Set when the participant's task has stopped, saying why.
+    pub ended: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SentStats {
+    pub audio_packets: u64,
+    pub video_packets: u64,
+    pub video_frames: u64,
+    pub keyframes: u64,
+    /// When PLI/FIR requests for our video arrived (the first [`MAX_KEYFRAME_REQUEST_TIMES`]).
+    pub keyframe_requests: Vec<Instant>,
+    pub keyframe_request_count: u64,
+}
+
+/// Received packets of one remote track.
+#[derive(Debug, Clone, Default)]
+pub struct TrackStats {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Packets that start a VP8 key frame.
+    pub keyframes: u64,
+    pub first_at: Option<Instant>,
+    pub last_at: Option<Instant>,
+    /// RTP sequence number not above the previous one on the same SSRC.
+    pub seq_reorders: u64,
+    /// Sequence numbers skipped (packets lost or not forwarded).
+    pub seq_gaps: u64,
+    /// The sender's own counter went backwards or repeated.
+    pub counter_reorders: u64,
+    /// Sender counter values skipped.
+    pub counter_gaps: u64,
+    /// Packets that arrived on a mid `track_published` assigned to another track.
+    pub mid_mismatches: u64,
+    pub ssrc_changes: u64,
+    pub latency_max_us: u64,
+    pub latency_sum_us: u64,
+    last_ssrc: Option<u32>,
+    last_seq: u64,
+    last_counter: Option<u32>,
+}
+
+impl TrackStats {
+    /// Any sign of reordering or misdelivery.
+    pub fn disorder(&self) -> u64 {
+        self.seq_reorders + self.counter_reorders + self.mid_mismatches
+    }
+
+    pub fn mean_latency_us(&self) -> u64 {
+        self.latency_sum_us.checked_div(self.packets).unwrap_or(0)
+    }
+}
+
+/// One received RTP packet as the bookkeeping needs it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Received<'a> {
+    pub(crate) ssrc: u32,
+    /// Extended sequence number.
+    pub(crate) seq: u64,
+    /// Who `track_published` said owns the packet's mid.
+    pub(crate) mid_owner: Option<(ParticipantId, TrackKind)>,
+    pub(crate) payload: &'a [u8],
+}
+
+impl Stats {
+    pub(crate) fn new(participant_id: ParticipantId, joined_at: Instant) -> Stats {
+        Stats {
+            participant_id,
+            joined_at,
+            connected_at: None,
+            offers: 0,
+            answered_at: Vec::new(),
+            sent: SentStats::default(),
+            received: HashMap::new(),
+            untagged: 0,
+            unknown_mid: 0,
+            ended: None,
+        }
+    }
+
+    /// Received media from `origin` of `kind` (all zero if none arrived).
+    pub fn from(&self, origin: ParticipantId, kind: TrackKind) -> TrackStats {
+        self.received
+            .get(&(origin, kind))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Packets received from `origin` of `kind`.
+    pub fn packets_from(&self, origin: ParticipantId, kind: TrackKind) -> u64 {
+        self.received.get(&(origin, kind)).map_or(0, |t| t.packets)
+    }
+
+    /// Reorders and misdeliveries over all received tracks, plus untagged packets.
+    pub fn disorder(&self) -> u64 {
+        self.untagged
+            + self
+                .received
+                .values()
+                .map(TrackStats::disorder)
+                .sum::<u64>()
+    }
+
+    pub(crate) fn record_keyframe_request(&mut self, now: Instant) {
+        self.sent.keyframe_request_count += 1;
+        if self.sent.keyframe_requests.len() < MAX_KEYFRAME_REQUEST_TIMES {
+            self.sent.keyframe_requests.push(now);
+        }
+    }
+
+    pub(crate) fn record_rtp(&mut self, now: Instant, now_us: u64, rtp: Received<'_>) {
+        if rtp.mid_owner.is_none() {
+            self.unknown_mid += 1;
+        }
+        let Some(tag) = Tag::from_payload(rtp.payload) else {
+            self.untagged += 1;
+            return;
+        };
+        let t = self.received.entry((tag.origin, tag.kind)).or_default();
+        t.packets += 1;
+        t.bytes += rtp.payload.len() as u64;
+        t.first_at.get_or_insert(now);
+        t.last_at = Some(now);
+        if tag.kind.is_video() && vp8_starts_keyframe(rtp.payload) {
+            t.keyframes += 1;
+        }
+        if rtp
+            .mid_owner
+            .is_some_and(|owner| owner != (tag.origin, tag.kind))
+        {
+            t.mid_mismatches += 1;
+        }
+
+        if t.last_ssrc == Some(rtp.ssrc) {
+            if rtp.seq <= t.last_seq {
+                t.seq_reorders += 1;
+            } else {
+                t.seq_gaps += rtp.seq - t.last_seq - 1;
+                t.last_seq = rtp.seq;
+            }
+        } else {
+            if t.last_ssrc.is_some() {
+                t.ssrc_changes += 1;
+            }
+            t.last_ssrc = Some(rtp.ssrc);
+            t.last_seq = rtp.seq;
+        }
+
+        match t.last_counter {
+            Some(last) if tag.counter <= last => t.counter_reorders += 1,
+            Some(last) => {
+                t.counter_gaps += u64::from(tag.counter - last - 1);
+                t.last_counter = Some(tag.counter);
+            }
+            None => t.last_counter = Some(tag.counter),
+        }
+
+        let latency = now_us.saturating_sub(tag.sent_at_us);
+        t.latency_sum_us += latency;
+        t.latency_max_us = t.latency_max_us.max(latency);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::opus_packet;
+
+    fn packet(origin: ParticipantId, counter: u32) -> Vec<u8> {
+        let tag = Tag {
+            origin,
+            kind: TrackKind::Audio,
+            counter,
+            sent_at_us: 1_000,
+        };
+        opus_packet(60, &tag)
+    }
+
+    fn record(stats: &mut Stats, ssrc: u32, seq: u64, owner: ParticipantId, payload: &[u8]) {
+        let rtp = Received {
+            ssrc,
+            seq,
+            mid_owner: Some((owner, TrackKind::Audio)),
+            payload,
+        };
+        stats.record_rtp(Instant::now(), 1_500, rtp);
+    }
+
+    #[test]
+    fn counts_in_order_packets() {
+        let mut s = Stats::new(1, Instant::now());
+        for i in 0..10 {
+            record(&mut s, 5, 100 + i, 2, &packet(2, i as u32));
+        }
+        let t = s.from(2, TrackKind::Audio);
+        assert_eq!(t.packets, 10);
+        assert_eq!(t.disorder(), 0);
+        assert_eq!(t.seq_gaps, 0);
+        assert_eq!(t.mean_latency_us(), 500);
+        assert_eq!(s.disorder(), 0);
+    }
+
+    #[test]
+    fn detects_reordering_gaps_and_misdelivery() {
+        let mut s = Stats::new(1, Instant::now());
+        record(&mut s, 5, 10, 2, &packet(2, 0));
+        record(&mut s, 5, 12, 2, &packet(2, 2));
+        record(&mut s, 5, 11, 2, &packet(2, 1));
+        // Claimed by participant 3's mid, but tagged as 2's.
+        record(&mut s, 5, 13, 3, &packet(2, 3));
+        let t = s.from(2, TrackKind::Audio);
+        assert_eq!(t.seq_gaps, 1);
+        assert_eq!(t.seq_reorders, 1);
+        assert_eq!(t.counter_gaps, 1);
+        assert_eq!(t.counter_reorders, 1);
+        assert_eq!(t.mid_mismatches, 1);
+        assert_eq!(s.disorder(), 3);
+    }
+
+    #[test]
+    fn new_ssrc_restarts_sequence_tracking() {
+        let mut s = Stats::new(1, Instant::now());
+        record(&mut s, 5, 1000, 2, &packet(2, 0));
+        record(&mut s, 6, 3, 2, &packet(2, 1));
+        let t = s.from(2, TrackKind::Audio);
+        assert_eq!(t.ssrc_changes, 1);
+        assert_eq!(t.seq_reorders, 0);
+    }
+
+    #[test]
+    fn untagged_and_unknown_mid() {
+        let mut s = Stats::new(1, Instant::now());
+        let rtp = Received {
+            ssrc: 1,
+            seq: 1,
+            mid_owner: None,
+            payload: &[1, 2, 3],
+        };
+        s.record_rtp(Instant::now(), 0, rtp);
+        assert_eq!(s.untagged, 1);
+        assert_eq!(s.unknown_mid, 1);
+        assert!(s.received.is_empty());
+    }
+}
