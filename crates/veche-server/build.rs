@@ -1,0 +1,6 @@
+//! Re-embed the web client when any file under `web/` changes, is added or removed:
+//! rust-embed alone only notices edits to files that existed at the last build.
+
+fn main() {
+    println!("cargo:rerun-if-changed=../../web");
+}

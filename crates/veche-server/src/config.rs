@@ -1,0 +1,431 @@
+//! The operator's configuration: command-line flags, `VECHE_*` environment variables and an
+//! optional TOML file, merged in one place into a [`Config`] that is handed down explicitly.
+//!
+//! Precedence is flag > environment > TOML file > built-in default. clap already resolves flag
+//! over environment, so every value it parses is an `Option` and the TOML file and defaults fill
+//! in what is still missing. The defaults are therefore written in the help text, not as clap
+//! defaults (a clap default would hide the TOML value).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+use veche_sfu::Limits;
+
+pub(crate) const DEFAULT_HTTP: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 8080);
+pub(crate) const DEFAULT_MEDIA_PORT: u16 = 7882;
+pub(crate) const DEFAULT_MEDIA_BIND: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+pub(crate) const DEFAULT_DATA_DIR: &str = "./veche-data";
+pub(crate) const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+pub(crate) const DEFAULT_MAX_MESSAGES_PER_SEC: u32 = 50;
+pub(crate) const DEFAULT_MESSAGE_BURST: u32 = 100;
+
+/// Veche: self-hosted video meetings through a Rust SFU, in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "veche", version, about, long_about = None)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the meeting server: web client, WebSocket signalling and the media SFU.
+    ///
+    /// Every flag can also be set as an environment variable (shown in brackets) or as a key
+    /// of the same name in the --config TOML file, e.g. `media-port = 7882`. A flag wins over
+    /// the environment, which wins over the file.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct ServeArgs {
+    /// TOML file with any of the settings below, keyed by flag name (`http = "0.0.0.0:8080"`).
+    #[arg(long, env = "VECHE_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Address for HTTP(S) and the signalling WebSocket [default: 127.0.0.1:8080].
+    #[arg(long, env = "VECHE_HTTP", value_name = "ADDR")]
+    pub(crate) http: Option<SocketAddr>,
+
+    /// The one UDP port that carries all media [default: 7882].
+    #[arg(long, env = "VECHE_MEDIA_PORT", value_name = "PORT")]
+    pub(crate) media_port: Option<u16>,
+
+    /// IP the media socket binds to [default: 0.0.0.0].
+    #[arg(long, env = "VECHE_MEDIA_BIND", value_name = "IP")]
+    pub(crate) media_bind: Option<IpAddr>,
+
+    /// Address advertised to browsers in ICE candidates; repeat for several (comma-separated
+    /// in the environment) [default: every interface address of the media socket's IP family,
+    /// loopback included, link-local IPv6 skipped].
+    #[arg(
+        long,
+        env = "VECHE_PUBLIC_IP",
+        value_name = "IP",
+        value_delimiter = ','
+    )]
+    pub(crate) public_ip: Vec<IpAddr>,
+
+    /// Directory for state such as the generated TLS certificate; created if missing
+    /// [default: ./veche-data].
+    #[arg(long, env = "VECHE_DATA_DIR", value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+
+    /// PEM certificate chain: serve HTTPS. Browsers allow camera and microphone only on
+    /// https or localhost, so without this a non-loopback --http gets a self-signed
+    /// certificate generated in the data directory.
+    #[arg(
+        long,
+        env = "VECHE_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub(crate) tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(
+        long,
+        env = "VECHE_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub(crate) tls_key: Option<PathBuf>,
+
+    /// Largest signalling message accepted, in bytes; larger ones get a
+    /// `message_too_large` error [default: 65536].
+    #[arg(long, env = "VECHE_MAX_MESSAGE_BYTES", value_name = "BYTES")]
+    pub(crate) max_message_bytes: Option<usize>,
+
+    /// Signalling messages per second allowed on one connection; extra ones get a
+    /// `rate_limited` error and are dropped [default: 50].
+    #[arg(long, env = "VECHE_MAX_MESSAGES_PER_SEC", value_name = "N")]
+    pub(crate) max_messages_per_sec: Option<u32>,
+
+    /// Messages a connection may send at once before the per-second rate applies
+    /// [default: 100].
+    #[arg(long, env = "VECHE_MESSAGE_BURST", value_name = "N")]
+    pub(crate) message_burst: Option<u32>,
+
+    /// Participants allowed in one room [default: 100].
+    #[arg(long, env = "VECHE_MAX_PARTICIPANTS", value_name = "N")]
+    pub(crate) max_participants: Option<usize>,
+
+    /// Longest chat message, in characters [default: 4000].
+    #[arg(long, env = "VECHE_MAX_CHAT_CHARS", value_name = "N")]
+    pub(crate) max_chat_chars: Option<usize>,
+
+    /// Log output format; the level comes from RUST_LOG (e.g. `info`, `veche=debug`)
+    /// [default: text].
+    #[arg(long, env = "VECHE_LOG_FORMAT", value_name = "FORMAT")]
+    pub(crate) log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The `--config` file: the same settings as the flags, keyed by flag name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileConfig {
+    http: Option<SocketAddr>,
+    media_port: Option<u16>,
+    media_bind: Option<IpAddr>,
+    public_ip: Option<Vec<IpAddr>>,
+    data_dir: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    max_message_bytes: Option<usize>,
+    max_messages_per_sec: Option<u32>,
+    message_burst: Option<u32>,
+    max_participants: Option<usize>,
+    max_chat_chars: Option<usize>,
+    log_format: Option<LogFormat>,
+}
+
+/// Where HTTPS gets its certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Tls {
+    /// Plain HTTP: only for loopback addresses, where browsers treat the page as secure.
+    Off,
+    /// The operator's certificate and key.
+    Files { cert: PathBuf, key: PathBuf },
+    /// A self-signed certificate kept in the data directory.
+    SelfSigned,
+}
+
+/// Per-connection signalling limits enforced by the WebSocket layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WsLimits {
+    pub(crate) max_message_bytes: usize,
+    pub(crate) max_messages_per_sec: u32,
+    pub(crate) message_burst: u32,
+}
+
+/// The resolved configuration of `veche serve`.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) http: SocketAddr,
+    pub(crate) media_bind: SocketAddr,
+    /// Empty means "discover the interface addresses at start-up".
+    pub(crate) public_ips: Vec<IpAddr>,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) tls: Tls,
+    pub(crate) ws: WsLimits,
+    pub(crate) sfu_limits: Limits,
+    pub(crate) log_format: LogFormat,
+}
+
+impl Config {
+    /// Reads the `--config` file, if any, and merges it under the flags and environment.
+    pub(crate) fn load(args: ServeArgs) -> anyhow::Result<Config> {
+        let file = match &args.config {
+            Some(path) => read_file_config(path)?,
+            None => FileConfig::default(),
+        };
+        Config::merge(args, file)
+    }
+
+    fn merge(args: ServeArgs, file: FileConfig) -> anyhow::Result<Config> {
+        let http = args.http.or(file.http).unwrap_or(DEFAULT_HTTP);
+        let media_port = args
+            .media_port
+            .or(file.media_port)
+            .unwrap_or(DEFAULT_MEDIA_PORT);
+        let media_ip = args
+            .media_bind
+            .or(file.media_bind)
+            .unwrap_or(DEFAULT_MEDIA_BIND);
+        let public_ips = if args.public_ip.is_empty() {
+            file.public_ip.unwrap_or_default()
+        } else {
+            args.public_ip
+        };
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+
+        // The certificate and key come as a pair from one source: mixing a flag's cert with
+        // the file's key would be a confusing way to misconfigure TLS.
+        let tls = match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Tls::Files { cert, key },
+            (None, None) => match (file.tls_cert, file.tls_key) {
+                (Some(cert), Some(key)) => Tls::Files { cert, key },
+                (None, None) => default_tls(http),
+                _ => bail!("the config file must set both tls-cert and tls-key, or neither"),
+            },
+            _ => bail!("--tls-cert and --tls-key must be given together"),
+        };
+
+        let ws = WsLimits {
+            max_message_bytes: args
+                .max_message_bytes
+                .or(file.max_message_bytes)
+                .unwrap_or(DEFAULT_MAX_MESSAGE_BYTES),
+            max_messages_per_sec: args
+                .max_messages_per_sec
+                .or(file.max_messages_per_sec)
+                .unwrap_or(DEFAULT_MAX_MESSAGES_PER_SEC),
+            message_burst: args
+                .message_burst
+                .or(file.message_burst)
+                .unwrap_or(DEFAULT_MESSAGE_BURST),
+        };
+        if ws.max_message_bytes < 1024 {
+            bail!(
+                "max-message-bytes {} is too small to carry an SDP answer (minimum 1024)",
+                ws.max_message_bytes
+            );
+        }
+        if ws.max_messages_per_sec == 0 {
+            bail!("max-messages-per-sec must be at least 1");
+        }
+
+        let defaults = Limits::default();
+        let sfu_limits = Limits {
+            max_participants_per_room: args
+                .max_participants
+                .or(file.max_participants)
+                .unwrap_or(defaults.max_participants_per_room),
+            max_chat_chars: args
+                .max_chat_chars
+                .or(file.max_chat_chars)
+                .unwrap_or(defaults.max_chat_chars),
+            ..defaults
+        };
+        if sfu_limits.max_participants_per_room == 0 {
+            bail!("max-participants must be at least 1");
+        }
+
+        Ok(Config {
+            http,
+            media_bind: SocketAddr::new(media_ip, media_port),
+            public_ips,
+            data_dir,
+            tls,
+            ws,
+            sfu_limits,
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+        })
+    }
+}
+
+/// Plain HTTP on loopback (browsers treat `localhost` as a secure context); a self-signed
+/// certificate anywhere else, because camera and microphone need a secure context.
+fn default_tls(http: SocketAddr) -> Tls {
+    if http.ip().is_loopback() {
+        Tls::Off
+    } else {
+        Tls::SelfSigned
+    }
+}
+
+fn read_file_config(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+/// The machine's interface addresses usable with a media socket bound to `bind`: the same IP
+/// family (a socket bound to 0.0.0.0 cannot answer on IPv6) and no link-local IPv6, which
+/// needs a scope id that ICE candidates cannot carry.
+pub(crate) fn discover_public_ips(bind: IpAddr) -> anyhow::Result<Vec<IpAddr>> {
+    if !bind.is_unspecified() {
+        return Ok(vec![bind]);
+    }
+    let interfaces = if_addrs::get_if_addrs().context("listing network interfaces")?;
+    let mut ips: Vec<IpAddr> = interfaces
+        .iter()
+        .map(|i| i.ip())
+        .filter(|ip| ip.is_ipv4() == bind.is_ipv4())
+        .filter(|ip| match ip {
+            IpAddr::V6(v6) => !v6.is_unicast_link_local(),
+            IpAddr::V4(_) => true,
+        })
+        .collect();
+    ips.sort();
+    ips.dedup();
+    if ips.is_empty() {
+        bail!("no usable interface address found; pass --public-ip");
+    }
+    Ok(ips)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> ServeArgs {
+        let mut argv = vec!["veche", "serve"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)
+            .expect("valid command line")
+            .command
+        {
+            Command::Serve(args) => args,
+        }
+    }
+
+    fn file(toml_text: &str) -> FileConfig {
+        toml::from_str(toml_text).expect("valid toml")
+    }
+
+    #[test]
+    fn help_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::merge(ServeArgs::default(), FileConfig::default()).unwrap();
+        assert_eq!(c.http, DEFAULT_HTTP);
+        assert_eq!(c.media_bind, "0.0.0.0:7882".parse().unwrap());
+        assert!(c.public_ips.is_empty());
+        assert_eq!(c.data_dir, PathBuf::from("./veche-data"));
+        assert_eq!(c.tls, Tls::Off);
+        assert_eq!(c.ws.max_message_bytes, 65536);
+        assert_eq!(c.ws.max_messages_per_sec, 50);
+        assert_eq!(c.sfu_limits.max_participants_per_room, 100);
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn flag_beats_file_beats_default() {
+        let args = parse(&["--http", "127.0.0.1:9000", "--public-ip", "10.0.0.1"]);
+        let f = file(
+            r#"
+            http = "127.0.0.1:7000"
+            media-port = 9999
+            public-ip = ["10.0.0.2"]
+            max-participants = 3
+            log-format = "json"
+            "#,
+        );
+        let c = Config::merge(args, f).unwrap();
+        assert_eq!(c.http, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(c.media_bind.port(), 9999);
+        assert_eq!(c.public_ips, vec!["10.0.0.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(c.sfu_limits.max_participants_per_room, 3);
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn repeatable_public_ip() {
+        let args = parse(&["--public-ip", "10.0.0.1", "--public-ip", "::1"]);
+        assert_eq!(args.public_ip.len(), 2);
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        assert!(toml::from_str::<FileConfig>("htpp = \"x\"").is_err());
+    }
+
+    #[test]
+    fn non_loopback_without_cert_is_self_signed() {
+        let c = Config::merge(parse(&["--http", "0.0.0.0:8443"]), FileConfig::default()).unwrap();
+        assert_eq!(c.tls, Tls::SelfSigned);
+        let c = Config::merge(
+            parse(&["--http", "[::1]:8080"]),
+            file("tls-cert = \"c.pem\"\ntls-key = \"k.pem\""),
+        )
+        .unwrap();
+        assert!(matches!(c.tls, Tls::Files { .. }));
+    }
+
+    #[test]
+    fn half_a_tls_pair_is_an_error() {
+        assert!(Cli::try_parse_from(["veche", "serve", "--tls-cert", "c.pem"]).is_err());
+        assert!(Config::merge(ServeArgs::default(), file("tls-key = \"k.pem\"")).is_err());
+    }
+
+    #[test]
+    fn rejects_useless_limits() {
+        assert!(
+            Config::merge(parse(&["--max-message-bytes", "10"]), FileConfig::default()).is_err()
+        );
+        assert!(
+            Config::merge(
+                parse(&["--max-messages-per-sec", "0"]),
+                FileConfig::default()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn discovers_loopback() {
+        let ips = discover_public_ips(DEFAULT_MEDIA_BIND).unwrap();
+        assert!(ips.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert!(ips.iter().all(|ip| ip.is_ipv4()));
+    }
+}

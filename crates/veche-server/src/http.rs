@@ -1,0 +1,227 @@
+//! The HTTP surface: the embedded web client, `/healthz`, `/metrics` and the `/ws` upgrade.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rust_embed::RustEmbed;
+
+use crate::state::AppState;
+use crate::ws;
+
+/// The browser client: plain files from `web/` at the repository root, compiled in (in debug
+/// builds too, via rust-embed's `debug-embed`) so the binary is all an operator needs.
+#[derive(RustEmbed)]
+#[folder = "../../web/"]
+struct WebAssets;
+
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        // The client is a single page that reads `location.pathname` to pick the home screen
+        // or a meeting, so both routes serve the same entry point.
+        .route("/", get(index))
+        .route("/m/{room}", get(index))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/ws", get(ws::upgrade))
+        .fallback(static_file)
+        .layer(middleware::from_fn(security_headers))
+        .with_state(state)
+}
+
+async fn index(headers: HeaderMap) -> Response {
+    serve_asset("index.html", &headers)
+}
+
+async fn static_file(uri: Uri, headers: HeaderMap) -> Response {
+    let path = uri.path().trim_start_matches('/');
+    serve_asset(path, &headers)
+}
+
+fn serve_asset(path: &str, headers: &HeaderMap) -> Response {
+    let Some(file) = WebAssets::get(path) else {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    };
+    // The content hash makes a strong validator: browsers revalidate every time (no-cache)
+    // and get a 304 while the binary is unchanged.
+    let etag = format!("\"{}\"", hex(&file.metadata.sha256_hash()[..16]));
+    let not_modified = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag));
+    let status = if not_modified {
+        StatusCode::NOT_MODIFIED
+    } else {
+        StatusCode::OK
+    };
+    let body = if not_modified {
+        Body::empty()
+    } else {
+        Body::from(file.data.into_owned())
+    };
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, content_type(path)),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::ETAG, etag.as_str()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn content_type(path: &str) -> &'static str {
+    let ext = path.rsplit_once('.').map_or("", |(_, ext)| ext);
+    match ext.to_ascii_lowercase().as_str() {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json",
+        "webmanifest" => "application/manifest+json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        "wasm" => "application/wasm",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Prometheus text exposition format, rendered by hand: a handful of numbers do not need a
+/// metrics registry.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let sfu = state.sfu.metrics();
+    let ws_connections = state.stats.connections.load(Ordering::Relaxed);
+    let rejected = state.stats.rejected_messages.load(Ordering::Relaxed);
+    let rows: [(&str, &str, &str, u64); 6] = [
+        (
+            "veche_rooms",
+            "gauge",
+            "Rooms with at least one participant.",
+            sfu.rooms,
+        ),
+        (
+            "veche_participants",
+            "gauge",
+            "Participants in all rooms.",
+            sfu.participants,
+        ),
+        (
+            "veche_forwarded_packets_total",
+            "counter",
+            "RTP packets forwarded to subscribers.",
+            sfu.forwarded_packets,
+        ),
+        (
+            "veche_forwarded_bytes_total",
+            "counter",
+            "RTP payload bytes forwarded to subscribers.",
+            sfu.forwarded_bytes,
+        ),
+        (
+            "veche_ws_connections",
+            "gauge",
+            "Open signalling WebSocket connections.",
+            ws_connections,
+        ),
+        (
+            "veche_ws_rejected_messages_total",
+            "counter",
+            "Signalling messages refused (too large, rate limited, binary, unparsable).",
+            rejected,
+        ),
+    ];
+    let mut body = String::new();
+    for (name, kind, help, value) in rows {
+        let _ = writeln!(
+            body,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Locks the page down to its own origin: no CDN, no inline script, no framing. The
+/// signalling WebSocket is the only connection the page opens, to the host it came from.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| is_plain_host(h))
+        .map(str::to_owned);
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(host.as_deref())) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        "permissions-policy",
+        HeaderValue::from_static("camera=(self), microphone=(self), display-capture=(self)"),
+    );
+    response
+}
+
+fn content_security_policy(host: Option<&str>) -> String {
+    // 'self' covers same-origin WebSockets in CSP Level 3 browsers; naming the host's ws: and
+    // wss: URLs covers older ones without opening connect-src to other hosts.
+    let connect = match host {
+        Some(h) => format!("'self' ws://{h} wss://{h}"),
+        None => "'self'".to_owned(),
+    };
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+         media-src 'self' blob: mediastream:; connect-src {connect}; font-src 'self'; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// A `Host` header we are willing to echo into the CSP: a name or IP literal and a port,
+/// nothing that could end the directive.
+fn is_plain_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+}
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod tests;

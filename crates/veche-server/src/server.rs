@@ -1,0 +1,155 @@
+//! Start-up and shutdown of `veche serve`: bind the HTTP listener, start the SFU, serve until
+//! SIGINT/SIGTERM, then stop in order.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum_server::tls_rustls::RustlsConfig;
+use tokio::sync::watch;
+use tracing::{info, warn};
+use veche_sfu::{SfuConfig, SfuHandle};
+
+use crate::config::{Config, discover_public_ips};
+use crate::http::router;
+use crate::state::{AppState, WsStats};
+use crate::tls;
+
+/// How long in-flight HTTP requests and WebSocket goodbyes get once shutdown starts.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let public_ips = if config.public_ips.is_empty() {
+        discover_public_ips(config.media_bind.ip())?
+    } else {
+        config.public_ips.clone()
+    };
+    let tls_files = tls::resolve(&config.tls, &config.data_dir, config.http, &public_ips)?;
+    let tls_config = match &tls_files {
+        Some((cert, key)) => Some(RustlsConfig::from_config(tls::server_config(cert, key)?)),
+        None => None,
+    };
+
+    // Bind HTTP before starting the SFU, so a taken port fails fast with nothing to undo.
+    let listener = TcpListener::bind(config.http)
+        .with_context(|| format!("binding HTTP listener on {}", config.http))?;
+    let http_addr = listener.local_addr()?;
+
+    let sfu = SfuHandle::spawn(SfuConfig {
+        media_bind: config.media_bind,
+        public_ips: public_ips.clone(),
+        limits: config.sfu_limits.clone(),
+    })
+    .with_context(|| format!("starting the SFU on UDP {}", config.media_bind))?;
+    info!(
+        media = %sfu.local_media_addr(),
+        public_ips = ?public_ips,
+        "media socket ready"
+    );
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let stats = Arc::new(WsStats::default());
+    let app = router(AppState {
+        sfu: Arc::new(sfu.clone()),
+        limits: config.ws,
+        stats: Arc::clone(&stats),
+        shutdown: shutdown_rx,
+    });
+
+    let handle = axum_server::Handle::new();
+    let scheme = if tls_config.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let make_service = app.into_make_service();
+    let mut server = match tls_config {
+        Some(tls) => tokio::spawn(
+            axum_server::from_tcp_rustls(listener, tls)
+                .handle(handle.clone())
+                .serve(make_service),
+        ),
+        None => tokio::spawn(
+            axum_server::from_tcp(listener)
+                .handle(handle.clone())
+                .serve(make_service),
+        ),
+    };
+    info!(url = %format!("{scheme}://{http_addr}"), "veche is listening");
+    if http_addr.ip().is_unspecified() {
+        info!("listening on all interfaces; open the page at one of the public IPs");
+    }
+
+    let served = tokio::select! {
+        result = &mut server => Some(result),
+        () = shutdown_signal() => None,
+    };
+    if let Some(result) = served {
+        // The server stopped on its own: that is an error, but the SFU still gets a clean stop.
+        stop_sfu(sfu).await;
+        return match result {
+            Ok(Ok(())) => Err(anyhow::anyhow!("HTTP server stopped unexpectedly")),
+            Ok(Err(e)) => Err(e).context("HTTP server failed"),
+            Err(e) => Err(e).context("HTTP server task failed"),
+        };
+    }
+
+    info!("shutting down");
+    // 1. Stop accepting; requests in flight get a moment to finish.
+    handle.graceful_shutdown(Some(DRAIN_TIMEOUT));
+    // 2. The SFU tells every participant and ends their event streams, so each WebSocket
+    //    session sends that goodbye and closes.
+    stop_sfu(sfu).await;
+    // 3. Any session the SFU did not end is closed now.
+    shutdown_tx.send_replace(true);
+    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+    while stats.connections.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "HTTP server error during shutdown"),
+        Err(e) => warn!(error = %e, "HTTP server task failed during shutdown"),
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// `SfuHandle::shutdown` joins the SFU thread, so it runs off the async workers.
+async fn stop_sfu(sfu: SfuHandle) {
+    if let Err(e) = tokio::task::spawn_blocking(move || sfu.shutdown()).await {
+        warn!(error = %e, "SFU shutdown panicked");
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => info!("SIGINT received"),
+        () = terminate => info!("SIGTERM received"),
+    }
+}

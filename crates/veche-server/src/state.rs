@@ -1,0 +1,73 @@
+//! What the HTTP handlers share: the SFU (behind a trait, so handlers are tested with a fake),
+//! the signalling limits, connection counters and the shutdown signal.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::watch;
+use veche_proto::{ClientMessage, ParticipantId};
+use veche_sfu::{Connection, SfuHandle, SfuMetrics};
+
+use crate::config::WsLimits;
+
+/// The part of [`SfuHandle`] the web layer uses.
+pub(crate) trait SfuApi: Send + Sync + 'static {
+    fn connect(&self) -> Connection;
+    fn send(&self, id: ParticipantId, msg: ClientMessage);
+    fn disconnect(&self, id: ParticipantId);
+    fn metrics(&self) -> SfuMetrics;
+}
+
+impl SfuApi for SfuHandle {
+    fn connect(&self) -> Connection {
+        SfuHandle::connect(self)
+    }
+    fn send(&self, id: ParticipantId, msg: ClientMessage) {
+        SfuHandle::send(self, id, msg)
+    }
+    fn disconnect(&self, id: ParticipantId) {
+        SfuHandle::disconnect(self, id)
+    }
+    fn metrics(&self) -> SfuMetrics {
+        SfuHandle::metrics(self)
+    }
+}
+
+/// Counters kept by the WebSocket layer, exported on `/metrics`.
+#[derive(Debug, Default)]
+pub(crate) struct WsStats {
+    /// Open signalling connections.
+    pub(crate) connections: AtomicU64,
+    /// Client messages refused by the WebSocket layer (size, rate, binary, parse errors).
+    pub(crate) rejected_messages: AtomicU64,
+}
+
+impl WsStats {
+    /// Counts a connection as open until the returned guard is dropped, however the session
+    /// ends.
+    pub(crate) fn open_connection(self: &Arc<Self>) -> ConnectionGuard {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(Arc::clone(self))
+    }
+
+    pub(crate) fn reject(&self) {
+        self.rejected_messages.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) struct ConnectionGuard(Arc<WsStats>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) sfu: Arc<dyn SfuApi>,
+    pub(crate) limits: WsLimits,
+    pub(crate) stats: Arc<WsStats>,
+    /// Becomes `true` once the SFU has told every participant it is shutting down.
+    pub(crate) shutdown: watch::Receiver<bool>,
+}

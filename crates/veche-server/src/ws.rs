@@ -1,0 +1,323 @@
+//! The signalling WebSocket at `/ws`: one session per connection, relaying JSON messages
+//! between the browser and the SFU.
+//!
+//! The session enforces the per-connection limits (message size, message rate, text frames
+//! only), answers bad input with a specific [`ServerMessage::Error`] on that connection only,
+//! and keeps the connection alive with pings. It is generic over the socket's two halves so it
+//! is tested with in-memory channels.
+
+use std::fmt::Display;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::response::Response;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until, timeout};
+use tracing::{Instrument, debug, info, info_span};
+use veche_proto::{ClientMessage, ErrorCode, ServerMessage};
+use veche_sfu::Connection;
+
+use crate::config::WsLimits;
+use crate::ratelimit::{RateLimiter, Verdict};
+use crate::state::{AppState, SfuApi, WsStats};
+
+/// Timers of a session; tests shorten them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timers {
+    /// How often the server pings an idle client.
+    pub(crate) ping_interval: Duration,
+    /// A client silent (no frame, not even a pong) for this long is dropped.
+    pub(crate) idle_timeout: Duration,
+    /// After a `leave`, how long to wait for the SFU to finish with the participant.
+    pub(crate) leave_grace: Duration,
+    /// A client that does not read what we send for this long is dropped, so a stalled
+    /// socket cannot hold its session (and the SFU participant) forever.
+    pub(crate) write_timeout: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers {
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(45),
+            leave_grace: Duration::from_secs(2),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The size the WebSocket codec itself refuses (closing the connection). It is well above
+/// our own limit so an oversized message normally reaches the session and gets a polite
+/// `message_too_large` error instead; only a grossly oversized one hits this.
+pub(crate) fn codec_limit(limits: &WsLimits) -> usize {
+    limits.max_message_bytes.saturating_mul(4)
+}
+
+/// `GET /ws`.
+pub(crate) async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+    let hard = codec_limit(&state.limits);
+    ws.max_message_size(hard)
+        .max_frame_size(hard)
+        .on_upgrade(move |socket| serve_socket(socket, state))
+}
+
+async fn serve_socket(socket: WebSocket, state: AppState) {
+    let conn = state.sfu.connect();
+    let span = info_span!("ws", participant = conn.id);
+    let (tx, rx) = socket.split();
+    let session = Session {
+        sfu: state.sfu.as_ref(),
+        limits: state.limits,
+        timers: Timers::default(),
+        stats: &state.stats,
+    };
+    session
+        .run(tx, rx, conn, state.shutdown.clone())
+        .instrument(span)
+        .await;
+}
+
+/// Why a session ended, for the log and for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum End {
+    ClientClosed,
+    /// Reading or writing the socket failed.
+    SocketError(String),
+    /// The SFU dropped the participant, or sent a fatal error.
+    SfuClosed,
+    RateLimitAbuse,
+    IdleTimeout,
+    Left,
+    Shutdown,
+}
+
+pub(crate) struct Session<'a> {
+    pub(crate) sfu: &'a dyn SfuApi,
+    pub(crate) limits: WsLimits,
+    pub(crate) timers: Timers,
+    pub(crate) stats: &'a std::sync::Arc<WsStats>,
+}
+
+/// What to do after one client frame.
+enum Step {
+    Continue,
+    /// Send this error and carry on.
+    Reply(ServerMessage),
+    Leave,
+    End(End),
+}
+
+impl Session<'_> {
+    /// Runs one connection until either side ends it, then tells the SFU the participant is
+    /// gone. Never panics on anything the client or the socket does.
+    pub(crate) async fn run<W, R>(
+        &self,
+        mut tx: W,
+        mut rx: R,
+        mut conn: Connection,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> End
+    where
+        W: Sink<Message> + Unpin,
+        W::Error: Display,
+        R: Stream<Item = Result<Message, axum::Error>> + Unpin,
+    {
+        let _open = self.stats.open_connection();
+        info!("connected");
+        let mut limiter = RateLimiter::new(
+            self.limits.max_messages_per_sec,
+            self.limits.message_burst,
+            Instant::now().into_std(),
+        );
+        let mut last_heard = Instant::now();
+        let mut next_ping = Instant::now() + self.timers.ping_interval;
+        // Set once the client has sent `leave`: we stop reading and wait for the SFU.
+        let mut leave_deadline: Option<Instant> = None;
+
+        let end = loop {
+            tokio::select! {
+                // Biased: the SFU's messages go out before a client flood is read, and a
+                // shutting-down SFU's last message goes out before the shutdown close.
+                biased;
+                event = conn.events.recv() => {
+                    let Some(msg) = event else {
+                        break self.close(&mut tx, close_code::NORMAL, "", End::SfuClosed).await;
+                    };
+                    let fatal = matches!(&msg, ServerMessage::Error { code, .. } if code.is_fatal());
+                    if let Err(e) = self.send(&mut tx, &msg).await {
+                        break e;
+                    }
+                    if fatal {
+                        break self.close(&mut tx, close_code::NORMAL, "", End::SfuClosed).await;
+                    }
+                }
+                frame = rx.next(), if leave_deadline.is_none() => {
+                    last_heard = Instant::now();
+                    let step = match frame {
+                        None => Step::End(End::ClientClosed),
+                        Some(Err(e)) => Step::End(End::SocketError(e.to_string())),
+                        Some(Ok(frame)) => self.on_frame(frame, &mut limiter, conn.id),
+                    };
+                    match step {
+                        Step::Continue => {}
+                        Step::Reply(err) => {
+                            if let Err(e) = self.send(&mut tx, &err).await {
+                                break e;
+                            }
+                        }
+                        Step::Leave => leave_deadline = Some(Instant::now() + self.timers.leave_grace),
+                        Step::End(End::RateLimitAbuse) => {
+                            let err = ServerMessage::error(
+                                ErrorCode::RateLimited,
+                                "far over the message rate limit; closing",
+                            );
+                            // The connection is closing anyway; a failed send changes nothing.
+                            let _ = self.send(&mut tx, &err).await;
+                            break self.close(&mut tx, close_code::POLICY, "rate limit", End::RateLimitAbuse).await;
+                        }
+                        Step::End(end) => break end,
+                    }
+                }
+                () = sleep_until(leave_deadline.unwrap_or(next_ping)), if leave_deadline.is_some() => {
+                    break self.close(&mut tx, close_code::NORMAL, "", End::Left).await;
+                }
+                () = sleep_until(next_ping), if leave_deadline.is_none() => {
+                    if last_heard.elapsed() >= self.timers.idle_timeout {
+                        break self.close(&mut tx, close_code::AWAY, "idle", End::IdleTimeout).await;
+                    }
+                    next_ping = Instant::now() + self.timers.ping_interval;
+                    if let Err(e) = self.write(&mut tx, Message::Ping(Default::default())).await {
+                        break e;
+                    }
+                }
+                () = shutting_down(&mut shutdown) => {
+                    break self.close(&mut tx, close_code::AWAY, "server shutting down", End::Shutdown).await;
+                }
+            }
+        };
+
+        self.sfu.disconnect(conn.id);
+        match &end {
+            End::SocketError(e) => info!(error = %e, "disconnected"),
+            end => info!(reason = ?end, "disconnected"),
+        }
+        end
+    }
+
+    /// Writes one frame; a failure or a stall means the client is gone.
+    async fn write<W>(&self, tx: &mut W, frame: Message) -> Result<(), End>
+    where
+        W: Sink<Message> + Unpin,
+        W::Error: Display,
+    {
+        match timeout(self.timers.write_timeout, tx.send(frame)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(End::SocketError(e.to_string())),
+            Err(_) => Err(End::SocketError("write timed out".into())),
+        }
+    }
+
+    async fn send<W>(&self, tx: &mut W, msg: &ServerMessage) -> Result<(), End>
+    where
+        W: Sink<Message> + Unpin,
+        W::Error: Display,
+    {
+        self.write(tx, Message::Text(msg.to_json().into())).await
+    }
+
+    /// Sends a close frame (best effort: the peer may already be gone) and returns `end`.
+    async fn close<W>(&self, tx: &mut W, code: u16, reason: &'static str, end: End) -> End
+    where
+        W: Sink<Message> + Unpin,
+        W::Error: Display,
+    {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        let _ = self.write(tx, Message::Close(Some(frame))).await;
+        end
+    }
+
+    fn on_frame(&self, frame: Message, limiter: &mut RateLimiter, id: u64) -> Step {
+        let counted = matches!(
+            frame,
+            Message::Text(_) | Message::Binary(_) | Message::Ping(_)
+        );
+        if counted {
+            match limiter.check(Instant::now().into_std()) {
+                Verdict::Allow => {}
+                Verdict::Drop { notify } => {
+                    self.stats.reject();
+                    debug!("message dropped: rate limited");
+                    return if notify {
+                        Step::Reply(ServerMessage::error(
+                            ErrorCode::RateLimited,
+                            format!(
+                                "more than {} messages per second; messages are being dropped",
+                                self.limits.max_messages_per_sec
+                            ),
+                        ))
+                    } else {
+                        Step::Continue
+                    };
+                }
+                Verdict::Close => return Step::End(End::RateLimitAbuse),
+            }
+        }
+        match frame {
+            Message::Text(text) => self.on_text(text, id),
+            Message::Binary(_) => {
+                self.stats.reject();
+                Step::Reply(ServerMessage::error(
+                    ErrorCode::BinaryNotSupported,
+                    "binary frames are not part of the protocol; send JSON text",
+                ))
+            }
+            // Pongs answer our pings; the codec answers pings by itself. Both only prove
+            // the client is alive, which the caller already noted.
+            Message::Ping(_) | Message::Pong(_) => Step::Continue,
+            Message::Close(_) => Step::End(End::ClientClosed),
+        }
+    }
+
+    fn on_text(&self, text: Utf8Bytes, id: u64) -> Step {
+        let len = text.len();
+        if len > self.limits.max_message_bytes {
+            self.stats.reject();
+            debug!(len, "message too large");
+            return Step::Reply(ServerMessage::error(
+                ErrorCode::MessageTooLarge,
+                format!(
+                    "message of {len} bytes exceeds the limit of {} bytes",
+                    self.limits.max_message_bytes
+                ),
+            ));
+        }
+        match ClientMessage::parse(text.as_str()) {
+            Ok(msg) => {
+                let leave = matches!(msg, ClientMessage::Leave);
+                self.sfu.send(id, msg);
+                if leave { Step::Leave } else { Step::Continue }
+            }
+            Err(err) => {
+                self.stats.reject();
+                // Bad input is the client's problem, not the server's: debug, not error.
+                debug!(error = %err, "bad message");
+                Step::Reply(ServerMessage::error(err.code(), err.to_string()))
+            }
+        }
+    }
+}
+
+/// Resolves once shutdown is signalled, or if the signal's sender is gone.
+async fn shutting_down(shutdown: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`; drop it here, before the caller awaits.
+    let _ = shutdown.wait_for(|down| *down).await.map(|_| ());
+}
+
+#[cfg(test)]
+#[path = "ws_tests.rs"]
+mod tests;

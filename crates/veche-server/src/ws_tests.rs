@@ -1,0 +1,338 @@
+//! Session tests over in-memory channels and a fake SFU, under tokio's paused clock.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::{Message, close_code};
+use futures_channel::mpsc as fmpsc;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use veche_proto::{ClientMessage, ErrorCode, ParticipantId, ServerMessage};
+use veche_sfu::{Connection, SfuMetrics};
+
+use super::{End, Session, Timers};
+use crate::config::WsLimits;
+use crate::state::{SfuApi, WsStats};
+
+const ID: ParticipantId = 7;
+
+#[derive(Default)]
+struct FakeSfu {
+    sent: Mutex<Vec<ClientMessage>>,
+    disconnected: Mutex<Vec<ParticipantId>>,
+}
+
+impl SfuApi for FakeSfu {
+    fn connect(&self) -> Connection {
+        unreachable!("the harness builds the connection itself")
+    }
+    fn send(&self, id: ParticipantId, msg: ClientMessage) {
+        assert_eq!(id, ID);
+        self.sent.lock().unwrap().push(msg);
+    }
+    fn disconnect(&self, id: ParticipantId) {
+        self.disconnected.lock().unwrap().push(id);
+    }
+    fn metrics(&self) -> SfuMetrics {
+        SfuMetrics::default()
+    }
+}
+
+const LIMITS: WsLimits = WsLimits {
+    max_message_bytes: 1024,
+    max_messages_per_sec: 10,
+    message_burst: 10,
+};
+
+struct Harness {
+    client_tx: fmpsc::UnboundedSender<Result<Message, axum::Error>>,
+    client_rx: fmpsc::UnboundedReceiver<Message>,
+    events: mpsc::Sender<ServerMessage>,
+    sfu: Arc<FakeSfu>,
+    stats: Arc<WsStats>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<End>,
+}
+
+impl Harness {
+    fn start() -> Harness {
+        let (client_tx, server_rx) = fmpsc::unbounded();
+        let (server_tx, client_rx) = fmpsc::unbounded();
+        let (events, events_rx) = mpsc::channel(16);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let sfu = Arc::new(FakeSfu::default());
+        let stats = Arc::new(WsStats::default());
+        let conn = Connection {
+            id: ID,
+            events: events_rx,
+        };
+        let task = {
+            let sfu = Arc::clone(&sfu);
+            let stats = Arc::clone(&stats);
+            tokio::spawn(async move {
+                let session = Session {
+                    sfu: sfu.as_ref(),
+                    limits: LIMITS,
+                    timers: Timers::default(),
+                    stats: &stats,
+                };
+                session.run(server_tx, server_rx, conn, shutdown_rx).await
+            })
+        };
+        Harness {
+            client_tx,
+            client_rx,
+            events,
+            sfu,
+            stats,
+            shutdown,
+            task,
+        }
+    }
+
+    fn send_text(&self, text: &str) {
+        self.client_tx
+            .unbounded_send(Ok(Message::Text(text.into())))
+            .unwrap();
+    }
+
+    async fn recv(&mut self) -> Message {
+        tokio::time::timeout(Duration::from_secs(5), self.client_rx.next())
+            .await
+            .expect("server replied in time")
+            .expect("server stream open")
+    }
+
+    async fn recv_error(&mut self) -> ErrorCode {
+        match self.recv().await {
+            Message::Text(t) => match ServerMessage::parse(t.as_str()).unwrap() {
+                ServerMessage::Error { code, .. } => code,
+                other => panic!("expected an error, got {other:?}"),
+            },
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    async fn recv_close(&mut self) -> u16 {
+        match self.recv().await {
+            Message::Close(Some(frame)) => frame.code,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+
+    async fn end(self) -> (End, Arc<FakeSfu>) {
+        let end = tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .expect("session ended")
+            .expect("session did not panic");
+        (end, self.sfu)
+    }
+}
+
+const CHAT: &str = r#"{"type":"chat","text":"hi"}"#;
+
+#[tokio::test(start_paused = true)]
+async fn forwards_valid_messages_and_events() {
+    let mut h = Harness::start();
+    h.send_text(CHAT);
+    h.events
+        .send(ServerMessage::Hand {
+            participant_id: 1,
+            raised: true,
+        })
+        .await
+        .unwrap();
+    let Message::Text(t) = h.recv().await else {
+        panic!("expected text")
+    };
+    assert_eq!(
+        t.as_str(),
+        r#"{"type":"hand","participant_id":1,"raised":true}"#
+    );
+    h.client_tx.close_channel();
+    let (end, sfu) = h.end().await;
+    assert_eq!(end, End::ClientClosed);
+    assert_eq!(
+        *sfu.sent.lock().unwrap(),
+        vec![ClientMessage::Chat { text: "hi".into() }]
+    );
+    assert_eq!(*sfu.disconnected.lock().unwrap(), vec![ID]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_input_gets_specific_errors_and_the_connection_stays() {
+    let mut h = Harness::start();
+    h.send_text("{not json");
+    assert_eq!(h.recv_error().await, ErrorCode::MalformedMessage);
+    h.send_text(r#"{"type":"dance"}"#);
+    assert_eq!(h.recv_error().await, ErrorCode::UnknownType);
+    h.send_text(r#"{"type":"chat"}"#);
+    assert_eq!(h.recv_error().await, ErrorCode::InvalidMessage);
+    h.client_tx
+        .unbounded_send(Ok(Message::Binary(vec![1, 2, 3].into())))
+        .unwrap();
+    assert_eq!(h.recv_error().await, ErrorCode::BinaryNotSupported);
+    h.send_text(&format!(
+        r#"{{"type":"chat","text":"{}"}}"#,
+        "x".repeat(LIMITS.max_message_bytes)
+    ));
+    assert_eq!(h.recv_error().await, ErrorCode::MessageTooLarge);
+
+    // Still connected: a good message gets through.
+    h.send_text(CHAT);
+    h.client_tx.close_channel();
+    assert_eq!(
+        h.stats
+            .rejected_messages
+            .load(std::sync::atomic::Ordering::Relaxed),
+        5
+    );
+    let (end, sfu) = h.end().await;
+    assert_eq!(end, End::ClientClosed);
+    assert_eq!(sfu.sent.lock().unwrap().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_drops_with_one_error_then_recovers() {
+    let mut h = Harness::start();
+    for _ in 0..15 {
+        h.send_text(CHAT);
+    }
+    assert_eq!(h.recv_error().await, ErrorCode::RateLimited);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    h.send_text(CHAT);
+    h.client_tx.close_channel();
+    let (end, sfu) = h.end().await;
+    assert_eq!(end, End::ClientClosed);
+    // The burst of 10, then one after the refill; the other 5 were dropped.
+    assert_eq!(sfu.sent.lock().unwrap().len(), 11);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_is_closed() {
+    let mut h = Harness::start();
+    for _ in 0..200 {
+        h.send_text(CHAT);
+    }
+    assert_eq!(h.recv_error().await, ErrorCode::RateLimited);
+    assert_eq!(h.recv_error().await, ErrorCode::RateLimited);
+    assert_eq!(h.recv_close().await, close_code::POLICY);
+    let (end, sfu) = h.end().await;
+    assert_eq!(end, End::RateLimitAbuse);
+    assert_eq!(*sfu.disconnected.lock().unwrap(), vec![ID]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fatal_error_from_the_sfu_closes() {
+    let mut h = Harness::start();
+    h.events
+        .send(ServerMessage::error(ErrorCode::RoomFull, "room is full"))
+        .await
+        .unwrap();
+    assert_eq!(h.recv_error().await, ErrorCode::RoomFull);
+    assert_eq!(h.recv_close().await, close_code::NORMAL);
+    assert_eq!(h.end().await.0, End::SfuClosed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn non_fatal_error_from_the_sfu_keeps_the_connection() {
+    let mut h = Harness::start();
+    h.events
+        .send(ServerMessage::error(ErrorCode::NotJoined, "join first"))
+        .await
+        .unwrap();
+    assert_eq!(h.recv_error().await, ErrorCode::NotJoined);
+    h.client_tx.close_channel();
+    assert_eq!(h.end().await.0, End::ClientClosed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn sfu_dropping_the_participant_closes() {
+    let mut h = Harness::start();
+    // Dropping the only sender is what the SFU does when it drops a participant.
+    h.events = mpsc::channel(1).0;
+    assert_eq!(h.recv_close().await, close_code::NORMAL);
+    assert_eq!(h.end().await.0, End::SfuClosed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn pings_and_drops_a_silent_client() {
+    let mut h = Harness::start();
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    assert!(matches!(h.recv().await, Message::Ping(_)));
+    // Answering keeps it alive past the idle timeout.
+    h.client_tx
+        .unbounded_send(Ok(Message::Pong(Default::default())))
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    assert!(matches!(h.recv().await, Message::Ping(_)));
+    assert!(matches!(h.recv().await, Message::Ping(_)));
+    // Then silence: dropped once 45 s pass without a frame.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(matches!(h.recv().await, Message::Ping(_)));
+    assert_eq!(h.recv_close().await, close_code::AWAY);
+    assert_eq!(h.end().await.0, End::IdleTimeout);
+}
+
+#[tokio::test(start_paused = true)]
+async fn leave_is_forwarded_and_the_socket_closes() {
+    let mut h = Harness::start();
+    h.send_text(r#"{"type":"leave"}"#);
+    // The fake SFU never drops the participant; the grace period ends the session.
+    assert_eq!(h.recv_close().await, close_code::NORMAL);
+    let (end, sfu) = h.end().await;
+    assert_eq!(end, End::Left);
+    assert_eq!(*sfu.sent.lock().unwrap(), vec![ClientMessage::Leave]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_sends_the_sfu_goodbye_first() {
+    let mut h = Harness::start();
+    h.events
+        .send(ServerMessage::error(ErrorCode::ShuttingDown, "bye"))
+        .await
+        .unwrap();
+    h.shutdown.send(true).unwrap();
+    assert_eq!(h.recv_error().await, ErrorCode::ShuttingDown);
+    assert!(matches!(h.recv().await, Message::Close(_)));
+    assert_eq!(h.end().await.0, End::SfuClosed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_closes_even_if_the_sfu_is_silent() {
+    let mut h = Harness::start();
+    h.shutdown.send(true).unwrap();
+    assert_eq!(h.recv_close().await, close_code::AWAY);
+    assert_eq!(h.end().await.0, End::Shutdown);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_socket_error_ends_the_session_quietly() {
+    let h = Harness::start();
+    h.client_tx
+        .unbounded_send(Err(axum::Error::new(std::io::Error::other("reset"))))
+        .unwrap();
+    let (end, sfu) = h.end().await;
+    assert!(matches!(end, End::SocketError(_)));
+    assert_eq!(*sfu.disconnected.lock().unwrap(), vec![ID]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn counts_open_connections() {
+    let h = Harness::start();
+    tokio::task::yield_now().await;
+    assert_eq!(
+        h.stats
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    h.client_tx.close_channel();
+    let stats = Arc::clone(&h.stats);
+    h.end().await;
+    assert_eq!(
+        stats.connections.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
