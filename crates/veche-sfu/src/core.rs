@@ -277,10 +277,10 @@ impl Sfu {
             .map(|p| p.id)
             .collect();
         for id in due {
-            if let Some(p) = self.participants.get_mut(&id) {
-                if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
-                    debug!(participant = id, "timeout input failed: {e}");
-                }
+            if let Some(p) = self.participants.get_mut(&id)
+                && let Err(e) = p.rtc.handle_input(Input::Timeout(now))
+            {
+                debug!(participant = id, "timeout input failed: {e}");
             }
             self.drive(now, id);
         }
@@ -597,10 +597,10 @@ impl Sfu {
     }
 
     fn drop_room_if_empty(&mut self, key: RoomKey) {
-        if self.rooms.get(&key).is_some_and(|r| r.members.is_empty()) {
-            if let Some(r) = self.rooms.remove(&key) {
-                self.room_keys.remove(&r.name);
-            }
+        if self.rooms.get(&key).is_some_and(|r| r.members.is_empty())
+            && let Some(r) = self.rooms.remove(&key)
+        {
+            self.room_keys.remove(&r.name);
         }
     }
 
@@ -658,11 +658,11 @@ impl Sfu {
                         let Some(kind) = p.slot_of(packet.header.ssrc) else {
                             continue;
                         };
-                        if kind == TrackKind::Audio {
-                            if let Some(level) = packet.header.ext_vals.audio_level {
-                                p.loudness.0 += 127 - (level.clamp(0, 127) as u32);
-                                p.loudness.1 += 1;
-                            }
+                        if kind == TrackKind::Audio
+                            && let Some(level) = packet.header.ext_vals.audio_level
+                        {
+                            p.loudness.0 += 127 - (level.clamp(0, 127) as u32);
+                            p.loudness.1 += 1;
                         }
                         self.to_forward.push_back((id, kind, packet));
                     }
@@ -818,11 +818,11 @@ impl Sfu {
                 .map(|p| (p.loudness.0 / p.loudness.1, p.id))
                 .filter(|(loudness, _)| *loudness >= SPEAKING_LOUDNESS)
                 .max();
-            if let Some((_, id)) = loudest {
-                if room.speaker != Some(id) {
-                    room.speaker = Some(id);
-                    changes.push((*key, id));
-                }
+            if let Some((_, id)) = loudest
+                && room.speaker != Some(id)
+            {
+                room.speaker = Some(id);
+                changes.push((*key, id));
             }
         }
         for p in self.participants.values_mut() {

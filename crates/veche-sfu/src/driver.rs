@@ -206,12 +206,12 @@ async fn run(
                     }
                 }
                 Output::Signal(id, msg) => {
-                    if let Some(tx) = connections.get(&id) {
-                        if tx.try_send(msg).is_err() {
-                            warn!(participant = id, "signalling queue full; disconnecting");
-                            connections.remove(&id);
-                            sfu.handle_disconnect(Instant::now(), id);
-                        }
+                    if let Some(tx) = connections.get(&id)
+                        && tx.try_send(msg).is_err()
+                    {
+                        warn!(participant = id, "signalling queue full; disconnecting");
+                        connections.remove(&id);
+                        sfu.handle_disconnect(Instant::now(), id);
                     }
                 }
                 Output::Close(id) => {

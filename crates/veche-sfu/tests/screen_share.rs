@@ -1,0 +1,43 @@
+//! A screen share is a track of its own: published to everyone while it lasts, then stopped.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Sim;
+use veche_proto::{ServerMessage, TrackKind};
+use veche_sfu::Limits;
+
+#[test]
+fn screen_share_reaches_everyone_and_ends() {
+    let mut sim = Sim::new(Limits::default());
+    let a = sim.join("r", "Ann");
+    let b = sim.join("r", "Bob");
+    let c = sim.join("r", "Cid");
+    sim.run_for(Duration::from_secs(1));
+
+    sim.share_screen(a, true);
+    sim.run_for(Duration::from_secs(2));
+    let sharer = sim.clients[a].id;
+    for rx in [b, c] {
+        let s = sim.clients[rx].stats(sharer, TrackKind::Screen);
+        assert!(
+            s.packets > 60,
+            "client {rx} receives the screen ({} packets)",
+            s.packets
+        );
+        assert_eq!(s.out_of_order + s.misattributed, 0);
+    }
+
+    sim.share_screen(a, false);
+    sim.run_for(Duration::from_secs(1));
+    for rx in [b, c] {
+        assert!(sim.clients[rx].saw(|m| matches!(m,
+            ServerMessage::TrackUnpublished { participant_id, kind: TrackKind::Screen, .. }
+                if *participant_id == sharer)));
+        // Camera and microphone are untouched by the end of the share.
+        let before = sim.clients[rx].stats(sharer, TrackKind::Video).packets;
+        sim.run_for(Duration::from_millis(500));
+        assert!(sim.clients[rx].stats(sharer, TrackKind::Video).packets > before + 20);
+    }
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test Veche has. Installs what a fresh Debian machine lacks (Chromium for the
+# browser tests, the npm packages of e2e/), so this one command works on a clean checkout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "==> installing ${need_apt[*]}"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+echo "==> npm packages (e2e/)"
+(cd e2e && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --silent; else npm install --no-audit --no-fund --silent; fi)
+
+echo "==> format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> web client type check"
+npm --prefix e2e run --silent typecheck
+
+echo "==> Rust tests (unit, sans-IO scenarios, real-socket integration)"
+cargo test --workspace --locked
+
+echo "==> browser tests (headless Chromium against the real server)"
+export VECHE_BIN="$PWD/target/debug/veche"
+node --test --test-concurrency=1 e2e/
