@@ -23,9 +23,14 @@ pub(crate) const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 pub(crate) const DEFAULT_MAX_MESSAGES_PER_SEC: u32 = 50;
 pub(crate) const DEFAULT_MESSAGE_BURST: u32 = 100;
 
-/// Veche: self-hosted video meetings through a Rust SFU, in one binary.
+/// Veche: self-hosted video meetings in the browser, through our own SFU, in one binary.
 #[derive(Debug, Parser)]
-#[command(name = "veche", version, about, long_about = None)]
+#[command(
+    name = "veche",
+    version,
+    after_help = "Start a server with `veche serve`, then open http://127.0.0.1:8080.\n\
+                  `veche serve --help` lists every setting."
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,

@@ -17,8 +17,13 @@ use crate::ws;
 
 /// The browser client: plain files from `web/` at the repository root, compiled in (in debug
 /// builds too, via rust-embed's `debug-embed`) so the binary is all an operator needs.
+/// The client's developer files (notes, type-check config) stay out of the binary.
 #[derive(RustEmbed)]
 #[folder = "../../web/"]
+#[exclude = "*.md"]
+#[exclude = "tsconfig.json"]
+#[exclude = "*.d.ts"]
+#[exclude = "*.test.js"]
 struct WebAssets;
 
 pub(crate) fn router(state: AppState) -> Router {

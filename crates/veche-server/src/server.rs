@@ -1,7 +1,7 @@
 //! Start-up and shutdown of `veche serve`: bind the HTTP listener, start the SFU, serve until
 //! SIGINT/SIGTERM, then stop in order.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -81,7 +81,14 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     };
     info!(url = %format!("{scheme}://{http_addr}"), "veche is listening");
     if http_addr.ip().is_unspecified() {
-        info!("listening on all interfaces; open the page at one of the public IPs");
+        let urls: Vec<String> = public_ips
+            .iter()
+            .map(|ip| format!("{scheme}://{}", SocketAddr::new(*ip, http_addr.port())))
+            .collect();
+        info!(
+            ?urls,
+            "listening on all interfaces; open the page at one of these"
+        );
     }
 
     let served = tokio::select! {
