@@ -8,13 +8,27 @@ mod state;
 mod tls;
 mod ws;
 
+use std::process::ExitCode;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{Cli, Command, Config, LogFormat};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One readable line with its causes; anyhow's Debug form would add a backtrace
+            // whenever RUST_BACKTRACE is set, which helps nobody with a typo in a flag.
+            eprintln!("veche: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = Config::load(args)?;

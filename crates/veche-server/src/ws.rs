@@ -143,7 +143,9 @@ impl Session<'_> {
                 biased;
                 event = conn.events.recv() => {
                     let Some(msg) = event else {
-                        break self.close(&mut tx, close_code::NORMAL, "", End::SfuClosed).await;
+                        // After a `leave` this is the SFU confirming it, not dropping us.
+                        let end = if leave_deadline.is_some() { End::Left } else { End::SfuClosed };
+                        break self.close(&mut tx, close_code::NORMAL, "", end).await;
                     };
                     let fatal = matches!(&msg, ServerMessage::Error { code, .. } if code.is_fatal());
                     if let Err(e) = self.send(&mut tx, &msg).await {

@@ -287,6 +287,21 @@ async fn leave_is_forwarded_and_the_socket_closes() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn leave_confirmed_by_the_sfu_closes_at_once() {
+    let mut h = Harness::start();
+    h.send_text(r#"{"type":"leave"}"#);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    h.events = mpsc::channel(1).0;
+    let start = tokio::time::Instant::now();
+    assert_eq!(h.recv_close().await, close_code::NORMAL);
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "did not wait for the grace period"
+    );
+    assert_eq!(h.end().await.0, End::Left);
+}
+
+#[tokio::test(start_paused = true)]
 async fn shutdown_sends_the_sfu_goodbye_first() {
     let mut h = Harness::start();
     h.events
