@@ -91,13 +91,20 @@ async function join(room, name) {
   return { page, name, opened };
 }
 
-/** @param {import('playwright-core').Page} page */
-async function firstFrameAt(page) {
-  for (;;) {
-    const stats = await inbound(page);
+/**
+ * When the page decoded its first remote video frame (polled every 50 ms).
+ * @param {{page: import('playwright-core').Page, name: string, opened: number}} p
+ */
+async function firstFrameAt(p) {
+  const deadline = p.opened + MEDIA_TIMEOUT_MS;
+  let stats = null;
+  while (Date.now() < deadline) {
+    stats = await inbound(p.page);
     if (stats && stats.video.some(v => v.framesDecoded > 0)) return Date.now();
-    await page.waitForTimeout(50);
+    await p.page.waitForTimeout(50);
   }
+  throw new Error(`${p.name}: no remote video frame decoded within ${MEDIA_TIMEOUT_MS / 1000} s, ` +
+    `last stats: ${JSON.stringify(stats)}\n--- server log ---\n${server.log().slice(-4000)}`);
 }
 
 /** @param {import('playwright-core').Page} page */
@@ -112,15 +119,9 @@ test('three participants see and hear each other, share a screen, chat and leave
   // Two people start the meeting; the third joins a call already in progress.
   const p1 = await join(room, 'P1');
   const p2 = await join(room, 'P2');
-  const [t1, t2] = await Promise.all([p1, p2].map(p => Promise.race([
-    firstFrameAt(p.page),
-    new Promise((_, reject) => setTimeout(() => reject(new Error(`${p.name}: no remote frame`)), MEDIA_TIMEOUT_MS)),
-  ])));
+  const [t1, t2] = await Promise.all([firstFrameAt(p1), firstFrameAt(p2)]);
   const p3 = await join(room, 'P3');
-  const t3 = await Promise.race([
-    firstFrameAt(p3.page),
-    new Promise((_, reject) => setTimeout(() => reject(new Error('P3: no remote frame')), MEDIA_TIMEOUT_MS)),
-  ]);
+  const t3 = await firstFrameAt(p3);
   const joinTimes = { P1: t1 - p1.opened, P2: t2 - p2.opened, P3: t3 - p3.opened };
   console.log(`join time (page open → first remote frame decoded): P3 joining a running call ${joinTimes.P3} ms; ` +
     `P1 ${joinTimes.P1} ms, P2 ${joinTimes.P2} ms (waiting for each other)`);
