@@ -66,7 +66,8 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         "http"
     };
-    let make_service = app.into_make_service();
+    // Connect info gives the WebSocket logs the peer's address.
+    let make_service = app.into_make_service_with_connect_info::<SocketAddr>();
     let mut server = match tls_config {
         Some(tls) => tokio::spawn(
             axum_server::from_tcp_rustls(listener, tls)

@@ -7,9 +7,10 @@
 //! is tested with in-memory channels.
 
 use std::fmt::Display;
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::response::Response;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -56,16 +57,20 @@ pub(crate) fn codec_limit(limits: &WsLimits) -> usize {
 }
 
 /// `GET /ws`.
-pub(crate) async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+pub(crate) async fn upgrade(
+    ws: WebSocketUpgrade,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    State(state): State<AppState>,
+) -> Response {
     let hard = codec_limit(&state.limits);
     ws.max_message_size(hard)
         .max_frame_size(hard)
-        .on_upgrade(move |socket| serve_socket(socket, state))
+        .on_upgrade(move |socket| serve_socket(socket, peer, state))
 }
 
-async fn serve_socket(socket: WebSocket, state: AppState) {
+async fn serve_socket(socket: WebSocket, peer: SocketAddr, state: AppState) {
     let conn = state.sfu.connect();
-    let span = info_span!("ws", participant = conn.id);
+    let span = info_span!("ws", participant = conn.id, %peer);
     let (tx, rx) = socket.split();
     let session = Session {
         sfu: state.sfu.as_ref(),
