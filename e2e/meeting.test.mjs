@@ -135,6 +135,23 @@ test('three participants see and hear each other, share a screen, chat and leave
     for (const id of ids) await p.page.waitForSelector(`[data-participant-id="${id}"]`, { timeout: 10000 });
   }
 
+  // Mute, camera off and a raised hand show on the others' tiles.
+  const tileOf = (/** @type {number} */ id) => `[data-participant-id="${id}"]`;
+  await p2.page.click('#mic-btn');
+  await p2.page.click('#cam-btn');
+  await p2.page.click('#hand-btn');
+  for (const p of [p1, p3]) {
+    await p.page.waitForSelector(`${tileOf(ids[1])} .mic-off:not([hidden])`, { timeout: 10000 });
+    await p.page.waitForSelector(`${tileOf(ids[1])}.no-video.hand-raised`, { timeout: 10000 });
+  }
+  await p2.page.click('#mic-btn');
+  await p2.page.click('#cam-btn');
+  await p2.page.click('#hand-btn');
+  for (const p of [p1, p3]) {
+    await p.page.waitForSelector(`${tileOf(ids[1])} .mic-off[hidden]`, { state: 'attached', timeout: 10000 });
+    await p.page.waitForSelector(`${tileOf(ids[1])}:not(.no-video):not(.hand-raised)`, { timeout: 10000 });
+  }
+
   // P1 shares its screen (Chromium's fake capture): the others decode a third video.
   await p1.page.click('#screen-btn');
   await p1.page.waitForSelector('#screen-btn.active', { timeout: 10000 });
