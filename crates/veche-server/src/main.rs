@@ -4,6 +4,8 @@ mod config;
 mod http;
 mod ratelimit;
 mod server;
+#[cfg(test)]
+mod socket_tests;
 mod state;
 mod tls;
 mod ws;
