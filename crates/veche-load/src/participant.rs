@@ -350,6 +350,7 @@ impl Driver {
             let wake_at = self
                 .media_deadline()
                 .map_or(rtc_deadline, |m| m.min(rtc_deadline));
+            tracing::trace!(participant = self.id, in_ms = wake_at.saturating_duration_since(Instant::now()).as_millis() as u64, reason = ?self.rtc.last_timeout_reason(), "waiting");
             let wake = tokio::select! {
                 cmd = commands.recv() => Wake::Command(cmd),
                 msg = self.signal.recv() => Wake::Signal(msg),
@@ -471,6 +472,10 @@ impl Driver {
         // str0m inverts the offered direction: the server's recvonly publish slots become
         // sendonly here, and str0m creates the send streams for them.
         let answer = self.rtc.sdp_api().accept_offer(offer)?;
+        self.drain().await?;
+        // str0m's ICE agent schedules its first connectivity check only once time moves;
+        // without this tick `poll_output` reports no timeout and nothing would ever be sent.
+        self.rtc.handle_input(Input::Timeout(Instant::now()))?;
         let first = self.slots.is_none();
         if first {
             self.slots = Some(self.publish_slots(sdp)?);

@@ -50,6 +50,8 @@ pub struct TrackStats {
     /// Packets that start a VP8 key frame.
     pub keyframes: u64,
     pub first_at: Option<Instant>,
+    /// When the first packet starting a key frame arrived: the picture could show from here.
+    pub first_keyframe_at: Option<Instant>,
     pub last_at: Option<Instant>,
     /// RTP sequence number not above the previous one on the same SSRC.
     pub seq_reorders: u64,
@@ -152,6 +154,7 @@ impl Stats {
         t.last_at = Some(now);
         if tag.kind.is_video() && vp8_starts_keyframe(rtp.payload) {
             t.keyframes += 1;
+            t.first_keyframe_at.get_or_insert(now);
         }
         if rtp
             .mid_owner

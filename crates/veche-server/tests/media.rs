@@ -1,0 +1,149 @@
+//! Media through the real server: synthetic str0m participants join over the real WebSocket
+//! and exchange Opus and VP8 RTP over real ICE, DTLS and SRTP on loopback.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use common::{Server, assert_clean, join_connected, published_tracks, summary, wait_mesh};
+use veche_load::ParticipantOptions;
+use veche_proto::{ServerMessage, TrackKind};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_participants_receive_each_other_in_order_and_survive_a_leave() -> anyhow::Result<()>
+{
+    let server = Server::start().await?;
+    let a = join_connected(&server, "media", "Ann", ParticipantOptions::default()).await?;
+    let b = join_connected(&server, "media", "Bob", ParticipantOptions::default()).await?;
+    let c = join_connected(&server, "media", "Cid", ParticipantOptions::default()).await?;
+
+    // ~3 s of audio (50/s) and video (60 packets/s) from each to each.
+    wait_mesh(&[&a, &b, &c], 150, 150, Duration::from_secs(20)).await?;
+    for p in [&a, &b, &c] {
+        assert_clean(p)?;
+        for o in [&a, &b, &c].into_iter().filter(|o| o.id() != p.id()) {
+            for kind in [TrackKind::Audio, TrackKind::Video] {
+                ensure!(
+                    published_tracks(p).contains(&(o.id(), kind)),
+                    "{} was never told about {}'s {kind:?}",
+                    p.id(),
+                    o.id()
+                );
+            }
+            ensure!(
+                p.stats().from(o.id(), TrackKind::Video).keyframes > 0,
+                "{} got no key frame from {}",
+                p.id(),
+                o.id()
+            );
+        }
+    }
+
+    let c_id = c.id();
+    c.leave().await.context("C leaving")?;
+    for p in [&a, &b] {
+        p.wait_for_event(Duration::from_secs(5), |m| {
+            matches!(m, ServerMessage::ParticipantLeft { participant_id } if *participant_id == c_id)
+        })
+        .await
+        .with_context(|| format!("{} hearing that {c_id} left", p.id()))?;
+    }
+
+    // A and B keep receiving each other, without a gap, for several seconds after the leave
+    // (and the renegotiation it causes).
+    for _ in 0..3 {
+        let before = (a.stats(), b.stats());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let after = (a.stats(), b.stats());
+        for kind in [TrackKind::Audio, TrackKind::Video] {
+            let a_got = after.0.packets_from(b.id(), kind) - before.0.packets_from(b.id(), kind);
+            let b_got = after.1.packets_from(a.id(), kind) - before.1.packets_from(a.id(), kind);
+            // 50 (audio) or 60 (video) per second are sent; allow for a busy machine.
+            ensure!(
+                a_got >= 25 && b_got >= 25,
+                "{kind:?} slowed after the leave: A got {a_got}/s from B, B got {b_got}/s from A \
+                 (A: {}; B: {})",
+                summary(&after.0),
+                summary(&after.1)
+            );
+        }
+    }
+    assert_clean(&a)?;
+    assert_clean(&b)?;
+    ensure!(server.healthz().await? == 200);
+    server.pass();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_subscriber_gets_a_keyframe_at_once() -> anyhow::Result<()> {
+    let server = Server::start().await?;
+    // Periodic key frames rarely enough that only a keyframe request explains a quick one.
+    let publisher_opts = ParticipantOptions {
+        keyframe_interval: Duration::from_secs(600),
+        ..Default::default()
+    };
+    let a = join_connected(&server, "keyframe", "Ann", publisher_opts).await?;
+    // Let A's first key frame (sent on connecting, to nobody) pass.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let requests_before = a.stats().sent.keyframe_request_count;
+
+    let b_joined = Instant::now();
+    let b = join_connected(
+        &server,
+        "keyframe",
+        "Bob",
+        ParticipantOptions::receive_only(),
+    )
+    .await?;
+    let b_connected = b.stats().connected_at.context("B connected")?;
+    let got = b
+        .wait_for(Duration::from_secs(5), |s| {
+            s.from(a.id(), TrackKind::Video).keyframes > 0
+        })
+        .await
+        .with_context(|| {
+            format!(
+                "B receiving a key frame from A; B has {}",
+                summary(&b.stats())
+            )
+        })?;
+    let first_key = got
+        .from(a.id(), TrackKind::Video)
+        .first_keyframe_at
+        .context("key frame arrived")?;
+
+    let a_stats = a.stats();
+    ensure!(
+        a_stats.sent.keyframe_request_count > requests_before,
+        "A saw no keyframe request after B subscribed: {}",
+        summary(&a_stats)
+    );
+    let request = a_stats
+        .sent
+        .keyframe_requests
+        .iter()
+        .find(|t| **t >= b_joined)
+        .context("a keyframe request after B joined")?;
+    ensure!(
+        *request <= b_connected + Duration::from_secs(1),
+        "A's keyframe request came {:?} after B connected",
+        request.saturating_duration_since(b_connected)
+    );
+    // B's picture can start within a second of its media connecting (not at A's next
+    // periodic key frame, minutes away).
+    let waited = first_key.saturating_duration_since(b_connected);
+    eprintln!(
+        "B: join to media connected {:?}, connected to first key frame {waited:?}, \
+         keyframe request {:?} after connecting",
+        b_connected - b_joined,
+        request.saturating_duration_since(b_connected)
+    );
+    ensure!(
+        waited <= Duration::from_secs(1),
+        "B's first key frame from A came {waited:?} after connecting"
+    );
+    server.pass();
+    Ok(())
+}
