@@ -35,16 +35,18 @@ function freeUdpPort() {
 }
 
 /**
- * Runs `veche serve` on free ports with a fresh data directory and waits for /healthz.
- * @returns {Promise<{url: string, stop: () => Promise<void>, log: () => string}>}
+ * Runs `veche serve` with a fresh data directory and waits for /healthz. Ports are free ones
+ * unless given (to restart a server where the clients expect it).
+ * @param {{httpPort?: number, mediaPort?: number}} [ports]
+ * @returns {Promise<{url: string, httpPort: number, mediaPort: number, stop: () => Promise<void>, log: () => string}>}
  */
-export async function startServer() {
+export async function startServer(ports = {}) {
   const bin = path.resolve(REPO_ROOT, process.env.VECHE_BIN ?? 'target/debug/veche');
   if (!existsSync(bin)) {
     throw new Error(`veche binary not found at ${bin}: build it with \`cargo build -p veche-server\` or set VECHE_BIN`);
   }
-  const httpPort = await freeTcpPort();
-  const mediaPort = await freeUdpPort();
+  const httpPort = ports.httpPort ?? await freeTcpPort();
+  const mediaPort = ports.mediaPort ?? await freeUdpPort();
   const dataDir = mkdtempSync(path.join(tmpdir(), 'veche-e2e-'));
   const logFile = path.join(dataDir, 'server.log');
   const logFd = openSync(logFile, 'a');
@@ -94,5 +96,5 @@ export async function startServer() {
     }
     await new Promise(r => setTimeout(r, 100));
   }
-  return { url, stop, log };
+  return { url, httpPort, mediaPort, stop, log };
 }
