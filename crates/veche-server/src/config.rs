@@ -28,6 +28,7 @@ pub(crate) const DEFAULT_MESSAGE_BURST: u32 = 100;
 #[command(
     name = "veche",
     version,
+    arg_required_else_help = true,
     after_help = "Start a server with `veche serve`, then open http://127.0.0.1:8080.\n\
                   `veche serve --help` lists every setting."
 )]
