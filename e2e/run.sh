@@ -19,4 +19,4 @@ fi
 
 npm --prefix e2e run --silent typecheck
 echo "web client type check: ok"
-node --test e2e/
+node --test --test-concurrency=1 e2e/

@@ -23,8 +23,15 @@ export const CHROMIUM_ARGS = [
   '--mute-audio',
 ];
 
-/** @returns {Promise<import('playwright-core').Browser>} */
-export function launch() {
+/**
+ * @param {{acceptMediaPrompts?: boolean}} [options] `acceptMediaPrompts: false` leaves out
+ *   the flag that auto-accepts camera/microphone prompts, so they are denied
+ * @returns {Promise<import('playwright-core').Browser>}
+ */
+export function launch(options = {}) {
   if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM)`);
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  const args = options.acceptMediaPrompts === false
+    ? CHROMIUM_ARGS.filter(a => a !== '--use-fake-ui-for-media-stream')
+    : CHROMIUM_ARGS;
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args });
 }
