@@ -174,6 +174,17 @@ test('three participants see and hear each other, share a screen, chat and leave
   await p2.page.screenshot({ path: path.join(RESULTS, 'meeting-p2.png') });
   await p1.page.screenshot({ path: path.join(RESULTS, 'meeting-p1.png') });
 
+  // P1 stops sharing: the screen tile goes away for the others.
+  await p1.page.click('#screen-btn');
+  for (const p of [p2, p3]) {
+    await p.page.waitForSelector(`[data-screen-of="${ids[0]}"]`, { state: 'detached', timeout: 10000 });
+  }
+
+  // The invite link is copied to the clipboard.
+  await p1.page.click('#invite-btn');
+  await p1.page.waitForFunction(async want => (await navigator.clipboard.readText()) === want,
+    `${server.url}/m/${room}`, { timeout: 5000, polling: 200 });
+
   // P3 leaves: the others drop its tile, and P3 sees the "you left" screen.
   await p3.page.click('#leave-btn');
   await p3.page.waitForSelector('#left-screen', { timeout: 5000 });
