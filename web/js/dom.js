@@ -83,3 +83,28 @@ export function initial(name) {
   const first = [...name.trim()][0];
   return first ? first.toUpperCase() : '?';
 }
+
+/**
+ * Copies text to the clipboard, with a fallback for pages where the async API is missing.
+ * @param {string} text
+ * @returns {Promise<boolean>}
+ */
+export async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    const area = h('textarea', { readonly: true, class: 'offscreen' });
+    area.value = text;
+    document.body.append(area);
+    area.select();
+    let ok = false;
+    try {
+      ok = document.execCommand('copy');
+    } catch {
+      ok = false;
+    }
+    area.remove();
+    return ok;
+  }
+}

@@ -2,7 +2,8 @@
 // session's CallView.
 
 import { ChatPanel } from './chat.js';
-import { h, show, toast } from './dom.js';
+import { copyText, h, show, toast } from './dom.js';
+import { showEnded, showLeft } from './ended.js';
 import { icon } from './icons.js';
 import { Session } from './session.js';
 import { ScreenTile, Tile, attach, layoutTiles } from './tiles.js';
@@ -114,8 +115,8 @@ class Meeting {
 
   start() {
     show(this.el);
+    document.title = `${this.room} — Veche`;
     this.selfTile.setVideo(this.media.camera);
-    this.selfTile.video.classList.add('mirror');
     this.updateSelf();
     this.updateCount();
     for (const problem of this.media.problems) toast(problem, 'error', 8000);
@@ -168,8 +169,10 @@ class Meeting {
   participantChanged(info) {
     const p = this.remote.get(info.id);
     if (!p) return;
+    const handWasUp = p.tile.el.classList.contains('hand-raised');
     p.info = info;
     p.tile.setFlags({ audio: info.audio, video: info.video, hand: info.hand_raised });
+    if (info.hand_raised && !handWasUp) toast(`${info.name} raised their hand`);
     if (!info.screen && p.screen) this.removeScreen(p);
   }
 
@@ -387,62 +390,6 @@ class Meeting {
       .then(() => { this.audioBanner.hidden = true; })
       .catch(() => toast('Sound is still blocked by the browser', 'error'));
   }
-}
-
-/**
- * Copies text to the clipboard, with a fallback for pages where the async API is missing.
- * @param {string} text
- * @returns {Promise<boolean>}
- */
-async function copyText(text) {
-  try {
-    await navigator.clipboard.writeText(text);
-    return true;
-  } catch {
-    const area = h('textarea', { readonly: true, class: 'offscreen' });
-    area.value = text;
-    document.body.append(area);
-    area.select();
-    let ok = false;
-    try {
-      ok = document.execCommand('copy');
-    } catch {
-      ok = false;
-    }
-    area.remove();
-    return ok;
-  }
-}
-
-/**
- * The screen shown after leaving.
- * @param {string} room
- * @param {string} name
- */
-function showLeft(room, name) {
-  const rejoin = `/m/${encodeURIComponent(room)}?name=${encodeURIComponent(name)}&autojoin=1`;
-  show(h('div', { class: 'card centered', id: 'left-screen' },
-    h('h1', { text: 'You left the meeting' }),
-    h('p', { class: 'muted', text: room }),
-    h('div', { class: 'row' },
-      h('a', { class: 'button primary', href: rejoin, id: 'rejoin-btn', text: 'Rejoin' }),
-      h('a', { class: 'button', href: '/', text: 'Home' }))));
-}
-
-/**
- * The screen shown when the server refused us for good.
- * @param {string} room
- * @param {string} name
- * @param {string} message
- */
-function showEnded(room, name, message) {
-  const retry = `/m/${encodeURIComponent(room)}?name=${encodeURIComponent(name)}`;
-  show(h('div', { class: 'card centered', id: 'ended-screen' },
-    h('h1', { text: 'Could not join the meeting' }),
-    h('p', { class: 'error', text: message }),
-    h('div', { class: 'row' },
-      h('a', { class: 'button primary', href: retry, text: 'Try again' }),
-      h('a', { class: 'button', href: '/', text: 'Home' }))));
 }
 
 /**
