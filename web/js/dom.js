@@ -61,6 +61,9 @@ export function show(...nodes) {
   app.replaceChildren(...nodes);
 }
 
+/** At most this many toasts show at once; older ones make room. */
+const MAX_TOASTS = 3;
+
 /**
  * Shows a short message at the bottom of the screen.
  * @param {string} text
@@ -70,9 +73,18 @@ export function show(...nodes) {
 export function toast(text, level = 'info', ms = 4000) {
   const box = document.getElementById('toasts');
   if (!box) return;
+  for (const old of [...box.children]) {
+    if (old.textContent === text) old.remove();
+  }
+  while (box.childElementCount >= MAX_TOASTS) box.firstElementChild?.remove();
   const el = h('div', { class: `toast ${level}`, text });
   box.append(el);
   setTimeout(() => el.remove(), ms);
+}
+
+/** Removes every toast. */
+export function clearToasts() {
+  document.getElementById('toasts')?.replaceChildren();
 }
 
 /**

@@ -1,6 +1,6 @@
 // The screens after a meeting: left on purpose, or refused by the server.
 
-import { h, show } from './dom.js';
+import { clearToasts, h, show } from './dom.js';
 
 /**
  * The screen shown after leaving.
@@ -8,6 +8,7 @@ import { h, show } from './dom.js';
  * @param {string} name
  */
 export function showLeft(room, name) {
+  clearToasts();
   const rejoin = `/m/${encodeURIComponent(room)}?name=${encodeURIComponent(name)}&autojoin=1`;
   show(h('div', { class: 'card centered', id: 'left-screen' },
     h('h1', { text: 'You left the meeting' }),
@@ -24,6 +25,7 @@ export function showLeft(room, name) {
  * @param {string} message
  */
 export function showEnded(room, name, message) {
+  clearToasts();
   const retry = `/m/${encodeURIComponent(room)}?name=${encodeURIComponent(name)}`;
   show(h('div', { class: 'card centered', id: 'ended-screen' },
     h('h1', { text: 'Could not join the meeting' }),

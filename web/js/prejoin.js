@@ -125,6 +125,7 @@ export async function showPrejoin(room, suggestedName) {
     }
     saveName(name);
     stopMeter?.();
+    media.problems = []; // already shown here
     startMeeting(room, name, media);
   });
 

@@ -40,6 +40,9 @@ import { FATAL_ERRORS, FINAL_ERRORS, PROTOCOL_VERSION, parseServerMessage, signa
 /** Publish slot order, as the server offers them. */
 const SLOTS = /** @type {const} */ (['audio', 'video', 'screen']);
 
+/** Refusals that the user can do nothing about; they only go to the console. */
+const QUIET_ERRORS = new Set(['invalid_candidate', 'rate_limited']);
+
 /** Reconnect delays grow to this many milliseconds. */
 const MAX_RETRY_MS = 15000;
 
@@ -307,10 +310,8 @@ export class Session {
       this.finished = true;
       this.teardown();
       this.view.status('ended', message);
-    } else if (FATAL_ERRORS.has(code)) {
-      // The server closes the socket; the close handler reconnects.
-      this.view.notice(message);
-    } else {
+    } else if (!QUIET_ERRORS.has(code)) {
+      // After a fatal one the server closes the socket and the close handler reconnects.
       this.view.notice(message);
     }
   }
@@ -320,9 +321,12 @@ export class Session {
     const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
     this.pc = pc;
     pc.addEventListener('icecandidate', event => {
-      if (pc === this.pc && event.candidate && event.candidate.candidate) {
-        this.send({ type: 'candidate', candidate: event.candidate.candidate });
-      }
+      const candidate = event.candidate;
+      if (pc !== this.pc || !candidate || !candidate.candidate) return;
+      // mDNS-hidden host addresses (x.local, used until camera/mic access is granted) mean
+      // nothing to the server; it learns our address from our connectivity checks anyway.
+      if (candidate.address?.endsWith('.local')) return;
+      this.send({ type: 'candidate', candidate: candidate.candidate });
     });
     pc.addEventListener('track', event => {
       if (pc !== this.pc) return;
