@@ -1,6 +1,7 @@
 // Someone who denies camera and microphone is told so, joins anyway, and sees and hears the
 // others; they see that person's avatar.
 
+import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { launch } from './lib/browser.mjs';
 import { startServer } from './lib/server.mjs';
@@ -55,4 +56,8 @@ test('denied camera and microphone: a clear message, then a receive-only join', 
   // @ts-ignore the client's test hook
   const deniedId = await denied.evaluate(() => window.veche.selfId);
   await withMedia.waitForSelector(`[data-participant-id="${deniedId}"].no-video .mic-off:not([hidden])`, { timeout: 10000 });
+
+  // Nothing but the permission message bothered the user (no refused mDNS candidates, say).
+  const toasts = await denied.locator('#toasts .toast').allTextContents();
+  assert.deepEqual(toasts.filter(t => !t.includes('blocked')), []);
 });
