@@ -39,6 +39,9 @@ pub struct ParticipantOptions {
     pub keyframe_interval: Duration,
     /// Address the UDP socket binds to (port chosen by the OS) and advertises as host candidate.
     pub bind_ip: IpAddr,
+    /// Simulated network loss: drop every n-th incoming RTP datagram before str0m sees it, so
+    /// str0m NACKs it and the SFU has to retransmit. `None` drops nothing.
+    pub drop_every_nth_rtp: Option<u32>,
 }
 
 impl Default for ParticipantOptions {
@@ -53,6 +56,7 @@ impl Default for ParticipantOptions {
             video_payload_size: 900,
             keyframe_interval: Duration::from_secs(5),
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            drop_every_nth_rtp: None,
         }
     }
 }
@@ -147,6 +151,7 @@ impl SyntheticParticipant {
             remote_tracks: HashMap::new(),
             media: None,
             keyframe_wanted: false,
+            rtp_datagrams: 0,
         };
         let task_shared = shared.clone();
         let task = tokio::spawn(async move {
@@ -325,6 +330,8 @@ struct Driver {
     remote_tracks: HashMap<Mid, (ParticipantId, TrackKind)>,
     media: Option<MediaClock>,
     keyframe_wanted: bool,
+    /// Incoming RTP datagrams, for simulated loss.
+    rtp_datagrams: u64,
 }
 
 /// What woke the driver.
@@ -367,6 +374,9 @@ impl Driver {
                 },
                 Wake::Udp(res) => {
                     let (n, source) = res?;
+                    if self.simulate_loss(n) {
+                        continue;
+                    }
                     let receive =
                         Receive::new(Protocol::Udp, source, self.local_addr, &self.buf[..n]);
                     match receive {
@@ -388,6 +398,26 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Whether to drop the datagram of `n` bytes in `buf` (see
+    /// [`ParticipantOptions::drop_every_nth_rtp`]).
+    fn simulate_loss(&mut self, n: usize) -> bool {
+        let Some(every) = self.opts.drop_every_nth_rtp else {
+            return false;
+        };
+        // RTP (not RTCP, RFC 5761 §4): version 2, and a payload type outside 64..=95, which
+        // with the marker bit is a second byte outside 192..=223.
+        let rtp = n >= 12 && self.buf[0] >> 6 == 2 && !(192..=223).contains(&self.buf[1]);
+        if !rtp {
+            return false;
+        }
+        self.rtp_datagrams += 1;
+        if !self.rtp_datagrams.is_multiple_of(u64::from(every.max(1))) {
+            return false;
+        }
+        lock(&self.shared).stats.dropped_on_purpose += 1;
+        true
     }
 
     /// Drains `poll_output` until it yields the next timeout.

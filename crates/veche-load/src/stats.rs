@@ -1,6 +1,6 @@
 //! What one synthetic participant sent and received. Pure bookkeeping: time comes in as values.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use veche_proto::{ParticipantId, TrackKind};
@@ -9,6 +9,10 @@ use crate::payload::{Tag, vp8_starts_keyframe};
 
 /// Keyframe request times kept per participant; enough for tests, bounded for long load runs.
 const MAX_KEYFRAME_REQUEST_TIMES: usize = 1024;
+
+/// Missing sequence numbers remembered per track, so a late retransmission counts as a
+/// recovery rather than a reorder. Older ones are forgotten (counted as lost for good).
+const MAX_MISSING: usize = 1024;
 
 /// A snapshot of everything one participant has counted so far.
 #[derive(Debug, Clone)]
@@ -27,6 +31,8 @@ pub struct Stats {
     pub untagged: u64,
     /// RTP packets on a mid no `track_published` had announced.
     pub unknown_mid: u64,
+    /// Incoming RTP datagrams dropped to simulate loss.
+    pub dropped_on_purpose: u64,
     /// Set when the participant's task has stopped, saying why.
     pub ended: Option<String>,
 }
@@ -53,10 +59,13 @@ pub struct TrackStats {
     /// When the first packet starting a key frame arrived: the picture could show from here.
     pub first_keyframe_at: Option<Instant>,
     pub last_at: Option<Instant>,
-    /// RTP sequence number not above the previous one on the same SSRC.
+    /// RTP sequence number not above the previous one on the same SSRC, and not filling a
+    /// gap: reordered or duplicated.
     pub seq_reorders: u64,
-    /// Sequence numbers skipped (packets lost or not forwarded).
+    /// Sequence numbers skipped when a later one arrived (lost, or not yet retransmitted).
     pub seq_gaps: u64,
+    /// Late packets that filled one of those gaps (NACK and retransmission worked).
+    pub recovered: u64,
     /// The sender's own counter went backwards or repeated.
     pub counter_reorders: u64,
     /// Sender counter values skipped.
@@ -69,12 +78,19 @@ pub struct TrackStats {
     last_ssrc: Option<u32>,
     last_seq: u64,
     last_counter: Option<u32>,
+    /// Gaps not filled yet, oldest first.
+    missing: VecDeque<u64>,
 }
 
 impl TrackStats {
     /// Any sign of reordering or misdelivery.
     pub fn disorder(&self) -> u64 {
         self.seq_reorders + self.counter_reorders + self.mid_mismatches
+    }
+
+    /// Packets skipped and never recovered (so far).
+    pub fn lost(&self) -> u64 {
+        self.seq_gaps - self.recovered
     }
 
     pub fn mean_latency_us(&self) -> u64 {
@@ -105,6 +121,7 @@ impl Stats {
             received: HashMap::new(),
             untagged: 0,
             unknown_mid: 0,
+            dropped_on_purpose: 0,
             ended: None,
         }
     }
@@ -163,12 +180,26 @@ impl Stats {
             t.mid_mismatches += 1;
         }
 
+        let mut recovery = false;
         if t.last_ssrc == Some(rtp.ssrc) {
-            if rtp.seq <= t.last_seq {
-                t.seq_reorders += 1;
-            } else {
-                t.seq_gaps += rtp.seq - t.last_seq - 1;
+            if rtp.seq > t.last_seq {
+                let gap = rtp.seq - t.last_seq - 1;
+                t.seq_gaps += gap;
+                // A gap larger than what we remember is remembered only in part.
+                let from = (t.last_seq + 1).max(rtp.seq.saturating_sub(MAX_MISSING as u64));
+                for missing in from..rtp.seq {
+                    if t.missing.len() == MAX_MISSING {
+                        t.missing.pop_front();
+                    }
+                    t.missing.push_back(missing);
+                }
                 t.last_seq = rtp.seq;
+            } else if let Some(i) = t.missing.iter().position(|m| *m == rtp.seq) {
+                t.missing.remove(i);
+                t.recovered += 1;
+                recovery = true;
+            } else {
+                t.seq_reorders += 1;
             }
         } else {
             if t.last_ssrc.is_some() {
@@ -176,9 +207,12 @@ impl Stats {
             }
             t.last_ssrc = Some(rtp.ssrc);
             t.last_seq = rtp.seq;
+            t.missing.clear();
         }
 
+        // A recovered packet is legitimately behind the sender's counter.
         match t.last_counter {
+            _ if recovery => {}
             Some(last) if tag.counter <= last => t.counter_reorders += 1,
             Some(last) => {
                 t.counter_gaps += u64::from(tag.counter - last - 1);
@@ -237,16 +271,47 @@ mod tests {
         let mut s = Stats::new(1, Instant::now());
         record(&mut s, 5, 10, 2, &packet(2, 0));
         record(&mut s, 5, 12, 2, &packet(2, 2));
-        record(&mut s, 5, 11, 2, &packet(2, 1));
         // Claimed by participant 3's mid, but tagged as 2's.
         record(&mut s, 5, 13, 3, &packet(2, 3));
+        // Sent before 12 but arrives after it, without 11 ever arriving: reordered.
+        record(&mut s, 5, 10, 2, &packet(2, 1));
         let t = s.from(2, TrackKind::Audio);
         assert_eq!(t.seq_gaps, 1);
+        assert_eq!(t.lost(), 1);
         assert_eq!(t.seq_reorders, 1);
         assert_eq!(t.counter_gaps, 1);
         assert_eq!(t.counter_reorders, 1);
         assert_eq!(t.mid_mismatches, 1);
         assert_eq!(s.disorder(), 3);
+    }
+
+    #[test]
+    fn late_packet_filling_a_gap_is_a_recovery() {
+        let mut s = Stats::new(1, Instant::now());
+        record(&mut s, 5, 10, 2, &packet(2, 0));
+        record(&mut s, 5, 13, 2, &packet(2, 3));
+        record(&mut s, 5, 12, 2, &packet(2, 2));
+        // A duplicate of a recovered packet is not a second recovery.
+        record(&mut s, 5, 12, 2, &packet(2, 2));
+        let t = s.from(2, TrackKind::Audio);
+        assert_eq!(t.seq_gaps, 2);
+        assert_eq!(t.recovered, 1);
+        assert_eq!(t.lost(), 1);
+        assert_eq!(t.seq_reorders, 1);
+        assert_eq!(t.counter_reorders, 1);
+    }
+
+    #[test]
+    fn huge_gap_is_remembered_in_part() {
+        let mut s = Stats::new(1, Instant::now());
+        record(&mut s, 5, 1, 2, &packet(2, 0));
+        record(&mut s, 5, 100_000, 2, &packet(2, 1));
+        record(&mut s, 5, 99_999, 2, &packet(2, 2));
+        record(&mut s, 5, 2, 2, &packet(2, 3));
+        let t = s.from(2, TrackKind::Audio);
+        assert_eq!(t.seq_gaps, 99_998);
+        assert_eq!(t.recovered, 1);
+        assert_eq!(t.seq_reorders, 1);
     }
 
     #[test]

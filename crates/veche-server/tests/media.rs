@@ -41,6 +41,7 @@ async fn three_participants_receive_each_other_in_order_and_survive_a_leave() ->
     }
 
     let c_id = c.id();
+    let offers_before = (a.stats().offers, b.stats().offers);
     c.leave().await.context("C leaving")?;
     for p in [&a, &b] {
         p.wait_for_event(Duration::from_secs(5), |m| {
@@ -48,6 +49,14 @@ async fn three_participants_receive_each_other_in_order_and_survive_a_leave() ->
         })
         .await
         .with_context(|| format!("{} hearing that {c_id} left", p.id()))?;
+        for kind in [TrackKind::Audio, TrackKind::Video] {
+            p.wait_for_event(Duration::from_secs(5), |m| {
+                matches!(m, ServerMessage::TrackUnpublished { participant_id, kind: k, .. }
+                    if *participant_id == c_id && *k == kind)
+            })
+            .await
+            .with_context(|| format!("{} hearing that {c_id}'s {kind:?} ended", p.id()))?;
+        }
     }
 
     // A and B keep receiving each other, without a gap, for several seconds after the leave
@@ -71,6 +80,12 @@ async fn three_participants_receive_each_other_in_order_and_survive_a_leave() ->
     }
     assert_clean(&a)?;
     assert_clean(&b)?;
+    // The leave was renegotiated (C's m-lines stopped), and both answered without a hitch.
+    let offers_after = (a.stats().offers, b.stats().offers);
+    ensure!(
+        offers_after.0 > offers_before.0 && offers_after.1 > offers_before.1,
+        "offers before/after the leave: {offers_before:?} / {offers_after:?}"
+    );
     ensure!(server.healthz().await? == 200);
     server.pass();
     Ok(())
@@ -143,6 +158,48 @@ async fn a_new_subscriber_gets_a_keyframe_at_once() -> anyhow::Result<()> {
     ensure!(
         waited <= Duration::from_secs(1),
         "B's first key frame from A came {waited:?} after connecting"
+    );
+    server.pass();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_video_packets_are_retransmitted() -> anyhow::Result<()> {
+    let server = Server::start().await?;
+    let a = join_connected(&server, "nack", "Ann", ParticipantOptions::default()).await?;
+    // 5 % loss on B's downlink: B's str0m NACKs, the SFU has to retransmit (RTX).
+    let lossy = ParticipantOptions {
+        drop_every_nth_rtp: Some(20),
+        ..ParticipantOptions::receive_only()
+    };
+    let b = join_connected(&server, "nack", "Bob", lossy).await?;
+    b.wait_for(Duration::from_secs(20), |s| {
+        s.packets_from(a.id(), TrackKind::Video) >= 400
+    })
+    .await
+    .with_context(|| format!("B receiving A's video; B has {}", summary(&b.stats())))?;
+    // Let the NACKs of the last losses be answered.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let stats = b.stats();
+    let video = stats.from(a.id(), TrackKind::Video);
+    eprintln!(
+        "B dropped {} datagrams; A's video: {} gaps, {} recovered",
+        stats.dropped_on_purpose, video.seq_gaps, video.recovered
+    );
+    ensure!(
+        video.seq_gaps >= 10,
+        "too few losses to judge retransmission: {video:?}"
+    );
+    ensure!(
+        video.recovered * 10 >= video.seq_gaps * 9,
+        "only {} of {} lost video packets were retransmitted",
+        video.recovered,
+        video.seq_gaps
+    );
+    ensure!(
+        video.disorder() == 0,
+        "video disordered beyond the repaired losses: {video:?}"
     );
     server.pass();
     Ok(())
