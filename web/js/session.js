@@ -43,6 +43,9 @@ const SLOTS = /** @type {const} */ (['audio', 'video', 'screen']);
 /** Refusals that the user can do nothing about; they only go to the console. */
 const QUIET_ERRORS = new Set(['invalid_candidate', 'rate_limited']);
 
+/** Tell the user if media has not connected this long after joining. */
+const MEDIA_WARNING_MS = 10000;
+
 /** Reconnect delays grow to this many milliseconds. */
 const MAX_RETRY_MS = 15000;
 
@@ -227,7 +230,7 @@ export class Session {
       case 'joined':
         this.selfId = msg.participant_id;
         this.participants = new Map(msg.participants.map(p => [p.id, p]));
-        this.ensurePeerConnection();
+        this.watchMediaStart(this.ensurePeerConnection());
         this.view.joined(msg.participant_id, msg.participants);
         if (this.handRaised) this.send({ type: 'raise_hand', raised: true });
         break;
@@ -314,6 +317,18 @@ export class Session {
       // After a fatal one the server closes the socket and the close handler reconnects.
       this.view.notice(message);
     }
+  }
+
+  /**
+   * Warns if media has not connected a while after joining (ICE itself takes ~30 s to fail).
+   * @param {RTCPeerConnection} pc
+   */
+  watchMediaStart(pc) {
+    setTimeout(() => {
+      if (pc === this.pc && pc.connectionState !== 'connected') {
+        this.view.notice('Media is not getting through yet — a firewall may be blocking the server\'s UDP media port.');
+      }
+    }, MEDIA_WARNING_MS);
   }
 
   ensurePeerConnection() {
