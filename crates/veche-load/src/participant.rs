@@ -273,6 +273,12 @@ impl SyntheticParticipant {
         self.task.is_finished()
     }
 
+    /// Vanishes without a word: the task stops, its WebSocket and UDP socket are dropped
+    /// without a `leave` or a close frame, like a crashed browser tab.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+
     /// Sends `leave`, waits for the task to stop and returns the final stats.
     pub async fn leave(self) -> Result<Stats, Error> {
         // A send error means the task has already stopped, which is what we want.

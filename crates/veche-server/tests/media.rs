@@ -204,3 +204,36 @@ async fn lost_video_packets_are_retransmitted() -> anyhow::Result<()> {
     server.pass();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_participant_is_removed_and_the_rest_carry_on() -> anyhow::Result<()> {
+    let server = Server::start().await?;
+    let a = join_connected(&server, "vanish", "Ann", ParticipantOptions::default()).await?;
+    let b = join_connected(&server, "vanish", "Bob", ParticipantOptions::default()).await?;
+    let c = join_connected(&server, "vanish", "Cid", ParticipantOptions::default()).await?;
+    wait_mesh(&[&a, &b, &c], 25, 25, Duration::from_secs(20)).await?;
+
+    let c_id = c.id();
+    c.kill();
+    for p in [&a, &b] {
+        p.wait_for_event(Duration::from_secs(10), |m| {
+            matches!(m, ServerMessage::ParticipantLeft { participant_id } if *participant_id == c_id)
+        })
+        .await
+        .with_context(|| format!("{} hearing that {c_id} vanished", p.id()))?;
+    }
+    let before = (a.stats(), b.stats());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (a_now, b_now) = (a.stats(), b.stats());
+    for kind in [TrackKind::Audio, TrackKind::Video] {
+        ensure!(
+            a_now.packets_from(b.id(), kind) > before.0.packets_from(b.id(), kind) + 20
+                && b_now.packets_from(a.id(), kind) > before.1.packets_from(a.id(), kind) + 20,
+            "{kind:?} between A and B slowed after C vanished"
+        );
+    }
+    assert_clean(&a)?;
+    assert_clean(&b)?;
+    server.pass();
+    Ok(())
+}
