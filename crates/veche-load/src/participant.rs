@@ -15,7 +15,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tracing::{debug, warn};
+use tracing::{debug, trace, warn};
 use veche_proto::{ClientMessage, PROTOCOL_VERSION, ParticipantId, ServerMessage, TrackKind};
 
 use crate::payload::{Tag, Vp8Position, opus_packet, vp8_packet};
@@ -363,7 +363,12 @@ impl Driver {
             let wake_at = self
                 .media_deadline()
                 .map_or(rtc_deadline, |m| m.min(rtc_deadline));
-            tracing::trace!(participant = self.id, in_ms = wake_at.saturating_duration_since(Instant::now()).as_millis() as u64, reason = ?self.rtc.last_timeout_reason(), "waiting");
+            trace!(
+                participant = self.id,
+                in_ms = wake_at.saturating_duration_since(Instant::now()).as_millis() as u64,
+                reason = ?self.rtc.last_timeout_reason(),
+                "waiting"
+            );
             let wake = tokio::select! {
                 cmd = commands.recv() => Wake::Command(cmd),
                 msg = self.signal.recv() => Wake::Signal(msg),
