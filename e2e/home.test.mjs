@@ -66,6 +66,14 @@ test('a typed meeting name becomes a clean link, and the pre-join screen joins',
   await page.waitForSelector('#leave-btn');
   // @ts-ignore the client's test hook
   await page.waitForFunction(() => window.veche?.selfId != null, null, { timeout: 10000 });
+  // In the meeting, the devices dialog lists the camera and microphone in use.
+  await page.click('#settings-btn');
+  await page.waitForSelector('#settings-dialog[open] #camera-select option', { state: 'attached' });
+  assert.ok(await page.locator('#settings-dialog #mic-select option').count() >= 1);
+  await page.selectOption('#settings-dialog #camera-select', { index: 0 });
+  await page.click('#settings-dialog button.primary');
+  await page.waitForSelector('#settings-dialog', { state: 'hidden' });
+  await page.waitForSelector('#cam-btn:not(.off)');
   await page.click('#leave-btn');
   await page.waitForSelector('#left-screen');
   await page.context().close();

@@ -2,6 +2,7 @@
 // session's CallView.
 
 import { ChatPanel } from './chat.js';
+import { DevicePickers } from './devices.js';
 import { copyText, h, show, toast } from './dom.js';
 import { showEnded, showLeft } from './ended.js';
 import { icon } from './icons.js';
@@ -92,6 +93,21 @@ class Meeting {
     this.chatButton.el.append(this.unreadBadge);
     this.handButton = new ControlButton('hand-btn', 'hand', 'Raise hand', () => this.toggleHand());
     const inviteButton = new ControlButton('invite-btn', 'link', 'Invite', () => void this.copyInvite());
+    const settingsButton = new ControlButton('settings-btn', 'settings', 'Devices', () => void this.openSettings());
+    this.pickers = new DevicePickers(media, {
+      camera: id => this.session.setCamera(true, id),
+      mic: id => this.session.switchMic(id),
+      changed: () => {
+        this.selfTile.setVideo(this.media.camera);
+        this.updateSelf();
+      },
+    });
+    this.settings = h('dialog', { id: 'settings-dialog', class: 'card', 'aria-label': 'Devices' },
+      h('div', { class: 'stack' },
+        h('h2', { text: 'Devices' }),
+        h('label', {}, h('span', { text: 'Camera' }), this.pickers.camera),
+        h('label', {}, h('span', { text: 'Microphone' }), this.pickers.mic),
+        h('button', { type: 'button', class: 'button primary', text: 'Done', onclick: () => this.settings.close() })));
     const leaveButton = new ControlButton('leave-btn', 'leave', 'Leave', () => this.session.leave());
     leaveButton.el.classList.add('leave');
     if (!navigator.mediaDevices?.getDisplayMedia) this.screenButton.el.hidden = true;
@@ -106,7 +122,8 @@ class Meeting {
       h('div', { class: 'body' }, this.main, this.chat.el),
       h('footer', { class: 'controls' },
         this.micButton.el, this.camButton.el, this.screenButton.el, this.chatButton.el,
-        this.handButton.el, inviteButton.el, leaveButton.el));
+        this.handButton.el, inviteButton.el, settingsButton.el, leaveButton.el),
+      this.settings);
 
     this.resizeObserver = new ResizeObserver(() => this.layout());
     this.resizeObserver.observe(this.gallery);
@@ -376,6 +393,11 @@ class Meeting {
     const raised = !this.session.handRaised;
     this.session.setHand(raised);
     this.updateSelf(raised);
+  }
+
+  async openSettings() {
+    await this.pickers.refresh();
+    this.settings.showModal();
   }
 
   async copyInvite() {

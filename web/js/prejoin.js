@@ -2,7 +2,8 @@
 
 import { h, initial, show, toast } from './dom.js';
 import { icon } from './icons.js';
-import { LocalMedia, describeMediaError, listDevices, watchLevel } from './media.js';
+import { DevicePickers } from './devices.js';
+import { LocalMedia, describeMediaError, watchLevel } from './media.js';
 import { startMeeting } from './meeting.js';
 import { cleanName, saveName, savedName } from './names.js';
 import { attach } from './tiles.js';
@@ -26,15 +27,18 @@ export async function showPrejoin(room, suggestedName) {
     id: 'name-input', autocomplete: 'name', maxlength: 64, placeholder: 'Your name', required: true,
     value: suggestedName ?? savedName(),
   });
-  const cameraSelect = h('select', { id: 'camera-select', 'aria-label': 'Camera' });
-  const micSelect = h('select', { id: 'mic-select', 'aria-label': 'Microphone' });
+  const pickers = new DevicePickers(media, {
+    camera: id => media.useCamera(id),
+    mic: id => media.useMic(id),
+    changed: () => refresh(),
+  });
   const joinButton = h('button', { type: 'submit', class: 'button primary', id: 'join-btn', text: 'Join now' });
   const form = h('form', { class: 'card stack join-card' },
     h('h1', { text: 'Ready to join?' }),
     h('p', { class: 'muted room-label', text: room }),
     h('label', {}, h('span', { text: 'Your name' }), nameInput),
-    h('label', {}, h('span', { text: 'Camera' }), cameraSelect),
-    h('label', {}, h('span', { text: 'Microphone' }), micSelect),
+    h('label', {}, h('span', { text: 'Camera' }), pickers.camera),
+    h('label', {}, h('span', { text: 'Microphone' }), pickers.mic),
     problems,
     joinButton);
 
@@ -46,7 +50,8 @@ export async function showPrejoin(room, suggestedName) {
   /** @type {(() => void) | null} */
   let stopMeter = null;
 
-  const refresh = () => {
+  /** Redraws the preview and the toggles from the media state. */
+  function refresh() {
     attach(video, media.camera);
     preview.classList.toggle('no-video', media.camera === null);
     avatar.textContent = initial(nameInput.value || '?');
@@ -69,13 +74,7 @@ export async function showPrejoin(room, suggestedName) {
         // No Web Audio: no meter.
       }
     }
-  };
-
-  const fillDevices = async () => {
-    const { mics, cameras } = await listDevices();
-    fillSelect(cameraSelect, cameras, media.cameraDeviceId, 'No camera');
-    fillSelect(micSelect, mics, media.micDeviceId, 'No microphone');
-  };
+  }
 
   const showProblems = () => {
     problems.replaceChildren(...media.problems.map(p => h('p', { text: p })));
@@ -98,24 +97,6 @@ export async function showPrejoin(room, suggestedName) {
     }
     refresh();
   });
-  cameraSelect.addEventListener('change', async () => {
-    try {
-      await media.useCamera(cameraSelect.value);
-    } catch (err) {
-      toast(describeMediaError(err, 'camera'), 'error');
-    }
-    refresh();
-  });
-  micSelect.addEventListener('change', async () => {
-    try {
-      await media.useMic(micSelect.value);
-    } catch (err) {
-      toast(describeMediaError(err, 'microphone'), 'error');
-    }
-    refresh();
-  });
-  navigator.mediaDevices?.addEventListener?.('devicechange', () => void fillDevices());
-
   form.addEventListener('submit', event => {
     event.preventDefault();
     const name = cleanName(nameInput.value);
@@ -136,20 +117,7 @@ export async function showPrejoin(room, suggestedName) {
   joinButton.textContent = 'Join now';
   showProblems();
   refresh();
-  await fillDevices();
-}
-
-/**
- * @param {HTMLSelectElement} select
- * @param {MediaDeviceInfo[]} devices
- * @param {string | undefined} selected
- * @param {string} none label when the list is empty
- */
-function fillSelect(select, devices, selected, none) {
-  select.replaceChildren(...devices.map((d, i) =>
-    h('option', { value: d.deviceId, text: d.label || `Device ${i + 1}`, selected: d.deviceId === selected })));
-  if (devices.length === 0) select.append(h('option', { value: '', text: none }));
-  select.disabled = devices.length === 0;
+  await pickers.refresh();
 }
 
 /**

@@ -126,12 +126,23 @@ export class Session {
   }
 
   /**
-   * Turns the camera on or off. Off releases the device.
-   * @param {boolean} on
+   * Switches to another microphone, keeping the mute state.
+   * @param {string} deviceId
    */
-  async setCamera(on) {
+  async switchMic(deviceId) {
+    await this.media.useMic(deviceId);
+    await this.publish(0, this.media.mic);
+    this.send({ type: 'set_media', kind: 'audio', enabled: !this.media.micMuted });
+  }
+
+  /**
+   * Turns the camera on (optionally another one) or off. Off releases the device.
+   * @param {boolean} on
+   * @param {string} [deviceId]
+   */
+  async setCamera(on, deviceId) {
     if (on) {
-      await this.media.useCamera();
+      await this.media.useCamera(deviceId);
       await this.publish(1, this.media.camera);
     } else {
       this.media.stopCamera();
