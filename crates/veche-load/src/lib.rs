@@ -12,10 +12,12 @@
 //! [`SignalClient`] is the bare signalling connection, for tests that need to send what no
 //! well-behaved client would.
 
+mod driver;
 mod error;
 mod participant;
 mod payload;
 mod signal;
+mod source;
 mod stats;
 
 pub use error::Error;

@@ -40,8 +40,12 @@ pub struct Stats {
 #[derive(Debug, Clone, Default)]
 pub struct SentStats {
     pub audio_packets: u64,
+    /// Camera packets.
     pub video_packets: u64,
+    pub screen_packets: u64,
+    /// Camera frames.
     pub video_frames: u64,
+    /// Key frames, camera and screen.
     pub keyframes: u64,
     /// When PLI/FIR requests for our video arrived (the first [`MAX_KEYFRAME_REQUEST_TIMES`]).
     pub keyframe_requests: Vec<Instant>,

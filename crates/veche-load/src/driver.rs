@@ -1,0 +1,466 @@
+//! The task behind a [`crate::SyntheticParticipant`]: one signalling WebSocket, one UDP socket
+//! and one str0m `Rtc` in RTP mode, plus the [`MediaSource`] that decides what to send.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpOffer;
+use str0m::format::Codec;
+use str0m::media::{MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpWrite};
+use str0m::{Event, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::{debug, trace, warn};
+use veche_proto::{ClientMessage, ParticipantId, ServerMessage, TrackKind};
+
+use crate::participant::{Command, ParticipantOptions, Shared, lock};
+use crate::source::{MediaSource, Packet, unix_micros};
+use crate::stats::Received;
+use crate::{Error, SignalClient};
+
+/// The m-lines this participant publishes on, from the server's first offer: microphone,
+/// camera and screen, with the payload type to send on each.
+#[derive(Debug, Clone, Copy)]
+struct PublishSlots {
+    audio: (Mid, Pt),
+    camera: (Mid, Pt),
+    screen: (Mid, Pt),
+}
+
+impl PublishSlots {
+    fn of(&self, kind: TrackKind) -> (Mid, Pt) {
+        match kind {
+            TrackKind::Audio => self.audio,
+            TrackKind::Video => self.camera,
+            TrackKind::Screen => self.screen,
+        }
+    }
+
+    fn video_kind(&self, mid: Mid) -> Option<TrackKind> {
+        [TrackKind::Video, TrackKind::Screen]
+            .into_iter()
+            .find(|k| self.of(*k).0 == mid)
+    }
+}
+
+pub(crate) struct Driver {
+    id: ParticipantId,
+    opts: ParticipantOptions,
+    rtc: Rtc,
+    socket: UdpSocket,
+    local_addr: SocketAddr,
+    signal: SignalClient,
+    shared: Arc<Mutex<Shared>>,
+    buf: Vec<u8>,
+    slots: Option<PublishSlots>,
+    /// mid → (publisher, kind), from `track_published`.
+    remote_tracks: HashMap<Mid, (ParticipantId, TrackKind)>,
+    source: MediaSource,
+    /// ICE and DTLS are up: media may flow.
+    connected: bool,
+    /// Reused buffer for the packets the source hands out.
+    packets: Vec<Packet>,
+    /// Incoming RTP datagrams, for simulated loss.
+    rtp_datagrams: u64,
+}
+
+/// What woke the driver.
+enum Wake {
+    Command(Option<Command>),
+    Signal(Result<Option<ServerMessage>, Error>),
+    Udp(std::io::Result<(usize, SocketAddr)>),
+    Timer,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        id: ParticipantId,
+        opts: ParticipantOptions,
+        rtc: Rtc,
+        socket: UdpSocket,
+        signal: SignalClient,
+        shared: Arc<Mutex<Shared>>,
+        now: Instant,
+    ) -> Result<Driver, Error> {
+        Ok(Driver {
+            id,
+            source: MediaSource::new(id, opts.source_config(), now),
+            opts,
+            rtc,
+            local_addr: socket.local_addr()?,
+            socket,
+            signal,
+            shared,
+            buf: vec![0; 2000],
+            slots: None,
+            remote_tracks: HashMap::new(),
+            connected: false,
+            packets: Vec::new(),
+            rtp_datagrams: 0,
+        })
+    }
+
+    /// The run loop. str0m's contract: after every mutation of the `Rtc` drain `poll_output`
+    /// until it returns a timeout, then wait for the earliest of that timeout, a datagram, a
+    /// signalling message, a command or the next media packet due.
+    pub(crate) async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) -> Result<(), Error> {
+        loop {
+            let rtc_deadline = self.drain().await?;
+            let wake_at = self
+                .media_due()
+                .map_or(rtc_deadline, |m| m.min(rtc_deadline));
+            trace!(
+                participant = self.id,
+                in_ms = wake_at.saturating_duration_since(Instant::now()).as_millis() as u64,
+                reason = ?self.rtc.last_timeout_reason(),
+                "waiting"
+            );
+            let wake = tokio::select! {
+                cmd = commands.recv() => Wake::Command(cmd),
+                msg = self.signal.recv() => Wake::Signal(msg),
+                res = self.socket.recv_from(&mut self.buf) => Wake::Udp(res),
+                _ = tokio::time::sleep_until(wake_at.into()) => Wake::Timer,
+            };
+            match wake {
+                Wake::Command(Some(Command::Send(msg))) => self.signal.send(&msg).await?,
+                Wake::Command(Some(Command::SendText(text))) => self.signal.send_text(text).await?,
+                Wake::Command(Some(Command::ShareScreen(on))) => {
+                    self.source.set_screen(on, Instant::now());
+                    let msg = ClientMessage::SetMedia {
+                        kind: TrackKind::Screen,
+                        enabled: on,
+                    };
+                    self.signal.send(&msg).await?;
+                }
+                Wake::Command(Some(Command::Leave) | None) => return self.leave().await,
+                Wake::Signal(msg) => match msg? {
+                    Some(msg) => self.on_signal(msg).await?,
+                    None => return Err(Error::Closed),
+                },
+                Wake::Udp(res) => {
+                    let (n, source) = res?;
+                    if self.simulate_loss(n) {
+                        continue;
+                    }
+                    let receive =
+                        Receive::new(Protocol::Udp, source, self.local_addr, &self.buf[..n]);
+                    match receive {
+                        Ok(receive) => {
+                            let input = Input::Receive(Instant::now(), receive);
+                            self.rtc.handle_input(input)?;
+                        }
+                        // Not STUN, DTLS, RTP or RTCP: nothing str0m can use.
+                        Err(e) => debug!(participant = self.id, "ignoring datagram: {e}"),
+                    }
+                }
+                Wake::Timer => {
+                    let now = Instant::now();
+                    if now >= rtc_deadline {
+                        self.rtc.handle_input(Input::Timeout(now))?;
+                        self.drain().await?;
+                    }
+                    self.send_due_media(now).await?;
+                }
+            }
+        }
+    }
+
+    /// Whether to drop the datagram of `n` bytes in `buf` (see
+    /// [`ParticipantOptions::drop_every_nth_rtp`]).
+    fn simulate_loss(&mut self, n: usize) -> bool {
+        let Some(every) = self.opts.drop_every_nth_rtp else {
+            return false;
+        };
+        // RTP (not RTCP, RFC 5761 §4): version 2, and a payload type outside 64..=95, which
+        // with the marker bit is a second byte outside 192..=223.
+        let rtp = n >= 12 && self.buf[0] >> 6 == 2 && !(192..=223).contains(&self.buf[1]);
+        if !rtp {
+            return false;
+        }
+        self.rtp_datagrams += 1;
+        if !self.rtp_datagrams.is_multiple_of(u64::from(every.max(1))) {
+            return false;
+        }
+        lock(&self.shared).stats.dropped_on_purpose += 1;
+        true
+    }
+
+    /// Drains `poll_output` until it yields the next timeout.
+    async fn drain(&mut self) -> Result<Instant, Error> {
+        loop {
+            match self.rtc.poll_output()? {
+                Output::Timeout(t) => return Ok(t),
+                Output::Transmit(t) => {
+                    // UDP send errors (e.g. ECONNREFUSED from an earlier ICMP) are transient
+                    // for our purposes: ICE and NACK recover, like in a browser.
+                    if let Err(e) = self.socket.send_to(&t.contents, t.destination).await {
+                        debug!(participant = self.id, "udp send to {}: {e}", t.destination);
+                    }
+                }
+                Output::Event(e) => self.on_rtc_event(e),
+            }
+        }
+    }
+
+    fn on_rtc_event(&mut self, event: Event) {
+        let now = Instant::now();
+        match event {
+            Event::Connected => {
+                lock(&self.shared).stats.connected_at = Some(now);
+                self.connected = true;
+            }
+            Event::RtpPacket(pkt) => {
+                let mid = self
+                    .rtc
+                    .direct_api()
+                    .stream_rx(&pkt.header.ssrc)
+                    .map(|s| s.mid());
+                let rtp = Received {
+                    ssrc: *pkt.header.ssrc,
+                    seq: *pkt.seq_no,
+                    mid_owner: mid.and_then(|m| self.remote_tracks.get(&m).copied()),
+                    payload: &pkt.payload,
+                };
+                lock(&self.shared).stats.record_rtp(now, unix_micros(), rtp);
+            }
+            Event::KeyframeRequest(req) => {
+                if let Some(kind) = self.slots.and_then(|s| s.video_kind(req.mid)) {
+                    self.source.request_keyframe(kind);
+                    lock(&self.shared).stats.record_keyframe_request(now);
+                }
+            }
+            Event::IceConnectionStateChange(state) => {
+                debug!(participant = self.id, "ice {state:?}");
+            }
+            _ => {}
+        }
+    }
+
+    async fn on_signal(&mut self, msg: ServerMessage) -> Result<(), Error> {
+        lock(&self.shared)
+            .events
+            .push((Instant::now(), msg.clone()));
+        match msg {
+            ServerMessage::Offer { sdp } => self.answer(&sdp).await?,
+            ServerMessage::TrackPublished {
+                participant_id,
+                kind,
+                mid,
+            } => {
+                self.remote_tracks
+                    .insert(mid.as_str().into(), (participant_id, kind));
+            }
+            ServerMessage::TrackUnpublished { mid, .. } => {
+                self.remote_tracks.remove(&Mid::from(mid.as_str()));
+            }
+            ServerMessage::Error { code, message } => {
+                warn!(participant = self.id, "server error {code:?}: {message}");
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn answer(&mut self, sdp: &str) -> Result<(), Error> {
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| Error::BadOffer(e.to_string()))?;
+        // str0m inverts the offered direction: the server's recvonly publish slots become
+        // sendonly here, and str0m creates the send streams for them.
+        let answer = self.rtc.sdp_api().accept_offer(offer)?;
+        self.drain().await?;
+        // str0m's ICE agent schedules its first connectivity check only once time moves;
+        // without this tick `poll_output` reports no timeout and nothing would ever be sent.
+        self.rtc.handle_input(Input::Timeout(Instant::now()))?;
+        let first = self.slots.is_none();
+        if first {
+            self.slots = Some(self.publish_slots(sdp)?);
+        }
+        let answer = answer.to_sdp_string();
+        self.signal
+            .send(&ClientMessage::Answer {
+                sdp: answer.clone(),
+            })
+            .await?;
+        {
+            let mut shared = lock(&self.shared);
+            shared.stats.offers += 1;
+            shared.stats.answered_at.push(Instant::now());
+            shared.last_answer = Some(answer);
+        }
+        if first {
+            // The server forwards a slot only once it is announced as enabled.
+            for (kind, enabled) in [
+                (TrackKind::Audio, self.opts.audio),
+                (TrackKind::Video, self.opts.video),
+            ] {
+                if enabled {
+                    self.signal
+                        .send(&ClientMessage::SetMedia { kind, enabled })
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The first three m-lines of the first offer are our microphone, camera and screen slots.
+    fn publish_slots(&self, sdp: &str) -> Result<PublishSlots, Error> {
+        let mids = mline_mids(sdp);
+        let kinds: Vec<&str> = mids.iter().take(3).map(|(k, _)| k.as_str()).collect();
+        if kinds != ["audio", "video", "video"] {
+            return Err(Error::BadOffer(format!(
+                "expected audio, video and video publish slots first, got m-lines {mids:?}"
+            )));
+        }
+        let slot = |i: usize, codec| {
+            let mid = Mid::from(mids[i].1.as_str());
+            self.pt_for(mid, codec).map(|pt| (mid, pt))
+        };
+        Ok(PublishSlots {
+            audio: slot(0, Codec::Opus)?,
+            camera: slot(1, Codec::Vp8)?,
+            screen: slot(2, Codec::Vp8)?,
+        })
+    }
+
+    fn pt_for(&self, mid: Mid, codec: Codec) -> Result<Pt, Error> {
+        let media = self
+            .rtc
+            .media(mid)
+            .ok_or_else(|| Error::BadOffer(format!("no media for mid {mid}")))?;
+        let pts = media.remote_pts();
+        let expected_kind = if codec.is_audio() {
+            MediaKind::Audio
+        } else {
+            MediaKind::Video
+        };
+        if media.kind() != expected_kind {
+            return Err(Error::BadOffer(format!("mid {mid} is {:?}", media.kind())));
+        }
+        self.rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|p| pts.contains(&p.pt()) && p.spec().codec == codec)
+            .map(|p| p.pt())
+            .ok_or_else(|| Error::BadOffer(format!("mid {mid} offers no {codec:?}")))
+    }
+
+    /// When media is next due, once it can flow.
+    fn media_due(&self) -> Option<Instant> {
+        if self.connected && self.slots.is_some() {
+            self.source.next_due()
+        } else {
+            None
+        }
+    }
+
+    async fn send_due_media(&mut self, now: Instant) -> Result<(), Error> {
+        let Some(slots) = self.slots.filter(|_| self.connected) else {
+            return Ok(());
+        };
+        let mut packets = std::mem::take(&mut self.packets);
+        self.source.poll(now, &mut packets);
+        for p in packets.drain(..) {
+            let (mid, pt) = slots.of(p.kind);
+            let (kind, keyframe, marker) = (p.kind, p.keyframe, p.marker);
+            let mut write = RtpWrite::new(pt, p.seq.into(), p.time, now, p.payload)
+                .marker(marker)
+                // Browsers NACK video only; audio is not worth retransmitting.
+                .nackable(kind.is_video());
+            if kind == TrackKind::Audio {
+                write = write.ext_vals(ExtensionValues {
+                    audio_level: Some(-30),
+                    voice_activity: Some(true),
+                    ..Default::default()
+                });
+            }
+            if !self.write(mid, write) {
+                continue;
+            }
+            {
+                let mut shared = lock(&self.shared);
+                let sent = &mut shared.stats.sent;
+                match kind {
+                    TrackKind::Audio => sent.audio_packets += 1,
+                    TrackKind::Video => sent.video_packets += 1,
+                    TrackKind::Screen => sent.screen_packets += 1,
+                }
+                if kind == TrackKind::Video && marker {
+                    sent.video_frames += 1;
+                }
+                if keyframe {
+                    sent.keyframes += 1;
+                }
+            }
+            self.drain().await?;
+        }
+        self.packets = packets;
+        Ok(())
+    }
+
+    /// Hands one packet to str0m; false if the slot has no send stream (not negotiated).
+    fn write(&mut self, mid: Mid, write: RtpWrite) -> bool {
+        let mut api = self.rtc.direct_api();
+        match api.stream_tx_by_mid(mid, None) {
+            Some(tx) => {
+                tx.write_rtp(write);
+                true
+            }
+            None => false,
+        }
+    }
+
+    async fn leave(mut self) -> Result<(), Error> {
+        self.signal.send(&ClientMessage::Leave).await?;
+        // Give the server a moment to close the connection; record what it still says.
+        let until = Instant::now() + Duration::from_secs(2);
+        while let Ok(Ok(Some(msg))) =
+            tokio::time::timeout_at(until.into(), self.signal.recv()).await
+        {
+            lock(&self.shared).events.push((Instant::now(), msg));
+        }
+        self.rtc.disconnect();
+        Ok(())
+    }
+}
+
+/// (media kind, mid) of each m-line, in order.
+fn mline_mids(sdp: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in sdp.lines() {
+        if let Some(rest) = line.strip_prefix("m=") {
+            let kind = rest.split(' ').next().unwrap_or_default();
+            out.push((kind.to_owned(), String::new()));
+        } else if let (Some(mid), Some(last)) = (line.strip_prefix("a=mid:"), out.last_mut()) {
+            last.1 = mid.trim().to_owned();
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_mids_in_order() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n\
+                   a=mid:2\r\n";
+        assert_eq!(
+            mline_mids(sdp),
+            vec![
+                ("audio".into(), "0".into()),
+                ("video".into(), "1".into()),
+                ("video".into(), "2".into())
+            ]
+        );
+    }
+}

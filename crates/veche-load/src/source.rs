@@ -1,0 +1,379 @@
+//! What a synthetic participant sends, and when: a sans-IO media source. Time comes in as a
+//! value; RTP packets (without SSRC, which str0m owns) come out.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use veche_proto::{ParticipantId, TrackKind};
+
+use crate::payload::{Tag, Vp8Position, opus_packet, vp8_packet};
+
+/// Cadence and sizes of the synthetic media.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceConfig {
+    pub(crate) audio: bool,
+    pub(crate) camera: bool,
+    pub(crate) audio_interval: Duration,
+    pub(crate) audio_payload_size: usize,
+    pub(crate) camera_fps: u32,
+    pub(crate) screen_fps: u32,
+    pub(crate) video_packets_per_frame: u32,
+    pub(crate) video_payload_size: usize,
+    pub(crate) keyframe_interval: Duration,
+}
+
+/// One RTP packet to send on the slot of `kind`.
+#[derive(Debug, Clone)]
+pub(crate) struct Packet {
+    pub(crate) kind: TrackKind,
+    /// Extended sequence number.
+    pub(crate) seq: u64,
+    /// RTP timestamp (48 kHz audio, 90 kHz video).
+    pub(crate) time: u32,
+    pub(crate) marker: bool,
+    /// First packet of a key frame.
+    pub(crate) keyframe: bool,
+    pub(crate) payload: Vec<u8>,
+}
+
+/// The synthetic microphone, camera and screen of one participant.
+pub(crate) struct MediaSource {
+    origin: ParticipantId,
+    config: SourceConfig,
+    start: Instant,
+    audio: Track,
+    camera: VideoTrack,
+    screen: VideoTrack,
+}
+
+/// Sequence number, sender counter and next send time of one track.
+struct Track {
+    enabled: bool,
+    seq: u64,
+    counter: u32,
+    next: Instant,
+}
+
+struct VideoTrack {
+    track: Track,
+    fps: u32,
+    picture_id: u16,
+    last_keyframe: Option<Instant>,
+    keyframe_wanted: bool,
+}
+
+impl MediaSource {
+    pub(crate) fn new(origin: ParticipantId, config: SourceConfig, now: Instant) -> MediaSource {
+        // Distinct starting sequence numbers per participant and track make mix-ups visible;
+        // all below 2^16 so the first sequence number has no rollover (str0m warns otherwise).
+        let seq = (origin.wrapping_mul(7919) % 30_000) + 1;
+        let track = |enabled, seq| Track {
+            enabled,
+            seq,
+            counter: 0,
+            next: now,
+        };
+        let video = |enabled, seq, fps| VideoTrack {
+            track: track(enabled, seq),
+            fps,
+            picture_id: (seq as u16) & 0x7fff,
+            last_keyframe: None,
+            keyframe_wanted: false,
+        };
+        MediaSource {
+            origin,
+            start: now,
+            audio: track(config.audio, seq),
+            camera: video(config.camera, seq + 10_000, config.camera_fps),
+            screen: video(false, seq + 20_000, config.screen_fps),
+            config,
+        }
+    }
+
+    /// Turns the screen share on or off; a share starts with a key frame.
+    pub(crate) fn set_screen(&mut self, on: bool, now: Instant) {
+        let screen = &mut self.screen;
+        if on && !screen.track.enabled {
+            screen.track.next = now;
+            screen.last_keyframe = None;
+        }
+        screen.track.enabled = on;
+    }
+
+    /// A PLI or FIR arrived for the video of `kind`: the next [`MediaSource::poll`] sends a
+    /// key frame at once.
+    pub(crate) fn request_keyframe(&mut self, kind: TrackKind) {
+        if let Some(v) = self.video_mut(kind) {
+            v.keyframe_wanted = v.track.enabled;
+        }
+    }
+
+    /// When [`MediaSource::poll`] next has something to send; `None` when nothing is enabled.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        let mut due: Option<Instant> = None;
+        let mut consider = |t: Instant| due = Some(due.map_or(t, |d| d.min(t)));
+        if self.audio.enabled {
+            consider(self.audio.next);
+        }
+        for v in [&self.camera, &self.screen] {
+            if v.track.enabled {
+                consider(if v.keyframe_wanted {
+                    self.start
+                } else {
+                    v.track.next
+                });
+            }
+        }
+        due
+    }
+
+    /// Appends to `out` every packet due at `now`.
+    pub(crate) fn poll(&mut self, now: Instant, out: &mut Vec<Packet>) {
+        if self.audio.enabled && now >= self.audio.next {
+            self.audio.next = next_tick(self.audio.next, self.config.audio_interval, now);
+            let tag = self.tag(TrackKind::Audio, self.audio.counter);
+            out.push(Packet {
+                kind: TrackKind::Audio,
+                seq: self.audio.seq,
+                time: rtp_time(self.start, now, 48_000),
+                marker: false,
+                keyframe: false,
+                payload: opus_packet(self.config.audio_payload_size, &tag),
+            });
+            self.audio.seq += 1;
+            self.audio.counter += 1;
+        }
+        for kind in [TrackKind::Video, TrackKind::Screen] {
+            self.poll_video(kind, now, out);
+        }
+    }
+
+    fn poll_video(&mut self, kind: TrackKind, now: Instant, out: &mut Vec<Packet>) {
+        let config = self.config.clone();
+        let origin = self.origin;
+        let start = self.start;
+        // Only called with video kinds.
+        let v = self.video_mut(kind).expect("video kind");
+        let frame_due = now >= v.track.next;
+        if !v.track.enabled || !(frame_due || v.keyframe_wanted) {
+            return;
+        }
+        if frame_due {
+            let period = Duration::from_secs(1) / v.fps.max(1);
+            v.track.next = next_tick(v.track.next, period, now);
+        }
+        let keyframe = v.keyframe_wanted
+            || v.last_keyframe
+                .is_none_or(|t| now >= t + config.keyframe_interval);
+        let packets = config.video_packets_per_frame.max(1);
+        let time = rtp_time(start, now, 90_000);
+        for i in 0..packets {
+            let pos = Vp8Position {
+                first: i == 0,
+                keyframe,
+                picture_id: v.picture_id,
+            };
+            let tag = Tag {
+                origin,
+                kind,
+                counter: v.track.counter,
+                sent_at_us: unix_micros(),
+            };
+            out.push(Packet {
+                kind,
+                seq: v.track.seq,
+                time,
+                marker: i + 1 == packets,
+                keyframe: keyframe && i == 0,
+                payload: vp8_packet(config.video_payload_size, pos, &tag),
+            });
+            v.track.seq += 1;
+            v.track.counter += 1;
+        }
+        v.picture_id = (v.picture_id + 1) & 0x7fff;
+        if keyframe {
+            v.last_keyframe = Some(now);
+            v.keyframe_wanted = false;
+        }
+    }
+
+    fn video_mut(&mut self, kind: TrackKind) -> Option<&mut VideoTrack> {
+        match kind {
+            TrackKind::Audio => None,
+            TrackKind::Video => Some(&mut self.camera),
+            TrackKind::Screen => Some(&mut self.screen),
+        }
+    }
+
+    fn tag(&self, kind: TrackKind, counter: u32) -> Tag {
+        Tag {
+            origin: self.origin,
+            kind,
+            counter,
+            sent_at_us: unix_micros(),
+        }
+    }
+}
+
+/// The next tick after `prev`, skipping ticks missed by more than one period (a busy machine
+/// should not make us burst).
+fn next_tick(prev: Instant, period: Duration, now: Instant) -> Instant {
+    let next = prev + period;
+    if next + period < now {
+        now + period
+    } else {
+        next
+    }
+}
+
+/// RTP timestamp for `now` at `clock_rate`, counted from `start`.
+fn rtp_time(start: Instant, now: Instant, clock_rate: u64) -> u32 {
+    let elapsed = now.saturating_duration_since(start);
+    (elapsed.as_micros() as u64 * clock_rate / 1_000_000) as u32
+}
+
+/// Wall-clock microseconds since the Unix epoch: comparable across participants in one
+/// process (or on one machine), for latency.
+pub(crate) fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::vp8_starts_keyframe;
+
+    fn config() -> SourceConfig {
+        SourceConfig {
+            audio: true,
+            camera: true,
+            audio_interval: Duration::from_millis(20),
+            audio_payload_size: 80,
+            camera_fps: 30,
+            screen_fps: 5,
+            video_packets_per_frame: 3,
+            video_payload_size: 500,
+            keyframe_interval: Duration::from_secs(2),
+        }
+    }
+
+    /// Runs the source for `ms` of simulated time, polling whenever it is due.
+    fn run(source: &mut MediaSource, from: Instant, ms: u64) -> Vec<Packet> {
+        let end = from + Duration::from_millis(ms);
+        let mut out = Vec::new();
+        while let Some(due) = source.next_due() {
+            if due >= end {
+                break;
+            }
+            source.poll(due.max(from), &mut out);
+        }
+        out
+    }
+
+    fn of(packets: &[Packet], kind: TrackKind) -> Vec<&Packet> {
+        packets.iter().filter(|p| p.kind == kind).collect()
+    }
+
+    #[test]
+    fn sends_at_the_configured_rates() {
+        let t0 = Instant::now();
+        let mut source = MediaSource::new(7, config(), t0);
+        // Just under 2 s: 60 frame periods of 33.333333 ms end at 1999.99998 ms, which would
+        // squeeze a 61st frame in.
+        let out = run(&mut source, t0, 1990);
+        assert_eq!(of(&out, TrackKind::Audio).len(), 100);
+        let video = of(&out, TrackKind::Video);
+        assert_eq!(video.len(), 60 * 3);
+        assert!(of(&out, TrackKind::Screen).is_empty());
+        // Consecutive sequence numbers and counters per track; marker on each frame's last.
+        for w in video.windows(2) {
+            assert_eq!(w[1].seq, w[0].seq + 1);
+            assert_eq!(
+                Tag::from_payload(&w[1].payload).unwrap().counter,
+                Tag::from_payload(&w[0].payload).unwrap().counter + 1
+            );
+        }
+        assert!(
+            video
+                .chunks(3)
+                .all(|f| !f[0].marker && !f[1].marker && f[2].marker)
+        );
+        assert!(
+            video
+                .chunks(3)
+                .all(|f| f.iter().all(|p| p.time == f[0].time))
+        );
+        // The first frame is a key frame, then one every keyframe_interval (2 s): just one.
+        assert!(video[0].keyframe && vp8_starts_keyframe(&video[0].payload));
+        assert_eq!(video.iter().filter(|p| p.keyframe).count(), 1);
+        let audio = of(&out, TrackKind::Audio);
+        assert_eq!(audio[1].time - audio[0].time, 960);
+    }
+
+    #[test]
+    fn keyframe_request_is_answered_at_once() {
+        let t0 = Instant::now();
+        let mut source = MediaSource::new(7, config(), t0);
+        let mut out = Vec::new();
+        source.poll(t0, &mut out);
+        let t1 = t0 + Duration::from_millis(5);
+        out.clear();
+        source.request_keyframe(TrackKind::Video);
+        assert_eq!(source.next_due(), Some(t0));
+        source.poll(t1, &mut out);
+        let video = of(&out, TrackKind::Video);
+        assert_eq!(video.len(), 3);
+        assert!(video[0].keyframe);
+        assert!(source.next_due().unwrap() > t1);
+        // Requests for a track that is off are ignored.
+        source.request_keyframe(TrackKind::Screen);
+        assert!(source.next_due().unwrap() > t1);
+    }
+
+    #[test]
+    fn screen_share_starts_with_a_keyframe_and_stops() {
+        let t0 = Instant::now();
+        let mut source = MediaSource::new(7, config(), t0);
+        source.set_screen(true, t0);
+        let out = run(&mut source, t0, 1000);
+        let screen = of(&out, TrackKind::Screen);
+        assert_eq!(screen.len(), 5 * 3);
+        assert!(screen[0].keyframe);
+        assert_eq!(
+            Tag::from_payload(&screen[0].payload).unwrap().kind,
+            TrackKind::Screen
+        );
+        source.set_screen(false, t0 + Duration::from_secs(1));
+        let out = run(&mut source, t0 + Duration::from_secs(1), 1000);
+        assert!(of(&out, TrackKind::Screen).is_empty());
+    }
+
+    #[test]
+    fn nothing_enabled_means_nothing_due() {
+        let t0 = Instant::now();
+        let cfg = SourceConfig {
+            audio: false,
+            camera: false,
+            ..config()
+        };
+        let source = MediaSource::new(7, cfg, t0);
+        assert_eq!(source.next_due(), None);
+    }
+
+    #[test]
+    fn ticks_skip_when_far_behind() {
+        let t0 = Instant::now();
+        let p = Duration::from_millis(20);
+        assert_eq!(next_tick(t0, p, t0), t0 + p);
+        let late = t0 + Duration::from_secs(1);
+        assert_eq!(next_tick(t0, p, late), late + p);
+    }
+
+    #[test]
+    fn rtp_time_counts_clock_rate() {
+        let t0 = Instant::now();
+        assert_eq!(rtp_time(t0, t0 + Duration::from_millis(20), 48_000), 960);
+        assert_eq!(rtp_time(t0, t0 + Duration::from_secs(1), 90_000), 90_000);
+    }
+}
