@@ -237,3 +237,60 @@ async fn a_vanished_participant_is_removed_and_the_rest_carry_on() -> anyhow::Re
     server.pass();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screen_share_reaches_the_others_and_ends_cleanly() -> anyhow::Result<()> {
+    let server = Server::start().await?;
+    let a = join_connected(&server, "screen", "Ann", ParticipantOptions::default()).await?;
+    let b = join_connected(&server, "screen", "Bob", ParticipantOptions::default()).await?;
+    let c = join_connected(&server, "screen", "Cid", ParticipantOptions::default()).await?;
+    wait_mesh(&[&a, &b, &c], 25, 25, Duration::from_secs(20)).await?;
+
+    a.share_screen(true)?;
+    for p in [&b, &c] {
+        p.wait_for_event(Duration::from_secs(5), |m| {
+            matches!(m, ServerMessage::TrackPublished { participant_id, kind: TrackKind::Screen, .. }
+                if *participant_id == a.id())
+        })
+        .await
+        .with_context(|| format!("{} told about A's screen", p.id()))?;
+        // 5 frames/s of 2 packets, starting with a key frame.
+        p.wait_for(Duration::from_secs(10), |s| {
+            let screen = s.from(a.id(), TrackKind::Screen);
+            screen.packets >= 10 && screen.keyframes > 0
+        })
+        .await
+        .with_context(|| format!("{} receiving A's screen: {}", p.id(), summary(&p.stats())))?;
+    }
+
+    a.share_screen(false)?;
+    for p in [&b, &c] {
+        p.wait_for_event(Duration::from_secs(5), |m| {
+            matches!(m, ServerMessage::TrackUnpublished { participant_id, kind: TrackKind::Screen, .. }
+                if *participant_id == a.id())
+        })
+        .await
+        .with_context(|| format!("{} told A's screen ended", p.id()))?;
+    }
+    // Let packets in flight land, then the screen stays quiet while the rest flows on.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = b.stats();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = b.stats();
+    ensure!(
+        after.packets_from(a.id(), TrackKind::Screen)
+            == before.packets_from(a.id(), TrackKind::Screen),
+        "A's screen still arriving after the share ended"
+    );
+    for kind in [TrackKind::Audio, TrackKind::Video] {
+        ensure!(
+            after.packets_from(a.id(), kind) > before.packets_from(a.id(), kind) + 20,
+            "A's {kind:?} slowed after the screen share ended"
+        );
+    }
+    for p in [&a, &b, &c] {
+        assert_clean(p)?;
+    }
+    server.pass();
+    Ok(())
+}
