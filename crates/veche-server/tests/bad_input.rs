@@ -255,3 +255,36 @@ async fn bad_input_gets_specific_errors_while_media_keeps_flowing() -> anyhow::R
     server.pass();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_room_refuses_the_next_joiner_and_the_call_goes_on() -> anyhow::Result<()> {
+    let server = Server::start_with(&["--max-participants", "2"]).await?;
+    let a = join_connected(&server, "small", "Ann", ParticipantOptions::default()).await?;
+    let b = join_connected(&server, "small", "Bob", ParticipantOptions::default()).await?;
+    wait_mesh(&[&a, &b], 25, 25, Duration::from_secs(20)).await?;
+
+    let mut third = SignalClient::connect(&server.ws_url()).await?;
+    third
+        .send_text(join(PROTOCOL_VERSION, "small", "Cid"))
+        .await?;
+    expect_error(&mut third, ErrorCode::RoomFull).await?;
+    expect_closed(&mut third)
+        .await
+        .context("close after room_full")?;
+    // Another room is not affected by this one being full.
+    join_connected(&server, "other", "Dan", ParticipantOptions::receive_only()).await?;
+
+    let before = (a.stats(), b.stats());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for kind in [TrackKind::Audio, TrackKind::Video] {
+        ensure!(
+            a.stats().packets_from(b.id(), kind) > before.0.packets_from(b.id(), kind) + 20
+                && b.stats().packets_from(a.id(), kind) > before.1.packets_from(a.id(), kind) + 20,
+            "{kind:?} in the full room slowed"
+        );
+    }
+    assert_clean(&a)?;
+    assert_clean(&b)?;
+    server.pass();
+    Ok(())
+}
