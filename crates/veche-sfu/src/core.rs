@@ -440,7 +440,14 @@ impl Sfu {
     fn candidate(&mut self, now: Instant, id: ParticipantId, candidate: &str) {
         let candidate = candidate.trim();
         let candidate = candidate.strip_prefix("a=").unwrap_or(candidate);
-        if candidate.is_empty() {
+        // Browsers that have no camera/mic permission hide their addresses behind mDNS
+        // names (RFC 8828 / draft-ietf-mmusic-mdns-ice-candidates). We do not resolve them; an
+        // ICE-lite server learns the address from the client's checks anyway.
+        let mdns = candidate
+            .split_whitespace()
+            .nth(4)
+            .is_some_and(|host| host.ends_with(".local"));
+        if candidate.is_empty() || mdns {
             return;
         }
         let Some(p) = self.participants.get_mut(&id) else {
