@@ -1,7 +1,7 @@
 //! What one synthetic participant sent and received. Pure bookkeeping: time comes in as values.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use veche_proto::{ParticipantId, TrackKind};
 
@@ -63,6 +63,8 @@ pub struct TrackStats {
     /// When the first packet starting a key frame arrived: the picture could show from here.
     pub first_keyframe_at: Option<Instant>,
     pub last_at: Option<Instant>,
+    /// Longest time between two consecutive packets: how long the track ever stalled.
+    pub max_gap: Duration,
     /// RTP sequence number not above the previous one on the same SSRC, and not filling a
     /// gap: reordered or duplicated.
     pub seq_reorders: u64,
@@ -172,6 +174,9 @@ impl Stats {
         t.packets += 1;
         t.bytes += rtp.payload.len() as u64;
         t.first_at.get_or_insert(now);
+        if let Some(last) = t.last_at {
+            t.max_gap = t.max_gap.max(now.saturating_duration_since(last));
+        }
         t.last_at = Some(now);
         if tag.kind.is_video() && vp8_starts_keyframe(rtp.payload) {
             t.keyframes += 1;
@@ -268,6 +273,26 @@ mod tests {
         assert_eq!(t.seq_gaps, 0);
         assert_eq!(t.mean_latency_us(), 500);
         assert_eq!(s.disorder(), 0);
+    }
+
+    #[test]
+    fn longest_gap_between_packets() {
+        let mut s = Stats::new(1, Instant::now());
+        let t0 = Instant::now();
+        for (i, ms) in [0u64, 20, 40, 300, 320].into_iter().enumerate() {
+            let payload = packet(2, i as u32);
+            let rtp = Received {
+                ssrc: 5,
+                seq: i as u64,
+                mid_owner: Some((2, TrackKind::Audio)),
+                payload: &payload,
+            };
+            s.record_rtp(t0 + Duration::from_millis(ms), 0, rtp);
+        }
+        assert_eq!(
+            s.from(2, TrackKind::Audio).max_gap,
+            Duration::from_millis(260)
+        );
     }
 
     #[test]

@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use common::{FlowMonitor, Server, assert_clean, join_connected, summary, wait_mesh};
+use common::{Server, assert_clean, assert_no_gap, join_connected, summary, wait_mesh};
 use veche_load::{ParticipantOptions, SignalClient};
 use veche_proto::{ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage, TrackKind};
 
@@ -83,10 +82,9 @@ fn chat(text: &str) -> String {
 async fn bad_input_gets_specific_errors_while_media_keeps_flowing() -> anyhow::Result<()> {
     let server = Server::start().await?;
     let url = server.ws_url();
-    let a = Arc::new(join_connected(&server, "call", "Ann", ParticipantOptions::default()).await?);
-    let b = Arc::new(join_connected(&server, "call", "Bob", ParticipantOptions::default()).await?);
+    let a = join_connected(&server, "call", "Ann", ParticipantOptions::default()).await?;
+    let b = join_connected(&server, "call", "Bob", ParticipantOptions::default()).await?;
     wait_mesh(&[&a, &b], 50, 50, Duration::from_secs(20)).await?;
-    let monitor = FlowMonitor::start(vec![a.clone(), b.clone()]);
 
     // Before joining: garbage of every shape.
     let mut bad = SignalClient::connect(&url).await?;
@@ -224,13 +222,8 @@ async fn bad_input_gets_specific_errors_while_media_keeps_flowing() -> anyhow::R
 
     // Media kept flowing during all of that, and keeps flowing after it.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (stall, worst) = monitor.max_stall();
-    eprintln!("longest media stall during bad input: {stall:?} ({worst})");
-    ensure!(
-        stall < Duration::from_millis(1500),
-        "media stalled for {stall:?}: {worst}"
-    );
-    drop(monitor);
+    assert_no_gap(&a, &[&b])?;
+    assert_no_gap(&b, &[&a])?;
     assert_clean(&a)?;
     assert_clean(&b)?;
     for p in [&a, &b] {

@@ -6,8 +6,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
-use common::{Server, assert_clean, join_connected, published_tracks, summary, wait_mesh};
-use veche_load::ParticipantOptions;
+use common::{
+    Server, assert_clean, assert_no_gap, join_connected, published_tracks, summary, wait_mesh,
+};
+use veche_load::{ParticipantOptions, SyntheticParticipant};
 use veche_proto::{ServerMessage, TrackKind};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,6 +82,9 @@ async fn three_participants_receive_each_other_in_order_and_survive_a_leave() ->
     }
     assert_clean(&a)?;
     assert_clean(&b)?;
+    // Not even C's join and leave made A and B's media pause.
+    assert_no_gap(&a, &[&b])?;
+    assert_no_gap(&b, &[&a])?;
     // The leave was renegotiated (C's m-lines stopped), and both answered without a hitch.
     let offers_after = (a.stats().offers, b.stats().offers);
     ensure!(
@@ -291,6 +296,55 @@ async fn a_screen_share_reaches_the_others_and_ends_cleanly() -> anyhow::Result<
     for p in [&a, &b, &c] {
         assert_clean(p)?;
     }
+    server.pass();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_joins_converge_to_a_full_mesh() -> anyhow::Result<()> {
+    let server = Server::start().await?;
+    // Six join at once: the server renegotiates with each while the others keep arriving.
+    let joins = ["P1", "P2", "P3", "P4", "P5", "P6"]
+        .map(|n| join_connected(&server, "crowd", n, ParticipantOptions::default()));
+    let ps = futures_util::future::try_join_all(joins).await?;
+    let refs: Vec<&SyntheticParticipant> = ps.iter().collect();
+    wait_mesh(&refs, 50, 50, Duration::from_secs(30)).await?;
+    for p in &ps {
+        assert_clean(p)?;
+    }
+    server.pass();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_leaves_do_not_interrupt_the_call() -> anyhow::Result<()> {
+    let server = Server::start().await?;
+    let a = join_connected(&server, "churn", "Ann", ParticipantOptions::default()).await?;
+    let b = join_connected(&server, "churn", "Bob", ParticipantOptions::default()).await?;
+    wait_mesh(&[&a, &b], 25, 25, Duration::from_secs(20)).await?;
+
+    for round in 0..4 {
+        let c = join_connected(
+            &server,
+            "churn",
+            &format!("C{round}"),
+            ParticipantOptions::default(),
+        )
+        .await?;
+        wait_mesh(&[&a, &b, &c], 10, 10, Duration::from_secs(20))
+            .await
+            .with_context(|| format!("round {round}"))?;
+        if round % 2 == 0 {
+            c.leave().await?;
+        } else {
+            c.kill();
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_no_gap(&a, &[&b])?;
+    assert_no_gap(&b, &[&a])?;
+    assert_clean(&a)?;
+    assert_clean(&b)?;
     server.pass();
     Ok(())
 }

@@ -4,19 +4,16 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 use veche_load::{ParticipantOptions, Stats, SyntheticParticipant};
 use veche_proto::{ParticipantId, ServerMessage, TrackKind};
 
@@ -263,6 +260,40 @@ pub(crate) fn assert_clean(p: &SyntheticParticipant) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Longest silence tolerated on a flowing track. Audio comes every 20 ms and video every
+/// 33 ms; an interruption by renegotiation or a stuck server shows as seconds, while a busy
+/// two-core test machine can delay a packet by a few hundred milliseconds.
+pub(crate) const MAX_GAP: Duration = Duration::from_millis(500);
+
+/// Checks that `receiver`'s audio and video from each of `senders` never paused longer than
+/// [`MAX_GAP`] since they started, up to now: media never stopped, not even for a moment.
+pub(crate) fn assert_no_gap(
+    receiver: &SyntheticParticipant,
+    senders: &[&SyntheticParticipant],
+) -> anyhow::Result<()> {
+    let stats = receiver.stats();
+    let mut worst = Duration::ZERO;
+    for sender in senders {
+        for kind in [TrackKind::Audio, TrackKind::Video] {
+            let track = stats.from(sender.id(), kind);
+            let since_last = track.last_at.map_or(Duration::MAX, |t| t.elapsed());
+            let gap = track.max_gap.max(since_last);
+            worst = worst.max(gap);
+            ensure!(
+                gap <= MAX_GAP,
+                "{}'s {kind:?} from {} paused for {gap:?}",
+                receiver.id(),
+                sender.id()
+            );
+        }
+    }
+    eprintln!(
+        "longest pause in what {} received: {worst:?}",
+        receiver.id()
+    );
+    Ok(())
+}
+
 /// The track a participant was told about, as `(publisher, kind)`.
 pub(crate) fn published_tracks(p: &SyntheticParticipant) -> Vec<(ParticipantId, TrackKind)> {
     p.events()
@@ -295,67 +326,4 @@ pub(crate) fn summary(s: &Stats) -> String {
         s.sent.keyframe_request_count,
         s.ended
     )
-}
-
-/// Watches, in the background, that every participant keeps receiving every other one's
-/// audio and video, and records the longest time any such flow went without a new packet.
-pub(crate) struct FlowMonitor {
-    task: JoinHandle<()>,
-    state: Arc<Mutex<FlowState>>,
-}
-
-#[derive(Default)]
-struct FlowState {
-    /// (receiver, sender, kind) → (count, when it last grew).
-    last: HashMap<(ParticipantId, ParticipantId, TrackKind), (u64, Instant)>,
-    max_stall: Duration,
-    worst: String,
-}
-
-impl FlowMonitor {
-    pub(crate) fn start(ps: Vec<Arc<SyntheticParticipant>>) -> FlowMonitor {
-        let state = Arc::new(Mutex::new(FlowState::default()));
-        let st = state.clone();
-        let task = tokio::spawn(async move {
-            let start = Instant::now();
-            loop {
-                let now = Instant::now();
-                for p in &ps {
-                    let stats = p.stats();
-                    for o in ps.iter().filter(|o| o.id() != p.id()) {
-                        for kind in [TrackKind::Audio, TrackKind::Video] {
-                            let count = stats.packets_from(o.id(), kind);
-                            let mut st = st.lock().expect("monitor lock");
-                            let key = (p.id(), o.id(), kind);
-                            let (last, since) = *st.last.entry(key).or_insert((count, start));
-                            if count > last {
-                                st.last.insert(key, (count, now));
-                            } else if now - since > st.max_stall {
-                                st.max_stall = now - since;
-                                st.worst = format!(
-                                    "{} from {} {kind:?} stalled at {count} packets",
-                                    p.id(),
-                                    o.id()
-                                );
-                            }
-                        }
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        });
-        FlowMonitor { task, state }
-    }
-
-    /// The longest stall seen so far and which flow it was.
-    pub(crate) fn max_stall(&self) -> (Duration, String) {
-        let st = self.state.lock().expect("monitor lock");
-        (st.max_stall, st.worst.clone())
-    }
-}
-
-impl Drop for FlowMonitor {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
