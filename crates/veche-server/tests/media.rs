@@ -92,6 +92,26 @@ async fn three_participants_receive_each_other_in_order_and_survive_a_leave() ->
         "offers before/after the leave: {offers_before:?} / {offers_after:?}"
     );
     ensure!(server.healthz().await? == 200);
+
+    // The metrics saw the same traffic: every packet A and B received was forwarded once.
+    let (a_now, b_now) = (a.stats(), b.stats());
+    let received = |f: fn(&veche_load::TrackStats) -> u64| {
+        [&a_now, &b_now]
+            .iter()
+            .flat_map(|s| s.received.values())
+            .map(f)
+            .sum::<u64>()
+    };
+    let (packets, bytes) = (received(|t| t.packets), received(|t| t.bytes));
+    let forwarded = server.metric("veche_forwarded_packets_total").await?;
+    let forwarded_bytes = server.metric("veche_forwarded_bytes_total").await?;
+    ensure!(
+        forwarded >= packets && forwarded_bytes >= bytes,
+        "metrics say {forwarded} packets / {forwarded_bytes} bytes forwarded, but A and B \
+         alone received {packets} / {bytes}"
+    );
+    ensure!(server.metric("veche_participants").await? == 2);
+    ensure!(server.metric("veche_rooms").await? == 1);
     server.pass();
     Ok(())
 }

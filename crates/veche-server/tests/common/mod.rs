@@ -136,6 +136,18 @@ impl Server {
         Ok((status, body))
     }
 
+    /// One value from `GET /metrics` (Prometheus text format).
+    pub(crate) async fn metric(&self, name: &str) -> anyhow::Result<u64> {
+        let (status, body) = self.get("/metrics").await?;
+        ensure!(status == 200, "/metrics answered {status}");
+        body.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .with_context(|| format!("no {name} in /metrics:\n{body}"))?
+            .trim()
+            .parse()
+            .with_context(|| format!("{name} is not a number"))
+    }
+
     /// Whether the process is still running.
     pub(crate) fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
