@@ -368,3 +368,30 @@ async fn joins_and_leaves_do_not_interrupt_the_call() -> anyhow::Result<()> {
     server.pass();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "SFU bug: a subscription restarted while its stop is still being negotiated is \
+            dropped (Participant::subscribe sees the stopping line and returns)"]
+async fn a_screen_share_restarted_at_once_still_reaches_the_others() -> anyhow::Result<()> {
+    let server = Server::start().await?;
+    let a = join_connected(&server, "reshare", "Ann", ParticipantOptions::default()).await?;
+    let b = join_connected(&server, "reshare", "Bob", ParticipantOptions::default()).await?;
+    wait_mesh(&[&a, &b], 25, 25, Duration::from_secs(20)).await?;
+
+    // What a browser does when the user picks another window to share: stop, start again,
+    // faster than one renegotiation round trip.
+    a.share_screen(true)?;
+    a.share_screen(false)?;
+    a.share_screen(true)?;
+    b.wait_for(Duration::from_secs(10), |s| {
+        s.packets_from(a.id(), TrackKind::Screen) >= 10
+    })
+    .await
+    .with_context(|| format!("B receiving A's restarted screen: {}", summary(&b.stats())))?;
+    assert_no_gap(&a, &[&b])?;
+    assert_no_gap(&b, &[&a])?;
+    assert_clean(&a)?;
+    assert_clean(&b)?;
+    server.pass();
+    Ok(())
+}
