@@ -2,9 +2,15 @@
 //!
 //! A [`SyntheticParticipant`] joins a room over the real signalling WebSocket and connects
 //! media over real ICE, DTLS and SRTP with str0m (client side, RTP mode). It publishes
-//! Opus-like audio and VP8-like video RTP whose payloads end in a [`Tag`] naming the sender,
-//! answers keyframe requests with a key frame, and counts what it receives per remote
-//! participant and kind: packets, reordering, gaps, key frames and latency ([`Stats`]).
+//! Opus-like audio and VP8-like video RTP (and a screen share on demand) whose payloads end in
+//! a [`Tag`] naming the sender, answers keyframe requests with a key frame at once and NACKs
+//! with retransmissions (str0m's RTX cache), and counts what it receives per remote
+//! participant and kind: packets, reordering, gaps and their recovery, pauses, key frames and
+//! latency ([`Stats`]). It can drop incoming RTP on purpose to exercise NACK.
+//!
+//! Module map: `participant` is the handle, `driver` the task that owns the sockets and the
+//! `Rtc`, `source` the sans-IO media clock, `payload` the packet formats, `stats` the
+//! bookkeeping.
 //!
 //! Each participant is one tokio task with its own UDP socket, so one process can run many:
 //! the integration tests use a handful, the load tool many more.

@@ -68,17 +68,7 @@ impl ParticipantOptions {
             ..Default::default()
         }
     }
-}
 
-/// A handle to a running synthetic participant. Dropping it makes the participant leave.
-pub struct SyntheticParticipant {
-    id: ParticipantId,
-    shared: Arc<Mutex<Shared>>,
-    commands: mpsc::UnboundedSender<Command>,
-    task: JoinHandle<()>,
-}
-
-impl ParticipantOptions {
     pub(crate) fn source_config(&self) -> SourceConfig {
         SourceConfig {
             audio: self.audio,
@@ -92,6 +82,14 @@ impl ParticipantOptions {
             keyframe_interval: self.keyframe_interval,
         }
     }
+}
+
+/// A handle to a running synthetic participant. Dropping it makes the participant leave.
+pub struct SyntheticParticipant {
+    id: ParticipantId,
+    shared: Arc<Mutex<Shared>>,
+    commands: mpsc::UnboundedSender<Command>,
+    task: JoinHandle<()>,
 }
 
 /// State the driver task shares with the handle.
