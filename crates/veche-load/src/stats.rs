@@ -47,7 +47,7 @@ pub struct SentStats {
     pub video_frames: u64,
     /// Key frames, camera and screen.
     pub keyframes: u64,
-    /// When PLI/FIR requests for our video arrived (the first [`MAX_KEYFRAME_REQUEST_TIMES`]).
+    /// When PLI/FIR requests for our video arrived (the first 1024).
     pub keyframe_requests: Vec<Instant>,
     pub keyframe_request_count: u64,
 }
