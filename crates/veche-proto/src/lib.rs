@@ -94,9 +94,15 @@ pub enum ServerMessage {
     },
     /// A new SDP offer; the client answers with [`ClientMessage::Answer`]. Sent again on every
     /// renegotiation (joins, leaves, screen shares).
-    Offer { sdp: String },
-    ParticipantJoined { participant: ParticipantInfo },
-    ParticipantLeft { participant_id: ParticipantId },
+    Offer {
+        sdp: String,
+    },
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        participant_id: ParticipantId,
+    },
     /// A remote track will arrive on the transceiver with this `mid` (sent before the offer
     /// that adds the m-line).
     TrackPublished {
@@ -128,10 +134,15 @@ pub enum ServerMessage {
         raised: bool,
     },
     /// The loudest participant changed (from RFC 6464 audio levels; `None` when all are quiet).
-    ActiveSpeaker { participant_id: Option<ParticipantId> },
+    ActiveSpeaker {
+        participant_id: Option<ParticipantId>,
+    },
     /// Something the client sent was refused. The connection stays open unless the code says
     /// otherwise ([`ErrorCode::is_fatal`]).
-    Error { code: ErrorCode, message: String },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 /// Stable machine-readable error codes.
@@ -277,7 +288,10 @@ mod tests {
             name: "Ann".into(),
         };
         let json = msg.to_json();
-        assert_eq!(json, r#"{"type":"join","version":1,"room":"abc","name":"Ann"}"#);
+        assert_eq!(
+            json,
+            r#"{"type":"join","version":1,"room":"abc","name":"Ann"}"#
+        );
         assert_eq!(ClientMessage::parse(&json).unwrap(), msg);
     }
 
@@ -305,7 +319,9 @@ mod tests {
             ParseError::UnknownType("dance".into())
         );
         assert_eq!(
-            ClientMessage::parse(r#"{"type":"chat"}"#).unwrap_err().code(),
+            ClientMessage::parse(r#"{"type":"chat"}"#)
+                .unwrap_err()
+                .code(),
             ErrorCode::InvalidMessage
         );
         assert_eq!(

@@ -370,8 +370,6 @@ async fn joins_and_leaves_do_not_interrupt_the_call() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "SFU bug: a subscription restarted while its stop is still being negotiated is \
-            dropped (Participant::subscribe sees the stopping line and returns)"]
 async fn a_screen_share_restarted_at_once_still_reaches_the_others() -> anyhow::Result<()> {
     let server = Server::start().await?;
     let a = join_connected(&server, "reshare", "Ann", ParticipantOptions::default()).await?;

@@ -748,7 +748,7 @@ impl Sfu {
             let Some(sub) = self.participants.get_mut(sub_id) else {
                 continue;
             };
-            let Some(line) = sub.line_mut(Purpose::Subscribe(publisher, kind)) else {
+            let Some(line) = sub.open_line_mut(Purpose::Subscribe(publisher, kind)) else {
                 continue;
             };
             let Some(mid) = line.state.open_mid() else {

@@ -204,8 +204,22 @@ impl Participant {
 
     pub(crate) fn subscribe(&mut self, publisher: ParticipantId, kind: TrackKind) {
         let purpose = Purpose::Subscribe(publisher, kind);
-        if self.lines.iter().any(|l| l.purpose == purpose) {
-            return;
+        // A track that comes back before its stop reached the client (a screen share
+        // restarted on another window) keeps its m-line; one whose stop is already offered
+        // gets a new m-line next to the stopping one.
+        for line in self.lines.iter_mut().filter(|l| l.purpose == purpose) {
+            match line.state {
+                LineState::ToOpen | LineState::Negotiating(_) | LineState::Open(_) => return,
+                LineState::NegotiatingThenStop(mid) => {
+                    line.state = LineState::Negotiating(mid);
+                    return;
+                }
+                LineState::ToStop(mid) => {
+                    line.state = LineState::Open(mid);
+                    return;
+                }
+                LineState::Stopping(_) => {}
+            }
         }
         self.lines.push(Line {
             purpose,
@@ -351,8 +365,11 @@ impl Participant {
         })
     }
 
-    pub(crate) fn line_mut(&mut self, purpose: Purpose) -> Option<&mut Line> {
-        self.lines.iter_mut().find(|l| l.purpose == purpose)
+    /// The negotiated line for `purpose`, skipping any being stopped beside it.
+    pub(crate) fn open_line_mut(&mut self, purpose: Purpose) -> Option<&mut Line> {
+        self.lines
+            .iter_mut()
+            .find(|l| l.purpose == purpose && l.state.open_mid().is_some())
     }
 
     pub(crate) fn publish_mid(&self, kind: TrackKind) -> Option<Mid> {

@@ -49,9 +49,12 @@ fn bad_requests_get_specific_errors() {
     assert!(got_error(&sim, a, ErrorCode::InvalidCandidate));
     // An mDNS-hidden candidate is not an error, just useless to an ICE-lite server.
     let errors_before = sim.clients[a].inbox.len();
-    sim.send(a, ClientMessage::Candidate {
-        candidate: "candidate:1 1 udp 2122260223 0b2c4d9e-1f.local 54321 typ host".into(),
-    });
+    sim.send(
+        a,
+        ClientMessage::Candidate {
+            candidate: "candidate:1 1 udp 2122260223 0b2c4d9e-1f.local 54321 typ host".into(),
+        },
+    );
     assert_eq!(sim.clients[a].inbox.len(), errors_before);
     let late = sim.join("bad room!", "Eve");
     assert!(got_error(&sim, late, ErrorCode::InvalidRoom));

@@ -41,3 +41,28 @@ fn screen_share_reaches_everyone_and_ends() {
         assert!(sim.clients[rx].stats(sharer, TrackKind::Video).packets > before + 20);
     }
 }
+
+#[test]
+fn screen_share_restarted_at_once_keeps_flowing() {
+    let mut sim = Sim::new(Limits::default());
+    let a = sim.join("r", "Ann");
+    let b = sim.join("r", "Bob");
+    sim.run_for(Duration::from_secs(1));
+    sim.share_screen(a, true);
+    sim.run_for(Duration::from_secs(1));
+    // Picking another window: the browser ends the share and starts a new one at once,
+    // while the stop is still being negotiated with the viewer.
+    sim.share_screen(a, false);
+    sim.share_screen(a, true);
+    let before = sim.clients[b]
+        .stats(sim.clients[a].id, TrackKind::Screen)
+        .packets;
+    sim.run_for(Duration::from_secs(1));
+    let after = sim.clients[b]
+        .stats(sim.clients[a].id, TrackKind::Screen)
+        .packets;
+    assert!(
+        after > before + 40,
+        "screen keeps flowing ({before} -> {after})"
+    );
+}
