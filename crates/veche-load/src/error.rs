@@ -24,6 +24,12 @@ pub enum Error {
     Rtc(#[from] str0m::RtcError),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// A video clip fixture that cannot be used.
+    #[error("bad clip: {0}")]
+    Clip(String),
+    /// Janus answered a request with an error.
+    #[error("janus error {code}: {reason}")]
+    Janus { code: i64, reason: String },
     #[error("participant task has ended: {0}")]
     Ended(String),
 }

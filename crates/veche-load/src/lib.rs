@@ -18,6 +18,7 @@
 //! [`SignalClient`] is the bare signalling connection, for tests that need to send what no
 //! well-behaved client would.
 
+mod clip;
 mod driver;
 mod error;
 mod participant;
@@ -26,6 +27,7 @@ mod signal;
 mod source;
 mod stats;
 
+pub use clip::{Clip, MAX_VP8_PAYLOAD};
 pub use error::Error;
 pub use participant::{ParticipantOptions, SyntheticParticipant};
 pub use payload::{TAG_LEN, Tag, vp8_starts_keyframe};

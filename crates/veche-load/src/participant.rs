@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tracing::debug;
 use veche_proto::{ClientMessage, PROTOCOL_VERSION, ParticipantId, ServerMessage};
 
+use crate::clip::Clip;
 use crate::driver::Driver;
 use crate::source::SourceConfig;
 use crate::stats::Stats;
@@ -39,6 +40,8 @@ pub struct ParticipantOptions {
     /// Simulated network loss: drop every n-th incoming RTP datagram before str0m sees it, so
     /// str0m NACKs it and the SFU has to retransmit. `None` drops nothing.
     pub drop_every_nth_rtp: Option<u32>,
+    /// Send this real VP8 clip on the camera instead of synthetic frames (see [`Clip`]).
+    pub clip: Option<Clip>,
 }
 
 impl Default for ParticipantOptions {
@@ -55,6 +58,7 @@ impl Default for ParticipantOptions {
             keyframe_interval: Duration::from_secs(5),
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             drop_every_nth_rtp: None,
+            clip: None,
         }
     }
 }
@@ -80,6 +84,7 @@ impl ParticipantOptions {
             video_packets_per_frame: self.video_packets_per_frame,
             video_payload_size: self.video_payload_size,
             keyframe_interval: self.keyframe_interval,
+            clip: self.clip.clone(),
         }
     }
 }

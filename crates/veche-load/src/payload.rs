@@ -24,7 +24,7 @@ pub struct Tag {
 }
 
 impl Tag {
-    fn write_to(&self, out: &mut Vec<u8>) {
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&self.origin.to_be_bytes());
         out.push(kind_byte(self.kind));

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use veche_proto::{ParticipantId, TrackKind};
 
+use crate::clip::Clip;
 use crate::payload::{Tag, Vp8Position, opus_packet, vp8_packet};
 
 /// Cadence and sizes of the synthetic media.
@@ -19,6 +20,9 @@ pub(crate) struct SourceConfig {
     pub(crate) video_packets_per_frame: u32,
     pub(crate) video_payload_size: usize,
     pub(crate) keyframe_interval: Duration,
+    /// Real VP8 for the camera instead of synthetic frames; the clip's own key frames then
+    /// replace `keyframe_interval`, and its frame rate `camera_fps`.
+    pub(crate) clip: Option<Clip>,
 }
 
 /// One RTP packet to send on the slot of `kind`.
@@ -59,6 +63,8 @@ struct VideoTrack {
     picture_id: u16,
     last_keyframe: Option<Instant>,
     keyframe_wanted: bool,
+    /// Next frame of the clip to send (camera with a clip only).
+    clip_pos: usize,
 }
 
 impl MediaSource {
@@ -78,12 +84,14 @@ impl MediaSource {
             picture_id: (seq as u16) & 0x7fff,
             last_keyframe: None,
             keyframe_wanted: false,
+            clip_pos: 0,
         };
+        let camera_fps = config.clip.as_ref().map_or(config.camera_fps, Clip::fps);
         MediaSource {
             origin,
             start: now,
             audio: track(config.audio, seq),
-            camera: video(config.camera, seq + 10_000, config.camera_fps),
+            camera: video(config.camera, seq + 10_000, camera_fps),
             screen: video(false, seq + 20_000, config.screen_fps),
             config,
         }
@@ -160,6 +168,50 @@ impl MediaSource {
         if frame_due {
             let period = Duration::from_secs(1) / v.fps.max(1);
             v.track.next = next_tick(v.track.next, period, now);
+        }
+        if let (TrackKind::Video, Some(clip)) = (kind, &config.clip) {
+            let time = rtp_time(start, now, 90_000);
+            // A keyframe request jumps ahead to the clip's next key frame, as an encoder
+            // would produce one at once.
+            let index = if v.keyframe_wanted {
+                clip.keyframe_at_or_after(v.clip_pos)
+            } else {
+                v.clip_pos
+            };
+            let keyframe = clip.is_keyframe(index);
+            let mut payloads = Vec::new();
+            let sent_at_us = unix_micros();
+            let counter = v.track.counter;
+            let n = clip.packetize(
+                index,
+                v.picture_id,
+                |i| Tag {
+                    origin,
+                    kind,
+                    counter: counter + i,
+                    sent_at_us,
+                },
+                &mut payloads,
+            );
+            for (i, payload) in payloads.into_iter().enumerate() {
+                out.push(Packet {
+                    kind,
+                    seq: v.track.seq,
+                    time,
+                    marker: i + 1 == n,
+                    keyframe: keyframe && i == 0,
+                    payload,
+                });
+                v.track.seq += 1;
+                v.track.counter += 1;
+            }
+            v.clip_pos = clip.next(index);
+            v.picture_id = (v.picture_id + 1) & 0x7fff;
+            if keyframe {
+                v.last_keyframe = Some(now);
+            }
+            v.keyframe_wanted = false;
+            return;
         }
         let keyframe = v.keyframe_wanted
             || v.last_keyframe
@@ -255,6 +307,7 @@ mod tests {
             video_packets_per_frame: 3,
             video_payload_size: 500,
             keyframe_interval: Duration::from_secs(2),
+            clip: None,
         }
     }
 
@@ -347,6 +400,35 @@ mod tests {
         source.set_screen(false, t0 + Duration::from_secs(1));
         let out = run(&mut source, t0 + Duration::from_secs(1), 1000);
         assert!(of(&out, TrackKind::Screen).is_empty());
+    }
+
+    #[test]
+    fn clip_frames_loop_and_keyframe_requests_jump_ahead() {
+        let t0 = Instant::now();
+        let cfg = SourceConfig {
+            clip: Some(Clip::builtin(300)),
+            ..config()
+        };
+        let mut source = MediaSource::new(7, cfg, t0);
+        // Just under 1 s: 30 frames, the first one a key frame, markers closing each frame.
+        let out = run(&mut source, t0, 990);
+        let video = of(&out, TrackKind::Video);
+        assert_eq!(video.iter().filter(|p| p.marker).count(), 30);
+        assert!(video[0].keyframe && vp8_starts_keyframe(&video[0].payload));
+        assert_eq!(video.iter().filter(|p| p.keyframe).count(), 1);
+        for w in video.windows(2) {
+            assert_eq!(w[1].seq, w[0].seq + 1);
+            assert_eq!(
+                Tag::from_payload(&w[1].payload).unwrap().counter,
+                Tag::from_payload(&w[0].payload).unwrap().counter + 1
+            );
+        }
+        let mut out = Vec::new();
+        source.request_keyframe(TrackKind::Video);
+        source.poll(t0 + Duration::from_millis(1000), &mut out);
+        let video = of(&out, TrackKind::Video);
+        assert!(video[0].keyframe, "a keyframe request is answered with the next key frame");
+        assert_eq!(source.camera.clip_pos, 91);
     }
 
     #[test]
