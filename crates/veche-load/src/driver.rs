@@ -17,22 +17,24 @@ use tokio::sync::mpsc;
 use tracing::{debug, trace, warn};
 use veche_proto::{ClientMessage, ParticipantId, ServerMessage, TrackKind};
 
+use crate::janus::{JanusEvent, JanusSignal};
 use crate::participant::{Command, ParticipantOptions, Shared, lock};
 use crate::source::{MediaSource, Packet, unix_micros};
 use crate::stats::Received;
 use crate::{Error, SignalClient};
 
-/// The m-lines this participant publishes on, from the server's first offer: microphone,
-/// camera and screen, with the payload type to send on each.
-#[derive(Debug, Clone, Copy)]
-struct PublishSlots {
-    audio: (Mid, Pt),
-    camera: (Mid, Pt),
-    screen: (Mid, Pt),
+/// The m-lines this participant publishes on (Veche: from the server's first offer;
+/// Janus: from our own offer): microphone, camera and screen, with the payload type to send
+/// on each. `None` where there is no such m-line (a Janus publisher has no screen slot).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PublishSlots {
+    pub(crate) audio: Option<(Mid, Pt)>,
+    pub(crate) camera: Option<(Mid, Pt)>,
+    pub(crate) screen: Option<(Mid, Pt)>,
 }
 
 impl PublishSlots {
-    fn of(&self, kind: TrackKind) -> (Mid, Pt) {
+    fn of(&self, kind: TrackKind) -> Option<(Mid, Pt)> {
         match kind {
             TrackKind::Audio => self.audio,
             TrackKind::Video => self.camera,
@@ -43,7 +45,37 @@ impl PublishSlots {
     fn video_kind(&self, mid: Mid) -> Option<TrackKind> {
         [TrackKind::Video, TrackKind::Screen]
             .into_iter()
-            .find(|k| self.of(*k).0 == mid)
+            .find(|k| self.of(*k).is_some_and(|(m, _)| m == mid))
+    }
+}
+
+/// The signalling connection: Veche's protocol, or one Janus VideoRoom handle.
+pub(crate) enum Signalling {
+    Veche(SignalClient),
+    Janus(JanusSignal),
+}
+
+/// A message from either server.
+enum Incoming {
+    Veche(ServerMessage),
+    Janus(JanusEvent),
+}
+
+impl Signalling {
+    /// Cancel-safe, like both underlying `recv`s.
+    async fn recv(&mut self) -> Result<Option<Incoming>, Error> {
+        Ok(match self {
+            Signalling::Veche(s) => s.recv().await?.map(Incoming::Veche),
+            Signalling::Janus(s) => s.recv().await?.map(Incoming::Janus),
+        })
+    }
+
+    /// The Veche connection, for messages only Veche's protocol has.
+    fn veche(&mut self) -> Option<&mut SignalClient> {
+        match self {
+            Signalling::Veche(s) => Some(s),
+            Signalling::Janus(_) => None,
+        }
     }
 }
 
@@ -53,7 +85,7 @@ pub(crate) struct Driver {
     rtc: Rtc,
     socket: UdpSocket,
     local_addr: SocketAddr,
-    signal: SignalClient,
+    signal: Signalling,
     shared: Arc<Mutex<Shared>>,
     buf: Vec<u8>,
     slots: Option<PublishSlots>,
@@ -66,12 +98,16 @@ pub(crate) struct Driver {
     packets: Vec<Packet>,
     /// Incoming RTP datagrams, for simulated loss.
     rtp_datagrams: u64,
+    /// Latest cumulative str0m counters per m-line: (NACKs sent, keyframe requests sent)
+    /// for what we receive, NACKs received for what we send.
+    ingress: HashMap<Mid, (u64, u64)>,
+    egress: HashMap<Mid, u64>,
 }
 
 /// What woke the driver.
 enum Wake {
     Command(Option<Command>),
-    Signal(Result<Option<ServerMessage>, Error>),
+    Signal(Result<Option<Incoming>, Error>),
     Udp(std::io::Result<(usize, SocketAddr)>),
     Timer,
 }
@@ -82,7 +118,8 @@ impl Driver {
         opts: ParticipantOptions,
         rtc: Rtc,
         socket: UdpSocket,
-        signal: SignalClient,
+        signal: Signalling,
+        slots: Option<PublishSlots>,
         shared: Arc<Mutex<Shared>>,
         now: Instant,
     ) -> Result<Driver, Error> {
@@ -96,11 +133,13 @@ impl Driver {
             signal,
             shared,
             buf: vec![0; 2000],
-            slots: None,
+            slots,
             remote_tracks: HashMap::new(),
             connected: false,
             packets: Vec::new(),
             rtp_datagrams: 0,
+            ingress: HashMap::new(),
+            egress: HashMap::new(),
         })
     }
 
@@ -129,19 +168,33 @@ impl Driver {
                 _ = tokio::time::sleep_until(wake_at.into()) => Wake::Timer,
             };
             match wake {
-                Wake::Command(Some(Command::Send(msg))) => self.signal.send(&msg).await?,
-                Wake::Command(Some(Command::SendText(text))) => self.signal.send_text(text).await?,
+                // Chat, mute and screen sharing exist in Veche's protocol only; a Janus
+                // participant ignores them.
+                Wake::Command(Some(Command::Send(msg))) => {
+                    if let Some(s) = self.signal.veche() {
+                        s.send(&msg).await?;
+                    }
+                }
+                Wake::Command(Some(Command::SendText(text))) => {
+                    if let Some(s) = self.signal.veche() {
+                        s.send_text(text).await?;
+                    }
+                }
                 Wake::Command(Some(Command::ShareScreen(on))) => {
-                    self.source.set_screen(on, Instant::now());
-                    let msg = ClientMessage::SetMedia {
-                        kind: TrackKind::Screen,
-                        enabled: on,
-                    };
-                    self.signal.send(&msg).await?;
+                    if let Some(s) = self.signal.veche() {
+                        let msg = ClientMessage::SetMedia {
+                            kind: TrackKind::Screen,
+                            enabled: on,
+                        };
+                        s.send(&msg).await?;
+                        self.source.set_screen(on, Instant::now());
+                    }
                 }
                 Wake::Command(Some(Command::Leave) | None) => return self.leave().await,
                 Wake::Signal(msg) => match msg? {
-                    Some(msg) => self.on_signal(msg).await?,
+                    Some(Incoming::Veche(msg)) => self.on_signal(msg).await?,
+                    Some(Incoming::Janus(JanusEvent::Offer(sdp))) => self.answer(&sdp).await?,
+                    Some(Incoming::Janus(JanusEvent::Other)) => {}
                     None => return Err(Error::Closed),
                 },
                 Wake::Udp(res) => {
@@ -236,6 +289,16 @@ impl Driver {
                     lock(&self.shared).stats.record_keyframe_request(now);
                 }
             }
+            Event::MediaIngressStats(s) => {
+                self.ingress.insert(s.mid, (s.nacks, s.plis + s.firs));
+                let mut shared = lock(&self.shared);
+                shared.stats.nacks_sent = self.ingress.values().map(|v| v.0).sum();
+                shared.stats.keyframe_requests_sent = self.ingress.values().map(|v| v.1).sum();
+            }
+            Event::MediaEgressStats(s) => {
+                self.egress.insert(s.mid, s.nacks);
+                lock(&self.shared).stats.nacks_received = self.egress.values().sum();
+            }
             Event::IceConnectionStateChange(state) => {
                 debug!(participant = self.id, "ice {state:?}");
             }
@@ -277,32 +340,35 @@ impl Driver {
         // str0m's ICE agent schedules its first connectivity check only once time moves;
         // without this tick `poll_output` reports no timeout and nothing would ever be sent.
         self.rtc.handle_input(Input::Timeout(Instant::now()))?;
+        let answer = answer.to_sdp_string();
         let first = self.slots.is_none();
-        if first {
+        if first && matches!(self.signal, Signalling::Veche(_)) {
             self.slots = Some(self.publish_slots(sdp)?);
         }
-        let answer = answer.to_sdp_string();
-        self.signal
-            .send(&ClientMessage::Answer {
-                sdp: answer.clone(),
-            })
-            .await?;
+        match &mut self.signal {
+            Signalling::Veche(s) => {
+                let msg = ClientMessage::Answer {
+                    sdp: answer.clone(),
+                };
+                s.send(&msg).await?;
+            }
+            // A Janus subscriber publishes nothing: no slots.
+            Signalling::Janus(s) => s.send_answer(&answer).await?,
+        }
         {
             let mut shared = lock(&self.shared);
             shared.stats.offers += 1;
             shared.stats.answered_at.push(Instant::now());
             shared.last_answer = Some(answer);
         }
-        if first {
+        if let (true, Signalling::Veche(s)) = (first, &mut self.signal) {
             // The server forwards a slot only once it is announced as enabled.
             for (kind, enabled) in [
                 (TrackKind::Audio, self.opts.audio),
                 (TrackKind::Video, self.opts.video),
             ] {
                 if enabled {
-                    self.signal
-                        .send(&ClientMessage::SetMedia { kind, enabled })
-                        .await?;
+                    s.send(&ClientMessage::SetMedia { kind, enabled }).await?;
                 }
             }
         }
@@ -323,33 +389,14 @@ impl Driver {
             self.pt_for(mid, codec).map(|pt| (mid, pt))
         };
         Ok(PublishSlots {
-            audio: slot(0, Codec::Opus)?,
-            camera: slot(1, Codec::Vp8)?,
-            screen: slot(2, Codec::Vp8)?,
+            audio: Some(slot(0, Codec::Opus)?),
+            camera: Some(slot(1, Codec::Vp8)?),
+            screen: Some(slot(2, Codec::Vp8)?),
         })
     }
 
     fn pt_for(&self, mid: Mid, codec: Codec) -> Result<Pt, Error> {
-        let media = self
-            .rtc
-            .media(mid)
-            .ok_or_else(|| Error::BadOffer(format!("no media for mid {mid}")))?;
-        let pts = media.remote_pts();
-        let expected_kind = if codec.is_audio() {
-            MediaKind::Audio
-        } else {
-            MediaKind::Video
-        };
-        if media.kind() != expected_kind {
-            return Err(Error::BadOffer(format!("mid {mid} is {:?}", media.kind())));
-        }
-        self.rtc
-            .codec_config()
-            .params()
-            .iter()
-            .find(|p| pts.contains(&p.pt()) && p.spec().codec == codec)
-            .map(|p| p.pt())
-            .ok_or_else(|| Error::BadOffer(format!("mid {mid} offers no {codec:?}")))
+        pt_for(&self.rtc, mid, codec)
     }
 
     /// When media is next due, once it can flow.
@@ -368,7 +415,9 @@ impl Driver {
         let mut packets = std::mem::take(&mut self.packets);
         self.source.poll(now, &mut packets);
         for p in packets.drain(..) {
-            let (mid, pt) = slots.of(p.kind);
+            let Some((mid, pt)) = slots.of(p.kind) else {
+                continue;
+            };
             let (kind, keyframe, marker) = (p.kind, p.keyframe, p.marker);
             let mut write = RtpWrite::new(pt, p.seq.into(), p.time, now, p.payload)
                 .marker(marker)
@@ -418,17 +467,45 @@ impl Driver {
     }
 
     async fn leave(mut self) -> Result<(), Error> {
-        self.signal.send(&ClientMessage::Leave).await?;
+        let signal = match &mut self.signal {
+            Signalling::Veche(s) => s,
+            Signalling::Janus(s) => {
+                s.destroy().await?;
+                self.rtc.disconnect();
+                return Ok(());
+            }
+        };
+        signal.send(&ClientMessage::Leave).await?;
         // Give the server a moment to close the connection; record what it still says.
         let until = Instant::now() + Duration::from_secs(2);
-        while let Ok(Ok(Some(msg))) =
-            tokio::time::timeout_at(until.into(), self.signal.recv()).await
-        {
+        while let Ok(Ok(Some(msg))) = tokio::time::timeout_at(until.into(), signal.recv()).await {
             lock(&self.shared).events.push((Instant::now(), msg));
         }
         self.rtc.disconnect();
         Ok(())
     }
+}
+
+/// The payload type negotiated for `codec` on `mid`.
+pub(crate) fn pt_for(rtc: &Rtc, mid: Mid, codec: Codec) -> Result<Pt, Error> {
+    let media = rtc
+        .media(mid)
+        .ok_or_else(|| Error::BadOffer(format!("no media for mid {mid}")))?;
+    let pts = media.remote_pts();
+    let expected_kind = if codec.is_audio() {
+        MediaKind::Audio
+    } else {
+        MediaKind::Video
+    };
+    if media.kind() != expected_kind {
+        return Err(Error::BadOffer(format!("mid {mid} is {:?}", media.kind())));
+    }
+    rtc.codec_config()
+        .params()
+        .iter()
+        .find(|p| pts.contains(&p.pt()) && p.spec().codec == codec)
+        .map(|p| p.pt())
+        .ok_or_else(|| Error::BadOffer(format!("mid {mid} offers no {codec:?}")))
 }
 
 /// (media kind, mid) of each m-line, in order.

@@ -21,6 +21,8 @@
 mod clip;
 mod driver;
 mod error;
+mod histogram;
+mod janus;
 mod participant;
 mod payload;
 mod signal;
@@ -29,7 +31,8 @@ mod stats;
 
 pub use clip::{Clip, MAX_VP8_PAYLOAD};
 pub use error::Error;
-pub use participant::{ParticipantOptions, SyntheticParticipant};
+pub use histogram::Histogram;
+pub use participant::{ParticipantOptions, SyntheticParticipant, create_janus_room};
 pub use payload::{TAG_LEN, Tag, vp8_starts_keyframe};
 pub use signal::SignalClient;
 pub use stats::{SentStats, Stats, TrackStats};

@@ -5,7 +5,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use str0m::{Candidate, Rtc};
+use serde_json::json;
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind};
+use str0m::{Candidate, Input, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -13,7 +17,8 @@ use tracing::debug;
 use veche_proto::{ClientMessage, PROTOCOL_VERSION, ParticipantId, ServerMessage};
 
 use crate::clip::Clip;
-use crate::driver::Driver;
+use crate::driver::{Driver, PublishSlots, Signalling, pt_for};
+use crate::janus::JanusSignal;
 use crate::source::SourceConfig;
 use crate::stats::Stats;
 use crate::{Error, SignalClient};
@@ -144,16 +149,111 @@ impl SyntheticParticipant {
             None => return Err(Error::Closed),
         };
         let now = Instant::now();
+        let (socket, rtc) = media_endpoint(&opts, now).await?;
+        let signal = Signalling::Veche(signal);
+        Self::spawn(
+            participant_id,
+            opts,
+            rtc,
+            socket,
+            signal,
+            None,
+            vec![(now, joined)],
+        )
+    }
 
-        let socket = UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0)).await?;
-        let local_addr = socket.local_addr()?;
-        let mut rtc = Rtc::builder().set_rtp_mode(true).build(now);
-        let candidate = Candidate::host(local_addr, "udp").map_err(str0m::RtcError::from)?;
-        rtc.add_local_candidate(candidate);
+    /// Joins Janus VideoRoom `room` (which must exist, see [`create_janus_room`]) as
+    /// publisher `id`: we offer audio and/or video send-only, Janus answers. This
+    /// participant receives nothing; see [`SyntheticParticipant::join_janus_subscriber`].
+    pub async fn join_janus_publisher(
+        url: &str,
+        room: u64,
+        id: u64,
+        opts: ParticipantOptions,
+    ) -> Result<SyntheticParticipant, Error> {
+        let mut signal = JanusSignal::connect(url).await?;
+        let join = json!({"request": "join", "ptype": "publisher", "room": room, "id": id,
+                          "display": format!("load-{id}")});
+        signal.message(join, None).await?;
+        let now = Instant::now();
+        let (socket, mut rtc) = media_endpoint(&opts, now).await?;
+        let mut api = rtc.sdp_api();
+        let audio = opts
+            .audio
+            .then(|| api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
+        let camera = opts
+            .video
+            .then(|| api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None));
+        let (offer, pending) = api
+            .apply()
+            .ok_or_else(|| Error::BadOffer("publisher with neither audio nor video".into()))?;
+        let configure = json!({"request": "configure", "audio": opts.audio, "video": opts.video});
+        let offer = offer.to_sdp_string();
+        let (_, answer) = signal.message(configure, Some(("offer", &offer))).await?;
+        let answer = answer.ok_or_else(|| Error::Unexpected("configure without SDP".into()))?;
+        let answer =
+            SdpAnswer::from_sdp_string(&answer).map_err(|e| Error::BadOffer(e.to_string()))?;
+        rtc.sdp_api().accept_answer(pending, answer)?;
+        signal.trickle_completed().await?;
+        let slots = PublishSlots {
+            audio: audio
+                .map(|m| pt_for(&rtc, m, Codec::Opus).map(|pt| (m, pt)))
+                .transpose()?,
+            camera: camera
+                .map(|m| pt_for(&rtc, m, Codec::Vp8).map(|pt| (m, pt)))
+                .transpose()?,
+            screen: None,
+        };
+        // As after an answer in Veche's flow: str0m's ICE agent starts once time moves.
+        rtc.handle_input(Input::Timeout(Instant::now()))?;
+        let signal = Signalling::Janus(signal);
+        Self::spawn(id, opts, rtc, socket, signal, Some(slots), Vec::new())
+    }
 
+    /// Joins Janus VideoRoom `room` as a subscriber to every stream of the publishers
+    /// `feeds` (one PeerConnection for all, Janus's multistream subscription): Janus offers,
+    /// we answer with `start`. `id` only names this participant in the stats.
+    pub async fn join_janus_subscriber(
+        url: &str,
+        room: u64,
+        id: u64,
+        feeds: &[u64],
+    ) -> Result<SyntheticParticipant, Error> {
+        let opts = ParticipantOptions::receive_only();
+        let mut signal = JanusSignal::connect(url).await?;
+        let streams: Vec<_> = feeds.iter().map(|f| json!({"feed": f})).collect();
+        let join =
+            json!({"request": "join", "ptype": "subscriber", "room": room, "streams": streams});
+        let (_, offer) = signal.message(join, None).await?;
+        let offer = offer.ok_or_else(|| Error::Unexpected("attached without SDP".into()))?;
+        let now = Instant::now();
+        let (socket, mut rtc) = media_endpoint(&opts, now).await?;
+        let offer =
+            SdpOffer::from_sdp_string(&offer).map_err(|e| Error::BadOffer(e.to_string()))?;
+        let answer = rtc.sdp_api().accept_offer(offer)?.to_sdp_string();
+        signal
+            .message(json!({"request": "start"}), Some(("answer", &answer)))
+            .await?;
+        signal.trickle_completed().await?;
+        rtc.handle_input(Input::Timeout(Instant::now()))?;
+        let signal = Signalling::Janus(signal);
+        Self::spawn(id, opts, rtc, socket, signal, None, Vec::new())
+    }
+
+    /// Starts the driver task for a negotiated (or, for Veche, about to be) `rtc`.
+    fn spawn(
+        participant_id: ParticipantId,
+        opts: ParticipantOptions,
+        rtc: Rtc,
+        socket: UdpSocket,
+        signal: Signalling,
+        slots: Option<PublishSlots>,
+        events: Vec<(Instant, ServerMessage)>,
+    ) -> Result<SyntheticParticipant, Error> {
+        let now = Instant::now();
         let shared = Arc::new(Mutex::new(Shared {
             stats: Stats::new(participant_id, now),
-            events: vec![(now, joined)],
+            events,
             last_answer: None,
         }));
         let (commands, command_rx) = mpsc::unbounded_channel();
@@ -163,6 +263,7 @@ impl SyntheticParticipant {
             rtc,
             socket,
             signal,
+            slots,
             shared.clone(),
             now,
         )?;
@@ -310,6 +411,30 @@ impl SyntheticParticipant {
         Ok(lock(&self.shared).stats.clone())
     }
 }
+
+/// Creates Janus VideoRoom `room` for up to `publishers` publishers (Opus and VP8, no
+/// bitrate cap), unless it exists.
+pub async fn create_janus_room(url: &str, room: u64, publishers: u32) -> Result<(), Error> {
+    crate::janus::create_room(url, room, publishers).await
+}
+
+/// A UDP socket on `opts.bind_ip` and an `Rtc` in RTP mode with it as host candidate.
+async fn media_endpoint(
+    opts: &ParticipantOptions,
+    now: Instant,
+) -> Result<(UdpSocket, Rtc), Error> {
+    let socket = UdpSocket::bind(SocketAddr::new(opts.bind_ip, 0)).await?;
+    let mut rtc = Rtc::builder()
+        .set_rtp_mode(true)
+        // NACK and PLI counts for the load report come from str0m's stats events.
+        .set_stats_interval(Some(STATS_INTERVAL))
+        .build(now);
+    let candidate = Candidate::host(socket.local_addr()?, "udp").map_err(str0m::RtcError::from)?;
+    rtc.add_local_candidate(candidate);
+    Ok((socket, rtc))
+}
+
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 pub(crate) fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     // The lock is only poisoned if the driver panicked while holding it; that is a bug in

@@ -427,7 +427,10 @@ mod tests {
         source.request_keyframe(TrackKind::Video);
         source.poll(t0 + Duration::from_millis(1000), &mut out);
         let video = of(&out, TrackKind::Video);
-        assert!(video[0].keyframe, "a keyframe request is answered with the next key frame");
+        assert!(
+            video[0].keyframe,
+            "a keyframe request is answered with the next key frame"
+        );
         assert_eq!(source.camera.clip_pos, 91);
     }
 

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use veche_proto::{ParticipantId, TrackKind};
 
+use crate::histogram::Histogram;
 use crate::payload::{Tag, vp8_starts_keyframe};
 
 /// Keyframe request times kept per participant; enough for tests, bounded for long load runs.
@@ -33,6 +34,15 @@ pub struct Stats {
     pub unknown_mid: u64,
     /// Incoming RTP datagrams dropped to simulate loss.
     pub dropped_on_purpose: u64,
+    /// One-way latency of every received tagged packet, send to receive, microseconds.
+    pub latency_us: Histogram,
+    /// NACKs this participant sent (for media it receives), from str0m's stats events (so
+    /// up to a second behind).
+    pub nacks_sent: u64,
+    /// NACKs received for media this participant sends.
+    pub nacks_received: u64,
+    /// PLIs and FIRs this participant sent.
+    pub keyframe_requests_sent: u64,
     /// Set when the participant's task has stopped, saying why.
     pub ended: Option<String>,
 }
@@ -128,6 +138,10 @@ impl Stats {
             untagged: 0,
             unknown_mid: 0,
             dropped_on_purpose: 0,
+            latency_us: Histogram::default(),
+            nacks_sent: 0,
+            nacks_received: 0,
+            keyframe_requests_sent: 0,
             ended: None,
         }
     }
@@ -232,6 +246,7 @@ impl Stats {
 
         let latency = now_us.saturating_sub(tag.sent_at_us);
         t.latency_sum_us += latency;
+        self.latency_us.record(latency);
         t.latency_max_us = t.latency_max_us.max(latency);
     }
 }

@@ -1,0 +1,321 @@
+//! `veche-load`: many synthetic WebRTC participants against Veche or Janus, and a report of
+//! what the server forwarded, how well, and at what CPU cost.
+//!
+//! A run: publishers join (throttled to `--join-rate`), then subscribers; after the joins
+//! settle a measurement window of `--duration` seconds starts. Counters are snapshotted at
+//! both ends of the window, so joins and warm-up do not count. Everything runs on one tokio
+//! thread: the tool's own CPU is reported so a saturated tool is visible.
+
+mod proc;
+mod report;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use serde_json::json;
+use tokio::task::JoinSet;
+use veche_load::{Clip, Histogram, ParticipantOptions, SyntheticParticipant, create_janus_room};
+
+use crate::proc::{CpuTimes, rss_mib};
+use crate::report::{Report, ServerUse, Totals};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Target {
+    Veche,
+    Janus,
+}
+
+/// Load a Veche (or Janus VideoRoom) server with synthetic WebRTC participants and report
+/// forwarded packets, loss, latency and the server's CPU per forwarded packet.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Signalling URL: ws://HOST:PORT/ws for Veche, ws://HOST:8188 for Janus.
+    #[arg(long)]
+    url: String,
+    #[arg(long, value_enum, default_value = "veche")]
+    target: Target,
+    /// Rooms, each with the same shape.
+    #[arg(long, default_value_t = 1)]
+    rooms: u32,
+    /// Participants per room that publish (and receive every other publisher).
+    #[arg(long, default_value_t = 1)]
+    publishers: u32,
+    /// Participants per room that only receive.
+    #[arg(long, default_value_t = 0)]
+    subscribers: u32,
+    /// Measurement window in seconds, after the joins have settled.
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
+    /// Seconds to wait after the last join before measuring.
+    #[arg(long, default_value_t = 3)]
+    settle: u64,
+    /// Camera bitrate: picks the built-in VP8 clip (300 kbit/s up to 550, else 1 Mbit/s);
+    /// 0 publishes no video.
+    #[arg(long, default_value_t = 1000)]
+    video_kbps: u32,
+    /// Publish Opus audio too (20 ms packets, ~32 kbit/s).
+    #[arg(long)]
+    audio: bool,
+    /// Joins started per second.
+    #[arg(long, default_value_t = 20.0)]
+    join_rate: f64,
+    /// Server process whose CPU and memory to measure over the window.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Print the report as JSON (one object) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Room name prefix (Veche) or seed of the room numbers (Janus): use a fresh one per run.
+    #[arg(long, default_value = "load-")]
+    room_prefix: String,
+    /// How long one participant may take to connect media before it counts as failed.
+    #[arg(long, default_value_t = 30)]
+    connect_timeout: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VECHE_LOAD_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // One thread: the tool's cost is then one core's worth, easy to pin and to reason about;
+    // hundreds of participants are hundreds of small tasks on it.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(run(&args))?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        report.print_table();
+    }
+    // Participants are not asked to leave: the process exit closes every socket at once,
+    // which both servers handle as vanished peers; that keeps a large run's end fast.
+    std::process::exit(0);
+}
+
+/// One joined participant, and how long joining took.
+struct Joined {
+    participant: SyntheticParticipant,
+    join_ms: u64,
+}
+
+async fn run(args: &Args) -> anyhow::Result<Report> {
+    let clip = (args.video_kbps > 0).then(|| Clip::builtin(args.video_kbps));
+    let publisher_opts = ParticipantOptions {
+        audio: args.audio,
+        video: clip.is_some(),
+        // 80-byte Opus frames every 20 ms: 32 kbit/s.
+        audio_payload_size: 80,
+        clip: clip.clone(),
+        ..ParticipantOptions::default()
+    };
+    let config = json!({
+        "target": format!("{:?}", args.target).to_lowercase(),
+        "rooms": args.rooms, "publishers": args.publishers, "subscribers": args.subscribers,
+        "duration_s": args.duration, "video_kbps": clip.as_ref().map(Clip::kbps),
+        "audio": args.audio, "join_rate": args.join_rate,
+    });
+    let connect_timeout = Duration::from_secs(args.connect_timeout);
+    let mut pacer = Pacer::new(args.join_rate);
+    let mut joins = JoinSet::new();
+    let mut joined = Vec::new();
+    let mut failed = 0;
+
+    match args.target {
+        Target::Veche => {
+            // Publishers first so subscribers' first offers already carry every track.
+            let roles = [(args.publishers, true), (args.subscribers, false)];
+            for (count, publishes) in roles {
+                for room in 0..args.rooms {
+                    for i in 0..count {
+                        pacer.wait().await;
+                        let url = args.url.clone();
+                        let room = format!("{}{room}", args.room_prefix);
+                        let name = format!("{}-{i}", if publishes { "pub" } else { "sub" });
+                        let opts = if publishes {
+                            publisher_opts.clone()
+                        } else {
+                            ParticipantOptions::receive_only()
+                        };
+                        joins.spawn(async move {
+                            let start = Instant::now();
+                            let p = SyntheticParticipant::join(&url, &room, &name, opts).await?;
+                            connected(p, start, connect_timeout).await
+                        });
+                    }
+                }
+            }
+            collect(&mut joins, &mut joined, &mut failed).await;
+        }
+        Target::Janus => {
+            let base = janus_room_base(&args.room_prefix);
+            let room_id = |r: u32| base + u64::from(r);
+            let publisher_id = |r: u32, i: u32| u64::from(r) * 100_000 + u64::from(i) + 1;
+            for r in 0..args.rooms {
+                create_janus_room(&args.url, room_id(r), args.publishers.max(1) + 10)
+                    .await
+                    .context("creating the Janus room")?;
+            }
+            for r in 0..args.rooms {
+                for i in 0..args.publishers {
+                    pacer.wait().await;
+                    let (url, opts) = (args.url.clone(), publisher_opts.clone());
+                    let (room, id) = (room_id(r), publisher_id(r, i));
+                    joins.spawn(async move {
+                        let start = Instant::now();
+                        let p = SyntheticParticipant::join_janus_publisher(&url, room, id, opts)
+                            .await?;
+                        connected(p, start, connect_timeout).await
+                    });
+                }
+            }
+            // Janus subscribes to feeds that exist: wait for every publisher first.
+            collect(&mut joins, &mut joined, &mut failed).await;
+            for r in 0..args.rooms {
+                let feeds: Vec<u64> = (0..args.publishers).map(|i| publisher_id(r, i)).collect();
+                // Each publisher receives the others on a subscriber handle of its own, like
+                // a browser in a Janus meeting; then the receive-only subscribers.
+                let receivers = (0..args.publishers)
+                    .map(|i| (publisher_id(r, i), Some(publisher_id(r, i))))
+                    .chain((0..args.subscribers).map(|i| (publisher_id(r, 50_000 + i), None)));
+                for (id, own) in receivers {
+                    let wanted: Vec<u64> =
+                        feeds.iter().copied().filter(|f| Some(*f) != own).collect();
+                    if wanted.is_empty() {
+                        continue;
+                    }
+                    pacer.wait().await;
+                    let (url, room) = (args.url.clone(), room_id(r));
+                    joins.spawn(async move {
+                        let start = Instant::now();
+                        let p =
+                            SyntheticParticipant::join_janus_subscriber(&url, room, id, &wanted)
+                                .await?;
+                        connected(p, start, connect_timeout).await
+                    });
+                }
+            }
+            collect(&mut joins, &mut joined, &mut failed).await;
+        }
+    }
+    if joined.is_empty() {
+        bail!("no participant could join ({failed} failed)");
+    }
+    let mut join_ms = Histogram::default();
+    for j in &joined {
+        join_ms.record(j.join_ms);
+    }
+    tokio::time::sleep(Duration::from_secs(args.settle)).await;
+
+    let pid = args.pid.map(|p| p.to_string());
+    let snapshot = |joined: &[Joined]| {
+        let mut t = Totals::default();
+        for j in joined {
+            t.add(&j.participant.stats());
+        }
+        t
+    };
+    let server_cpu = |pid: &Option<String>| pid.as_deref().map(CpuTimes::of).transpose();
+    let (t0, totals0, server0, tool0) = (
+        Instant::now(),
+        snapshot(&joined),
+        server_cpu(&pid)?,
+        CpuTimes::of("self")?,
+    );
+    tokio::time::sleep(Duration::from_secs(args.duration)).await;
+    let (t1, totals1, server1, tool1) = (
+        Instant::now(),
+        snapshot(&joined),
+        server_cpu(&pid)?,
+        CpuTimes::of("self")?,
+    );
+    let server = match (args.pid, server0, server1) {
+        (Some(pid_n), Some(a), Some(b)) => Some(ServerUse {
+            pid: pid_n,
+            cpu: b.since(&a),
+            rss_mib: rss_mib(&pid_n.to_string())?,
+        }),
+        _ => None,
+    };
+    Ok(Report {
+        config,
+        joined: joined.len(),
+        failed,
+        join_ms,
+        window_s: (t1 - t0).as_secs_f64(),
+        window: totals1.since(&totals0),
+        server,
+        tool_cpu: tool1.since(&tool0),
+    })
+}
+
+/// Waits until `p` has connected media; the join time runs from `start`.
+async fn connected(
+    p: SyntheticParticipant,
+    start: Instant,
+    timeout: Duration,
+) -> Result<Joined, veche_load::Error> {
+    let stats = p.wait_connected(timeout).await?;
+    let at = stats.connected_at.unwrap_or_else(Instant::now);
+    Ok(Joined {
+        participant: p,
+        join_ms: at.saturating_duration_since(start).as_millis() as u64,
+    })
+}
+
+async fn collect(
+    joins: &mut JoinSet<Result<Joined, veche_load::Error>>,
+    joined: &mut Vec<Joined>,
+    failed: &mut usize,
+) {
+    while let Some(res) = joins.join_next().await {
+        match res {
+            Ok(Ok(j)) => joined.push(j),
+            Ok(Err(e)) => {
+                *failed += 1;
+                tracing::warn!("join failed: {e}");
+            }
+            Err(e) => {
+                *failed += 1;
+                tracing::warn!("join task failed: {e}");
+            }
+        }
+    }
+}
+
+/// Room numbers for Janus from the prefix, so successive runs against one Janus use fresh
+/// rooms (publisher ids must be unique per room). FNV-1a, folded into 1..=90_000 × 1000.
+fn janus_room_base(prefix: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in prefix.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % 90_000 + 1) * 1000
+}
+
+/// Spaces joins `1 / rate` seconds apart.
+struct Pacer {
+    interval: Duration,
+    next: Instant,
+}
+
+impl Pacer {
+    fn new(rate: f64) -> Pacer {
+        Pacer {
+            interval: Duration::from_secs_f64(1.0 / rate.max(0.01)),
+            next: Instant::now(),
+        }
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep_until(self.next.into()).await;
+        self.next = self.next.max(Instant::now() - self.interval) + self.interval;
+    }
+}
