@@ -136,7 +136,10 @@ impl JanusSignal {
                             .to_owned(),
                     });
                 }
-                _ => return Ok(reply),
+                _ => {
+                    debug!("janus reply: {reply}");
+                    return Ok(reply);
+                }
             }
         }
     }

@@ -212,14 +212,15 @@ impl SyntheticParticipant {
 
     /// Joins Janus VideoRoom `room` as a subscriber to every stream of the publishers
     /// `feeds` (one PeerConnection for all, Janus's multistream subscription): Janus offers,
-    /// we answer with `start`. `id` only names this participant in the stats.
+    /// we answer with `start`. `id` only names this participant in the stats; of `opts` only
+    /// the network settings matter, as a subscriber sends no media.
     pub async fn join_janus_subscriber(
         url: &str,
         room: u64,
         id: u64,
         feeds: &[u64],
+        opts: ParticipantOptions,
     ) -> Result<SyntheticParticipant, Error> {
-        let opts = ParticipantOptions::receive_only();
         let mut signal = JanusSignal::connect(url).await?;
         let streams: Vec<_> = feeds.iter().map(|f| json!({"feed": f})).collect();
         let join =

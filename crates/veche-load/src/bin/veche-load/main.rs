@@ -70,6 +70,10 @@ struct Args {
     /// Room name prefix (Veche) or seed of the room numbers (Janus): use a fresh one per run.
     #[arg(long, default_value = "load-")]
     room_prefix: String,
+    /// Address the participants' UDP sockets bind to and advertise. Janus (libnice) gathers
+    /// no loopback candidates, so against Janus use this machine's own address.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_ip: std::net::IpAddr,
     /// How long one participant may take to connect media before it counts as failed.
     #[arg(long, default_value_t = 30)]
     connect_timeout: u64,
@@ -114,7 +118,12 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         // 80-byte Opus frames every 20 ms: 32 kbit/s.
         audio_payload_size: 80,
         clip: clip.clone(),
+        bind_ip: args.bind_ip,
         ..ParticipantOptions::default()
+    };
+    let receiver_opts = ParticipantOptions {
+        bind_ip: args.bind_ip,
+        ..ParticipantOptions::receive_only()
     };
     let config = json!({
         "target": format!("{:?}", args.target).to_lowercase(),
@@ -142,7 +151,7 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
                         let opts = if publishes {
                             publisher_opts.clone()
                         } else {
-                            ParticipantOptions::receive_only()
+                            receiver_opts.clone()
                         };
                         joins.spawn(async move {
                             let start = Instant::now();
@@ -193,11 +202,13 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
                     }
                     pacer.wait().await;
                     let (url, room) = (args.url.clone(), room_id(r));
+                    let opts = receiver_opts.clone();
                     joins.spawn(async move {
                         let start = Instant::now();
-                        let p =
-                            SyntheticParticipant::join_janus_subscriber(&url, room, id, &wanted)
-                                .await?;
+                        let p = SyntheticParticipant::join_janus_subscriber(
+                            &url, room, id, &wanted, opts,
+                        )
+                        .await?;
                         connected(p, start, connect_timeout).await
                     });
                 }

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Writes a loopback-only Janus configuration into the directory $1: the VideoRoom plugin and
+# the WebSocket transport on 127.0.0.1:${2:-8188}, nothing else. No STUN, no NAT mapping, RTP
+# ports on loopback only. Run Janus with: janus -F "$1"
+set -euo pipefail
+dir=$1
+port=${2:-8188}
+lib=$(dirname "$(dpkg -L janus 2>/dev/null | grep -m1 '/janus/plugins$' || echo /usr/lib/x86_64-linux-gnu/janus/plugins)")
+mkdir -p "$dir"
+cat > "$dir/janus.jcfg" <<CFG
+general: {
+	configs_folder = "$dir"
+	plugins_folder = "$lib/plugins"
+	transports_folder = "$lib/transports"
+	events_folder = "$lib/events"
+	loggers_folder = "$lib/loggers"
+	debug_level = 3
+	session_timeout = 60
+}
+certificates: {
+}
+media: {
+	ipv6 = false
+	rtp_port_range = "40000-49999"
+}
+nat: {
+	# Loopback only: candidates on lo, no STUN/TURN, no 1:1 NAT, full ICE (not lite) and
+	# half trickle, so Janus's candidates are in its SDP.
+	nice_debug = false
+	full_trickle = false
+	ice_lite = false
+	ice_tcp = false
+	ice_enforce_list = "lo"
+}
+plugins: {
+	disable = "libjanus_audiobridge.so,libjanus_duktape.so,libjanus_echotest.so,libjanus_lua.so,libjanus_nosip.so,libjanus_recordplay.so,libjanus_sip.so,libjanus_streaming.so,libjanus_textroom.so,libjanus_videocall.so,libjanus_voicemail.so"
+}
+transports: {
+	disable = "libjanus_http.so,libjanus_pfunix.so,libjanus_mqtt.so,libjanus_nanomsg.so,libjanus_rabbitmq.so"
+}
+loggers: {
+	disable = "libjanus_jsonlog.so"
+}
+events: {
+	broadcast = false
+	disable = "libjanus_gelfevh.so,libjanus_mqttevh.so,libjanus_nanomsgevh.so,libjanus_rabbitmqevh.so,libjanus_sampleevh.so,libjanus_wsevh.so"
+}
+CFG
+cat > "$dir/janus.plugin.videoroom.jcfg" <<CFG
+# No static rooms: veche-load creates its own (one per run, up to the publishers it needs).
+general: {
+}
+CFG
+cat > "$dir/janus.transport.websockets.jcfg" <<CFG
+general: {
+	json = "compact"
+	ws = true
+	ws_port = $port
+	ws_ip = "127.0.0.1"
+	wss = false
+}
+admin: {
+	admin_ws = false
+	admin_wss = false
+}
+CFG
