@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Writes a loopback-only Janus configuration into the directory $1: the VideoRoom plugin and
-# the WebSocket transport on 127.0.0.1:${2:-8188}, nothing else. No STUN, no NAT mapping, RTP
-# ports on loopback only. Run Janus with: janus -F "$1"
+# Writes a local-only Janus configuration into the directory $1: the VideoRoom plugin and the
+# WebSocket transport on 127.0.0.1:${2:-8188}, nothing else. No STUN, no NAT mapping, IPv4
+# only. ICE candidates are gathered on the address $3 only (default: this machine's first
+# address): libnice skips loopback interfaces, so 127.0.0.1 cannot be used; packets between
+# two processes on one host's own address still never leave the host (the kernel delivers
+# them over lo). Run Janus with: janus -F "$1" -C "$1/janus.jcfg"
 set -euo pipefail
 dir=$1
 port=${2:-8188}
+ice_ip=${3:-$(hostname -I | awk '{print $1}')}
 lib=$(dirname "$(dpkg -L janus 2>/dev/null | grep -m1 '/janus/plugins$' || echo /usr/lib/x86_64-linux-gnu/janus/plugins)")
 mkdir -p "$dir"
 cat > "$dir/janus.jcfg" <<CFG
@@ -24,13 +28,13 @@ media: {
 	rtp_port_range = "40000-49999"
 }
 nat: {
-	# Loopback only: candidates on lo, no STUN/TURN, no 1:1 NAT, full ICE (not lite) and
-	# half trickle, so Janus's candidates are in its SDP.
+	# This host only: candidates on one local address, no STUN/TURN, no 1:1 NAT, full ICE
+	# (not lite) and half trickle, so Janus's candidates are in its SDP.
 	nice_debug = false
 	full_trickle = false
 	ice_lite = false
 	ice_tcp = false
-	ice_enforce_list = "lo"
+	ice_enforce_list = "$ice_ip"
 }
 plugins: {
 	disable = "libjanus_audiobridge.so,libjanus_duktape.so,libjanus_echotest.so,libjanus_lua.so,libjanus_nosip.so,libjanus_recordplay.so,libjanus_sip.so,libjanus_streaming.so,libjanus_textroom.so,libjanus_videocall.so,libjanus_voicemail.so"

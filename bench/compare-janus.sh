@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Side-by-side forwarding benchmark: Veche and Janus (VideoRoom) under identical load from
+# veche-load. Each server runs alone, pinned to CPU $SERVER_CPU (default 0), the load tool on
+# CPU $TOOL_CPU (default 1). Shapes:
+#   a) 1 room, 1 publisher -> 50 subscribers, VP8 ~1 Mbit/s + Opus
+#   b) 1 room, 6 x 6: six participants each publishing and receiving the other five
+#   c) 1 -> N for N in $STEPS until loss >= 1 %, a join fails, or the load tool saturates
+# Writes bench/results/YYYY-MM-DD.md (+ .png) and prints as its last line
+#   veche/janus forwarded-packets-per-cpu-second: X.XX (1->50), Y.YY (6x6)
+# Everything listens on 127.0.0.1 or this host's own address; nothing leaves the machine.
+# Bounded: every load run has a timeout; whatever the script started is killed on exit.
+#
+# Environment: DURATION (s per run, default 20), STEPS (default "100 200 300 400 600 800"),
+# JOIN_RATE (joins/s, default 40), SERVER_CPU, TOOL_CPU, SKIP_BUILD=1, NOTE (free text on the
+# machine's load for the results file).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root=$PWD
+duration=${DURATION:-20}
+steps=${STEPS:-"100 200 300 400 600 800"}
+join_rate=${JOIN_RATE:-40}
+server_cpu=${SERVER_CPU:-0}
+tool_cpu=${TOOL_CPU:-1}
+veche_http=127.0.0.1:18080
+veche_media=17882
+janus_ws=18188
+
+log() { echo "[compare-janus] $*" >&2; }
+
+# --- dependencies --------------------------------------------------------------------------
+missing=()
+command -v janus >/dev/null || missing+=(janus)
+command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
+command -v curl >/dev/null || missing+=(curl)
+command -v taskset >/dev/null || missing+=(util-linux)
+command -v python3 >/dev/null || missing+=(python3)
+if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    sudo_=""
+    [ "$(id -u)" = 0 ] || sudo_=sudo
+    $sudo_ apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# --- work dir, cleanup ---------------------------------------------------------------------
+work=$(mktemp -d /tmp/veche-bench.XXXXXX)
+server_pid=""
+stop_server() {
+    if [ -n "$server_pid" ]; then
+        kill "$server_pid" 2>/dev/null || true
+        # Janus takes a moment to tear sessions down; don't wait forever.
+        for _ in $(seq 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+        server_pid=""
+    fi
+}
+cleanup() { stop_server; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- build ---------------------------------------------------------------------------------
+if [ -z "${SKIP_BUILD:-}" ]; then
+    log "building veche and veche-load (release)"
+    cargo build --release -q -p veche-server -p veche-load
+fi
+veche_bin=$root/target/release/veche
+load_bin=$root/target/release/veche-load
+
+# libnice (Janus) gathers no loopback candidates, so both servers and the load tool use this
+# host's own address for media; the kernel still delivers it over lo.
+ip=$(hostname -I | awk '{print $1}')
+log "media on $ip, servers on CPU $server_cpu, load tool on CPU $tool_cpu"
+"$root/bench/janus-config.sh" "$work/janus-cfg" "$janus_ws" "$ip"
+
+wait_for() { # command... ; up to 20 s
+    for _ in $(seq 200); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    return 1
+}
+
+start_server() { # veche|janus
+    case $1 in
+        veche)
+            rm -rf "$work/veche-data"
+            taskset -c "$server_cpu" "$veche_bin" serve --http "$veche_http" \
+                --media-port "$veche_media" --media-bind "$ip" --public-ip "$ip" \
+                --data-dir "$work/veche-data" --max-participants 5000 \
+                >>"$work/veche.log" 2>&1 &
+            server_pid=$!
+            wait_for curl -sf "http://$veche_http/healthz" || { log "veche did not start"; exit 1; }
+            ;;
+        janus)
+            taskset -c "$server_cpu" janus -F "$work/janus-cfg" -C "$work/janus-cfg/janus.jcfg" \
+                >>"$work/janus.log" 2>&1 &
+            server_pid=$!
+            wait_for bash -c "exec 3<>/dev/tcp/127.0.0.1/$janus_ws" || { log "janus did not start"; exit 1; }
+            ;;
+    esac
+}
+
+url_of() { [ "$1" = veche ] && echo "ws://$veche_http/ws" || echo "ws://127.0.0.1:$janus_ws"; }
+
+commands=()
+run_load() { # server name args... ; writes $work/$server-$name.json
+    local server=$1 name=$2
+    shift 2
+    start_server "$server"
+    sleep 1
+    local cmd=(taskset -c "$tool_cpu" "$load_bin" --url "$(url_of "$server")" --target "$server"
+        --pid "$server_pid" --json --duration "$duration" --join-rate "$join_rate"
+        --bind-ip "$ip" --room-prefix "$name-$$-$RANDOM" "$@")
+    commands+=("$(printf '%q ' "${cmd[@]}" | sed "s/--pid [0-9]*/--pid \$PID/; s/--room-prefix [^ ]*/--room-prefix $name/")")
+    log "$server $name: $*"
+    if ! timeout $((duration + 180)) "${cmd[@]}" >"$work/$server-$name.json" 2>>"$work/load.log"; then
+        log "$server $name: load run failed (see $work/load.log)"
+        echo '{}' >"$work/$server-$name.json"
+    fi
+    stop_server
+    python3 - "$work/$server-$name.json" <<'PY' >&2
+import json, sys
+r = json.load(open(sys.argv[1]))
+if r:
+    s = r.get("server") or {}
+    print(f"   joined {r['joined']} failed {r['failed']} | {r['received_packets_per_s']:.0f} pkt/s "
+          f"| loss {r['loss_pct']} % | cpu {s.get('cpu_pct_of_one_core')} % "
+          f"| {s.get('cpu_us_per_packet')} us/pkt | tool {r['tool']['cpu_pct_of_one_core']} %")
+PY
+}
+
+# Whether run $1 passed for shape (c): every join succeeded, loss < 1 %, tool not saturated.
+passed() {
+    python3 - "$1" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+ok = bool(r) and r["failed"] == 0 and r["loss_pct"] < 1.0 and r["tool"]["cpu_pct_of_one_core"] < 90
+sys.exit(0 if ok else 1)
+PY
+}
+tool_saturated() {
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if r and r["tool"]["cpu_pct_of_one_core"] >= 90 else 1)' "$1"
+}
+
+uptime_before=$(uptime)
+for server in veche janus; do
+    run_load "$server" a-1to50 --rooms 1 --publishers 1 --subscribers 50 --video-kbps 1000 --audio
+    run_load "$server" b-6x6 --rooms 1 --publishers 6 --subscribers 0 --video-kbps 1000 --audio
+    largest=0
+    limit="loss >= 1 % or a failed join"
+    for n in $steps; do
+        run_load "$server" "c-1to$n" --rooms 1 --publishers 1 --subscribers "$n" --video-kbps 1000 --audio
+        if passed "$work/$server-c-1to$n.json"; then
+            largest=$n
+        else
+            tool_saturated "$work/$server-c-1to$n.json" && limit="load tool saturated (one core)"
+            break
+        fi
+        limit="not reached (largest step)"
+    done
+    echo "$largest|$limit" >"$work/$server-largest"
+done
+uptime_after=$(uptime)
+
+# --- results ---------------------------------------------------------------------------------
+date=$(date -u +%F)
+mkdir -p "$root/bench/results"
+out=$root/bench/results/$date.md
+printf '%s\n' "${commands[@]}" >"$work/commands"
+python3 "$root/bench/report.py" "$work" "$out" "$uptime_before" "$uptime_after" "${NOTE:-}"
+gnuplot "$work/plot.gp"
+log "wrote $out; logs and raw JSON in $work"
+python3 - "$work" <<'PY'
+import json, sys, os
+w = sys.argv[1]
+def ppcs(server, name):
+    r = json.load(open(os.path.join(w, f"{server}-{name}.json")))
+    return ((r or {}).get("server") or {}).get("packets_per_cpu_s") or 0
+def ratio(name):
+    j = ppcs("janus", name)
+    return ppcs("veche", name) / j if j else float("nan")
+print(f"veche/janus forwarded-packets-per-cpu-second: {ratio('a-1to50'):.2f} (1->50), {ratio('b-6x6'):.2f} (6x6)")
+PY

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Turns the JSON reports of one compare-janus.sh run into bench/results/DATE.md and a gnuplot
+script for DATE.png (forwarded packets/s against server CPU, both servers).
+
+Usage: report.py WORKDIR OUT.md UPTIME_BEFORE UPTIME_AFTER [NOTE]
+"""
+
+import glob
+import json
+import os
+import platform
+import subprocess
+import sys
+
+work, out, uptime_before, uptime_after = sys.argv[1:5]
+note = sys.argv[5] if len(sys.argv) > 5 else ""
+png = out[: -len(".md")] + ".png"
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def shape_key(name):
+    # a, b, then c steps in numeric order
+    if name.startswith("c-1to"):
+        return ("c", int(name[5:]))
+    return (name, 0)
+
+
+runs = []
+for path in glob.glob(os.path.join(work, "*-*.json")):
+    server, name = os.path.basename(path)[: -len(".json")].split("-", 1)
+    runs.append((server, name, load(path)))
+runs.sort(key=lambda r: (shape_key(r[1]), r[0]))
+
+
+def fmt(v, digits=1):
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "?"
+
+
+rows = []
+for server, name, r in runs:
+    if not r:
+        rows.append(f"| {name} | {server} | run failed | | | | | | | | | |")
+        continue
+    s = r.get("server") or {}
+    rows.append(
+        "| {name} | {server} | {joined}/{failed} | {pps:.0f} | {mbit} | {loss} | "
+        "{p50} / {p99} / {mx} | {user} / {sys_} | {cpu} | {us} | {ppcs} | {rss} | {tool} |".format(
+            name=name,
+            server=server,
+            joined=r["joined"],
+            failed=r["failed"],
+            pps=r["received_packets_per_s"],
+            mbit=fmt(r["received_mbit_per_s"], 2),
+            loss=fmt(r["loss_pct"], 3),
+            p50=fmt(r["latency_ms_p50"], 2),
+            p99=fmt(r["latency_ms_p99"], 2),
+            mx=fmt(r["latency_ms_max"], 1),
+            user=fmt(s.get("cpu_user_s"), 2),
+            sys_=fmt(s.get("cpu_system_s"), 2),
+            cpu=fmt(s.get("cpu_pct_of_one_core"), 1),
+            us=fmt(s.get("cpu_us_per_packet"), 2),
+            ppcs=fmt(s.get("packets_per_cpu_s"), 0),
+            rss=fmt(s.get("rss_mib"), 0),
+            tool=fmt(r["tool"]["cpu_pct_of_one_core"], 0),
+        )
+    )
+
+
+def ppcs(server, name):
+    for s_, n, r in runs:
+        if s_ == server and n == name and r:
+            return (r.get("server") or {}).get("packets_per_cpu_s")
+    return None
+
+
+def ratio(name):
+    v, j = ppcs("veche", name), ppcs("janus", name)
+    return f"{v / j:.2f}" if v and j else "n/a"
+
+
+largest = {}
+for server in ("veche", "janus"):
+    try:
+        with open(os.path.join(work, f"{server}-largest")) as f:
+            n, why = f.read().strip().split("|", 1)
+            largest[server] = (int(n), why)
+    except OSError:
+        largest[server] = (0, "not run")
+
+with open(os.path.join(work, "commands")) as f:
+    commands = f.read().strip()
+
+machine = {
+    "nproc": sh("nproc"),
+    "cpu": sh("lscpu | sed -n 's/^Model name: *//p'"),
+    "kernel": platform.release(),
+    "janus": sh("janus --version 2>/dev/null | head -1"),
+    "rustc": sh("rustc --version"),
+}
+
+md = f"""# Veche vs Janus: forwarding benchmark, {os.path.basename(out)[:-3]}
+
+Produced by `bench/compare-janus.sh` (see `bench/README.md` for how each number is computed).
+Each server ran alone, pinned to one core (`taskset -c 0`), with the load tool
+(`veche-load`, one thread) pinned to the other core; identical load for both.
+
+## Headline
+
+| shape | veche/janus forwarded packets per CPU-second |
+|---|---|
+| (a) 1 → 50, VP8 ~1 Mbit/s + Opus | **{ratio('a-1to50')}** |
+| (b) 6 × 6 meeting | **{ratio('b-6x6')}** |
+
+Largest 1 → N with < 1 % loss and every join successful (steps tried: see table):
+veche **{largest['veche'][0]}** ({largest['veche'][1]}), janus **{largest['janus'][0]}**
+({largest['janus'][1]}).
+
+## All runs
+
+Packets/s and Mbit/s are what the subscribers received (forwarded media, including
+retransmissions); CPU is the server process's user / system seconds over the measurement
+window (from /proc/PID/stat), µs/pkt = server CPU time / packets received by subscribers.
+
+| shape | server | joined/failed | pkt/s | Mbit/s | loss % | latency p50 / p99 / max ms | CPU user / sys s | CPU % of 1 core | µs/pkt | pkt per CPU-s | RSS MiB | tool CPU % |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+![forwarded packets/s vs server CPU]({os.path.basename(png)})
+
+## Machine
+
+- `nproc`: {machine['nproc']}; CPU: {machine['cpu']}; kernel {machine['kernel']}
+- {machine['janus']}; {machine['rustc']}
+- load before the runs: `{uptime_before.strip()}`; after: `{uptime_after.strip()}`
+- {note or 'Other work (Rust builds by other engineers) may have shared the two cores during the run; the load averages above say how much.'}
+
+## Commands
+
+```
+{commands}
+```
+
+(`$PID` is the server's process id; the room prefix is made unique per run.)
+"""
+
+with open(out, "w") as f:
+    f.write(md)
+
+# Plot: packets/s received (x) against server CPU % of one core (y), one series per server.
+for server in ("veche", "janus"):
+    with open(os.path.join(work, f"{server}.dat"), "w") as f:
+        pts = []
+        for s_, name, r in runs:
+            if s_ == server and r and r.get("server"):
+                pts.append((r["received_packets_per_s"], r["server"]["cpu_pct_of_one_core"], name))
+        for x, y, name in sorted(pts):
+            f.write(f"{x} {y} {name}\n")
+
+with open(os.path.join(work, "plot.gp"), "w") as f:
+    f.write(
+        f"""set terminal png size 900,560
+set output '{png}'
+set title 'Forwarded packets/s vs server CPU (one core, same load)'
+set xlabel 'packets/s received by subscribers'
+set ylabel 'server CPU, % of one core'
+set key top left
+set grid
+plot '{work}/veche.dat' using 1:2 with linespoints pt 7 title 'veche', \\
+     '{work}/janus.dat' using 1:2 with linespoints pt 5 title 'janus'
+"""
+    )
