@@ -14,6 +14,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use veche_sfu::Limits;
 
+use crate::api::AccountSettings;
+use crate::store::{LockoutPolicy, sqlite_url_in};
+
 pub(crate) const DEFAULT_HTTP: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 8080);
 pub(crate) const DEFAULT_MEDIA_PORT: u16 = 7882;
@@ -22,6 +25,8 @@ pub(crate) const DEFAULT_DATA_DIR: &str = "./veche-data";
 pub(crate) const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 pub(crate) const DEFAULT_MAX_MESSAGES_PER_SEC: u32 = 50;
 pub(crate) const DEFAULT_MESSAGE_BURST: u32 = 100;
+pub(crate) const DEFAULT_LOCKOUT_FAILURES: u32 = 10;
+pub(crate) const DEFAULT_LOCKOUT_MINUTES: u32 = 15;
 
 /// Veche: self-hosted video meetings in the browser, through our own SFU, in one binary.
 #[derive(Debug, Parser)]
@@ -45,6 +50,79 @@ pub(crate) enum Command {
     /// of the same name in the --config TOML file, e.g. `media-port = 7882`. A flag wins over
     /// the environment, which wins over the file.
     Serve(ServeArgs),
+    /// Manage accounts from a shell (e.g. make the first operator admin). Uses the same
+    /// database as `serve` (--data-dir / --database / --config) and is safe to run while the
+    /// server runs.
+    Admin(AdminArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AdminArgs {
+    /// TOML file of `veche serve`; only data-dir and database are read from it.
+    #[arg(long, env = "VECHE_CONFIG", value_name = "FILE", global = true)]
+    pub(crate) config: Option<PathBuf>,
+
+    /// The server's data directory [default: ./veche-data].
+    #[arg(long, env = "VECHE_DATA_DIR", value_name = "DIR", global = true)]
+    pub(crate) data_dir: Option<PathBuf>,
+
+    /// The server's database URL [default: sqlite://DATA_DIR/veche.db].
+    #[arg(long, env = "VECHE_DATABASE", value_name = "URL", global = true)]
+    pub(crate) database: Option<String>,
+
+    #[command(subcommand)]
+    pub(crate) command: AdminCommand,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RoleArg {
+    /// Operator admin: plans, every organisation, upgrade requests, the whole audit log.
+    Admin,
+    User,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AdminCommand {
+    /// Create an account (in a new organisation of its own unless --org is given).
+    CreateUser {
+        #[arg(long)]
+        email: String,
+        /// Display name [default: the part of the email before @].
+        #[arg(long)]
+        name: Option<String>,
+        /// Read the password from the first line of standard input (never from the command
+        /// line, where other users of the machine could see it).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        #[arg(long, value_enum, default_value_t = RoleArg::User)]
+        role: RoleArg,
+        /// Join this existing organisation (its id) as a member instead.
+        #[arg(long, value_name = "ORG_ID")]
+        org: Option<String>,
+    },
+    /// List every account: email, role, organisation.
+    ListUsers,
+    /// Make an account operator admin or a plain user.
+    SetRole {
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+    /// Set a new password (read from standard input); ends the account's sessions.
+    SetPassword {
+        #[arg(long)]
+        email: String,
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Signup {
+    Open,
+    Closed,
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -124,6 +202,29 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "VECHE_MAX_CHAT_CHARS", value_name = "N")]
     pub(crate) max_chat_chars: Option<usize>,
 
+    /// Database URL: `sqlite://FILE` or `postgres://USER@HOST/DB`
+    /// [default: sqlite://DATA_DIR/veche.db].
+    #[arg(long, env = "VECHE_DATABASE", value_name = "URL")]
+    pub(crate) database: Option<String>,
+
+    /// Whether anyone may create an account from the site; `closed` leaves account creation
+    /// to admins [default: open].
+    #[arg(long, env = "VECHE_SIGNUP", value_name = "MODE")]
+    pub(crate) signup: Option<Signup>,
+
+    /// Instant meetings at /m/{room} without an account [default: true].
+    #[arg(long, env = "VECHE_GUEST_ROOMS", value_name = "BOOL")]
+    pub(crate) guest_rooms: Option<bool>,
+
+    /// Failed logins or passcodes (per account, meeting or IP) before a lockout
+    /// [default: 10].
+    #[arg(long, env = "VECHE_LOCKOUT_FAILURES", value_name = "N")]
+    pub(crate) lockout_failures: Option<u32>,
+
+    /// How long a lockout lasts, in minutes [default: 15].
+    #[arg(long, env = "VECHE_LOCKOUT_MINUTES", value_name = "MIN")]
+    pub(crate) lockout_minutes: Option<u32>,
+
     /// Log output format; the level comes from RUST_LOG (e.g. `info`, `veche=debug`)
     /// [default: text].
     #[arg(long, env = "VECHE_LOG_FORMAT", value_name = "FORMAT")]
@@ -155,6 +256,11 @@ struct FileConfig {
     max_participants: Option<usize>,
     max_chat_chars: Option<usize>,
     log_format: Option<LogFormat>,
+    database: Option<String>,
+    signup: Option<Signup>,
+    guest_rooms: Option<bool>,
+    lockout_failures: Option<u32>,
+    lockout_minutes: Option<u32>,
 }
 
 /// Where HTTPS gets its certificate.
@@ -188,6 +294,10 @@ pub(crate) struct Config {
     pub(crate) ws: WsLimits,
     pub(crate) sfu_limits: Limits,
     pub(crate) log_format: LogFormat,
+    /// The database URL, defaulted to a SQLite file in the data directory.
+    pub(crate) database: String,
+    /// Account settings; `secure_cookies` is set once TLS is known.
+    pub(crate) accounts: AccountSettings,
 }
 
 impl Config {
@@ -272,6 +382,31 @@ impl Config {
             bail!("max-participants must be at least 1");
         }
 
+        let database = args
+            .database
+            .or(file.database)
+            .unwrap_or_else(|| sqlite_url_in(&data_dir));
+        let lockout_failures = args
+            .lockout_failures
+            .or(file.lockout_failures)
+            .unwrap_or(DEFAULT_LOCKOUT_FAILURES);
+        let lockout_minutes = args
+            .lockout_minutes
+            .or(file.lockout_minutes)
+            .unwrap_or(DEFAULT_LOCKOUT_MINUTES);
+        if lockout_failures == 0 || lockout_minutes == 0 {
+            bail!("lockout-failures and lockout-minutes must be at least 1");
+        }
+        let accounts = AccountSettings {
+            signup_open: args.signup.or(file.signup).unwrap_or(Signup::Open) == Signup::Open,
+            guest_rooms: args.guest_rooms.or(file.guest_rooms).unwrap_or(true),
+            lockout: LockoutPolicy {
+                max_failures: lockout_failures,
+                lockout_secs: i64::from(lockout_minutes) * 60,
+            },
+            secure_cookies: tls != Tls::Off,
+        };
+
         Ok(Config {
             http,
             media_bind: SocketAddr::new(media_ip, media_port),
@@ -281,8 +416,29 @@ impl Config {
             ws,
             sfu_limits,
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            database,
+            accounts,
         })
     }
+}
+
+/// The database of `veche admin`: resolved like `serve`'s (flag > env > file > default).
+pub(crate) fn admin_database(args: &AdminArgs) -> anyhow::Result<String> {
+    let file = match &args.config {
+        Some(path) => read_file_config(path)?,
+        None => FileConfig::default(),
+    };
+    if let Some(db) = args.database.clone().or(file.database) {
+        return Ok(db);
+    }
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    Ok(sqlite_url_in(&data_dir))
 }
 
 /// Plain HTTP on loopback (browsers treat `localhost` as a secure context); a self-signed
@@ -338,6 +494,7 @@ mod tests {
             .command
         {
             Command::Serve(args) => args,
+            Command::Admin(_) => unreachable!("parsed a serve command line"),
         }
     }
 
@@ -363,6 +520,39 @@ mod tests {
         assert_eq!(c.ws.max_messages_per_sec, 50);
         assert_eq!(c.sfu_limits.max_participants_per_room, 100);
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.database, "sqlite://./veche-data/veche.db");
+        assert!(c.accounts.signup_open);
+        assert!(c.accounts.guest_rooms);
+        assert_eq!(c.accounts.lockout.max_failures, 10);
+        assert_eq!(c.accounts.lockout.lockout_secs, 900);
+        assert!(!c.accounts.secure_cookies);
+    }
+
+    #[test]
+    fn account_settings_from_flags_and_file() {
+        let args = parse(&[
+            "--signup",
+            "closed",
+            "--guest-rooms",
+            "false",
+            "--lockout-failures",
+            "3",
+            "--database",
+            "postgres://veche@127.0.0.1/veche",
+        ]);
+        let c = Config::merge(args, file("lockout-failures = 5\nlockout-minutes = 2")).unwrap();
+        assert!(!c.accounts.signup_open);
+        assert!(!c.accounts.guest_rooms);
+        assert_eq!(c.accounts.lockout.max_failures, 3);
+        assert_eq!(c.accounts.lockout.lockout_secs, 120);
+        assert_eq!(c.database, "postgres://veche@127.0.0.1/veche");
+        let c = Config::merge(
+            ServeArgs::default(),
+            file("signup = \"closed\"\ndata-dir = \"/x\""),
+        )
+        .unwrap();
+        assert!(!c.accounts.signup_open);
+        assert_eq!(c.database, "sqlite:///x/veche.db");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The HTTP surface: the embedded web client, `/healthz`, `/metrics` and the `/ws` upgrade.
+//! The HTTP surface: the embedded web client, `/healthz`, `/metrics`, the `/ws` upgrade and
+//! the REST API under `/api/v1`.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -12,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rust_embed::RustEmbed;
 
+use crate::api::{self, ApiState};
 use crate::state::AppState;
 use crate::ws;
 
@@ -26,18 +28,35 @@ use crate::ws;
 #[exclude = "*.test.js"]
 struct WebAssets;
 
+/// The site without the API (the web-layer tests need no database).
+#[cfg(test)]
 pub(crate) fn router(state: AppState) -> Router {
-    Router::new()
-        // The client is a single page that reads `location.pathname` to pick the home screen
-        // or a meeting, so both routes serve the same entry point.
+    router_with_api(state, None)
+}
+
+/// The whole site; with `api`, the REST API is mounted at `/api/v1`.
+pub(crate) fn router_with_api(state: AppState, api: Option<ApiState>) -> Router {
+    let pages = Router::new()
+        // The client is a single page that reads `location.pathname` to pick the screen, so
+        // every page route serves the same entry point.
         .route("/", get(index))
         .route("/m/{room}", get(index))
+        .route("/j/{meeting}", get(index))
+        .route("/login", get(index))
+        .route("/signup", get(index))
+        .route("/meetings", get(index))
+        .route("/account", get(index))
+        .route("/admin", get(index))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/ws", get(ws::upgrade))
         .fallback(static_file)
-        .layer(middleware::from_fn(security_headers))
-        .with_state(state)
+        .with_state(state);
+    let app = match api {
+        Some(api_state) => pages.nest("/api/v1", api::router(api_state)),
+        None => pages,
+    };
+    app.layer(middleware::from_fn(security_headers))
 }
 
 async fn index(headers: HeaderMap) -> Response {

@@ -12,9 +12,11 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use veche_sfu::{SfuConfig, SfuHandle};
 
+use crate::api::{ApiState, SystemClock};
 use crate::config::{Config, discover_public_ips};
-use crate::http::router;
+use crate::http::router_with_api;
 use crate::state::{AppState, WsStats};
+use crate::store::Store;
 use crate::tls;
 
 /// How long in-flight HTTP requests and WebSocket goodbyes get once shutdown starts.
@@ -28,6 +30,11 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     } else {
         config.public_ips.clone()
     };
+    // Migrations run before anything listens, so a bad database URL fails fast.
+    let store = Store::open(&config.database)
+        .await
+        .with_context(|| format!("opening the database {}", redact(&config.database)))?;
+    info!(database = %redact(&config.database), "database ready");
     let tls_files = tls::resolve(&config.tls, &config.data_dir, config.http, &public_ips)?;
     let tls_config = match &tls_files {
         Some((cert, key)) => Some(RustlsConfig::from_config(tls::server_config(cert, key)?)),
@@ -53,12 +60,21 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let stats = Arc::new(WsStats::default());
-    let app = router(AppState {
-        sfu: Arc::new(sfu.clone()),
-        limits: config.ws,
-        stats: Arc::clone(&stats),
-        shutdown: shutdown_rx,
-    });
+    let mut accounts = config.accounts;
+    accounts.secure_cookies = tls_config.is_some();
+    let app = router_with_api(
+        AppState {
+            sfu: Arc::new(sfu.clone()),
+            limits: config.ws,
+            stats: Arc::clone(&stats),
+            shutdown: shutdown_rx,
+        },
+        Some(ApiState {
+            store: store.clone(),
+            settings: accounts,
+            clock: Arc::new(SystemClock),
+        }),
+    );
 
     let handle = axum_server::Handle::new();
     let scheme = if tls_config.is_some() {
@@ -99,6 +115,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(result) = served {
         // The server stopped on its own: that is an error, but the SFU still gets a clean stop.
         stop_sfu(sfu).await;
+        store.close().await;
         return match result {
             Ok(Ok(())) => Err(anyhow::anyhow!("HTTP server stopped unexpectedly")),
             Ok(Err(e)) => Err(e).context("HTTP server failed"),
@@ -123,8 +140,23 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         Ok(Err(e)) => warn!(error = %e, "HTTP server error during shutdown"),
         Err(e) => warn!(error = %e, "HTTP server task failed during shutdown"),
     }
+    store.close().await;
     info!("stopped");
     Ok(())
+}
+
+/// A database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// `SfuHandle::shutdown` joins the SFU thread, so it runs off the async workers.

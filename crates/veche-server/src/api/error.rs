@@ -1,0 +1,150 @@
+//! The API's error taxonomy: every failure has a stable `code` and an HTTP status, and is
+//! sent as `{"error": {"code": "...", "message": "..."}}`. Client errors are not logged as
+//! server errors; only `Internal` is.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::store::{JoinError, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// The body is not JSON, has the wrong shape, or a query string is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("invalid {field}: {message}")]
+    InvalidField {
+        field: &'static str,
+        message: String,
+    },
+    #[error("sign in first")]
+    Unauthenticated,
+    /// The same message whether the account does not exist or the password is wrong.
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    #[error("you may not do this")]
+    Forbidden,
+    #[error("missing or wrong X-CSRF-Token header")]
+    CsrfFailed,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    #[error("sign-up is closed on this server; ask its operator for an account")]
+    SignupClosed,
+    #[error("this meeting needs a passcode")]
+    PasscodeRequired,
+    #[error("wrong passcode")]
+    WrongPasscode,
+    #[error("too many failed attempts; try again in {0} seconds")]
+    LockedOut(i64),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::InvalidField { .. } => "invalid_field",
+            ApiError::Unauthenticated => "unauthenticated",
+            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::Forbidden => "forbidden",
+            ApiError::CsrfFailed => "csrf_failed",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::SignupClosed => "signup_closed",
+            ApiError::PasscodeRequired => "passcode_required",
+            ApiError::WrongPasscode => "wrong_passcode",
+            ApiError::LockedOut(_) => "locked_out",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated
+            | ApiError::InvalidCredentials
+            | ApiError::PasscodeRequired
+            | ApiError::WrongPasscode => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden | ApiError::CsrfFailed | ApiError::SignupClosed => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::LockedOut(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let message = match &self {
+            ApiError::Internal(detail) => {
+                tracing::error!(%detail, "API request failed");
+                "internal error".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut response = (
+            self.status(),
+            Json(json!({"error": {"code": self.code(), "message": message}})),
+        )
+            .into_response();
+        if let ApiError::LockedOut(secs) = self
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::NotFound(what) => ApiError::NotFound(what),
+            StoreError::Conflict(what) => ApiError::Conflict(what),
+            StoreError::Invalid { field, message } => ApiError::InvalidField { field, message },
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<JoinError> for ApiError {
+    fn from(e: JoinError) -> ApiError {
+        match e {
+            JoinError::NotFound => ApiError::NotFound("meeting"),
+            JoinError::PasscodeRequired => ApiError::PasscodeRequired,
+            JoinError::WrongPasscode => ApiError::WrongPasscode,
+            JoinError::LockedOut(secs) => ApiError::LockedOut(secs),
+            JoinError::Store(e) => e.into(),
+        }
+    }
+}
+
+/// axum's own rejection texts are specific ("missing field `email`") and safe to show; they
+/// become our 400 instead of axum's plain-text 415/422.
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> ApiError {
+        ApiError::BadRequest(r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> ApiError {
+        ApiError::BadRequest(r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> ApiError {
+        ApiError::BadRequest(r.body_text())
+    }
+}

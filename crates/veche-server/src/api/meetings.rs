@@ -1,0 +1,271 @@
+//! Meetings: create (instant or scheduled), list mine, read, change, delete, and the join
+//! check (passcode, role, waiting room, plan limits).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, ApiResult, ApiState, Caller, Json, Path};
+use crate::store::{Meeting, MeetingPatch, NewMeeting, Recurrence, User};
+
+/// Default length of a meeting created without one (an instant meeting).
+const DEFAULT_DURATION_MINUTES: i64 = 60;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CreateBody {
+    title: String,
+    #[serde(default)]
+    starts_at: Option<i64>,
+    #[serde(default)]
+    duration_minutes: Option<i64>,
+    #[serde(default)]
+    recurrence: Recurrence,
+    #[serde(default)]
+    passcode: Option<String>,
+    #[serde(default)]
+    waiting_room: bool,
+    #[serde(default = "yes")]
+    join_before_host: bool,
+    /// Emails of registered users who co-host.
+    #[serde(default)]
+    co_hosts: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `Option<Option<T>>` that tells "absent" (outer `None`) from `null` (`Some(None)`).
+fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PatchBody {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    starts_at: Option<Option<i64>>,
+    #[serde(default)]
+    duration_minutes: Option<i64>,
+    #[serde(default)]
+    recurrence: Option<Recurrence>,
+    #[serde(default, deserialize_with = "nullable")]
+    passcode: Option<Option<String>>,
+    #[serde(default)]
+    waiting_room: Option<bool>,
+    #[serde(default)]
+    join_before_host: Option<bool>,
+    #[serde(default)]
+    co_hosts: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct JoinBody {
+    #[serde(default)]
+    passcode: Option<String>,
+}
+
+async fn co_host_ids(state: &ApiState, emails: &[String]) -> ApiResult<Vec<String>> {
+    let mut ids = Vec::with_capacity(emails.len());
+    for email in emails {
+        let user =
+            state
+                .store
+                .user_by_email(email)
+                .await?
+                .ok_or_else(|| ApiError::InvalidField {
+                    field: "co_hosts",
+                    message: format!("{email:?} has no account"),
+                })?;
+        ids.push(user.id);
+    }
+    Ok(ids)
+}
+
+/// How much of a meeting the caller may touch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Access {
+    /// Knows nothing about it: 404, as if it did not exist.
+    None,
+    /// Co-host: may read its details.
+    Read,
+    /// Owner, organisation admin, operator: may change and delete it.
+    Manage,
+}
+
+fn access(user: &User, meeting: &Meeting) -> Access {
+    if user.id == meeting.owner_id || user.administers(&meeting.org_id) {
+        Access::Manage
+    } else if meeting.co_hosts.contains(&user.id) {
+        Access::Read
+    } else {
+        Access::None
+    }
+}
+
+async fn load(state: &ApiState, user: &User, id: &str, need: Access) -> ApiResult<Meeting> {
+    let meeting = state
+        .store
+        .meeting(id)
+        .await?
+        .ok_or(ApiError::NotFound("meeting"))?;
+    let have = access(user, &meeting);
+    if have == Access::None {
+        return Err(ApiError::NotFound("meeting"));
+    }
+    if have < need {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(meeting)
+}
+
+pub(super) async fn list(State(state): State<ApiState>, caller: Caller) -> ApiResult<Response> {
+    let user = caller.user()?;
+    let meetings = state.store.meetings_of(&user.id).await?;
+    Ok(axum::Json(json!({"meetings": meetings})).into_response())
+}
+
+pub(super) async fn create(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Json(body): Json<CreateBody>,
+) -> ApiResult<Response> {
+    let user = caller.user()?;
+    let co_hosts = co_host_ids(&state, &body.co_hosts).await?;
+    let meeting = state
+        .store
+        .create_meeting(
+            user,
+            NewMeeting {
+                title: body.title,
+                starts_at: body.starts_at,
+                duration_minutes: body.duration_minutes.unwrap_or(DEFAULT_DURATION_MINUTES),
+                recurrence: body.recurrence,
+                passcode: body.passcode.filter(|p| !p.is_empty()),
+                waiting_room: body.waiting_room,
+                join_before_host: body.join_before_host,
+                co_hosts,
+            },
+            state.now(),
+        )
+        .await?;
+    state
+        .audit(
+            &caller,
+            "meeting.create",
+            &meeting.id,
+            Some(&meeting.org_id),
+            meeting.title.clone(),
+        )
+        .await;
+    Ok((StatusCode::CREATED, axum::Json(meeting)).into_response())
+}
+
+pub(super) async fn get_one(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let meeting = load(&state, caller.user()?, &id, Access::Read).await?;
+    Ok(axum::Json(meeting).into_response())
+}
+
+pub(super) async fn update(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<PatchBody>,
+) -> ApiResult<Response> {
+    let meeting = load(&state, caller.user()?, &id, Access::Manage).await?;
+    let co_hosts = match &body.co_hosts {
+        Some(emails) => Some(co_host_ids(&state, emails).await?),
+        None => None,
+    };
+    let updated = state
+        .store
+        .update_meeting(
+            &meeting.id,
+            MeetingPatch {
+                title: body.title,
+                starts_at: body.starts_at,
+                duration_minutes: body.duration_minutes,
+                recurrence: body.recurrence,
+                passcode: body.passcode.map(|p| p.filter(|p| !p.is_empty())),
+                waiting_room: body.waiting_room,
+                join_before_host: body.join_before_host,
+                co_hosts,
+            },
+        )
+        .await?;
+    state
+        .audit(
+            &caller,
+            "meeting.update",
+            &meeting.id,
+            Some(&meeting.org_id),
+            String::new(),
+        )
+        .await;
+    Ok(axum::Json(updated).into_response())
+}
+
+pub(super) async fn delete(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let meeting = load(&state, caller.user()?, &id, Access::Manage).await?;
+    state.store.delete_meeting(&meeting.id).await?;
+    state
+        .audit(
+            &caller,
+            "meeting.delete",
+            &meeting.id,
+            Some(&meeting.org_id),
+            meeting.title,
+        )
+        .await;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Anyone with the link may ask to join — guests included — and learns their role, whether
+/// they will wait, and the plan's limits. The passcode is checked here with lockouts per
+/// meeting and per IP.
+pub(super) async fn join(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    // An empty body is a join without passcode; anything else must be a JoinBody.
+    let body: JoinBody = if body.is_empty() {
+        JoinBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))?
+    };
+    let ip = caller.ip.clone();
+    let decision = state
+        .store
+        .meeting_for_join(
+            &id,
+            caller.user.as_ref(),
+            body.passcode.as_deref(),
+            state.now(),
+            state.settings.lockout,
+            ip.as_deref(),
+        )
+        .await?;
+    Ok(axum::Json(decision).into_response())
+}

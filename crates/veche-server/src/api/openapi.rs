@@ -1,0 +1,368 @@
+//! The OpenAPI 3.1 document at `GET /api/v1/openapi.json`, generated from [`ROUTES`]. The
+//! table is kept in sync with the router by tests: every entry must reach a handler, and the
+//! authorisation matrix walks the same table.
+
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+/// Who may call an endpoint, as documented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No sign-in needed.
+    Public,
+    /// Any signed-in user.
+    User,
+    /// Host (owner), or co-host for reading; organisation admins and the operator too.
+    MeetingHost,
+    /// A member of the organisation (reading) or its admin.
+    OrgMember,
+    OrgAdmin,
+    Operator,
+}
+
+impl Access {
+    fn describe(self) -> &'static str {
+        match self {
+            Access::Public => "Public.",
+            Access::User => "Signed-in users.",
+            Access::MeetingHost => {
+                "The meeting's host; co-hosts may read; admins of its organisation and the operator may do all."
+            }
+            Access::OrgMember => "Members of the organisation and the operator.",
+            Access::OrgAdmin => "Admins of the organisation and the operator.",
+            Access::Operator => "Operator admins only.",
+        }
+    }
+}
+
+/// One endpoint: method, path (relative to `/api/v1`), summary, access, request body schema
+/// name and success status.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub access: Access,
+    pub body: Option<&'static str>,
+    pub success: u16,
+}
+
+const fn r(
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    access: Access,
+    body: Option<&'static str>,
+    success: u16,
+) -> Route {
+    Route {
+        method,
+        path,
+        summary,
+        access,
+        body,
+        success,
+    }
+}
+
+use Access::*;
+
+pub const ROUTES: &[Route] = &[
+    r("get", "/openapi.json", "This document", Public, None, 200),
+    r(
+        "get",
+        "/config",
+        "Server settings the web client needs (sign-up open, guest rooms)",
+        Public,
+        None,
+        200,
+    ),
+    r(
+        "post",
+        "/auth/signup",
+        "Create an account and its organisation; starts a session",
+        Public,
+        Some("Signup"),
+        201,
+    ),
+    r(
+        "post",
+        "/auth/login",
+        "Sign in: sets the session cookie and returns the bearer token",
+        Public,
+        Some("Login"),
+        200,
+    ),
+    r("post", "/auth/logout", "End this session", User, None, 204),
+    r(
+        "get",
+        "/auth/me",
+        "The signed-in user, their organisation and CSRF token",
+        User,
+        None,
+        200,
+    ),
+    r(
+        "post",
+        "/auth/password",
+        "Change the password; ends every other session",
+        User,
+        Some("PasswordChange"),
+        200,
+    ),
+    r("get", "/plans", "Plans and their limits", Public, None, 200),
+    r(
+        "put",
+        "/plans/{plan}",
+        "Edit a plan's name, limits and features",
+        Operator,
+        Some("Plan"),
+        200,
+    ),
+    r(
+        "get",
+        "/meetings",
+        "Meetings I host or co-host",
+        User,
+        None,
+        200,
+    ),
+    r(
+        "post",
+        "/meetings",
+        "Create an instant or scheduled meeting",
+        User,
+        Some("NewMeeting"),
+        201,
+    ),
+    r(
+        "get",
+        "/meetings/{meeting}",
+        "A meeting's settings",
+        MeetingHost,
+        None,
+        200,
+    ),
+    r(
+        "patch",
+        "/meetings/{meeting}",
+        "Change a meeting",
+        MeetingHost,
+        Some("MeetingPatch"),
+        200,
+    ),
+    r(
+        "delete",
+        "/meetings/{meeting}",
+        "Delete a meeting",
+        MeetingHost,
+        None,
+        204,
+    ),
+    r(
+        "post",
+        "/meetings/{meeting}/join",
+        "Check a join: passcode, role, waiting room, plan limits",
+        Public,
+        Some("Join"),
+        200,
+    ),
+    r(
+        "get",
+        "/orgs/{org}",
+        "An organisation and its plan",
+        OrgMember,
+        None,
+        200,
+    ),
+    r(
+        "get",
+        "/orgs/{org}/members",
+        "Members of an organisation",
+        OrgAdmin,
+        None,
+        200,
+    ),
+    r(
+        "post",
+        "/orgs/{org}/members",
+        "Create an account in the organisation",
+        OrgAdmin,
+        Some("NewMember"),
+        201,
+    ),
+    r(
+        "get",
+        "/orgs/{org}/usage",
+        "Meetings and participant-minutes (?since=&until=)",
+        OrgAdmin,
+        None,
+        200,
+    ),
+    r(
+        "get",
+        "/orgs/{org}/audit",
+        "The organisation's audit log (?limit=)",
+        OrgAdmin,
+        None,
+        200,
+    ),
+    r(
+        "get",
+        "/orgs/{org}/upgrade-requests",
+        "The organisation's plan upgrade requests",
+        OrgAdmin,
+        None,
+        200,
+    ),
+    r(
+        "post",
+        "/orgs/{org}/upgrade-requests",
+        "Request another plan",
+        OrgAdmin,
+        Some("UpgradeRequest"),
+        201,
+    ),
+    r("get", "/admin/users", "Every account", Operator, None, 200),
+    r(
+        "patch",
+        "/admin/users/{user}",
+        "Set an account's role or organisation role",
+        Operator,
+        Some("UserPatch"),
+        200,
+    ),
+    r(
+        "get",
+        "/admin/orgs",
+        "Every organisation",
+        Operator,
+        None,
+        200,
+    ),
+    r(
+        "get",
+        "/admin/usage",
+        "Usage of every organisation (?since=&until=)",
+        Operator,
+        None,
+        200,
+    ),
+    r(
+        "get",
+        "/admin/audit",
+        "The whole audit log (?limit=)",
+        Operator,
+        None,
+        200,
+    ),
+    r(
+        "get",
+        "/admin/upgrade-requests",
+        "Upgrade requests (?status=pending)",
+        Operator,
+        None,
+        200,
+    ),
+    r(
+        "post",
+        "/admin/upgrade-requests/{request}/approve",
+        "Approve: the organisation moves to the plan",
+        Operator,
+        None,
+        200,
+    ),
+    r(
+        "post",
+        "/admin/upgrade-requests/{request}/decline",
+        "Decline an upgrade request",
+        Operator,
+        None,
+        200,
+    ),
+];
+
+fn schemas() -> Value {
+    let s = |props: Value, required: &[&str]| json!({"type": "object", "properties": props, "required": required, "additionalProperties": false});
+    let string = json!({"type": "string"});
+    let int = json!({"type": "integer"});
+    let boolean = json!({"type": "boolean"});
+    let nullable_int = json!({"type": ["integer", "null"]});
+    json!({
+        "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+            "code": {"type": "string", "enum": ["bad_request", "invalid_field", "unauthenticated",
+                "invalid_credentials", "forbidden", "csrf_failed", "not_found", "conflict",
+                "signup_closed", "passcode_required", "wrong_passcode", "locked_out", "internal"]},
+            "message": string}, "required": ["code", "message"]}}, "required": ["error"]},
+        "Signup": s(json!({"email": string, "password": string, "name": string, "org_name": string}), &["email", "password", "name"]),
+        "Login": s(json!({"email": string, "password": string}), &["email", "password"]),
+        "PasswordChange": s(json!({"current_password": string, "new_password": string}), &["current_password", "new_password"]),
+        "Plan": s(json!({"name": string, "max_participants": nullable_int, "max_duration_minutes": nullable_int,
+            "recording": boolean, "breakout_rooms": boolean, "e2ee_required": boolean, "large_meetings": boolean}),
+            &["name", "max_participants", "max_duration_minutes", "recording", "breakout_rooms", "e2ee_required", "large_meetings"]),
+        "NewMeeting": s(json!({"title": string, "starts_at": nullable_int, "duration_minutes": int,
+            "recurrence": {"type": "string", "enum": ["none", "weekly"]}, "passcode": string,
+            "waiting_room": boolean, "join_before_host": boolean,
+            "co_hosts": {"type": "array", "items": string, "description": "emails of registered users"}}), &["title"]),
+        "MeetingPatch": s(json!({"title": string, "starts_at": nullable_int, "duration_minutes": int,
+            "recurrence": {"type": "string", "enum": ["none", "weekly"]}, "passcode": {"type": ["string", "null"]},
+            "waiting_room": boolean, "join_before_host": boolean, "co_hosts": {"type": "array", "items": string}}), &[]),
+        "Join": s(json!({"passcode": string}), &[]),
+        "NewMember": s(json!({"email": string, "name": string, "password": string,
+            "org_role": {"type": "string", "enum": ["admin", "member"]}}), &["email", "name", "password"]),
+        "UpgradeRequest": s(json!({"plan_id": string, "note": string}), &["plan_id"]),
+        "UserPatch": s(json!({"role": {"type": "string", "enum": ["admin", "user"]},
+            "org_role": {"type": "string", "enum": ["admin", "member"]}}), &[]),
+    })
+}
+
+/// Builds the document from [`ROUTES`].
+pub fn document_value() -> Value {
+    let mut paths = Map::new();
+    for route in ROUTES {
+        let params: Vec<Value> = route
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        let mut op = json!({
+            "summary": route.summary,
+            "description": route.access.describe(),
+            "parameters": params,
+            "responses": {
+                route.success.to_string(): {"description": "success"},
+                "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            },
+        });
+        if route.access != Access::Public {
+            op["security"] = json!([{"bearer": []}, {"cookie": []}]);
+        }
+        if let Some(body) = route.body {
+            op["requestBody"] = json!({"required": route.method != "post" || !route.path.ends_with("/join"),
+                "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{body}")}}}});
+        }
+        let entry = paths
+            .entry(route.path.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+        entry[route.method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Veche API", "version": "1"},
+        "servers": [{"url": "/api/v1"}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "the token from POST /auth/login"},
+                "cookie": {"type": "apiKey", "in": "cookie", "name": super::SESSION_COOKIE,
+                    "description": "browser session; state-changing requests also need the X-CSRF-Token header"},
+            },
+        },
+    })
+}
+
+pub(super) async fn document() -> Response {
+    axum::Json(document_value()).into_response()
+}

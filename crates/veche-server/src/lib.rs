@@ -1,0 +1,69 @@
+//! `veche`: the meeting server in one binary. The binary (`main.rs`) only calls [`run_cli`];
+//! the library form exists so integration tests can drive the storage layer and the API
+//! router directly (`store`, `api`).
+
+mod admin_cli;
+pub mod api;
+pub mod auth;
+mod config;
+mod http;
+mod ratelimit;
+mod server;
+#[cfg(test)]
+mod socket_tests;
+mod state;
+pub mod store;
+mod tls;
+mod ws;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Cli, Command, Config, LogFormat};
+
+/// Parses the command line and runs it; the whole of `main`.
+pub fn run_cli() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One readable line with its causes; anyhow's Debug form would add a backtrace
+            // whenever RUST_BACKTRACE is set, which helps nobody with a typo in a flag.
+            eprintln!("veche: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let config = Config::load(args)?;
+            init_logging(config.log_format);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(server::run(config))
+        }
+        Command::Admin(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(admin_cli::run(args))
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,480 @@
+//! Users, their organisation, sessions and failed-attempt lockouts.
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, StoreResult, row_id};
+use crate::auth;
+
+/// Operator-wide role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserRole {
+    /// Runs the service: plans, every organisation, upgrade requests, the whole audit log.
+    Admin,
+    User,
+}
+
+impl UserRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserRole::Admin => "admin",
+            UserRole::User => "user",
+        }
+    }
+    pub fn parse(s: &str) -> Option<UserRole> {
+        match s {
+            "admin" => Some(UserRole::Admin),
+            "user" => Some(UserRole::User),
+            _ => None,
+        }
+    }
+}
+
+/// Role inside the user's organisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrgRole {
+    /// Manages the organisation's members, meetings, plan requests; sees its usage and audit.
+    Admin,
+    Member,
+}
+
+impl OrgRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrgRole::Admin => "admin",
+            OrgRole::Member => "member",
+        }
+    }
+    pub fn parse(s: &str) -> Option<OrgRole> {
+        match s {
+            "admin" => Some(OrgRole::Admin),
+            "member" => Some(OrgRole::Member),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub role: UserRole,
+    pub org_id: String,
+    pub org_role: OrgRole,
+    pub created_at: i64,
+}
+
+impl User {
+    pub fn is_operator(&self) -> bool {
+        self.role == UserRole::Admin
+    }
+    /// Administers `org_id`: its own org admin, or the operator.
+    pub fn administers(&self, org_id: &str) -> bool {
+        self.is_operator() || (self.org_id == org_id && self.org_role == OrgRole::Admin)
+    }
+}
+
+/// A user to create. Without `org_id` a new organisation (named `org_name`, on the free plan)
+/// is created with the user as its admin — what self-service sign-up does.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: String,
+    pub name: String,
+    pub password: String,
+    pub role: UserRole,
+    pub org_id: Option<String>,
+    pub org_name: Option<String>,
+    pub org_role: OrgRole,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: String,
+    pub csrf_token: String,
+    pub expires_at: i64,
+}
+
+/// Failed attempts allowed per key before it is locked, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    pub max_failures: u32,
+    pub lockout_secs: i64,
+}
+
+pub(crate) const MIN_PASSWORD_CHARS: usize = 8;
+pub(crate) const MAX_PASSWORD_CHARS: usize = 1024;
+
+const USER_COLUMNS: &str = "id, email, name, role, org_id, org_role, created_at";
+
+pub(crate) fn normalize_email(email: &str) -> StoreResult<String> {
+    let email = email.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.starts_with('.')
+        })
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(email)
+    } else {
+        Err(StoreError::Invalid {
+            field: "email",
+            message: format!("{email:?} is not an email address"),
+        })
+    }
+}
+
+pub(crate) fn check_password(password: &str) -> StoreResult<()> {
+    let n = password.chars().count();
+    if n < MIN_PASSWORD_CHARS {
+        return Err(StoreError::Invalid {
+            field: "password",
+            message: format!("must have at least {MIN_PASSWORD_CHARS} characters"),
+        });
+    }
+    if n > MAX_PASSWORD_CHARS {
+        return Err(StoreError::Invalid {
+            field: "password",
+            message: format!("must have at most {MAX_PASSWORD_CHARS} characters"),
+        });
+    }
+    Ok(())
+}
+
+fn user_from_row(row: &AnyRow) -> StoreResult<User> {
+    let role: String = row.try_get("role")?;
+    let org_role: String = row.try_get("org_role")?;
+    Ok(User {
+        id: row.try_get("id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        // Only this module writes these columns, so an unknown value means a corrupt row.
+        role: UserRole::parse(&role).ok_or(StoreError::Invalid {
+            field: "role",
+            message: format!("stored role {role:?}"),
+        })?,
+        org_id: row.try_get("org_id")?,
+        org_role: OrgRole::parse(&org_role).ok_or(StoreError::Invalid {
+            field: "org_role",
+            message: format!("stored org role {org_role:?}"),
+        })?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+impl Store {
+    pub async fn create_user(&self, new: NewUser, now: i64) -> StoreResult<User> {
+        let email = normalize_email(&new.email)?;
+        check_password(&new.password)?;
+        let name = new.name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(StoreError::Invalid {
+                field: "name",
+                message: "must have 1 to 100 characters".into(),
+            });
+        }
+        let hash = auth::hash_secret(&new.password).map_err(StoreError::Hash)?;
+        let mut tx = self.pool.begin().await?;
+        let (org_id, org_role) = match new.org_id {
+            Some(org_id) => {
+                let exists = sqlx::query("SELECT id FROM orgs WHERE id = $1")
+                    .bind(&org_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if exists.is_none() {
+                    return Err(StoreError::NotFound("organisation"));
+                }
+                (org_id, new.org_role)
+            }
+            None => {
+                let org_id = row_id();
+                let org_name = new
+                    .org_name
+                    .unwrap_or_else(|| format!("{name}'s organisation"));
+                sqlx::query(
+                    "INSERT INTO orgs (id, name, plan_id, created_at) VALUES ($1, $2, 'free', $3)",
+                )
+                .bind(&org_id)
+                .bind(&org_name)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                (org_id, OrgRole::Admin)
+            }
+        };
+        let user = User {
+            id: row_id(),
+            email,
+            name: name.to_owned(),
+            role: new.role,
+            org_id,
+            org_role,
+            created_at: now,
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, email, name, password_hash, role, org_id, org_role, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&user.id)
+        .bind(&user.email)
+        .bind(&user.name)
+        .bind(&hash)
+        .bind(user.role.as_str())
+        .bind(&user.org_id)
+        .bind(user.org_role.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict("account")),
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    pub async fn user(&self, id: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> StoreResult<Option<User>> {
+        let Ok(email) = normalize_email(email) else {
+            return Ok(None);
+        };
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE email = $1"
+        ))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    /// Every user, or those of one organisation, oldest first.
+    pub async fn list_users(&self, org_id: Option<&str>) -> StoreResult<Vec<User>> {
+        let rows =
+            match org_id {
+                Some(org) => sqlx::query(&format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 ORDER BY created_at, email"
+                ))
+                .bind(org)
+                .fetch_all(&self.pool)
+                .await?,
+                None => {
+                    sqlx::query(&format!(
+                        "SELECT {USER_COLUMNS} FROM users ORDER BY created_at, email"
+                    ))
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+            };
+        rows.iter().map(user_from_row).collect()
+    }
+
+    pub async fn set_user_role(&self, user_id: &str, role: UserRole) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role.as_str())
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        Ok(())
+    }
+
+    pub async fn set_org_role(&self, user_id: &str, role: OrgRole) -> StoreResult<()> {
+        let done = sqlx::query("UPDATE users SET org_role = $1 WHERE id = $2")
+            .bind(role.as_str())
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        Ok(())
+    }
+
+    /// Sets a new password and ends every session of the user (a changed password should
+    /// lock out whoever had the old one).
+    pub async fn set_password(&self, user_id: &str, password: &str) -> StoreResult<()> {
+        check_password(password)?;
+        let hash = auth::hash_secret(password).map_err(StoreError::Hash)?;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+            .bind(hash)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("user"));
+        }
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The user if `password` is theirs. An unknown email costs the same hashing time as a
+    /// wrong password, so timing does not reveal which accounts exist.
+    pub async fn check_login(&self, email: &str, password: &str) -> StoreResult<Option<User>> {
+        let Ok(email) = normalize_email(email) else {
+            auth::verify_dummy(password);
+            return Ok(None);
+        };
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1"
+        ))
+        .bind(email)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            auth::verify_dummy(password);
+            return Ok(None);
+        };
+        let hash: String = row.try_get("password_hash")?;
+        if auth::verify_secret(password, &hash) {
+            Ok(Some(user_from_row(&row)?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Starts a session; returns the bearer token (only its digest is stored) and the CSRF
+    /// token the browser must echo on state-changing requests.
+    pub async fn create_session(
+        &self,
+        user_id: &str,
+        now: i64,
+        ttl_secs: i64,
+    ) -> StoreResult<(String, Session)> {
+        let token = auth::new_token();
+        let session = Session {
+            user_id: user_id.to_owned(),
+            csrf_token: auth::new_token(),
+            expires_at: now + ttl_secs,
+        };
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(auth::token_digest(&token))
+        .bind(user_id)
+        .bind(&session.csrf_token)
+        .bind(now)
+        .bind(session.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok((token, session))
+    }
+
+    /// The live session for `token` and its user; expired sessions are deleted on sight.
+    pub async fn session(&self, token: &str, now: i64) -> StoreResult<Option<(User, Session)>> {
+        let digest = auth::token_digest(token);
+        let row = sqlx::query(&format!(
+            "SELECT {cols}, s.csrf_token, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1",
+            cols = USER_COLUMNS
+                .split(", ")
+                .map(|c| format!("u.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .bind(&digest)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let expires_at: i64 = row.try_get("expires_at")?;
+        if expires_at <= now {
+            sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+                .bind(&digest)
+                .execute(&self.pool)
+                .await?;
+            return Ok(None);
+        }
+        let user = user_from_row(&row)?;
+        let session = Session {
+            user_id: user.id.clone(),
+            csrf_token: row.try_get("csrf_token")?,
+            expires_at,
+        };
+        Ok(Some((user, session)))
+    }
+
+    pub async fn delete_session(&self, token: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(auth::token_digest(token))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Seconds left on `key`'s lockout, if it is locked at `now`.
+    pub async fn locked_for(&self, key: &str, now: i64) -> StoreResult<Option<i64>> {
+        let row = sqlx::query("SELECT locked_until FROM lockouts WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        let until: i64 = match row {
+            Some(r) => r.try_get("locked_until")?,
+            None => return Ok(None),
+        };
+        Ok((until > now).then_some(until - now))
+    }
+
+    /// Counts one failed attempt against `key`. Failures are counted in a window as long as
+    /// the lockout; every `max_failures`-th failure within it locks the key for
+    /// `lockout_secs`. Returns true if this failure locked the key.
+    pub async fn record_failure(
+        &self,
+        key: &str,
+        now: i64,
+        policy: LockoutPolicy,
+    ) -> StoreResult<bool> {
+        // One upsert that both counts and locks, so concurrent failures from parallel
+        // requests each get their own count and none slips past the limit.
+        let max = i64::from(policy.max_failures.max(1));
+        let row = sqlx::query(
+            "INSERT INTO lockouts (key, failures, window_start, locked_until) \
+             VALUES ($1, 1, $2, CASE WHEN $4 <= 1 THEN $2 + $3 ELSE 0 END) \
+             ON CONFLICT (key) DO UPDATE SET \
+               failures = CASE WHEN lockouts.window_start + $3 <= $2 THEN 1 ELSE lockouts.failures + 1 END, \
+               window_start = CASE WHEN lockouts.window_start + $3 <= $2 THEN $2 ELSE lockouts.window_start END, \
+               locked_until = CASE \
+                 WHEN (CASE WHEN lockouts.window_start + $3 <= $2 THEN 1 ELSE lockouts.failures + 1 END) % $4 = 0 \
+                 THEN $2 + $3 ELSE lockouts.locked_until END \
+             RETURNING failures",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(policy.lockout_secs)
+        .bind(max)
+        .fetch_one(&self.pool)
+        .await?;
+        let failures: i64 = row.try_get("failures")?;
+        Ok(failures % max == 0)
+    }
+
+    /// Forgets failures of `key` (after a successful login to that account).
+    pub async fn clear_failures(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM lockouts WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
