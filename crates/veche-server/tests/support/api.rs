@@ -1,0 +1,211 @@
+//! The API under test without sockets: the real `/api/v1` router over a real SQLite file,
+//! with a clock the test sets.
+
+// Each test binary uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+use veche_server::api::{AccountSettings, ApiState, Clock};
+use veche_server::store::{NewUser, OrgRole, Store, User, UserRole};
+
+pub(crate) const T0: i64 = 1_800_000_000;
+
+#[derive(Debug)]
+pub(crate) struct ManualClock(AtomicI64);
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+pub(crate) struct App {
+    pub(crate) store: Store,
+    pub(crate) clock: Arc<ManualClock>,
+    router: axum::Router,
+}
+
+/// One response, with its body parsed as JSON (`Null` when empty).
+#[derive(Debug)]
+pub(crate) struct Res {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Value,
+}
+
+impl Res {
+    pub(crate) fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+/// How a request authenticates.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Auth<'a> {
+    None,
+    Bearer(&'a str),
+    /// Session cookie, with an optional X-CSRF-Token header.
+    Cookie(&'a str, Option<&'a str>),
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+impl App {
+    pub(crate) async fn new(settings: AccountSettings) -> App {
+        let dir = std::env::temp_dir().join(format!(
+            "veche-api-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&veche_server::store::sqlite_url_in(&dir))
+            .await
+            .unwrap();
+        let clock = Arc::new(ManualClock(AtomicI64::new(T0)));
+        let router = veche_server::api::router(ApiState {
+            store: store.clone(),
+            settings,
+            clock: clock.clone(),
+        });
+        App {
+            store,
+            clock,
+            router,
+        }
+    }
+
+    pub(crate) fn advance(&self, secs: i64) {
+        self.clock.0.fetch_add(secs, Ordering::Relaxed);
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// A request from `ip` (as the server's connect info would give it).
+    pub(crate) async fn call_from(
+        &self,
+        ip: Option<&str>,
+        method: &str,
+        path: &str,
+        auth: Auth<'_>,
+        body: Option<Body>,
+        content_type: Option<&str>,
+    ) -> Res {
+        let mut req = Request::builder()
+            .method(Method::from_bytes(method.to_uppercase().as_bytes()).unwrap())
+            .uri(path);
+        match auth {
+            Auth::None => {}
+            Auth::Bearer(t) => req = req.header(header::AUTHORIZATION, format!("Bearer {t}")),
+            Auth::Cookie(t, csrf) => {
+                req = req.header(header::COOKIE, format!("theme=dark; veche_session={t}"));
+                if let Some(c) = csrf {
+                    req = req.header("x-csrf-token", c);
+                }
+            }
+        }
+        if let Some(ct) = content_type {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        let mut req = req.body(body.unwrap_or_else(Body::empty)).unwrap();
+        if let Some(ip) = ip {
+            let addr: SocketAddr = format!("{ip}:40000").parse().unwrap();
+            req.extensions_mut().insert(ConnectInfo(addr));
+        }
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                panic!(
+                    "{method} {path}: body is not JSON: {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
+        };
+        Res {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub(crate) async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Auth<'_>,
+        body: Option<Value>,
+    ) -> Res {
+        let (body, ct) = match body {
+            Some(v) => (Some(Body::from(v.to_string())), Some("application/json")),
+            None => (None, None),
+        };
+        self.call_from(
+            None,
+            method,
+            &format!("/{}", path.trim_start_matches('/')),
+            auth,
+            body,
+            ct,
+        )
+        .await
+    }
+
+    /// Creates an account directly in the store.
+    pub(crate) async fn user(
+        &self,
+        email: &str,
+        org: Option<&str>,
+        org_role: OrgRole,
+        role: UserRole,
+    ) -> User {
+        let user = self
+            .store
+            .create_user(
+                NewUser {
+                    email: email.into(),
+                    name: email.split('@').next().unwrap().into(),
+                    password: password_of(email),
+                    role: UserRole::User,
+                    org_id: org.map(str::to_owned),
+                    org_name: None,
+                    org_role,
+                },
+                T0,
+            )
+            .await
+            .unwrap();
+        if role == UserRole::Admin {
+            self.store.set_user_role(&user.id, role).await.unwrap();
+        }
+        self.store.user(&user.id).await.unwrap().unwrap()
+    }
+
+    /// A bearer token for `user`, without going through login (no password hashing).
+    pub(crate) async fn token(&self, user: &User) -> String {
+        self.store
+            .create_session(&user.id, self.now(), 3600)
+            .await
+            .unwrap()
+            .0
+    }
+}
+
+pub(crate) fn password_of(email: &str) -> String {
+    format!("pw-{email}")
+}
