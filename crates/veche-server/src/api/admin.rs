@@ -323,18 +323,31 @@ pub(super) async fn update_user(
         .user(&id)
         .await?
         .ok_or(ApiError::NotFound("user"))?;
-    if let Some(r) = &body.role {
-        let role = UserRole::parse(r).ok_or_else(|| ApiError::InvalidField {
-            field: "role",
-            message: format!("{r:?} is not admin or user"),
-        })?;
+    // Both values are checked before either is written, so a bad one changes nothing.
+    let role = body
+        .role
+        .as_deref()
+        .map(|r| {
+            UserRole::parse(r).ok_or_else(|| ApiError::InvalidField {
+                field: "role",
+                message: format!("{r:?} is not admin or user"),
+            })
+        })
+        .transpose()?;
+    let org_role = body
+        .org_role
+        .as_deref()
+        .map(|r| {
+            OrgRole::parse(r).ok_or_else(|| ApiError::InvalidField {
+                field: "org_role",
+                message: format!("{r:?} is not admin or member"),
+            })
+        })
+        .transpose()?;
+    if let Some(role) = role {
         state.store.set_user_role(&id, role).await?;
     }
-    if let Some(r) = &body.org_role {
-        let role = OrgRole::parse(r).ok_or_else(|| ApiError::InvalidField {
-            field: "org_role",
-            message: format!("{r:?} is not admin or member"),
-        })?;
+    if let Some(role) = org_role {
         state.store.set_org_role(&id, role).await?;
     }
     state
