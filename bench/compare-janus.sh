@@ -43,6 +43,9 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# Hundreds of participants: a UDP and a TCP socket each, on both sides.
+ulimit -n 16384 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
+
 # --- work dir, cleanup ---------------------------------------------------------------------
 work=$(mktemp -d /tmp/veche-bench.XXXXXX)
 server_pid=""

@@ -121,8 +121,8 @@ impl Driver {
         signal: Signalling,
         slots: Option<PublishSlots>,
         shared: Arc<Mutex<Shared>>,
-        now: Instant,
     ) -> Result<Driver, Error> {
+        let now = Instant::now();
         Ok(Driver {
             id,
             source: MediaSource::new(id, opts.source_config(), now),
@@ -199,18 +199,18 @@ impl Driver {
                 },
                 Wake::Udp(res) => {
                     let (n, source) = res?;
-                    if self.simulate_loss(n) {
-                        continue;
-                    }
-                    let receive =
-                        Receive::new(Protocol::Udp, source, self.local_addr, &self.buf[..n]);
-                    match receive {
-                        Ok(receive) => {
-                            let input = Input::Receive(Instant::now(), receive);
-                            self.rtc.handle_input(input)?;
+                    self.receive(n, source)?;
+                    // Read whatever else is queued before going back to `select!`, which
+                    // costs a timer registration and three polls per wake: with hundreds of
+                    // participants in one thread that overhead dominates. str0m holds one
+                    // received packet until the next poll, so drain after each.
+                    loop {
+                        self.drain().await?;
+                        match self.socket.try_recv_from(&mut self.buf) {
+                            Ok((n, source)) => self.receive(n, source)?,
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                            Err(e) => return Err(e.into()),
                         }
-                        // Not STUN, DTLS, RTP or RTCP: nothing str0m can use.
-                        Err(e) => debug!(participant = self.id, "ignoring datagram: {e}"),
                     }
                 }
                 Wake::Timer => {
@@ -223,6 +223,23 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// Hands the datagram of `n` bytes in `buf` to str0m (unless simulated loss drops it).
+    /// The caller must drain `poll_output` before the next one.
+    fn receive(&mut self, n: usize, source: SocketAddr) -> Result<(), Error> {
+        if self.simulate_loss(n) {
+            return Ok(());
+        }
+        match Receive::new(Protocol::Udp, source, self.local_addr, &self.buf[..n]) {
+            Ok(receive) => {
+                let input = Input::Receive(Instant::now(), receive);
+                self.rtc.handle_input(input)?;
+            }
+            // Not STUN, DTLS, RTP or RTCP: nothing str0m can use.
+            Err(e) => debug!(participant = self.id, "ignoring datagram: {e}"),
+        }
+        Ok(())
     }
 
     /// Whether to drop the datagram of `n` bytes in `buf` (see

@@ -266,7 +266,6 @@ impl SyntheticParticipant {
             signal,
             slots,
             shared.clone(),
-            now,
         )?;
         let task_shared = shared.clone();
         let task = tokio::spawn(async move {

@@ -54,11 +54,22 @@ async fn one_publisher_to_five_subscribers_flows_with_low_loss() -> anyhow::Resu
     let mut latency = Histogram::default();
     for (s, before) in subscribers.iter().zip(&before) {
         let after = s.stats();
-        ensure!(after.ended.is_none(), "subscriber stopped: {:?}", after.ended);
+        ensure!(
+            after.ended.is_none(),
+            "subscriber stopped: {:?}",
+            after.ended
+        );
         for kind in [TrackKind::Audio, TrackKind::Video] {
-            let (a, b) = (after.from(publisher.id(), kind), before.from(publisher.id(), kind));
+            let (a, b) = (
+                after.from(publisher.id(), kind),
+                before.from(publisher.id(), kind),
+            );
             let got = a.packets - b.packets;
-            ensure!(got > 0, "subscriber {} got no {kind:?} in {WINDOW:?}", s.id());
+            ensure!(
+                got > 0,
+                "subscriber {} got no {kind:?} in {WINDOW:?}",
+                s.id()
+            );
             packets += got;
             lost += (a.counter_gaps - b.counter_gaps).saturating_sub(a.recovered - b.recovered);
         }

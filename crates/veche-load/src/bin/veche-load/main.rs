@@ -74,6 +74,10 @@ struct Args {
     /// no loopback candidates, so against Janus use this machine's own address.
     #[arg(long, default_value = "127.0.0.1")]
     bind_ip: std::net::IpAddr,
+    /// Drop every n-th incoming RTP packet at each receiver before str0m sees it (simulated
+    /// network loss, to exercise NACK/RTX; loss then counts what retransmission missed).
+    #[arg(long)]
+    drop_every_nth: Option<u32>,
     /// How long one participant may take to connect media before it counts as failed.
     #[arg(long, default_value_t = 30)]
     connect_timeout: u64,
@@ -119,10 +123,12 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         audio_payload_size: 80,
         clip: clip.clone(),
         bind_ip: args.bind_ip,
+        drop_every_nth_rtp: args.drop_every_nth,
         ..ParticipantOptions::default()
     };
     let receiver_opts = ParticipantOptions {
         bind_ip: args.bind_ip,
+        drop_every_nth_rtp: args.drop_every_nth,
         ..ParticipantOptions::receive_only()
     };
     let config = json!({
