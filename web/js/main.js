@@ -1,10 +1,29 @@
-// Entry point: the server serves index.html for `/` and `/m/{room}`; pick the screen.
+// Entry point: the server serves index.html for `/`, `/m/{room}` and the account pages
+// (`/login`, `/signup`, `/meetings`, `/admin`, `/j/{meeting}`); pick the screen.
 
+import { showJoin, showLogin, showMeetings, showSignup } from './account.js';
+import { showAdmin } from './admin.js';
+import { toast } from './dom.js';
 import { showHome } from './home.js';
 import { cleanName, savedName } from './names.js';
 import { autojoin, showPrejoin } from './prejoin.js';
 
+/**
+ * The account pages; false if the path is not one of them.
+ * @param {string} path
+ */
+function accountRoute(path) {
+  /** @type {Record<string, () => void | Promise<void>>} */
+  const pages = { '/login': showLogin, '/signup': showSignup, '/meetings': showMeetings, '/admin': showAdmin };
+  const join = path.match(/^\/j\/([a-z0-9]+)\/?$/);
+  const show = join ? () => showJoin(join[1]) : pages[path.replace(/\/$/, '')];
+  if (!show) return false;
+  Promise.resolve(show()).catch(e => toast(e instanceof Error ? e.message : String(e), 'error'));
+  return true;
+}
+
 function route() {
+  if (accountRoute(location.pathname)) return;
   const match = location.pathname.match(/^\/m\/([^/]+)\/?$/);
   if (!match) {
     showHome();

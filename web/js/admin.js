@@ -1,0 +1,166 @@
+// Admin pages at `/admin`: for the operator, upgrade requests, plans, users, usage and the
+// audit log of the whole service; for an organisation's admin, its members, usage and audit.
+
+import { api, currentUser, formatTime } from './api.js';
+import { page } from './account.js';
+import { h, toast } from './dom.js';
+
+/**
+ * A table from rows of cells.
+ * @param {string} id
+ * @param {string[]} head
+ * @param {(string | Node)[][]} rows
+ */
+function table(id, head, rows) {
+  return h('table', { class: 'admin-table', id },
+    h('thead', {}, h('tr', {}, ...head.map(t => h('th', { text: t })))),
+    h('tbody', {}, ...rows.map(r => h('tr', {}, ...r.map(c => h('td', {}, c))))));
+}
+
+/**
+ * @param {string} title
+ * @param {...Node} content
+ */
+function section(title, ...content) {
+  return h('section', { class: 'card stack' }, h('h2', { text: title }), ...content);
+}
+
+/**
+ * Runs an action, reports its error, then reloads the page's data.
+ * @param {() => Promise<unknown>} action
+ * @param {string} done
+ */
+async function act(action, done) {
+  try {
+    await action();
+    toast(done);
+    void showAdmin();
+  } catch (e) {
+    toast(e instanceof Error ? e.message : String(e), 'error');
+  }
+}
+
+/**
+ * @param {{id: string, org_id: string, plan_id: string, note: string, created_at: number}} r
+ */
+function requestRow(r) {
+  return [
+    r.org_id, r.plan_id, r.note, formatTime(r.created_at),
+    h('span', { class: 'row' },
+      h('button', { type: 'button', class: 'button primary', text: 'Approve', onclick: () => act(() => api('POST', `/admin/upgrade-requests/${r.id}/approve`), 'Approved') }),
+      h('button', { type: 'button', class: 'button', text: 'Decline', onclick: () => act(() => api('POST', `/admin/upgrade-requests/${r.id}/decline`), 'Declined') })),
+  ];
+}
+
+/**
+ * @typedef {{id: string, name: string, max_participants: number | null,
+ *   max_duration_minutes: number | null, recording: boolean, breakout_rooms: boolean,
+ *   e2ee_required: boolean, large_meetings: boolean}} Plan
+ */
+
+/** @param {Plan} p */
+function planForm(p) {
+  const name = h('input', { value: p.name, 'aria-label': 'name' });
+  const max = h('input', { type: 'number', min: 1, value: p.max_participants ?? '', placeholder: 'no cap', 'aria-label': 'max participants' });
+  const minutes = h('input', { type: 'number', min: 1, value: p.max_duration_minutes ?? '', placeholder: 'no cap', 'aria-label': 'max minutes' });
+  /** @type {Record<string, HTMLInputElement>} */
+  const features = {};
+  for (const f of /** @type {const} */ (['recording', 'breakout_rooms', 'e2ee_required', 'large_meetings'])) {
+    features[f] = h('input', { type: 'checkbox', checked: p[f] });
+  }
+  const form = h('form', { class: 'row plan-form', 'data-plan': p.id },
+    h('strong', { text: p.id }), name, max, minutes,
+    ...Object.entries(features).map(([f, input]) => h('label', { class: 'check' }, input, h('span', { text: f.replace('_', ' ') }))),
+    h('button', { type: 'submit', class: 'button', text: 'Save' }));
+  form.addEventListener('submit', event => {
+    event.preventDefault();
+    void act(() => api('PUT', `/plans/${p.id}`, {
+      name: name.value,
+      max_participants: max.value ? Number(max.value) : null,
+      max_duration_minutes: minutes.value ? Number(minutes.value) : null,
+      recording: features.recording.checked,
+      breakout_rooms: features.breakout_rooms.checked,
+      e2ee_required: features.e2ee_required.checked,
+      large_meetings: features.large_meetings.checked,
+    }), `Plan ${p.id} saved`);
+  });
+  return form;
+}
+
+/**
+ * @param {{at: number, actor_email: string | null, ip: string | null, action: string, target: string, detail: string}[]} entries
+ */
+function auditTable(entries) {
+  return table('audit-table', ['when', 'who', 'from', 'what', 'target', 'detail'],
+    entries.map(e => [formatTime(e.at), e.actor_email ?? '—', e.ip ?? '—', e.action, e.target, e.detail]));
+}
+
+/**
+ * @param {{org_id: string, meetings: number, participant_minutes: number}[]} usage
+ */
+function usageTable(usage) {
+  return table('usage-table', ['organisation', 'meetings', 'participant-minutes'],
+    usage.map(u => [u.org_id, String(u.meetings), String(u.participant_minutes)]));
+}
+
+async function operatorPage() {
+  const [{ requests }, { plans }, { users }, { usage }, { entries }] = await Promise.all([
+    api('GET', '/admin/upgrade-requests?status=pending'),
+    api('GET', '/plans'),
+    api('GET', '/admin/users'),
+    api('GET', '/admin/usage'),
+    api('GET', '/admin/audit?limit=100'),
+  ]);
+  page('Administration',
+    section('Upgrade requests', requests.length
+      ? table('requests-table', ['organisation', 'plan', 'note', 'asked', ''], requests.map(requestRow))
+      : h('p', { class: 'muted', text: 'No pending requests.' })),
+    section('Plans', ...plans.map(planForm)),
+    section('Users', table('users-table', ['email', 'name', 'role', 'organisation', 'org role', ''],
+      users.map((/** @type {import('./api.js').User} */ u) => [u.email, u.name, u.role, u.org_id, u.org_role,
+        h('button', {
+          type: 'button', class: 'button',
+          text: u.role === 'admin' ? 'Make user' : 'Make admin',
+          onclick: () => act(() => api('PATCH', `/admin/users/${u.id}`, { role: u.role === 'admin' ? 'user' : 'admin' }), 'Role changed'),
+        })]))),
+    section('Usage', usageTable(usage)),
+    section('Audit log', auditTable(entries)));
+}
+
+/** @param {string} org */
+async function orgAdminPage(org) {
+  const [{ members }, { usage }, { entries }] = await Promise.all([
+    api('GET', `/orgs/${org}/members`),
+    api('GET', `/orgs/${org}/usage`),
+    api('GET', `/orgs/${org}/audit?limit=100`),
+  ]);
+  const email = h('input', { type: 'email', placeholder: 'email', required: true, 'aria-label': 'email' });
+  const name = h('input', { placeholder: 'name', required: true, 'aria-label': 'name' });
+  const password = h('input', { type: 'password', placeholder: 'first password', required: true, minlength: 8, 'aria-label': 'password' });
+  const add = h('form', { class: 'row', id: 'add-member-form' }, email, name, password,
+    h('button', { type: 'submit', class: 'button', text: 'Add member' }));
+  add.addEventListener('submit', event => {
+    event.preventDefault();
+    void act(() => api('POST', `/orgs/${org}/members`, { email: email.value, name: name.value, password: password.value }), 'Member added');
+  });
+  page('Organisation',
+    section('Members', table('members-table', ['email', 'name', 'role'],
+      members.map((/** @type {import('./api.js').User} */ u) => [u.email, u.name, u.org_role])), add),
+    section('Usage', usageTable([usage])),
+    section('Audit log', auditTable(entries)));
+}
+
+export async function showAdmin() {
+  const me = await currentUser();
+  if (!me) {
+    location.assign('/login?next=/admin');
+    return;
+  }
+  if (me.user.role === 'admin') {
+    await operatorPage();
+  } else if (me.user.org_role === 'admin') {
+    await orgAdminPage(me.user.org_id);
+  } else {
+    page('Administration', h('p', { class: 'muted', text: 'Only administrators see this page.' }));
+  }
+}
