@@ -126,8 +126,22 @@ test('sign up, schedule, request an upgrade, the operator approves, a guest need
   await dana.reload();
   await dana.waitForSelector('#plan-card:has-text("Pro plan")');
 
+  // The home page links to her meetings; the account page changes her password.
+  await dana.goto(`${url}/`);
+  await dana.click('#home-account a:has-text("My meetings")');
+  await dana.waitForURL(/\/meetings$/);
+  await dana.goto(`${url}/account`);
+  await dana.fill('#current-password', 'dana password');
+  await dana.fill('#new-password', 'dana new password');
+  await dana.click('#password-form button[type=submit]');
+  await dana.waitForSelector('text=Password changed');
+  await dana.goto(`${url}/meetings`);
+  await dana.waitForSelector('text=Hello, Dana');
+
   // A guest opens the link: the passcode is asked for, then the meeting opens.
   const { page: guest, errors: guestErrors } = await newPage();
+  await guest.goto(`${url}/`);
+  await guest.waitForSelector('#home-account a:has-text("Sign in")');
   await guest.goto(`${url}/j/${id}`);
   await guest.fill('#join-name', 'Gus');
   await guest.click('#meeting-join-form button[type=submit]');

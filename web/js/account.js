@@ -1,7 +1,7 @@
 // Account pages: sign in, sign up, my meetings (with the schedule form and plan upgrade
 // requests), and the join page of a created meeting (`/j/{id}`).
 
-import { ApiError, api, currentUser, formatTime, rememberCsrf } from './api.js';
+import { ApiError, api, currentUser, formatTime, forgetSession, hasSession, rememberCsrf } from './api.js';
 import { h, show, toast } from './dom.js';
 import { cleanName, saveName, savedName } from './names.js';
 
@@ -17,6 +17,7 @@ export function page(title, ...content) {
       h('a', { href: '/', class: 'logo', text: 'Veche' }),
       h('nav', {},
         h('a', { href: '/meetings', text: 'My meetings' }),
+        h('a', { href: '/account', text: 'Account' }),
         h('a', { href: '/admin', text: 'Admin' }),
         h('button', { type: 'button', class: 'button', id: 'logout-btn', text: 'Sign out', onclick: logout }))),
     h('h1', { text: title }),
@@ -29,6 +30,7 @@ async function logout() {
   } catch {
     // Signed out already: nothing to end.
   }
+  forgetSession();
   location.assign('/login');
 }
 
@@ -279,4 +281,49 @@ export async function showJoin(id) {
   show(h('div', { class: 'account-page narrow' }, h('a', { href: '/', class: 'logo', text: 'Veche' }), title, form));
   if (params.get('pwd')) passLabel.hidden = false;
   name.focus();
+}
+
+/**
+ * Links to the account pages on the home page. No request is made: a remembered CSRF token
+ * tells that this tab signed in (a 401 probe would log an error on every visit).
+ */
+export function addHomeLinks() {
+  const home = document.querySelector('.home');
+  if (!home) return;
+  home.prepend(h('nav', { class: 'home-account', id: 'home-account' },
+    ...(hasSession()
+      ? [h('a', { href: '/meetings', text: 'My meetings' })]
+      : [h('a', { href: '/login', text: 'Sign in' }), h('a', { href: '/signup', text: 'Sign up' })])));
+}
+
+/** The account page: profile and password change. */
+export async function showAccount() {
+  const me = await currentUser();
+  if (!me) {
+    location.assign('/login?next=/account');
+    return;
+  }
+  const current = h('input', { id: 'current-password', type: 'password', autocomplete: 'current-password', required: true });
+  const next = h('input', { id: 'new-password', type: 'password', autocomplete: 'new-password', required: true, minlength: 8 });
+  const error = h('p', { class: 'error', role: 'alert' });
+  const form = h('form', { class: 'stack card', id: 'password-form' },
+    h('h2', { text: 'Change password' }),
+    field('Current password', current), field('New password (8+ characters)', next), error,
+    h('button', { type: 'submit', class: 'button primary', text: 'Change password' }));
+  form.addEventListener('submit', async event => {
+    event.preventDefault();
+    try {
+      const res = await api('POST', '/auth/password', { current_password: current.value, new_password: next.value });
+      rememberCsrf(res.csrf_token);
+      form.reset();
+      toast('Password changed; other sessions are signed out');
+    } catch (e) {
+      fail(error, e);
+    }
+  });
+  page('Account',
+    h('div', { class: 'card stack' },
+      h('p', { text: `${me.user.name} <${me.user.email}>` }),
+      h('p', { class: 'muted', text: `${me.org?.name ?? ''} · ${me.user.org_role}${me.user.role === 'admin' ? ' · operator admin' : ''}` })),
+    form);
 }

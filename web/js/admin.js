@@ -42,10 +42,11 @@ async function act(action, done) {
 
 /**
  * @param {{id: string, org_id: string, plan_id: string, note: string, created_at: number}} r
+ * @param {string} org the organisation's name
  */
-function requestRow(r) {
+function requestRow(r, org) {
   return [
-    r.org_id, r.plan_id, r.note, formatTime(r.created_at),
+    org, r.plan_id, r.note, formatTime(r.created_at),
     h('span', { class: 'row' },
       h('button', { type: 'button', class: 'button primary', text: 'Approve', onclick: () => act(() => api('POST', `/admin/upgrade-requests/${r.id}/approve`), 'Approved') }),
       h('button', { type: 'button', class: 'button', text: 'Decline', onclick: () => act(() => api('POST', `/admin/upgrade-requests/${r.id}/decline`), 'Declined') })),
@@ -69,7 +70,9 @@ function planForm(p) {
     features[f] = h('input', { type: 'checkbox', checked: p[f] });
   }
   const form = h('form', { class: 'row plan-form', 'data-plan': p.id },
-    h('strong', { text: p.id }), name, max, minutes,
+    h('strong', { text: p.id }), name,
+    h('label', { class: 'check' }, h('span', { text: 'participants' }), max),
+    h('label', { class: 'check' }, h('span', { text: 'minutes' }), minutes),
     ...Object.entries(features).map(([f, input]) => h('label', { class: 'check' }, input, h('span', { text: f.replace('_', ' ') }))),
     h('button', { type: 'submit', class: 'button', text: 'Save' }));
   form.addEventListener('submit', event => {
@@ -97,33 +100,39 @@ function auditTable(entries) {
 
 /**
  * @param {{org_id: string, meetings: number, participant_minutes: number}[]} usage
+ * @param {(id: string) => string} orgName
  */
-function usageTable(usage) {
+function usageTable(usage, orgName) {
   return table('usage-table', ['organisation', 'meetings', 'participant-minutes'],
-    usage.map(u => [u.org_id, String(u.meetings), String(u.participant_minutes)]));
+    usage.map(u => [orgName(u.org_id), String(u.meetings), String(u.participant_minutes)]));
 }
 
 async function operatorPage() {
-  const [{ requests }, { plans }, { users }, { usage }, { entries }] = await Promise.all([
+  const [{ requests }, { plans }, { users }, { usage }, { entries }, { orgs }] = await Promise.all([
     api('GET', '/admin/upgrade-requests?status=pending'),
     api('GET', '/plans'),
     api('GET', '/admin/users'),
     api('GET', '/admin/usage'),
     api('GET', '/admin/audit?limit=100'),
+    api('GET', '/admin/orgs'),
   ]);
+  /** @type {Map<string, string>} */
+  const orgNames = new Map(orgs.map((/** @type {import('./api.js').Org} */ o) => [o.id, o.name]));
+  /** @param {string} id */
+  const orgName = id => orgNames.get(id) ?? id;
   page('Administration',
     section('Upgrade requests', requests.length
-      ? table('requests-table', ['organisation', 'plan', 'note', 'asked', ''], requests.map(requestRow))
+      ? table('requests-table', ['organisation', 'plan', 'note', 'asked', ''], requests.map((/** @type {Parameters<typeof requestRow>[0]} */ r) => requestRow(r, orgName(r.org_id))))
       : h('p', { class: 'muted', text: 'No pending requests.' })),
     section('Plans', ...plans.map(planForm)),
     section('Users', table('users-table', ['email', 'name', 'role', 'organisation', 'org role', ''],
-      users.map((/** @type {import('./api.js').User} */ u) => [u.email, u.name, u.role, u.org_id, u.org_role,
+      users.map((/** @type {import('./api.js').User} */ u) => [u.email, u.name, u.role, orgName(u.org_id), u.org_role,
         h('button', {
           type: 'button', class: 'button',
           text: u.role === 'admin' ? 'Make user' : 'Make admin',
           onclick: () => act(() => api('PATCH', `/admin/users/${u.id}`, { role: u.role === 'admin' ? 'user' : 'admin' }), 'Role changed'),
         })]))),
-    section('Usage', usageTable(usage)),
+    section('Usage', usageTable(usage, orgName)),
     section('Audit log', auditTable(entries)));
 }
 
@@ -146,7 +155,7 @@ async function orgAdminPage(org) {
   page('Organisation',
     section('Members', table('members-table', ['email', 'name', 'role'],
       members.map((/** @type {import('./api.js').User} */ u) => [u.email, u.name, u.org_role])), add),
-    section('Usage', usageTable([usage])),
+    section('Usage', usageTable([usage], () => 'this organisation')),
     section('Audit log', auditTable(entries)));
 }
 

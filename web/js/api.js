@@ -22,6 +22,15 @@ export function rememberCsrf(token) {
   sessionStorage.setItem(CSRF_KEY, token);
 }
 
+/** Whether this tab has signed in (its session cookie itself is invisible to scripts). */
+export function hasSession() {
+  return sessionStorage.getItem(CSRF_KEY) !== null;
+}
+
+export function forgetSession() {
+  sessionStorage.removeItem(CSRF_KEY);
+}
+
 /**
  * Calls `/api/v1{path}`.
  * @param {'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'} method
@@ -67,7 +76,10 @@ export async function currentUser() {
     rememberCsrf(me.csrf_token);
     return me;
   } catch (e) {
-    if (e instanceof ApiError && e.status === 401) return null;
+    if (e instanceof ApiError && e.status === 401) {
+      forgetSession();
+      return null;
+    }
     throw e;
   }
 }

@@ -1,7 +1,7 @@
 // Entry point: the server serves index.html for `/`, `/m/{room}` and the account pages
 // (`/login`, `/signup`, `/meetings`, `/admin`, `/j/{meeting}`); pick the screen.
 
-import { showJoin, showLogin, showMeetings, showSignup } from './account.js';
+import { addHomeLinks, showAccount, showJoin, showLogin, showMeetings, showSignup } from './account.js';
 import { showAdmin } from './admin.js';
 import { toast } from './dom.js';
 import { showHome } from './home.js';
@@ -14,7 +14,9 @@ import { autojoin, showPrejoin } from './prejoin.js';
  */
 function accountRoute(path) {
   /** @type {Record<string, () => void | Promise<void>>} */
-  const pages = { '/login': showLogin, '/signup': showSignup, '/meetings': showMeetings, '/admin': showAdmin };
+  const pages = {
+    '/login': showLogin, '/signup': showSignup, '/meetings': showMeetings, '/account': showAccount, '/admin': showAdmin,
+  };
   const join = path.match(/^\/j\/([a-z0-9]+)\/?$/);
   const show = join ? () => showJoin(join[1]) : pages[path.replace(/\/$/, '')];
   if (!show) return false;
@@ -27,6 +29,7 @@ function route() {
   const match = location.pathname.match(/^\/m\/([^/]+)\/?$/);
   if (!match) {
     showHome();
+    addHomeLinks();
     return;
   }
   let room;
@@ -34,6 +37,7 @@ function route() {
     room = decodeURIComponent(match[1]);
   } catch {
     showHome();
+    addHomeLinks();
     return;
   }
   const params = new URLSearchParams(location.search);
