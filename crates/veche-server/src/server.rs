@@ -12,15 +12,16 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use veche_sfu::{SfuConfig, SfuHandle};
 
-use crate::api::{ApiState, SystemClock};
+use crate::api::{ApiState, Clock, SystemClock};
 use crate::config::{Config, discover_public_ips};
 use crate::http::router_with_api;
 use crate::state::{AppState, WsStats};
-use crate::store::Store;
+use crate::store::{LockoutPolicy, Store};
 use crate::tls;
 
 /// How long in-flight HTTP requests and WebSocket goodbyes get once shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
@@ -62,6 +63,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let stats = Arc::new(WsStats::default());
     let mut accounts = config.accounts;
     accounts.secure_cookies = tls_config.is_some();
+    let purger = tokio::spawn(purge_periodically(store.clone(), accounts.lockout));
     let app = router_with_api(
         AppState {
             sfu: Arc::new(sfu.clone()),
@@ -115,6 +117,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(result) = served {
         // The server stopped on its own: that is an error, but the SFU still gets a clean stop.
         stop_sfu(sfu).await;
+        purger.abort();
         store.close().await;
         return match result {
             Ok(Ok(())) => Err(anyhow::anyhow!("HTTP server stopped unexpectedly")),
@@ -140,9 +143,23 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         Ok(Err(e)) => warn!(error = %e, "HTTP server error during shutdown"),
         Err(e) => warn!(error = %e, "HTTP server task failed during shutdown"),
     }
+    purger.abort();
     store.close().await;
     info!("stopped");
     Ok(())
+}
+
+/// Expired sessions and stale lockout counters are deleted hourly (and at start).
+async fn purge_periodically(store: Store, policy: LockoutPolicy) {
+    let mut tick = tokio::time::interval(PURGE_INTERVAL);
+    loop {
+        tick.tick().await;
+        match store.purge_expired(SystemClock.now(), policy).await {
+            Ok(n) if n > 0 => info!(rows = n, "purged expired sessions and lockouts"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "purging expired sessions failed"),
+        }
+    }
 }
 
 /// A database URL without its password, for logs.

@@ -282,6 +282,25 @@ async fn lockouts_count_lock_and_expire(url: String) {
     }
     store.clear_failures(k2).await.unwrap();
     assert!(!store.record_failure(k2, T0, POLICY).await.unwrap());
+
+    // Purging keeps what still counts: the live lockout and bob's open window go only
+    // once both are over.
+    let (token, _) = {
+        let u = user(&store, "carl@example.org", None, OrgRole::Admin).await;
+        store.create_session(&u.id, T0, 60).await.unwrap()
+    };
+    store.purge_expired(T0 + 30, POLICY).await.unwrap();
+    assert!(store.session(&token, T0 + 30).await.unwrap().is_some());
+    assert_eq!(store.locked_for(key, T0 + 30).await.unwrap(), Some(880));
+    assert!(store.purge_expired(T0 + 3000, POLICY).await.unwrap() >= 3);
+    assert!(
+        store.session(&token, T0).await.unwrap().is_none(),
+        "expired session purged"
+    );
+    // Bob's row is gone, so counting starts over: nine more failures do not lock.
+    for _ in 1..POLICY.max_failures {
+        assert!(!store.record_failure(k2, T0 + 3000, POLICY).await.unwrap());
+    }
 }
 
 async fn built_in_plans_and_editing(url: String) {

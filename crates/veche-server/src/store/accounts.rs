@@ -469,6 +469,25 @@ impl Store {
         Ok(failures % max == 0)
     }
 
+    /// Deletes expired sessions and lockout rows whose window and lockout are over, so
+    /// neither table grows without bound. Returns how many rows went.
+    pub async fn purge_expired(&self, now: i64, policy: LockoutPolicy) -> StoreResult<u64> {
+        let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let lockouts = sqlx::query(
+            "DELETE FROM lockouts WHERE locked_until <= $1 AND window_start + $2 <= $1",
+        )
+        .bind(now)
+        .bind(policy.lockout_secs)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(sessions + lockouts)
+    }
+
     /// Forgets failures of `key` (after a successful login to that account).
     pub async fn clear_failures(&self, key: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM lockouts WHERE key = $1")
