@@ -766,3 +766,90 @@ async fn openapi_document_lists_every_route() {
         assert!(doc.body["paths"][required].is_object(), "{required}");
     }
 }
+
+/// Garbage and mutated bodies at every endpoint that takes one, as the operator: always a
+/// JSON error or success, never a 5xx. A cheap fuzz of the body parsers.
+#[tokio::test]
+async fn garbage_bodies_never_get_a_server_error() {
+    use rand::{Rng, SeedableRng};
+    let app = App::new(AccountSettings::default()).await;
+    let op = app
+        .user("op@veche.example", None, OrgRole::Admin, UserRole::Admin)
+        .await;
+    let t = app.token(&op).await;
+    let meeting = app
+        .store
+        .create_meeting(
+            &op,
+            NewMeeting {
+                title: "Fuzz".into(),
+                duration_minutes: 30,
+                ..NewMeeting::default()
+            },
+            app.now(),
+        )
+        .await
+        .unwrap();
+    let seeds = [
+        r#"{"title": "x", "starts_at": 1900000000, "duration_minutes": 30, "passcode": "1234"}"#,
+        r#"{"email": "a@b.c", "password": "long password", "name": "N", "plan_id": "pro"}"#,
+        r#"{"name": "P", "max_participants": 5, "max_duration_minutes": null, "recording": true}"#,
+        r#"{"role": "admin", "org_role": "member", "co_hosts": ["op@veche.example"]}"#,
+    ];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut tried = 0;
+    for route in ROUTES
+        .iter()
+        .filter(|r| matches!(r.method, "post" | "put" | "patch"))
+    {
+        let path = route
+            .path
+            .replace("{meeting}", &meeting.id)
+            .replace("{org}", &op.org_id)
+            .replace("{plan}", "pro")
+            .replace("{user}", &op.id)
+            .replace("{request}", "nope");
+        for i in 0..40 {
+            let mut body = seeds[i % seeds.len()].as_bytes().to_vec();
+            // Flip, drop or insert a few bytes; some rounds send pure noise or huge numbers.
+            match i % 5 {
+                0 => body = (0..rng.random_range(0..64)).map(|_| rng.random()).collect(),
+                1 => {
+                    body = br#"{"title": 1e999, "duration_minutes": 99999999999999999999}"#.to_vec()
+                }
+                _ => {
+                    for _ in 0..rng.random_range(1..4) {
+                        let at = rng.random_range(0..body.len());
+                        match rng.random_range(0..3) {
+                            0 => body[at] = rng.random(),
+                            1 => {
+                                body.remove(at);
+                            }
+                            _ => body.insert(at, b"{}[]\",:\\0"[rng.random_range(0..9)]),
+                        }
+                    }
+                }
+            }
+            let r = app
+                .call_from(
+                    None,
+                    route.method,
+                    &path,
+                    Auth::Bearer(&t),
+                    Some(Body::from(body.clone())),
+                    Some("application/json"),
+                )
+                .await;
+            tried += 1;
+            assert!(
+                r.status.as_u16() < 500,
+                "{} {path} with {:?}: {} {}",
+                route.method,
+                String::from_utf8_lossy(&body),
+                r.status,
+                r.body
+            );
+        }
+    }
+    assert!(tried >= 400, "{tried}");
+}
