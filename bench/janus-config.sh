@@ -20,6 +20,10 @@ general: {
 	loggers_folder = "$lib/loggers"
 	debug_level = 3
 	session_timeout = 60
+	# Janus's default (0) runs one thread per PeerConnection; pinned to one core, hundreds
+	# of threads only add context switches. A single static event loop is Janus's own
+	# recommendation for many handles and its best setting for one core.
+	event_loops = 1
 }
 certificates: {
 }

@@ -54,11 +54,11 @@ def sh(cmd):
 rows = []
 for server, name, r in runs:
     if not r:
-        rows.append(f"| {name} | {server} | run failed | | | | | | | | | |")
+        rows.append(f"| {name} | {server} | run failed | | | | | | | | | | |")
         continue
     s = r.get("server") or {}
     rows.append(
-        "| {name} | {server} | {joined}/{failed} | {pps:.0f} | {mbit} | {loss} | "
+        "| {name} | {server} | {joined}/{failed} | {pps:.0f} | {mbit} | {loss} | {deliv} | "
         "{p50} / {p99} / {mx} | {user} / {sys_} | {cpu} | {us} | {ppcs} | {rss} | {tool} |".format(
             name=name,
             server=server,
@@ -67,6 +67,7 @@ for server, name, r in runs:
             pps=r["received_packets_per_s"],
             mbit=fmt(r["received_mbit_per_s"], 2),
             loss=fmt(r["loss_pct"], 3),
+            deliv=fmt(r.get("delivered_pct"), 1),
             p50=fmt(r["latency_ms_p50"], 2),
             p99=fmt(r["latency_ms_p99"], 2),
             mx=fmt(r["latency_ms_max"], 1),
@@ -126,7 +127,8 @@ Each server ran alone, pinned to one core (`taskset -c 0`), with the load tool
 | (a) 1 → 50, VP8 ~1 Mbit/s + Opus | **{ratio('a-1to50')}** |
 | (b) 6 × 6 meeting | **{ratio('b-6x6')}** |
 
-Largest 1 → N with < 1 % loss and every join successful (steps tried: see table):
+Largest 1 → N with < 1 % loss, ≥ 99 % of the expected packets delivered and every join
+successful (steps tried: see table):
 veche **{largest['veche'][0]}** ({largest['veche'][1]}), janus **{largest['janus'][0]}**
 ({largest['janus'][1]}).
 
@@ -135,9 +137,12 @@ veche **{largest['veche'][0]}** ({largest['veche'][1]}), janus **{largest['janus
 Packets/s and Mbit/s are what the subscribers received (forwarded media, including
 retransmissions); CPU is the server process's user / system seconds over the measurement
 window (from /proc/PID/stat), µs/pkt = server CPU time / packets received by subscribers.
+Loss counts sender-counter gaps not repaired by RTX; delivered % is received / (sent × receivers
+per publisher). Janus runs with `event_loops = 1` (one static event loop instead of a thread
+per PeerConnection: its best setting on one core).
 
-| shape | server | joined/failed | pkt/s | Mbit/s | loss % | latency p50 / p99 / max ms | CPU user / sys s | CPU % of 1 core | µs/pkt | pkt per CPU-s | RSS MiB | tool CPU % |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| shape | server | joined/failed | pkt/s | Mbit/s | loss % | delivered % | latency p50 / p99 / max ms | CPU user / sys s | CPU % of 1 core | µs/pkt | pkt per CPU-s | RSS MiB | tool CPU % |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
 
 ![forwarded packets/s vs server CPU]({os.path.basename(png)})

@@ -122,6 +122,18 @@ impl Clip {
         (bytes as u64 * 8 * u64::from(self.fps)) / (self.frames.len() as u64 * 1000)
     }
 
+    /// Mean RTP packets per second when played at its frame rate (as [`Clip::packetize`]
+    /// splits frames).
+    pub fn packets_per_second(&self) -> f64 {
+        let room = MAX_VP8_PAYLOAD - DESCRIPTOR_LEN - TAG_LEN;
+        let packets: usize = self
+            .frames
+            .iter()
+            .map(|f| f.data.len().div_ceil(room))
+            .sum();
+        packets as f64 * f64::from(self.fps) / self.frames.len() as f64
+    }
+
     pub(crate) fn is_keyframe(&self, index: usize) -> bool {
         self.frames[index % self.frames.len()].keyframe
     }

@@ -261,8 +261,12 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         }),
         _ => None,
     };
+    let per_publisher =
+        clip.as_ref().map_or(0.0, Clip::packets_per_second) + if args.audio { 50.0 } else { 0.0 };
     Ok(Report {
         config,
+        receivers_per_publisher: u64::from(args.publishers.saturating_sub(1) + args.subscribers),
+        nominal_sent_pps: per_publisher * f64::from(args.publishers * args.rooms),
         joined: joined.len(),
         failed,
         join_ms,

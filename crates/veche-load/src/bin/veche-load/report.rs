@@ -76,6 +76,11 @@ pub(crate) struct ServerUse {
 
 pub(crate) struct Report {
     pub(crate) config: Value,
+    /// Receivers of each publisher's media: the other publishers in its room plus the
+    /// subscribers (every room has the same shape).
+    pub(crate) receivers_per_publisher: u64,
+    /// What all publishers together should send per second (clip and audio rates).
+    pub(crate) nominal_sent_pps: f64,
     pub(crate) joined: usize,
     pub(crate) failed: usize,
     pub(crate) join_ms: Histogram,
@@ -97,6 +102,21 @@ impl Report {
             return 0.0;
         }
         100.0 * lost as f64 / expected as f64
+    }
+
+    /// Packets the subscribers should have received: what the publishers sent in the window
+    /// times the receivers of each.
+    fn expected(&self) -> u64 {
+        self.window.sent_packets * self.receivers_per_publisher
+    }
+
+    /// Received / expected: catches what counter gaps cannot see, such as a track that
+    /// never arrives at all (retransmissions can push it slightly above 100).
+    fn delivered_pct(&self) -> f64 {
+        match self.expected() {
+            0 => 0.0,
+            e => 100.0 * self.window.received_packets as f64 / e as f64,
+        }
     }
 
     pub(crate) fn to_json(&self) -> Value {
@@ -126,6 +146,9 @@ impl Report {
             "received_packets_per_s": round(self.pps(), 0),
             "received_mbit_per_s": round(w.received_bytes as f64 * 8.0 / self.window_s / 1e6, 2),
             "sent_packets_per_s": round(w.sent_packets as f64 / self.window_s, 0),
+            "nominal_sent_packets_per_s": round(self.nominal_sent_pps, 0),
+            "expected_packets": self.expected(),
+            "delivered_pct": round(self.delivered_pct(), 2),
             "lost_packets": w.lost(),
             "recovered_packets": w.recovered,
             "loss_pct": round(self.loss_pct(), 3),
@@ -168,6 +191,14 @@ impl Report {
         row(
             "sent packets/s (publishers)",
             j["sent_packets_per_s"].to_string(),
+        );
+        row(
+            "sent packets/s nominal",
+            format!("{:.0}", self.nominal_sent_pps),
+        );
+        row(
+            "delivered % (received / expected)",
+            format!("{:.2}", self.delivered_pct()),
         );
         row(
             "loss % (lost / recovered by RTX)",
