@@ -160,6 +160,7 @@ function scheduleForm() {
   const duration = h('input', { id: 'meeting-duration', type: 'number', min: 1, max: 1440, value: 60 });
   const weekly = h('input', { id: 'meeting-weekly', type: 'checkbox' });
   const passcode = h('input', { id: 'meeting-passcode', maxlength: 64, placeholder: 'optional' });
+  const cohosts = h('input', { id: 'meeting-cohosts', placeholder: 'emails of colleagues with accounts, comma-separated' });
   const waiting = h('input', { id: 'meeting-waiting', type: 'checkbox' });
   const beforeHost = h('input', { id: 'meeting-before-host', type: 'checkbox', checked: true });
   const error = h('p', { class: 'error', role: 'alert' });
@@ -167,7 +168,7 @@ function scheduleForm() {
     h('h2', { text: 'New meeting' }),
     field('Title', title), field('Starts (empty: instant)', start), field('Duration, minutes', duration),
     h('label', { class: 'check' }, weekly, h('span', { text: 'Repeats weekly' })),
-    field('Passcode', passcode),
+    field('Passcode', passcode), field('Co-hosts', cohosts),
     h('label', { class: 'check' }, waiting, h('span', { text: 'Waiting room: I admit each guest' })),
     h('label', { class: 'check' }, beforeHost, h('span', { text: 'Guests may join before the host' })),
     error,
@@ -183,8 +184,12 @@ function scheduleForm() {
         ...(passcode.value ? { passcode: passcode.value } : {}),
         waiting_room: waiting.checked,
         join_before_host: beforeHost.checked,
+        co_hosts: cohosts.value.split(',').map(e => e.trim()).filter(Boolean),
       });
-      toast(`Created: ${joinLink(m.id)}`);
+      // Only now is the passcode known in clear: offer the link that carries it.
+      const link = passcode.value ? `${joinLink(m.id)}?pwd=${encodeURIComponent(passcode.value)}` : joinLink(m.id);
+      void navigator.clipboard?.writeText(link).catch(() => {});
+      toast(`Created; link copied: ${link}`, 'info', 8000);
       void showMeetings();
     } catch (e) {
       fail(error, e);

@@ -134,6 +134,18 @@ async fn command(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
             .await;
             println!("{} is now {}", user.email, role(r).as_str());
         }
+        AdminCommand::SetPlan { org, plan } => {
+            store.set_org_plan(&org, &plan).await?;
+            audit(
+                store,
+                "org.update",
+                &org,
+                Some(&org),
+                format!("plan={plan}"),
+            )
+            .await;
+            println!("organisation {org} is now on the {plan} plan");
+        }
         AdminCommand::SetPassword { email, .. } => {
             let user = store
                 .user_by_email(&email)

@@ -109,6 +109,14 @@ pub(crate) enum AdminCommand {
         #[arg(long, value_enum)]
         role: RoleArg,
     },
+    /// Move an organisation to a plan (free, pro, business, …) without an upgrade request.
+    SetPlan {
+        /// The organisation's id (see list-users).
+        #[arg(long, value_name = "ORG_ID")]
+        org: String,
+        #[arg(long, value_name = "PLAN_ID")]
+        plan: String,
+    },
     /// Set a new password (read from standard input); ends the account's sessions.
     SetPassword {
         #[arg(long)]

@@ -655,6 +655,15 @@ async fn upgrade_request_flow_usage_and_audit() {
         .call("get", &format!("/orgs/{org}"), Auth::Bearer(&tb), None)
         .await;
     assert_eq!(r.body["org"]["plan_id"], "business");
+    // The operator may also move an organisation directly; unknown plans are refused.
+    let org_path = format!("/admin/orgs/{org}");
+    let patch_org =
+        |body: serde_json::Value| app.call("patch", &org_path, Auth::Bearer(&to), Some(body));
+    let r = patch_org(json!({"plan_id": "gold"})).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = patch_org(json!({"name": "Boss Inc"})).await;
+    assert_eq!(r.body["name"], "Boss Inc");
+    assert_eq!(r.body["plan_id"], "business");
     assert_eq!(r.body["plan"]["max_participants"], serde_json::Value::Null);
 
     // Usage recorded by the live meeting shows per organisation.
@@ -724,10 +733,15 @@ async fn upgrade_request_flow_usage_and_audit() {
         .collect();
     assert_eq!(
         actions,
-        ["plan.update", "upgrade.approve", "upgrade.request"]
+        [
+            "plan.update",
+            "org.update",
+            "upgrade.approve",
+            "upgrade.request"
+        ]
     );
-    assert_eq!(log.body["entries"][1]["actor_email"], "op@veche.example");
-    assert_eq!(log.body["entries"][1]["at"], app.now());
+    assert_eq!(log.body["entries"][2]["actor_email"], "op@veche.example");
+    assert_eq!(log.body["entries"][2]["at"], app.now());
     let org_log = app
         .call(
             "get",
@@ -738,7 +752,7 @@ async fn upgrade_request_flow_usage_and_audit() {
         .await;
     assert_eq!(
         org_log.body["entries"].as_array().unwrap().len(),
-        2,
+        3,
         "no plan edits in an org's log"
     );
 }

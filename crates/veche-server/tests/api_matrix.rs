@@ -53,6 +53,7 @@ fn expected(method: &str, path: &str) -> Option<[u16; 7]> {
         ("get", "/admin/users")
         | ("patch", "/admin/users/{user}")
         | ("get", "/admin/orgs")
+        | ("patch", "/admin/orgs/{org}")
         | ("get", "/admin/usage")
         | ("get", "/admin/audit")
         | ("get", "/admin/upgrade-requests")
@@ -232,6 +233,7 @@ async fn prepare(
             Some(json!({"plan_id": "pro", "note": "please"}))
         }
         ("patch", "/admin/users/{user}") => Some(json!({"org_role": "member"})),
+        ("patch", "/admin/orgs/{org}") => Some(json!({"plan_id": "free"})),
         _ => None,
     };
     (p, body)

@@ -268,6 +268,19 @@ async fn first_admin_from_the_shell_and_nothing_lost_on_kill_9() {
     let (status, users) = server.json("GET", "/admin/users", Some(&dana), None).await;
     assert_eq!(status, 200);
     assert_eq!(users["users"].as_array().unwrap().len(), 2);
+    let org = signup["org"]["id"].as_str().unwrap().to_owned();
+    let out = admin(
+        &data,
+        &["set-plan", "--org", &org, "--plan", "business"],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let (_, got) = server
+        .json("GET", &format!("/orgs/{org}"), Some(&dana), None)
+        .await;
+    assert_eq!(got["org"]["plan_id"], "business");
+    let out = admin(&data, &["set-plan", "--org", &org, "--plan", "gold"], None);
+    assert!(!out.status.success(), "unknown plan accepted");
     let out = admin(&data, &["list-users"], None);
     assert!(text(&out).contains("dana@example.org"), "{}", text(&out));
     // The audit log has the shell's and the API's actions.
@@ -281,6 +294,7 @@ async fn first_admin_from_the_shell_and_nothing_lost_on_kill_9() {
     assert_eq!(
         actions,
         [
+            "org.update",
             "user.update",
             "meeting.create",
             "user.signup",

@@ -185,6 +185,19 @@ async fn users_and_organisations(url: String) {
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(store.orgs().await.unwrap().len(), 2);
+    store
+        .rename_org(&carol.org_id, "  Carol Ltd ")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.org(&carol.org_id).await.unwrap().unwrap().name,
+        "Carol Ltd"
+    );
+    assert_invalid(store.rename_org(&carol.org_id, " ").await, "name");
+    assert!(matches!(
+        store.rename_org("nope", "X").await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 async fn login_and_sessions(url: String) {

@@ -45,6 +45,15 @@ pub(super) struct UpgradeBody {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct OrgPatch {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    plan_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct UserPatch {
     #[serde(default)]
     role: Option<String>,
@@ -365,4 +374,39 @@ pub(super) async fn update_user(
         .await?
         .ok_or(ApiError::NotFound("user"))?;
     Ok(axum::Json(user).into_response())
+}
+
+/// The operator renames an organisation or sets its plan without a request (e.g. after a
+/// contract signed elsewhere).
+pub(super) async fn update_org(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<OrgPatch>,
+) -> ApiResult<Response> {
+    check_operator(&caller)?;
+    if state.store.org(&id).await?.is_none() {
+        return Err(ApiError::NotFound("organisation"));
+    }
+    if let Some(name) = &body.name {
+        state.store.rename_org(&id, name).await?;
+    }
+    if let Some(plan) = &body.plan_id {
+        state.store.set_org_plan(&id, plan).await?;
+    }
+    state
+        .audit(
+            &caller,
+            "org.update",
+            &id,
+            Some(&id),
+            format!("name={:?} plan={:?}", body.name, body.plan_id),
+        )
+        .await;
+    let org = state
+        .store
+        .org(&id)
+        .await?
+        .ok_or(ApiError::NotFound("organisation"))?;
+    Ok(axum::Json(org).into_response())
 }

@@ -149,6 +149,7 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::patch(admin::update_user),
         )
         .route("/admin/orgs", get(admin::list_orgs))
+        .route("/admin/orgs/{org}", axum::routing::patch(admin::update_org))
         .route("/admin/usage", get(admin::all_usage))
         .route("/admin/audit", get(admin::all_audit))
         .route("/admin/upgrade-requests", get(admin::all_upgrade_requests))

@@ -241,6 +241,14 @@ pub const ROUTES: &[Route] = &[
         200,
     ),
     r(
+        "patch",
+        "/admin/orgs/{org}",
+        "Rename an organisation or move it to a plan directly",
+        Operator,
+        Some("OrgPatch"),
+        200,
+    ),
+    r(
         "get",
         "/admin/usage",
         "Usage of every organisation (?since=&until=)",
@@ -311,6 +319,7 @@ fn schemas() -> Value {
         "NewMember": s(json!({"email": string, "name": string, "password": string,
             "org_role": {"type": "string", "enum": ["admin", "member"]}}), &["email", "name", "password"]),
         "UpgradeRequest": s(json!({"plan_id": string, "note": string}), &["plan_id"]),
+        "OrgPatch": s(json!({"name": string, "plan_id": string}), &[]),
         "UserPatch": s(json!({"role": {"type": "string", "enum": ["admin", "user"]},
             "org_role": {"type": "string", "enum": ["admin", "member"]}}), &[]),
     })

@@ -231,6 +231,25 @@ impl Store {
         rows.iter().map(org_from_row).collect()
     }
 
+    pub async fn rename_org(&self, org_id: &str, name: &str) -> StoreResult<()> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(StoreError::Invalid {
+                field: "name",
+                message: "must have 1 to 100 characters".into(),
+            });
+        }
+        let done = sqlx::query("UPDATE orgs SET name = $1 WHERE id = $2")
+            .bind(name)
+            .bind(org_id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("organisation"));
+        }
+        Ok(())
+    }
+
     pub async fn set_org_plan(&self, org_id: &str, plan_id: &str) -> StoreResult<()> {
         if self.plan(plan_id).await?.is_none() {
             return Err(StoreError::NotFound("plan"));
