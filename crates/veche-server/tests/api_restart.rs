@@ -1,6 +1,9 @@
 //! The real binary: the first admin made with `veche admin create-user` while the server
 //! runs, accounts and meetings created over HTTP, then `kill -9` and a restart on the same
-//! data directory — nothing is lost, sessions included.
+//! data directory — nothing is lost, sessions included. The same on PostgreSQL.
+
+#[path = "support/postgres.rs"]
+mod postgres;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -20,6 +23,10 @@ struct Veche {
 
 impl Veche {
     async fn start(data: &Path) -> Veche {
+        Veche::start_with(data, &[]).await
+    }
+
+    async fn start_with(data: &Path, extra: &[&str]) -> Veche {
         let http = SocketAddr::from((
             [127, 0, 0, 1],
             TcpListener::bind("127.0.0.1:0")
@@ -42,6 +49,7 @@ impl Veche {
             .args(["--public-ip", "127.0.0.1"])
             .arg("--data-dir")
             .arg(data)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -302,5 +310,65 @@ async fn first_admin_from_the_shell_and_nothing_lost_on_kill_9() {
         ]
     );
     drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// `serve` and `admin` on PostgreSQL: the account made from the shell signs in, a meeting
+/// survives `kill -9` of the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_backend_through_the_binary() {
+    let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
+        .await
+        .unwrap()
+        .expect("starting PostgreSQL");
+    let db = pg.new_database().expect("createdb");
+    let data = std::env::temp_dir().join(format!("veche-restart-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    let server = Veche::start_with(&data, &["--database", &db]).await;
+    let out = admin(
+        &data,
+        &[
+            "create-user",
+            "--email",
+            "pg@example.org",
+            "--password-stdin",
+            "--database",
+            &db,
+        ],
+        Some("postgres password\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let (status, login) = server
+        .json(
+            "POST",
+            "/auth/login",
+            None,
+            Some(json!({"email": "pg@example.org", "password": "postgres password"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{login}");
+    let token = login["token"].as_str().unwrap().to_owned();
+    let (status, meeting) = server
+        .json(
+            "POST",
+            "/meetings",
+            Some(&token),
+            Some(json!({"title": "On PostgreSQL"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{meeting}");
+    server.kill_9();
+    // Nothing went to the SQLite default in the data directory.
+    assert!(!data.join("veche.db").exists());
+    let server = Veche::start_with(&data, &["--database", &db]).await;
+    let id = meeting["id"].as_str().unwrap();
+    let (status, got) = server
+        .json("GET", &format!("/meetings/{id}"), Some(&token), None)
+        .await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got, meeting);
+    drop(server);
+    drop(pg);
     let _ = std::fs::remove_dir_all(&data);
 }
