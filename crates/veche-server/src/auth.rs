@@ -37,6 +37,29 @@ pub fn verify_dummy(secret: &str) {
     let _ = verify_secret(secret, hash);
 }
 
+/// [`hash_secret`] off the async workers: Argon2 is deliberately slow (tens of ms) and
+/// would stall every WebSocket session sharing the worker.
+pub async fn hash_secret_blocking(secret: &str) -> Result<String, String> {
+    let secret = secret.to_owned();
+    tokio::task::spawn_blocking(move || hash_secret(&secret))
+        .await
+        .map_err(|e| e.to_string())?
+}
+
+/// [`verify_secret`] off the async workers.
+pub async fn verify_secret_blocking(secret: &str, hash: &str) -> bool {
+    let (secret, hash) = (secret.to_owned(), hash.to_owned());
+    tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
+        .await
+        .unwrap_or(false)
+}
+
+/// [`verify_dummy`] off the async workers.
+pub async fn verify_dummy_blocking(secret: &str) {
+    let secret = secret.to_owned();
+    let _ = tokio::task::spawn_blocking(move || verify_dummy(&secret)).await;
+}
+
 /// A 256-bit random token, URL-safe base64 (43 characters).
 pub fn new_token() -> String {
     let mut bytes = [0u8; 32];

@@ -302,6 +302,49 @@ async fn login_failures_are_also_limited_per_address() {
 }
 
 #[tokio::test]
+async fn signups_per_address_are_limited() {
+    let app = App::new(AccountSettings {
+        lockout: LockoutPolicy {
+            max_failures: 3,
+            lockout_secs: 60,
+        },
+        ..AccountSettings::default()
+    })
+    .await;
+    let signup = |ip: &'static str, n: u32| {
+        let body =
+            json!({"email": format!("u{n}@example.org"), "password": "long password", "name": "U"});
+        let app = &app;
+        async move {
+            app.call_from(
+                Some(ip),
+                "post",
+                "/auth/signup",
+                Auth::None,
+                Some(Body::from(body.to_string())),
+                Some("application/json"),
+            )
+            .await
+        }
+    };
+    for n in 0..3 {
+        assert_eq!(signup("203.0.113.5", n).await.status, 201);
+    }
+    let r = signup("203.0.113.5", 3).await;
+    assert_eq!(r.code(), "locked_out");
+    assert!(
+        app.store
+            .user_by_email("u3@example.org")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(signup("203.0.113.6", 4).await.status, 201);
+    app.advance(60);
+    assert_eq!(signup("203.0.113.5", 5).await.status, 201);
+}
+
+#[tokio::test]
 async fn passcode_brute_force_hits_the_lockout() {
     let app = App::new(AccountSettings::default()).await;
     let host = app

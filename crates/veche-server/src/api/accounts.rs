@@ -100,6 +100,15 @@ pub(super) async fn signup(
     if !state.settings.signup_open {
         return Err(ApiError::SignupClosed);
     }
+    // Sign-ups per address are counted like failed logins: the lockout policy's number of
+    // accounts per window, so one address cannot mass-create accounts.
+    let now = state.now();
+    let ip_key = ip.as_ref().map(|ip| format!("signup-ip:{ip}"));
+    if let Some(key) = &ip_key
+        && let Some(secs) = state.store.locked_for(key, now).await?
+    {
+        return Err(ApiError::LockedOut(secs));
+    }
     let user = state
         .store
         .create_user(
@@ -112,9 +121,15 @@ pub(super) async fn signup(
                 org_name: body.org_name,
                 org_role: OrgRole::Admin,
             },
-            state.now(),
+            now,
         )
         .await?;
+    if let Some(key) = &ip_key {
+        state
+            .store
+            .record_failure(key, now, state.settings.lockout)
+            .await?;
+    }
     let caller = Caller {
         user: Some(user.clone()),
         session: None,

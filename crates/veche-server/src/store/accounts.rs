@@ -180,7 +180,9 @@ impl Store {
                 message: "must have 1 to 100 characters".into(),
             });
         }
-        let hash = auth::hash_secret(&new.password).map_err(StoreError::Hash)?;
+        let hash = auth::hash_secret_blocking(&new.password)
+            .await
+            .map_err(StoreError::Hash)?;
         let mut tx = self.pool.begin().await?;
         let (org_id, org_role) = match new.org_id {
             Some(org_id) => {
@@ -311,7 +313,9 @@ impl Store {
     /// lock out whoever had the old one).
     pub async fn set_password(&self, user_id: &str, password: &str) -> StoreResult<()> {
         check_password(password)?;
-        let hash = auth::hash_secret(password).map_err(StoreError::Hash)?;
+        let hash = auth::hash_secret_blocking(password)
+            .await
+            .map_err(StoreError::Hash)?;
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash)
@@ -333,7 +337,7 @@ impl Store {
     /// wrong password, so timing does not reveal which accounts exist.
     pub async fn check_login(&self, email: &str, password: &str) -> StoreResult<Option<User>> {
         let Ok(email) = normalize_email(email) else {
-            auth::verify_dummy(password);
+            auth::verify_dummy_blocking(password).await;
             return Ok(None);
         };
         let row = sqlx::query(&format!(
@@ -343,11 +347,11 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else {
-            auth::verify_dummy(password);
+            auth::verify_dummy_blocking(password).await;
             return Ok(None);
         };
         let hash: String = row.try_get("password_hash")?;
-        if auth::verify_secret(password, &hash) {
+        if auth::verify_secret_blocking(password, &hash).await {
             Ok(Some(user_from_row(&row)?))
         } else {
             Ok(None)

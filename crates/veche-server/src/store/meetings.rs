@@ -153,12 +153,14 @@ fn check_duration(minutes: i64) -> StoreResult<()> {
     Ok(())
 }
 
-fn hash_passcode(passcode: &str) -> StoreResult<String> {
+async fn hash_passcode(passcode: &str) -> StoreResult<String> {
     let n = passcode.chars().count();
     if !(4..=64).contains(&n) {
         return Err(invalid("passcode", "must have 4 to 64 characters"));
     }
-    auth::hash_secret(passcode).map_err(StoreError::Hash)
+    auth::hash_secret_blocking(passcode)
+        .await
+        .map_err(StoreError::Hash)
 }
 
 /// A meeting row plus its passcode hash, which never leaves this module.
@@ -207,7 +209,10 @@ impl Store {
         if new.starts_at.is_some_and(|t| t < 0) {
             return Err(invalid("starts_at", "must be a Unix time in seconds"));
         }
-        let passcode_hash = new.passcode.as_deref().map(hash_passcode).transpose()?;
+        let passcode_hash = match new.passcode.as_deref() {
+            Some(p) => Some(hash_passcode(p).await?),
+            None => None,
+        };
         let meeting = Meeting {
             id: meeting_id(),
             org_id: owner.org_id.clone(),
@@ -319,7 +324,10 @@ impl Store {
             m.recurrence = r;
         }
         if let Some(p) = patch.passcode {
-            passcode_hash = p.as_deref().map(hash_passcode).transpose()?;
+            passcode_hash = match p.as_deref() {
+                Some(p) => Some(hash_passcode(p).await?),
+                None => None,
+            };
         }
         if let Some(w) = patch.waiting_room {
             m.waiting_room = w;
@@ -401,7 +409,7 @@ impl Store {
             let Some(given) = passcode.filter(|p| !p.is_empty()) else {
                 return Err(JoinError::PasscodeRequired);
             };
-            if !auth::verify_secret(given, hash) {
+            if !auth::verify_secret_blocking(given, hash).await {
                 let mut locked = false;
                 for key in std::iter::once(&meeting_key).chain(ip_key.as_ref()) {
                     locked |= self.record_failure(key, now, policy).await?;
