@@ -158,7 +158,14 @@ for server in veche janus; do
     limit="every step passed"
     for n in $steps; do
         run_load "$server" "c-1to$n" --rooms 1 --publishers 1 --subscribers "$n" --video-kbps 1000 --audio
-        case $(verdict "$work/$server-c-1to$n.json") in
+        v=$(verdict "$work/$server-c-1to$n.json")
+        # Other processes on a shared machine cause one-off losses: a step fails only if a
+        # second try fails too (both runs are in the results).
+        if [ "$v" != pass ]; then
+            run_load "$server" "c-1to$n-retry" --rooms 1 --publishers 1 --subscribers "$n" --video-kbps 1000 --audio
+            v=$(verdict "$work/$server-c-1to$n-retry.json")
+        fi
+        case $v in
             pass) largest=$n ;;
             tool) limit="load tool limit reached at 1->$n"; break ;;
             *) limit="server limit: 1->$n lost >= 1 % or failed joins"; break ;;

@@ -9,7 +9,11 @@ set -euo pipefail
 dir=$1
 port=${2:-8188}
 ice_ip=${3:-$(hostname -I | awk '{print $1}')}
-lib=$(dirname "$(dpkg -L janus 2>/dev/null | grep -m1 '/janus/plugins$' || echo /usr/lib/x86_64-linux-gnu/janus/plugins)")
+lib=""
+for d in /usr/lib/*/janus /usr/lib/janus /usr/local/lib/janus /opt/janus/lib/janus; do
+    if [ -d "$d/plugins" ]; then lib=$d; break; fi
+done
+[ -n "$lib" ] || { echo "janus-config.sh: no janus plugins folder found" >&2; exit 1; }
 mkdir -p "$dir"
 cat > "$dir/janus.jcfg" <<CFG
 general: {

@@ -25,8 +25,9 @@ def load(path):
 def shape_key(name):
     # a, b, then c steps in numeric order
     if name.startswith("c-1to"):
-        return ("c", int(name[5:]))
-    return (name, 0)
+        n, _, retry = name[5:].partition("-")
+        return ("c", int(n), retry)
+    return (name, 0, "")
 
 
 runs = []
