@@ -91,6 +91,10 @@ pub struct Sfu {
     to_request_keyframe: Vec<(ParticipantId, TrackKind)>,
     /// Participants whose `Rtc` has new input and must be polled.
     to_poll: Vec<ParticipantId>,
+    /// Scratch for draining `to_poll` without allocating.
+    polling: Vec<ParticipantId>,
+    /// The latest `now` given, for work deferred to `poll_output`.
+    last_now: Instant,
     to_remove: Vec<(ParticipantId, ErrorCode, String)>,
     signals: Vec<ServerMessage>,
     counters: Counters,
@@ -124,6 +128,8 @@ impl Sfu {
             to_forward: VecDeque::new(),
             to_request_keyframe: Vec::new(),
             to_poll: Vec::new(),
+            polling: Vec::new(),
+            last_now: now,
             to_remove: Vec::new(),
             signals: Vec::new(),
             counters: Counters::default(),
@@ -154,6 +160,9 @@ impl Sfu {
     }
 
     pub fn poll_output(&mut self) -> Output {
+        if !self.to_poll.is_empty() {
+            self.run_queues(self.last_now, true);
+        }
         self.out
             .pop_front()
             .unwrap_or(Output::Timeout(self.earliest))
@@ -202,13 +211,13 @@ impl Sfu {
                 self.out.push_back(Output::Close(id));
             }
         }
-        self.run_queues(now);
+        self.run_queues(now, true);
     }
 
     /// The signalling connection of `id` is gone.
     pub fn handle_disconnect(&mut self, now: Instant, id: ParticipantId) {
         self.remove(id);
-        self.run_queues(now);
+        self.run_queues(now, true);
     }
 
     /// A datagram arrived on the media socket.
@@ -257,7 +266,7 @@ impl Sfu {
             debug!(participant = id, "bad media input: {e}");
         }
         self.drive(now, id);
-        self.run_queues(now);
+        self.run_queues(now, false);
     }
 
     /// Time has reached (at least) the last [`Output::Timeout`].
@@ -284,7 +293,7 @@ impl Sfu {
             }
             self.drive(now, id);
         }
-        self.run_queues(now);
+        self.run_queues(now, true);
         self.earliest = self
             .participants
             .values()
@@ -410,7 +419,7 @@ impl Sfu {
             r.members.push(id);
         }
         self.negotiate(id);
-        self.to_poll.push(id);
+        self.mark_poll(id);
     }
 
     fn answer(&mut self, now: Instant, id: ParticipantId, sdp: &str) {
@@ -433,7 +442,7 @@ impl Sfu {
             Err(e) => self.error(id, ErrorCode::InvalidSdp, e.to_string()),
         }
         self.negotiate(id);
-        self.to_poll.push(id);
+        self.mark_poll(id);
         let _ = now;
     }
 
@@ -464,7 +473,7 @@ impl Sfu {
             Ok(c) => {
                 p.remote_candidates += 1;
                 p.rtc.add_remote_candidate(c);
-                self.to_poll.push(id);
+                self.mark_poll(id);
             }
             Err(e) => self.error(
                 id,
@@ -691,27 +700,36 @@ impl Sfu {
         }
     }
 
-    /// Runs the work that one input caused: fan-out, keyframe requests, polling the
-    /// participants that got new data, removals. Each step can cause more of the others.
-    fn run_queues(&mut self, now: Instant) {
+    /// Runs the work that one input caused: fan-out, keyframe requests, removals, and — when
+    /// `poll` — polling the participants that got new data. Each step can cause more of the
+    /// others.
+    ///
+    /// Datagram input runs with `poll == false`: subscribers' `Rtc`s are then advanced and
+    /// polled once per batch of datagrams (at the next [`Sfu::poll_output`]) instead of once
+    /// per forwarded packet, which is most of str0m's per-packet overhead.
+    fn run_queues(&mut self, now: Instant, poll: bool) {
+        self.last_now = self.last_now.max(now);
         loop {
             while let Some((publisher, kind, packet)) = self.to_forward.pop_front() {
                 self.fan_out(publisher, kind, &packet);
             }
-            for (publisher, kind) in std::mem::take(&mut self.to_request_keyframe) {
+            while let Some((publisher, kind)) = self.to_request_keyframe.pop() {
                 self.request_keyframe(now, publisher, kind);
             }
-            let polls = std::mem::take(&mut self.to_poll);
-            for id in &polls {
-                if let Some(p) = self.participants.get_mut(id) {
-                    // Queued writes only leave str0m once time is advanced.
-                    let _ = p.rtc.handle_input(Input::Timeout(now));
+            if poll {
+                let mut polls = std::mem::take(&mut self.polling);
+                std::mem::swap(&mut polls, &mut self.to_poll);
+                for id in polls.drain(..) {
+                    if let Some(p) = self.participants.get_mut(&id) {
+                        p.queued_poll = false;
+                        // Queued writes only leave str0m once time is advanced.
+                        let _ = p.rtc.handle_input(Input::Timeout(now));
+                    }
+                    self.drive(now, id);
                 }
-                self.drive(now, *id);
+                self.polling = polls;
             }
-            self.to_poll = polls;
-            self.to_poll.clear();
-            for (id, code, why) in std::mem::take(&mut self.to_remove) {
+            while let Some((id, code, why)) = self.to_remove.pop() {
                 if self.participants.contains_key(&id) {
                     warn!(participant = id, "removing: {why}");
                     self.error(id, code, why);
@@ -720,10 +738,19 @@ impl Sfu {
             }
             if self.to_forward.is_empty()
                 && self.to_request_keyframe.is_empty()
-                && self.to_poll.is_empty()
+                && (!poll || self.to_poll.is_empty())
                 && self.to_remove.is_empty()
             {
                 return;
+            }
+        }
+    }
+
+    fn mark_poll(&mut self, id: ParticipantId) {
+        if let Some(p) = self.participants.get_mut(&id) {
+            if !p.queued_poll {
+                p.queued_poll = true;
+                self.to_poll.push(id);
             }
         }
     }
@@ -782,12 +809,6 @@ impl Sfu {
                 self.to_poll.push(*sub_id);
             }
         }
-        // Reset outside the loop so a subscriber is polled once per batch.
-        for id in &self.to_poll {
-            if let Some(p) = self.participants.get_mut(id) {
-                p.queued_poll = false;
-            }
-        }
     }
 
     fn request_keyframe(&mut self, now: Instant, publisher: ParticipantId, kind: TrackKind) {
@@ -799,18 +820,22 @@ impl Sfu {
             return;
         }
         send_keyframe_request(p, kind);
-        self.to_poll.push(publisher);
+        self.mark_poll(publisher);
     }
 
     fn flush_deferred_keyframes(&mut self, now: Instant) {
+        let mut sent = Vec::new();
         for p in self.participants.values_mut() {
             for kind in [TrackKind::Video, TrackKind::Screen] {
                 let due = p.keyframes[slot(kind)].deferred_due();
                 if due.is_some_and(|t| t <= now) && p.keyframes[slot(kind)].request(now) {
                     send_keyframe_request(p, kind);
-                    self.to_poll.push(p.id);
+                    sent.push(p.id);
                 }
             }
+        }
+        for id in sent {
+            self.mark_poll(id);
         }
     }
 

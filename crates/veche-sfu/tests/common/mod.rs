@@ -292,6 +292,58 @@ impl Sim {
         );
     }
 
+    /// Moves the clock without running anyone (benchmarks: time passes, nobody is polled).
+    pub fn advance(&mut self, d: Duration) {
+        self.now += d;
+    }
+
+    /// Stops every client's own media clock (benchmarks drive packets by hand).
+    pub fn quiet(&mut self) {
+        for c in &mut self.clients {
+            c.sending = false;
+        }
+    }
+
+    /// Has client `idx` write `n` video packets and returns the datagrams it sends, without
+    /// delivering them.
+    pub fn capture_video(&mut self, idx: usize, n: usize) -> Vec<Vec<u8>> {
+        let now = self.now;
+        let c = &mut self.clients[idx];
+        let mut hops = Vec::new();
+        for _ in 0..n {
+            c.write(now, TrackKind::Video, 1);
+            let _ = c.rtc.handle_input(Input::Timeout(now));
+            drain_client(now, c, &mut hops);
+        }
+        hops.into_iter()
+            .filter_map(|(_, hop)| match hop {
+                Hop::ToSfu { data, .. } => Some(data),
+                Hop::ToClient { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Delivers datagrams from client `idx` to the SFU in batches of `batch` (as the driver
+    /// does with what one socket wake-up reads), draining and dropping what it sends after
+    /// each batch. Returns the number of datagrams the SFU sent.
+    pub fn feed_sfu(&mut self, idx: usize, datagrams: &[Vec<u8>], batch: usize) -> usize {
+        let from = self.clients[idx].addr;
+        let mut sent = 0;
+        for chunk in datagrams.chunks(batch.max(1)) {
+            for d in chunk {
+                self.sfu.handle_datagram(self.now, from, server_addr(), d);
+            }
+            loop {
+                match self.sfu.poll_output() {
+                    Output::Timeout(_) => break,
+                    Output::Transmit(_) => sent += 1,
+                    _ => {}
+                }
+            }
+        }
+        sent
+    }
+
     /// The client's signalling connection drops.
     pub fn disconnect(&mut self, idx: usize) {
         let id = self.clients[idx].id;
