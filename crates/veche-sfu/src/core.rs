@@ -747,11 +747,11 @@ impl Sfu {
     }
 
     fn mark_poll(&mut self, id: ParticipantId) {
-        if let Some(p) = self.participants.get_mut(&id) {
-            if !p.queued_poll {
-                p.queued_poll = true;
-                self.to_poll.push(id);
-            }
+        if let Some(p) = self.participants.get_mut(&id)
+            && !p.queued_poll
+        {
+            p.queued_poll = true;
+            self.to_poll.push(id);
         }
     }
 
