@@ -384,6 +384,27 @@ async fn upgrade_requests(url: String) {
             .await,
         Err(StoreError::NotFound(_))
     ));
+    // Ten requests at once for one organisation: exactly one wins.
+    let dave = user(&store, "dave@example.org", None, OrgRole::Admin).await;
+    let racers: Vec<_> = (0..10)
+        .map(|_| {
+            let (store, dave) = (store.clone(), dave.clone());
+            tokio::spawn(async move {
+                store
+                    .request_upgrade(&dave.org_id, &dave.id, "pro", "", T0)
+                    .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for r in racers {
+        match r.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(won, 1);
     let creq = store
         .request_upgrade(&carol.org_id, &carol.id, "business", "", T0 + 1)
         .await
@@ -393,7 +414,7 @@ async fn upgrade_requests(url: String) {
         .upgrade_requests(None, Some(RequestStatus::Pending))
         .await
         .unwrap();
-    assert_eq!(pending.len(), 2);
+    assert_eq!(pending.len(), 3);
     assert_eq!(pending[0].id, creq.id, "newest first");
     let alices = store
         .upgrade_requests(Some(&alice.org_id), None)
@@ -907,6 +928,25 @@ async fn two_processes_write_at_once(url: String) {
             store.record_failure("login:x", T0, POLICY).await.unwrap()
         }));
     }
+    // Accounts too: each joins Alice's organisation from either pool.
+    let mut joins = Vec::new();
+    for i in 0..6 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let org = alice.org_id.clone();
+        joins.push(tokio::spawn(async move {
+            user(
+                &store,
+                &format!("m{i}@example.org"),
+                Some(&org),
+                OrgRole::Member,
+            )
+            .await
+        }));
+    }
+    for j in joins {
+        j.await.unwrap();
+    }
+    assert_eq!(a.list_users(Some(&alice.org_id)).await.unwrap().len(), 7);
     let mut locks = 0;
     for t in tasks {
         locks += usize::from(t.await.unwrap());

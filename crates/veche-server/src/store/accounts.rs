@@ -169,6 +169,10 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_foreign_key_violation())
+}
+
 impl Store {
     pub async fn create_user(&self, new: NewUser, now: i64) -> StoreResult<User> {
         let email = normalize_email(&new.email)?;
@@ -185,16 +189,10 @@ impl Store {
             .map_err(StoreError::Hash)?;
         let mut tx = self.pool.begin().await?;
         let (org_id, org_role) = match new.org_id {
-            Some(org_id) => {
-                let exists = sqlx::query("SELECT id FROM orgs WHERE id = $1")
-                    .bind(&org_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if exists.is_none() {
-                    return Err(StoreError::NotFound("organisation"));
-                }
-                (org_id, new.org_role)
-            }
+            // No existence check first: a read before the write would make SQLite's
+            // transaction upgrade its lock, which fails at once (without the busy timeout)
+            // when another process writes. The foreign key tells a missing organisation.
+            Some(org_id) => (org_id, new.org_role),
             None => {
                 let org_id = row_id();
                 let org_name = new
@@ -237,6 +235,9 @@ impl Store {
         match inserted {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict("account")),
+            Err(e) if is_foreign_key_violation(&e) => {
+                return Err(StoreError::NotFound("organisation"));
+            }
             Err(e) => return Err(e.into()),
         }
         tx.commit().await?;

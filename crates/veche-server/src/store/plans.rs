@@ -303,7 +303,7 @@ impl Store {
             decided_by: None,
             decided_at: None,
         };
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO upgrade_requests (id, org_id, requested_by, plan_id, note, status, created_at) \
              VALUES ($1, $2, $3, $4, $5, 'pending', $6)",
         )
@@ -314,8 +314,15 @@ impl Store {
         .bind(&req.note)
         .bind(now)
         .execute(&self.pool)
-        .await?;
-        Ok(req)
+        .await;
+        match inserted {
+            Ok(_) => Ok(req),
+            // Lost a race with a concurrent request (the partial unique index).
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                Err(StoreError::Conflict("pending upgrade request"))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub async fn upgrade_request(&self, id: &str) -> StoreResult<Option<UpgradeRequest>> {
