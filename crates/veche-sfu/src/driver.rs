@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::IoSliceMut;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -19,6 +20,7 @@ use veche_proto::{ClientMessage, ParticipantId, ServerMessage};
 
 use crate::SfuConfig;
 use crate::core::{Output, Sfu};
+use crate::udp_batch::SendBatch;
 
 /// A cheap, cloneable handle to the running SFU.
 #[derive(Clone)]
@@ -41,6 +43,7 @@ struct Counters {
     participants: AtomicU64,
     forwarded_packets: AtomicU64,
     forwarded_bytes: AtomicU64,
+    send_dropped: AtomicU64,
 }
 
 enum Command {
@@ -65,6 +68,8 @@ pub struct SfuMetrics {
     pub participants: u64,
     pub forwarded_packets: u64,
     pub forwarded_bytes: u64,
+    /// Datagrams dropped because the socket buffer was full or the kernel refused them.
+    pub send_dropped: u64,
 }
 
 impl SfuHandle {
@@ -136,6 +141,7 @@ impl SfuHandle {
             participants: c.participants.load(Ordering::Relaxed),
             forwarded_packets: c.forwarded_packets.load(Ordering::Relaxed),
             forwarded_bytes: c.forwarded_bytes.load(Ordering::Relaxed),
+            send_dropped: c.send_dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -176,6 +182,17 @@ async fn run(
         .copied()
         .filter(|ip| std::net::UdpSocket::bind(SocketAddr::new(*ip, 0)).is_ok())
         .collect();
+    // On a wildcard-bound socket the kernel picks each datagram's source address by route.
+    // That is the candidate's address unless one family has several routable addresses of
+    // ours; only then is the slower per-datagram send with an explicit source needed.
+    let routable = |v4: bool| {
+        own_ips
+            .iter()
+            .filter(|ip| ip.is_ipv4() == v4 && !ip.is_loopback())
+            .count()
+    };
+    let pick_source = local.ip().is_unspecified() && (routable(true) > 1 || routable(false) > 1);
+    let mut batch = SendBatch::new();
     let mut sfu = Sfu::new(config, Instant::now());
     sfu.set_media_port(local.port());
     let mut connections: HashMap<ParticipantId, mpsc::Sender<ServerMessage>> = HashMap::new();
@@ -184,25 +201,31 @@ async fn run(
         // Flush everything the last input produced.
         let next_timeout = loop {
             match sfu.poll_output() {
-                Output::Timeout(t) => break t,
+                Output::Timeout(t) => {
+                    batch.flush(socket.as_raw_fd());
+                    break t;
+                }
                 Output::Transmit(d) => {
-                    let src_ip = (!d.source.ip().is_unspecified()
-                        && local.ip().is_unspecified()
-                        && own_ips.contains(&d.source.ip()))
-                    .then_some(d.source.ip());
-                    let transmit = Transmit {
-                        destination: d.destination,
-                        ecn: None,
-                        contents: &d.contents,
-                        segment_size: None,
-                        src_ip,
-                    };
-                    // A full socket buffer drops the datagram, as the network would; the
-                    // forwarding loop must never wait on one slow destination.
-                    if let Err(e) = socket.try_io(Interest::WRITABLE, || {
-                        state.try_send((&socket).into(), &transmit)
-                    }) {
-                        debug!(destination = %d.destination, "send failed: {e}");
+                    if pick_source {
+                        let transmit = Transmit {
+                            destination: d.destination,
+                            ecn: None,
+                            contents: &d.contents,
+                            segment_size: None,
+                            src_ip: own_ips.contains(&d.source.ip()).then_some(d.source.ip()),
+                        };
+                        // A full socket buffer drops the datagram, as the network would;
+                        // the forwarding loop never waits on one slow destination.
+                        if let Err(e) = socket.try_io(Interest::WRITABLE, || {
+                            state.try_send((&socket).into(), &transmit)
+                        }) {
+                            debug!(destination = %d.destination, "send failed: {e}");
+                        }
+                    } else {
+                        batch.push(d.destination, d.contents);
+                        if batch.is_full() {
+                            batch.flush(socket.as_raw_fd());
+                        }
                     }
                 }
                 Output::Signal(id, msg) => {
@@ -220,6 +243,10 @@ async fn run(
             }
         };
         publish_counters(&sfu, &shared.counters);
+        shared
+            .counters
+            .send_dropped
+            .store(batch.dropped, Ordering::Relaxed);
 
         let sleep = tokio::time::sleep_until(next_timeout.max(Instant::now()).into());
         tokio::select! {

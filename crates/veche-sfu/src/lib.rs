@@ -10,6 +10,7 @@ mod core;
 pub mod driver;
 mod forward;
 mod participant;
+mod udp_batch;
 
 pub use crate::core::{Counters, Datagram, Output, Sfu};
 pub use config::{Limits, SfuConfig};
