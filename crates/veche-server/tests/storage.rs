@@ -41,6 +41,7 @@ const SUITE: &[(&str, Check)] = checks![
     audit_log,
     data_survives_reopen,
     two_processes_write_at_once,
+    simultaneous_first_start,
 ];
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -60,7 +61,14 @@ fn sqlite_url() -> String {
 async fn storage_suite_on_sqlite() {
     for (name, check) in SUITE {
         eprintln!("sqlite: {name}");
-        check(sqlite_url()).await;
+        let url = sqlite_url();
+        check(url.clone()).await;
+        if let Some(dir) = url
+            .strip_prefix("sqlite://")
+            .and_then(|f| std::path::Path::new(f).parent())
+        {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -955,4 +963,19 @@ async fn two_processes_write_at_once(url: String) {
     // Twenty concurrent failures against a limit of ten: every one was counted, so the key
     // locked exactly twice (at the 10th and the 20th).
     assert_eq!(locks, 2);
+}
+
+/// The server and the admin CLI started at the same moment on a fresh database: both run
+/// the migrations, neither fails.
+async fn simultaneous_first_start(url: String) {
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { Store::open(&url).await })
+        })
+        .collect();
+    for o in opens {
+        let store = o.await.unwrap().expect("concurrent first open");
+        assert_eq!(store.plans().await.unwrap().len(), 3);
+    }
 }

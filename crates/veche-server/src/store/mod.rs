@@ -69,6 +69,9 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 /// before SQLite gives up with "database is locked".
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 
+/// Retries of the migrations after a failure (see [`Store::open`]).
+const MIGRATION_ATTEMPTS: u32 = 5;
+
 impl Store {
     /// Connects to `url` (`sqlite://PATH` or `postgres://…`), creating a SQLite file if missing,
     /// and runs the migrations. Safe to call from several processes at once: SQLite runs in WAL
@@ -119,7 +122,21 @@ impl Store {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&pool).await?;
+        // Two processes starting on a fresh SQLite file (the server and `veche admin`) may
+        // both try to apply a migration; sqlx takes no lock on SQLite, so the loser's
+        // transaction fails and rolls back. Running again then finds it applied.
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&pool).await {
+                Ok(()) => break,
+                Err(e) if attempt < MIGRATION_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "migration raced another process; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(Store { pool, backend })
     }
 
