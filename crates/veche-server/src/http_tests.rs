@@ -28,6 +28,7 @@ impl SfuApi for StaticSfu {
             participants: 5,
             forwarded_packets: 1000,
             forwarded_bytes: 123_456,
+            ..SfuMetrics::default()
         }
     }
 }
