@@ -12,7 +12,8 @@
 #
 # Environment: DURATION (s per run, default 20), STEPS (default "100 200 300 400 600 800"),
 # JOIN_RATE (joins/s, default 40), SERVER_CPU, TOOL_CPU, SKIP_BUILD=1, NOTE (free text on the
-# machine's load for the results file).
+# machine's load for the results file), NICE (e.g. -10: run server and tool at that priority
+# so other work on a shared machine takes less of their cores; needs root; default 0).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -22,6 +23,7 @@ steps=${STEPS:-"100 200 300 400 600 800"}
 join_rate=${JOIN_RATE:-40}
 server_cpu=${SERVER_CPU:-0}
 tool_cpu=${TOOL_CPU:-1}
+prio=(nice -n "${NICE:-0}")
 veche_http=127.0.0.1:18080
 veche_media=17882
 janus_ws=18188
@@ -86,7 +88,7 @@ start_server() { # veche|janus
     case $1 in
         veche)
             rm -rf "$work/veche-data"
-            taskset -c "$server_cpu" "$veche_bin" serve --http "$veche_http" \
+            "${prio[@]}" taskset -c "$server_cpu" "$veche_bin" serve --http "$veche_http" \
                 --media-port "$veche_media" --media-bind "$ip" --public-ip "$ip" \
                 --data-dir "$work/veche-data" --max-participants 5000 \
                 >>"$work/veche.log" 2>&1 &
@@ -94,13 +96,19 @@ start_server() { # veche|janus
             wait_for curl -sf "http://$veche_http/healthz" || { log "veche did not start"; exit 1; }
             ;;
         janus)
-            taskset -c "$server_cpu" janus -F "$work/janus-cfg" -C "$work/janus-cfg/janus.jcfg" \
+            "${prio[@]}" taskset -c "$server_cpu" janus -F "$work/janus-cfg" -C "$work/janus-cfg/janus.jcfg" \
                 >>"$work/janus.log" 2>&1 &
             server_pid=$!
             wait_for bash -c "exec 3<>/dev/tcp/127.0.0.1/$janus_ws" || { log "janus did not start"; exit 1; }
             ;;
     esac
 }
+
+# How the servers were started, for the results file.
+printf '%s\n' \
+    "${prio[*]} taskset -c $server_cpu $veche_bin serve --http $veche_http --media-port $veche_media --media-bind $ip --public-ip $ip --data-dir DIR --max-participants 5000" \
+    "${prio[*]} taskset -c $server_cpu janus -F DIR -C DIR/janus.jcfg   # DIR from: bench/janus-config.sh DIR $janus_ws $ip" \
+    >"$work/server-commands"
 
 url_of() { [ "$1" = veche ] && echo "ws://$veche_http/ws" || echo "ws://127.0.0.1:$janus_ws"; }
 
@@ -110,7 +118,7 @@ run_load() { # server name args... ; writes $work/$server-$name.json
     shift 2
     start_server "$server"
     sleep 1
-    local cmd=(taskset -c "$tool_cpu" "$load_bin" --url "$(url_of "$server")" --target "$server"
+    local cmd=("${prio[@]}" taskset -c "$tool_cpu" "$load_bin" --url "$(url_of "$server")" --target "$server"
         --pid "$server_pid" --json --duration "$duration" --join-rate "$join_rate"
         --bind-ip "$ip" --room-prefix "$name-$$-$RANDOM" "$@")
     commands+=("$(printf '%q ' "${cmd[@]}" | sed "s/--pid [0-9]*/--pid \$PID/; s/--room-prefix [^ ]*/--room-prefix $name/")")

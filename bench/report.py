@@ -106,6 +106,11 @@ for server in ("veche", "janus"):
 
 with open(os.path.join(work, "commands")) as f:
     commands = f.read().strip()
+try:
+    with open(os.path.join(work, "server-commands")) as f:
+        server_commands = f.read().strip()
+except OSError:
+    server_commands = "(not recorded)"
 
 machine = {
     "nproc": sh("nproc"),
@@ -156,6 +161,14 @@ per PeerConnection: its best setting on one core).
 - {note or 'Other work (Rust builds by other engineers) may have shared the two cores during the run; the load averages above say how much.'}
 
 ## Commands
+
+Servers (one at a time, a fresh process per run):
+
+```
+{server_commands}
+```
+
+Load (one line per run):
 
 ```
 {commands}
