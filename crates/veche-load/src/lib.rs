@@ -9,11 +9,13 @@
 //! latency ([`Stats`]). It can drop incoming RTP on purpose to exercise NACK.
 //!
 //! Module map: `participant` is the handle, `driver` the task that owns the sockets and the
-//! `Rtc`, `source` the sans-IO media clock, `payload` the packet formats, `stats` the
-//! bookkeeping.
+//! `Rtc`, `source` the sans-IO media clock, `clip` the real VP8 fixtures and their RFC 7741
+//! packetization, `payload` the packet formats, `stats` and `histogram` the bookkeeping,
+//! `janus` the signalling for Janus's VideoRoom (the same media against another SFU).
 //!
 //! Each participant is one tokio task with its own UDP socket, so one process can run many:
-//! the integration tests use a handful, the load tool many more.
+//! the integration tests use a handful, the `veche-load` binary hundreds (see
+//! `bench/README.md`).
 //!
 //! [`SignalClient`] is the bare signalling connection, for tests that need to send what no
 //! well-behaved client would.
