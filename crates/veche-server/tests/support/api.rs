@@ -32,6 +32,14 @@ pub(crate) struct App {
     pub(crate) store: Store,
     pub(crate) clock: Arc<ManualClock>,
     router: axum::Router,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        // The pool may still hold the file open; unlinking it is fine on Unix.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// One response, with its body parsed as JSON (`Null` when empty).
@@ -81,6 +89,7 @@ impl App {
             store,
             clock,
             router,
+            dir,
         }
     }
 
