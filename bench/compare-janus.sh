@@ -70,8 +70,16 @@ if [ -z "${SKIP_BUILD:-}" ]; then
     log "building veche and veche-load (release)"
     cargo build --release -q -p veche-server -p veche-load
 fi
-veche_bin=$root/target/release/veche
-load_bin=$root/target/release/veche-load
+# Private copies: others building in this checkout must not swap the binaries mid-run.
+mkdir -p "$work/bin"
+cp "$root/target/release/veche" "$root/target/release/veche-load" "$work/bin/"
+veche_bin=$work/bin/veche
+load_bin=$work/bin/veche-load
+revision="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [ -n "$(git -C "$root" status --porcelain -- crates Cargo.lock 2>/dev/null)" ]; then
+    revision="$revision + uncommitted changes in crates/"
+fi
+echo "$revision" >"$work/revision"
 
 # libnice (Janus) gathers no loopback candidates, so both servers and the load tool use this
 # host's own address for media; the kernel still delivers it over lo.

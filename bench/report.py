@@ -107,6 +107,11 @@ for server in ("veche", "janus"):
 with open(os.path.join(work, "commands")) as f:
     commands = f.read().strip()
 try:
+    with open(os.path.join(work, "revision")) as f:
+        revision = f.read().strip()
+except OSError:
+    revision = "unknown"
+try:
     with open(os.path.join(work, "server-commands")) as f:
         server_commands = f.read().strip()
 except OSError:
@@ -156,6 +161,7 @@ per PeerConnection: its best setting on one core).
 ## Machine
 
 - `nproc`: {machine['nproc']}; CPU: {machine['cpu']}; kernel {machine['kernel']}
+- Veche revision measured: {revision} (binaries copied to a private directory at the start)
 - {machine['janus']}; {machine['rustc']}
 - load before the runs: `{uptime_before.strip()}`; after: `{uptime_after.strip()}`
 - {note or 'Other work (Rust builds by other engineers) may have shared the two cores during the run; the load averages above say how much.'}
