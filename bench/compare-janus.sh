@@ -76,8 +76,8 @@ cp "$root/target/release/veche" "$root/target/release/veche-load" "$work/bin/"
 veche_bin=$work/bin/veche
 load_bin=$work/bin/veche-load
 revision="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if [ -n "$(git -C "$root" status --porcelain -- crates Cargo.lock 2>/dev/null)" ]; then
-    revision="$revision + uncommitted changes in crates/"
+if [ -n "$(git -C "$root" status --porcelain -- "crates/*/src" Cargo.lock 2>/dev/null)" ]; then
+    revision="$revision + uncommitted changes in crates/*/src"
 fi
 echo "$revision" >"$work/revision"
 
