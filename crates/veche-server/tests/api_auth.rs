@@ -822,6 +822,47 @@ async fn openapi_document_lists_every_route() {
     for required in ["/auth/login", "/meetings", "/meetings/{meeting}"] {
         assert!(doc.body["paths"][required].is_object(), "{required}");
     }
+    // The documented answers match real ones, field for field.
+    let host = app
+        .user("host@example.org", None, OrgRole::Admin, UserRole::User)
+        .await;
+    let t = app.token(&host).await;
+    let meeting = app
+        .call(
+            "post",
+            "/meetings",
+            Auth::Bearer(&t),
+            Some(json!({"title": "Doc"})),
+        )
+        .await;
+    let id = meeting.body["id"].as_str().unwrap().to_owned();
+    let join = app
+        .call("post", &format!("/meetings/{id}/join"), Auth::None, None)
+        .await;
+    let login = app
+        .call(
+            "post",
+            "/auth/login",
+            Auth::None,
+            login_body("host@example.org", &password_of("host@example.org")),
+        )
+        .await;
+    for (schema, actual) in [
+        ("Meeting", &meeting.body),
+        ("JoinDecision", &join.body),
+        ("Session", &login.body),
+        ("User", &login.body["user"]),
+        ("Org", &login.body["org"]),
+    ] {
+        let props = doc.body["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .unwrap();
+        let mut documented: Vec<&String> = props.keys().collect();
+        let mut real: Vec<&String> = actual.as_object().unwrap().keys().collect();
+        documented.sort();
+        real.sort();
+        assert_eq!(documented, real, "{schema}");
+    }
 }
 
 /// Garbage and mutated bodies at every endpoint that takes one, as the operator: always a

@@ -322,6 +322,45 @@ fn schemas() -> Value {
         "OrgPatch": s(json!({"name": string, "plan_id": string}), &[]),
         "UserPatch": s(json!({"role": {"type": "string", "enum": ["admin", "user"]},
             "org_role": {"type": "string", "enum": ["admin", "member"]}}), &[]),
+        // Answers (not closed: fields may be added).
+        "User": {"type": "object", "properties": {"id": string, "email": string, "name": string,
+            "role": {"type": "string", "enum": ["admin", "user"]}, "org_id": string,
+            "org_role": {"type": "string", "enum": ["admin", "member"]}, "created_at": int}},
+        "Org": {"type": "object", "properties": {"id": string, "name": string, "plan_id": string, "created_at": int}},
+        "PlanInfo": {"type": "object", "properties": {"id": string, "name": string,
+            "max_participants": nullable_int, "max_duration_minutes": nullable_int, "recording": boolean,
+            "breakout_rooms": boolean, "e2ee_required": boolean, "large_meetings": boolean}},
+        "Session": {"type": "object", "properties": {"token": string, "csrf_token": string,
+            "expires_at": int, "user": {"$ref": "#/components/schemas/User"}, "org": {"$ref": "#/components/schemas/Org"}}},
+        "Meeting": {"type": "object", "properties": {"id": string, "org_id": string, "owner_id": string,
+            "title": string, "starts_at": nullable_int, "duration_minutes": int,
+            "recurrence": {"type": "string", "enum": ["none", "weekly"]}, "has_passcode": boolean,
+            "waiting_room": boolean, "join_before_host": boolean, "co_hosts": {"type": "array", "items": string},
+            "created_at": int}},
+        "JoinDecision": {"type": "object", "properties": {"meeting_id": string, "org_id": string, "title": string,
+            "role": {"type": "string", "enum": ["host", "co_host", "participant", "guest"]},
+            "waiting_room": boolean, "wait_for_host": boolean, "max_participants": nullable_int,
+            "max_duration_minutes": nullable_int, "plan": {"$ref": "#/components/schemas/PlanInfo"}}},
+        "UpgradeRequestInfo": {"type": "object", "properties": {"id": string, "org_id": string,
+            "requested_by": string, "plan_id": string, "note": string,
+            "status": {"type": "string", "enum": ["pending", "approved", "declined"]},
+            "created_at": int, "decided_by": {"type": ["string", "null"]}, "decided_at": nullable_int}},
+    })
+}
+
+/// The schema of a route's success answer, where it is one object.
+fn response_schema(route: &Route) -> Option<&'static str> {
+    Some(match (route.method, route.path) {
+        ("post", "/auth/signup" | "/auth/login" | "/auth/password") => "Session",
+        ("post", "/meetings") | ("get" | "patch", "/meetings/{meeting}") => "Meeting",
+        ("post", "/meetings/{meeting}/join") => "JoinDecision",
+        ("put", "/plans/{plan}") => "PlanInfo",
+        ("post", "/orgs/{org}/members") | ("patch", "/admin/users/{user}") => "User",
+        ("patch", "/admin/orgs/{org}") => "Org",
+        ("post", "/orgs/{org}/upgrade-requests")
+        | ("post", "/admin/upgrade-requests/{request}/approve")
+        | ("post", "/admin/upgrade-requests/{request}/decline") => "UpgradeRequestInfo",
+        _ => return None,
     })
 }
 
@@ -340,7 +379,11 @@ pub fn document_value() -> Value {
             "description": route.access.describe(),
             "parameters": params,
             "responses": {
-                route.success.to_string(): {"description": "success"},
+                route.success.to_string(): match response_schema(route) {
+                    Some(name) => json!({"description": "success", "content": {"application/json":
+                        {"schema": {"$ref": format!("#/components/schemas/{name}")}}}}),
+                    None => json!({"description": "success"}),
+                },
                 "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
             },
         });
@@ -374,4 +417,39 @@ pub fn document_value() -> Value {
 
 pub(super) async fn document() -> Response {
     axum::Json(document_value()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `$ref` in the document names a schema that exists.
+    #[test]
+    fn every_reference_resolves() {
+        fn refs(v: &Value, out: &mut Vec<String>) {
+            match v {
+                Value::Object(m) => {
+                    for (k, v) in m {
+                        if k == "$ref" {
+                            out.push(v.as_str().unwrap_or_default().to_owned());
+                        }
+                        refs(v, out);
+                    }
+                }
+                Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+                _ => {}
+            }
+        }
+        let doc = document_value();
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(found.len() > ROUTES.len());
+        for r in found {
+            let name = r.strip_prefix("#/components/schemas/").expect("local ref");
+            assert!(
+                doc["components"]["schemas"][name].is_object(),
+                "{r} missing"
+            );
+        }
+    }
 }
