@@ -41,7 +41,7 @@ before(async () => {
   const httpPort = await freePort();
   const mediaPort = await freePort();
   const log = openSync(path.join(dataDir, 'server.log'), 'a');
-  child = spawn(BIN, ['serve', '--http', `127.0.0.1:${httpPort}`, '--media-port', String(mediaPort), '--data-dir', dataDir],
+  child = spawn(BIN, ['serve', '--http', `127.0.0.1:${httpPort}`, '--media-port', String(mediaPort), '--media-bind', '127.0.0.1', '--public-ip', '127.0.0.1', '--data-dir', dataDir],
     { stdio: ['ignore', log, log] });
   url = `http://127.0.0.1:${httpPort}`;
   const deadline = Date.now() + 20000;

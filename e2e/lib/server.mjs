@@ -54,6 +54,9 @@ export async function startServer(ports = {}) {
     'serve',
     '--http', `127.0.0.1:${httpPort}`,
     '--media-port', String(mediaPort),
+    // Only loopback: tests must not send media to any other address of this machine.
+    '--media-bind', '127.0.0.1',
+    '--public-ip', '127.0.0.1',
     '--data-dir', dataDir,
   ], {
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
