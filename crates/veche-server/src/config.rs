@@ -210,6 +210,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "VECHE_MAX_CHAT_CHARS", value_name = "N")]
     pub(crate) max_chat_chars: Option<usize>,
 
+    /// Kernel receive/send buffer of the media UDP socket, in bytes [default: 8388608].
+    /// All media shares this one socket; too small a buffer drops bursts for everyone.
+    #[arg(long, env = "VECHE_MEDIA_SOCKET_BUFFER", value_name = "BYTES")]
+    pub(crate) media_socket_buffer: Option<usize>,
+
     /// Database URL: `sqlite://FILE` or `postgres://USER@HOST/DB`
     /// [default: sqlite://DATA_DIR/veche.db].
     #[arg(long, env = "VECHE_DATABASE", value_name = "URL")]
@@ -263,6 +268,7 @@ struct FileConfig {
     message_burst: Option<u32>,
     max_participants: Option<usize>,
     max_chat_chars: Option<usize>,
+    media_socket_buffer: Option<usize>,
     log_format: Option<LogFormat>,
     database: Option<String>,
     signup: Option<Signup>,
@@ -384,6 +390,10 @@ impl Config {
                 .max_chat_chars
                 .or(file.max_chat_chars)
                 .unwrap_or(defaults.max_chat_chars),
+            socket_buffer_bytes: args
+                .media_socket_buffer
+                .or(file.media_socket_buffer)
+                .unwrap_or(defaults.socket_buffer_bytes),
             ..defaults
         };
         if sfu_limits.max_participants_per_room == 0 {

@@ -22,6 +22,10 @@ pub struct Limits {
     pub max_chat_chars: usize,
     /// Signalling messages queued for one slow client before it is disconnected.
     pub event_queue: usize,
+    /// Kernel receive and send buffer of the media socket, in bytes. One socket carries every
+    /// participant's media, so the default (~200 KiB) overflows under a burst of publisher
+    /// packets and each packet lost there is lost for every subscriber.
+    pub socket_buffer_bytes: usize,
 }
 
 impl Default for Limits {
@@ -32,6 +36,7 @@ impl Default for Limits {
             max_name_chars: 64,
             max_chat_chars: 4000,
             event_queue: 1024,
+            socket_buffer_bytes: 8 * 1024 * 1024,
         }
     }
 }

@@ -77,6 +77,15 @@ impl SfuHandle {
     pub fn spawn(config: SfuConfig) -> std::io::Result<SfuHandle> {
         let std_socket = std::net::UdpSocket::bind(config.media_bind)?;
         std_socket.set_nonblocking(true)?;
+        let (rcvbuf, sndbuf) =
+            crate::udp_batch::set_buffer_sizes(&std_socket, config.limits.socket_buffer_bytes);
+        if rcvbuf < config.limits.socket_buffer_bytes {
+            warn!(
+                wanted = config.limits.socket_buffer_bytes,
+                got = rcvbuf,
+                "media socket receive buffer is smaller than configured (raise net.core.rmem_max)"
+            );
+        }
         let local_media_addr = std_socket.local_addr()?;
         let (commands, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -105,7 +114,7 @@ impl SfuHandle {
                 })
             })?;
         *shared.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
-        info!(%local_media_addr, "media socket bound");
+        info!(%local_media_addr, rcvbuf, sndbuf, "media socket bound");
         Ok(SfuHandle { inner: shared })
     }
 

@@ -70,6 +70,46 @@ impl SendBatch {
     }
 }
 
+/// Sets the socket's receive and send buffers to `bytes`. As root the `*BUFFORCE` options
+/// lift the `net.core.{r,w}mem_max` cap; otherwise the kernel clamps to it. Returns the
+/// effective (receive, send) sizes as the kernel reports them.
+pub(crate) fn set_buffer_sizes(socket: &std::net::UdpSocket, bytes: usize) -> (usize, usize) {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    let value = bytes.min(i32::MAX as usize / 2) as libc::c_int;
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        if setsockopt_int(fd, force, value).is_err() {
+            let _ = setsockopt_int(fd, plain, value);
+        }
+    }
+    let sock = socket2::SockRef::from(socket);
+    (
+        sock.recv_buffer_size().unwrap_or(0),
+        sock.send_buffer_size().unwrap_or(0),
+    )
+}
+
+fn setsockopt_int(fd: RawFd, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: `value` lives across the call and its size is passed alongside.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 fn send_mmsg(fd: RawFd, addrs: &[SockAddr], payloads: &[Vec<u8>]) -> io::Result<usize> {
     let n = addrs.len().min(payloads.len()).min(MAX_BATCH);
     // Zeroed C structs are valid values; every field we rely on is set below.
