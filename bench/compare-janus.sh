@@ -7,7 +7,9 @@
 #   c) 1 -> N for N in $STEPS until loss >= 1 %, a join fails, or the load tool saturates
 # Writes bench/results/YYYY-MM-DD.md (+ .png) and prints as its last line
 #   veche/janus forwarded-packets-per-cpu-second: X.XX (1->50), Y.YY (6x6)
-# Everything listens on 127.0.0.1 or this host's own address; nothing leaves the machine.
+# Everything runs inside a private network namespace made for the run (loopback plus a veth
+# pair holding $BENCH_IP, default 10.231.0.1): no packet can reach any other host, and no
+# address of this machine's real interfaces is used. Needs root (ip netns).
 # Bounded: every load run has a timeout; whatever the script started is killed on exit.
 #
 # Environment: DURATION (s per run, default 20), STEPS (default "100 200 300 400 600 800"),
@@ -61,7 +63,10 @@ stop_server() {
         server_pid=""
     fi
 }
-cleanup() { stop_server; }
+# A private network namespace for servers and tool, deleted on exit.
+netns=veche-bench-$$
+ns=(ip netns exec "$netns")
+cleanup() { stop_server; ip netns del "$netns" 2>/dev/null || true; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -81,9 +86,16 @@ if [ -n "$(git -C "$root" status --porcelain -- "crates/*/src" Cargo.lock 2>/dev
 fi
 echo "$revision" >"$work/revision"
 
-# libnice (Janus) gathers no loopback candidates, so both servers and the load tool use this
-# host's own address for media; the kernel still delivers it over lo.
-ip=$(hostname -I | awk '{print $1}')
+# libnice (Janus) gathers no loopback candidates, so media uses a non-loopback address: one
+# end of a veth pair inside the namespace. Both ends live in the namespace, so traffic to it
+# is local delivery there and nothing can leave.
+ip=${BENCH_IP:-10.231.0.1}
+ip netns add "$netns"
+ip -n "$netns" link set lo up
+ip -n "$netns" link add vbench0 type veth peer name vbench1
+ip -n "$netns" addr add "$ip/24" dev vbench0
+ip -n "$netns" link set vbench0 up
+ip -n "$netns" link set vbench1 up
 log "media on $ip, servers on CPU $server_cpu, load tool on CPU $tool_cpu"
 "$root/bench/janus-config.sh" "$work/janus-cfg" "$janus_ws" "$ip"
 
@@ -96,26 +108,26 @@ start_server() { # veche|janus
     case $1 in
         veche)
             rm -rf "$work/veche-data"
-            "${prio[@]}" taskset -c "$server_cpu" "$veche_bin" serve --http "$veche_http" \
+            "${ns[@]}" "${prio[@]}" taskset -c "$server_cpu" "$veche_bin" serve --http "$veche_http" \
                 --media-port "$veche_media" --media-bind "$ip" --public-ip "$ip" \
                 --data-dir "$work/veche-data" --max-participants 5000 \
                 >>"$work/veche.log" 2>&1 &
             server_pid=$!
-            wait_for curl -sf "http://$veche_http/healthz" || { log "veche did not start"; exit 1; }
+            wait_for "${ns[@]}" curl -sf "http://$veche_http/healthz" || { log "veche did not start"; exit 1; }
             ;;
         janus)
-            "${prio[@]}" taskset -c "$server_cpu" janus -F "$work/janus-cfg" -C "$work/janus-cfg/janus.jcfg" \
+            "${ns[@]}" "${prio[@]}" taskset -c "$server_cpu" janus -F "$work/janus-cfg" -C "$work/janus-cfg/janus.jcfg" \
                 >>"$work/janus.log" 2>&1 &
             server_pid=$!
-            wait_for bash -c "exec 3<>/dev/tcp/127.0.0.1/$janus_ws" || { log "janus did not start"; exit 1; }
+            wait_for "${ns[@]}" bash -c "exec 3<>/dev/tcp/127.0.0.1/$janus_ws" || { log "janus did not start"; exit 1; }
             ;;
     esac
 }
 
 # How the servers were started, for the results file.
 printf '%s\n' \
-    "${prio[*]} taskset -c $server_cpu $veche_bin serve --http $veche_http --media-port $veche_media --media-bind $ip --public-ip $ip --data-dir DIR --max-participants 5000" \
-    "${prio[*]} taskset -c $server_cpu janus -F DIR -C DIR/janus.jcfg   # DIR from: bench/janus-config.sh DIR $janus_ws $ip" \
+    "ip netns exec NS ${prio[*]} taskset -c $server_cpu $veche_bin serve --http $veche_http --media-port $veche_media --media-bind $ip --public-ip $ip --data-dir DIR --max-participants 5000" \
+    "ip netns exec NS ${prio[*]} taskset -c $server_cpu janus -F DIR -C DIR/janus.jcfg   # DIR from: bench/janus-config.sh DIR $janus_ws $ip" \
     >"$work/server-commands"
 
 url_of() { [ "$1" = veche ] && echo "ws://$veche_http/ws" || echo "ws://127.0.0.1:$janus_ws"; }
@@ -126,10 +138,10 @@ run_load() { # server name args... ; writes $work/$server-$name.json
     shift 2
     start_server "$server"
     sleep 1
-    local cmd=("${prio[@]}" taskset -c "$tool_cpu" "$load_bin" --url "$(url_of "$server")" --target "$server"
+    local cmd=("${ns[@]}" "${prio[@]}" taskset -c "$tool_cpu" "$load_bin" --url "$(url_of "$server")" --target "$server"
         --pid "$server_pid" --json --duration "$duration" --join-rate "$join_rate"
         --bind-ip "$ip" --room-prefix "$name-$$-$RANDOM" "$@")
-    commands+=("$(printf '%q ' "${cmd[@]}" | sed "s/--pid [0-9]*/--pid \$PID/; s/--room-prefix [^ ]*/--room-prefix $name/")")
+    commands+=("$(printf '%q ' "${cmd[@]}" | sed "s/veche-bench-[0-9]*/NS/; s/--pid [0-9]*/--pid \$PID/; s/--room-prefix [^ ]*/--room-prefix $name/")")
     log "$server $name: $*"
     if ! timeout $((duration + 180)) "${cmd[@]}" >"$work/$server-$name.json" 2>>"$work/load.log"; then
         log "$server $name: load run failed (see $work/load.log)"

@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # Writes a local-only Janus configuration into the directory $1: the VideoRoom plugin and the
 # WebSocket transport on 127.0.0.1:${2:-8188}, nothing else. No STUN, no NAT mapping, IPv4
-# only. ICE candidates are gathered on the address $3 only (default: this machine's first
-# address): libnice skips loopback interfaces, so 127.0.0.1 cannot be used; packets between
-# two processes on one host's own address still never leave the host (the kernel delivers
-# them over lo). Run Janus with: janus -F "$1" -C "$1/janus.jcfg"
+# only. ICE candidates are gathered on the address $3 only (compare-janus.sh passes a veth
+# address inside its private network namespace): libnice skips loopback interfaces, so
+# 127.0.0.1 cannot be used. Run Janus with: janus -F "$1" -C "$1/janus.jcfg"
 set -euo pipefail
 dir=$1
 port=${2:-8188}
-ice_ip=${3:-$(hostname -I | awk '{print $1}')}
+ice_ip=${3:?usage: janus-config.sh DIR PORT ICE_IP}
 lib=""
 for d in /usr/lib/*/janus /usr/lib/janus /usr/local/lib/janus /opt/janus/lib/janus; do
     if [ -d "$d/plugins" ]; then lib=$d; break; fi
