@@ -188,8 +188,8 @@ impl Sfu {
                 ErrorCode::NotJoined,
                 "send a join message before anything else",
             ),
-            ClientMessage::Answer { sdp } => self.answer(now, id, &sdp),
-            ClientMessage::Candidate { candidate } => self.candidate(now, id, &candidate),
+            ClientMessage::Answer { sdp } => self.answer(id, &sdp),
+            ClientMessage::Candidate { candidate } => self.candidate(id, &candidate),
             ClientMessage::SetMedia { kind, enabled } => self.set_media(id, kind, enabled),
             ClientMessage::Chat { text } => self.chat(id, unix_ms, text),
             ClientMessage::RaiseHand { raised } => {
@@ -422,7 +422,7 @@ impl Sfu {
         self.mark_poll(id);
     }
 
-    fn answer(&mut self, now: Instant, id: ParticipantId, sdp: &str) {
+    fn answer(&mut self, id: ParticipantId, sdp: &str) {
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
@@ -443,10 +443,9 @@ impl Sfu {
         }
         self.negotiate(id);
         self.mark_poll(id);
-        let _ = now;
     }
 
-    fn candidate(&mut self, now: Instant, id: ParticipantId, candidate: &str) {
+    fn candidate(&mut self, id: ParticipantId, candidate: &str) {
         let candidate = candidate.trim();
         let candidate = candidate.strip_prefix("a=").unwrap_or(candidate);
         // Browsers that have no camera/mic permission hide their addresses behind mDNS
@@ -481,7 +480,6 @@ impl Sfu {
                 format!("invalid ICE candidate: {e}"),
             ),
         }
-        let _ = now;
     }
 
     fn set_media(&mut self, id: ParticipantId, kind: TrackKind, enabled: bool) {
