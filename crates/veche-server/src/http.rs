@@ -138,7 +138,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let sfu = state.sfu.metrics();
     let ws_connections = state.stats.connections.load(Ordering::Relaxed);
     let rejected = state.stats.rejected_messages.load(Ordering::Relaxed);
-    let rows: [(&str, &str, &str, u64); 6] = [
+    let rows: [(&str, &str, &str, u64); 7] = [
         (
             "veche_rooms",
             "gauge",
@@ -162,6 +162,12 @@ async fn metrics(State(state): State<AppState>) -> Response {
             "counter",
             "RTP payload bytes forwarded to subscribers.",
             sfu.forwarded_bytes,
+        ),
+        (
+            "veche_media_send_dropped_total",
+            "counter",
+            "Media datagrams dropped because the socket buffer was full or the kernel refused them.",
+            sfu.send_dropped,
         ),
         (
             "veche_ws_connections",

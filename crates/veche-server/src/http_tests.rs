@@ -28,7 +28,7 @@ impl SfuApi for StaticSfu {
             participants: 5,
             forwarded_packets: 1000,
             forwarded_bytes: 123_456,
-            ..SfuMetrics::default()
+            send_dropped: 7,
         }
     }
 }
@@ -83,6 +83,8 @@ async fn metrics_are_prometheus_text() {
         "# TYPE veche_forwarded_packets_total counter",
         "veche_forwarded_packets_total 1000",
         "veche_forwarded_bytes_total 123456",
+        "# TYPE veche_media_send_dropped_total counter",
+        "veche_media_send_dropped_total 7",
         "veche_ws_connections 0",
     ] {
         assert!(
