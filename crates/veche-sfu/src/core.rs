@@ -12,8 +12,7 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
 use veche_proto::{
-    ClientMessage, ErrorCode, PROTOCOL_VERSION, ParticipantId, ParticipantInfo, ServerMessage,
-    TrackKind,
+    ClientMessage, ErrorCode, PROTOCOL_VERSION, ParticipantId, ServerMessage, TrackKind,
 };
 
 use crate::SfuConfig;
@@ -91,6 +90,8 @@ pub struct Sfu {
     to_request_keyframe: Vec<(ParticipantId, TrackKind)>,
     /// Participants whose `Rtc` has new input and must be polled.
     to_poll: Vec<ParticipantId>,
+    /// Scratch for participants whose timer is due, reused across ticks.
+    due: Vec<ParticipantId>,
     /// Scratch for draining `to_poll` without allocating.
     polling: Vec<ParticipantId>,
     /// The latest `now` given, for work deferred to `poll_output`.
@@ -128,6 +129,7 @@ impl Sfu {
             to_forward: VecDeque::new(),
             to_request_keyframe: Vec::new(),
             to_poll: Vec::new(),
+            due: Vec::new(),
             polling: Vec::new(),
             last_now: now,
             to_remove: Vec::new(),
@@ -279,13 +281,14 @@ impl Sfu {
             self.next_speaker_eval = now + SPEAKER_WINDOW;
             self.evaluate_speakers();
         }
-        let due: Vec<ParticipantId> = self
-            .participants
-            .values()
-            .filter(|p| p.next_timeout <= now)
-            .map(|p| p.id)
-            .collect();
-        for id in due {
+        let mut due = std::mem::take(&mut self.due);
+        due.extend(
+            self.participants
+                .values()
+                .filter(|p| p.next_timeout <= now)
+                .map(|p| p.id),
+        );
+        for id in due.drain(..) {
             if let Some(p) = self.participants.get_mut(&id)
                 && let Err(e) = p.rtc.handle_input(Input::Timeout(now))
             {
@@ -293,6 +296,7 @@ impl Sfu {
             }
             self.drive(now, id);
         }
+        self.due = due;
         self.run_queues(now, true);
         self.earliest = self
             .participants
@@ -654,7 +658,6 @@ impl Sfu {
                 })),
                 RtcOutput::Event(event) => match event {
                     Event::Connected => {
-                        p.connected = true;
                         info!(
                             participant = id,
                             ms = now.duration_since(p.joined_at).as_millis() as u64,
@@ -867,18 +870,6 @@ impl Sfu {
                 },
             );
         }
-    }
-
-    /// Infos of everyone in `room` (for tests and diagnostics).
-    pub fn room_participants(&self, room: &str) -> Vec<ParticipantInfo> {
-        let Some(key) = self.room_keys.get(room) else {
-            return Vec::new();
-        };
-        self.members(*key)
-            .iter()
-            .filter_map(|m| self.participants.get(m))
-            .map(|p| p.info.clone())
-            .collect()
     }
 }
 

@@ -277,8 +277,23 @@ async fn run(
                     }
                     Some(Command::Shutdown) | None => {
                         sfu.shutdown();
-                        while let Output::Signal(..) | Output::Close(_) | Output::Transmit(_) = sfu.poll_output() {}
-                        // Closing the senders ends each connection after what it has queued.
+                        // Joined participants get the core's goodbye; connections that never
+                        // joined are unknown to the core and get the same error from here.
+                        loop {
+                            match sfu.poll_output() {
+                                Output::Signal(id, msg) => {
+                                    if let Some(tx) = connections.get(&id) {
+                                        let _ = tx.try_send(msg);
+                                    }
+                                }
+                                Output::Close(id) => {
+                                    connections.remove(&id);
+                                }
+                                Output::Transmit(_) => {}
+                                Output::Timeout(_) => break,
+                            }
+                        }
+                        // Dropping the senders ends each connection after what it has queued.
                         for (id, tx) in connections.drain() {
                             let _ = tx.try_send(ServerMessage::error(
                                 veche_proto::ErrorCode::ShuttingDown,

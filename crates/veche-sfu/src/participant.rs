@@ -108,7 +108,6 @@ pub(crate) struct Participant {
     /// When str0m next wants `Input::Timeout`.
     pub(crate) next_timeout: Instant,
     pub(crate) joined_at: Instant,
-    pub(crate) connected: bool,
     /// Sum and count of (127 - RFC 6464 level) over the current speaker window.
     pub(crate) loudness: (u32, u32),
     pub(crate) remote_candidates: usize,
@@ -191,7 +190,6 @@ impl Participant {
             addrs: Vec::new(),
             next_timeout: now,
             joined_at: now,
-            connected: false,
             loudness: (0, 0),
             remote_candidates: 0,
             queued_poll: false,
