@@ -137,6 +137,7 @@ impl SyntheticParticipant {
                 version: PROTOCOL_VERSION,
                 room: room.to_owned(),
                 name: name.to_owned(),
+                passcode: None,
             })
             .await?;
         // The first reply is `joined` or an error saying why not.

@@ -40,11 +40,75 @@ impl TrackKind {
     }
 }
 
+/// A participant's standing in a meeting. Hosts and co-hosts may use the host controls; only
+/// the host may appoint co-hosts, hand the host role on, or end the meeting for everyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Host,
+    CoHost,
+    /// Signed in with an account.
+    #[default]
+    Participant,
+    /// Joined without an account.
+    Guest,
+}
+
+impl Role {
+    /// Host or co-host: may admit, mute, remove and lock.
+    pub fn moderates(self) -> bool {
+        matches!(self, Role::Host | Role::CoHost)
+    }
+}
+
+/// Why a joiner is held in the waiting room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitReason {
+    /// The meeting has a waiting room: a host or co-host admits or denies each joiner.
+    WaitingRoom,
+    /// Join-before-host is off and no host or co-host is in the meeting yet.
+    HostAbsent,
+}
+
+/// Why a meeting ended for everyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The host ended it.
+    Host,
+    /// The organisation's plan limits meetings to this length.
+    TimeLimit,
+}
+
+/// Meeting-wide settings and limits, sent on join and whenever a host changes them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeetingState {
+    /// The meeting's title (empty for an instant guest room).
+    pub title: String,
+    /// No one new may join (hosts and co-hosts of the meeting still may).
+    pub locked: bool,
+    /// Participants muted by a host may unmute themselves. When `false` they need a host's
+    /// [`ClientMessage::AskUnmute`] first.
+    pub allow_self_unmute: bool,
+    /// When the plan's time limit ends the meeting, in milliseconds since the Unix epoch.
+    pub ends_at_ms: Option<u64>,
+}
+
+/// Someone in the waiting room, as hosts and co-hosts see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingInfo {
+    pub id: ParticipantId,
+    pub name: String,
+    pub role: Role,
+}
+
 /// What the room knows about one participant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParticipantInfo {
     pub id: ParticipantId,
     pub name: String,
+    pub role: Role,
     /// Microphone is on (published and not muted).
     pub audio: bool,
     /// Camera is on.
@@ -58,11 +122,15 @@ pub struct ParticipantInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientMessage {
-    /// First message on a connection.
+    /// First message on a connection. `room` is a meeting id or an instant guest room name.
+    /// After a non-fatal refusal (passcode required or wrong) the client may send it again.
     Join {
         version: u32,
         room: String,
         name: String,
+        /// The meeting's passcode, when it has one (hosts and co-hosts need none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        passcode: Option<String>,
     },
     /// The answer to the server's latest [`ServerMessage::Offer`].
     Answer { sdp: String },
@@ -78,6 +146,49 @@ pub enum ClientMessage {
     RaiseHand { raised: bool },
     /// Leave the room; the server closes the connection afterwards.
     Leave,
+
+    // Host controls: hosts and co-hosts, except where noted. Anyone else gets
+    // [`ErrorCode::Forbidden`].
+    /// Let a participant in from the waiting room.
+    Admit { participant_id: ParticipantId },
+    /// Turn a participant in the waiting room away.
+    Deny { participant_id: ParticipantId },
+    /// Mute a participant's microphone or camera (or end their screen share). The server stops
+    /// forwarding the track at once, whatever the participant's client does.
+    Mute {
+        participant_id: ParticipantId,
+        kind: TrackKind,
+    },
+    /// Mute every microphone except the hosts' and co-hosts', and set whether participants may
+    /// unmute themselves.
+    MuteAll { allow_self_unmute: bool },
+    /// Ask a muted participant to unmute; allows them to even when self-unmute is off.
+    AskUnmute {
+        participant_id: ParticipantId,
+        kind: TrackKind,
+    },
+    /// Change meeting-wide settings; absent fields stay as they are.
+    SetMeeting {
+        #[serde(default)]
+        locked: Option<bool>,
+        #[serde(default)]
+        allow_self_unmute: Option<bool>,
+    },
+    /// Remove a participant; with `bar`, they cannot join this meeting again while it runs.
+    Remove {
+        participant_id: ParticipantId,
+        #[serde(default)]
+        bar: bool,
+    },
+    /// Host only: make a participant co-host (`co_host`) or take it back (`participant`).
+    SetRole {
+        participant_id: ParticipantId,
+        role: Role,
+    },
+    /// Host only: make another participant the host; the old host becomes co-host.
+    TransferHost { participant_id: ParticipantId },
+    /// Host only: end the meeting for everyone.
+    EndMeeting,
 }
 
 /// Messages the server sends.
@@ -91,6 +202,18 @@ pub enum ServerMessage {
         room: String,
         /// Everyone already in the room (not including the joiner).
         participants: Vec<ParticipantInfo>,
+        /// The joiner's own role.
+        role: Role,
+        meeting: MeetingState,
+        /// The waiting room, when the joiner moderates (empty otherwise).
+        waiting: Vec<WaitingInfo>,
+    },
+    /// Reply to [`ClientMessage::Join`] when the joiner is held in the waiting room. A
+    /// [`ServerMessage::Joined`] follows once admitted; a fatal [`ErrorCode::Denied`] if not.
+    Waiting {
+        room: String,
+        title: String,
+        reason: WaitReason,
     },
     /// A new SDP offer; the client answers with [`ClientMessage::Answer`]. Sent again on every
     /// renegotiation (joins, leaves, screen shares).
@@ -137,6 +260,32 @@ pub enum ServerMessage {
     ActiveSpeaker {
         participant_id: Option<ParticipantId>,
     },
+    /// To hosts and co-hosts: someone is waiting to be admitted.
+    WaitingAdded { participant: WaitingInfo },
+    /// To hosts and co-hosts: someone left the waiting room (admitted, denied or gone).
+    WaitingRemoved { participant_id: ParticipantId },
+    /// A participant's role changed.
+    RoleChanged {
+        participant_id: ParticipantId,
+        role: Role,
+    },
+    /// To the muted participant: a host muted this track. A
+    /// [`ServerMessage::MediaState`] tells everyone.
+    MutedByHost {
+        kind: TrackKind,
+        by: ParticipantId,
+    },
+    /// To a participant: a host asks them to unmute this track (they are now allowed to).
+    UnmuteRequested {
+        kind: TrackKind,
+        by: ParticipantId,
+    },
+    /// A host changed the meeting's settings.
+    MeetingUpdated { meeting: MeetingState },
+    /// The plan's time limit ends the meeting soon.
+    MeetingEnding { minutes_left: u32, ends_at_ms: u64 },
+    /// The meeting is over for everyone; the server closes the connection afterwards.
+    MeetingEnded { reason: EndReason },
     /// Something the client sent was refused. The connection stays open unless the code says
     /// otherwise ([`ErrorCode::is_fatal`]).
     Error {
@@ -179,6 +328,27 @@ pub enum ErrorCode {
     /// The server is shutting down.
     ShuttingDown,
     Internal,
+    /// The meeting has a passcode and the join carried none.
+    PasscodeRequired,
+    WrongPasscode,
+    /// Too many wrong passcodes for this meeting or from this address; try again later.
+    LockedOut,
+    /// No meeting has this id, and instant guest rooms are turned off.
+    MeetingNotFound,
+    /// A host locked the meeting.
+    MeetingLocked,
+    /// A host removed this participant from the meeting.
+    Removed,
+    /// A host removed this participant and barred them from rejoining.
+    Barred,
+    /// A host turned this participant away from the waiting room.
+    Denied,
+    /// The action needs a host or co-host (or the host).
+    Forbidden,
+    /// No participant (or waiting participant) has this id in the meeting.
+    UnknownParticipant,
+    /// A host muted this track and self-unmute is off; wait for a host's ask to unmute.
+    UnmuteNotAllowed,
 }
 
 impl ErrorCode {
@@ -191,6 +361,12 @@ impl ErrorCode {
                 | ErrorCode::MediaFailed
                 | ErrorCode::ShuttingDown
                 | ErrorCode::Internal
+                | ErrorCode::LockedOut
+                | ErrorCode::MeetingNotFound
+                | ErrorCode::MeetingLocked
+                | ErrorCode::Removed
+                | ErrorCode::Barred
+                | ErrorCode::Denied
         )
     }
 }
@@ -217,7 +393,7 @@ impl ParseError {
     }
 }
 
-const CLIENT_TYPES: [&str; 7] = [
+const CLIENT_TYPES: [&str; 17] = [
     "join",
     "answer",
     "candidate",
@@ -225,6 +401,16 @@ const CLIENT_TYPES: [&str; 7] = [
     "chat",
     "raise_hand",
     "leave",
+    "admit",
+    "deny",
+    "mute",
+    "mute_all",
+    "ask_unmute",
+    "set_meeting",
+    "remove",
+    "set_role",
+    "transfer_host",
+    "end_meeting",
 ];
 
 impl ClientMessage {
@@ -286,6 +472,7 @@ mod tests {
             version: PROTOCOL_VERSION,
             room: "abc".into(),
             name: "Ann".into(),
+            passcode: None,
         };
         let json = msg.to_json();
         assert_eq!(
@@ -339,6 +526,7 @@ mod tests {
                 version: 1,
                 room: "r".into(),
                 name: "n".into(),
+                passcode: Some("1234".into()),
             },
             ClientMessage::Answer { sdp: "v=0".into() },
             ClientMessage::Candidate {
@@ -351,10 +539,64 @@ mod tests {
             ClientMessage::Chat { text: "x".into() },
             ClientMessage::RaiseHand { raised: true },
             ClientMessage::Leave,
+            ClientMessage::Admit { participant_id: 2 },
+            ClientMessage::Deny { participant_id: 2 },
+            ClientMessage::Mute {
+                participant_id: 2,
+                kind: TrackKind::Audio,
+            },
+            ClientMessage::MuteAll {
+                allow_self_unmute: false,
+            },
+            ClientMessage::AskUnmute {
+                participant_id: 2,
+                kind: TrackKind::Video,
+            },
+            ClientMessage::SetMeeting {
+                locked: Some(true),
+                allow_self_unmute: None,
+            },
+            ClientMessage::Remove {
+                participant_id: 2,
+                bar: true,
+            },
+            ClientMessage::SetRole {
+                participant_id: 2,
+                role: Role::CoHost,
+            },
+            ClientMessage::TransferHost { participant_id: 2 },
+            ClientMessage::EndMeeting,
         ];
+        assert_eq!(samples.len(), CLIENT_TYPES.len());
         for msg in samples {
             assert_eq!(ClientMessage::parse(&msg.to_json()).unwrap(), msg);
         }
+    }
+
+    #[test]
+    fn optional_fields_may_be_left_out() {
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"set_meeting","locked":true}"#).unwrap(),
+            ClientMessage::SetMeeting {
+                locked: Some(true),
+                allow_self_unmute: None
+            }
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"remove","participant_id":3}"#).unwrap(),
+            ClientMessage::Remove {
+                participant_id: 3,
+                bar: false
+            }
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"set_role","participant_id":3,"role":"co_host"}"#)
+                .unwrap(),
+            ClientMessage::SetRole {
+                participant_id: 3,
+                role: Role::CoHost
+            }
+        );
     }
 
     #[test]

@@ -70,6 +70,7 @@ fn join(version: u32, room: &str, name: &str) -> String {
         version,
         room: room.into(),
         name: name.into(),
+        passcode: None,
     }
     .to_json()
 }

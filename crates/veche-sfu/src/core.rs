@@ -12,7 +12,8 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
 use veche_proto::{
-    ClientMessage, ErrorCode, PROTOCOL_VERSION, ParticipantId, ServerMessage, TrackKind,
+    ClientMessage, ErrorCode, MeetingState, PROTOCOL_VERSION, ParticipantId, Role, ServerMessage,
+    TrackKind,
 };
 
 use crate::SfuConfig;
@@ -184,6 +185,7 @@ impl Sfu {
                 version,
                 room,
                 name,
+                passcode: _,
             } => self.join(now, id, version, room, name),
             _ if !self.participants.contains_key(&id) => self.error(
                 id,
@@ -212,6 +214,7 @@ impl Sfu {
                 self.remove(id);
                 self.out.push_back(Output::Close(id));
             }
+            _ => self.error(id, ErrorCode::Forbidden, "host controls are not available yet"),
         }
         self.run_queues(now, true);
     }
@@ -409,6 +412,14 @@ impl Sfu {
                 participant_id: id,
                 room,
                 participants: others,
+                role: Role::Participant,
+                meeting: MeetingState {
+                    title: String::new(),
+                    locked: false,
+                    allow_self_unmute: true,
+                    ends_at_ms: None,
+                },
+                waiting: Vec::new(),
             },
         ));
         self.broadcast(

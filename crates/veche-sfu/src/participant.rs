@@ -7,7 +7,7 @@ use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::rtp::Ssrc;
 use str0m::{Candidate, Rtc};
-use veche_proto::{ParticipantId, ParticipantInfo, ServerMessage, TrackKind};
+use veche_proto::{ParticipantId, ParticipantInfo, Role, ServerMessage, TrackKind};
 
 use crate::forward::SeqRewriter;
 
@@ -176,6 +176,7 @@ impl Participant {
             info: ParticipantInfo {
                 id,
                 name,
+                role: Role::Participant,
                 audio: false,
                 video: false,
                 screen: false,

@@ -267,6 +267,7 @@ impl Sim {
                 version: PROTOCOL_VERSION,
                 room: room.into(),
                 name: name.into(),
+                passcode: None,
             },
         );
         self.clients.len() - 1
