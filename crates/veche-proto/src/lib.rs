@@ -349,6 +349,8 @@ pub enum ErrorCode {
     UnknownParticipant,
     /// A host muted this track and self-unmute is off; wait for a host's ask to unmute.
     UnmuteNotAllowed,
+    /// To a host admitting someone: the meeting is at its participant cap.
+    MeetingFull,
 }
 
 impl ErrorCode {

@@ -1,4 +1,5 @@
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 /// Everything the SFU needs to know from the operator.
 #[derive(Debug, Clone)]
@@ -26,6 +27,9 @@ pub struct Limits {
     /// participant's media, so the default (~200 KiB) overflows under a burst of publisher
     /// packets and each packet lost there is lost for every subscriber.
     pub socket_buffer_bytes: usize,
+    /// The length of a minute for meeting time limits and their warnings. Always 60 s in
+    /// service; tests shorten it to see a 40-minute limit end a meeting in seconds.
+    pub minute: Duration,
 }
 
 impl Default for Limits {
@@ -37,6 +41,7 @@ impl Default for Limits {
             max_chat_chars: 4000,
             event_queue: 1024,
             socket_buffer_bytes: 8 * 1024 * 1024,
+            minute: Duration::from_secs(60),
         }
     }
 }

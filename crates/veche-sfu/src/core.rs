@@ -1,5 +1,7 @@
 //! The sans-IO SFU core.
 
+mod host;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,11 +14,11 @@ use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
 use veche_proto::{
-    ClientMessage, ErrorCode, MeetingState, PROTOCOL_VERSION, ParticipantId, Role, ServerMessage,
-    TrackKind,
+    ClientMessage, ErrorCode, PROTOCOL_VERSION, ParticipantId, ServerMessage, TrackKind,
 };
 
 use crate::SfuConfig;
+use crate::meeting::{JoinGrant, JoinRequest, MeetingLive, SfuEvent};
 use crate::participant::{AnswerError, Participant, Purpose, slot};
 
 /// A datagram to send.
@@ -35,6 +37,8 @@ pub enum Output {
     Signal(ParticipantId, ServerMessage),
     /// Close this participant's signalling connection (after the signals queued before it).
     Close(ParticipantId),
+    /// Something for the server to store (audit log, usage).
+    Event(SfuEvent),
     /// Nothing more to do until this instant (or until the next input).
     Timeout(Instant),
 }
@@ -62,6 +66,15 @@ struct Room {
     name: String,
     members: Vec<ParticipantId>,
     speaker: Option<ParticipantId>,
+    live: MeetingLive,
+}
+
+/// A connection held in a room's waiting room: not a participant yet (no media).
+struct Waiter {
+    room: RoomKey,
+    name: String,
+    grant: JoinGrant,
+    reason: veche_proto::WaitReason,
 }
 
 /// The SFU's rooms, participants and forwarding, with no I/O.
@@ -77,6 +90,7 @@ pub struct Sfu {
     crypto: Arc<CryptoProvider>,
     candidates: Vec<Candidate>,
     participants: HashMap<ParticipantId, Participant>,
+    waiters: HashMap<ParticipantId, Waiter>,
     rooms: HashMap<RoomKey, Room>,
     room_keys: HashMap<String, RoomKey>,
     next_room_key: RoomKey,
@@ -100,6 +114,9 @@ pub struct Sfu {
     to_remove: Vec<(ParticipantId, ErrorCode, String)>,
     signals: Vec<ServerMessage>,
     counters: Counters,
+    /// The wall clock at an instant, from the latest input that carried it: turns instants
+    /// into Unix times for clients and the usage record.
+    clock: (Instant, u64),
 }
 
 impl Sfu {
@@ -119,6 +136,7 @@ impl Sfu {
             crypto: Arc::new(str0m::crypto::from_feature_flags()),
             candidates,
             participants: HashMap::new(),
+            waiters: HashMap::new(),
             rooms: HashMap::new(),
             room_keys: HashMap::new(),
             next_room_key: 0,
@@ -136,6 +154,7 @@ impl Sfu {
             to_remove: Vec::new(),
             signals: Vec::new(),
             counters: Counters::default(),
+            clock: (now, 0),
         }
     }
 
@@ -180,13 +199,34 @@ impl Sfu {
         id: ParticipantId,
         msg: ClientMessage,
     ) {
+        self.clock = (now, unix_ms);
+        self.last_now = self.last_now.max(now);
         match msg {
+            // A bare join (no server-side grant) is an instant guest room.
             ClientMessage::Join {
                 version,
                 room,
                 name,
                 passcode: _,
-            } => self.join(now, id, version, room, name),
+            } => self.join(
+                now,
+                id,
+                JoinRequest {
+                    version,
+                    room,
+                    name,
+                    grant: JoinGrant::guest_room(),
+                },
+            ),
+            ClientMessage::Leave if self.waiters.contains_key(&id) => {
+                self.remove_waiter(id);
+                self.out.push_back(Output::Close(id));
+            }
+            _ if self.waiters.contains_key(&id) => self.error(
+                id,
+                ErrorCode::NotJoined,
+                "waiting to be admitted by a host",
+            ),
             _ if !self.participants.contains_key(&id) => self.error(
                 id,
                 ErrorCode::NotJoined,
@@ -214,13 +254,24 @@ impl Sfu {
                 self.remove(id);
                 self.out.push_back(Output::Close(id));
             }
-            _ => self.error(id, ErrorCode::Forbidden, "host controls are not available yet"),
+            host_action => self.host_action(now, id, host_action),
         }
+        self.run_queues(now, true);
+    }
+
+    /// A join the server has authorised (its grant says the role, waiting room and limits).
+    /// `unix_ms` is the wall clock.
+    pub fn handle_join(&mut self, now: Instant, unix_ms: u64, id: ParticipantId, req: JoinRequest) {
+        self.clock = (now, unix_ms);
+        self.last_now = self.last_now.max(now);
+        self.join(now, id, req);
         self.run_queues(now, true);
     }
 
     /// The signalling connection of `id` is gone.
     pub fn handle_disconnect(&mut self, now: Instant, id: ParticipantId) {
+        self.last_now = self.last_now.max(now);
+        self.remove_waiter(id);
         self.remove(id);
         self.run_queues(now, true);
     }
@@ -279,6 +330,7 @@ impl Sfu {
         if now >= self.next_tick {
             self.next_tick = now + TICK;
             self.flush_deferred_keyframes(now);
+            self.enforce_time_limits(now);
         }
         if now >= self.next_speaker_eval {
             self.next_speaker_eval = now + SPEAKER_WINDOW;
@@ -310,12 +362,32 @@ impl Sfu {
 
     /// Tells everyone the server is going away and forgets them.
     pub fn shutdown(&mut self) {
-        let ids: Vec<_> = self.participants.keys().copied().collect();
+        let ids: Vec<_> = self
+            .participants
+            .keys()
+            .chain(self.waiters.keys())
+            .copied()
+            .collect();
         for id in ids {
             self.error(id, ErrorCode::ShuttingDown, "the server is shutting down");
             self.out.push_back(Output::Close(id));
         }
+        // Meetings cut short by the shutdown still count towards usage.
+        let now = self.last_now;
+        for room in self.rooms.values() {
+            let remaining_ms = room
+                .members
+                .iter()
+                .filter_map(|m| self.participants.get(m))
+                .map(|p| now_since(p, now))
+                .sum();
+            if let Some(usage) = room.live.usage(now, remaining_ms) {
+                self.out
+                    .push_back(Output::Event(SfuEvent::MeetingFinished(usage)));
+            }
+        }
         self.participants.clear();
+        self.waiters.clear();
         self.rooms.clear();
         self.room_keys.clear();
         self.by_addr.clear();
@@ -331,57 +403,31 @@ impl Sfu {
         }
     }
 
-    fn join(&mut self, now: Instant, id: ParticipantId, version: u32, room: String, name: String) {
-        if self.participants.contains_key(&id) {
-            return self.error(id, ErrorCode::AlreadyJoined, "already joined a room");
-        }
-        if version != PROTOCOL_VERSION {
-            return self.error(
-                id,
-                ErrorCode::UnsupportedVersion,
-                format!("protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}"),
-            );
-        }
-        let limits = self.config.limits.clone();
-        if let Err(why) = validate_room(&room, limits.max_room_chars) {
-            return self.error(id, ErrorCode::InvalidRoom, why);
-        }
-        let name = name.trim().to_owned();
-        if let Err(why) = validate_name(&name, limits.max_name_chars) {
-            return self.error(id, ErrorCode::InvalidName, why);
-        }
-        let key = match self.room_keys.get(&room) {
-            Some(k) => *k,
-            None => {
-                let k = self.next_room_key;
-                self.next_room_key += 1;
-                self.room_keys.insert(room.clone(), k);
-                self.rooms.insert(
-                    k,
-                    Room {
-                        name: room.clone(),
-                        members: Vec::new(),
-                        speaker: None,
-                    },
-                );
-                k
-            }
+    /// Lets `id` into room `key` now: creates its media connection, tells everyone, and
+    /// offers it the room's tracks. The caller has checked the grant, bars and locks.
+    fn admit_now(
+        &mut self,
+        now: Instant,
+        key: RoomKey,
+        id: ParticipantId,
+        name: String,
+        grant: JoinGrant,
+    ) {
+        let Some(room) = self.rooms.get(&key) else {
+            return;
         };
-        // The room exists: it was found or inserted just above.
-        let members = self.rooms[&key].members.clone();
-        if members.len() >= limits.max_participants_per_room {
-            if members.is_empty() {
-                self.drop_room_if_empty(key);
-            }
+        let members = room.members.clone();
+        if members.len() >= room.live.max_participants {
+            let max = room.live.max_participants;
+            self.drop_room_if_empty(key);
             return self.error(
                 id,
                 ErrorCode::RoomFull,
-                format!(
-                    "room is full ({} participants)",
-                    limits.max_participants_per_room
-                ),
+                format!("the meeting is full ({max} participants)"),
             );
         }
+        let room_name = room.name.clone();
+        let role = self.role_on_entry(key, &grant);
 
         let rtc = Rtc::builder()
             .set_crypto_provider(self.crypto.clone())
@@ -393,6 +439,8 @@ impl Sfu {
             .enable_h264(true)
             .build(now);
         let mut p = Participant::new(id, key, name, rtc, &self.candidates, now);
+        p.info.role = role;
+        p.grant = grant;
         let mut others = Vec::with_capacity(members.len());
         for m in &members {
             if let Some(other) = self.participants.get(m) {
@@ -404,22 +452,23 @@ impl Sfu {
                 }
             }
         }
-        info!(participant = id, room = %room, name = %p.info.name, "joined");
+        info!(participant = id, room = %room_name, name = %p.info.name, ?role, "joined");
+        let waiting = if role.moderates() {
+            self.waiting_list(key)
+        } else {
+            Vec::new()
+        };
+        self.start_clock(now, key, p.grant.max_duration);
         self.out.push_back(Output::Signal(
             id,
             ServerMessage::Joined {
                 version: PROTOCOL_VERSION,
                 participant_id: id,
-                room,
+                room: room_name,
                 participants: others,
-                role: Role::Participant,
-                meeting: MeetingState {
-                    title: String::new(),
-                    locked: false,
-                    allow_self_unmute: true,
-                    ends_at_ms: None,
-                },
-                waiting: Vec::new(),
+                role,
+                meeting: self.meeting_state(key),
+                waiting,
             },
         ));
         self.broadcast(
@@ -432,9 +481,13 @@ impl Sfu {
         self.participants.insert(id, p);
         if let Some(r) = self.rooms.get_mut(&key) {
             r.members.push(id);
+            r.live.peak = r.live.peak.max(r.members.len());
         }
         self.negotiate(id);
         self.mark_poll(id);
+        if role.moderates() {
+            self.release_host_absent(now, key);
+        }
     }
 
     fn answer(&mut self, id: ParticipantId, sdp: &str) {
@@ -502,6 +555,25 @@ impl Sfu {
             return;
         };
         let room = p.room_key();
+        if enabled && p.host_muted[slot(kind)] {
+            let allowed = p.info.role.moderates()
+                || self
+                    .rooms
+                    .get(&room)
+                    .is_some_and(|r| r.live.allow_self_unmute);
+            if !allowed {
+                return self.error(
+                    id,
+                    ErrorCode::UnmuteNotAllowed,
+                    "a host muted you and participants may not unmute themselves; ask a host",
+                );
+            }
+            p.host_muted[slot(kind)] = false;
+            if kind.is_video() {
+                // Subscribers' decoders lost the packets dropped while muted.
+                self.to_request_keyframe.push((id, kind));
+            }
+        }
         let flag = match kind {
             TrackKind::Audio => &mut p.info.audio,
             TrackKind::Video => &mut p.info.video,
@@ -610,6 +682,7 @@ impl Sfu {
         if room.speaker == Some(id) {
             room.speaker = None;
         }
+        room.live.participant_ms += now_since(&p, self.last_now);
         let members = room.members.clone();
         self.broadcast(
             key,
@@ -622,14 +695,25 @@ impl Sfu {
             }
             self.negotiate(m);
         }
+        if p.info.role == veche_proto::Role::Host {
+            self.pass_on_host(key);
+        }
         self.drop_room_if_empty(key);
     }
 
+    /// Forgets a room nobody is in or waiting for, recording its usage.
     fn drop_room_if_empty(&mut self, key: RoomKey) {
-        if self.rooms.get(&key).is_some_and(|r| r.members.is_empty())
+        if self
+            .rooms
+            .get(&key)
+            .is_some_and(|r| r.members.is_empty() && r.live.waiting.is_empty())
             && let Some(r) = self.rooms.remove(&key)
         {
             self.room_keys.remove(&r.name);
+            if let Some(usage) = r.live.usage(self.last_now, 0) {
+                self.out
+                    .push_back(Output::Event(SfuEvent::MeetingFinished(usage)));
+            }
         }
     }
 
@@ -768,7 +852,13 @@ impl Sfu {
     }
 
     fn fan_out(&mut self, publisher: ParticipantId, kind: TrackKind, packet: &RtpPacket) {
-        let Some(key) = self.participants.get(&publisher).map(|p| p.room_key()) else {
+        // A track a host muted is not forwarded, whatever the publisher's client keeps sending.
+        let Some(key) = self
+            .participants
+            .get(&publisher)
+            .filter(|p| !p.host_muted[slot(kind)])
+            .map(|p| p.room_key())
+        else {
             return;
         };
         let Some(room) = self.rooms.get(&key) else {
@@ -882,6 +972,11 @@ impl Sfu {
             );
         }
     }
+}
+
+/// How long `p` has been in its room, in milliseconds.
+fn now_since(p: &Participant, now: Instant) -> u64 {
+    now.saturating_duration_since(p.joined_at).as_millis() as u64
 }
 
 fn send_keyframe_request(p: &mut Participant, kind: TrackKind) {

@@ -20,6 +20,7 @@ use veche_proto::{ClientMessage, ParticipantId, ServerMessage};
 
 use crate::SfuConfig;
 use crate::core::{Output, Sfu};
+use crate::meeting::{JoinRequest, SfuEvent};
 use crate::udp_batch::SendBatch;
 
 /// A cheap, cloneable handle to the running SFU.
@@ -49,6 +50,7 @@ struct Counters {
 enum Command {
     Connect(ParticipantId, mpsc::Sender<ServerMessage>),
     Message(ParticipantId, ClientMessage),
+    Join(ParticipantId, Box<JoinRequest>),
     Disconnect(ParticipantId),
     Shutdown,
 }
@@ -73,8 +75,18 @@ pub struct SfuMetrics {
 }
 
 impl SfuHandle {
-    /// Binds the media socket and starts the SFU thread.
+    /// Binds the media socket and starts the SFU thread, discarding its [`SfuEvent`]s.
     pub fn spawn(config: SfuConfig) -> std::io::Result<SfuHandle> {
+        SfuHandle::spawn_with_events(config, mpsc::unbounded_channel().0)
+    }
+
+    /// Binds the media socket and starts the SFU thread. Audit entries and usage records go
+    /// to `events` (unbounded: they are few — one per host action or finished meeting — and
+    /// must not be lost).
+    pub fn spawn_with_events(
+        config: SfuConfig,
+        events: mpsc::UnboundedSender<SfuEvent>,
+    ) -> std::io::Result<SfuHandle> {
         let std_socket = std::net::UdpSocket::bind(config.media_bind)?;
         std_socket.set_nonblocking(true)?;
         let (rcvbuf, sndbuf) =
@@ -108,7 +120,7 @@ impl SfuHandle {
                         Ok(s) => s,
                         Err(e) => return error!("media socket: {e}"),
                     };
-                    if let Err(e) = run(socket, config, rx, &thread_shared).await {
+                    if let Err(e) = run(socket, config, rx, events, &thread_shared).await {
                         error!("SFU stopped: {e}");
                     }
                 })
@@ -136,6 +148,16 @@ impl SfuHandle {
     /// protocol version, SDP...) happens there and errors come back on the events channel.
     pub fn send(&self, id: ParticipantId, msg: ClientMessage) {
         let _ = self.inner.commands.send(Command::Message(id, msg));
+    }
+
+    /// A join the server has authorised: the grant carries the role, waiting room and plan
+    /// limits. (A [`ClientMessage::Join`] sent with [`SfuHandle::send`] joins an instant
+    /// guest room.)
+    pub fn join(&self, id: ParticipantId, request: JoinRequest) {
+        let _ = self
+            .inner
+            .commands
+            .send(Command::Join(id, Box::new(request)));
     }
 
     /// The signalling connection is gone: the participant leaves its room.
@@ -179,6 +201,7 @@ async fn run(
     socket: UdpSocket,
     config: SfuConfig,
     mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<SfuEvent>,
     shared: &Shared,
 ) -> std::io::Result<()> {
     let state = UdpSocketState::new((&socket).into())?;
@@ -249,6 +272,9 @@ async fn run(
                 Output::Close(id) => {
                     connections.remove(&id);
                 }
+                Output::Event(e) => {
+                    let _ = events.send(e);
+                }
             }
         };
         publish_counters(&sfu, &shared.counters);
@@ -271,6 +297,11 @@ async fn run(
                             sfu.handle_message(now, unix_ms(), id, msg);
                         }
                     }
+                    Some(Command::Join(id, request)) => {
+                        if connections.contains_key(&id) {
+                            sfu.handle_join(now, unix_ms(), id, *request);
+                        }
+                    }
                     Some(Command::Disconnect(id)) => {
                         connections.remove(&id);
                         sfu.handle_disconnect(now, id);
@@ -288,6 +319,9 @@ async fn run(
                                 }
                                 Output::Close(id) => {
                                     connections.remove(&id);
+                                }
+                                Output::Event(e) => {
+                                    let _ = events.send(e);
                                 }
                                 Output::Transmit(_) => {}
                                 Output::Timeout(_) => break,

@@ -9,9 +9,11 @@ mod config;
 mod core;
 pub mod driver;
 mod forward;
+mod meeting;
 mod participant;
 mod udp_batch;
 
 pub use crate::core::{Counters, Datagram, Output, Sfu};
 pub use config::{Limits, SfuConfig};
+pub use meeting::{AuditEvent, JoinGrant, JoinRequest, MeetingRef, MeetingUsage, SfuEvent, UserRef};
 pub use driver::{Connection, SfuHandle, SfuMetrics};

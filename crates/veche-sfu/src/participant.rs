@@ -10,6 +10,7 @@ use str0m::{Candidate, Rtc};
 use veche_proto::{ParticipantId, ParticipantInfo, Role, ServerMessage, TrackKind};
 
 use crate::forward::SeqRewriter;
+use crate::meeting::JoinGrant;
 
 /// What an m-line in a participant's peer connection carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +114,10 @@ pub(crate) struct Participant {
     pub(crate) remote_candidates: usize,
     /// Already in the core's poll queue.
     pub(crate) queued_poll: bool,
+    /// What the server granted at join: account, address, meeting limits.
+    pub(crate) grant: JoinGrant,
+    /// Per slot: a host muted this track; it is not forwarded until unmuted.
+    pub(crate) host_muted: [bool; 3],
 }
 
 pub(crate) fn slot(kind: TrackKind) -> usize {
@@ -194,6 +199,8 @@ impl Participant {
             loudness: (0, 0),
             remote_candidates: 0,
             queued_poll: false,
+            grant: JoinGrant::default(),
+            host_muted: [false; 3],
         }
     }
 
