@@ -120,3 +120,49 @@ export async function copyText(text) {
     return ok;
   }
 }
+
+/**
+ * @typedef {object} ChoiceButton
+ * @property {string} id
+ * @property {string} label
+ * @property {string} value returned when chosen
+ * @property {'primary' | 'danger'} [style]
+ */
+
+/**
+ * Asks the user to choose in a modal dialog. Resolves with the chosen button's value and the
+ * checkbox's state, or null when dismissed (Cancel, Escape).
+ * @param {{id: string, title: string, text?: string, checkbox?: {id: string, label: string, checked?: boolean},
+ *   buttons: ChoiceButton[]}} options
+ * @returns {Promise<{value: string, checked: boolean} | null>}
+ */
+export function choose(options) {
+  document.getElementById(options.id)?.remove();
+  const box = options.checkbox
+    ? h('input', { type: 'checkbox', id: options.checkbox.id, checked: options.checkbox.checked ?? false })
+    : null;
+  const dialog = h('dialog', { id: options.id, class: 'card choice', 'aria-labelledby': `${options.id}-title` });
+  return new Promise(resolve => {
+    /** @type {{value: string, checked: boolean} | null} */
+    let result = null;
+    const buttons = options.buttons.map(b => h('button', {
+      type: 'button', id: b.id, class: `button${b.style ? ` ${b.style}` : ''}`, text: b.label,
+      onclick: () => {
+        result = { value: b.value, checked: box?.checked ?? false };
+        dialog.close();
+      },
+    }));
+    dialog.append(h('div', { class: 'stack' },
+      h('h2', { id: `${options.id}-title`, text: options.title }),
+      options.text ? h('p', { class: 'muted', text: options.text }) : null,
+      box && options.checkbox ? h('label', { class: 'check' }, box, h('span', { text: options.checkbox.label })) : null,
+      h('div', { class: 'row' }, ...buttons,
+        h('button', { type: 'button', class: 'button', id: `${options.id}-cancel`, text: 'Cancel', onclick: () => dialog.close() }))));
+    dialog.addEventListener('close', () => {
+      dialog.remove();
+      resolve(result);
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+  });
+}

@@ -42,10 +42,12 @@ function route() {
   }
   const params = new URLSearchParams(location.search);
   const name = cleanName(params.get('name') ?? '');
+  // A meeting's link may carry its passcode (`/j/{id}?pwd=…` forwards it here).
+  const options = { passcode: params.get('pwd') || undefined };
   if (params.get('autojoin') === '1') {
-    void autojoin(room, name || savedName() || 'Guest');
+    void autojoin(room, name || savedName() || 'Guest', options);
   } else {
-    void showPrejoin(room, name || undefined);
+    void showPrejoin(room, name || undefined, options);
   }
 }
 

@@ -1,18 +1,23 @@
-// The meeting screen: gallery, stage for screen shares, controls, chat. Implements the
-// session's CallView.
+// The meeting screen: gallery, stage for screen shares, controls, chat, participants and
+// host controls; the waiting room and passcode prompt before it. Implements the session's
+// CallView.
 
 import { ChatPanel } from './chat.js';
 import { DevicePickers } from './devices.js';
-import { copyText, h, show, toast } from './dom.js';
-import { showEnded, showLeft } from './ended.js';
+import { choose, copyText, h, show, toast } from './dom.js';
+import { showLeft, showOver } from './ended.js';
 import { icon } from './icons.js';
+import { ParticipantsPanel } from './participants.js';
+import { moderates } from './protocol.js';
 import { Session } from './session.js';
 import { ScreenTile, Tile, attach, layoutTiles } from './tiles.js';
+import { WaitingScreen, askPasscode } from './waiting.js';
 
 /**
  * @typedef {import('./protocol.js').ParticipantInfo} ParticipantInfo
  * @typedef {import('./protocol.js').ParticipantId} ParticipantId
  * @typedef {import('./protocol.js').TrackKind} TrackKind
+ * @typedef {import('./protocol.js').Role} Role
  * @typedef {import('./session.js').CallStatus} CallStatus
  * @typedef {import('./session.js').CallView} CallView
  * @typedef {import('./media.js').LocalMedia} LocalMedia
@@ -47,6 +52,23 @@ class ControlButton {
     }
     if (state.off !== undefined) this.el.classList.toggle('off', state.off);
   }
+
+  /**
+   * Marks the button as locked by a host (it still explains itself when clicked).
+   * @param {boolean} locked
+   * @param {string} why
+   */
+  setLocked(locked, why) {
+    this.el.classList.toggle('locked', locked);
+    if (locked) {
+      this.el.dataset.locked = 'true';
+      this.el.title = `${why} — you can turn it on when the host asks`;
+      this.el.setAttribute('aria-description', why);
+    } else {
+      delete this.el.dataset.locked;
+      this.el.removeAttribute('aria-description');
+    }
+  }
 }
 
 /**
@@ -62,12 +84,13 @@ class Meeting {
    * @param {string} room
    * @param {string} name
    * @param {LocalMedia} media
+   * @param {{passcode?: string}} [options]
    */
-  constructor(room, name, media) {
+  constructor(room, name, media, options = {}) {
     this.room = room;
     this.name = name;
     this.media = media;
-    this.session = new Session(room, name, media, this);
+    this.session = new Session(room, name, media, this, options);
     /** @type {Map<ParticipantId, RemoteParticipant>} */
     this.remote = new Map();
     this.selfTile = new Tile(`${name} (you)`, { self: true });
@@ -80,7 +103,40 @@ class Meeting {
     this.stage = h('div', { class: 'stage', id: 'stage' });
     this.main = h('section', { class: 'main' }, this.stage, this.gallery);
     this.chat = new ChatPanel(text => this.session.sendChat(text), () => this.toggleChat(false));
+    this.people = new ParticipantsPanel({
+      admit: id => this.session.admit(id),
+      deny: id => this.session.deny(id),
+      mute: (id, kind) => this.session.mute(id, kind),
+      askUnmute: (id, kind) => {
+        if (this.session.askUnmute(id, kind)) {
+          const who = this.session.participants.get(id)?.name ?? 'them';
+          toast(kind === 'audio' ? `Asked ${who} to unmute` : `Asked ${who} to start their video`);
+        }
+      },
+      remove: p => void this.confirmRemove(p),
+      setRole: (id, role) => this.session.setRole(id, role),
+      makeHost: p => void this.confirmMakeHost(p),
+      muteAll: () => void this.confirmMuteAll(),
+      setLocked: locked => this.session.setMeeting({ locked }),
+      setAllowSelfUnmute: allow => this.session.setMeeting({ allow_self_unmute: allow }),
+      endForAll: () => void this.confirmEnd(),
+    }, () => this.togglePeople(false));
+    this.waitingScreen = new WaitingScreen(() => this.session.leave());
     this.statusBanner = h('div', { class: 'banner', id: 'status-banner', hidden: true });
+    this.endingBanner = h('div', { class: 'banner', id: 'ending-banner', role: 'status', hidden: true });
+    /** @type {ReturnType<typeof setInterval> | undefined} */
+    this.endingTimer = undefined;
+    this.waitingBanner = h('button', { class: 'banner action', id: 'waiting-banner', type: 'button', hidden: true,
+      onclick: () => this.togglePeople(true) });
+    this.unmuteText = h('span', { id: 'unmute-prompt-text' });
+    this.unmuteAccept = h('button', { type: 'button', class: 'button primary small', id: 'unmute-accept', text: 'Unmute' });
+    this.unmuteDecline = h('button', { type: 'button', class: 'button small', id: 'unmute-decline', text: 'Stay muted',
+      onclick: () => { this.unmutePrompt.hidden = true; } });
+    this.unmutePrompt = h('div', { class: 'banner prompt', id: 'unmute-prompt', role: 'alertdialog', 'aria-labelledby': 'unmute-prompt-text', hidden: true },
+      this.unmuteText, this.unmuteAccept, this.unmuteDecline);
+    this.roomLabel = h('span', { class: 'room-name', id: 'room-name', text: room });
+    this.lockIndicator = h('span', { class: 'lock-indicator', id: 'locked-indicator', title: 'The meeting is locked', hidden: true },
+      icon('lock'), h('span', { text: 'Locked' }));
     this.audioBanner = h('button', { class: 'banner action', id: 'audio-banner', type: 'button', hidden: true,
       text: 'Your browser blocked sound. Click here to hear the others.', onclick: () => this.unblockAudio() });
     this.countLabel = h('span', { class: 'count' });
@@ -91,6 +147,9 @@ class Meeting {
     this.screenButton = new ControlButton('screen-btn', 'screen', 'Share screen', () => void this.toggleScreen());
     this.chatButton = new ControlButton('chat-btn', 'chat', 'Chat', () => this.toggleChat(!this.chat.open));
     this.chatButton.el.append(this.unreadBadge);
+    this.waitingBadge = h('span', { class: 'unread', id: 'waiting-badge', hidden: true });
+    this.peopleButton = new ControlButton('participants-btn', 'users', 'Participants', () => this.togglePeople(!this.people.open));
+    this.peopleButton.el.append(this.waitingBadge);
     this.handButton = new ControlButton('hand-btn', 'hand', 'Raise hand', () => this.toggleHand());
     const inviteButton = new ControlButton('invite-btn', 'link', 'Invite', () => void this.copyInvite());
     const settingsButton = new ControlButton('settings-btn', 'settings', 'Devices', () => void this.openSettings());
@@ -108,20 +167,24 @@ class Meeting {
         h('label', {}, h('span', { text: 'Camera' }), this.pickers.camera),
         h('label', {}, h('span', { text: 'Microphone' }), this.pickers.mic),
         h('button', { type: 'button', class: 'button primary', text: 'Done', onclick: () => this.settings.close() })));
-    const leaveButton = new ControlButton('leave-btn', 'leave', 'Leave', () => this.session.leave());
+    const leaveButton = new ControlButton('leave-btn', 'leave', 'Leave', () => void this.leaveClicked());
     leaveButton.el.classList.add('leave');
     if (!navigator.mediaDevices?.getDisplayMedia) this.screenButton.el.hidden = true;
 
     this.el = h('div', { class: 'meeting' },
       h('header', { class: 'topbar' },
         h('span', { class: 'brand', text: 'Veche' }),
-        h('span', { class: 'room-name', text: room }),
+        this.roomLabel,
+        this.lockIndicator,
         this.countLabel),
       this.statusBanner,
+      this.endingBanner,
       this.audioBanner,
-      h('div', { class: 'body' }, this.main, this.chat.el),
+      this.waitingBanner,
+      this.unmutePrompt,
+      h('div', { class: 'body' }, this.main, this.chat.el, this.people.el),
       h('footer', { class: 'controls' },
-        this.micButton.el, this.camButton.el, this.screenButton.el, this.chatButton.el,
+        this.micButton.el, this.camButton.el, this.screenButton.el, this.peopleButton.el, this.chatButton.el,
         this.handButton.el, inviteButton.el, settingsButton.el, leaveButton.el),
       this.settings);
 
@@ -145,7 +208,12 @@ class Meeting {
         session,
         get pc() { return session.pc; },
         get selfId() { return session.selfId; },
+        get role() { return session.role; },
+        get meeting() { return session.meeting; },
         participants: () => [...session.participants.values()],
+        waiting: () => [...session.waitingRoom.values()],
+        /** Remote tracks by mid: which participant and kind each carries. */
+        remoteMids: () => [...session.remoteMids].map(([mid, o]) => ({ mid, participantId: o.participantId, kind: o.kind })),
       },
     });
     this.session.start();
@@ -154,15 +222,124 @@ class Meeting {
   // ---- CallView ----
 
   /** @type {CallView['joined']} */
-  joined(selfId, participants) {
+  joined(selfId, participants, info) {
+    if (!this.el.isConnected) show(this.el);
     for (const id of [...this.remote.keys()]) this.removeParticipant(id);
     this.selfTile.setId(selfId);
+    this.selfTile.setRole(info.role);
     for (const p of participants) this.addParticipant(p);
-    if (!this.everJoined) this.chat.system(`You joined ${this.room}`);
+    const title = info.meeting.title;
+    this.roomLabel.textContent = title || this.room;
+    document.title = `${title || this.room} — Veche`;
+    if (!this.everJoined) this.chat.system(`You joined ${title || this.room}`);
+    if (!this.everJoined && info.role === 'host' && title) toast('You are the host of this meeting');
     this.everJoined = true;
+    this.meetingUpdated(info.meeting);
+    if (info.meeting.ends_at_ms !== null) this.watchEnd(info.meeting.ends_at_ms, false);
     this.status('connected');
     this.updateCount();
+    this.updateWaiting();
+    this.updateSelf();
     this.layout();
+  }
+
+  /** @type {CallView['waiting']} */
+  waiting(title, reason) {
+    this.waitingScreen.show(title, reason, this.media.camera);
+  }
+
+  /** @type {CallView['askPasscode']} */
+  async askPasscode(wrong, message) {
+    const passcode = await askPasscode(this.meetingTitle(), wrong, message);
+    if (passcode !== null) show(this.el);
+    return passcode;
+  }
+
+  /** @type {CallView['ended']} */
+  ended(cause) {
+    this.stop();
+    showOver(this.room, this.name, cause, { passcode: this.session.passcode, host: this.session.role === 'host' });
+  }
+
+  /** @type {CallView['waitingAdded']} */
+  waitingAdded(info) {
+    if (moderates(this.session.role)) toast(`${info.name} is waiting to join`, 'info', 6000);
+    this.updateWaiting();
+  }
+
+  /** @type {CallView['waitingRemoved']} */
+  waitingRemoved() {
+    this.updateWaiting();
+  }
+
+  /** @type {CallView['roleChanged']} */
+  roleChanged(id, role) {
+    if (id === this.session.selfId) {
+      this.selfTile.setRole(role);
+      toast(role === 'host' ? 'You are now the host'
+        : role === 'co_host' ? 'You are now a co-host'
+          : 'You are no longer a co-host');
+      this.updateWaiting();
+      this.updateSelf();
+    } else {
+      const p = this.remote.get(id);
+      if (p) {
+        p.tile.setRole(role);
+        if (role === 'host') toast(`${p.info.name} is now the host`);
+      }
+    }
+    this.renderPeople();
+  }
+
+  /** @type {CallView['mutedByHost']} */
+  mutedByHost(kind) {
+    this.unmutePrompt.hidden = true;
+    this.selfTile.setVideo(this.media.camera);
+    if (kind === 'screen') this.showOwnScreen();
+    this.updateSelf();
+    const what = kind === 'audio' ? 'The host muted you' : kind === 'video' ? 'The host stopped your video' : 'The host stopped your screen share';
+    const locked = !this.session.mayUnmute(kind);
+    toast(locked && kind !== 'screen' ? `${what}. You can turn it back on when the host asks you to.` : what, 'info', 6000);
+  }
+
+  /** @type {CallView['unmuteRequested']} */
+  unmuteRequested(kind) {
+    if (kind === 'screen') return;
+    const audio = kind === 'audio';
+    if (audio ? this.media.mic !== null && !this.media.micMuted : this.media.camera !== null) return;
+    this.unmuteText.textContent = audio ? 'The host asks you to unmute' : 'The host asks you to start your video';
+    this.unmuteAccept.textContent = audio ? 'Unmute' : 'Start video';
+    this.unmuteDecline.textContent = audio ? 'Stay muted' : 'Keep video off';
+    this.unmuteAccept.onclick = () => {
+      this.unmutePrompt.hidden = true;
+      void (audio ? this.toggleMic() : this.toggleCamera());
+    };
+    this.unmutePrompt.hidden = false;
+    this.unmuteAccept.focus();
+    this.updateSelf();
+  }
+
+  /** @type {CallView['unmuteRefused']} */
+  unmuteRefused(kind) {
+    this.selfTile.setVideo(this.media.camera);
+    this.updateSelf();
+    toast(kind === 'audio' ? 'The host has muted you. You can unmute when the host asks you to.'
+      : 'The host turned your video off. You can start it when the host asks you to.', 'error');
+  }
+
+  /** @type {CallView['meetingUpdated']} */
+  meetingUpdated(meeting) {
+    const wasLocked = !this.lockIndicator.hidden;
+    this.lockIndicator.hidden = !meeting.locked;
+    if (this.everJoined && wasLocked !== meeting.locked && moderates(this.session.role)) {
+      toast(meeting.locked ? 'The meeting is locked: no one new can join' : 'The meeting is unlocked');
+    }
+    this.updateSelf();
+  }
+
+  /** @type {CallView['meetingEnding']} */
+  meetingEnding(minutesLeft, endsAtMs) {
+    this.watchEnd(endsAtMs, true, minutesLeft);
   }
 
   /** @type {CallView['participantJoined']} */
@@ -189,8 +366,10 @@ class Meeting {
     const handWasUp = p.tile.el.classList.contains('hand-raised');
     p.info = info;
     p.tile.setFlags({ audio: info.audio, video: info.video, hand: info.hand_raised });
+    p.tile.setRole(info.role);
     if (info.hand_raised && !handWasUp) toast(`${info.name} raised their hand`);
     if (!info.screen && p.screen) this.removeScreen(p);
+    this.renderPeople();
   }
 
   /** @type {CallView['remoteTrack']} */
@@ -248,10 +427,9 @@ class Meeting {
   /** @type {CallView['status']} */
   status(status, detail) {
     if (status === 'ended') {
-      this.resizeObserver.disconnect();
-      this.media.close();
-      if (detail) showEnded(this.room, this.name, detail);
-      else showLeft(this.room, this.name);
+      this.stop();
+      if (detail) showOver(this.room, this.name, { kind: 'error', code: 'refused', message: detail }, { passcode: this.session.passcode });
+      else showLeft(this.room, this.name, this.session.passcode);
       return;
     }
     const text = status === 'connecting' ? 'Connecting…'
@@ -278,6 +456,7 @@ class Meeting {
     }
     const tile = new Tile(info.name);
     tile.setId(info.id);
+    tile.setRole(info.role);
     tile.setFlags({ audio: info.audio, video: info.video, hand: info.hand_raised });
     this.remote.set(info.id, { info, tile, screen: null });
     this.gallery.append(tile.el);
@@ -312,6 +491,83 @@ class Meeting {
   updateCount() {
     const n = this.remote.size + 1;
     this.countLabel.textContent = n === 1 ? 'Only you' : `${n} people`;
+    this.renderPeople();
+  }
+
+  /** The meeting's title, or the room name for an instant room. */
+  meetingTitle() {
+    return this.session.meeting.title || this.room;
+  }
+
+  /** Releases what the meeting screen holds once it is over. */
+  stop() {
+    this.resizeObserver.disconnect();
+    clearInterval(this.endingTimer);
+    this.media.close();
+    for (const id of ['leave-dialog', 'remove-dialog', 'mute-all-dialog', 'make-host-dialog', 'end-dialog']) {
+      const dialog = document.getElementById(id);
+      if (dialog instanceof HTMLDialogElement) dialog.close();
+    }
+  }
+
+  /** Redraws the participants panel from the session's state. */
+  renderPeople() {
+    const s = this.session;
+    const micOn = this.media.mic !== null && !this.media.micMuted;
+    this.people.render({
+      self: {
+        id: s.selfId ?? -1, name: this.name, role: s.role, audio: micOn, video: this.media.camera !== null,
+        screen: this.media.screen !== null, hand_raised: s.handRaised,
+      },
+      role: s.role,
+      meeting: s.meeting,
+      others: [...this.remote.values()].map(p => p.info),
+      waiting: [...s.waitingRoom.values()],
+    });
+  }
+
+  /** The waiting-room badge, banner and list, for hosts and co-hosts. */
+  updateWaiting() {
+    const n = moderates(this.session.role) ? this.session.waitingRoom.size : 0;
+    this.waitingBadge.textContent = String(n);
+    this.waitingBadge.hidden = n === 0;
+    this.waitingBanner.hidden = n === 0 || this.people.open;
+    if (n > 0) {
+      const first = [...this.session.waitingRoom.values()][0];
+      this.waitingBanner.textContent = n === 1
+        ? `${first.name} is waiting to join — click to admit`
+        : `${n} people are waiting to join — click to admit`;
+    }
+    this.renderPeople();
+  }
+
+  /**
+   * Shows "Meeting ends in N minutes" while the end is near, counting down.
+   * @param {number} endsAtMs
+   * @param {boolean} announced the server warned just now
+   * @param {number} [minutesLeft] as the server said
+   */
+  watchEnd(endsAtMs, announced, minutesLeft) {
+    clearInterval(this.endingTimer);
+    const update = () => {
+      const left = Math.max(0, endsAtMs - Date.now());
+      const minutes = Math.max(1, Math.ceil(left / 60000));
+      // Until the server's first warning, say nothing while more than five minutes are left.
+      if (!announced && minutes > 5) {
+        this.endingBanner.hidden = true;
+        return;
+      }
+      this.endingBanner.textContent = `Meeting ends in ${minutes} minute${minutes === 1 ? '' : 's'}`;
+      this.endingBanner.hidden = false;
+    };
+    if (announced && minutesLeft !== undefined) {
+      this.endingBanner.textContent = `Meeting ends in ${minutesLeft} minute${minutesLeft === 1 ? '' : 's'}`;
+      this.endingBanner.hidden = false;
+      toast(this.endingBanner.textContent, 'info', 8000);
+    } else {
+      update();
+    }
+    this.endingTimer = setInterval(update, 10000);
   }
 
   /** Refreshes the own tile and the control buttons from the local state. */
@@ -322,14 +578,22 @@ class Meeting {
     this.selfTile.setFlags({ audio: micOn, video: camOn, hand });
     this.micButton.set({ icon: micOn ? 'mic' : 'micOff', label: micOn ? 'Mute' : 'Unmute', off: !micOn });
     this.camButton.set({ icon: camOn ? 'cam' : 'camOff', label: camOn ? 'Stop video' : 'Start video', off: !camOn });
+    this.micButton.setLocked(!micOn && !this.session.mayUnmute('audio'), 'The host muted you');
+    this.camButton.setLocked(!camOn && !this.session.mayUnmute('video'), 'The host turned your video off');
     this.screenButton.set({ label: sharing ? 'Stop sharing' : 'Share screen', active: sharing });
     this.handButton.set({ label: hand ? 'Lower hand' : 'Raise hand', active: hand });
+    this.renderPeople();
   }
 
   // ---- controls ----
 
   async toggleMic() {
     const on = this.media.mic === null || this.media.micMuted;
+    if (on && !this.session.mayUnmute('audio')) {
+      toast('The host has muted you. You can unmute when the host asks you to.', 'error');
+      return;
+    }
+    this.unmutePrompt.hidden = true;
     try {
       await this.session.setMic(on);
     } catch (err) {
@@ -340,6 +604,11 @@ class Meeting {
 
   async toggleCamera() {
     const on = this.media.camera === null;
+    if (on && !this.session.mayUnmute('video')) {
+      toast('The host turned your video off. You can start it when the host asks you to.', 'error');
+      return;
+    }
+    this.unmutePrompt.hidden = true;
     this.camButton.el.disabled = true;
     try {
       await this.session.setCamera(on);
@@ -380,6 +649,7 @@ class Meeting {
 
   /** @param {boolean} open */
   toggleChat(open) {
+    if (open && this.people.open) this.togglePeople(false);
     this.chat.setOpen(open);
     this.chatButton.set({ active: open });
     if (open) {
@@ -387,6 +657,81 @@ class Meeting {
       this.unreadBadge.hidden = true;
     }
     requestAnimationFrame(() => this.layout());
+  }
+
+  /** @param {boolean} open */
+  togglePeople(open) {
+    if (open && this.chat.open) this.toggleChat(false);
+    this.people.setOpen(open);
+    this.peopleButton.set({ active: open });
+    this.updateWaiting();
+    requestAnimationFrame(() => this.layout());
+  }
+
+  /** Leave: a host may end the meeting for everyone instead. */
+  async leaveClicked() {
+    if (this.session.role !== 'host' || this.remote.size === 0) {
+      this.session.leave();
+      return;
+    }
+    const choice = await choose({
+      id: 'leave-dialog',
+      title: 'Leave the meeting?',
+      text: 'If you leave, a co-host (or the longest-present participant) becomes the host. Or end the meeting for everyone.',
+      buttons: [
+        { id: 'end-all-confirm', label: 'End meeting for all', value: 'end', style: 'danger' },
+        { id: 'leave-confirm', label: 'Leave meeting', value: 'leave', style: 'primary' },
+      ],
+    });
+    if (choice?.value === 'end') this.session.endMeeting();
+    else if (choice?.value === 'leave') this.session.leave();
+  }
+
+  async confirmEnd() {
+    const choice = await choose({
+      id: 'end-dialog',
+      title: 'End the meeting for everyone?',
+      text: 'Everyone, including those in the waiting room, will be disconnected.',
+      buttons: [{ id: 'end-confirm', label: 'End meeting for all', value: 'end', style: 'danger' }],
+    });
+    if (choice && !this.session.endMeeting()) toast('Not connected', 'error');
+  }
+
+  /** @param {ParticipantInfo} p */
+  async confirmRemove(p) {
+    const choice = await choose({
+      id: 'remove-dialog',
+      title: `Remove ${p.name}?`,
+      text: 'They will be disconnected from the meeting.',
+      checkbox: { id: 'remove-bar', label: 'Don\'t let them rejoin this meeting' },
+      buttons: [{ id: 'remove-confirm', label: 'Remove', value: 'remove', style: 'danger' }],
+    });
+    if (choice) this.session.remove(p.id, choice.checked);
+  }
+
+  /** @param {ParticipantInfo} p */
+  async confirmMakeHost(p) {
+    const choice = await choose({
+      id: 'make-host-dialog',
+      title: `Make ${p.name} the host?`,
+      text: 'You will become a co-host.',
+      buttons: [{ id: 'make-host-confirm', label: 'Make host', value: 'host', style: 'primary' }],
+    });
+    if (choice) this.session.transferHost(p.id);
+  }
+
+  async confirmMuteAll() {
+    const choice = await choose({
+      id: 'mute-all-dialog',
+      title: 'Mute everyone?',
+      text: 'Every microphone but the hosts\' and co-hosts\' is muted, including those of people who join later.',
+      checkbox: { id: 'mute-all-allow', label: 'Allow participants to unmute themselves', checked: this.session.meeting.allow_self_unmute },
+      buttons: [{ id: 'mute-all-confirm', label: 'Mute all', value: 'mute', style: 'primary' }],
+    });
+    if (choice) {
+      this.session.muteAll(choice.checked);
+      toast('Everyone is muted');
+    }
   }
 
   toggleHand() {
@@ -401,7 +746,10 @@ class Meeting {
   }
 
   async copyInvite() {
-    const link = `${location.origin}/m/${encodeURIComponent(this.room)}`;
+    // A created meeting has a join page (which asks for the passcode); an instant room has none.
+    const meeting = this.session.meeting.title !== '';
+    const pwd = meeting && this.session.passcode ? `?pwd=${encodeURIComponent(this.session.passcode)}` : '';
+    const link = `${location.origin}/${meeting ? 'j' : 'm'}/${encodeURIComponent(this.room)}${pwd}`;
     if (await copyText(link)) toast('Invite link copied');
     else toast(`Invite link: ${link}`, 'info', 15000);
   }
@@ -419,9 +767,10 @@ class Meeting {
  * @param {string} room
  * @param {string} name
  * @param {LocalMedia} media
+ * @param {{passcode?: string}} [options] the meeting's passcode, from the link's `pwd`
  */
-export function startMeeting(room, name, media) {
-  const meeting = new Meeting(room, name, media);
+export function startMeeting(room, name, media, options = {}) {
+  const meeting = new Meeting(room, name, media, options);
   meeting.start();
   return meeting;
 }

@@ -11,8 +11,9 @@ import { attach } from './tiles.js';
 /**
  * @param {string} room
  * @param {string} [suggestedName]
+ * @param {{passcode?: string}} [options] the meeting's passcode, from the link
  */
-export async function showPrejoin(room, suggestedName) {
+export async function showPrejoin(room, suggestedName, options = {}) {
   const media = new LocalMedia();
   const video = h('video', { class: 'mirror', autoplay: true, playsinline: true });
   video.muted = true;
@@ -107,7 +108,7 @@ export async function showPrejoin(room, suggestedName) {
     saveName(name);
     stopMeter?.();
     media.problems = []; // already shown here
-    startMeeting(room, name, media);
+    startMeeting(room, name, media, options);
   });
 
   joinButton.disabled = true;
@@ -124,9 +125,10 @@ export async function showPrejoin(room, suggestedName) {
  * Joins straight away with the default devices (the `autojoin=1` URL contract).
  * @param {string} room
  * @param {string} name
+ * @param {{passcode?: string}} [options]
  */
-export async function autojoin(room, name) {
+export async function autojoin(room, name, options = {}) {
   const media = new LocalMedia();
   await media.open();
-  startMeeting(room, name, media);
+  startMeeting(room, name, media, options);
 }

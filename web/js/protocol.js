@@ -7,9 +7,37 @@ export const PROTOCOL_VERSION = 1;
 /** @typedef {'audio' | 'video' | 'screen'} TrackKind */
 
 /**
+ * A participant's standing in a meeting. Hosts and co-hosts use the host controls; only the
+ * host appoints co-hosts, hands the host role on or ends the meeting for everyone.
+ * @typedef {'host' | 'co_host' | 'participant' | 'guest'} Role
+ */
+
+/** Why a joiner is held in the waiting room. @typedef {'waiting_room' | 'host_absent'} WaitReason */
+
+/** Why a meeting ended for everyone. @typedef {'host' | 'time_limit'} EndReason */
+
+/**
+ * Meeting-wide settings and limits, sent on join and whenever a host changes them.
+ * @typedef {object} MeetingState
+ * @property {string} title empty for an instant guest room
+ * @property {boolean} locked no one new may join (hosts and co-hosts still may)
+ * @property {boolean} allow_self_unmute participants muted by a host may unmute themselves
+ * @property {number | null} ends_at_ms when the plan's time limit ends the meeting
+ */
+
+/**
+ * Someone in the waiting room, as hosts and co-hosts see them.
+ * @typedef {object} WaitingInfo
+ * @property {ParticipantId} id
+ * @property {string} name
+ * @property {Role} role
+ */
+
+/**
  * @typedef {object} ParticipantInfo
  * @property {ParticipantId} id
  * @property {string} name
+ * @property {Role} role
  * @property {boolean} audio microphone on
  * @property {boolean} video camera on
  * @property {boolean} screen sharing the screen
@@ -18,19 +46,31 @@ export const PROTOCOL_VERSION = 1;
 
 /**
  * Messages the client sends.
- * @typedef {{type: 'join', version: number, room: string, name: string}
+ * @typedef {{type: 'join', version: number, room: string, name: string, passcode?: string}
  *   | {type: 'answer', sdp: string}
  *   | {type: 'candidate', candidate: string}
  *   | {type: 'set_media', kind: TrackKind, enabled: boolean}
  *   | {type: 'chat', text: string}
  *   | {type: 'raise_hand', raised: boolean}
- *   | {type: 'leave'}} ClientMessage
+ *   | {type: 'leave'}
+ *   | {type: 'admit', participant_id: ParticipantId}
+ *   | {type: 'deny', participant_id: ParticipantId}
+ *   | {type: 'mute', participant_id: ParticipantId, kind: TrackKind}
+ *   | {type: 'mute_all', allow_self_unmute: boolean}
+ *   | {type: 'ask_unmute', participant_id: ParticipantId, kind: TrackKind}
+ *   | {type: 'set_meeting', locked?: boolean, allow_self_unmute?: boolean}
+ *   | {type: 'remove', participant_id: ParticipantId, bar?: boolean}
+ *   | {type: 'set_role', participant_id: ParticipantId, role: 'co_host' | 'participant'}
+ *   | {type: 'transfer_host', participant_id: ParticipantId}
+ *   | {type: 'end_meeting'}} ClientMessage
  */
 
 /**
  * Messages the server sends.
  * @typedef {{type: 'joined', version: number, participant_id: ParticipantId, room: string,
- *             participants: ParticipantInfo[]}
+ *             participants: ParticipantInfo[], role: Role, meeting: MeetingState,
+ *             waiting: WaitingInfo[]}
+ *   | {type: 'waiting', room: string, title: string, reason: WaitReason}
  *   | {type: 'offer', sdp: string}
  *   | {type: 'participant_joined', participant: ParticipantInfo}
  *   | {type: 'participant_left', participant_id: ParticipantId}
@@ -40,16 +80,61 @@ export const PROTOCOL_VERSION = 1;
  *   | {type: 'chat', from: ParticipantId, name: string, text: string, sent_at_ms: number}
  *   | {type: 'hand', participant_id: ParticipantId, raised: boolean}
  *   | {type: 'active_speaker', participant_id: ParticipantId | null}
- *   | {type: 'error', code: string, message: string}} ServerMessage
+ *   | {type: 'waiting_added', participant: WaitingInfo}
+ *   | {type: 'waiting_removed', participant_id: ParticipantId}
+ *   | {type: 'role_changed', participant_id: ParticipantId, role: Role}
+ *   | {type: 'muted_by_host', kind: TrackKind, by: ParticipantId}
+ *   | {type: 'unmute_requested', kind: TrackKind, by: ParticipantId}
+ *   | {type: 'meeting_updated', meeting: MeetingState}
+ *   | {type: 'meeting_ending', minutes_left: number, ends_at_ms: number}
+ *   | {type: 'meeting_ended', reason: EndReason}
+ *   | {type: 'error', code: ErrorCode, message: string}} ServerMessage
+ */
+
+/**
+ * Stable machine-readable error codes (a newer server may send others).
+ * @typedef {'malformed_message' | 'unknown_type' | 'invalid_message' | 'message_too_large'
+ *   | 'rate_limited' | 'binary_not_supported' | 'unsupported_version' | 'not_joined'
+ *   | 'already_joined' | 'invalid_room' | 'invalid_name' | 'room_full' | 'invalid_sdp'
+ *   | 'unexpected_answer' | 'invalid_candidate' | 'chat_too_long' | 'media_failed'
+ *   | 'shutting_down' | 'internal' | 'passcode_required' | 'wrong_passcode' | 'locked_out'
+ *   | 'meeting_not_found' | 'meeting_locked' | 'removed' | 'barred' | 'denied' | 'forbidden'
+ *   | 'unknown_participant' | 'unmute_not_allowed' | (string & {})} ErrorCode
  */
 
 /** Error codes after which the server closes the connection (ErrorCode::is_fatal). */
 export const FATAL_ERRORS = new Set([
   'unsupported_version', 'room_full', 'media_failed', 'shutting_down', 'internal',
+  'locked_out', 'meeting_not_found', 'meeting_locked', 'removed', 'barred', 'denied',
 ]);
 
-/** Fatal errors that a new connection cannot fix: the client stops instead of reconnecting. */
-export const FINAL_ERRORS = new Set(['unsupported_version', 'room_full', 'invalid_room', 'invalid_name']);
+/**
+ * Refusals that a new connection cannot fix: the client stops instead of reconnecting.
+ * (`invalid_room` and `invalid_name` are not fatal, but final before we are in.)
+ */
+export const FINAL_ERRORS = new Set([
+  'unsupported_version', 'room_full', 'invalid_room', 'invalid_name',
+  'locked_out', 'meeting_not_found', 'meeting_locked', 'removed', 'barred', 'denied',
+]);
+
+/** Refusals of a join that another passcode can fix, on the same connection. */
+export const PASSCODE_ERRORS = new Set(['passcode_required', 'wrong_passcode']);
+
+/**
+ * Whether a role may use the host controls.
+ * @param {Role} role
+ */
+export function moderates(role) {
+  return role === 'host' || role === 'co_host';
+}
+
+/**
+ * The role as a short label for badges ('' for ordinary participants).
+ * @param {Role} role
+ */
+export function roleLabel(role) {
+  return role === 'host' ? 'Host' : role === 'co_host' ? 'Co-host' : role === 'guest' ? 'Guest' : '';
+}
 
 /**
  * The WebSocket URL of the signalling endpoint on this host.

@@ -3,9 +3,17 @@
 // The server is always the SDP offerer. Its first three m-lines are our publish slots
 // (microphone, camera, screen); we answer them `sendonly`. Every later m-line carries one
 // remote track, announced by `track_published` (participant, kind, mid) before the offer that
-// adds it. After an unexpected close or an ICE/DTLS failure we join again as a new participant.
+// adds it. After an unexpected close or an ICE/DTLS failure we join again as a new participant,
+// unless the meeting is over for us (ended, removed, refused for good).
+//
+// In a meeting the join may first be refused for a passcode (we ask the user and send `join`
+// again on the same socket) or held in the waiting room (`waiting`, then `joined` once a host
+// admits us). Hosts and co-hosts get the host controls below; a host's mute turns our own
+// track off through the same path as our own mute button.
 
-import { FATAL_ERRORS, FINAL_ERRORS, PROTOCOL_VERSION, parseServerMessage, signallingUrl } from './protocol.js';
+import {
+  FATAL_ERRORS, FINAL_ERRORS, PASSCODE_ERRORS, PROTOCOL_VERSION, moderates, parseServerMessage, signallingUrl,
+} from './protocol.js';
 
 /**
  * @typedef {import('./protocol.js').ClientMessage} ClientMessage
@@ -13,7 +21,27 @@ import { FATAL_ERRORS, FINAL_ERRORS, PROTOCOL_VERSION, parseServerMessage, signa
  * @typedef {import('./protocol.js').ParticipantInfo} ParticipantInfo
  * @typedef {import('./protocol.js').ParticipantId} ParticipantId
  * @typedef {import('./protocol.js').TrackKind} TrackKind
+ * @typedef {import('./protocol.js').Role} Role
+ * @typedef {import('./protocol.js').WaitReason} WaitReason
+ * @typedef {import('./protocol.js').EndReason} EndReason
+ * @typedef {import('./protocol.js').MeetingState} MeetingState
+ * @typedef {import('./protocol.js').WaitingInfo} WaitingInfo
  * @typedef {import('./media.js').LocalMedia} LocalMedia
+ */
+
+/**
+ * Why the meeting is over for us: the server refused or removed us for good (`error`), or
+ * the meeting ended for everyone (`meeting_ended`).
+ * @typedef {{kind: 'error', code: string, message: string}
+ *   | {kind: 'meeting_ended', reason: EndReason}} EndCause
+ */
+
+/**
+ * What we learn about the meeting on joining.
+ * @typedef {object} JoinInfo
+ * @property {Role} role our own role
+ * @property {MeetingState} meeting
+ * @property {WaitingInfo[]} waiting the waiting room, when we moderate
  */
 
 /**
@@ -23,8 +51,21 @@ import { FATAL_ERRORS, FINAL_ERRORS, PROTOCOL_VERSION, parseServerMessage, signa
 /**
  * What the session tells the user interface.
  * @typedef {object} CallView
- * @property {(selfId: ParticipantId, participants: ParticipantInfo[]) => void} joined
+ * @property {(selfId: ParticipantId, participants: ParticipantInfo[], info: JoinInfo) => void} joined
  *   (Re)joined: replace every remote participant with this list.
+ * @property {(title: string, reason: WaitReason) => void} waiting held in the waiting room
+ * @property {(wrong: boolean, message: string) => Promise<string | null>} askPasscode
+ *   the meeting wants a passcode (another one, if `wrong`); null gives up
+ * @property {(cause: EndCause) => void} ended the meeting is over for us; no more reconnects
+ * @property {(info: WaitingInfo) => void} waitingAdded someone waits to be admitted (moderators)
+ * @property {(id: ParticipantId) => void} waitingRemoved
+ * @property {(id: ParticipantId, role: Role) => void} roleChanged ours or someone else's
+ * @property {(kind: TrackKind, by: ParticipantId) => void} mutedByHost
+ *   a host muted our track; it is already off locally
+ * @property {(kind: TrackKind, by: ParticipantId) => void} unmuteRequested
+ * @property {(kind: TrackKind) => void} unmuteRefused the server kept our track muted
+ * @property {(meeting: MeetingState) => void} meetingUpdated
+ * @property {(minutesLeft: number, endsAtMs: number) => void} meetingEnding
  * @property {(participant: ParticipantInfo) => void} participantJoined
  * @property {(id: ParticipantId) => void} participantLeft
  * @property {(participant: ParticipantInfo) => void} participantChanged flags or name changed
@@ -33,7 +74,7 @@ import { FATAL_ERRORS, FINAL_ERRORS, PROTOCOL_VERSION, parseServerMessage, signa
  * @property {(from: ParticipantId, name: string, text: string, sentAtMs: number) => void} chatMessage
  * @property {(id: ParticipantId | null) => void} activeSpeaker
  * @property {(raised: boolean) => void} ownHand the server confirmed our hand state
- * @property {(status: CallStatus, detail?: string) => void} status
+ * @property {(status: CallStatus, detail?: string) => void} status `ended` only after leaving on purpose
  * @property {(message: string) => void} notice a non-fatal problem to show briefly
  */
 
@@ -49,18 +90,44 @@ const MEDIA_WARNING_MS = 10000;
 /** Reconnect delays grow to this many milliseconds. */
 const MAX_RETRY_MS = 15000;
 
+/** @returns {MeetingState} the settings of a room that did not say (an older server) */
+function defaultMeeting() {
+  return { title: '', locked: false, allow_self_unmute: true, ends_at_ms: null };
+}
+
 export class Session {
   /**
    * @param {string} room
    * @param {string} name
    * @param {LocalMedia} media
    * @param {CallView} view
+   * @param {{passcode?: string}} [options]
    */
-  constructor(room, name, media, view) {
+  constructor(room, name, media, view, options = {}) {
     this.room = room;
     this.name = name;
     this.media = media;
     this.view = view;
+    /** The meeting's passcode, sent with `join` when we have one. @type {string | undefined} */
+    this.passcode = options.passcode || undefined;
+    /** Our role in the meeting. @type {Role} */
+    this.role = 'participant';
+    /** @type {MeetingState} */
+    this.meeting = defaultMeeting();
+    /** The waiting room, when we moderate. @type {Map<ParticipantId, WaitingInfo>} */
+    this.waitingRoom = new Map();
+    /** Why we are held in the waiting room, while we are. @type {WaitReason | null} */
+    this.waitingFor = null;
+    /** Our tracks a host muted that we have not been allowed to turn back on since. @type {Set<TrackKind>} */
+    this.hostMuted = new Set();
+    /** Tracks a host asked us to turn back on (allowed even when self-unmute is off). @type {Set<TrackKind>} */
+    this.unmuteAllowed = new Set();
+    /** The host-muted track we last tried to turn on, for `unmute_not_allowed`. @type {TrackKind} */
+    this.lastUnmute = 'audio';
+    /** We asked the server to end the meeting for everyone. */
+    this.endRequested = false;
+    /** A passcode prompt is showing. */
+    this.askingPasscode = false;
     /** Our participant id in the current connection. @type {ParticipantId | null} */
     this.selfId = null;
     /** Everyone else in the room. @type {Map<ParticipantId, ParticipantInfo>} */
@@ -116,6 +183,7 @@ export class Session {
    * @param {boolean} on
    */
   async setMic(on) {
+    if (on) this.unmuting('audio');
     if (on && !this.media.mic) {
       await this.media.open({ audio: true, video: false });
       if (!this.media.mic) throw new Error(this.media.problems[0] ?? 'No microphone');
@@ -142,6 +210,7 @@ export class Session {
    */
   async setCamera(on, deviceId) {
     if (on) {
+      this.unmuting('video');
       await this.media.useCamera(deviceId);
       await this.publish(1, this.media.camera);
     } else {
@@ -158,6 +227,7 @@ export class Session {
    */
   async setScreen(on, onEnded) {
     if (on) {
+      this.unmuting('screen');
       const track = await this.media.startScreen();
       track.addEventListener('ended', () => {
         if (this.media.screen !== track) return;
@@ -169,6 +239,110 @@ export class Session {
       await this.publish(2, null);
     }
     this.send({ type: 'set_media', kind: 'screen', enabled: on });
+  }
+
+  /**
+   * Whether we may turn this track on ourselves: not muted by a host, or allowed again (the
+   * meeting lets people unmute, a host asked us to, or we moderate).
+   * @param {TrackKind} kind
+   */
+  mayUnmute(kind) {
+    return !this.hostMuted.has(kind) || this.meeting.allow_self_unmute || this.unmuteAllowed.has(kind)
+      || moderates(this.role);
+  }
+
+  /**
+   * We are turning a track on: a host's mute of it no longer holds (if the server disagrees it
+   * answers `unmute_not_allowed`).
+   * @param {TrackKind} kind
+   */
+  unmuting(kind) {
+    if (this.hostMuted.has(kind)) this.lastUnmute = kind;
+    this.hostMuted.delete(kind);
+    this.unmuteAllowed.delete(kind);
+  }
+
+  /**
+   * Turns a track off because a host muted it: the same path as our own mute.
+   * @param {TrackKind} kind
+   */
+  async applyHostMute(kind) {
+    if (kind === 'audio') {
+      if (this.media.mic && !this.media.micMuted) await this.setMic(false);
+    } else if (kind === 'video') {
+      if (this.media.camera) await this.setCamera(false);
+    } else if (this.media.screen) {
+      await this.setScreen(false);
+    }
+  }
+
+  // ---- host controls (hosts and co-hosts; the server refuses others with `forbidden`) ----
+
+  /** @param {ParticipantId} id */
+  admit(id) {
+    return this.send({ type: 'admit', participant_id: id });
+  }
+
+  /** @param {ParticipantId} id */
+  deny(id) {
+    return this.send({ type: 'deny', participant_id: id });
+  }
+
+  /**
+   * @param {ParticipantId} id
+   * @param {TrackKind} kind
+   */
+  mute(id, kind) {
+    return this.send({ type: 'mute', participant_id: id, kind });
+  }
+
+  /** @param {boolean} allowSelfUnmute */
+  muteAll(allowSelfUnmute) {
+    return this.send({ type: 'mute_all', allow_self_unmute: allowSelfUnmute });
+  }
+
+  /**
+   * @param {ParticipantId} id
+   * @param {TrackKind} kind
+   */
+  askUnmute(id, kind) {
+    return this.send({ type: 'ask_unmute', participant_id: id, kind });
+  }
+
+  /** @param {{locked?: boolean, allow_self_unmute?: boolean}} changes */
+  setMeeting(changes) {
+    return this.send({ type: 'set_meeting', ...changes });
+  }
+
+  /**
+   * @param {ParticipantId} id
+   * @param {boolean} bar whether they may not rejoin while the meeting runs
+   */
+  remove(id, bar) {
+    return this.send({ type: 'remove', participant_id: id, bar });
+  }
+
+  /**
+   * Host only.
+   * @param {ParticipantId} id
+   * @param {'co_host' | 'participant'} role
+   */
+  setRole(id, role) {
+    return this.send({ type: 'set_role', participant_id: id, role });
+  }
+
+  /**
+   * Host only: we become co-host.
+   * @param {ParticipantId} id
+   */
+  transferHost(id) {
+    return this.send({ type: 'transfer_host', participant_id: id });
+  }
+
+  /** Host only: ends the meeting for everyone (the server answers with `meeting_ended`). */
+  endMeeting() {
+    this.endRequested = this.send({ type: 'end_meeting' });
+    return this.endRequested;
   }
 
   /**
@@ -196,9 +370,7 @@ export class Session {
     this.view.status(this.attempt === 0 ? 'connecting' : 'reconnecting');
     const ws = new WebSocket(signallingUrl());
     this.ws = ws;
-    ws.addEventListener('open', () => {
-      this.send({ type: 'join', version: PROTOCOL_VERSION, room: this.room, name: this.name });
-    });
+    ws.addEventListener('open', () => this.sendJoin());
     ws.addEventListener('message', event => {
       if (ws !== this.ws || typeof event.data !== 'string') return;
       const msg = parseServerMessage(event.data);
@@ -209,9 +381,33 @@ export class Session {
     });
   }
 
+  sendJoin() {
+    /** @type {ClientMessage} */
+    const join = { type: 'join', version: PROTOCOL_VERSION, room: this.room, name: this.name };
+    if (this.passcode) join.passcode = this.passcode;
+    this.send(join);
+  }
+
+  /**
+   * The meeting is over for us: no more reconnects.
+   * @param {EndCause} cause
+   */
+  end(cause) {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.retryTimer);
+    this.teardown();
+    this.view.ended(cause);
+  }
+
   /** The connection dropped: start over after a growing delay. */
   lost() {
     if (this.finished) return;
+    if (this.endRequested) {
+      // We ended the meeting and the server closed before saying so.
+      this.end({ kind: 'meeting_ended', reason: 'host' });
+      return;
+    }
     this.teardown();
     const delay = Math.min(MAX_RETRY_MS, 1000 * 2 ** this.attempt) * (0.75 + Math.random() / 2);
     this.attempt += 1;
@@ -233,17 +429,33 @@ export class Session {
     this.negotiation = Promise.resolve();
     this.announced = false;
     this.selfId = null;
+    this.waitingFor = null;
   }
 
   /** @param {ServerMessage} msg */
   handle(msg) {
     switch (msg.type) {
-      case 'joined':
+      case 'joined': {
         this.selfId = msg.participant_id;
+        this.waitingFor = null;
+        for (const p of msg.participants) p.role ??= 'participant';
         this.participants = new Map(msg.participants.map(p => [p.id, p]));
+        this.role = msg.role ?? 'participant';
+        this.meeting = msg.meeting ?? defaultMeeting();
+        this.waitingRoom = new Map((msg.waiting ?? []).map(w => [w.id, w]));
+        // A new participant as far as the server is concerned: no host mute carries over.
+        this.hostMuted.clear();
+        this.unmuteAllowed.clear();
         this.watchMediaStart(this.ensurePeerConnection());
-        this.view.joined(msg.participant_id, msg.participants);
+        this.view.joined(msg.participant_id, msg.participants,
+          { role: this.role, meeting: this.meeting, waiting: [...this.waitingRoom.values()] });
         if (this.handRaised) this.send({ type: 'raise_hand', raised: true });
+        break;
+      }
+      case 'waiting':
+        this.waitingFor = msg.reason;
+        if (msg.title) this.meeting = { ...this.meeting, title: msg.title };
+        this.view.waiting(msg.title, msg.reason);
         break;
       case 'offer': {
         const sdp = msg.sdp;
@@ -257,6 +469,7 @@ export class Session {
         break;
       }
       case 'participant_joined':
+        msg.participant.role ??= 'participant';
         this.participants.set(msg.participant.id, msg.participant);
         this.view.participantJoined(msg.participant);
         break;
@@ -305,6 +518,49 @@ export class Session {
       case 'active_speaker':
         this.view.activeSpeaker(msg.participant_id);
         break;
+      case 'waiting_added':
+        this.waitingRoom.set(msg.participant.id, msg.participant);
+        this.view.waitingAdded(msg.participant);
+        break;
+      case 'waiting_removed':
+        if (this.waitingRoom.delete(msg.participant_id)) this.view.waitingRemoved(msg.participant_id);
+        break;
+      case 'role_changed': {
+        if (msg.participant_id === this.selfId) {
+          this.role = msg.role;
+          if (!moderates(msg.role)) this.waitingRoom.clear();
+        } else {
+          const p = this.participants.get(msg.participant_id);
+          if (!p) break;
+          p.role = msg.role;
+        }
+        this.view.roleChanged(msg.participant_id, msg.role);
+        break;
+      }
+      case 'muted_by_host': {
+        const { kind, by } = msg;
+        this.hostMuted.add(kind);
+        this.unmuteAllowed.delete(kind);
+        this.applyHostMute(kind)
+          .catch(err => console.error('could not apply the host\'s mute', err))
+          .finally(() => this.view.mutedByHost(kind, by));
+        break;
+      }
+      case 'unmute_requested':
+        this.unmuteAllowed.add(msg.kind);
+        this.view.unmuteRequested(msg.kind, msg.by);
+        break;
+      case 'meeting_updated':
+        this.meeting = msg.meeting;
+        this.view.meetingUpdated(msg.meeting);
+        break;
+      case 'meeting_ending':
+        this.meeting = { ...this.meeting, ends_at_ms: msg.ends_at_ms };
+        this.view.meetingEnding(msg.minutes_left, msg.ends_at_ms);
+        break;
+      case 'meeting_ended':
+        this.end({ kind: 'meeting_ended', reason: msg.reason });
+        break;
       case 'error':
         this.onError(msg.code, msg.message);
         break;
@@ -320,14 +576,49 @@ export class Session {
    */
   onError(code, message) {
     console.warn('server error', code, message);
-    if (FINAL_ERRORS.has(code) && (this.selfId === null || FATAL_ERRORS.has(code))) {
-      this.finished = true;
-      this.teardown();
-      this.view.status('ended', message);
+    if (PASSCODE_ERRORS.has(code) && this.selfId === null) {
+      void this.askPasscode(code === 'wrong_passcode', message);
+    } else if (code === 'unmute_not_allowed') {
+      this.unmuteRefused();
+    } else if (FINAL_ERRORS.has(code) && (this.selfId === null || FATAL_ERRORS.has(code))) {
+      this.end({ kind: 'error', code, message });
     } else if (!QUIET_ERRORS.has(code)) {
       // After a fatal one the server closes the socket and the close handler reconnects.
       this.view.notice(message);
     }
+  }
+
+  /**
+   * Asks the user for the passcode and joins again with it on the current socket.
+   * @param {boolean} wrong
+   * @param {string} message
+   */
+  async askPasscode(wrong, message) {
+    if (this.askingPasscode) return;
+    this.askingPasscode = true;
+    let passcode;
+    try {
+      passcode = await this.view.askPasscode(wrong, message);
+    } finally {
+      this.askingPasscode = false;
+    }
+    if (this.finished) return;
+    if (passcode === null) {
+      this.leave();
+      return;
+    }
+    this.passcode = passcode;
+    // If the socket dropped meanwhile, the reconnect sends the new passcode.
+    if (this.selfId === null && this.waitingFor === null) this.sendJoin();
+  }
+
+  /** The server kept a host-muted track muted: turn it back off here too. */
+  unmuteRefused() {
+    const kind = this.lastUnmute;
+    this.hostMuted.add(kind);
+    this.applyHostMute(kind)
+      .catch(err => console.error('could not re-mute', err))
+      .finally(() => this.view.unmuteRefused(kind));
   }
 
   /**

@@ -2,6 +2,9 @@
 
 import { h, initial } from './dom.js';
 import { icon } from './icons.js';
+import { roleLabel } from './protocol.js';
+
+/** @typedef {import('./protocol.js').Role} Role */
 
 /** Tiles are laid out at this aspect ratio (width / height). */
 const ASPECT = 16 / 9;
@@ -49,9 +52,10 @@ export class Tile {
     this.nameLabel = h('span', { class: 'name' });
     this.micIcon = h('span', { class: 'badge mic-off', title: 'Microphone off' }, icon('micOff'));
     this.handIcon = h('span', { class: 'badge hand', title: 'Hand raised' }, icon('hand'));
+    this.roleBadge = h('span', { class: 'role-badge', hidden: true });
     this.el = h('div', { class: options.self ? 'tile self' : 'tile' },
       this.video, this.audio, this.avatar,
-      h('div', { class: 'label' }, this.micIcon, this.nameLabel),
+      h('div', { class: 'label' }, this.micIcon, this.nameLabel, this.roleBadge),
       this.handIcon);
     this.hasVideo = false;
     this.videoOn = false;
@@ -63,6 +67,17 @@ export class Tile {
     this.nameLabel.textContent = name;
     this.avatar.textContent = initial(name);
     this.avatar.style.background = avatarColour(name);
+  }
+
+  /**
+   * Shows a host or co-host badge (nothing for other roles).
+   * @param {Role} role
+   */
+  setRole(role) {
+    this.el.dataset.role = role;
+    const label = role === 'host' || role === 'co_host' ? roleLabel(role) : '';
+    this.roleBadge.textContent = label;
+    this.roleBadge.hidden = label === '';
   }
 
   /** @param {number | null} id */
