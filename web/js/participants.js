@@ -88,6 +88,20 @@ export class ParticipantsPanel {
         h('section', {}, h('div', { class: 'section-head' }, this.listTitle), this.list)));
     /** @type {PanelState | null} */
     this.state = null;
+    // A person's menu closes on Escape and on a click anywhere else.
+    this.el.addEventListener('keydown', event => {
+      const menu = event.target instanceof Element ? event.target.closest('details[open]') : null;
+      if (event.key === 'Escape' && menu instanceof HTMLDetailsElement) {
+        menu.open = false;
+        menu.querySelector('summary')?.focus();
+        event.stopPropagation();
+      }
+    });
+    document.addEventListener('click', event => {
+      for (const menu of this.list.querySelectorAll('details[open]')) {
+        if (menu instanceof HTMLDetailsElement && !(event.target instanceof Node && menu.contains(event.target))) menu.open = false;
+      }
+    });
   }
 
   get open() {

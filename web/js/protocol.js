@@ -99,7 +99,7 @@ export const PROTOCOL_VERSION = 1;
  *   | 'unexpected_answer' | 'invalid_candidate' | 'chat_too_long' | 'media_failed'
  *   | 'shutting_down' | 'internal' | 'passcode_required' | 'wrong_passcode' | 'locked_out'
  *   | 'meeting_not_found' | 'meeting_locked' | 'removed' | 'barred' | 'denied' | 'forbidden'
- *   | 'unknown_participant' | 'unmute_not_allowed' | (string & {})} ErrorCode
+ *   | 'unknown_participant' | 'unmute_not_allowed' | 'meeting_full' | (string & {})} ErrorCode
  */
 
 /** Error codes after which the server closes the connection (ErrorCode::is_fatal). */
