@@ -2,8 +2,8 @@
 // meeting with a passcode and the waiting room; a guest follows the shared link (which
 // carries the passcode), waits, is admitted, and the two decode each other's video. The host
 // mutes the guest (the guest's UI shows it, the host sees the mic off and the server stops
-// forwarding the guest's audio), asks them to unmute, forbids self-unmute and mutes again (the
-// guest's mic button is locked), then removes them. A second guest without the passcode is
+// forwarding the guest's audio), asks them to unmute, mutes everyone without self-unmute (the
+// guest's mic button is locked), allows it again, then removes them. A second guest without the passcode is
 // asked for it in the meeting page and then denied; the first guest comes back and the host
 // ends the meeting for everyone.
 
@@ -237,7 +237,7 @@ async function menuAction(host, id, action) {
   await row.locator(`[data-action="${action}"]`).click();
 }
 
-test('waiting room, admit, mute, ask to unmute, locked unmute, remove, passcode, deny, end for all', { timeout: 240000 }, async () => {
+test('waiting room, admit, mute, ask to unmute, mute all, remove, passcode, deny, end for all', { timeout: 240000 }, async () => {
   // ---- the host signs up and schedules a meeting with a passcode and a waiting room ----
   const host = await newPage('host');
   await host.goto(`${server.url}/signup`);
@@ -333,18 +333,25 @@ test('waiting room, admit, mute, ask to unmute, locked unmute, remove, passcode,
   await waitForAudioToFlow(host, guestId);
   took('ask to unmute → guest\'s audio reaches the host again', asked);
 
-  // ---- self-unmute off, muted again: the guest's mic button is locked ----
-  await host.uncheck('#allow-unmute-toggle');
-  // @ts-ignore the client's test hook
-  await guest.waitForFunction(() => window.veche.meeting.allow_self_unmute === false, null, { timeout: UI_TIMEOUT_MS });
-  await host.click(`#participant-list [data-member-id="${guestId}"] [data-action="mute-audio"]`);
+  // ---- mute all, without self-unmute: the guest's mic button is locked ----
+  await host.click('#mute-all-btn');
+  await host.waitForSelector('#mute-all-dialog[open]');
+  await host.uncheck('#mute-all-allow');
+  await host.click('#mute-all-confirm');
+  const mutedAll = Date.now();
   await guest.waitForSelector('#mic-btn.off[data-locked="true"]', { timeout: UI_TIMEOUT_MS });
+  took('mute all → guest\'s mic button off and locked', mutedAll);
+  await host.waitForSelector('#allow-unmute-toggle:not(:checked)', { timeout: UI_TIMEOUT_MS });
+  assert.equal(await host.locator('#mic-btn.off').count(), 0, 'the host\'s own microphone stays on');
   await guest.click('#mic-btn');
   await waitForToast(guest, 'You can unmute when the host asks you to');
   assert.equal(await guest.locator('#mic-btn.off').count(), 1, 'still muted');
   await waitForAudioToStop(host, guestId, 1000);
+  // Self-unmute allowed again: the lock goes, and the guest unmutes by themselves.
   await host.check('#allow-unmute-toggle');
   await guest.waitForSelector('#mic-btn:not([data-locked])', { timeout: UI_TIMEOUT_MS });
+  await guest.click('#mic-btn');
+  await host.waitForSelector(`#participant-list [data-member-id="${guestId}"][data-audio="on"]`, { timeout: UI_TIMEOUT_MS });
 
   mkdirSync(RESULTS, { recursive: true });
   await host.screenshot({ path: path.join(RESULTS, 'host-controls-host.png') });
