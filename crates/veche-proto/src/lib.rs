@@ -261,9 +261,13 @@ pub enum ServerMessage {
         participant_id: Option<ParticipantId>,
     },
     /// To hosts and co-hosts: someone is waiting to be admitted.
-    WaitingAdded { participant: WaitingInfo },
+    WaitingAdded {
+        participant: WaitingInfo,
+    },
     /// To hosts and co-hosts: someone left the waiting room (admitted, denied or gone).
-    WaitingRemoved { participant_id: ParticipantId },
+    WaitingRemoved {
+        participant_id: ParticipantId,
+    },
     /// A participant's role changed.
     RoleChanged {
         participant_id: ParticipantId,
@@ -281,11 +285,18 @@ pub enum ServerMessage {
         by: ParticipantId,
     },
     /// A host changed the meeting's settings.
-    MeetingUpdated { meeting: MeetingState },
+    MeetingUpdated {
+        meeting: MeetingState,
+    },
     /// The plan's time limit ends the meeting soon.
-    MeetingEnding { minutes_left: u32, ends_at_ms: u64 },
+    MeetingEnding {
+        minutes_left: u32,
+        ends_at_ms: u64,
+    },
     /// The meeting is over for everyone; the server closes the connection afterwards.
-    MeetingEnded { reason: EndReason },
+    MeetingEnded {
+        reason: EndReason,
+    },
     /// Something the client sent was refused. The connection stays open unless the code says
     /// otherwise ([`ErrorCode::is_fatal`]).
     Error {

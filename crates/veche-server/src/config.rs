@@ -215,6 +215,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "VECHE_MEDIA_SOCKET_BUFFER", value_name = "BYTES")]
     pub(crate) media_socket_buffer: Option<usize>,
 
+    /// Length of a "minute" of plan time limits and their warnings, in milliseconds
+    /// [default: 60000]. For tests and demonstrations only: a 40-minute plan limit then ends
+    /// a meeting after 40 × this.
+    #[arg(long, env = "VECHE_MEETING_MINUTE_MS", value_name = "MS", hide = true)]
+    pub(crate) meeting_minute_ms: Option<u64>,
+
     /// Database URL: `sqlite://FILE` or `postgres://USER@HOST/DB`
     /// [default: sqlite://DATA_DIR/veche.db].
     #[arg(long, env = "VECHE_DATABASE", value_name = "URL")]
@@ -269,6 +275,7 @@ struct FileConfig {
     max_participants: Option<usize>,
     max_chat_chars: Option<usize>,
     media_socket_buffer: Option<usize>,
+    meeting_minute_ms: Option<u64>,
     log_format: Option<LogFormat>,
     database: Option<String>,
     signup: Option<Signup>,
@@ -394,10 +401,17 @@ impl Config {
                 .media_socket_buffer
                 .or(file.media_socket_buffer)
                 .unwrap_or(defaults.socket_buffer_bytes),
+            minute: args
+                .meeting_minute_ms
+                .or(file.meeting_minute_ms)
+                .map_or(defaults.minute, std::time::Duration::from_millis),
             ..defaults
         };
         if sfu_limits.max_participants_per_room == 0 {
             bail!("max-participants must be at least 1");
+        }
+        if sfu_limits.minute.is_zero() {
+            bail!("meeting-minute-ms must be at least 1");
         }
 
         let database = args

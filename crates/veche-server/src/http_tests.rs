@@ -21,6 +21,7 @@ impl SfuApi for StaticSfu {
         unreachable!("no WebSocket in these tests")
     }
     fn send(&self, _: ParticipantId, _: ClientMessage) {}
+    fn join(&self, _: ParticipantId, _: veche_sfu::JoinRequest) {}
     fn disconnect(&self, _: ParticipantId) {}
     fn metrics(&self) -> SfuMetrics {
         SfuMetrics {
@@ -42,6 +43,7 @@ fn app() -> axum::Router {
             max_messages_per_sec: 50,
             message_burst: 100,
         },
+        gate: Arc::new(crate::gate::JoinGate::guest_rooms_only()),
         stats: Arc::new(WsStats::default()),
         shutdown,
     })

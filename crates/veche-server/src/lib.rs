@@ -6,6 +6,7 @@ mod admin_cli;
 pub mod api;
 pub mod auth;
 mod config;
+mod gate;
 mod http;
 mod ratelimit;
 mod server;

@@ -14,6 +14,7 @@ use veche_sfu::{SfuConfig, SfuHandle};
 
 use crate::api::{ApiState, Clock, SystemClock};
 use crate::config::{Config, discover_public_ips};
+use crate::gate::{JoinGate, store_events};
 use crate::http::router_with_api;
 use crate::state::{AppState, WsStats};
 use crate::store::{LockoutPolicy, Store};
@@ -47,11 +48,15 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding HTTP listener on {}", config.http))?;
     let http_addr = listener.local_addr()?;
 
-    let sfu = SfuHandle::spawn(SfuConfig {
-        media_bind: config.media_bind,
-        public_ips: public_ips.clone(),
-        limits: config.sfu_limits.clone(),
-    })
+    let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+    let sfu = SfuHandle::spawn_with_events(
+        SfuConfig {
+            media_bind: config.media_bind,
+            public_ips: public_ips.clone(),
+            limits: config.sfu_limits.clone(),
+        },
+        events_tx,
+    )
     .with_context(|| format!("starting the SFU on UDP {}", config.media_bind))?;
     info!(
         media = %sfu.local_media_addr(),
@@ -64,17 +69,25 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let mut accounts = config.accounts;
     accounts.secure_cookies = tls_config.is_some();
     let purger = tokio::spawn(purge_periodically(store.clone(), accounts.lockout));
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let event_writer = tokio::spawn(store_events(store.clone(), clock.clone(), events));
     let app = router_with_api(
         AppState {
             sfu: Arc::new(sfu.clone()),
             limits: config.ws,
+            gate: Arc::new(JoinGate::new(
+                store.clone(),
+                accounts,
+                clock.clone(),
+                config.sfu_limits.minute,
+            )),
             stats: Arc::clone(&stats),
             shutdown: shutdown_rx,
         },
         Some(ApiState {
             store: store.clone(),
             settings: accounts,
-            clock: Arc::new(SystemClock),
+            clock,
         }),
     );
 
@@ -117,6 +130,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(result) = served {
         // The server stopped on its own: that is an error, but the SFU still gets a clean stop.
         stop_sfu(sfu).await;
+        finish_events(event_writer).await;
         purger.abort();
         store.close().await;
         return match result {
@@ -143,6 +157,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         Ok(Err(e)) => warn!(error = %e, "HTTP server error during shutdown"),
         Err(e) => warn!(error = %e, "HTTP server task failed during shutdown"),
     }
+    finish_events(event_writer).await;
     purger.abort();
     store.close().await;
     info!("stopped");
@@ -150,6 +165,14 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 /// Expired sessions and stale lockout counters are deleted hourly (and at start).
+/// Waits (briefly) for the SFU's last audit entries and usage records to be stored; the
+/// SFU has stopped, so its event channel is closed and the writer ends once it is drained.
+async fn finish_events(writer: tokio::task::JoinHandle<()>) {
+    if tokio::time::timeout(DRAIN_TIMEOUT, writer).await.is_err() {
+        warn!("gave up storing the last meeting events");
+    }
+}
+
 async fn purge_periodically(store: Store, policy: LockoutPolicy) {
     let mut tick = tokio::time::interval(PURGE_INTERVAL);
     loop {

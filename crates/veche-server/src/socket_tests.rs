@@ -40,6 +40,7 @@ impl SfuApi for EchoSfu {
             });
         }
     }
+    fn join(&self, _: ParticipantId, _: veche_sfu::JoinRequest) {}
     fn disconnect(&self, _: ParticipantId) {}
     fn metrics(&self) -> SfuMetrics {
         SfuMetrics::default()
@@ -59,6 +60,7 @@ async fn serve() -> SocketAddr {
     let app = router(AppState {
         sfu: Arc::new(EchoSfu::default()),
         limits: LIMITS,
+        gate: Arc::new(crate::gate::JoinGate::guest_rooms_only()),
         stats: Arc::new(WsStats::default()),
         shutdown,
     });

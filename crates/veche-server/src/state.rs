@@ -6,14 +6,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::watch;
 use veche_proto::{ClientMessage, ParticipantId};
-use veche_sfu::{Connection, SfuHandle, SfuMetrics};
+use veche_sfu::{Connection, JoinRequest, SfuHandle, SfuMetrics};
 
 use crate::config::WsLimits;
+use crate::gate::JoinGate;
 
 /// The part of [`SfuHandle`] the web layer uses.
 pub(crate) trait SfuApi: Send + Sync + 'static {
     fn connect(&self) -> Connection;
     fn send(&self, id: ParticipantId, msg: ClientMessage);
+    /// A join the gate authorised.
+    fn join(&self, id: ParticipantId, request: JoinRequest);
     fn disconnect(&self, id: ParticipantId);
     fn metrics(&self) -> SfuMetrics;
 }
@@ -24,6 +27,9 @@ impl SfuApi for SfuHandle {
     }
     fn send(&self, id: ParticipantId, msg: ClientMessage) {
         SfuHandle::send(self, id, msg)
+    }
+    fn join(&self, id: ParticipantId, request: JoinRequest) {
+        SfuHandle::join(self, id, request)
     }
     fn disconnect(&self, id: ParticipantId) {
         SfuHandle::disconnect(self, id)
@@ -67,6 +73,8 @@ impl Drop for ConnectionGuard {
 pub(crate) struct AppState {
     pub(crate) sfu: Arc<dyn SfuApi>,
     pub(crate) limits: WsLimits,
+    /// Decides who joins which meeting with which role.
+    pub(crate) gate: Arc<JoinGate>,
     pub(crate) stats: Arc<WsStats>,
     /// Becomes `true` once the SFU has told every participant it is shutting down.
     pub(crate) shutdown: watch::Receiver<bool>,

@@ -12,15 +12,17 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{Instrument, debug, info, info_span};
 use veche_proto::{ClientMessage, ErrorCode, ServerMessage};
-use veche_sfu::Connection;
+use veche_sfu::{Connection, JoinRequest};
 
 use crate::config::WsLimits;
+use crate::gate::{Identity, JoinGate};
 use crate::ratelimit::{RateLimiter, Verdict};
 use crate::state::{AppState, SfuApi, WsStats};
 
@@ -60,20 +62,26 @@ pub(crate) fn codec_limit(limits: &WsLimits) -> usize {
 pub(crate) async fn upgrade(
     ws: WebSocketUpgrade,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     State(state): State<AppState>,
 ) -> Response {
     let hard = codec_limit(&state.limits);
+    // The account is looked up once, at the upgrade, where the cookie or token is.
+    let identity = state.gate.identify(&headers, peer).await;
     ws.max_message_size(hard)
         .max_frame_size(hard)
-        .on_upgrade(move |socket| serve_socket(socket, peer, state))
+        .on_upgrade(move |socket| serve_socket(socket, peer, identity, state))
 }
 
-async fn serve_socket(socket: WebSocket, peer: SocketAddr, state: AppState) {
+async fn serve_socket(socket: WebSocket, peer: SocketAddr, identity: Identity, state: AppState) {
     let conn = state.sfu.connect();
-    let span = info_span!("ws", participant = conn.id, %peer);
+    let user = identity.user.as_ref().map(|u| u.id.clone());
+    let span = info_span!("ws", participant = conn.id, %peer, user);
     let (tx, rx) = socket.split();
     let session = Session {
         sfu: state.sfu.as_ref(),
+        gate: &state.gate,
+        identity,
         limits: state.limits,
         timers: Timers::default(),
         stats: &state.stats,
@@ -100,6 +108,8 @@ pub(crate) enum End {
 
 pub(crate) struct Session<'a> {
     pub(crate) sfu: &'a dyn SfuApi,
+    pub(crate) gate: &'a JoinGate,
+    pub(crate) identity: Identity,
     pub(crate) limits: WsLimits,
     pub(crate) timers: Timers,
     pub(crate) stats: &'a std::sync::Arc<WsStats>,
@@ -110,6 +120,8 @@ enum Step {
     Continue,
     /// Send this error and carry on.
     Reply(ServerMessage),
+    /// Ask the gate, then join or refuse.
+    Join(Box<ClientMessage>),
     Leave,
     End(End),
 }
@@ -172,6 +184,24 @@ impl Session<'_> {
                         Step::Reply(err) => {
                             if let Err(e) = self.send(&mut tx, &err).await {
                                 break e;
+                            }
+                        }
+                        Step::Join(join) => {
+                            let ClientMessage::Join { version, room, name, passcode } = *join else {
+                                continue;
+                            };
+                            match self.gate.authorise(&self.identity, &room, passcode.as_deref()).await {
+                                Ok(grant) => self.sfu.join(conn.id, JoinRequest { version, room, name, grant }),
+                                Err(refusal) => {
+                                    let fatal = refusal.code.is_fatal();
+                                    info!(?refusal, "join refused");
+                                    if let Err(e) = self.send(&mut tx, &refusal.into_message()).await {
+                                        break e;
+                                    }
+                                    if fatal {
+                                        break self.close(&mut tx, close_code::NORMAL, "", End::SfuClosed).await;
+                                    }
+                                }
                             }
                         }
                         Step::Leave => leave_deadline = Some(Instant::now() + self.timers.leave_grace),
@@ -304,6 +334,7 @@ impl Session<'_> {
             ));
         }
         match ClientMessage::parse(text.as_str()) {
+            Ok(msg @ ClientMessage::Join { .. }) => Step::Join(Box::new(msg)),
             Ok(msg) => {
                 let leave = matches!(msg, ClientMessage::Leave);
                 self.sfu.send(id, msg);

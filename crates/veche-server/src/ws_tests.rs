@@ -20,6 +20,7 @@ const ID: ParticipantId = 7;
 #[derive(Default)]
 struct FakeSfu {
     sent: Mutex<Vec<ClientMessage>>,
+    joined: Mutex<Vec<veche_sfu::JoinRequest>>,
     disconnected: Mutex<Vec<ParticipantId>>,
 }
 
@@ -30,6 +31,10 @@ impl SfuApi for FakeSfu {
     fn send(&self, id: ParticipantId, msg: ClientMessage) {
         assert_eq!(id, ID);
         self.sent.lock().unwrap().push(msg);
+    }
+    fn join(&self, id: ParticipantId, request: veche_sfu::JoinRequest) {
+        assert_eq!(id, ID);
+        self.joined.lock().unwrap().push(request);
     }
     fn disconnect(&self, id: ParticipantId) {
         self.disconnected.lock().unwrap().push(id);
@@ -71,8 +76,14 @@ impl Harness {
             let sfu = Arc::clone(&sfu);
             let stats = Arc::clone(&stats);
             tokio::spawn(async move {
+                let gate = crate::gate::JoinGate::guest_rooms_only();
                 let session = Session {
                     sfu: sfu.as_ref(),
+                    gate: &gate,
+                    identity: crate::gate::Identity {
+                        user: None,
+                        ip: Some("192.0.2.9".parse().unwrap()),
+                    },
                     limits: LIMITS,
                     timers: Timers::default(),
                     stats: &stats,
@@ -349,5 +360,40 @@ async fn counts_open_connections() {
     assert_eq!(
         stats.connections.load(std::sync::atomic::Ordering::Relaxed),
         0
+    );
+}
+
+#[tokio::test]
+async fn join_goes_through_the_gate_with_the_callers_address() {
+    let h = Harness::start();
+    h.send_text(r#"{"type":"join","version":1,"room":"standup","name":"Ann","passcode":"x"}"#);
+    h.send_text(r#"{"type":"chat","text":"hi"}"#);
+    // The chat is relayed after the join was decided, so once it arrives the join is there.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while h.sfu.sent.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("chat relayed");
+    let joined = h.sfu.joined.lock().unwrap().clone();
+    assert_eq!(joined.len(), 1);
+    let j = &joined[0];
+    assert_eq!(
+        (j.room.as_str(), j.name.as_str(), j.version),
+        ("standup", "Ann", 1)
+    );
+    // No store behind this gate: an instant guest room, as a guest, from the peer's address.
+    assert_eq!(j.grant.role, veche_proto::Role::Guest);
+    assert!(j.grant.meeting.is_none());
+    assert_eq!(j.grant.ip, Some("192.0.2.9".parse().unwrap()));
+    assert!(
+        h.sfu
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|m| !matches!(m, ClientMessage::Join { .. })),
+        "joins never bypass the gate"
     );
 }

@@ -222,11 +222,9 @@ impl Sfu {
                 self.remove_waiter(id);
                 self.out.push_back(Output::Close(id));
             }
-            _ if self.waiters.contains_key(&id) => self.error(
-                id,
-                ErrorCode::NotJoined,
-                "waiting to be admitted by a host",
-            ),
+            _ if self.waiters.contains_key(&id) => {
+                self.error(id, ErrorCode::NotJoined, "waiting to be admitted by a host")
+            }
             _ if !self.participants.contains_key(&id) => self.error(
                 id,
                 ErrorCode::NotJoined,

@@ -15,5 +15,7 @@ mod udp_batch;
 
 pub use crate::core::{Counters, Datagram, Output, Sfu};
 pub use config::{Limits, SfuConfig};
-pub use meeting::{AuditEvent, JoinGrant, JoinRequest, MeetingRef, MeetingUsage, SfuEvent, UserRef};
 pub use driver::{Connection, SfuHandle, SfuMetrics};
+pub use meeting::{
+    AuditEvent, JoinGrant, JoinRequest, MeetingRef, MeetingUsage, SfuEvent, UserRef,
+};

@@ -221,16 +221,22 @@ fn cookie_token(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, value)| value)
 }
 
+/// The session token of a request and whether it came in the cookie (`false`: a bearer
+/// token). Empty tokens count as none.
+pub(crate) fn session_token(headers: &HeaderMap) -> Option<(String, bool)> {
+    let (token, via_cookie) = match bearer_token(headers) {
+        Some(t) => (t, false),
+        None => (cookie_token(headers)?, true),
+    };
+    (!token.is_empty()).then(|| (token.to_owned(), via_cookie))
+}
+
 impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
         let ip = peer_ip(parts);
-        let (token, via_cookie) = match bearer_token(&parts.headers) {
-            Some(t) => (Some(t.to_owned()), false),
-            None => (cookie_token(&parts.headers).map(str::to_owned), true),
-        };
-        let Some(token) = token.filter(|t| !t.is_empty()) else {
+        let Some((token, via_cookie)) = session_token(&parts.headers) else {
             return Ok(Caller {
                 user: None,
                 session: None,

@@ -163,7 +163,7 @@ impl Sfu {
             },
         );
         self.out.push_back(Output::Signal(id, signal));
-        self.to_moderators(key, ServerMessage::WaitingAdded { participant: info });
+        self.tell_moderators(key, ServerMessage::WaitingAdded { participant: info });
     }
 
     /// The role a joiner gets. An instant guest room's first joiner hosts it; the meeting's
@@ -200,7 +200,7 @@ impl Sfu {
             .filter(|m| self.role_of(*m).is_some_and(Role::moderates))
     }
 
-    fn to_moderators(&mut self, key: RoomKey, msg: ServerMessage) {
+    fn tell_moderators(&mut self, key: RoomKey, msg: ServerMessage) {
         let moderators: Vec<_> = self.moderators(key).collect();
         for m in moderators {
             self.out.push_back(Output::Signal(m, msg.clone()));
@@ -320,10 +320,7 @@ impl Sfu {
         if let Some(room) = self.rooms.get_mut(&w.room) {
             room.live.waiting.retain(|x| *x != id);
         }
-        self.to_moderators(
-            w.room,
-            ServerMessage::WaitingRemoved { participant_id: id },
-        );
+        self.tell_moderators(w.room, ServerMessage::WaitingRemoved { participant_id: id });
         Some(w)
     }
 
@@ -444,7 +441,9 @@ impl Sfu {
                     return self.error(
                         actor,
                         ErrorCode::MeetingFull,
-                        format!("the meeting is full ({max} participants); nobody else can be admitted"),
+                        format!(
+                            "the meeting is full ({max} participants); nobody else can be admitted"
+                        ),
                     );
                 }
                 let target = self.waiter_name(participant_id);
@@ -478,7 +477,12 @@ impl Sfu {
                     return;
                 }
                 let target = self.member_name(participant_id);
-                self.audit(actor, "meeting.mute", target, format!("{kind:?}").to_lowercase());
+                self.audit(
+                    actor,
+                    "meeting.mute",
+                    target,
+                    format!("{kind:?}").to_lowercase(),
+                );
                 self.host_mute(actor, participant_id, kind);
             }
             ClientMessage::MuteAll { allow_self_unmute } => {
@@ -576,11 +580,7 @@ impl Sfu {
                     );
                 }
                 if self.role_of(participant_id) == Some(Role::Host) {
-                    return self.error(
-                        actor,
-                        ErrorCode::Forbidden,
-                        "the host cannot be removed",
-                    );
+                    return self.error(actor, ErrorCode::Forbidden, "the host cannot be removed");
                 }
                 let target = self.member_name(participant_id);
                 self.audit(
@@ -589,9 +589,7 @@ impl Sfu {
                     target,
                     if bar { "barred".into() } else { String::new() },
                 );
-                if bar
-                    && let Some(p) = self.participants.get(&participant_id)
-                {
+                if bar && let Some(p) = self.participants.get(&participant_id) {
                     let (user, ip) = (p.grant.user.clone(), p.grant.ip);
                     if let Some(room) = self.rooms.get_mut(&key) {
                         room.live.bar(user.as_ref(), ip);
@@ -748,16 +746,17 @@ impl Sfu {
             return;
         };
         info!(participant = actor, action, %target, "host action");
-        self.out.push_back(Output::Event(SfuEvent::Audit(AuditEvent {
-            meeting_id: meeting.id.clone(),
-            org_id: Some(meeting.org_id.clone()),
-            actor: p.grant.user.clone(),
-            actor_name: p.info.name.clone(),
-            ip: p.grant.ip,
-            action,
-            target,
-            detail,
-        })));
+        self.out
+            .push_back(Output::Event(SfuEvent::Audit(AuditEvent {
+                meeting_id: meeting.id.clone(),
+                org_id: Some(meeting.org_id.clone()),
+                actor: p.grant.user.clone(),
+                actor_name: p.info.name.clone(),
+                ip: p.grant.ip,
+                action,
+                target,
+                detail,
+            })));
     }
 
     /// Ends the meeting for everyone in it and everyone waiting, and records its usage.

@@ -13,7 +13,7 @@ use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::rtp::RtpWrite;
 use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
 use veche_proto::{ClientMessage, PROTOCOL_VERSION, ParticipantId, ServerMessage, TrackKind};
-use veche_sfu::{Limits, Output, Sfu, SfuConfig};
+use veche_sfu::{JoinGrant, JoinRequest, Limits, Output, Sfu, SfuConfig, SfuEvent};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const LATENCY: Duration = Duration::from_millis(2);
@@ -208,6 +208,10 @@ pub struct Sim {
     in_flight: Vec<(Instant, Hop)>,
     sfu_timeout: Instant,
     next_id: ParticipantId,
+    /// What the core reported for the server to store.
+    pub events: Vec<SfuEvent>,
+    /// Participants whose signalling connection the core closed, in order.
+    pub closed: Vec<ParticipantId>,
 }
 
 impl Sim {
@@ -226,11 +230,52 @@ impl Sim {
             in_flight: Vec::new(),
             sfu_timeout: now,
             next_id: 1,
+            events: Vec::new(),
+            closed: Vec::new(),
         }
     }
 
     /// Adds a client and sends its join. Returns its index in `clients`.
     pub fn join(&mut self, room: &str, name: &str) -> usize {
+        let idx = self.add_client(name);
+        self.send(
+            idx,
+            ClientMessage::Join {
+                version: PROTOCOL_VERSION,
+                room: room.into(),
+                name: name.into(),
+                passcode: None,
+            },
+        );
+        idx
+    }
+
+    /// Adds a client whose join the server authorised with `grant`.
+    pub fn join_with(&mut self, room: &str, name: &str, grant: JoinGrant) -> usize {
+        let idx = self.add_client(name);
+        let id = self.clients[idx].id;
+        let ms = self.unix_ms();
+        self.sfu.handle_join(
+            self.now,
+            ms,
+            id,
+            JoinRequest {
+                version: PROTOCOL_VERSION,
+                room: room.into(),
+                name: name.into(),
+                grant,
+            },
+        );
+        self.settle();
+        idx
+    }
+
+    /// The simulated wall clock.
+    pub fn unix_ms(&self) -> u64 {
+        1_700_000_000_000 + self.now.duration_since(self.start).as_millis() as u64
+    }
+
+    fn add_client(&mut self, name: &str) -> usize {
         let id = self.next_id;
         self.next_id += 1;
         let addr = SocketAddr::new(LOCALHOST, 40_000 + id as u16);
@@ -261,22 +306,13 @@ impl Sim {
             outbox: Vec::new(),
             connected: false,
         });
-        self.send(
-            self.clients.len() - 1,
-            ClientMessage::Join {
-                version: PROTOCOL_VERSION,
-                room: room.into(),
-                name: name.into(),
-                passcode: None,
-            },
-        );
         self.clients.len() - 1
     }
 
     /// Sends a signalling message from client `idx` right now.
     pub fn send(&mut self, idx: usize, msg: ClientMessage) {
         let id = self.clients[idx].id;
-        let ms = self.now.duration_since(self.start).as_millis() as u64;
+        let ms = self.unix_ms();
         self.sfu.handle_message(self.now, ms, id, msg);
         self.settle();
     }
@@ -448,7 +484,8 @@ impl Sim {
                             progressed = true;
                         }
                     }
-                    Output::Close(_) => {}
+                    Output::Close(id) => self.closed.push(id),
+                    Output::Event(e) => self.events.push(e),
                 }
             }
             for c in &mut self.clients {

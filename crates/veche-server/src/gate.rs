@@ -1,0 +1,298 @@
+//! Who may join which room, and with what grant: the bridge between the stored meetings
+//! (passcodes, roles, plans) and the SFU's live meetings. Also stores what the SFU reports
+//! back (host actions for the audit log, usage of finished meetings).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, header};
+use tokio::sync::mpsc;
+use tracing::{error, warn};
+use veche_proto::{ErrorCode, Role, ServerMessage};
+
+/// Why a join was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) code: ErrorCode,
+    pub(crate) message: String,
+}
+
+impl Refusal {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn into_message(self) -> ServerMessage {
+        ServerMessage::error(self.code, self.message)
+    }
+}
+use veche_sfu::{JoinGrant, MeetingRef, SfuEvent, UserRef};
+
+use crate::api::{AccountSettings, Clock, session_token};
+use crate::store::{JoinError, JoinRole, NewAuditEntry, Store, UsageRecord, User};
+
+/// Who opened a signalling connection.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Identity {
+    pub(crate) user: Option<User>,
+    pub(crate) ip: Option<IpAddr>,
+}
+
+/// Decides joins. Without a store (web-layer tests) every room is an instant guest room.
+pub(crate) struct JoinGate {
+    store: Option<Store>,
+    settings: AccountSettings,
+    clock: Arc<dyn Clock>,
+    /// The length of a plan minute (shortened in tests).
+    minute: Duration,
+}
+
+impl JoinGate {
+    pub(crate) fn new(
+        store: Store,
+        settings: AccountSettings,
+        clock: Arc<dyn Clock>,
+        minute: Duration,
+    ) -> JoinGate {
+        JoinGate {
+            store: Some(store),
+            settings,
+            clock,
+            minute,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn guest_rooms_only() -> JoinGate {
+        JoinGate {
+            store: None,
+            settings: AccountSettings::default(),
+            clock: Arc::new(crate::api::SystemClock),
+            minute: Duration::from_secs(60),
+        }
+    }
+
+    /// The account behind the upgrade request: a bearer token, or the session cookie when the
+    /// request comes from our own pages. A cookie on a cross-site upgrade is ignored — the
+    /// browser would attach it to any site's WebSocket (cross-site WebSocket hijacking).
+    pub(crate) async fn identify(&self, headers: &HeaderMap, peer: SocketAddr) -> Identity {
+        let ip = Some(peer.ip());
+        let Some(store) = &self.store else {
+            return Identity { user: None, ip };
+        };
+        let Some((token, via_cookie)) = session_token(headers) else {
+            return Identity { user: None, ip };
+        };
+        if via_cookie && !same_origin(headers) {
+            warn!(%peer, "ignoring the session cookie of a cross-origin WebSocket");
+            return Identity { user: None, ip };
+        }
+        match store.session(&token, self.clock.now()).await {
+            Ok(found) => Identity {
+                user: found.map(|(user, _)| user),
+                ip,
+            },
+            Err(e) => {
+                error!("session lookup failed: {e}");
+                Identity { user: None, ip }
+            }
+        }
+    }
+
+    /// The grant for joining `room`: a stored meeting's (passcode, role, waiting room, plan),
+    /// or an instant guest room's when no meeting has that id and the operator allows them.
+    /// An `Err` says why not (fatal or not, by its code).
+    pub(crate) async fn authorise(
+        &self,
+        who: &Identity,
+        room: &str,
+        passcode: Option<&str>,
+    ) -> Result<JoinGrant, Refusal> {
+        let guest_room = || {
+            if self.settings.guest_rooms {
+                Ok(JoinGrant {
+                    role: if who.user.is_some() {
+                        Role::Participant
+                    } else {
+                        Role::Guest
+                    },
+                    user: who.user.as_ref().map(user_ref),
+                    ip: who.ip,
+                    ..JoinGrant::default()
+                })
+            } else {
+                Err(Refusal::new(
+                    ErrorCode::MeetingNotFound,
+                    "no meeting has this id (instant guest rooms are turned off on this server)",
+                ))
+            }
+        };
+        let Some(store) = &self.store else {
+            return guest_room();
+        };
+        // A name no meeting id can have is not worth a database query; the SFU tells the
+        // client what is wrong with it.
+        if room.is_empty() || room.len() > 64 || !room.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return guest_room();
+        }
+        let ip = who.ip.map(|ip| ip.to_string());
+        let decision = store
+            .meeting_for_join(
+                room,
+                who.user.as_ref(),
+                passcode,
+                self.clock.now(),
+                self.settings.lockout,
+                ip.as_deref(),
+            )
+            .await;
+        let d = match decision {
+            Ok(d) => d,
+            Err(JoinError::NotFound) => return guest_room(),
+            Err(JoinError::PasscodeRequired) => {
+                return Err(Refusal::new(
+                    ErrorCode::PasscodeRequired,
+                    "this meeting needs a passcode",
+                ));
+            }
+            Err(JoinError::WrongPasscode) => {
+                return Err(Refusal::new(ErrorCode::WrongPasscode, "wrong passcode"));
+            }
+            Err(JoinError::LockedOut(secs)) => {
+                return Err(Refusal::new(
+                    ErrorCode::LockedOut,
+                    format!(
+                        "too many wrong passcodes; try again in {} minutes",
+                        (secs + 59) / 60
+                    ),
+                ));
+            }
+            Err(JoinError::Store(e)) => {
+                error!("join decision failed: {e}");
+                return Err(Refusal::new(
+                    ErrorCode::Internal,
+                    "the server could not check this meeting; try again",
+                ));
+            }
+        };
+        let minutes = |m: i64| {
+            self.minute
+                .saturating_mul(u32::try_from(m).unwrap_or(u32::MAX))
+        };
+        Ok(JoinGrant {
+            role: match d.role {
+                JoinRole::Host => Role::Host,
+                JoinRole::CoHost => Role::CoHost,
+                JoinRole::Participant => Role::Participant,
+                JoinRole::Guest => Role::Guest,
+            },
+            user: who.user.as_ref().map(user_ref),
+            ip: who.ip,
+            meeting: Some(MeetingRef {
+                id: d.meeting_id,
+                org_id: d.org_id,
+                title: d.title,
+            }),
+            waiting_room: d.waiting_room,
+            wait_for_host: d.wait_for_host,
+            max_participants: d.max_participants.map(|n| usize::try_from(n).unwrap_or(0)),
+            max_duration: d.max_duration_minutes.map(minutes),
+        })
+    }
+}
+
+fn user_ref(u: &User) -> UserRef {
+    UserRef {
+        id: u.id.clone(),
+        email: u.email.clone(),
+    }
+}
+
+/// Whether the page that opened the WebSocket is ours: its `Origin` names the host it
+/// connected to. Browsers always send `Origin` on WebSocket upgrades; other clients use
+/// bearer tokens.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    match (origin, host) {
+        (Some(origin), Some(host)) => origin
+            .split_once("://")
+            .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(host)),
+        _ => false,
+    }
+}
+
+/// Stores what the SFU reports until it stops: host actions in the audit log, finished
+/// meetings in the usage records. A failed write is logged; it never stops a meeting.
+pub(crate) async fn store_events(
+    store: Store,
+    clock: Arc<dyn Clock>,
+    mut events: mpsc::UnboundedReceiver<SfuEvent>,
+) {
+    while let Some(event) = events.recv().await {
+        let result = match event {
+            SfuEvent::Audit(a) => {
+                let entry = NewAuditEntry {
+                    actor_id: a.actor.as_ref().map(|u| u.id.clone()),
+                    actor_email: a.actor.as_ref().map(|u| u.email.clone()),
+                    ip: a.ip.map(|ip| ip.to_string()),
+                    action: a.action.to_owned(),
+                    target: format!("{} in meeting {}", a.target, a.meeting_id),
+                    org_id: a.org_id,
+                    detail: if a.detail.is_empty() {
+                        format!("by {}", a.actor_name)
+                    } else {
+                        format!("by {}: {}", a.actor_name, a.detail)
+                    },
+                };
+                store.audit(entry, clock.now()).await
+            }
+            SfuEvent::MeetingFinished(u) => {
+                let record = UsageRecord {
+                    org_id: u.org_id,
+                    meeting_id: u.meeting_id,
+                    started_at: (u.started_at_ms / 1000) as i64,
+                    ended_at: (u.ended_at_ms / 1000) as i64,
+                    peak_participants: u.peak_participants as i64,
+                    participant_minutes: u.participant_ms.div_ceil(60_000) as i64,
+                };
+                store.record_usage(&record).await
+            }
+        };
+        if let Err(e) = result {
+            error!("storing a meeting event failed: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn origin_must_name_the_host() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("meet.example.org"));
+        assert!(!same_origin(&h), "no Origin: not a page of ours");
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://meet.example.org"),
+        );
+        assert!(same_origin(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert!(!same_origin(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://meet.example.org.evil.example"),
+        );
+        assert!(!same_origin(&h));
+    }
+}
