@@ -521,6 +521,13 @@ impl Sfu {
                 if !self.member(actor, key, participant_id) {
                     return;
                 }
+                let target = self.member_name(participant_id);
+                self.audit(
+                    actor,
+                    "meeting.ask_unmute",
+                    target,
+                    format!("{kind:?}").to_lowercase(),
+                );
                 if let Some(p) = self.participants.get_mut(&participant_id) {
                     p.host_muted[slot(kind)] = false;
                 }
