@@ -157,6 +157,24 @@ async function waitForAudioToStop(page, from, quietMs) {
 }
 
 /**
+ * Audio packets the page has sent on its microphone slot so far.
+ * @param {Page} page
+ * @returns {Promise<number>}
+ */
+function sentAudioPackets(page) {
+  return page.evaluate(async () => {
+    // @ts-ignore the client's test hook
+    const pc = /** @type {RTCPeerConnection | null} */ (window.veche?.pc ?? null);
+    if (!pc) return 0;
+    let sent = 0;
+    (await pc.getStats()).forEach(s => {
+      if (s.type === 'outbound-rtp' && s.kind === 'audio') sent += s.packetsSent ?? 0;
+    });
+    return sent;
+  });
+}
+
+/**
  * Polls until the audio from `from` grows again.
  * @param {Page} page
  * @param {number} from
@@ -317,7 +335,11 @@ test('waiting room, admit, mute, ask to unmute, mute all, remove, passcode, deny
   ]);
   // @ts-ignore the client's test hook
   assert.equal(await guest.evaluate(() => window.veche.session.media.micMuted), true, 'the guest\'s own track is off');
+  const sentBefore = await sentAudioPackets(guest);
   const stopped = await waitForAudioToStop(host, guestId, 2000);
+  // The guest's browser still sends (silence from the disabled track): the server drops it.
+  const sentAfter = await sentAudioPackets(guest);
+  console.log(`  while host-muted, the guest sent ${sentAfter - sentBefore} audio packets and the host received none for 2 s`);
   timings['mute → last guest audio packet at the host'] = Math.max(0, stopped.lastGrewAt - muted);
   console.log(`  mute → last guest audio packet at the host: ≤ ${timings['mute → last guest audio packet at the host']} ms ` +
     `(then none for 2 s; ${stopped.packets} packets in all)`);
@@ -412,4 +434,57 @@ test('waiting room, admit, mute, ask to unmute, mute all, remove, passcode, deny
   console.log(`host controls timings (ms): ${JSON.stringify(timings)}`);
   assert.deepEqual(pageErrors, [], 'no page errors');
   await Promise.all(browser.contexts().map(c => c.close()));
+});
+
+test('a plan\'s time limit warns, then ends the meeting for everyone', { timeout: 120000 }, async () => {
+  // A "minute" of 400 ms: the free plan's 40 minutes last 16 s, warnings at 14 s and 15.6 s.
+  const minuteMs = 400;
+  const saved = process.env.VECHE_MEETING_MINUTE_MS;
+  process.env.VECHE_MEETING_MINUTE_MS = String(minuteMs);
+  let limited;
+  try {
+    limited = await startServer();
+  } finally {
+    if (saved === undefined) delete process.env.VECHE_MEETING_MINUTE_MS;
+    else process.env.VECHE_MEETING_MINUTE_MS = saved;
+  }
+  try {
+    const host = await newPage('timed host');
+    await host.goto(`${limited.url}/signup`);
+    await host.fill('#signup-name', 'Tess');
+    await host.fill('#signup-email', 'tess@example.org');
+    await host.fill('#signup-password', 'tess password');
+    await host.click('#signup-form button[type=submit]');
+    await host.waitForURL(/\/meetings$/);
+    await host.waitForSelector('#plan-card:has-text("40 minutes")');
+    await host.fill('#meeting-title', 'Stand-up');
+    await host.click('#schedule-btn');
+    const row = host.locator('#meeting-list .meeting-row', { hasText: 'Stand-up' });
+    await row.waitFor();
+    const id = await row.getAttribute('data-id');
+
+    const hostJoined = await joinThroughLink(host, `${limited.url}/j/${id}`, 'Tess');
+    const hostId = await selfId(host);
+    const guest = await newPage('timed guest');
+    await joinThroughLink(guest, `${limited.url}/j/${id}`, 'Gil');
+    await waitForMediaFrom(guest, 'timed guest', hostId);
+    // @ts-ignore the client's test hook
+    const endsAt = await host.evaluate(() => window.veche.meeting.ends_at_ms);
+    assert.ok(typeof endsAt === 'number' && endsAt > Date.now(), `ends_at_ms announced: ${endsAt}`);
+
+    for (const page of [host, guest]) {
+      await page.waitForSelector('#ending-banner:not([hidden]):has-text("Meeting ends in 5 minutes")', { timeout: 40 * minuteMs + 10000 });
+    }
+    took('time limit: host joined → "Meeting ends in 5 minutes"', hostJoined);
+    await Promise.all([host, guest].map(page =>
+      page.waitForSelector('#ended-screen[data-reason="ended_time_limit"]:has-text("The meeting reached its time limit")',
+        { timeout: 10 * minuteMs + 10000 })));
+    took('time limit: host joined → both see "The meeting reached its time limit"', hostJoined);
+    // @ts-ignore the client's test hook
+    assert.deepEqual(await guest.evaluate(() => [window.veche.session.finished, window.veche.session.ws]), [true, null]);
+    assert.deepEqual(pageErrors, [], 'no page errors');
+  } finally {
+    await Promise.all(browser.contexts().map(c => c.close()));
+    await limited.stop();
+  }
 });
