@@ -436,6 +436,92 @@ test('waiting room, admit, mute, ask to unmute, mute all, remove, passcode, deny
   await Promise.all(browser.contexts().map(c => c.close()));
 });
 
+test('join before host off, a co-host, lock, the host leaves and hands over, a barred guest', { timeout: 180000 }, async () => {
+  const host = await newPage('owner');
+  await host.goto(`${server.url}/signup`);
+  await host.fill('#signup-name', 'Olga');
+  await host.fill('#signup-email', 'olga@example.org');
+  await host.fill('#signup-password', 'olga password');
+  await host.click('#signup-form button[type=submit]');
+  await host.waitForURL(/\/meetings$/);
+  await host.fill('#meeting-title', 'Planning');
+  await host.uncheck('#meeting-before-host');
+  await host.click('#schedule-btn');
+  const meetingRow = host.locator('#meeting-list .meeting-row', { hasText: 'Planning' });
+  await meetingRow.waitFor();
+  assert.match(await meetingRow.textContent() ?? '', /waits for host/);
+  const link = `${server.url}/j/${await meetingRow.getAttribute('data-id')}`;
+
+  // A guest comes early and waits for the host; the host's arrival lets them in.
+  const gil = await newPage('gil');
+  await joinThroughLink(gil, link, 'Gil');
+  await gil.waitForSelector('#waiting-screen[data-reason="host_absent"]:has-text("Waiting for the host to start the meeting")',
+    { timeout: UI_TIMEOUT_MS });
+  const hostClicked = await joinThroughLink(host, link, 'Olga');
+  const hostId = await selfId(host);
+  const gilId = await selfId(gil);
+  took('host joins → the early guest is let in', hostClicked);
+  const pia = await newPage('pia');
+  await joinThroughLink(pia, link, 'Pia');
+  const piaId = await selfId(pia);
+  assert.equal(await pia.locator('#waiting-screen').count(), 0, 'no waiting once the host is in');
+  await waitForMediaFrom(pia, 'pia', hostId);
+
+  // The host makes Gil co-host: everyone sees the badge, Gil gets the host tools but not "End".
+  await host.click('#participants-btn');
+  await menuAction(host, gilId, 'make-cohost');
+  const promoted = Date.now();
+  await gil.waitForSelector('.tile.self[data-role="co_host"] .role-badge:has-text("Co-host")', { timeout: UI_TIMEOUT_MS });
+  took('make co-host → the new co-host sees their badge', promoted);
+  await pia.waitForSelector(`[data-participant-id="${gilId}"] .role-badge:has-text("Co-host")`, { timeout: UI_TIMEOUT_MS });
+  await gil.click('#participants-btn');
+  await gil.waitForSelector('#host-tools:not([hidden])');
+  assert.equal(await gil.locator('#end-all-btn').isVisible(), false, 'only the host ends the meeting');
+  assert.equal(await gil.locator(`#participant-list [data-member-id="${hostId}"] [data-action]`).count(), 0,
+    'a co-host has no controls over the host');
+
+  // The co-host locks the meeting: a newcomer is turned away; unlocked, the lock shows no more.
+  await gil.click('#lock-btn');
+  await host.waitForSelector('#locked-indicator:not([hidden])', { timeout: UI_TIMEOUT_MS });
+  await pia.waitForSelector('#locked-indicator:not([hidden])', { timeout: UI_TIMEOUT_MS });
+  const late = await newPage('late');
+  await joinThroughLink(late, link, 'Lou');
+  await late.waitForSelector('#ended-screen[data-reason="meeting_locked"]:has-text("The meeting is locked")', { timeout: UI_TIMEOUT_MS });
+  await gil.click('#lock-btn');
+  await host.waitForSelector('#locked-indicator', { state: 'hidden', timeout: UI_TIMEOUT_MS });
+
+  // The host leaves (not ending it): the co-host becomes the host.
+  await host.click('#leave-btn');
+  await host.waitForSelector('#leave-dialog[open]');
+  await host.click('#leave-confirm');
+  const left = Date.now();
+  await host.waitForSelector('#left-screen');
+  // @ts-ignore the client's test hook
+  await gil.waitForFunction(() => window.veche.role === 'host', null, { timeout: UI_TIMEOUT_MS });
+  took('host leaves → the co-host is the host', left);
+  await waitForToast(gil, 'You are now the host');
+  await gil.waitForSelector('#end-all-btn:not([hidden])');
+  await pia.waitForSelector(`[data-participant-id="${gilId}"][data-role="host"]`, { timeout: UI_TIMEOUT_MS });
+
+  // The new host removes Pia and bars her: she cannot come back.
+  await menuAction(gil, piaId, 'remove');
+  await gil.waitForSelector('#remove-dialog[open]');
+  await gil.check('#remove-bar');
+  await gil.click('#remove-confirm');
+  await pia.waitForSelector('#ended-screen[data-reason="barred"]:has-text("You were removed from the meeting")', { timeout: UI_TIMEOUT_MS });
+  const again = await newPage('pia again');
+  await joinThroughLink(again, link, 'Pia');
+  await again.waitForSelector('#ended-screen[data-reason="barred"]', { timeout: UI_TIMEOUT_MS });
+
+  // The new host ends the meeting from the panel.
+  await gil.click('#end-all-btn');
+  await gil.waitForSelector('#end-dialog[open]');
+  await gil.click('#end-confirm');
+  await gil.waitForSelector('#ended-screen[data-reason="ended_host"]', { timeout: UI_TIMEOUT_MS });
+  assert.deepEqual(pageErrors, [], 'no page errors');
+  await Promise.all(browser.contexts().map(c => c.close()));
+});
+
 test('a plan\'s time limit warns, then ends the meeting for everyone', { timeout: 120000 }, async () => {
   // A "minute" of 400 ms: the free plan's 40 minutes last 16 s, warnings at 14 s and 15.6 s.
   const minuteMs = 400;
