@@ -113,11 +113,38 @@ impl Server {
 
     /// A plain HTTP/1.1 GET: status code and body.
     pub(crate) async fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        self.request("GET", path, None, None).await
+    }
+
+    /// The data directory (for `veche admin`).
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// A plain HTTP/1.1 request with an optional bearer token and JSON body: status code
+    /// and body.
+    pub(crate) async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        json: Option<&str>,
+    ) -> anyhow::Result<(u16, String)> {
         let mut stream = TcpStream::connect(self.http).await?;
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
             self.http
         );
+        if let Some(token) = token {
+            request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+        }
+        match json {
+            Some(body) => request.push_str(&format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )),
+            None => request.push_str("\r\n"),
+        }
         stream.write_all(request.as_bytes()).await?;
         let mut response = Vec::new();
         tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
