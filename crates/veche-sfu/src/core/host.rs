@@ -427,12 +427,9 @@ impl Sfu {
     pub(super) fn host_action(&mut self, now: Instant, actor: ParticipantId, msg: ClientMessage) {
         match msg {
             ClientMessage::Admit { participant_id } => {
-                let Some(key) = self.authorise(actor, Needs::Moderator) else {
+                let Some(key) = self.check_waiter(actor, participant_id) else {
                     return;
                 };
-                if !self.waiting_in(actor, key, participant_id) {
-                    return;
-                }
                 let Some(room) = self.rooms.get(&key) else {
                     return;
                 };
@@ -451,12 +448,9 @@ impl Sfu {
                 self.let_in(now, participant_id);
             }
             ClientMessage::Deny { participant_id } => {
-                let Some(key) = self.authorise(actor, Needs::Moderator) else {
+                if self.check_waiter(actor, participant_id).is_none() {
                     return;
                 };
-                if !self.waiting_in(actor, key, participant_id) {
-                    return;
-                }
                 let target = self.waiter_name(participant_id);
                 self.audit(actor, "meeting.deny", target, String::new());
                 self.error(
@@ -470,19 +464,13 @@ impl Sfu {
                 participant_id,
                 kind,
             } => {
-                let Some(key) = self.authorise(actor, Needs::Moderator) else {
-                    return;
-                };
-                if !self.member(actor, key, participant_id) {
+                if self
+                    .check_member(actor, Needs::Moderator, participant_id)
+                    .is_none()
+                {
                     return;
                 }
-                let target = self.member_name(participant_id);
-                self.audit(
-                    actor,
-                    "meeting.mute",
-                    target,
-                    format!("{kind:?}").to_lowercase(),
-                );
+                self.audit_member(actor, "meeting.mute", participant_id, kind_name(kind));
                 self.host_mute(actor, participant_id, kind);
             }
             ClientMessage::MuteAll { allow_self_unmute } => {
@@ -515,19 +503,13 @@ impl Sfu {
                 participant_id,
                 kind,
             } => {
-                let Some(key) = self.authorise(actor, Needs::Moderator) else {
-                    return;
-                };
-                if !self.member(actor, key, participant_id) {
+                if self
+                    .check_member(actor, Needs::Moderator, participant_id)
+                    .is_none()
+                {
                     return;
                 }
-                let target = self.member_name(participant_id);
-                self.audit(
-                    actor,
-                    "meeting.ask_unmute",
-                    target,
-                    format!("{kind:?}").to_lowercase(),
-                );
+                self.audit_member(actor, "meeting.ask_unmute", participant_id, kind_name(kind));
                 if let Some(p) = self.participants.get_mut(&participant_id) {
                     p.host_muted[slot(kind)] = false;
                 }
@@ -573,12 +555,9 @@ impl Sfu {
                 participant_id,
                 bar,
             } => {
-                let Some(key) = self.authorise(actor, Needs::Moderator) else {
+                let Some(key) = self.check_member(actor, Needs::Moderator, participant_id) else {
                     return;
                 };
-                if !self.member(actor, key, participant_id) {
-                    return;
-                }
                 if participant_id == actor {
                     return self.error(
                         actor,
@@ -617,12 +596,9 @@ impl Sfu {
                 participant_id,
                 role,
             } => {
-                let Some(key) = self.authorise(actor, Needs::Host) else {
+                let Some(key) = self.check_member(actor, Needs::Host, participant_id) else {
                     return;
                 };
-                if !self.member(actor, key, participant_id) {
-                    return;
-                }
                 if participant_id == actor {
                     return self.error(
                         actor,
@@ -654,12 +630,9 @@ impl Sfu {
                 self.set_role(key, participant_id, new_role);
             }
             ClientMessage::TransferHost { participant_id } => {
-                let Some(key) = self.authorise(actor, Needs::Host) else {
+                let Some(key) = self.check_member(actor, Needs::Host, participant_id) else {
                     return;
                 };
-                if !self.member(actor, key, participant_id) {
-                    return;
-                }
                 if participant_id == actor {
                     return;
                 }
@@ -690,6 +663,35 @@ impl Sfu {
             Some(p) if p.grant.user.is_none() => Role::Guest,
             _ => Role::Participant,
         }
+    }
+
+    /// The room of `actor` if their role allows `needs` and `target` is in it; otherwise
+    /// tells them why not.
+    fn check_member(
+        &mut self,
+        actor: ParticipantId,
+        needs: Needs,
+        target: ParticipantId,
+    ) -> Option<RoomKey> {
+        let key = self.authorise(actor, needs)?;
+        self.member(actor, key, target).then_some(key)
+    }
+
+    /// The room of `actor` if they moderate it and `target` waits to get in.
+    fn check_waiter(&mut self, actor: ParticipantId, target: ParticipantId) -> Option<RoomKey> {
+        let key = self.authorise(actor, Needs::Moderator)?;
+        self.waiting_in(actor, key, target).then_some(key)
+    }
+
+    fn audit_member(
+        &mut self,
+        actor: ParticipantId,
+        action: &'static str,
+        target: ParticipantId,
+        detail: &str,
+    ) {
+        let name = self.member_name(target);
+        self.audit(actor, action, name, detail.to_owned());
     }
 
     /// Whether `target` waits in room `key`; tells `actor` if not.
@@ -831,6 +833,14 @@ impl Sfu {
         for key in over {
             self.end_meeting(now, key, EndReason::TimeLimit);
         }
+    }
+}
+
+fn kind_name(kind: TrackKind) -> &'static str {
+    match kind {
+        TrackKind::Audio => "audio",
+        TrackKind::Video => "video",
+        TrackKind::Screen => "screen",
     }
 }
 
