@@ -431,6 +431,23 @@ test('waiting room, admit, mute, ask to unmute, mute all, remove, passcode, deny
       .then(() => took('end for all → host sees the ended screen', ended)),
   ]);
 
+  // The host's actions are in the organisation's audit log, and the meeting's usage is recorded.
+  const wanted = ['meeting.admit', 'meeting.mute', 'meeting.mute_all', 'meeting.remove', 'meeting.deny', 'meeting.end'];
+  const deadline = Date.now() + UI_TIMEOUT_MS;
+  let audit = '';
+  let usage = '';
+  for (;;) {
+    await host.goto(`${server.url}/admin`);
+    await host.waitForSelector('#audit-table');
+    audit = await host.textContent('#audit-table') ?? '';
+    const rows = await host.$$eval('#usage-table tr', trs => trs.map(tr => [...tr.querySelectorAll('td')].map(td => td.textContent)));
+    usage = JSON.stringify(rows);
+    // organisation, meetings, participant-minutes: this meeting is the organisation's one.
+    if (wanted.every(a => audit.includes(a)) && rows.some(r => r[0] === 'this organisation' && r[1] === '1')) break;
+    if (Date.now() > deadline) assert.fail(`audit log or usage incomplete:\n${audit}\n${usage}`);
+    await host.waitForTimeout(250);
+  }
+
   console.log(`host controls timings (ms): ${JSON.stringify(timings)}`);
   assert.deepEqual(pageErrors, [], 'no page errors');
   await Promise.all(browser.contexts().map(c => c.close()));
