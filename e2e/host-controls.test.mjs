@@ -1,11 +1,18 @@
-// Host controls in real browsers against the real server: a host signs up and schedules a
-// meeting with a passcode and the waiting room; a guest follows the shared link (which
-// carries the passcode), waits, is admitted, and the two decode each other's video. The host
-// mutes the guest (the guest's UI shows it, the host sees the mic off and the server stops
-// forwarding the guest's audio), asks them to unmute, mutes everyone without self-unmute (the
-// guest's mic button is locked), allows it again, then removes them. A second guest without the passcode is
-// asked for it in the meeting page and then denied; the first guest comes back and the host
-// ends the meeting for everyone.
+// Host controls in real browsers against the real server.
+//
+// 1. A host signs up and schedules a meeting with a passcode and the waiting room; a guest
+//    follows the shared link (which carries the passcode), waits, is admitted, and the two
+//    decode each other's video. The host mutes the guest (the guest's UI shows it, the host
+//    sees the mic off, and the server drops the guest's audio although the guest's browser
+//    keeps sending), asks them to unmute, mutes everyone without self-unmute (the guest's mic
+//    button is locked), allows it again, then removes them. A second guest without the
+//    passcode is asked for it in the meeting page and then denied; the first guest comes back
+//    and the host ends the meeting for everyone. The audit log and usage show it all.
+// 2. Join-before-host off: an early guest waits for the host. A co-host's powers, the lock,
+//    the host leaving (the co-host takes over) and a barred guest who cannot come back.
+// 3. A plan's time limit (with a 400 ms "minute"): the warning banner, then the ended screen.
+//
+// Timings are printed as they are measured.
 
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
