@@ -235,7 +235,6 @@ class Meeting {
     if (!this.everJoined && info.role === 'host' && title) toast('You are the host of this meeting');
     this.everJoined = true;
     this.meetingUpdated(info.meeting);
-    if (info.meeting.ends_at_ms !== null) this.watchEnd(info.meeting.ends_at_ms, false);
     this.status('connected');
     this.updateCount();
     this.updateWaiting();
@@ -334,6 +333,7 @@ class Meeting {
     if (this.everJoined && wasLocked !== meeting.locked && moderates(this.session.role)) {
       toast(meeting.locked ? 'The meeting is locked: no one new can join' : 'The meeting is unlocked');
     }
+    if (this.everJoined && meeting.ends_at_ms !== null && this.endingTimer === undefined) this.watchEnd(meeting.ends_at_ms, false);
     this.updateSelf();
   }
 
