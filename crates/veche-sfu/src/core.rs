@@ -438,6 +438,11 @@ impl Sfu {
             .build(now);
         let mut p = Participant::new(id, key, name, rtc, &self.candidates, now);
         p.info.role = role;
+        if let Some(known) = MeetingLive::returning_key(&grant, &p.info.name)
+            .and_then(|k| self.rooms.get(&key)?.live.known.get(&k).copied())
+        {
+            p.host_muted = known;
+        }
         p.grant = grant;
         let mut others = Vec::with_capacity(members.len());
         for m in &members {
@@ -681,6 +686,7 @@ impl Sfu {
             room.speaker = None;
         }
         room.live.participant_ms += now_since(&p, self.last_now);
+        room.live.remember(&p.grant, &p.info.name, p.host_muted);
         let members = room.members.clone();
         self.broadcast(
             key,

@@ -2,7 +2,7 @@
 //! (waiting room, host policy, time limit, usage), and what the SFU reports back (audit
 //! entries and usage) for the server to store.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -108,6 +108,9 @@ pub(crate) struct MeetingLive {
     pub(crate) waiting: Vec<ParticipantId>,
     pub(crate) barred_users: HashSet<String>,
     pub(crate) barred_ips: HashSet<IpAddr>,
+    /// Everyone let in since the meeting started, so a dropped connection that comes back
+    /// skips the waiting room (as in Zoom), with the host mutes it had.
+    pub(crate) known: HashMap<String, [bool; 3]>,
     /// Participant cap: the server's, lowered by the plan's.
     pub(crate) max_participants: usize,
     /// Set when the first participant is let in.
@@ -136,12 +139,40 @@ impl MeetingLive {
             waiting: Vec::new(),
             barred_users: HashSet::new(),
             barred_ips: HashSet::new(),
+            known: HashMap::new(),
             max_participants,
             started: None,
             ends_at: None,
             warnings_sent: 0,
             peak: 0,
             participant_ms: 0,
+        }
+    }
+
+    /// How a returning participant is recognised: their account, or a guest's address and
+    /// display name.
+    pub(crate) fn returning_key(grant: &JoinGrant, name: &str) -> Option<String> {
+        match (&grant.user, grant.ip) {
+            (Some(u), _) => Some(format!("user:{}", u.id)),
+            (None, Some(ip)) => Some(format!("guest:{ip}/{name}")),
+            (None, None) => None,
+        }
+    }
+
+    /// Remembers someone who was in the meeting. Bounded: past the bound (churn of many
+    /// different guests) newcomers are simply not remembered.
+    pub(crate) fn remember(&mut self, grant: &JoinGrant, name: &str, host_muted: [bool; 3]) {
+        const MAX_KNOWN: usize = 1024;
+        if let Some(k) = MeetingLive::returning_key(grant, name)
+            && (self.known.len() < MAX_KNOWN || self.known.contains_key(&k))
+        {
+            self.known.insert(k, host_muted);
+        }
+    }
+
+    pub(crate) fn forget(&mut self, grant: &JoinGrant, name: &str) {
+        if let Some(k) = MeetingLive::returning_key(grant, name) {
+            self.known.remove(&k);
         }
     }
 

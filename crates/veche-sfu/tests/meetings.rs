@@ -735,3 +735,55 @@ fn host_ends_the_meeting_for_everyone_and_usage_is_recorded_once() {
     let h2 = sim.join_with(ROOM, "Hana", host());
     assert_eq!(joined_role(&sim, h2), Some(Role::Host));
 }
+
+#[test]
+fn a_dropped_participant_comes_back_without_waiting_and_stays_host_muted() {
+    let mut sim = Sim::new(Limits::default());
+    let h = sim.join_with(ROOM, "Hana", host());
+    let g = sim.join_with(ROOM, "Gus", waiting_guest(2));
+    let gid = id(&sim, g);
+    sim.send(
+        h,
+        ClientMessage::Admit {
+            participant_id: gid,
+        },
+    );
+    sim.send(
+        h,
+        ClientMessage::MuteAll {
+            allow_self_unmute: false,
+        },
+    );
+    // The connection drops and the same guest (address and name) comes back.
+    sim.disconnect(g);
+    let g2 = sim.join_with(ROOM, "Gus", waiting_guest(2));
+    assert_eq!(joined_role(&sim, g2), Some(Role::Guest), "straight back in");
+    sim.send(
+        g2,
+        ClientMessage::SetMedia {
+            kind: TrackKind::Audio,
+            enabled: true,
+        },
+    );
+    assert_eq!(
+        last_error(&sim, g2),
+        Some(ErrorCode::UnmuteNotAllowed),
+        "a reconnect does not undo the host's mute"
+    );
+    // Another guest of the same address but another name still waits.
+    let other = sim.join_with(ROOM, "Zed", waiting_guest(2));
+    assert_eq!(joined_role(&sim, other), None);
+
+    // Removed (not barred): back through the waiting room.
+    let g2id = id(&sim, g2);
+    sim.send(
+        h,
+        ClientMessage::Remove {
+            participant_id: g2id,
+            bar: false,
+        },
+    );
+    let g3 = sim.join_with(ROOM, "Gus", waiting_guest(2));
+    assert_eq!(joined_role(&sim, g3), None);
+    assert!(sim.clients[g3].saw(|m| matches!(m, ServerMessage::Waiting { .. })));
+}

@@ -75,7 +75,12 @@ impl Sfu {
             );
         }
         let moderator_present = self.moderators(key).next().is_some();
+        let returning = MeetingLive::returning_key(&grant, &name)
+            .is_some_and(|k| r.live.known.contains_key(&k));
         let hold = if grant.role.moderates() {
+            None
+        } else if returning && moderator_present {
+            // Let in before, dropped and back: no second trip through the waiting room.
             None
         } else if grant.wait_for_host && !moderator_present {
             Some(WaitReason::HostAbsent)
@@ -590,7 +595,15 @@ impl Sfu {
                     (ErrorCode::Removed, "a host removed you from the meeting")
                 };
                 self.error(participant_id, code, why);
+                let who = self
+                    .participants
+                    .get(&participant_id)
+                    .map(|p| (p.grant.clone(), p.info.name.clone()));
                 self.remove(participant_id);
+                // Removed means back through the waiting room, if the meeting has one.
+                if let (Some((grant, name)), Some(room)) = (who, self.rooms.get_mut(&key)) {
+                    room.live.forget(&grant, &name);
+                }
             }
             ClientMessage::SetRole {
                 participant_id,
