@@ -88,6 +88,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             store: store.clone(),
             settings: accounts,
             clock,
+            sfu: Some(sfu.clone()),
         }),
     );
 

@@ -8,9 +8,11 @@ mod support;
 
 use serde_json::{Value, json};
 use support::{App, Auth, password_of};
+use veche_proto::{PROTOCOL_VERSION, Role, ServerMessage};
 use veche_server::api::AccountSettings;
 use veche_server::api::openapi::ROUTES;
 use veche_server::store::{NewMeeting, OrgRole, RequestStatus, User, UserRole};
+use veche_sfu::{Connection, JoinGrant, JoinRequest, MeetingRef, UserRef};
 
 const ROLES: [&str; 7] = [
     "guest",
@@ -42,6 +44,9 @@ fn expected(method: &str, path: &str) -> Option<[u16; 7]> {
         ("delete", "/meetings/{meeting}") => [401, 404, 403, 204, 204, 204, 404],
         // Anyone with the link may ask; the role in the answer is checked separately.
         ("post", "/meetings/{meeting}/join") => ALL_OK,
+        // The fixture's meeting is running (its host is in it).
+        ("get", "/meetings/{meeting}/live") => [401, 404, 200, 200, 200, 200, 404],
+        ("post", "/meetings/{meeting}/live") => [401, 404, 204, 204, 204, 204, 404],
         ("get", "/orgs/{org}") => [401, 200, 200, 200, 200, 200, 404],
         ("get", "/orgs/{org}/members")
         | ("get", "/orgs/{org}/usage")
@@ -71,6 +76,8 @@ struct Fixture {
     org: String,
     host: User,
     cohost: User,
+    /// The host's signalling connection into the running meeting.
+    live: Connection,
 }
 
 async fn fixture() -> Fixture {
@@ -110,7 +117,9 @@ async fn fixture() -> Fixture {
         .user("admin@b.example", None, OrgRole::Admin, UserRole::User)
         .await;
     let meeting = new_meeting(&app, &host, &cohost).await;
+    let live = start_meeting(&app, &meeting, &host).await;
     Fixture {
+        live,
         users: vec![
             None,
             Some(member),
@@ -125,6 +134,39 @@ async fn fixture() -> Fixture {
         org,
         host,
         cohost,
+    }
+}
+
+/// The host joins `meeting` in the SFU, as the WebSocket would make them.
+async fn start_meeting(app: &App, meeting: &str, host: &User) -> Connection {
+    let mut conn = app.sfu.connect();
+    app.sfu.join(
+        conn.id,
+        JoinRequest {
+            version: PROTOCOL_VERSION,
+            room: meeting.to_owned(),
+            name: "Hana".into(),
+            grant: JoinGrant {
+                role: Role::Host,
+                user: Some(UserRef {
+                    id: host.id.clone(),
+                    email: host.email.clone(),
+                }),
+                meeting: Some(MeetingRef {
+                    id: meeting.to_owned(),
+                    org_id: host.org_id.clone(),
+                    title: "Matrix".into(),
+                }),
+                ..JoinGrant::default()
+            },
+        },
+    );
+    loop {
+        match conn.events.recv().await {
+            Some(ServerMessage::Joined { .. }) => return conn,
+            Some(_) => continue,
+            None => panic!("the SFU dropped the host"),
+        }
     }
 }
 
@@ -226,6 +268,10 @@ async fn prepare(
         }
         ("patch", "/meetings/{meeting}") => Some(json!({"title": "Renamed", "waiting_room": true})),
         ("post", "/meetings/{meeting}/join") => Some(json!({})),
+        // A real change that leaves the meeting as it was for the next caller.
+        ("post", "/meetings/{meeting}/live") => {
+            Some(json!({"type": "set_meeting", "allow_self_unmute": true}))
+        }
         ("post", "/orgs/{org}/members") => Some(json!({
             "email": format!("added{case}@a.example"), "name": "Added", "password": "a fine password"
         })),
@@ -349,4 +395,93 @@ async fn refused_calls_change_nothing() {
     assert_eq!(res.code(), "forbidden");
     let free = f.app.store.plan("free").await.unwrap().unwrap();
     assert_eq!(free.max_participants, Some(100));
+}
+
+/// Live controls over the API: the owner sees who is in the meeting, a co-host may not end
+/// it, bad bodies and unknown participants get specific errors, and once ended the meeting
+/// is no longer live.
+#[tokio::test]
+async fn live_meeting_controls_over_the_api() {
+    let mut f = fixture().await;
+    let path = format!("/meetings/{}/live", f.meeting);
+    let host_token = f.app.token(&f.host).await;
+    let cohost_token = f.app.token(&f.cohost).await;
+    let host = Auth::Bearer(&host_token);
+    let cohost = Auth::Bearer(&cohost_token);
+
+    let res = f.app.call("get", &path, host, None).await;
+    assert_eq!(res.status, 200, "{}", res.body);
+    assert_eq!(res.body["live"], true);
+    assert_eq!(res.body["participants"][0]["name"], "Hana");
+    assert_eq!(res.body["participants"][0]["role"], "host");
+    let host_id = res.body["participants"][0]["id"].as_u64().unwrap();
+
+    for (body, status, code) in [
+        (json!({"type": "dance"}), 400, "bad_request"),
+        (json!({"type": "chat", "text": "hi"}), 400, "bad_request"),
+        (
+            json!({"type": "mute", "participant_id": 9999, "kind": "audio"}),
+            404,
+            "unknown_participant",
+        ),
+    ] {
+        let res = f.app.call("post", &path, host, Some(body.clone())).await;
+        assert_eq!(res.status, status, "{body}: {}", res.body);
+        assert_eq!(res.code(), code, "{body}");
+    }
+    // A co-host may lock but not end the meeting.
+    let res = f
+        .app
+        .call(
+            "post",
+            &path,
+            cohost,
+            Some(json!({"type": "set_meeting", "locked": true})),
+        )
+        .await;
+    assert_eq!(res.status, 204, "{}", res.body);
+    let res = f
+        .app
+        .call("post", &path, cohost, Some(json!({"type": "end_meeting"})))
+        .await;
+    assert_eq!(res.status, 403, "{}", res.body);
+
+    // The owner mutes the host's own camera from outside, then ends the meeting.
+    let res = f
+        .app
+        .call(
+            "post",
+            &path,
+            host,
+            Some(json!({"type": "mute", "participant_id": host_id, "kind": "video"})),
+        )
+        .await;
+    assert_eq!(res.status, 204, "{}", res.body);
+    let res = f
+        .app
+        .call("post", &path, host, Some(json!({"type": "end_meeting"})))
+        .await;
+    assert_eq!(res.status, 204, "{}", res.body);
+    let mut seen = Vec::new();
+    while let Some(m) = f.live.events.recv().await {
+        seen.push(m);
+    }
+    assert!(
+        seen.iter()
+            .any(|m| matches!(m, ServerMessage::MutedByHost { by: 0, .. })),
+        "the muted participant is told (by the API): {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|m| matches!(m, ServerMessage::MeetingEnded { .. })),
+        "{seen:?}"
+    );
+    let res = f.app.call("get", &path, host, None).await;
+    assert_eq!(res.body["live"], false);
+    let res = f
+        .app
+        .call("post", &path, host, Some(json!({"type": "end_meeting"})))
+        .await;
+    assert_eq!(res.status, 409);
+    assert_eq!(res.code(), "not_in_progress");
 }

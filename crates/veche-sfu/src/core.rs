@@ -117,6 +117,8 @@ pub struct Sfu {
     /// The wall clock at an instant, from the latest input that carried it: turns instants
     /// into Unix times for clients and the usage record.
     clock: (Instant, u64),
+    /// Set by a host control refused to an API caller (see [`Sfu::handle_control`]).
+    refusal: Option<crate::meeting::ControlError>,
 }
 
 impl Sfu {
@@ -155,6 +157,7 @@ impl Sfu {
             signals: Vec::new(),
             counters: Counters::default(),
             clock: (now, 0),
+            refusal: None,
         }
     }
 
@@ -252,7 +255,7 @@ impl Sfu {
                 self.remove(id);
                 self.out.push_back(Output::Close(id));
             }
-            host_action => self.host_action(now, id, host_action),
+            host_action => self.host_action(now, &host::Actor::Member(id), host_action),
         }
         self.run_queues(now, true);
     }

@@ -14,13 +14,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
-use veche_proto::{ClientMessage, ParticipantId, ServerMessage};
+use veche_proto::{ClientMessage, ErrorCode, ParticipantId, ServerMessage};
 
 use crate::SfuConfig;
 use crate::core::{Output, Sfu};
-use crate::meeting::{JoinRequest, SfuEvent};
+use crate::meeting::{ControlError, JoinRequest, LiveMeeting, RemoteActor, SfuEvent};
 use crate::udp_batch::SendBatch;
 
 /// A cheap, cloneable handle to the running SFU.
@@ -51,8 +51,17 @@ enum Command {
     Connect(ParticipantId, mpsc::Sender<ServerMessage>),
     Message(ParticipantId, ClientMessage),
     Join(ParticipantId, Box<JoinRequest>),
+    Control(Box<ControlRequest>),
+    Live(String, oneshot::Sender<Option<LiveMeeting>>),
     Disconnect(ParticipantId),
     Shutdown,
+}
+
+struct ControlRequest {
+    room: String,
+    actor: RemoteActor,
+    action: ClientMessage,
+    reply: oneshot::Sender<Result<(), ControlError>>,
 }
 
 /// A signalling connection's end of the SFU: its participant id and the messages the SFU sends
@@ -158,6 +167,39 @@ impl SfuHandle {
             .inner
             .commands
             .send(Command::Join(id, Box::new(request)));
+    }
+
+    /// A host control on the running meeting in `room` from outside it (the REST API).
+    pub async fn control(
+        &self,
+        room: String,
+        actor: RemoteActor,
+        action: ClientMessage,
+    ) -> Result<(), ControlError> {
+        let (reply, answer) = oneshot::channel();
+        let request = ControlRequest {
+            room,
+            actor,
+            action,
+            reply,
+        };
+        let _ = self
+            .inner
+            .commands
+            .send(Command::Control(Box::new(request)));
+        answer.await.unwrap_or_else(|_| {
+            Err(ControlError {
+                code: ErrorCode::ShuttingDown,
+                message: "the media server is not running".into(),
+            })
+        })
+    }
+
+    /// The running meeting in `room`, if any.
+    pub async fn live_meeting(&self, room: String) -> Option<LiveMeeting> {
+        let (reply, answer) = oneshot::channel();
+        let _ = self.inner.commands.send(Command::Live(room, reply));
+        answer.await.ok().flatten()
     }
 
     /// The signalling connection is gone: the participant leaves its room.
@@ -301,6 +343,14 @@ async fn run(
                         if connections.contains_key(&id) {
                             sfu.handle_join(now, unix_ms(), id, *request);
                         }
+                    }
+                    Some(Command::Control(request)) => {
+                        let ControlRequest { room, actor, action, reply } = *request;
+                        let result = sfu.handle_control(now, unix_ms(), &room, actor, action);
+                        let _ = reply.send(result);
+                    }
+                    Some(Command::Live(room, reply)) => {
+                        let _ = reply.send(sfu.live_meeting(&room));
                     }
                     Some(Command::Disconnect(id)) => {
                         connections.remove(&id);

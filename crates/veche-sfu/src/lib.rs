@@ -17,5 +17,6 @@ pub use crate::core::{Counters, Datagram, Output, Sfu};
 pub use config::{Limits, SfuConfig};
 pub use driver::{Connection, SfuHandle, SfuMetrics};
 pub use meeting::{
-    AuditEvent, JoinGrant, JoinRequest, MeetingRef, MeetingUsage, SfuEvent, UserRef,
+    AuditEvent, ControlError, JoinGrant, JoinRequest, LiveMeeting, MeetingRef, MeetingUsage,
+    RemoteActor, SfuEvent, UserRef,
 };

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use veche_proto::{ParticipantId, Role};
+use veche_proto::{ErrorCode, MeetingState, ParticipantId, ParticipantInfo, Role, WaitingInfo};
 
 /// A join the signalling layer has already authorised.
 #[derive(Debug, Clone)]
@@ -61,6 +61,31 @@ pub struct MeetingRef {
     pub id: String,
     pub org_id: String,
     pub title: String,
+}
+
+/// Someone using the host controls from outside the meeting (the REST API), with the
+/// authority the server found for them on the stored meeting.
+#[derive(Debug, Clone)]
+pub struct RemoteActor {
+    pub role: Role,
+    pub user: Option<UserRef>,
+    pub ip: Option<IpAddr>,
+}
+
+/// Why a host control from the API was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ControlError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// A running meeting as the API shows it to its hosts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LiveMeeting {
+    pub meeting: MeetingState,
+    pub participants: Vec<ParticipantInfo>,
+    pub waiting: Vec<WaitingInfo>,
 }
 
 /// Something the server should store.

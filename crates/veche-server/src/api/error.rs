@@ -8,6 +8,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use veche_proto::ErrorCode;
+use veche_sfu::ControlError;
+
 use crate::store::{JoinError, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +45,19 @@ pub enum ApiError {
     WrongPasscode,
     #[error("too many failed attempts; try again in {0} seconds")]
     LockedOut(i64),
+    /// The meeting is not running (live controls).
+    #[error("the meeting is not in progress")]
+    NotInProgress,
+    /// A host control the live meeting refused, with its signalling error code.
+    #[error("{message}")]
+    Live {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
+    /// No media server behind this API (or it stopped).
+    #[error("live meetings are not available")]
+    Unavailable,
     #[error("internal error")]
     Internal(String),
 }
@@ -61,6 +77,9 @@ impl ApiError {
             ApiError::PasscodeRequired => "passcode_required",
             ApiError::WrongPasscode => "wrong_passcode",
             ApiError::LockedOut(_) => "locked_out",
+            ApiError::NotInProgress => "not_in_progress",
+            ApiError::Live { code, .. } => code,
+            ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -78,6 +97,9 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::LockedOut(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::NotInProgress => StatusCode::CONFLICT,
+            ApiError::Live { status, .. } => *status,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -125,6 +147,24 @@ impl From<JoinError> for ApiError {
             JoinError::WrongPasscode => ApiError::WrongPasscode,
             JoinError::LockedOut(secs) => ApiError::LockedOut(secs),
             JoinError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> ApiError {
+        let (status, code) = match e.code {
+            ErrorCode::MeetingNotFound => return ApiError::NotInProgress,
+            ErrorCode::ShuttingDown => return ApiError::Unavailable,
+            ErrorCode::Forbidden => return ApiError::Forbidden,
+            ErrorCode::UnknownParticipant => (StatusCode::NOT_FOUND, "unknown_participant"),
+            ErrorCode::MeetingFull => (StatusCode::CONFLICT, "meeting_full"),
+            _ => (StatusCode::BAD_REQUEST, "bad_request"),
+        };
+        ApiError::Live {
+            status,
+            code,
+            message: e.message,
         }
     }
 }

@@ -8,6 +8,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use veche_proto::{ClientMessage, Role};
+use veche_sfu::{RemoteActor, UserRef};
+
 use super::{ApiError, ApiResult, ApiState, Caller, Json, Path};
 use crate::store::{Meeting, MeetingPatch, NewMeeting, Recurrence, User};
 
@@ -268,4 +271,58 @@ pub(super) async fn join(
         )
         .await?;
     Ok(axum::Json(decision).into_response())
+}
+
+/// The running meeting: participants (with roles and media state), the waiting room and its
+/// settings; `{"live": false}` when nobody is in it. Hosts, co-hosts and admins.
+pub(super) async fn live(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let meeting = load(&state, caller.user()?, &id, Access::Read).await?;
+    let sfu = state.sfu.as_ref().ok_or(ApiError::Unavailable)?;
+    let body = match sfu.live_meeting(meeting.id).await {
+        Some(live) => json!({
+            "live": true,
+            "meeting": live.meeting,
+            "participants": live.participants,
+            "waiting": live.waiting,
+        }),
+        None => json!({"live": false}),
+    };
+    Ok(axum::Json(body).into_response())
+}
+
+/// A host control on the running meeting, from outside it: the body is the same JSON as the
+/// signalling message (`{"type": "mute", "participant_id": 7, "kind": "audio"}`, …). The
+/// meeting's owner, the admins of its organisation and the operator act with the host's
+/// authority (an admin can end a meeting nobody minds); named co-hosts as co-host.
+pub(super) async fn control(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let user = caller.user()?;
+    let meeting = load(&state, user, &id, Access::Read).await?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::BadRequest("the body is not UTF-8".into()))?;
+    let action = ClientMessage::parse(text)
+        .map_err(|e| ApiError::BadRequest(format!("not a host control: {e}")))?;
+    let role = match access(user, &meeting) {
+        Access::Manage => Role::Host,
+        _ => Role::CoHost,
+    };
+    let sfu = state.sfu.as_ref().ok_or(ApiError::Unavailable)?;
+    let actor = RemoteActor {
+        role,
+        user: Some(UserRef {
+            id: user.id.clone(),
+            email: user.email.clone(),
+        }),
+        ip: caller.ip.as_deref().and_then(|ip| ip.parse().ok()),
+    };
+    sfu.control(meeting.id, actor, action).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -22,6 +22,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use axum::routing::{get, post, put};
 use serde::de::DeserializeOwned;
+use veche_sfu::SfuHandle;
 
 pub use error::ApiError;
 
@@ -81,6 +82,8 @@ pub struct ApiState {
     pub store: Store,
     pub settings: AccountSettings,
     pub clock: Arc<dyn Clock>,
+    /// The media server, for the live-meeting endpoints (`None`: they answer 503).
+    pub sfu: Option<SfuHandle>,
 }
 
 impl ApiState {
@@ -132,6 +135,10 @@ pub fn router(state: ApiState) -> Router {
                 .delete(meetings::delete),
         )
         .route("/meetings/{meeting}/join", post(meetings::join))
+        .route(
+            "/meetings/{meeting}/live",
+            get(meetings::live).post(meetings::control),
+        )
         .route("/orgs/{org}", get(accounts::get_org))
         .route(
             "/orgs/{org}/members",

@@ -169,6 +169,23 @@ pub const ROUTES: &[Route] = &[
     ),
     r(
         "get",
+        "/meetings/{meeting}/live",
+        "The running meeting: participants, waiting room, settings",
+        MeetingHost,
+        None,
+        200,
+    ),
+    r(
+        "post",
+        "/meetings/{meeting}/live",
+        "Use a host control on the running meeting (the signalling message's JSON); co-hosts \
+         may use all but set_role, transfer_host and end_meeting",
+        MeetingHost,
+        Some("HostControl"),
+        204,
+    ),
+    r(
+        "get",
         "/orgs/{org}",
         "An organisation and its plan",
         OrgMember,
@@ -300,7 +317,8 @@ fn schemas() -> Value {
         "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
             "code": {"type": "string", "enum": ["bad_request", "invalid_field", "unauthenticated",
                 "invalid_credentials", "forbidden", "csrf_failed", "not_found", "conflict",
-                "signup_closed", "passcode_required", "wrong_passcode", "locked_out", "internal"]},
+                "signup_closed", "passcode_required", "wrong_passcode", "locked_out",
+                "not_in_progress", "unknown_participant", "meeting_full", "unavailable", "internal"]},
             "message": string}, "required": ["code", "message"]}}, "required": ["error"]},
         "Signup": s(json!({"email": string, "password": string, "name": string, "org_name": string}), &["email", "password", "name"]),
         "Login": s(json!({"email": string, "password": string}), &["email", "password"]),
@@ -316,6 +334,13 @@ fn schemas() -> Value {
             "recurrence": {"type": "string", "enum": ["none", "weekly"]}, "passcode": {"type": ["string", "null"]},
             "waiting_room": boolean, "join_before_host": boolean, "co_hosts": {"type": "array", "items": string}}), &[]),
         "Join": s(json!({"passcode": string}), &[]),
+        // Open: each type has its own fields (docs/protocol.md).
+        "HostControl": {"type": "object", "properties": {
+            "type": {"type": "string", "enum": ["admit", "deny", "mute", "mute_all", "ask_unmute",
+                "set_meeting", "remove", "set_role", "transfer_host", "end_meeting"]},
+            "participant_id": int, "kind": {"type": "string", "enum": ["audio", "video", "screen"]},
+            "allow_self_unmute": boolean, "locked": boolean, "bar": boolean,
+            "role": {"type": "string", "enum": ["co_host", "participant"]}}, "required": ["type"]},
         "NewMember": s(json!({"email": string, "name": string, "password": string,
             "org_role": {"type": "string", "enum": ["admin", "member"]}}), &["email", "name", "password"]),
         "UpgradeRequest": s(json!({"plan_id": string, "note": string}), &["plan_id"]),
@@ -337,6 +362,14 @@ fn schemas() -> Value {
             "recurrence": {"type": "string", "enum": ["none", "weekly"]}, "has_passcode": boolean,
             "waiting_room": boolean, "join_before_host": boolean, "co_hosts": {"type": "array", "items": string},
             "created_at": int}},
+        "LiveMeeting": {"type": "object", "properties": {"live": boolean,
+            "meeting": {"type": "object", "properties": {"title": string, "locked": boolean,
+                "allow_self_unmute": boolean, "ends_at_ms": nullable_int}},
+            "participants": {"type": "array", "items": {"type": "object", "properties": {
+                "id": int, "name": string, "role": {"type": "string"}, "audio": boolean,
+                "video": boolean, "screen": boolean, "hand_raised": boolean}}},
+            "waiting": {"type": "array", "items": {"type": "object", "properties": {
+                "id": int, "name": string, "role": {"type": "string"}}}}}},
         "JoinDecision": {"type": "object", "properties": {"meeting_id": string, "org_id": string, "title": string,
             "role": {"type": "string", "enum": ["host", "co_host", "participant", "guest"]},
             "waiting_room": boolean, "wait_for_host": boolean, "max_participants": nullable_int,
@@ -354,6 +387,7 @@ fn response_schema(route: &Route) -> Option<&'static str> {
         ("post", "/auth/signup" | "/auth/login" | "/auth/password") => "Session",
         ("post", "/meetings") | ("get" | "patch", "/meetings/{meeting}") => "Meeting",
         ("post", "/meetings/{meeting}/join") => "JoinDecision",
+        ("get", "/meetings/{meeting}/live") => "LiveMeeting",
         ("put", "/plans/{plan}") => "PlanInfo",
         ("post", "/orgs/{org}/members") | ("patch", "/admin/users/{user}") => "User",
         ("patch", "/admin/orgs/{org}") => "Org",

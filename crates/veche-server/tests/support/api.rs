@@ -16,6 +16,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 use veche_server::api::{AccountSettings, ApiState, Clock};
 use veche_server::store::{NewUser, OrgRole, Store, User, UserRole};
+use veche_sfu::{Limits, SfuConfig, SfuHandle};
 
 pub(crate) const T0: i64 = 1_800_000_000;
 
@@ -33,6 +34,7 @@ pub(crate) struct App {
     pub(crate) clock: Arc<ManualClock>,
     router: axum::Router,
     dir: std::path::PathBuf,
+    pub(crate) sfu: SfuHandle,
 }
 
 impl Drop for App {
@@ -80,16 +82,25 @@ impl App {
             .await
             .unwrap();
         let clock = Arc::new(ManualClock(AtomicI64::new(T0)));
+        // A real SFU on a loopback port: the live-meeting endpoints talk to it.
+        let sfu = SfuHandle::spawn(SfuConfig {
+            media_bind: "127.0.0.1:0".parse().unwrap(),
+            public_ips: vec!["127.0.0.1".parse().unwrap()],
+            limits: Limits::default(),
+        })
+        .unwrap();
         let router = veche_server::api::router(ApiState {
             store: store.clone(),
             settings,
             clock: clock.clone(),
+            sfu: Some(sfu.clone()),
         });
         App {
             store,
             clock,
             router,
             dir,
+            sfu,
         }
     }
 

@@ -11,11 +11,45 @@ use veche_proto::{
 };
 
 use super::{Output, Room, RoomKey, Sfu, Waiter, now_since, validate_name, validate_room};
-use crate::meeting::{AuditEvent, JoinGrant, JoinRequest, MeetingLive, SfuEvent, Started};
+use crate::meeting::{
+    AuditEvent, ControlError, JoinGrant, JoinRequest, LiveMeeting, MeetingLive, RemoteActor,
+    SfuEvent, Started, UserRef,
+};
 use crate::participant::slot;
 
 /// Time-limit warnings go out when this many minutes are left.
 const WARN_AT_MINUTES: [u32; 2] = [5, 1];
+
+/// Who is using a host control.
+#[derive(Debug)]
+pub(super) enum Actor {
+    /// A participant of the meeting, over its signalling connection.
+    Member(ParticipantId),
+    /// An API caller, acting on room `room`.
+    Remote(Remote),
+}
+
+#[derive(Debug)]
+pub(super) struct Remote {
+    room: RoomKey,
+    role: Role,
+    user: Option<UserRef>,
+    ip: Option<std::net::IpAddr>,
+}
+
+impl Actor {
+    /// The participant id shown as `by` to those affected; 0 for the API.
+    fn id(&self) -> ParticipantId {
+        match self {
+            Actor::Member(id) => *id,
+            Actor::Remote(_) => 0,
+        }
+    }
+
+    fn is(&self, participant: ParticipantId) -> bool {
+        matches!(self, Actor::Member(id) if *id == participant)
+    }
+}
 
 /// Who may use a host control.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -27,6 +61,70 @@ enum Needs {
 }
 
 impl Sfu {
+    /// A host control from outside the meeting (the REST API), on the running meeting in
+    /// `room`. Its effects go out like a participant's; a refusal comes back as the error.
+    pub fn handle_control(
+        &mut self,
+        now: Instant,
+        unix_ms: u64,
+        room: &str,
+        actor: RemoteActor,
+        action: ClientMessage,
+    ) -> Result<(), ControlError> {
+        self.clock = (now, unix_ms);
+        self.last_now = self.last_now.max(now);
+        let Some(key) = self.room_keys.get(room).copied() else {
+            return Err(ControlError {
+                code: ErrorCode::MeetingNotFound,
+                message: "the meeting is not in progress".into(),
+            });
+        };
+        if matches!(
+            action,
+            ClientMessage::Join { .. }
+                | ClientMessage::Answer { .. }
+                | ClientMessage::Candidate { .. }
+                | ClientMessage::SetMedia { .. }
+                | ClientMessage::Chat { .. }
+                | ClientMessage::RaiseHand { .. }
+                | ClientMessage::Leave
+        ) {
+            return Err(ControlError {
+                code: ErrorCode::InvalidMessage,
+                message: "not a host control".into(),
+            });
+        }
+        let actor = Actor::Remote(Remote {
+            room: key,
+            role: actor.role,
+            user: actor.user,
+            ip: actor.ip,
+        });
+        self.refusal = None;
+        self.host_action(now, &actor, action);
+        self.run_queues(now, true);
+        match self.refusal.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The running meeting in `room`, if any.
+    pub fn live_meeting(&self, room: &str) -> Option<LiveMeeting> {
+        let key = *self.room_keys.get(room)?;
+        let room = self.rooms.get(&key)?;
+        Some(LiveMeeting {
+            meeting: self.meeting_state(key),
+            participants: room
+                .members
+                .iter()
+                .filter_map(|m| self.participants.get(m))
+                .map(|p| p.info.clone())
+                .collect(),
+            waiting: self.waiting_list(key),
+        })
+    }
+
     pub(super) fn join(&mut self, now: Instant, id: ParticipantId, req: JoinRequest) {
         let JoinRequest {
             version,
@@ -395,25 +493,45 @@ impl Sfu {
     }
 
     /// The room of `actor` if their role allows `needs`; otherwise tells them why not.
-    fn authorise(&mut self, actor: ParticipantId, needs: Needs) -> Option<RoomKey> {
-        let p = self.participants.get(&actor)?;
+    fn authorise(&mut self, actor: &Actor, needs: Needs) -> Option<RoomKey> {
+        let (role, key) = match actor {
+            Actor::Member(id) => {
+                let p = self.participants.get(id)?;
+                (p.info.role, p.room_key())
+            }
+            Actor::Remote(r) => (r.role, r.room),
+        };
         let allowed = match needs {
-            Needs::Moderator => p.info.role.moderates(),
-            Needs::Host => p.info.role == Role::Host,
+            Needs::Moderator => role.moderates(),
+            Needs::Host => role == Role::Host,
         };
         if allowed {
-            return Some(p.room_key());
+            return Some(key);
         }
         let why = match needs {
             Needs::Moderator => "only the host or a co-host can do that",
             Needs::Host => "only the host can do that",
         };
-        self.error(actor, ErrorCode::Forbidden, why);
+        self.refuse(actor, ErrorCode::Forbidden, why);
         None
     }
 
+    /// Tells `actor` why their action was refused: a participant by signal, an API caller
+    /// through [`Sfu::handle_control`]'s result.
+    fn refuse(&mut self, actor: &Actor, code: ErrorCode, message: impl Into<String>) {
+        match actor {
+            Actor::Member(id) => self.error(*id, code, message),
+            Actor::Remote(_) => {
+                self.refusal.get_or_insert(ControlError {
+                    code,
+                    message: message.into(),
+                });
+            }
+        }
+    }
+
     /// `target` if it is a member of room `key`; otherwise tells `actor`.
-    fn member(&mut self, actor: ParticipantId, key: RoomKey, target: ParticipantId) -> bool {
+    fn member(&mut self, actor: &Actor, key: RoomKey, target: ParticipantId) -> bool {
         if self
             .participants
             .get(&target)
@@ -421,7 +539,7 @@ impl Sfu {
         {
             return true;
         }
-        self.error(
+        self.refuse(
             actor,
             ErrorCode::UnknownParticipant,
             format!("no participant {target} in this meeting"),
@@ -429,7 +547,7 @@ impl Sfu {
         false
     }
 
-    pub(super) fn host_action(&mut self, now: Instant, actor: ParticipantId, msg: ClientMessage) {
+    pub(super) fn host_action(&mut self, now: Instant, actor: &Actor, msg: ClientMessage) {
         match msg {
             ClientMessage::Admit { participant_id } => {
                 let Some(key) = self.check_waiter(actor, participant_id) else {
@@ -440,7 +558,7 @@ impl Sfu {
                 };
                 if room.members.len() >= room.live.max_participants {
                     let max = room.live.max_participants;
-                    return self.error(
+                    return self.refuse(
                         actor,
                         ErrorCode::MeetingFull,
                         format!(
@@ -520,7 +638,10 @@ impl Sfu {
                 }
                 self.out.push_back(Output::Signal(
                     participant_id,
-                    ServerMessage::UnmuteRequested { kind, by: actor },
+                    ServerMessage::UnmuteRequested {
+                        kind,
+                        by: actor.id(),
+                    },
                 ));
             }
             ClientMessage::SetMeeting {
@@ -563,15 +684,15 @@ impl Sfu {
                 let Some(key) = self.check_member(actor, Needs::Moderator, participant_id) else {
                     return;
                 };
-                if participant_id == actor {
-                    return self.error(
+                if actor.is(participant_id) {
+                    return self.refuse(
                         actor,
                         ErrorCode::InvalidMessage,
                         "to leave the meeting, send leave",
                     );
                 }
                 if self.role_of(participant_id) == Some(Role::Host) {
-                    return self.error(actor, ErrorCode::Forbidden, "the host cannot be removed");
+                    return self.refuse(actor, ErrorCode::Forbidden, "the host cannot be removed");
                 }
                 let target = self.member_name(participant_id);
                 self.audit(
@@ -612,8 +733,8 @@ impl Sfu {
                 let Some(key) = self.check_member(actor, Needs::Host, participant_id) else {
                     return;
                 };
-                if participant_id == actor {
-                    return self.error(
+                if actor.is(participant_id) {
+                    return self.refuse(
                         actor,
                         ErrorCode::InvalidMessage,
                         "the host's role changes only by transfer_host",
@@ -623,7 +744,7 @@ impl Sfu {
                     Role::CoHost => Role::CoHost,
                     Role::Participant | Role::Guest => self.base_role(participant_id),
                     Role::Host => {
-                        return self.error(
+                        return self.refuse(
                             actor,
                             ErrorCode::InvalidMessage,
                             "use transfer_host to make someone the host",
@@ -646,13 +767,24 @@ impl Sfu {
                 let Some(key) = self.check_member(actor, Needs::Host, participant_id) else {
                     return;
                 };
-                if participant_id == actor {
+                if actor.is(participant_id) {
                     return;
                 }
                 let target = self.member_name(participant_id);
                 self.audit(actor, "meeting.transfer_host", target, String::new());
+                // The host stays unique: whoever held it (the actor, unless acting through
+                // the API) becomes co-host.
+                let current: Vec<_> = self
+                    .rooms
+                    .get(&key)
+                    .into_iter()
+                    .flat_map(|r| r.members.iter().copied())
+                    .filter(|m| self.role_of(*m) == Some(Role::Host))
+                    .collect();
                 self.set_role(key, participant_id, Role::Host);
-                self.set_role(key, actor, Role::CoHost);
+                for old in current {
+                    self.set_role(key, old, Role::CoHost);
+                }
             }
             ClientMessage::EndMeeting => {
                 let Some(key) = self.authorise(actor, Needs::Host) else {
@@ -662,7 +794,7 @@ impl Sfu {
                 self.end_meeting(now, key, EndReason::Host);
             }
             // Everything else is handled by the caller before host controls.
-            other => self.error(
+            other => self.refuse(
                 actor,
                 ErrorCode::InvalidMessage,
                 format!("unexpected {:?} message", other.to_json()),
@@ -682,7 +814,7 @@ impl Sfu {
     /// tells them why not.
     fn check_member(
         &mut self,
-        actor: ParticipantId,
+        actor: &Actor,
         needs: Needs,
         target: ParticipantId,
     ) -> Option<RoomKey> {
@@ -691,14 +823,14 @@ impl Sfu {
     }
 
     /// The room of `actor` if they moderate it and `target` waits to get in.
-    fn check_waiter(&mut self, actor: ParticipantId, target: ParticipantId) -> Option<RoomKey> {
+    fn check_waiter(&mut self, actor: &Actor, target: ParticipantId) -> Option<RoomKey> {
         let key = self.authorise(actor, Needs::Moderator)?;
         self.waiting_in(actor, key, target).then_some(key)
     }
 
     fn audit_member(
         &mut self,
-        actor: ParticipantId,
+        actor: &Actor,
         action: &'static str,
         target: ParticipantId,
         detail: &str,
@@ -708,11 +840,11 @@ impl Sfu {
     }
 
     /// Whether `target` waits in room `key`; tells `actor` if not.
-    fn waiting_in(&mut self, actor: ParticipantId, key: RoomKey, target: ParticipantId) -> bool {
+    fn waiting_in(&mut self, actor: &Actor, key: RoomKey, target: ParticipantId) -> bool {
         if self.waiters.get(&target).is_some_and(|w| w.room == key) {
             return true;
         }
-        self.error(
+        self.refuse(
             actor,
             ErrorCode::UnknownParticipant,
             format!("nobody with id {target} is in the waiting room"),
@@ -720,7 +852,7 @@ impl Sfu {
         false
     }
 
-    fn host_mute(&mut self, actor: ParticipantId, target: ParticipantId, kind: TrackKind) {
+    fn host_mute(&mut self, actor: &Actor, target: ParticipantId, kind: TrackKind) {
         let Some(p) = self.participants.get_mut(&target) else {
             return;
         };
@@ -729,7 +861,10 @@ impl Sfu {
         }
         self.out.push_back(Output::Signal(
             target,
-            ServerMessage::MutedByHost { kind, by: actor },
+            ServerMessage::MutedByHost {
+                kind,
+                by: actor.id(),
+            },
         ));
         self.set_media(target, kind, false);
     }
@@ -750,31 +885,32 @@ impl Sfu {
 
     /// Records a host action of `actor` for the audit log. Instant guest rooms have no owner
     /// to show a log to, so only stored meetings are audited.
-    fn audit(
-        &mut self,
-        actor: ParticipantId,
-        action: &'static str,
-        target: String,
-        detail: String,
-    ) {
-        let Some(p) = self.participants.get(&actor) else {
+    fn audit(&mut self, actor: &Actor, action: &'static str, target: String, detail: String) {
+        let (key, user, name, ip) = match actor {
+            Actor::Member(id) => {
+                let Some(p) = self.participants.get(id) else {
+                    return;
+                };
+                (
+                    p.room_key(),
+                    p.grant.user.clone(),
+                    p.info.name.clone(),
+                    p.grant.ip,
+                )
+            }
+            Actor::Remote(r) => (r.room, r.user.clone(), "the API".to_owned(), r.ip),
+        };
+        let Some(meeting) = self.rooms.get(&key).and_then(|r| r.live.meeting.as_ref()) else {
             return;
         };
-        let Some(meeting) = self
-            .rooms
-            .get(&p.room_key())
-            .and_then(|r| r.live.meeting.as_ref())
-        else {
-            return;
-        };
-        info!(participant = actor, action, %target, "host action");
+        info!(?actor, action, %target, "host action");
         self.out
             .push_back(Output::Event(SfuEvent::Audit(AuditEvent {
                 meeting_id: meeting.id.clone(),
                 org_id: Some(meeting.org_id.clone()),
-                actor: p.grant.user.clone(),
-                actor_name: p.info.name.clone(),
-                ip: p.grant.ip,
+                actor: user,
+                actor_name: name,
+                ip,
                 action,
                 target,
                 detail,
