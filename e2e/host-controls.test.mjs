@@ -460,7 +460,7 @@ test('waiting room, admit, mute, ask to unmute, mute all, remove, passcode, deny
   await Promise.all(browser.contexts().map(c => c.close()));
 });
 
-test('join before host off, a co-host, lock, the host leaves and hands over, a barred guest', { timeout: 180000 }, async () => {
+test('join before host off, a co-host, lock, the host leaves and hands over, a barred guest, the owner ends it from my meetings', { timeout: 180000 }, async () => {
   const host = await newPage('owner');
   await host.goto(`${server.url}/signup`);
   await host.fill('#signup-name', 'Olga');
@@ -537,11 +537,19 @@ test('join before host off, a co-host, lock, the host leaves and hands over, a b
   await joinThroughLink(again, link, 'Pia');
   await again.waitForSelector('#ended-screen[data-reason="barred"]', { timeout: UI_TIMEOUT_MS });
 
-  // The new host ends the meeting from the panel.
-  await gil.click('#end-all-btn');
-  await gil.waitForSelector('#end-dialog[open]');
-  await gil.click('#end-confirm');
+  // The owner, no longer in it, sees on "my meetings" that it runs and ends it from there
+  // (the REST live-meeting API).
+  await host.goto(`${server.url}/meetings`);
+  const liveRow = host.locator('#meeting-list .meeting-row', { hasText: 'Planning' });
+  await liveRow.locator('.live-badge:has-text("Live · 1 in meeting")').waitFor({ timeout: UI_TIMEOUT_MS });
+  host.once('dialog', dialog => void dialog.accept());
+  await liveRow.locator('.end-live').click();
+  const ended = Date.now();
   await gil.waitForSelector('#ended-screen[data-reason="ended_host"]', { timeout: UI_TIMEOUT_MS });
+  took('"End for all" on my meetings → the meeting ends', ended);
+  await host.reload();
+  await host.locator('#meeting-list .meeting-row', { hasText: 'Planning' }).waitFor();
+  assert.equal(await host.locator('.live-badge').count(), 0, 'no longer live');
   assert.deepEqual(pageErrors, [], 'no page errors');
   await Promise.all(browser.contexts().map(c => c.close()));
 });

@@ -148,10 +148,54 @@ function meetingRow(m) {
     m.has_passcode ? 'passcode' : '', m.waiting_room ? 'waiting room' : '',
     m.join_before_host ? '' : 'waits for host',
   ].filter(Boolean).join(' · ');
+  const live = h('div', { class: 'row live-controls', hidden: true });
+  void showLive(m, live);
   return h('li', { class: 'meeting-row', 'data-id': m.id },
     h('div', {}, h('a', { href: `/j/${m.id}`, text: m.title }),
       h('p', { class: 'muted', text: `${when} · ${m.duration_minutes} min${flags ? ` · ${flags}` : ''}` })),
+    live,
     h('div', { class: 'row' }, copy, del));
+}
+
+/**
+ * @typedef {{live: boolean, participants?: {id: number, name: string}[],
+ *   waiting?: {id: number, name: string}[]}} LiveMeeting
+ */
+
+/**
+ * Shows whether the meeting is running, with an "End for all" button: its host (or an
+ * admin) can end a meeting without joining it.
+ * @param {Meeting} m
+ * @param {HTMLElement} box
+ */
+async function showLive(m, box) {
+  /** @type {LiveMeeting} */
+  let live;
+  try {
+    live = await api('GET', `/meetings/${m.id}/live`);
+  } catch {
+    return; // Not ours to see (a co-host's list may include it) or the server is busy.
+  }
+  if (!live.live) return;
+  const inMeeting = live.participants?.length ?? 0;
+  const waiting = live.waiting?.length ?? 0;
+  const end = h('button', {
+    type: 'button', class: 'button danger end-live', text: 'End for all',
+    onclick: async () => {
+      if (!confirm(`End “${m.title}” for everyone in it?`)) return;
+      try {
+        await api('POST', `/meetings/${m.id}/live`, { type: 'end_meeting' });
+        toast('Meeting ended');
+        box.hidden = true;
+      } catch (e) {
+        toast(e instanceof Error ? e.message : String(e), 'error');
+      }
+    },
+  });
+  box.replaceChildren(
+    h('span', { class: 'live-badge', text: `Live · ${inMeeting} in meeting${waiting ? ` · ${waiting} waiting` : ''}` }),
+    end);
+  box.hidden = false;
 }
 
 function scheduleForm() {
