@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use str0m::config::CryptoProvider;
 use str0m::media::KeyframeRequestKind;
 use str0m::net::{DatagramRecv, Protocol, Receive};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::rtp::{ExtensionValues, RtpPacket};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
 use veche_proto::{
@@ -18,8 +18,9 @@ use veche_proto::{
 };
 
 use crate::SfuConfig;
+use crate::id_map::IdMap;
 use crate::meeting::{JoinGrant, JoinRequest, MeetingLive, SfuEvent};
-use crate::participant::{AnswerError, Participant, Purpose, slot};
+use crate::participant::{AnswerError, Participant, slot};
 
 /// A datagram to send.
 #[derive(Debug)]
@@ -89,9 +90,9 @@ pub struct Sfu {
     config: SfuConfig,
     crypto: Arc<CryptoProvider>,
     candidates: Vec<Candidate>,
-    participants: HashMap<ParticipantId, Participant>,
+    participants: IdMap<ParticipantId, Participant>,
     waiters: HashMap<ParticipantId, Waiter>,
-    rooms: HashMap<RoomKey, Room>,
+    rooms: IdMap<RoomKey, Room>,
     room_keys: HashMap<String, RoomKey>,
     next_room_key: RoomKey,
     by_addr: HashMap<SocketAddr, ParticipantId>,
@@ -137,9 +138,9 @@ impl Sfu {
             config,
             crypto: Arc::new(str0m::crypto::from_feature_flags()),
             candidates,
-            participants: HashMap::new(),
+            participants: IdMap::default(),
             waiters: HashMap::new(),
-            rooms: HashMap::new(),
+            rooms: IdMap::default(),
             room_keys: HashMap::new(),
             next_room_key: 0,
             by_addr: HashMap::new(),
@@ -884,33 +885,9 @@ impl Sfu {
             let Some(sub) = self.participants.get_mut(sub_id) else {
                 continue;
             };
-            let Some(line) = sub.open_line_mut(Purpose::Subscribe(publisher, kind)) else {
+            if !sub.forward(publisher, kind, packet, &ext_vals) {
                 continue;
-            };
-            let Some(mid) = line.state.open_mid() else {
-                continue;
-            };
-            let Some(seq) = line.seq.map(packet.header.ssrc, *packet.seq_no) else {
-                continue;
-            };
-            let mut api = sub.rtc.direct_api();
-            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
-                continue;
-            };
-            // Every m-line is offered by us with one codec configuration, so the payload type
-            // the publisher uses means the same codec to every subscriber.
-            tx.write_rtp(
-                RtpWrite::new(
-                    packet.header.payload_type,
-                    seq.into(),
-                    packet.header.timestamp,
-                    packet.timestamp,
-                    packet.payload.clone(),
-                )
-                .marker(packet.header.marker)
-                .ext_vals(ext_vals.clone())
-                .nackable(kind.is_video()),
-            );
+            }
             self.counters.forwarded_packets += 1;
             self.counters.forwarded_bytes += packet.payload.len() as u64;
             if !sub.queued_poll {

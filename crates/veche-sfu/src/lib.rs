@@ -9,6 +9,7 @@ mod config;
 mod core;
 pub mod driver;
 mod forward;
+mod id_map;
 mod meeting;
 mod participant;
 mod udp_batch;

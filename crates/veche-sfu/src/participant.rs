@@ -5,11 +5,12 @@ use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
-use str0m::rtp::Ssrc;
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Rtc};
 use veche_proto::{ParticipantId, ParticipantInfo, Role, ServerMessage, TrackKind};
 
 use crate::forward::SeqRewriter;
+use crate::id_map::IdMap;
 use crate::meeting::JoinGrant;
 
 /// What an m-line in a participant's peer connection carries.
@@ -53,6 +54,21 @@ pub(crate) struct Line {
     pub(crate) state: LineState,
     /// Per-subscriber sequence numbering (subscriptions only).
     pub(crate) seq: SeqRewriter,
+    /// The SSRC of the send stream str0m made for this line, once looked up: str0m finds a
+    /// stream by mid with a scan of all the `Rtc`'s streams, by SSRC with a hash lookup.
+    /// Forgotten whenever the lines change (see [`Participant::reindex`]).
+    pub(crate) tx_ssrc: Option<Ssrc>,
+}
+
+impl Line {
+    fn new(purpose: Purpose) -> Line {
+        Line {
+            purpose,
+            state: LineState::ToOpen,
+            seq: SeqRewriter::default(),
+            tx_ssrc: None,
+        }
+    }
 }
 
 /// Keyframe requests towards one of our publish slots are throttled so that N subscribers
@@ -96,7 +112,12 @@ pub(crate) struct Participant {
     room: u64,
     pub(crate) info: ParticipantInfo,
     pub(crate) rtc: Rtc,
-    pub(crate) lines: Vec<Line>,
+    lines: Vec<Line>,
+    /// Index into `lines` of the open line of each subscription: forwarding looks a
+    /// subscription up once per packet and subscriber, and a scan of the lines would make that
+    /// O(participants) (O(participants²) per packet in a meeting where everyone publishes).
+    /// Rebuilt by [`Participant::reindex`] whenever `lines` changes.
+    open_subscriptions: IdMap<(ParticipantId, TrackKind), usize>,
     pending: Option<SdpPendingOffer>,
     /// Slots whose first `set_media{enabled:true}` has been seen: other participants
     /// subscribe to them. Indexed like [`TrackKind::ALL`].
@@ -169,11 +190,7 @@ impl Participant {
         }
         let lines = TrackKind::ALL
             .iter()
-            .map(|&k| Line {
-                purpose: Purpose::Publish(k),
-                state: LineState::ToOpen,
-                seq: SeqRewriter::default(),
-            })
+            .map(|&k| Line::new(Purpose::Publish(k)))
             .collect();
         Participant {
             id,
@@ -189,6 +206,7 @@ impl Participant {
             },
             rtc,
             lines,
+            open_subscriptions: IdMap::default(),
             pending: None,
             published: [false; 3],
             keyframes: Default::default(),
@@ -209,6 +227,11 @@ impl Participant {
     }
 
     pub(crate) fn subscribe(&mut self, publisher: ParticipantId, kind: TrackKind) {
+        self.add_subscription(publisher, kind);
+        self.reindex();
+    }
+
+    fn add_subscription(&mut self, publisher: ParticipantId, kind: TrackKind) {
         let purpose = Purpose::Subscribe(publisher, kind);
         // A track that comes back before its stop reached the client (a screen share
         // restarted on another window) keeps its m-line; one whose stop is already offered
@@ -227,11 +250,19 @@ impl Participant {
                 LineState::Stopping(_) => {}
             }
         }
-        self.lines.push(Line {
-            purpose,
-            state: LineState::ToOpen,
-            seq: SeqRewriter::default(),
-        });
+        self.lines.push(Line::new(purpose));
+    }
+
+    /// Brings `open_subscriptions` in step with `lines`, and drops cached stream SSRCs (a
+    /// negotiation may have replaced streams). Runs on (re)negotiation only, never per packet.
+    fn reindex(&mut self) {
+        self.open_subscriptions.clear();
+        for (i, line) in self.lines.iter_mut().enumerate() {
+            line.tx_ssrc = None;
+            if let (Purpose::Subscribe(p, k), LineState::Open(_)) = (line.purpose, line.state) {
+                self.open_subscriptions.insert((p, k), i);
+            }
+        }
     }
 
     /// Stops subscriptions matching `pred`, whatever state their negotiation is in.
@@ -254,6 +285,7 @@ impl Participant {
             }
             true
         });
+        self.reindex();
     }
 
     /// If no offer is outstanding and lines need (un)negotiating, creates the next offer.
@@ -346,6 +378,7 @@ impl Participant {
             }
             true
         });
+        self.reindex();
         result.map_err(|e| AnswerError::Rejected(e.to_string()))
     }
 
@@ -371,11 +404,53 @@ impl Participant {
         })
     }
 
-    /// The negotiated line for `purpose`, skipping any being stopped beside it.
-    pub(crate) fn open_line_mut(&mut self, purpose: Purpose) -> Option<&mut Line> {
-        self.lines
-            .iter_mut()
-            .find(|l| l.purpose == purpose && l.state.open_mid().is_some())
+    /// Writes `publisher`'s packet to our subscription of its `kind`, renumbered for us.
+    /// Returns false when there is no such open subscription (yet) or the packet cannot be
+    /// numbered. O(1) in the number of lines and streams: it runs once per forwarded packet
+    /// and subscriber.
+    pub(crate) fn forward(
+        &mut self,
+        publisher: ParticipantId,
+        kind: TrackKind,
+        packet: &RtpPacket,
+        ext_vals: &ExtensionValues,
+    ) -> bool {
+        let Some(line) = self
+            .open_subscriptions
+            .get(&(publisher, kind))
+            .and_then(|&i| self.lines.get_mut(i))
+        else {
+            return false;
+        };
+        let Some(mid) = line.state.open_mid() else {
+            return false;
+        };
+        let Some(seq) = line.seq.map(packet.header.ssrc, *packet.seq_no) else {
+            return false;
+        };
+        let mut api = self.rtc.direct_api();
+        if line.tx_ssrc.is_none() {
+            line.tx_ssrc = api.stream_tx_by_mid(mid, None).map(|tx| tx.ssrc());
+        }
+        let Some(tx) = line.tx_ssrc.and_then(|ssrc| api.stream_tx(&ssrc)) else {
+            line.tx_ssrc = None;
+            return false;
+        };
+        // Every m-line is offered by us with one codec configuration, so the payload type
+        // the publisher uses means the same codec to every subscriber.
+        tx.write_rtp(
+            RtpWrite::new(
+                packet.header.payload_type,
+                seq.into(),
+                packet.header.timestamp,
+                packet.timestamp,
+                packet.payload.clone(),
+            )
+            .marker(packet.header.marker)
+            .ext_vals(ext_vals.clone())
+            .nackable(kind.is_video()),
+        );
+        true
     }
 
     pub(crate) fn publish_mid(&self, kind: TrackKind) -> Option<Mid> {
