@@ -11,7 +11,7 @@ use str0m::config::CryptoProvider;
 use str0m::media::KeyframeRequestKind;
 use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output as RtcOutput, Rtc};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
 use veche_proto::{
     ClientMessage, ErrorCode, PROTOCOL_VERSION, ParticipantId, ServerMessage, TrackKind,
@@ -21,6 +21,7 @@ use crate::SfuConfig;
 use crate::id_map::IdMap;
 use crate::meeting::{JoinGrant, JoinRequest, MeetingLive, SfuEvent};
 use crate::participant::{AnswerError, Participant, slot};
+use crate::stun;
 
 /// A datagram to send.
 #[derive(Debug)]
@@ -60,6 +61,9 @@ const SPEAKER_WINDOW: Duration = Duration::from_millis(400);
 const SPEAKING_LOUDNESS: u32 = 67;
 /// Trickled candidates accepted per participant; more is abuse.
 const MAX_REMOTE_CANDIDATES: usize = 32;
+/// Remote addresses remembered per participant (a browser uses one or two; more are spoofed
+/// checks or a long-lived client moving between networks).
+const MAX_ADDRS_PER_PARTICIPANT: usize = 16;
 
 type RoomKey = u64;
 
@@ -96,6 +100,9 @@ pub struct Sfu {
     room_keys: HashMap<String, RoomKey>,
     next_room_key: RoomKey,
     by_addr: HashMap<SocketAddr, ParticipantId>,
+    /// Each participant's local ICE ufrag: routes the first datagram (a STUN check) from a
+    /// new address. Keyed by what a peer sends, so std's DoS-resistant hasher.
+    by_ufrag: HashMap<String, ParticipantId>,
     out: VecDeque<Output>,
     earliest: Instant,
     next_tick: Instant,
@@ -144,6 +151,7 @@ impl Sfu {
             room_keys: HashMap::new(),
             next_room_key: 0,
             by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
             out: VecDeque::new(),
             earliest: now,
             next_tick: now,
@@ -286,6 +294,19 @@ impl Sfu {
         destination: SocketAddr,
         data: &[u8],
     ) {
+        // A known address names its participant. A new one must start with an ICE check
+        // (STUN): its USERNAME names our ufrag and so the participant, in one lookup. Anything
+        // else from a stranger is dropped before any parsing or per-participant work.
+        let (id, new_addr) = match self.by_addr.get(&source) {
+            Some(id) => (*id, false),
+            None => {
+                let Some(id) = stun::local_ufrag(data).and_then(|u| self.by_ufrag.get(u)) else {
+                    debug!(%source, len = data.len(), "dropping datagram from unknown address");
+                    return;
+                };
+                (*id, true)
+            }
+        };
         let Ok(contents) = DatagramRecv::try_from(data) else {
             debug!(%source, len = data.len(), "dropping unrecognised datagram");
             return;
@@ -299,27 +320,23 @@ impl Sfu {
                 contents,
             },
         );
-        let id = match self.by_addr.get(&source) {
-            Some(id) => *id,
-            None => {
-                // Only the first packets from a new address (its STUN checks) get here; the
-                // ICE ufrag in them picks the participant.
-                let Some(p) = self
-                    .participants
-                    .values_mut()
-                    .find(|p| p.rtc.accepts(&input))
-                else {
-                    debug!(%source, "no participant accepts datagram");
-                    return;
-                };
-                p.addrs.push(source);
-                self.by_addr.insert(source, p.id);
-                p.id
-            }
-        };
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
+        if new_addr {
+            if !p.rtc.accepts(&input) {
+                debug!(%source, participant = id, "participant's ICE agent refuses datagram");
+                return;
+            }
+            // Spoofed checks could otherwise grow the address map without bound; a real
+            // peer's current address comes back with its next consent check if evicted.
+            if p.addrs.len() >= MAX_ADDRS_PER_PARTICIPANT {
+                let oldest = p.addrs.remove(0);
+                self.by_addr.remove(&oldest);
+            }
+            p.addrs.push(source);
+            self.by_addr.insert(source, id);
+        }
         if let Err(e) = p.rtc.handle_input(input) {
             debug!(participant = id, "bad media input: {e}");
         }
@@ -393,6 +410,21 @@ impl Sfu {
         self.rooms.clear();
         self.room_keys.clear();
         self.by_addr.clear();
+        self.by_ufrag.clear();
+    }
+
+    /// The local ICE ufrag of a new `rtc`, made unique among our participants: it is how a
+    /// STUN check from a new address finds its participant. str0m's are random (16
+    /// characters), so a clash is near impossible but would misroute, so it is checked.
+    fn unique_ufrag(&self, rtc: &mut Rtc) -> String {
+        let mut api = rtc.direct_api();
+        loop {
+            let creds = api.local_ice_credentials();
+            if !self.by_ufrag.contains_key(&creds.ufrag) {
+                return creds.ufrag;
+            }
+            api.set_local_ice_credentials(IceCreds::new());
+        }
     }
 
     fn error(&mut self, id: ParticipantId, code: ErrorCode, message: impl Into<String>) {
@@ -431,7 +463,7 @@ impl Sfu {
         let room_name = room.name.clone();
         let role = self.role_on_entry(key, &grant);
 
-        let rtc = Rtc::builder()
+        let mut rtc = Rtc::builder()
             .set_crypto_provider(self.crypto.clone())
             .set_ice_lite(true)
             .set_rtp_mode(true)
@@ -440,7 +472,9 @@ impl Sfu {
             .enable_vp8(true)
             .enable_h264(true)
             .build(now);
-        let mut p = Participant::new(id, key, name, rtc, &self.candidates, now);
+        let ufrag = self.unique_ufrag(&mut rtc);
+        self.by_ufrag.insert(ufrag.clone(), id);
+        let mut p = Participant::new(id, key, name, rtc, ufrag, &self.candidates, now);
         p.info.role = role;
         if let Some(known) = MeetingLive::returning_key(&grant, &p.info.name)
             .and_then(|k| self.rooms.get(&key)?.live.known.get(&k).copied())
@@ -681,6 +715,7 @@ impl Sfu {
         for addr in &p.addrs {
             self.by_addr.remove(addr);
         }
+        self.by_ufrag.remove(&p.ufrag);
         let key = p.room_key();
         let Some(room) = self.rooms.get_mut(&key) else {
             return;

@@ -12,6 +12,7 @@ mod forward;
 mod id_map;
 mod meeting;
 mod participant;
+mod stun;
 mod udp_batch;
 
 pub use crate::core::{Counters, Datagram, Output, Sfu};

@@ -112,6 +112,8 @@ pub(crate) struct Participant {
     room: u64,
     pub(crate) info: ParticipantInfo,
     pub(crate) rtc: Rtc,
+    /// Our local ICE ufrag in this participant's session (unique among participants).
+    pub(crate) ufrag: String,
     lines: Vec<Line>,
     /// Index into `lines` of the open line of each subscription: forwarding looks a
     /// subscription up once per packet and subscriber, and a scan of the lines would make that
@@ -182,6 +184,7 @@ impl Participant {
         room: u64,
         name: String,
         mut rtc: Rtc,
+        ufrag: String,
         candidates: &[Candidate],
         now: Instant,
     ) -> Participant {
@@ -205,6 +208,7 @@ impl Participant {
                 hand_raised: false,
             },
             rtc,
+            ufrag,
             lines,
             open_subscriptions: IdMap::default(),
             pending: None,

@@ -931,6 +931,7 @@ impl Sfu {
                 for addr in &p.addrs {
                     self.by_addr.remove(addr);
                 }
+                self.by_ufrag.remove(&p.ufrag);
             }
             self.waiters.remove(id);
             self.out

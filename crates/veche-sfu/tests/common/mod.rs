@@ -43,7 +43,10 @@ pub struct TrackStats {
 pub struct Client {
     pub id: ParticipantId,
     pub name: String,
+    /// Where its datagrams come from, as the SFU sees them.
     pub addr: SocketAddr,
+    /// Its own socket address (its host candidate): differs from `addr` behind a NAT.
+    local: SocketAddr,
     rtc: Rtc,
     /// Every signalling message received, in order.
     pub inbox: Vec<ServerMessage>,
@@ -290,6 +293,7 @@ impl Sim {
             id,
             name: name.into(),
             addr,
+            local: addr,
             rtc,
             inbox: Vec::new(),
             publish: Vec::new(),
@@ -327,6 +331,20 @@ impl Sim {
                 enabled: on,
             },
         );
+    }
+
+    /// Client `idx`'s datagrams come from `addr` from now on, and the network delivers to it
+    /// there (a NAT rebinding: the client itself does not know).
+    pub fn relocate(&mut self, idx: usize, addr: SocketAddr) {
+        let old = self.clients[idx].addr;
+        self.clients[idx].addr = addr;
+        for (_, hop) in &mut self.in_flight {
+            if let Hop::ToClient { to, .. } = hop
+                && *to == old
+            {
+                *to = addr;
+            }
+        }
     }
 
     /// Moves the clock without running anyone (benchmarks: time passes, nobody is polled).
@@ -439,7 +457,7 @@ impl Sim {
                             Receive {
                                 proto: Protocol::Udp,
                                 source: server_addr(),
-                                destination: to,
+                                destination: c.local,
                                 contents,
                             },
                         );
