@@ -143,7 +143,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "VECHE_HTTP", value_name = "ADDR")]
     pub(crate) http: Option<SocketAddr>,
 
-    /// The one UDP port that carries all media [default: 7882].
+    /// The first media UDP port: shard i of `media-shards` uses this + i; 0 lets each shard
+    /// pick a free port [default: 7882].
     #[arg(long, env = "VECHE_MEDIA_PORT", value_name = "PORT")]
     pub(crate) media_port: Option<u16>,
 
@@ -211,9 +212,15 @@ pub(crate) struct ServeArgs {
     pub(crate) max_chat_chars: Option<usize>,
 
     /// Kernel receive/send buffer of the media UDP socket, in bytes [default: 8388608].
-    /// All media shares this one socket; too small a buffer drops bursts for everyone.
+    /// Each shard's one socket carries all media of its rooms; too small a buffer drops
+    /// bursts for everyone there.
     #[arg(long, env = "VECHE_MEDIA_SOCKET_BUFFER", value_name = "BYTES")]
     pub(crate) media_socket_buffer: Option<usize>,
+
+    /// Media threads ("shards"), each with its own UDP port (`media-port`, `media-port`+1,
+    /// …) and its own rooms [default: one per CPU the process may run on].
+    #[arg(long, env = "VECHE_MEDIA_SHARDS", value_name = "N")]
+    pub(crate) media_shards: Option<usize>,
 
     /// Length of a "minute" of plan time limits and their warnings, in milliseconds
     /// [default: 60000]. For tests and demonstrations only: a 40-minute plan limit then ends
@@ -275,6 +282,7 @@ struct FileConfig {
     max_participants: Option<usize>,
     max_chat_chars: Option<usize>,
     media_socket_buffer: Option<usize>,
+    media_shards: Option<usize>,
     meeting_minute_ms: Option<u64>,
     log_format: Option<LogFormat>,
     database: Option<String>,
@@ -401,12 +409,25 @@ impl Config {
                 .media_socket_buffer
                 .or(file.media_socket_buffer)
                 .unwrap_or(defaults.socket_buffer_bytes),
+            media_shards: args
+                .media_shards
+                .or(file.media_shards)
+                .unwrap_or(defaults.media_shards),
             minute: args
                 .meeting_minute_ms
                 .or(file.meeting_minute_ms)
                 .map_or(defaults.minute, std::time::Duration::from_millis),
             ..defaults
         };
+        if sfu_limits.media_shards == 0 {
+            bail!("media-shards must be at least 1");
+        }
+        if media_port != 0 && usize::from(media_port) + sfu_limits.media_shards - 1 > 65535 {
+            bail!(
+                "media-port {media_port} + {} shards runs past port 65535",
+                sfu_limits.media_shards
+            );
+        }
         if sfu_limits.max_participants_per_room == 0 {
             bail!("max-participants must be at least 1");
         }

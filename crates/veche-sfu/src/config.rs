@@ -4,9 +4,11 @@ use std::time::Duration;
 /// Everything the SFU needs to know from the operator.
 #[derive(Debug, Clone)]
 pub struct SfuConfig {
-    /// Where the one media UDP socket binds, e.g. `0.0.0.0:7882`.
+    /// Where the media UDP sockets bind, e.g. `0.0.0.0:7882`: shard *i* binds this port + *i*
+    /// (with port 0, each shard gets a free port of its own).
     pub media_bind: SocketAddr,
-    /// Addresses advertised as ICE host candidates (with `media_bind`'s port).
+    /// Addresses advertised as ICE host candidates (with the port of the participant's
+    /// shard).
     pub public_ips: Vec<IpAddr>,
     pub limits: Limits,
 }
@@ -23,10 +25,14 @@ pub struct Limits {
     pub max_chat_chars: usize,
     /// Signalling messages queued for one slow client before it is disconnected.
     pub event_queue: usize,
-    /// Kernel receive and send buffer of the media socket, in bytes. One socket carries every
-    /// participant's media, so the default (~200 KiB) overflows under a burst of publisher
+    /// Kernel receive and send buffer of each media socket, in bytes. One socket carries all
+    /// media of a shard's rooms, so the default (~200 KiB) overflows under a burst of publisher
     /// packets and each packet lost there is lost for every subscriber.
     pub socket_buffer_bytes: usize,
+    /// Media shards: threads that each run their own core, socket and rooms (all
+    /// participants of a room are on one shard). One per CPU by default, so a machine's cores
+    /// all forward media without sharing any state on the forwarding path.
+    pub media_shards: usize,
     /// The length of a minute for meeting time limits and their warnings. Always 60 s in
     /// service; tests shorten it to see a 40-minute limit end a meeting in seconds.
     pub minute: Duration,
@@ -41,6 +47,8 @@ impl Default for Limits {
             max_chat_chars: 4000,
             event_queue: 1024,
             socket_buffer_bytes: 8 * 1024 * 1024,
+            // The CPUs this process may run on (`taskset` included).
+            media_shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             minute: Duration::from_secs(60),
         }
     }

@@ -174,6 +174,11 @@ impl Sfu {
         self.rooms.len()
     }
 
+    /// Whether `id` is in a room or its waiting room.
+    pub fn has_participant(&self, id: ParticipantId) -> bool {
+        self.participants.contains_key(&id) || self.waiters.contains_key(&id)
+    }
+
     pub fn participant_count(&self) -> usize {
         self.participants.len()
     }

@@ -1,13 +1,17 @@
-//! The I/O shell around the sans-IO core: one UDP socket, a clock, and channels to the
-//! signalling layer. Runs the core on a thread of its own with a single-threaded runtime, so
-//! the core is never shared and needs no locks.
+//! The I/O shell around the sans-IO core: UDP sockets, a clock, and channels to the
+//! signalling layer. Media runs on `media_shards` threads ("shards"), each with its own core,
+//! socket and single-threaded runtime: a core is never shared and needs no locks, and shards
+//! share nothing on the forwarding path. A room lives on one shard, picked from its name
+//! (see [`shards`] for how connections are routed there).
+
+mod shards;
 
 use std::collections::HashMap;
 use std::io::IoSliceMut;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +26,7 @@ use crate::SfuConfig;
 use crate::core::{Output, Sfu};
 use crate::meeting::{ControlError, JoinRequest, LiveMeeting, RemoteActor, SfuEvent};
 use crate::udp_batch::SendBatch;
+use shards::{Route, ShardLinks, shard_of};
 
 /// A cheap, cloneable handle to the running SFU.
 #[derive(Clone)]
@@ -30,12 +35,21 @@ pub struct SfuHandle {
 }
 
 struct Shared {
-    local_media_addr: SocketAddr,
-    commands: mpsc::UnboundedSender<Command>,
+    shards: Vec<Shard>,
+    /// Where each signalling connection's commands go: held here until its first join
+    /// names a room (and so a shard), then that shard. Signalling only; the forwarding path
+    /// never touches it.
+    routes: Mutex<HashMap<ParticipantId, Route>>,
     next_id: AtomicU64,
     event_queue: usize,
-    counters: Counters,
-    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+struct Shard {
+    local_media_addr: SocketAddr,
+    commands: mpsc::UnboundedSender<Command>,
+    /// Written by this shard's thread only, so shards never contend for a cache line.
+    counters: Arc<Counters>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 #[derive(Default)]
@@ -72,7 +86,7 @@ pub struct Connection {
     pub events: mpsc::Receiver<ServerMessage>,
 }
 
-/// Point-in-time numbers for `/metrics`.
+/// Point-in-time numbers for `/metrics`, summed over shards.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SfuMetrics {
     pub rooms: u64,
@@ -84,89 +98,110 @@ pub struct SfuMetrics {
 }
 
 impl SfuHandle {
-    /// Binds the media socket and starts the SFU thread, discarding its [`SfuEvent`]s.
+    /// Binds the media sockets and starts the SFU threads, discarding their [`SfuEvent`]s.
     pub fn spawn(config: SfuConfig) -> std::io::Result<SfuHandle> {
         SfuHandle::spawn_with_events(config, mpsc::unbounded_channel().0)
     }
 
-    /// Binds the media socket and starts the SFU thread. Audit entries and usage records go
-    /// to `events` (unbounded: they are few — one per host action or finished meeting — and
-    /// must not be lost).
+    /// Binds one media socket per shard (`media_bind`'s port + shard index, or a free port
+    /// each when it is 0) and starts the shards' threads. Audit entries and usage records of
+    /// every shard go to `events` (unbounded: they are few — one per host action or finished
+    /// meeting — and must not be lost).
     pub fn spawn_with_events(
         config: SfuConfig,
         events: mpsc::UnboundedSender<SfuEvent>,
     ) -> std::io::Result<SfuHandle> {
-        let std_socket = std::net::UdpSocket::bind(config.media_bind)?;
-        std_socket.set_nonblocking(true)?;
-        let (rcvbuf, sndbuf) =
-            crate::udp_batch::set_buffer_sizes(&std_socket, config.limits.socket_buffer_bytes);
-        if rcvbuf < config.limits.socket_buffer_bytes {
-            warn!(
-                wanted = config.limits.socket_buffer_bytes,
-                got = rcvbuf,
-                "media socket receive buffer is smaller than configured (raise net.core.rmem_max)"
-            );
+        let count = config.limits.media_shards.max(1);
+        // Bind every socket first: a taken port fails the whole start with nothing to undo.
+        let mut sockets = Vec::with_capacity(count);
+        for index in 0..count {
+            sockets.push(bind_media_socket(&config, index)?);
         }
-        let local_media_addr = std_socket.local_addr()?;
-        let (commands, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            local_media_addr,
-            commands,
-            next_id: AtomicU64::new(1),
-            event_queue: config.limits.event_queue,
-            counters: Counters::default(),
-            thread: std::sync::Mutex::new(None),
-        });
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("veche-sfu".into())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let socket = match UdpSocket::from_std(std_socket) {
-                        Ok(s) => s,
-                        Err(e) => return error!("media socket: {e}"),
-                    };
-                    if let Err(e) = run(socket, config, rx, events, &thread_shared).await {
-                        error!("SFU stopped: {e}");
-                    }
-                })
-            })?;
-        *shared.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
-        info!(%local_media_addr, rcvbuf, sndbuf, "media socket bound");
-        Ok(SfuHandle { inner: shared })
+        let channels: Vec<_> = (0..count).map(|_| mpsc::unbounded_channel()).collect();
+        let links = ShardLinks::new(channels.iter().map(|(tx, _)| tx));
+        let mut shards = Vec::with_capacity(count);
+        for (index, (std_socket, (commands, rx))) in sockets.into_iter().zip(channels).enumerate() {
+            let local_media_addr = std_socket.local_addr()?;
+            let mut shard_config = config.clone();
+            shard_config.media_bind = local_media_addr;
+            let counters = Arc::new(Counters::default());
+            let thread_counters = counters.clone();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let links = links.for_shard(index);
+            let events = events.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("veche-sfu-{index}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        let socket = match UdpSocket::from_std(std_socket) {
+                            Ok(s) => s,
+                            Err(e) => return error!("media socket: {e}"),
+                        };
+                        if let Err(e) =
+                            run(socket, shard_config, rx, links, events, &thread_counters).await
+                        {
+                            error!(shard = index, "SFU stopped: {e}");
+                        }
+                    })
+                })?;
+            shards.push(Shard {
+                local_media_addr,
+                commands,
+                counters,
+                thread: Mutex::new(Some(thread)),
+            });
+        }
+        Ok(SfuHandle {
+            inner: Arc::new(Shared {
+                shards,
+                routes: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+                event_queue: config.limits.event_queue,
+            }),
+        })
     }
 
-    /// The address the media socket is bound to.
+    /// The address the first shard's media socket is bound to.
     pub fn local_media_addr(&self) -> SocketAddr {
-        self.inner.local_media_addr
+        self.inner.shards[0].local_media_addr
+    }
+
+    /// Every shard's media socket address, in shard order.
+    pub fn local_media_addrs(&self) -> Vec<SocketAddr> {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| s.local_media_addr)
+            .collect()
     }
 
     /// Registers a new signalling connection. Nothing is joined until a
-    /// [`ClientMessage::Join`] is sent for it.
+    /// [`ClientMessage::Join`] (or [`SfuHandle::join`]) is sent for it; that picks its shard.
     pub fn connect(&self) -> Connection {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, events) = mpsc::channel(self.inner.event_queue.max(1));
-        let _ = self.inner.commands.send(Command::Connect(id, tx));
+        self.routes().insert(id, Route::Unjoined(tx));
         Connection { id, events }
     }
 
     /// Hands a parsed client message to the SFU. Validation of its content (room name,
     /// protocol version, SDP...) happens there and errors come back on the events channel.
     pub fn send(&self, id: ParticipantId, msg: ClientMessage) {
-        let _ = self.inner.commands.send(Command::Message(id, msg));
+        let room = match &msg {
+            ClientMessage::Join { room, .. } => Some(room.clone()),
+            _ => None,
+        };
+        self.route(id, room.as_deref(), Command::Message(id, msg));
     }
 
     /// A join the server has authorised: the grant carries the role, waiting room and plan
     /// limits. (A [`ClientMessage::Join`] sent with [`SfuHandle::send`] joins an instant
     /// guest room.)
     pub fn join(&self, id: ParticipantId, request: JoinRequest) {
-        let _ = self
-            .inner
-            .commands
-            .send(Command::Join(id, Box::new(request)));
+        let room = request.room.clone();
+        self.route(id, Some(&room), Command::Join(id, Box::new(request)));
     }
 
     /// A host control on the running meeting in `room` from outside it (the REST API).
@@ -183,10 +218,8 @@ impl SfuHandle {
             action,
             reply,
         };
-        let _ = self
-            .inner
-            .commands
-            .send(Command::Control(Box::new(request)));
+        let shard = self.shard_of_room(&request.room);
+        let _ = shard.commands.send(Command::Control(Box::new(request)));
         answer.await.unwrap_or_else(|_| {
             Err(ControlError {
                 code: ErrorCode::ShuttingDown,
@@ -198,40 +231,132 @@ impl SfuHandle {
     /// The running meeting in `room`, if any.
     pub async fn live_meeting(&self, room: String) -> Option<LiveMeeting> {
         let (reply, answer) = oneshot::channel();
-        let _ = self.inner.commands.send(Command::Live(room, reply));
+        let shard = self.shard_of_room(&room);
+        let _ = shard.commands.send(Command::Live(room, reply));
         answer.await.ok().flatten()
     }
 
     /// The signalling connection is gone: the participant leaves its room.
     pub fn disconnect(&self, id: ParticipantId) {
-        let _ = self.inner.commands.send(Command::Disconnect(id));
+        let route = self.routes().remove(&id);
+        if let Some(Route::Shard(i)) = route {
+            let _ = self.inner.shards[i].commands.send(Command::Disconnect(id));
+        }
+        // An unjoined connection's sender is dropped with its route.
     }
 
     pub fn metrics(&self) -> SfuMetrics {
-        let c = &self.inner.counters;
-        SfuMetrics {
-            rooms: c.rooms.load(Ordering::Relaxed),
-            participants: c.participants.load(Ordering::Relaxed),
-            forwarded_packets: c.forwarded_packets.load(Ordering::Relaxed),
-            forwarded_bytes: c.forwarded_bytes.load(Ordering::Relaxed),
-            send_dropped: c.send_dropped.load(Ordering::Relaxed),
+        let mut m = SfuMetrics::default();
+        for shard in &self.inner.shards {
+            let c = &shard.counters;
+            m.rooms += c.rooms.load(Ordering::Relaxed);
+            m.participants += c.participants.load(Ordering::Relaxed);
+            m.forwarded_packets += c.forwarded_packets.load(Ordering::Relaxed);
+            m.forwarded_bytes += c.forwarded_bytes.load(Ordering::Relaxed);
+            m.send_dropped += c.send_dropped.load(Ordering::Relaxed);
+        }
+        m
+    }
+
+    /// Tells every participant the server is shutting down, stops the SFU threads and waits
+    /// for them. Blocks: call it from a blocking context.
+    pub fn shutdown(&self) {
+        // Connections that never joined are known only here.
+        for (id, route) in self.routes().drain() {
+            if let Route::Unjoined(tx) = route {
+                let _ = tx.try_send(ServerMessage::error(
+                    ErrorCode::ShuttingDown,
+                    "the server is shutting down",
+                ));
+                debug!(participant = id, "closed for shutdown");
+            }
+        }
+        for shard in &self.inner.shards {
+            let _ = shard.commands.send(Command::Shutdown);
+        }
+        for shard in &self.inner.shards {
+            let thread = shard
+                .thread
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(t) = thread {
+                let _ = t.join();
+            }
         }
     }
 
-    /// Tells every participant the server is shutting down, stops the SFU thread and waits
-    /// for it. Blocks: call it from a blocking context.
-    pub fn shutdown(&self) {
-        let _ = self.inner.commands.send(Command::Shutdown);
-        let thread = self
-            .inner
-            .thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(t) = thread {
-            let _ = t.join();
+    /// The shard that has (or would have) the room.
+    fn shard_of_room(&self, room: &str) -> &Shard {
+        &self.inner.shards[shard_of(room, self.inner.shards.len())]
+    }
+
+    fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<ParticipantId, Route>> {
+        // The map stays consistent whatever panicked while holding it: every change is one
+        // insert or remove.
+        self.inner.routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends `cmd` for connection `id` to its shard. The first join (`room` is set) of an
+    /// unjoined connection picks the shard of its room and hands the connection over to it;
+    /// anything else before a join is answered here as the core would.
+    fn route(&self, id: ParticipantId, room: Option<&str>, cmd: Command) {
+        let shards = &self.inner.shards;
+        let mut routes = self.routes();
+        let Some(route) = routes.get_mut(&id) else {
+            return;
+        };
+        match route {
+            Route::Shard(i) => {
+                let _ = shards[*i].commands.send(cmd);
+            }
+            Route::Unjoined(_) => {
+                let Some(room) = room else {
+                    if let Route::Unjoined(tx) = route {
+                        let _ = tx.try_send(ServerMessage::error(
+                            ErrorCode::NotJoined,
+                            "send a join message before anything else",
+                        ));
+                    }
+                    return;
+                };
+                let i = shard_of(room, shards.len());
+                if let Route::Unjoined(tx) = std::mem::replace(route, Route::Shard(i)) {
+                    let _ = shards[i].commands.send(Command::Connect(id, tx));
+                }
+                let _ = shards[i].commands.send(cmd);
+            }
         }
     }
+}
+
+/// Binds shard `index`'s media socket: the configured port + `index` (0 stays 0).
+fn bind_media_socket(config: &SfuConfig, index: usize) -> std::io::Result<std::net::UdpSocket> {
+    let base = config.media_bind.port();
+    let port = if base == 0 {
+        0
+    } else {
+        u16::try_from(usize::from(base) + index).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("media port {base} + shard {index} is past 65535"),
+            )
+        })?
+    };
+    let addr = SocketAddr::new(config.media_bind.ip(), port);
+    let socket = std::net::UdpSocket::bind(addr)?;
+    socket.set_nonblocking(true)?;
+    let wanted = config.limits.socket_buffer_bytes;
+    let (rcvbuf, sndbuf) = crate::udp_batch::set_buffer_sizes(&socket, wanted);
+    if rcvbuf < wanted {
+        warn!(
+            wanted,
+            got = rcvbuf,
+            "media socket receive buffer is smaller than configured (raise net.core.rmem_max)"
+        );
+    }
+    info!(shard = index, local = %socket.local_addr()?, rcvbuf, sndbuf, "media socket bound");
+    Ok(socket)
 }
 
 /// Largest datagram we accept; WebRTC keeps under ~1200 bytes, GRO may coalesce several.
@@ -243,8 +368,9 @@ async fn run(
     socket: UdpSocket,
     config: SfuConfig,
     mut commands: mpsc::UnboundedReceiver<Command>,
+    mut links: ShardLinks,
     events: mpsc::UnboundedSender<SfuEvent>,
-    shared: &Shared,
+    counters: &Counters,
 ) -> std::io::Result<()> {
     let state = UdpSocketState::new((&socket).into())?;
     let local = socket.local_addr()?;
@@ -319,9 +445,8 @@ async fn run(
                 }
             }
         };
-        publish_counters(&sfu, &shared.counters);
-        shared
-            .counters
+        publish_counters(&sfu, counters);
+        counters
             .send_dropped
             .store(batch.dropped, Ordering::Relaxed);
 
@@ -330,19 +455,21 @@ async fn run(
             biased;
             cmd = commands.recv() => {
                 let now = Instant::now();
+                // A connection that joins a room of another shard moves there.
+                let cmd = match cmd {
+                    Some(cmd) => links.hand_over(cmd, &sfu, &mut connections),
+                    None => Some(Command::Shutdown),
+                };
                 match cmd {
+                    None => {}
                     Some(Command::Connect(id, tx)) => {
                         connections.insert(id, tx);
                     }
-                    Some(Command::Message(id, msg)) => {
-                        if connections.contains_key(&id) {
-                            sfu.handle_message(now, unix_ms(), id, msg);
-                        }
+                    Some(Command::Message(id, msg)) if connections.contains_key(&id) => {
+                        sfu.handle_message(now, unix_ms(), id, msg);
                     }
-                    Some(Command::Join(id, request)) => {
-                        if connections.contains_key(&id) {
-                            sfu.handle_join(now, unix_ms(), id, *request);
-                        }
+                    Some(Command::Join(id, request)) if connections.contains_key(&id) => {
+                        sfu.handle_join(now, unix_ms(), id, *request);
                     }
                     Some(Command::Control(request)) => {
                         let ControlRequest { room, actor, action, reply } = *request;
@@ -352,11 +479,13 @@ async fn run(
                     Some(Command::Live(room, reply)) => {
                         let _ = reply.send(sfu.live_meeting(&room));
                     }
+                    // A connection this shard has closed.
+                    Some(Command::Message(..) | Command::Join(..)) => {}
                     Some(Command::Disconnect(id)) => {
                         connections.remove(&id);
                         sfu.handle_disconnect(now, id);
                     }
-                    Some(Command::Shutdown) | None => {
+                    Some(Command::Shutdown) => {
                         sfu.shutdown();
                         // Joined participants get the core's goodbye; connections that never
                         // joined are unknown to the core and get the same error from here.
@@ -385,7 +514,7 @@ async fn run(
                             ));
                             debug!(participant = id, "closed for shutdown");
                         }
-                        publish_counters(&sfu, &shared.counters);
+                        publish_counters(&sfu, counters);
                         return Ok(());
                     }
                 }
