@@ -112,6 +112,17 @@ async fn rooms_are_spread_over_shards_and_joins_follow_them() {
             ..
         }
     ));
+    // Back and forth between shards: each refused join moves it to the room's shard.
+    for room in [&second, &first, &second] {
+        sfu.send(early.id, join(room, ""));
+        assert!(matches!(
+            next(&mut early).await,
+            ServerMessage::Error {
+                code: ErrorCode::InvalidName,
+                ..
+            }
+        ));
+    }
     sfu.send(early.id, join(&second, "Cid"));
     assert_eq!(offered_port(&mut early).await, room_port[&second]);
     // Its later messages follow it to the other shard.

@@ -78,9 +78,13 @@ impl ShardLinks {
             Command::Message(id, ClientMessage::Join { room, .. }) => (*id, Some(room.as_str())),
             Command::Join(id, request) => (*id, Some(request.room.as_str())),
             Command::Message(id, _) | Command::Disconnect(id) => (*id, None),
-            Command::Connect(..) | Command::Control(_) | Command::Live(..) | Command::Shutdown => {
+            Command::Connect(id, _) => {
+                // Handed back here (a second retry): what follows is ours again.
+                self.moved.remove(id);
                 return Some(cmd);
             }
+            // Sent to the room's shard by the handle; rooms never move.
+            Command::Control(_) | Command::Live(..) | Command::Shutdown => return Some(cmd),
         };
         if let Some(&to) = self.moved.get(&id) {
             if matches!(cmd, Command::Disconnect(_)) {
