@@ -10,16 +10,23 @@
 //! Arguments: subscribers (each also publishing, as in a meeting), datagrams per batch, and
 //! packets. Only `Sim::feed_sfu` is counted: Ir divided by the forwarded packets it prints is
 //! the core's (and str0m's) instructions per forwarded packet.
+//!
+//! `forward_instructions strangers N K` instead times K STUN checks naming unknown ufrags,
+//! from unknown addresses, against a call of N: the cost of an abusive stranger.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::time::Duration;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
 
-use common::Sim;
+use common::{Sim, server_addr};
 use veche_sfu::Limits;
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("strangers") {
+        return strangers();
+    }
     let args: Vec<usize> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -53,4 +60,59 @@ fn main() {
     println!(
         "forwarded {forwarded} packets, sent {sent} datagrams ({subscribers} subscribers, batch {batch})"
     );
+}
+
+fn strangers() {
+    let args: Vec<usize> = std::env::args()
+        .skip(2)
+        .map(|a| a.parse().expect("numeric argument"))
+        .collect();
+    let [n, k] = args[..] else {
+        panic!("usage: forward_instructions strangers PARTICIPANTS CHECKS");
+    };
+    let mut sim = Sim::new(Limits {
+        max_participants_per_room: n,
+        ..Limits::default()
+    });
+    for i in 0..n {
+        sim.join("bench", &format!("p{i}"));
+    }
+    sim.run_for(Duration::from_secs(1));
+    sim.quiet();
+    let checks: Vec<(SocketAddr, Vec<u8>)> = (0..k)
+        .map(|i| {
+            let ip = IpAddr::V4(Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8));
+            (SocketAddr::new(ip, 5000), stun_check(&format!("u{i:07}:x")))
+        })
+        .collect();
+    let start = Instant::now();
+    feed_strangers(&mut sim, &checks);
+    let ns = start.elapsed().as_nanos() / k.max(1) as u128;
+    println!("{ns} ns per stranger's STUN check ({n} participants)");
+}
+
+#[inline(never)]
+fn feed_strangers(sim: &mut Sim, checks: &[(SocketAddr, Vec<u8>)]) {
+    for (from, d) in checks {
+        sim.sfu.handle_datagram(sim.now, *from, server_addr(), d);
+    }
+}
+
+/// A STUN binding request with this USERNAME and a MESSAGE-INTEGRITY that is all wrong.
+fn stun_check(username: &str) -> Vec<u8> {
+    // PRIORITY, USERNAME, MESSAGE-INTEGRITY: what str0m's parser requires of a request.
+    let mut attrs = vec![0x00, 0x24, 0x00, 0x04, 0x6e, 0x00, 0x1e, 0xff];
+    attrs.extend_from_slice(&0x0006u16.to_be_bytes());
+    attrs.extend_from_slice(&(username.len() as u16).to_be_bytes());
+    attrs.extend_from_slice(username.as_bytes());
+    attrs.resize(attrs.len().div_ceil(4) * 4, 0);
+    attrs.extend_from_slice(&0x0008u16.to_be_bytes());
+    attrs.extend_from_slice(&20u16.to_be_bytes());
+    attrs.extend_from_slice(&[0x5a; 20]);
+    let mut d = vec![0x00, 0x01];
+    d.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    d.extend_from_slice(&0x2112_a442u32.to_be_bytes());
+    d.extend_from_slice(&[3; 12]);
+    d.extend_from_slice(&attrs);
+    d
 }
