@@ -5,7 +5,7 @@
 #   a) 1 room, 1 publisher -> 50 subscribers, VP8 ~1 Mbit/s + Opus
 #   b) 1 room, 6 x 6: six participants each publishing and receiving the other five
 #   c) 1 -> N for N in $STEPS until loss >= 1 %, a join fails, or the load tool saturates
-# Writes bench/results/YYYY-MM-DD.md (+ .png) and prints as its last line
+# Writes bench/results/YYYY-MM-DD.md (+ .png; or $RESULT_NAME.md) and prints as its last line
 #   veche/janus forwarded-packets-per-cpu-second: X.XX (1->50), Y.YY (6x6)
 # Everything runs inside a private network namespace made for the run (loopback plus a veth
 # pair holding $BENCH_IP, default 10.231.0.1): no packet can reach any other host, and no
@@ -206,7 +206,8 @@ uptime_after=$(uptime)
 # --- results ---------------------------------------------------------------------------------
 date=$(date -u +%F)
 mkdir -p "$root/bench/results"
-out=$root/bench/results/$date.md
+# RESULT_NAME keeps several runs of one day apart (default: the date).
+out=$root/bench/results/${RESULT_NAME:-$date}.md
 printf '%s\n' "${commands[@]}" >"$work/commands"
 python3 "$root/bench/report.py" "$work" "$out" "$uptime_before" "$uptime_after" "${NOTE:-}"
 gnuplot "$work/plot.gp"
