@@ -2,6 +2,7 @@
 
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
+import os from 'node:os';
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -23,15 +24,37 @@ function freeTcpPort() {
 }
 
 /** @returns {Promise<number>} a UDP port that was free a moment ago */
-function freeUdpPort() {
-  return new Promise((resolve, reject) => {
+/**
+ * Binds a UDP socket on 127.0.0.1 (`port` 0: any free one).
+ * @param {number} port
+ * @returns {Promise<import('node:dgram').Socket | null>} null when the port is taken
+ */
+function bindUdp(port) {
+  return new Promise(resolve => {
     const socket = dgram.createSocket('udp4');
-    socket.once('error', reject);
-    socket.bind(0, '127.0.0.1', () => {
-      const { port } = socket.address();
-      socket.close(() => resolve(port));
-    });
+    socket.once('error', () => resolve(null));
+    socket.bind(port, '127.0.0.1', () => resolve(socket));
   });
+}
+
+/**
+ * A free UDP port followed by enough free ones for every media shard (one per CPU by
+ * default, each on the next port).
+ * @returns {Promise<number>}
+ */
+async function freeUdpPort() {
+  const shards = os.availableParallelism();
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const first = await bindUdp(0);
+    if (!first) continue;
+    const port = first.address().port;
+    const rest = [];
+    for (let i = 1; i < shards; i++) rest.push(await bindUdp(port + i));
+    const sockets = [first, ...rest];
+    await Promise.all(sockets.map(s => s && new Promise(r => s.close(() => r(undefined)))));
+    if (rest.every(Boolean) && port + shards <= 65535) return port;
+  }
+  throw new Error(`no run of ${shards} free UDP ports found`);
 }
 
 /**

@@ -223,8 +223,21 @@ fn free_tcp_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// A free UDP port followed by enough free ones for every media shard (one per CPU by
+/// default, each on the next port).
 fn free_udp_port() -> anyhow::Result<u16> {
-    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
+    let shards = std::thread::available_parallelism().map_or(1, |n| n.get()) as u16;
+    for _ in 0..100 {
+        let first = UdpSocket::bind("127.0.0.1:0")?;
+        let port = first.local_addr()?.port();
+        let rest: Result<Vec<_>, _> = (1..shards)
+            .map(|i| UdpSocket::bind(("127.0.0.1", port.wrapping_add(i))))
+            .collect();
+        if rest.is_ok() && port.checked_add(shards).is_some() {
+            return Ok(port);
+        }
+    }
+    bail!("no run of {shards} free UDP ports found")
 }
 
 /// Joins `room` as `name` and waits for media to connect.
