@@ -711,16 +711,22 @@ impl Sfu {
         }
     }
 
-    /// Removes a participant from its room, telling the others.
-    fn remove(&mut self, id: ParticipantId) {
-        let Some(p) = self.participants.remove(&id) else {
-            return;
-        };
-        info!(participant = id, name = %p.info.name, "left");
+    /// Forgets a participant and the addresses and ICE ufrag that routed datagrams to it.
+    fn take_participant(&mut self, id: ParticipantId) -> Option<Participant> {
+        let p = self.participants.remove(&id)?;
         for addr in &p.addrs {
             self.by_addr.remove(addr);
         }
         self.by_ufrag.remove(&p.ufrag);
+        Some(p)
+    }
+
+    /// Removes a participant from its room, telling the others.
+    fn remove(&mut self, id: ParticipantId) {
+        let Some(p) = self.take_participant(id) else {
+            return;
+        };
+        info!(participant = id, name = %p.info.name, "left");
         let key = p.room_key();
         let Some(room) = self.rooms.get_mut(&key) else {
             return;

@@ -79,21 +79,6 @@ impl Sfu {
                 message: "the meeting is not in progress".into(),
             });
         };
-        if matches!(
-            action,
-            ClientMessage::Join { .. }
-                | ClientMessage::Answer { .. }
-                | ClientMessage::Candidate { .. }
-                | ClientMessage::SetMedia { .. }
-                | ClientMessage::Chat { .. }
-                | ClientMessage::RaiseHand { .. }
-                | ClientMessage::Leave
-        ) {
-            return Err(ControlError {
-                code: ErrorCode::InvalidMessage,
-                message: "not a host control".into(),
-            });
-        }
         let actor = Actor::Remote(Remote {
             room: key,
             role: actor.role,
@@ -793,11 +778,12 @@ impl Sfu {
                 self.audit(actor, "meeting.end", "meeting".into(), String::new());
                 self.end_meeting(now, key, EndReason::Host);
             }
-            // Everything else is handled by the caller before host controls.
+            // A participant's other messages never get here (the caller handles them); from
+            // the API they are simply not host controls.
             other => self.refuse(
                 actor,
                 ErrorCode::InvalidMessage,
-                format!("unexpected {:?} message", other.to_json()),
+                format!("not a host control: {}", other.to_json()),
             ),
         }
     }
@@ -926,12 +912,8 @@ impl Sfu {
         info!(room = %room.name, ?reason, "meeting ended");
         let mut remaining_ms = 0;
         for id in room.members.iter().chain(room.live.waiting.iter()) {
-            if let Some(p) = self.participants.remove(id) {
+            if let Some(p) = self.take_participant(*id) {
                 remaining_ms += now_since(&p, now);
-                for addr in &p.addrs {
-                    self.by_addr.remove(addr);
-                }
-                self.by_ufrag.remove(&p.ufrag);
             }
             self.waiters.remove(id);
             self.out
