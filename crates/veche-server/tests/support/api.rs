@@ -39,6 +39,8 @@ pub(crate) struct App {
 
 impl Drop for App {
     fn drop(&mut self) {
+        // Each App has its own SFU threads and sockets; a test binary makes dozens of Apps.
+        self.sfu.shutdown();
         // The pool may still hold the file open; unlinking it is fine on Unix.
         let _ = std::fs::remove_dir_all(&self.dir);
     }
