@@ -1,5 +1,6 @@
 //! The sans-IO SFU core.
 
+mod demux;
 mod host;
 
 use std::collections::{HashMap, VecDeque};
@@ -10,18 +11,18 @@ use std::time::{Duration, Instant};
 use str0m::config::CryptoProvider;
 use str0m::media::KeyframeRequestKind;
 use str0m::net::{DatagramRecv, Protocol, Receive};
-use str0m::rtp::{ExtensionValues, RtpPacket};
+use str0m::rtp::{ExtensionValues, RtpPacket, Vp8Descriptor};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
 use veche_proto::{
     ClientMessage, ErrorCode, PROTOCOL_VERSION, ParticipantId, ServerMessage, TrackKind,
 };
 
+use self::demux::{Demux, Route};
 use crate::SfuConfig;
 use crate::id_map::IdMap;
 use crate::meeting::{JoinGrant, JoinRequest, MeetingLive, SfuEvent};
 use crate::participant::{AnswerError, Participant, slot};
-use crate::stun;
 
 /// A datagram to send.
 #[derive(Debug)]
@@ -61,9 +62,6 @@ const SPEAKER_WINDOW: Duration = Duration::from_millis(400);
 const SPEAKING_LOUDNESS: u32 = 67;
 /// Trickled candidates accepted per participant; more is abuse.
 const MAX_REMOTE_CANDIDATES: usize = 32;
-/// Remote addresses remembered per participant (a browser uses one or two; more are spoofed
-/// checks or a long-lived client moving between networks).
-const MAX_ADDRS_PER_PARTICIPANT: usize = 16;
 
 type RoomKey = u64;
 
@@ -99,10 +97,8 @@ pub struct Sfu {
     rooms: IdMap<RoomKey, Room>,
     room_keys: HashMap<String, RoomKey>,
     next_room_key: RoomKey,
-    by_addr: HashMap<SocketAddr, ParticipantId>,
-    /// Each participant's local ICE ufrag: routes the first datagram (a STUN check) from a
-    /// new address. Keyed by what a peer sends, so std's DoS-resistant hasher.
-    by_ufrag: HashMap<String, ParticipantId>,
+    /// Which participant a datagram is for.
+    demux: Demux,
     out: VecDeque<Output>,
     earliest: Instant,
     next_tick: Instant,
@@ -150,8 +146,7 @@ impl Sfu {
             rooms: IdMap::default(),
             room_keys: HashMap::new(),
             next_room_key: 0,
-            by_addr: HashMap::new(),
-            by_ufrag: HashMap::new(),
+            demux: Demux::default(),
             out: VecDeque::new(),
             earliest: now,
             next_tick: now,
@@ -299,18 +294,9 @@ impl Sfu {
         destination: SocketAddr,
         data: &[u8],
     ) {
-        // A known address names its participant. A new one must start with an ICE check
-        // (STUN): its USERNAME names our ufrag and so the participant, in one lookup. Anything
-        // else from a stranger is dropped before any parsing or per-participant work.
-        let (id, new_addr) = match self.by_addr.get(&source) {
-            Some(id) => (*id, false),
-            None => {
-                let Some(id) = stun::local_ufrag(data).and_then(|u| self.by_ufrag.get(u)) else {
-                    debug!(%source, len = data.len(), "dropping datagram from unknown address");
-                    return;
-                };
-                (*id, true)
-            }
+        let Some(route) = self.demux.route(source, data) else {
+            debug!(%source, len = data.len(), "dropping datagram from unknown address");
+            return;
         };
         let Ok(contents) = DatagramRecv::try_from(data) else {
             debug!(%source, len = data.len(), "dropping unrecognised datagram");
@@ -325,22 +311,22 @@ impl Sfu {
                 contents,
             },
         );
+        let (Route::Known(id) | Route::New(id)) = route;
         let Some(p) = self.participants.get_mut(&id) else {
+            // The demux forgets a participant together with the participant.
+            debug_assert!(false, "datagram routed to unknown participant {id}");
+            warn!(
+                participant = id,
+                "datagram routed to a participant that is gone"
+            );
             return;
         };
-        if new_addr {
+        if matches!(route, Route::New(_)) {
             if !p.rtc.accepts(&input) {
                 debug!(%source, participant = id, "participant's ICE agent refuses datagram");
                 return;
             }
-            // Spoofed checks could otherwise grow the address map without bound; a real
-            // peer's current address comes back with its next consent check if evicted.
-            if p.addrs.len() >= MAX_ADDRS_PER_PARTICIPANT {
-                let oldest = p.addrs.remove(0);
-                self.by_addr.remove(&oldest);
-            }
-            p.addrs.push(source);
-            self.by_addr.insert(source, id);
+            self.demux.learn(id, source);
         }
         if let Err(e) = p.rtc.handle_input(input) {
             debug!(participant = id, "bad media input: {e}");
@@ -414,8 +400,7 @@ impl Sfu {
         self.waiters.clear();
         self.rooms.clear();
         self.room_keys.clear();
-        self.by_addr.clear();
-        self.by_ufrag.clear();
+        self.demux.clear();
     }
 
     /// The local ICE ufrag of a new `rtc`, made unique among our participants: it is how a
@@ -425,7 +410,7 @@ impl Sfu {
         let mut api = rtc.direct_api();
         loop {
             let creds = api.local_ice_credentials();
-            if !self.by_ufrag.contains_key(&creds.ufrag) {
+            if !self.demux.has_ufrag(&creds.ufrag) {
                 return creds.ufrag;
             }
             api.set_local_ice_credentials(IceCreds::new());
@@ -478,7 +463,7 @@ impl Sfu {
             .enable_h264(true)
             .build(now);
         let ufrag = self.unique_ufrag(&mut rtc);
-        self.by_ufrag.insert(ufrag.clone(), id);
+        self.demux.add(id, ufrag.clone());
         let mut p = Participant::new(id, key, name, rtc, ufrag, &self.candidates, now);
         p.info.role = role;
         if let Some(known) = MeetingLive::returning_key(&grant, &p.info.name)
@@ -714,10 +699,7 @@ impl Sfu {
     /// Forgets a participant and the addresses and ICE ufrag that routed datagrams to it.
     fn take_participant(&mut self, id: ParticipantId) -> Option<Participant> {
         let p = self.participants.remove(&id)?;
-        for addr in &p.addrs {
-            self.by_addr.remove(addr);
-        }
-        self.by_ufrag.remove(&p.ufrag);
+        self.demux.remove(id, &p.ufrag);
         Some(p)
     }
 
@@ -907,14 +889,19 @@ impl Sfu {
 
     fn fan_out(&mut self, publisher: ParticipantId, kind: TrackKind, packet: &RtpPacket) {
         // A track a host muted is not forwarded, whatever the publisher's client keeps sending.
-        let Some(key) = self
+        let Some(p) = self
             .participants
             .get(&publisher)
             .filter(|p| !p.host_muted[slot(kind)])
-            .map(|p| p.room_key())
         else {
             return;
         };
+        let key = p.room_key();
+        // Parsed once per packet, not per subscriber.
+        let vp8 = p
+            .is_vp8(packet.header.payload_type)
+            .then(|| Vp8Descriptor::parse(&packet.payload).ok())
+            .flatten();
         let Some(room) = self.rooms.get(&key) else {
             return;
         };
@@ -931,7 +918,7 @@ impl Sfu {
             let Some(sub) = self.participants.get_mut(sub_id) else {
                 continue;
             };
-            if !sub.forward(publisher, kind, packet, &ext_vals) {
+            if !sub.forward(publisher, kind, packet, vp8.as_ref(), &ext_vals) {
                 continue;
             }
             self.counters.forwarded_packets += 1;

@@ -8,11 +8,11 @@
 mod config;
 mod core;
 pub mod driver;
-mod forward;
 mod id_map;
 mod meeting;
 mod participant;
 mod stun;
+mod subscription;
 mod udp_batch;
 
 pub use crate::core::{Counters, Datagram, Output, Sfu};
@@ -22,3 +22,4 @@ pub use meeting::{
     AuditEvent, ControlError, JoinGrant, JoinRequest, LiveMeeting, MeetingRef, MeetingUsage,
     RemoteActor, SfuEvent, UserRef,
 };
+pub use subscription::MungerState;

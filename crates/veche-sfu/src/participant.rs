@@ -1,17 +1,18 @@
 //! One participant: its str0m `Rtc`, the m-lines it has negotiated and what it publishes.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::Pt;
 use str0m::media::{Direction, MediaKind, Mid};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
+use str0m::rtp::{ExtensionValues, RtpPacket, Ssrc, Vp8Descriptor};
 use str0m::{Candidate, Rtc};
 use veche_proto::{ParticipantId, ParticipantInfo, Role, ServerMessage, TrackKind};
 
-use crate::forward::SeqRewriter;
 use crate::id_map::IdMap;
 use crate::meeting::JoinGrant;
+use crate::subscription::Subscription;
 
 /// What an m-line in a participant's peer connection carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,21 +53,21 @@ impl LineState {
 pub(crate) struct Line {
     pub(crate) purpose: Purpose,
     pub(crate) state: LineState,
-    /// Per-subscriber sequence numbering (subscriptions only).
-    pub(crate) seq: SeqRewriter,
-    /// The SSRC of the send stream str0m made for this line, once looked up: str0m finds a
-    /// stream by mid with a scan of all the `Rtc`'s streams, by SSRC with a hash lookup.
-    /// Forgotten whenever the lines change (see [`Participant::reindex`]).
-    pub(crate) tx_ssrc: Option<Ssrc>,
+    /// What a subscription line forwards and how (`None` on publish lines). Its cached
+    /// send stream is forgotten whenever the lines change (see [`Participant::reindex`]).
+    pub(crate) subscription: Option<Subscription>,
 }
 
 impl Line {
     fn new(purpose: Purpose) -> Line {
+        let subscription = match purpose {
+            Purpose::Publish(_) => None,
+            Purpose::Subscribe(_, kind) => Some(Subscription::new(kind)),
+        };
         Line {
             purpose,
             state: LineState::ToOpen,
-            seq: SeqRewriter::default(),
-            tx_ssrc: None,
+            subscription,
         }
     }
 }
@@ -127,8 +128,6 @@ pub(crate) struct Participant {
     pub(crate) keyframes: [KeyframeThrottle; 3],
     /// Incoming SSRC → publish slot, learnt from the first packet of each stream.
     ssrc_slots: Vec<(Ssrc, TrackKind)>,
-    /// Remote addresses str0m has accepted traffic from.
-    pub(crate) addrs: Vec<SocketAddr>,
     /// When str0m next wants `Input::Timeout`.
     pub(crate) next_timeout: Instant,
     pub(crate) joined_at: Instant,
@@ -141,6 +140,8 @@ pub(crate) struct Participant {
     pub(crate) grant: JoinGrant,
     /// Per slot: a host muted this track; it is not forwarded until unmuted.
     pub(crate) host_muted: [bool; 3],
+    /// The payload types that mean VP8 (its packets carry picture ids to rewrite).
+    vp8_pts: Vec<Pt>,
 }
 
 pub(crate) fn slot(kind: TrackKind) -> usize {
@@ -191,6 +192,13 @@ impl Participant {
         for c in candidates {
             rtc.add_local_candidate(c.clone());
         }
+        let vp8_pts = rtc
+            .codec_config()
+            .params()
+            .iter()
+            .filter(|p| p.spec().codec == Codec::Vp8)
+            .map(|p| p.pt())
+            .collect();
         let lines = TrackKind::ALL
             .iter()
             .map(|&k| Line::new(Purpose::Publish(k)))
@@ -215,7 +223,6 @@ impl Participant {
             published: [false; 3],
             keyframes: Default::default(),
             ssrc_slots: Vec::new(),
-            addrs: Vec::new(),
             next_timeout: now,
             joined_at: now,
             loudness: (0, 0),
@@ -223,6 +230,7 @@ impl Participant {
             queued_poll: false,
             grant: JoinGrant::default(),
             host_muted: [false; 3],
+            vp8_pts,
         }
     }
 
@@ -262,7 +270,9 @@ impl Participant {
     fn reindex(&mut self) {
         self.open_subscriptions.clear();
         for (i, line) in self.lines.iter_mut().enumerate() {
-            line.tx_ssrc = None;
+            if let Some(sub) = &mut line.subscription {
+                sub.forget_stream();
+            }
             if let (Purpose::Subscribe(p, k), LineState::Open(_)) = (line.purpose, line.state) {
                 self.open_subscriptions.insert((p, k), i);
             }
@@ -408,7 +418,7 @@ impl Participant {
         })
     }
 
-    /// Writes `publisher`'s packet to our subscription of its `kind`, renumbered for us.
+    /// Writes `publisher`'s packet to our subscription of its `kind`, rewritten for us.
     /// Returns false when there is no such open subscription (yet) or the packet cannot be
     /// numbered. O(1) in the number of lines and streams: it runs once per forwarded packet
     /// and subscriber.
@@ -417,6 +427,7 @@ impl Participant {
         publisher: ParticipantId,
         kind: TrackKind,
         packet: &RtpPacket,
+        vp8: Option<&Vp8Descriptor>,
         ext_vals: &ExtensionValues,
     ) -> bool {
         let Some(line) = self
@@ -426,35 +437,20 @@ impl Participant {
         else {
             return false;
         };
-        let Some(mid) = line.state.open_mid() else {
+        let (Some(mid), Some(sub)) = (line.state.open_mid(), line.subscription.as_mut()) else {
+            debug_assert!(
+                false,
+                "open_subscriptions names a line that is not an open subscription"
+            );
             return false;
         };
-        let Some(seq) = line.seq.map(packet.header.ssrc, *packet.seq_no) else {
-            return false;
-        };
-        let mut api = self.rtc.direct_api();
-        if line.tx_ssrc.is_none() {
-            line.tx_ssrc = api.stream_tx_by_mid(mid, None).map(|tx| tx.ssrc());
-        }
-        let Some(tx) = line.tx_ssrc.and_then(|ssrc| api.stream_tx(&ssrc)) else {
-            line.tx_ssrc = None;
-            return false;
-        };
-        // Every m-line is offered by us with one codec configuration, so the payload type
-        // the publisher uses means the same codec to every subscriber.
-        tx.write_rtp(
-            RtpWrite::new(
-                packet.header.payload_type,
-                seq.into(),
-                packet.header.timestamp,
-                packet.timestamp,
-                packet.payload.clone(),
-            )
-            .marker(packet.header.marker)
-            .ext_vals(ext_vals.clone())
-            .nackable(kind.is_video()),
-        );
-        true
+        sub.forward(&mut self.rtc, mid, packet, vp8, ext_vals)
+    }
+
+    /// Whether `pt` is VP8 in this participant's codec configuration (the same in every
+    /// `Rtc` of this SFU).
+    pub(crate) fn is_vp8(&self, pt: Pt) -> bool {
+        self.vp8_pts.contains(&pt)
     }
 
     pub(crate) fn publish_mid(&self, kind: TrackKind) -> Option<Mid> {

@@ -1,0 +1,420 @@
+//! One subscriber's subscription to one published track: the rewriting that makes whatever
+//! the SFU forwards on it look like one continuous stream to the subscriber's browser.
+//!
+//! A subscription's source changes under it — the publisher's SSRC changes when its
+//! browser restarts a track, and (with simulcast) the SFU switches between layers, which
+//! are separate RTP streams with their own sequence numbers, timestamps and VP8 picture
+//! ids. The subscriber must see none of that: sequence numbers without jumps (or it NACKs
+//! thousands of packets), timestamps that keep advancing with real time (or its jitter
+//! buffer stalls), and VP8 picture ids / TL0PICIDX that continue (or its decoder thinks
+//! frames were lost). [`Munger`] does that rewriting, and its state can be exported and
+//! seeded ([`MungerState`]) so a subscription can move — to another layer, another shard or
+//! another server — and continue where it left off.
+
+use std::time::Instant;
+
+use str0m::Rtc;
+use str0m::media::Mid;
+use str0m::rtp::{
+    ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor, Vp8Patch, Vp8PatchError,
+};
+use veche_proto::TrackKind;
+
+/// One subscriber's subscription to one published track: what it forwards and how it
+/// rewrites it. The subscriber's `Rtc` and the m-line it sends on are the caller's
+/// ([`crate::participant::Participant`] negotiates those); a subscription only writes into
+/// the send stream of that m-line.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    kind: TrackKind,
+    munger: Munger,
+    /// The SSRC of the send stream str0m made for the m-line, once looked up: str0m finds a
+    /// stream by mid with a scan of all the `Rtc`'s streams, by SSRC with a hash lookup.
+    tx_ssrc: Option<Ssrc>,
+}
+
+impl Subscription {
+    pub(crate) fn new(kind: TrackKind) -> Subscription {
+        let clock_rate = if kind.is_video() { 90_000 } else { 48_000 };
+        Subscription {
+            kind,
+            munger: Munger::new(clock_rate),
+            tx_ssrc: None,
+        }
+    }
+
+    /// Forgets the cached send stream (a negotiation may have replaced it).
+    pub(crate) fn forget_stream(&mut self) {
+        self.tx_ssrc = None;
+    }
+
+    /// Writes the publisher's `packet` to this subscription's send stream on `mid` of
+    /// `rtc`, rewritten for this subscriber. `vp8` is the packet's VP8 payload descriptor
+    /// when it is VP8. Returns false when the stream is not there (yet) or the packet cannot
+    /// be numbered. O(1) in the number of the `Rtc`'s streams: it runs once per forwarded
+    /// packet and subscriber.
+    pub(crate) fn forward(
+        &mut self,
+        rtc: &mut Rtc,
+        mid: Mid,
+        packet: &RtpPacket,
+        vp8: Option<&Vp8Descriptor>,
+        ext_vals: &ExtensionValues,
+    ) -> bool {
+        let Some(out) = self.munger.map(Incoming::of(packet), vp8) else {
+            return false;
+        };
+        let mut api = rtc.direct_api();
+        if self.tx_ssrc.is_none() {
+            self.tx_ssrc = api.stream_tx_by_mid(mid, None).map(|tx| tx.ssrc());
+        }
+        let Some(tx) = self.tx_ssrc.and_then(|ssrc| api.stream_tx(&ssrc)) else {
+            self.tx_ssrc = None;
+            return false;
+        };
+        // Every m-line is offered by us with one codec configuration, so the payload type
+        // the publisher uses means the same codec to every subscriber.
+        let mut write = RtpWrite::new(
+            packet.header.payload_type,
+            out.seq.into(),
+            out.time,
+            packet.timestamp,
+            packet.payload.clone(),
+        )
+        .marker(packet.header.marker)
+        .ext_vals(ext_vals.clone())
+        .nackable(self.kind.is_video());
+        if let Some(patch) = out.vp8 {
+            write = write.vp8_patch(patch);
+        }
+        tx.write_rtp(write);
+        true
+    }
+}
+
+/// Outgoing sequence numbers of a new subscription start here rather than 0, leaving room
+/// for packets of the first frame that arrive slightly out of order.
+const FIRST_SEQ: u64 = 1000;
+
+/// The numbers of an incoming packet that rewriting looks at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Incoming {
+    pub(crate) ssrc: Ssrc,
+    /// Extended sequence number (str0m's, rollover-free).
+    pub(crate) seq: u64,
+    pub(crate) time: u32,
+    /// When the SFU received it.
+    pub(crate) arrival: Instant,
+}
+
+impl Incoming {
+    pub(crate) fn of(packet: &RtpPacket) -> Incoming {
+        Incoming {
+            ssrc: packet.header.ssrc,
+            seq: *packet.seq_no,
+            time: packet.header.timestamp,
+            arrival: packet.timestamp,
+        }
+    }
+}
+
+/// What a forwarded packet becomes on one subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Munged {
+    /// Extended sequence number on the subscriber's stream.
+    pub(crate) seq: u64,
+    /// RTP timestamp on the subscriber's stream.
+    pub(crate) time: u32,
+    /// VP8 payload-descriptor rewrite, when the ids must change.
+    pub(crate) vp8: Option<Vp8Patch>,
+}
+
+/// Where a subscription's outgoing stream stands: enough to continue it seamlessly from
+/// another source, in another [`Munger`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MungerState {
+    /// Highest extended sequence number sent; `None` before the first packet.
+    pub last_seq: Option<u64>,
+    /// RTP timestamp of the latest packet sent.
+    pub last_time: u32,
+    /// VP8 picture id (15 bits) and TL0PICIDX of the latest packet sent, when it had them.
+    pub last_picture_id: Option<u16>,
+    pub last_tl0: Option<u8>,
+    /// When the latest packet sent arrived (this process's clock: a move to another
+    /// server translates it), to advance timestamps by the time that passed.
+    pub last_arrival: Option<Instant>,
+}
+
+/// The source a subscription currently forwards, and how its numbers map onto ours.
+#[derive(Debug, Clone, Copy)]
+struct Source {
+    ssrc: Ssrc,
+    seq_in: u64,
+    seq_out: u64,
+    /// Added (wrapping) to the source's timestamps, picture ids and TL0PICIDX.
+    time_offset: u32,
+    picture_id_offset: u16,
+    tl0_offset: u8,
+}
+
+/// Sequence number, timestamp and VP8 id rewriting for one subscription.
+#[derive(Debug)]
+pub(crate) struct Munger {
+    /// RTP clock rate of the track (48 kHz Opus, 90 kHz video).
+    clock_rate: u32,
+    source: Option<Source>,
+    state: MungerState,
+}
+
+impl Munger {
+    pub(crate) fn new(clock_rate: u32) -> Munger {
+        Munger::seeded(clock_rate, MungerState::default())
+    }
+
+    /// A munger that continues a stream another munger sent (see [`Munger::state`]).
+    pub(crate) fn seeded(clock_rate: u32, state: MungerState) -> Munger {
+        Munger {
+            clock_rate,
+            source: None,
+            state,
+        }
+    }
+
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "the export half of moving a subscription; layer switches and hand-over between shards use it next"
+        )
+    )]
+    pub(crate) fn state(&self) -> MungerState {
+        self.state
+    }
+
+    /// Whether `ssrc` is the source being forwarded now.
+    pub(crate) fn is_source(&self, ssrc: Ssrc) -> bool {
+        self.source.is_some_and(|s| s.ssrc == ssrc)
+    }
+
+    /// Rewrites `packet` for this subscription, switching to its stream if it is a new one.
+    /// The caller decides which stream it forwards (and so when a switch happens: for video,
+    /// on a keyframe of the new stream); a packet of the previous stream after a switch would
+    /// switch back. `None` for a
+    /// packet older than the first one forwarded from its source (it cannot be numbered
+    /// without going back).
+    pub(crate) fn map(&mut self, packet: Incoming, vp8: Option<&Vp8Descriptor>) -> Option<Munged> {
+        let Incoming {
+            ssrc,
+            seq,
+            time,
+            arrival,
+        } = packet;
+        if !self.is_source(ssrc) {
+            self.switch_to(ssrc, seq, time, arrival, vp8);
+        }
+        // Just set if it was not already.
+        let src = self.source?;
+        let out_seq = (seq.checked_sub(src.seq_in)? + src.seq_out).max(src.seq_out);
+        let out_time = time.wrapping_add(src.time_offset);
+        let patch = vp8.and_then(|d| self.vp8_patch(d, src));
+        if self.state.last_seq.is_none_or(|last| out_seq > last) {
+            self.state.last_seq = Some(out_seq);
+            self.state.last_time = out_time;
+            self.state.last_arrival = Some(arrival);
+            if let Some(d) = vp8 {
+                self.state.last_picture_id = d
+                    .picture_id()
+                    .map(|p| p.wrapping_add(src.picture_id_offset) & 0x7fff);
+                self.state.last_tl0 = d.tl0_pic_idx().map(|t| t.wrapping_add(src.tl0_offset));
+            }
+        }
+        Some(Munged {
+            seq: out_seq,
+            time: out_time,
+            vp8: patch,
+        })
+    }
+
+    /// Starts forwarding a new source: its first packet follows the last one sent, in
+    /// sequence, in time (by how long ago that was) and in VP8 picture ids.
+    fn switch_to(
+        &mut self,
+        ssrc: Ssrc,
+        seq: u64,
+        time: u32,
+        arrival: Instant,
+        vp8: Option<&Vp8Descriptor>,
+    ) {
+        let Some(last_seq) = self.state.last_seq else {
+            // The very first source is forwarded with its own timestamps and ids: nothing
+            // to continue yet, and unpatched payloads cost nothing.
+            self.source = Some(Source {
+                ssrc,
+                seq_in: seq,
+                seq_out: FIRST_SEQ,
+                time_offset: 0,
+                picture_id_offset: 0,
+                tl0_offset: 0,
+            });
+            return;
+        };
+        let elapsed = self.state.last_arrival.map_or(0, |t| {
+            arrival.saturating_duration_since(t).as_micros() as u64
+        });
+        // At least one tick, so the new source's first frame is not taken for the old one's.
+        let ticks = (elapsed * u64::from(self.clock_rate) / 1_000_000).max(1) as u32;
+        let want_time = self.state.last_time.wrapping_add(ticks);
+        let (picture_id_offset, tl0_offset) = match vp8 {
+            Some(d) => (
+                match (self.state.last_picture_id, d.picture_id()) {
+                    (Some(last), Some(first)) => last.wrapping_add(1).wrapping_sub(first) & 0x7fff,
+                    _ => 0,
+                },
+                match (self.state.last_tl0, d.tl0_pic_idx()) {
+                    (Some(last), Some(first)) => last.wrapping_add(1).wrapping_sub(first),
+                    _ => 0,
+                },
+            ),
+            None => (0, 0),
+        };
+        self.source = Some(Source {
+            ssrc,
+            seq_in: seq,
+            seq_out: last_seq + 1,
+            time_offset: want_time.wrapping_sub(time),
+            picture_id_offset,
+            tl0_offset,
+        });
+    }
+
+    fn vp8_patch(&self, d: &Vp8Descriptor, src: Source) -> Option<Vp8Patch> {
+        if src.picture_id_offset == 0 && src.tl0_offset == 0 {
+            return None;
+        }
+        let build = |mask: u16| {
+            let mut b = d.patch();
+            if let Some(p) = d.picture_id() {
+                b = b.picture_id(p.wrapping_add(src.picture_id_offset) & mask);
+            }
+            if let Some(t) = d.tl0_pic_idx() {
+                b = b.tl0_pic_idx(t.wrapping_add(src.tl0_offset));
+            }
+            b.build()
+        };
+        // A 7-bit picture id keeps its width (the patch never changes payload length).
+        match build(0x7fff) {
+            Err(Vp8PatchError::PictureIdTooLarge) => build(0x7f).ok(),
+            other => other.ok(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn packet(ssrc: u32, seq: u64, time: u32, arrival: Instant) -> Incoming {
+        Incoming {
+            ssrc: Ssrc::from(ssrc),
+            seq,
+            time,
+            arrival,
+        }
+    }
+
+    /// A VP8 payload with a 15-bit picture id and a TL0PICIDX (RFC 7741 §4.2).
+    fn vp8_payload(picture_id: u16, tl0: u8) -> Vec<u8> {
+        vec![
+            0x90, // X, S
+            0xe0, // I, L, T
+            0x80 | (picture_id >> 8) as u8,
+            picture_id as u8,
+            tl0,
+            0x00, // TID
+            0x00,
+        ]
+    }
+
+    #[test]
+    fn starts_low_and_keeps_gaps() {
+        let t = Instant::now();
+        let mut m = Munger::new(90_000);
+        let seq = |m: &mut Munger, s| m.map(packet(1, s, 0, t), None).map(|o| o.seq);
+        assert_eq!(seq(&mut m, 70_000), Some(FIRST_SEQ));
+        assert_eq!(seq(&mut m, 70_001), Some(FIRST_SEQ + 1));
+        assert_eq!(seq(&mut m, 70_005), Some(FIRST_SEQ + 5));
+        // Reordered packet from before the first one forwarded.
+        assert_eq!(seq(&mut m, 69_999), None);
+        // Late but after the base: keeps its own number.
+        assert_eq!(seq(&mut m, 70_003), Some(FIRST_SEQ + 3));
+        assert_eq!(m.state().last_seq, Some(FIRST_SEQ + 5));
+    }
+
+    #[test]
+    fn first_source_keeps_its_timestamps_and_ids() {
+        let t = Instant::now();
+        let mut m = Munger::new(90_000);
+        let payload = vp8_payload(1234, 7);
+        let d = Vp8Descriptor::parse(&payload).unwrap();
+        let out = m.map(packet(1, 10, 555_000, t), Some(&d)).unwrap();
+        assert_eq!(out.time, 555_000);
+        assert_eq!(out.vp8, None);
+    }
+
+    #[test]
+    fn a_new_source_continues_sequence_time_and_picture_ids() {
+        let t0 = Instant::now();
+        let mut m = Munger::new(90_000);
+        let a = vp8_payload(30_000, 200);
+        let da = Vp8Descriptor::parse(&a).unwrap();
+        m.map(packet(1, 10, 1_000_000, t0), Some(&da)).unwrap();
+        m.map(packet(1, 11, 1_000_000, t0), Some(&da)).unwrap();
+
+        // 100 ms later, another stream (a simulcast layer, or a restarted track).
+        let t1 = t0 + Duration::from_millis(100);
+        let b = vp8_payload(5, 9);
+        let db = Vp8Descriptor::parse(&b).unwrap();
+        let out = m.map(packet(2, 40_000, 77, t1), Some(&db)).unwrap();
+        assert_eq!(out.seq, FIRST_SEQ + 2);
+        assert_eq!(out.time, 1_000_000 + 9_000);
+        // str0m applies the patch when it writes the packet.
+        assert!(out.vp8.is_some(), "ids must be rewritten");
+        assert_eq!(m.state().last_picture_id, Some(30_001));
+        assert_eq!(m.state().last_tl0, Some(201));
+
+        // The new source's next frame moves on from there.
+        let b2 = vp8_payload(6, 10);
+        let db2 = Vp8Descriptor::parse(&b2).unwrap();
+        let out = m.map(packet(2, 40_001, 77 + 3000, t1), Some(&db2)).unwrap();
+        assert_eq!(out.seq, FIRST_SEQ + 3);
+        assert_eq!(out.time, 1_000_000 + 9_000 + 3000);
+        assert_eq!(m.state().last_picture_id, Some(30_002));
+    }
+
+    #[test]
+    fn picture_ids_wrap_at_15_bits() {
+        let t = Instant::now();
+        let mut m = Munger::new(90_000);
+        let a = vp8_payload(0x7fff, 0);
+        m.map(packet(1, 1, 0, t), Some(&Vp8Descriptor::parse(&a).unwrap()));
+        let b = vp8_payload(100, 0);
+        m.map(packet(2, 1, 0, t), Some(&Vp8Descriptor::parse(&b).unwrap()));
+        assert_eq!(m.state().last_picture_id, Some(0));
+    }
+
+    #[test]
+    fn exported_state_continues_in_a_new_munger() {
+        let t = Instant::now();
+        let mut m = Munger::new(48_000);
+        m.map(packet(1, 500, 48_000, t), None);
+        m.map(packet(1, 501, 48_960, t), None);
+        let mut moved = Munger::seeded(48_000, m.state());
+        let out = moved
+            .map(packet(1, 502, 49_920, t + Duration::from_millis(20)), None)
+            .unwrap();
+        assert_eq!(out.seq, FIRST_SEQ + 2);
+        assert_eq!(out.time, 48_960 + 960);
+    }
+}
