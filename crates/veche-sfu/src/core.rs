@@ -1,7 +1,10 @@
 //! The sans-IO SFU core.
 
+mod command;
 mod demux;
 mod host;
+
+pub use command::{Command, HostControl};
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -14,9 +17,7 @@ use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, Vp8Descriptor};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
-use veche_proto::{
-    ClientMessage, ErrorCode, PROTOCOL_VERSION, ParticipantId, ServerMessage, TrackKind,
-};
+use veche_proto::{ErrorCode, PROTOCOL_VERSION, ParticipantId, ServerMessage, TrackKind};
 
 use self::demux::{Demux, Route};
 use crate::SfuConfig;
@@ -83,7 +84,8 @@ struct Waiter {
 /// The SFU's rooms, participants and forwarding, with no I/O.
 ///
 /// # Driving contract
-/// Feed it with [`Sfu::handle_message`], [`Sfu::handle_disconnect`],
+/// Feed it with [`Sfu::handle_command`], [`Sfu::handle_join`], [`Sfu::handle_control`],
+/// [`Sfu::handle_disconnect`],
 /// [`Sfu::handle_datagram`] and [`Sfu::handle_timeout`]. After each call, drain
 /// [`Sfu::poll_output`] until it returns [`Output::Timeout`], and call `handle_timeout` no
 /// later than that instant. Time only moves through the `now` arguments, which must not go
@@ -202,35 +204,14 @@ impl Sfu {
             .unwrap_or(Output::Timeout(self.earliest))
     }
 
-    /// A message from participant `id`'s signalling connection. `unix_ms` is the wall clock,
-    /// used to stamp chat messages.
-    pub fn handle_message(
-        &mut self,
-        now: Instant,
-        unix_ms: u64,
-        id: ParticipantId,
-        msg: ClientMessage,
-    ) {
+    /// A request from participant `id`'s signalling connection. `unix_ms` is the wall
+    /// clock, used to stamp chat messages.
+    pub fn handle_command(&mut self, now: Instant, unix_ms: u64, id: ParticipantId, cmd: Command) {
         self.clock = (now, unix_ms);
         self.last_now = self.last_now.max(now);
-        match msg {
-            // A bare join (no server-side grant) is an instant guest room.
-            ClientMessage::Join {
-                version,
-                room,
-                name,
-                passcode: _,
-            } => self.join(
-                now,
-                id,
-                JoinRequest {
-                    version,
-                    room,
-                    name,
-                    grant: JoinGrant::guest_room(),
-                },
-            ),
-            ClientMessage::Leave if self.waiters.contains_key(&id) => {
+        match cmd {
+            Command::Join(req) => self.join(now, id, req),
+            Command::Leave if self.waiters.contains_key(&id) => {
                 self.remove_waiter(id);
                 self.out.push_back(Output::Close(id));
             }
@@ -242,11 +223,11 @@ impl Sfu {
                 ErrorCode::NotJoined,
                 "send a join message before anything else",
             ),
-            ClientMessage::Answer { sdp } => self.answer(id, &sdp),
-            ClientMessage::Candidate { candidate } => self.candidate(id, &candidate),
-            ClientMessage::SetMedia { kind, enabled } => self.set_media(id, kind, enabled),
-            ClientMessage::Chat { text } => self.chat(id, unix_ms, text),
-            ClientMessage::RaiseHand { raised } => {
+            Command::Answer { sdp } => self.answer(id, &sdp),
+            Command::Candidate { candidate } => self.candidate(id, &candidate),
+            Command::SetMedia { kind, enabled } => self.set_media(id, kind, enabled),
+            Command::Chat { text } => self.chat(id, unix_ms, text),
+            Command::RaiseHand { raised } => {
                 if let Some(p) = self.participants.get_mut(&id) {
                     p.info.hand_raised = raised;
                     let room = p.room_key();
@@ -260,11 +241,11 @@ impl Sfu {
                     );
                 }
             }
-            ClientMessage::Leave => {
+            Command::Leave => {
                 self.remove(id);
                 self.out.push_back(Output::Close(id));
             }
-            host_action => self.host_action(now, &host::Actor::Member(id), host_action),
+            Command::Host(control) => self.host_action(now, &host::Actor::Member(id), control),
         }
         self.run_queues(now, true);
     }

@@ -23,7 +23,7 @@ use tracing::{debug, error, info, warn};
 use veche_proto::{ClientMessage, ErrorCode, ParticipantId, ServerMessage};
 
 use crate::SfuConfig;
-use crate::core::{Output, Sfu};
+use crate::core::{HostControl, Output, Sfu};
 use crate::meeting::{ControlError, JoinRequest, LiveMeeting, RemoteActor, SfuEvent};
 use crate::udp_batch::SendBatch;
 use shards::{Route, ShardLinks, shard_of};
@@ -74,7 +74,7 @@ enum Command {
 struct ControlRequest {
     room: String,
     actor: RemoteActor,
-    action: ClientMessage,
+    action: HostControl,
     reply: oneshot::Sender<Result<(), ControlError>>,
 }
 
@@ -211,6 +211,11 @@ impl SfuHandle {
         actor: RemoteActor,
         action: ClientMessage,
     ) -> Result<(), ControlError> {
+        // Only host controls come this way; anything else is the caller's mistake.
+        let action = HostControl::try_from(action).map_err(|other| ControlError {
+            code: ErrorCode::InvalidMessage,
+            message: format!("not a host control: {}", other.to_json()),
+        })?;
         let (reply, answer) = oneshot::channel();
         let request = ControlRequest {
             room,
@@ -466,7 +471,7 @@ async fn run(
                         connections.insert(id, tx);
                     }
                     Some(Command::Message(id, msg)) if connections.contains_key(&id) => {
-                        sfu.handle_message(now, unix_ms(), id, msg);
+                        sfu.handle_command(now, unix_ms(), id, msg.into());
                     }
                     Some(Command::Join(id, request)) if connections.contains_key(&id) => {
                         sfu.handle_join(now, unix_ms(), id, *request);

@@ -15,7 +15,7 @@ mod stun;
 mod subscription;
 mod udp_batch;
 
-pub use crate::core::{Counters, Datagram, Output, Sfu};
+pub use crate::core::{Command, Counters, Datagram, HostControl, Output, Sfu};
 pub use config::{Limits, SfuConfig};
 pub use driver::{Connection, SfuHandle, SfuMetrics};
 pub use meeting::{

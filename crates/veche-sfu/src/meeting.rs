@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use veche_proto::{ErrorCode, MeetingState, ParticipantId, ParticipantInfo, Role, WaitingInfo};
 
 /// A join the signalling layer has already authorised.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinRequest {
     pub version: u32,
     pub room: String,
@@ -19,7 +19,7 @@ pub struct JoinRequest {
 
 /// What the joiner may do in the meeting, decided by the server from the meeting's settings,
 /// the joiner's account and the organisation's plan.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JoinGrant {
     /// The role the joiner starts with. In an instant guest room (no `meeting`) the first
     /// joiner becomes host whatever this says.

@@ -6,11 +6,13 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 use veche_proto::{
-    ClientMessage, EndReason, ErrorCode, MeetingState, PROTOCOL_VERSION, ParticipantId, Role,
-    ServerMessage, TrackKind, WaitReason, WaitingInfo,
+    EndReason, ErrorCode, MeetingState, PROTOCOL_VERSION, ParticipantId, Role, ServerMessage,
+    TrackKind, WaitReason, WaitingInfo,
 };
 
-use super::{Output, Room, RoomKey, Sfu, Waiter, now_since, validate_name, validate_room};
+use super::{
+    HostControl, Output, Room, RoomKey, Sfu, Waiter, now_since, validate_name, validate_room,
+};
 use crate::meeting::{
     AuditEvent, ControlError, JoinGrant, JoinRequest, LiveMeeting, MeetingLive, RemoteActor,
     SfuEvent, Started, UserRef,
@@ -69,7 +71,7 @@ impl Sfu {
         unix_ms: u64,
         room: &str,
         actor: RemoteActor,
-        action: ClientMessage,
+        action: HostControl,
     ) -> Result<(), ControlError> {
         self.clock = (now, unix_ms);
         self.last_now = self.last_now.max(now);
@@ -532,9 +534,9 @@ impl Sfu {
         false
     }
 
-    pub(super) fn host_action(&mut self, now: Instant, actor: &Actor, msg: ClientMessage) {
+    pub(super) fn host_action(&mut self, now: Instant, actor: &Actor, msg: HostControl) {
         match msg {
-            ClientMessage::Admit { participant_id } => {
+            HostControl::Admit { participant_id } => {
                 let Some(key) = self.check_waiter(actor, participant_id) else {
                     return;
                 };
@@ -555,7 +557,7 @@ impl Sfu {
                 self.audit(actor, "meeting.admit", target, String::new());
                 self.let_in(now, participant_id);
             }
-            ClientMessage::Deny { participant_id } => {
+            HostControl::Deny { participant_id } => {
                 if self.check_waiter(actor, participant_id).is_none() {
                     return;
                 };
@@ -568,7 +570,7 @@ impl Sfu {
                 );
                 self.remove_waiter(participant_id);
             }
-            ClientMessage::Mute {
+            HostControl::Mute {
                 participant_id,
                 kind,
             } => {
@@ -581,7 +583,7 @@ impl Sfu {
                 self.audit_member(actor, "meeting.mute", participant_id, kind_name(kind));
                 self.host_mute(actor, participant_id, kind);
             }
-            ClientMessage::MuteAll { allow_self_unmute } => {
+            HostControl::MuteAll { allow_self_unmute } => {
                 let Some(key) = self.authorise(actor, Needs::Moderator) else {
                     return;
                 };
@@ -607,7 +609,7 @@ impl Sfu {
                 let meeting = self.meeting_state(key);
                 self.broadcast(key, None, ServerMessage::MeetingUpdated { meeting });
             }
-            ClientMessage::AskUnmute {
+            HostControl::AskUnmute {
                 participant_id,
                 kind,
             } => {
@@ -629,7 +631,7 @@ impl Sfu {
                     },
                 ));
             }
-            ClientMessage::SetMeeting {
+            HostControl::SetMeeting {
                 locked,
                 allow_self_unmute,
             } => {
@@ -662,7 +664,7 @@ impl Sfu {
                 let meeting = self.meeting_state(key);
                 self.broadcast(key, None, ServerMessage::MeetingUpdated { meeting });
             }
-            ClientMessage::Remove {
+            HostControl::Remove {
                 participant_id,
                 bar,
             } => {
@@ -711,7 +713,7 @@ impl Sfu {
                     room.live.forget(&grant, &name);
                 }
             }
-            ClientMessage::SetRole {
+            HostControl::SetRole {
                 participant_id,
                 role,
             } => {
@@ -748,7 +750,7 @@ impl Sfu {
                 self.audit(actor, action, target, String::new());
                 self.set_role(key, participant_id, new_role);
             }
-            ClientMessage::TransferHost { participant_id } => {
+            HostControl::TransferHost { participant_id } => {
                 let Some(key) = self.check_member(actor, Needs::Host, participant_id) else {
                     return;
                 };
@@ -771,20 +773,13 @@ impl Sfu {
                     self.set_role(key, old, Role::CoHost);
                 }
             }
-            ClientMessage::EndMeeting => {
+            HostControl::EndMeeting => {
                 let Some(key) = self.authorise(actor, Needs::Host) else {
                     return;
                 };
                 self.audit(actor, "meeting.end", "meeting".into(), String::new());
                 self.end_meeting(now, key, EndReason::Host);
             }
-            // A participant's other messages never get here (the caller handles them); from
-            // the API they are simply not host controls.
-            other => self.refuse(
-                actor,
-                ErrorCode::InvalidMessage,
-                format!("not a host control: {}", other.to_json()),
-            ),
         }
     }
 

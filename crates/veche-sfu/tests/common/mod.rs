@@ -317,7 +317,7 @@ impl Sim {
     pub fn send(&mut self, idx: usize, msg: ClientMessage) {
         let id = self.clients[idx].id;
         let ms = self.unix_ms();
-        self.sfu.handle_message(self.now, ms, id, msg);
+        self.sfu.handle_command(self.now, ms, id, msg.into());
         self.settle();
     }
 
@@ -522,7 +522,7 @@ impl Sim {
             }
             for (id, msg) in pending {
                 let ms = self.now.duration_since(self.start).as_millis() as u64;
-                self.sfu.handle_message(self.now, ms, id, msg);
+                self.sfu.handle_command(self.now, ms, id, msg.into());
             }
             if !progressed {
                 return;

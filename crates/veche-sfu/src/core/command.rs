@@ -1,0 +1,187 @@
+//! What the core is asked to do on behalf of one signalling connection, and the host
+//! controls, in the core's own terms. The wire's [`ClientMessage`] is turned into these at
+//! the edge (the driver), so the core never matches on messages it does not handle and a
+//! host control is a host control by its type.
+
+use veche_proto::{ClientMessage, ParticipantId, Role, TrackKind};
+
+use crate::meeting::{JoinGrant, JoinRequest};
+
+/// One connection's request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Join a room. From the wire (a bare `join`), an instant guest room; the server's gate
+    /// uses [`crate::Sfu::handle_join`] with its own grant instead.
+    Join(JoinRequest),
+    Answer {
+        sdp: String,
+    },
+    Candidate {
+        candidate: String,
+    },
+    SetMedia {
+        kind: TrackKind,
+        enabled: bool,
+    },
+    Chat {
+        text: String,
+    },
+    RaiseHand {
+        raised: bool,
+    },
+    Leave,
+    Host(HostControl),
+}
+
+/// A host control, from a participant in the meeting or from the API (see
+/// `docs/protocol.md` for who may use which).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostControl {
+    Admit {
+        participant_id: ParticipantId,
+    },
+    Deny {
+        participant_id: ParticipantId,
+    },
+    Mute {
+        participant_id: ParticipantId,
+        kind: TrackKind,
+    },
+    MuteAll {
+        allow_self_unmute: bool,
+    },
+    AskUnmute {
+        participant_id: ParticipantId,
+        kind: TrackKind,
+    },
+    SetMeeting {
+        locked: Option<bool>,
+        allow_self_unmute: Option<bool>,
+    },
+    Remove {
+        participant_id: ParticipantId,
+        bar: bool,
+    },
+    SetRole {
+        participant_id: ParticipantId,
+        role: Role,
+    },
+    TransferHost {
+        participant_id: ParticipantId,
+    },
+    EndMeeting,
+}
+
+impl From<ClientMessage> for Command {
+    fn from(msg: ClientMessage) -> Command {
+        match msg {
+            // The passcode is the gate's business; a bare join has none to check.
+            ClientMessage::Join {
+                version,
+                room,
+                name,
+                passcode: _,
+            } => Command::Join(JoinRequest {
+                version,
+                room,
+                name,
+                grant: JoinGrant::guest_room(),
+            }),
+            ClientMessage::Answer { sdp } => Command::Answer { sdp },
+            ClientMessage::Candidate { candidate } => Command::Candidate { candidate },
+            ClientMessage::SetMedia { kind, enabled } => Command::SetMedia { kind, enabled },
+            ClientMessage::Chat { text } => Command::Chat { text },
+            ClientMessage::RaiseHand { raised } => Command::RaiseHand { raised },
+            ClientMessage::Leave => Command::Leave,
+            ClientMessage::Admit { participant_id } => {
+                Command::Host(HostControl::Admit { participant_id })
+            }
+            ClientMessage::Deny { participant_id } => {
+                Command::Host(HostControl::Deny { participant_id })
+            }
+            ClientMessage::Mute {
+                participant_id,
+                kind,
+            } => Command::Host(HostControl::Mute {
+                participant_id,
+                kind,
+            }),
+            ClientMessage::MuteAll { allow_self_unmute } => {
+                Command::Host(HostControl::MuteAll { allow_self_unmute })
+            }
+            ClientMessage::AskUnmute {
+                participant_id,
+                kind,
+            } => Command::Host(HostControl::AskUnmute {
+                participant_id,
+                kind,
+            }),
+            ClientMessage::SetMeeting {
+                locked,
+                allow_self_unmute,
+            } => Command::Host(HostControl::SetMeeting {
+                locked,
+                allow_self_unmute,
+            }),
+            ClientMessage::Remove {
+                participant_id,
+                bar,
+            } => Command::Host(HostControl::Remove {
+                participant_id,
+                bar,
+            }),
+            ClientMessage::SetRole {
+                participant_id,
+                role,
+            } => Command::Host(HostControl::SetRole {
+                participant_id,
+                role,
+            }),
+            ClientMessage::TransferHost { participant_id } => {
+                Command::Host(HostControl::TransferHost { participant_id })
+            }
+            ClientMessage::EndMeeting => Command::Host(HostControl::EndMeeting),
+        }
+    }
+}
+
+impl TryFrom<ClientMessage> for HostControl {
+    /// The message, when it is not a host control.
+    type Error = ClientMessage;
+
+    fn try_from(msg: ClientMessage) -> Result<HostControl, ClientMessage> {
+        match Command::from(msg.clone()) {
+            Command::Host(control) => Ok(control),
+            _ => Err(msg),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_host_controls_are_host_controls() {
+        assert_eq!(
+            HostControl::try_from(ClientMessage::EndMeeting),
+            Ok(HostControl::EndMeeting)
+        );
+        let chat = ClientMessage::Chat { text: "hi".into() };
+        assert_eq!(HostControl::try_from(chat.clone()), Err(chat));
+    }
+
+    #[test]
+    fn a_bare_join_is_an_instant_guest_room() {
+        let Command::Join(req) = Command::from(ClientMessage::Join {
+            version: 1,
+            room: "r".into(),
+            name: "n".into(),
+            passcode: Some("ignored".into()),
+        }) else {
+            panic!("a join is a join");
+        };
+        assert_eq!(req.grant.role, Role::Guest);
+        assert!(req.grant.meeting.is_none());
+    }
+}
