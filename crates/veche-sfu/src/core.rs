@@ -210,7 +210,7 @@ impl Sfu {
         self.clock = (now, unix_ms);
         self.last_now = self.last_now.max(now);
         match cmd {
-            Command::Join(req) => self.join(now, id, req),
+            Command::Join(req) => self.join(now, id, *req),
             Command::Leave if self.waiters.contains_key(&id) => {
                 self.remove_waiter(id);
                 self.out.push_back(Output::Close(id));

@@ -12,7 +12,7 @@ use crate::meeting::{JoinGrant, JoinRequest};
 pub enum Command {
     /// Join a room. From the wire (a bare `join`), an instant guest room; the server's gate
     /// uses [`crate::Sfu::handle_join`] with its own grant instead.
-    Join(JoinRequest),
+    Join(Box<JoinRequest>),
     Answer {
         sdp: String,
     },
@@ -81,12 +81,12 @@ impl From<ClientMessage> for Command {
                 room,
                 name,
                 passcode: _,
-            } => Command::Join(JoinRequest {
+            } => Command::Join(Box::new(JoinRequest {
                 version,
                 room,
                 name,
                 grant: JoinGrant::guest_room(),
-            }),
+            })),
             ClientMessage::Answer { sdp } => Command::Answer { sdp },
             ClientMessage::Candidate { candidate } => Command::Candidate { candidate },
             ClientMessage::SetMedia { kind, enabled } => Command::SetMedia { kind, enabled },
