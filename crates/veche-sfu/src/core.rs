@@ -84,12 +84,26 @@ struct Waiter {
 /// The SFU's rooms, participants and forwarding, with no I/O.
 ///
 /// # Driving contract
-/// Feed it with [`Sfu::handle_command`], [`Sfu::handle_join`], [`Sfu::handle_control`],
-/// [`Sfu::handle_disconnect`],
-/// [`Sfu::handle_datagram`] and [`Sfu::handle_timeout`]. After each call, drain
-/// [`Sfu::poll_output`] until it returns [`Output::Timeout`], and call `handle_timeout` no
-/// later than that instant. Time only moves through the `now` arguments, which must not go
-/// backwards.
+/// Inputs are [`Sfu::handle_command`], [`Sfu::handle_join`], [`Sfu::handle_control`],
+/// [`Sfu::handle_disconnect`], [`Sfu::handle_datagram`] and [`Sfu::handle_timeout`]; outputs
+/// come out of [`Sfu::poll_output`].
+///
+/// - After an input, drain [`Sfu::poll_output`] until it returns [`Output::Timeout`] before
+///   waiting for anything. Datagrams may be fed in a batch first: any number of
+///   `handle_datagram` calls in a row, then one drain (the driver feeds what one socket
+///   wake-up reads). Forwarding into subscribers' connections is deferred to that drain, so a
+///   batch costs one str0m poll per subscriber instead of one per packet; nothing is lost or
+///   reordered by batching (`tests/batched_datagrams.rs`). Other inputs may also come between
+///   drains; outputs queue up in order.
+/// - Call `handle_timeout` no later than the instant of the last [`Output::Timeout`].
+/// - Time only moves through the `now` arguments, which must not go backwards.
+///
+/// # Parts
+/// The core owns typed parts, each with one job: the `Demux` routes datagrams to
+/// participants; a `Participant` owns its str0m `Rtc` — the one place that drives str0m —
+/// and its m-lines; each subscription line owns a `Subscription`
+/// (rewriting of what it forwards, exportable so it can move); rooms hold members and the
+/// live meeting (`host.rs` holds the meeting policy). See `docs/architecture.md`.
 pub struct Sfu {
     config: SfuConfig,
     crypto: Arc<CryptoProvider>,
