@@ -3,6 +3,7 @@
 mod command;
 mod demux;
 mod host;
+mod room;
 
 pub use command::{Command, HostControl};
 
@@ -64,14 +65,7 @@ const SPEAKING_LOUDNESS: u32 = 67;
 /// Trickled candidates accepted per participant; more is abuse.
 const MAX_REMOTE_CANDIDATES: usize = 32;
 
-type RoomKey = u64;
-
-struct Room {
-    name: String,
-    members: Vec<ParticipantId>,
-    speaker: Option<ParticipantId>,
-    live: MeetingLive,
-}
+use self::room::{RoomKey, Rooms};
 
 /// A connection held in a room's waiting room: not a participant yet (no media).
 struct Waiter {
@@ -110,9 +104,7 @@ pub struct Sfu {
     candidates: Vec<Candidate>,
     participants: IdMap<ParticipantId, Participant>,
     waiters: HashMap<ParticipantId, Waiter>,
-    rooms: IdMap<RoomKey, Room>,
-    room_keys: HashMap<String, RoomKey>,
-    next_room_key: RoomKey,
+    rooms: Rooms,
     /// Which participant a datagram is for.
     demux: Demux,
     out: VecDeque<Output>,
@@ -159,9 +151,7 @@ impl Sfu {
             candidates,
             participants: IdMap::default(),
             waiters: HashMap::new(),
-            rooms: IdMap::default(),
-            room_keys: HashMap::new(),
-            next_room_key: 0,
+            rooms: Rooms::default(),
             demux: Demux::default(),
             out: VecDeque::new(),
             earliest: now,
@@ -394,7 +384,6 @@ impl Sfu {
         self.participants.clear();
         self.waiters.clear();
         self.rooms.clear();
-        self.room_keys.clear();
         self.demux.clear();
     }
 
@@ -708,10 +697,7 @@ impl Sfu {
         let Some(room) = self.rooms.get_mut(&key) else {
             return;
         };
-        room.members.retain(|m| *m != id);
-        if room.speaker == Some(id) {
-            room.speaker = None;
-        }
+        room.remove_member(id);
         room.live.participant_ms += now_since(&p, self.last_now);
         room.live.remember(&p.grant, &p.info.name, p.host_muted);
         let members = room.members.clone();
@@ -734,17 +720,12 @@ impl Sfu {
 
     /// Forgets a room nobody is in or waiting for, recording its usage.
     fn drop_room_if_empty(&mut self, key: RoomKey) {
-        if self
-            .rooms
-            .get(&key)
-            .is_some_and(|r| r.members.is_empty() && r.live.waiting.is_empty())
+        if self.rooms.get(&key).is_some_and(|r| r.is_empty())
             && let Some(r) = self.rooms.remove(&key)
+            && let Some(usage) = r.live.usage(self.last_now, 0)
         {
-            self.room_keys.remove(&r.name);
-            if let Some(usage) = r.live.usage(self.last_now, 0) {
-                self.out
-                    .push_back(Output::Event(SfuEvent::MeetingFinished(usage)));
-            }
+            self.out
+                .push_back(Output::Event(SfuEvent::MeetingFinished(usage)));
         }
     }
 
@@ -955,7 +936,7 @@ impl Sfu {
 
     fn evaluate_speakers(&mut self) {
         let mut changes = Vec::new();
-        for (key, room) in &mut self.rooms {
+        for (key, room) in self.rooms.iter_mut() {
             let loudest = room
                 .members
                 .iter()

@@ -10,9 +10,7 @@ use veche_proto::{
     TrackKind, WaitReason, WaitingInfo,
 };
 
-use super::{
-    HostControl, Output, Room, RoomKey, Sfu, Waiter, now_since, validate_name, validate_room,
-};
+use super::{HostControl, Output, RoomKey, Sfu, Waiter, now_since, validate_name, validate_room};
 use crate::meeting::{
     AuditEvent, ControlError, JoinGrant, JoinRequest, LiveMeeting, MeetingLive, RemoteActor,
     SfuEvent, Started, UserRef,
@@ -75,7 +73,7 @@ impl Sfu {
     ) -> Result<(), ControlError> {
         self.clock = (now, unix_ms);
         self.last_now = self.last_now.max(now);
-        let Some(key) = self.room_keys.get(room).copied() else {
+        let Some(key) = self.rooms.key_of(room) else {
             return Err(ControlError {
                 code: ErrorCode::MeetingNotFound,
                 message: "the meeting is not in progress".into(),
@@ -98,7 +96,7 @@ impl Sfu {
 
     /// The running meeting in `room`, if any.
     pub fn live_meeting(&self, room: &str) -> Option<LiveMeeting> {
-        let key = *self.room_keys.get(room)?;
+        let key = self.rooms.key_of(room)?;
         let room = self.rooms.get(&key)?;
         Some(LiveMeeting {
             meeting: self.meeting_state(key),
@@ -187,7 +185,7 @@ impl Sfu {
         let cap = grant
             .max_participants
             .map_or(server_cap, |plan| plan.min(server_cap));
-        if let Some(key) = self.room_keys.get(name).copied()
+        if let Some(key) = self.rooms.key_of(name)
             && let Some(room) = self.rooms.get_mut(&key)
         {
             room.live.max_participants = cap;
@@ -196,19 +194,7 @@ impl Sfu {
             }
             return key;
         }
-        let key = self.next_room_key;
-        self.next_room_key += 1;
-        self.room_keys.insert(name.to_owned(), key);
-        self.rooms.insert(
-            key,
-            Room {
-                name: name.to_owned(),
-                members: Vec::new(),
-                speaker: None,
-                live: MeetingLive::new(grant.meeting.clone(), cap),
-            },
-        );
-        key
+        self.rooms.create(name, grant.meeting.clone(), cap)
     }
 
     /// Puts `id` in the waiting room of `key`.
@@ -903,7 +889,6 @@ impl Sfu {
         let Some(room) = self.rooms.remove(&key) else {
             return;
         };
-        self.room_keys.remove(&room.name);
         info!(room = %room.name, ?reason, "meeting ended");
         let mut remaining_ms = 0;
         for id in room.members.iter().chain(room.live.waiting.iter()) {
@@ -926,7 +911,7 @@ impl Sfu {
         let minute = self.config.limits.minute;
         let mut warnings = Vec::new();
         let mut over = Vec::new();
-        for (key, room) in &mut self.rooms {
+        for (key, room) in self.rooms.iter_mut() {
             let Some(ends_at) = room.live.ends_at else {
                 continue;
             };

@@ -1,0 +1,103 @@
+//! Rooms: who is in each, who speaks, and its live meeting; and the registry that names them.
+
+use std::collections::HashMap;
+
+use veche_proto::ParticipantId;
+
+use crate::id_map::IdMap;
+use crate::meeting::{MeetingLive, MeetingRef};
+
+/// A room's handle inside the core (rooms are named by clients; the key is ours).
+pub(super) type RoomKey = u64;
+
+pub(super) struct Room {
+    pub(super) name: String,
+    /// In the order they came in (host hand-over picks the earliest).
+    pub(super) members: Vec<ParticipantId>,
+    pub(super) speaker: Option<ParticipantId>,
+    pub(super) live: MeetingLive,
+}
+
+impl Room {
+    /// Takes `id` out of the member list (and the speaker slot).
+    pub(super) fn remove_member(&mut self, id: ParticipantId) {
+        self.members.retain(|m| *m != id);
+        if self.speaker == Some(id) {
+            self.speaker = None;
+        }
+    }
+
+    /// Nobody is in it or waiting for it.
+    pub(super) fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.live.waiting.is_empty()
+    }
+}
+
+/// Every room of this core, by key and by name; a room and its name come and go together.
+#[derive(Default)]
+pub(super) struct Rooms {
+    by_key: IdMap<RoomKey, Room>,
+    /// Keyed by what a client sends, so std's DoS-resistant hasher.
+    by_name: HashMap<String, RoomKey>,
+    next_key: RoomKey,
+}
+
+impl Rooms {
+    pub(super) fn key_of(&self, name: &str) -> Option<RoomKey> {
+        self.by_name.get(name).copied()
+    }
+
+    pub(super) fn get(&self, key: &RoomKey) -> Option<&Room> {
+        self.by_key.get(key)
+    }
+
+    pub(super) fn get_mut(&mut self, key: &RoomKey) -> Option<&mut Room> {
+        self.by_key.get_mut(key)
+    }
+
+    /// A new, empty room called `name` (which must not exist yet).
+    pub(super) fn create(
+        &mut self,
+        name: &str,
+        meeting: Option<MeetingRef>,
+        max_participants: usize,
+    ) -> RoomKey {
+        debug_assert!(!self.by_name.contains_key(name), "room {name} exists");
+        let key = self.next_key;
+        self.next_key += 1;
+        self.by_name.insert(name.to_owned(), key);
+        self.by_key.insert(
+            key,
+            Room {
+                name: name.to_owned(),
+                members: Vec::new(),
+                speaker: None,
+                live: MeetingLive::new(meeting, max_participants),
+            },
+        );
+        key
+    }
+
+    pub(super) fn remove(&mut self, key: &RoomKey) -> Option<Room> {
+        let room = self.by_key.remove(key)?;
+        self.by_name.remove(&room.name);
+        Some(room)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub(super) fn values(&self) -> impl Iterator<Item = &Room> {
+        self.by_key.values()
+    }
+
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (&RoomKey, &mut Room)> {
+        self.by_key.iter_mut()
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.by_key.clear();
+        self.by_name.clear();
+    }
+}
