@@ -710,7 +710,12 @@ mod tests {
             r#"{"type":"chat","text":"\u2066pay\u2069 \ufeffme\u200b\u200e\u200f\u202a\u202b\u202d\u2067\u2068\u2060"}"#,
         )
         .unwrap();
-        assert_eq!(chat, ClientMessage::Chat { text: "pay me".into() });
+        assert_eq!(
+            chat,
+            ClientMessage::Chat {
+                text: "pay me".into()
+            }
+        );
     }
 
     #[test]
@@ -723,7 +728,10 @@ mod tests {
         // Between ASCII letters, at the ends, or doubled, they only hide a difference.
         assert_eq!(sanitize_text("ad\u{200D}min"), "admin");
         assert_eq!(sanitize_text("\u{200C}admin\u{200D}"), "admin");
-        assert_eq!(sanitize_text("\u{0645}\u{200C}\u{200C}\u{0645}"), "\u{0645}\u{0645}");
+        assert_eq!(
+            sanitize_text("\u{0645}\u{200C}\u{200C}\u{0645}"),
+            "\u{0645}\u{0645}"
+        );
         // Ordinary text, newlines included, is untouched.
         assert_eq!(sanitize_text("Zoë says:\nhi ✓"), "Zoë says:\nhi ✓");
         assert_eq!(sanitize_text("\u{202E}\u{200B}"), "");

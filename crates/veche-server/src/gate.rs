@@ -152,7 +152,22 @@ impl JoinGate {
             .await;
         let d = match decision {
             Ok(d) => d,
-            Err(JoinError::NotFound) => return guest_room(),
+            Err(JoinError::NotFound) => {
+                return match store.meeting_deleted(room).await {
+                    Ok(false) => guest_room(),
+                    Ok(true) => Err(Refusal::new(
+                        ErrorCode::MeetingNotFound,
+                        "this meeting was deleted",
+                    )),
+                    Err(e) => {
+                        error!("checking for a deleted meeting failed: {e}");
+                        Err(Refusal::new(
+                            ErrorCode::Internal,
+                            "the server could not check this meeting; try again",
+                        ))
+                    }
+                };
+            }
             Err(JoinError::PasscodeRequired) => {
                 return Err(Refusal::new(
                     ErrorCode::PasscodeRequired,

@@ -27,7 +27,7 @@ use veche_sfu::SfuHandle;
 pub use error::ApiError;
 
 use crate::auth::constant_time_eq;
-use crate::store::{LockoutPolicy, NewAuditEntry, Session, Store, User};
+use crate::store::{Actor, LockoutPolicy, NewAuditEntry, Session, Store, User};
 
 pub(crate) const SESSION_COOKIE: &str = "veche_session";
 /// Sessions last 30 days; logout or a password change ends them sooner.
@@ -205,6 +205,15 @@ impl Caller {
     /// The signed-in user, or 401.
     pub fn user(&self) -> Result<&User, ApiError> {
         self.user.as_ref().ok_or(ApiError::Unauthenticated)
+    }
+
+    /// The caller as the actor of an audit entry the store writes with the change.
+    pub(crate) fn actor(&self) -> Actor {
+        Actor {
+            id: self.user.as_ref().map(|u| u.id.clone()),
+            email: self.user.as_ref().map(|u| u.email.clone()),
+            ip: self.ip.clone(),
+        }
     }
 }
 

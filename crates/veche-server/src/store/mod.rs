@@ -22,7 +22,8 @@ pub use meetings::{
     JoinDecision, JoinError, JoinRole, Meeting, MeetingPatch, NewMeeting, Recurrence,
 };
 pub use plans::{
-    AuditEntry, NewAuditEntry, Org, Plan, RequestStatus, UpgradeRequest, UsageRecord, UsageSummary,
+    Actor, AuditEntry, NewAuditEntry, Org, Plan, RequestStatus, UpgradeRequest, UsageRecord,
+    UsageSummary,
 };
 
 /// What a storage call can fail with. Callers map these to API errors; `Db` is a server error.
