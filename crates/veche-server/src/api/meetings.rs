@@ -1,7 +1,6 @@
 //! Meetings: create (instant or scheduled), list mine, read, change, delete, and the join
 //! check (passcode, role, waiting room, plan limits).
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -11,7 +10,7 @@ use serde_json::json;
 use veche_proto::{ClientMessage, ErrorCode, Role};
 use veche_sfu::{ControlError, RemoteActor, UserRef};
 
-use super::{ApiError, ApiResult, ApiState, Caller, Json, Path};
+use super::{ApiError, ApiResult, ApiState, Caller, Json, Path, RawBody};
 use crate::store::{Meeting, MeetingPatch, NewMeeting, Recurrence, User};
 
 /// Default length of a meeting created without one (an instant meeting).
@@ -257,7 +256,7 @@ pub(super) async fn join(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     // An empty body is a join without passcode; anything else must be a JoinBody.
     let body: JoinBody = if body.is_empty() {
@@ -310,7 +309,7 @@ pub(super) async fn control(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let user = caller.user()?;
     let meeting = load(&state, user, &id, Access::Read).await?;
