@@ -362,6 +362,9 @@ pub enum ErrorCode {
     UnmuteNotAllowed,
     /// To a host admitting someone: the meeting is at its participant cap.
     MeetingFull,
+    /// The account session this connection was opened with ended (signed out, password
+    /// changed, role changed); sign in again to join.
+    SessionEnded,
 }
 
 impl ErrorCode {
@@ -380,6 +383,7 @@ impl ErrorCode {
                 | ErrorCode::Removed
                 | ErrorCode::Barred
                 | ErrorCode::Denied
+                | ErrorCode::SessionEnded
         )
     }
 }
@@ -441,10 +445,34 @@ impl ClientMessage {
             return Err(ParseError::UnknownType(truncate(kind, 64)));
         }
         let kind = kind.to_owned();
-        serde_json::from_value(value).map_err(|e| ParseError::Invalid {
-            kind,
-            reason: e.to_string(),
-        })
+        let msg: ClientMessage =
+            serde_json::from_value(value).map_err(|e| ParseError::Invalid {
+                kind,
+                reason: e.to_string(),
+            })?;
+        Ok(msg.sanitized())
+    }
+
+    /// The message with [`sanitize_text`] applied to the text other participants see: the
+    /// display name of a join and the text of a chat message.
+    fn sanitized(self) -> ClientMessage {
+        match self {
+            ClientMessage::Join {
+                version,
+                room,
+                name,
+                passcode,
+            } => ClientMessage::Join {
+                version,
+                room,
+                name: sanitize_text(&name),
+                passcode,
+            },
+            ClientMessage::Chat { text } => ClientMessage::Chat {
+                text: sanitize_text(&text),
+            },
+            other => other,
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -469,6 +497,55 @@ impl ServerMessage {
             message: message.into(),
         }
     }
+}
+
+/// Invisible characters that reorder or hide text: the bidirectional embeddings, overrides
+/// and isolates (U+202A–202E, U+2066–2069) and marks (U+200E, U+200F, U+061C), zero-width
+/// space and no-break space (U+200B, U+FEFF), the word joiner and invisible operators
+/// (U+2060–2064) and the Mongolian vowel separator (U+180E). With them a display name can
+/// render as someone else's ("host" followed by an override that flips what comes next) or
+/// a chat line can hide what it says.
+fn is_stripped(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+            | '\u{061C}'
+            | '\u{180E}'
+    )
+}
+
+/// Zero-width non-joiner and joiner (U+200C, U+200D): needed inside emoji sequences and by
+/// scripts such as Persian and Devanagari, but also a way to make "admin" and "ad\u{200D}min"
+/// different names that look the same.
+fn is_joiner(c: char) -> bool {
+    matches!(c, '\u{200C}' | '\u{200D}')
+}
+
+/// Removes the characters of [`is_stripped`], and a joiner ([`is_joiner`]) unless it stands
+/// between two non-ASCII characters (an emoji sequence or a script that uses it): text that
+/// reaches other participants cannot hide or reorder what it shows. Everything else is
+/// kept as it is.
+pub fn sanitize_text(text: &str) -> String {
+    let chars: Vec<char> = text.chars().filter(|c| !is_stripped(*c)).collect();
+    let mut out = String::with_capacity(text.len());
+    for (i, &c) in chars.iter().enumerate() {
+        if is_joiner(c) {
+            let before = i.checked_sub(1).and_then(|j| chars.get(j));
+            let after = chars.get(i + 1);
+            let joins = |n: Option<&char>| n.is_some_and(|n| !n.is_ascii() && !is_joiner(*n));
+            if !(joins(before) && joins(after)) {
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -610,6 +687,54 @@ mod tests {
                 role: Role::CoHost
             }
         );
+    }
+
+    #[test]
+    fn names_and_chat_lose_bidi_overrides_and_invisible_characters() {
+        // "host" followed by a right-to-left override: the rest renders reversed.
+        let join = ClientMessage::parse(
+            r#"{"type":"join","version":1,"room":"r","name":"Eve\u202e tsoh\u202c","passcode":"a\u200bb"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            join,
+            ClientMessage::Join {
+                version: 1,
+                room: "r".into(),
+                name: "Eve tsoh".into(),
+                // Only what others see is cleaned; a passcode is compared as typed.
+                passcode: Some("a\u{200b}b".into()),
+            }
+        );
+        let chat = ClientMessage::parse(
+            r#"{"type":"chat","text":"\u2066pay\u2069 \ufeffme\u200b\u200e\u200f\u202a\u202b\u202d\u2067\u2068\u2060"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            chat,
+            ClientMessage::Chat {
+                text: "pay me".into()
+            }
+        );
+    }
+
+    #[test]
+    fn joiners_stay_only_inside_emoji_and_scripts() {
+        // An emoji family and a Persian word keep their joiners.
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}";
+        assert_eq!(sanitize_text(family), family);
+        let persian = "\u{0645}\u{06CC}\u{200C}\u{062E}\u{0648}\u{0627}\u{0647}\u{0645}";
+        assert_eq!(sanitize_text(persian), persian);
+        // Between ASCII letters, at the ends, or doubled, they only hide a difference.
+        assert_eq!(sanitize_text("ad\u{200D}min"), "admin");
+        assert_eq!(sanitize_text("\u{200C}admin\u{200D}"), "admin");
+        assert_eq!(
+            sanitize_text("\u{0645}\u{200C}\u{200C}\u{0645}"),
+            "\u{0645}\u{0645}"
+        );
+        // Ordinary text, newlines included, is untouched.
+        assert_eq!(sanitize_text("Zoë says:\nhi ✓"), "Zoë says:\nhi ✓");
+        assert_eq!(sanitize_text("\u{202E}\u{200B}"), "");
     }
 
     #[test]

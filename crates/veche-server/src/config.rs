@@ -15,18 +15,22 @@ use serde::Deserialize;
 use veche_sfu::Limits;
 
 use crate::api::AccountSettings;
+use crate::cidr::Cidr;
+use crate::state::MetricsAccess;
 use crate::store::{LockoutPolicy, sqlite_url_in};
 
 pub(crate) const DEFAULT_HTTP: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 8080);
 pub(crate) const DEFAULT_MEDIA_PORT: u16 = 7882;
-pub(crate) const DEFAULT_MEDIA_BIND: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 pub(crate) const DEFAULT_DATA_DIR: &str = "./veche-data";
 pub(crate) const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
 pub(crate) const DEFAULT_MAX_MESSAGES_PER_SEC: u32 = 50;
 pub(crate) const DEFAULT_MESSAGE_BURST: u32 = 100;
 pub(crate) const DEFAULT_LOCKOUT_FAILURES: u32 = 10;
 pub(crate) const DEFAULT_LOCKOUT_MINUTES: u32 = 15;
+pub(crate) const DEFAULT_MAX_WS_PER_IP: usize = 100;
+/// One year: long enough that browsers keep using HTTPS between visits.
+pub(crate) const DEFAULT_HSTS_MAX_AGE: u64 = 365 * 24 * 3600;
 
 /// Veche: self-hosted video meetings in the browser, through our own SFU, in one binary.
 #[derive(Debug, Parser)]
@@ -148,7 +152,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "VECHE_MEDIA_PORT", value_name = "PORT")]
     pub(crate) media_port: Option<u16>,
 
-    /// IP the media socket binds to [default: 0.0.0.0].
+    /// IP the media socket binds to [default: the IP of --http, so media is reachable where
+    /// the page is, in the same address family; pass 0.0.0.0 or :: behind a reverse proxy
+    /// that listens on another interface].
     #[arg(long, env = "VECHE_MEDIA_BIND", value_name = "IP")]
     pub(crate) media_bind: Option<IpAddr>,
 
@@ -202,6 +208,31 @@ pub(crate) struct ServeArgs {
     /// [default: 100].
     #[arg(long, env = "VECHE_MESSAGE_BURST", value_name = "N")]
     pub(crate) message_burst: Option<u32>,
+
+    /// Signalling WebSocket connections open at once from one IP address; more get 429
+    /// [default: 100].
+    #[arg(long, env = "VECHE_MAX_WS_PER_IP", value_name = "N")]
+    pub(crate) max_ws_per_ip: Option<usize>,
+
+    /// Serve /metrics only to peers in this range (`10.0.0.0/8`, `::1`); repeat for several
+    /// (comma-separated in the environment) [default: any address].
+    #[arg(
+        long,
+        env = "VECHE_METRICS_ALLOW",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    pub(crate) metrics_allow: Vec<Cidr>,
+
+    /// Serve /metrics only with `Authorization: Bearer TOKEN` (prefer the environment or the
+    /// config file: a command line is visible to other users) [default: no token].
+    #[arg(long, env = "VECHE_METRICS_TOKEN", value_name = "TOKEN")]
+    pub(crate) metrics_token: Option<String>,
+
+    /// `Strict-Transport-Security` max-age in seconds when serving HTTPS; 0 sends no header
+    /// [default: 31536000].
+    #[arg(long, env = "VECHE_HSTS_MAX_AGE", value_name = "SECS")]
+    pub(crate) hsts_max_age: Option<u64>,
 
     /// Participants allowed in one room [default: 100].
     #[arg(long, env = "VECHE_MAX_PARTICIPANTS", value_name = "N")]
@@ -279,6 +310,10 @@ struct FileConfig {
     max_message_bytes: Option<usize>,
     max_messages_per_sec: Option<u32>,
     message_burst: Option<u32>,
+    max_ws_per_ip: Option<usize>,
+    metrics_allow: Option<Vec<Cidr>>,
+    metrics_token: Option<String>,
+    hsts_max_age: Option<u64>,
     max_participants: Option<usize>,
     max_chat_chars: Option<usize>,
     media_socket_buffer: Option<usize>,
@@ -303,12 +338,14 @@ pub(crate) enum Tls {
     SelfSigned,
 }
 
-/// Per-connection signalling limits enforced by the WebSocket layer.
+/// Signalling limits enforced by the WebSocket layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct WsLimits {
     pub(crate) max_message_bytes: usize,
     pub(crate) max_messages_per_sec: u32,
     pub(crate) message_burst: u32,
+    /// Connections open at once from one address.
+    pub(crate) max_connections_per_ip: usize,
 }
 
 /// The resolved configuration of `veche serve`.
@@ -327,6 +364,9 @@ pub(crate) struct Config {
     pub(crate) database: String,
     /// Account settings; `secure_cookies` is set once TLS is known.
     pub(crate) accounts: AccountSettings,
+    pub(crate) metrics: MetricsAccess,
+    /// `Strict-Transport-Security` max-age under TLS; 0: no header.
+    pub(crate) hsts_max_age: u64,
 }
 
 impl Config {
@@ -345,10 +385,10 @@ impl Config {
             .media_port
             .or(file.media_port)
             .unwrap_or(DEFAULT_MEDIA_PORT);
-        let media_ip = args
-            .media_bind
-            .or(file.media_bind)
-            .unwrap_or(DEFAULT_MEDIA_BIND);
+        // Media goes where the page is: the same interface and address family as HTTP, so a
+        // loopback-only server does not expose its UDP port to the network, and an IPv6
+        // --http gets an IPv6 media socket.
+        let media_ip = args.media_bind.or(file.media_bind).unwrap_or(http.ip());
         let public_ips = if args.public_ip.is_empty() {
             file.public_ip.unwrap_or_default()
         } else {
@@ -384,7 +424,25 @@ impl Config {
                 .message_burst
                 .or(file.message_burst)
                 .unwrap_or(DEFAULT_MESSAGE_BURST),
+            max_connections_per_ip: args
+                .max_ws_per_ip
+                .or(file.max_ws_per_ip)
+                .unwrap_or(DEFAULT_MAX_WS_PER_IP),
         };
+        if ws.max_connections_per_ip == 0 {
+            bail!("max-ws-per-ip must be at least 1");
+        }
+        let metrics = MetricsAccess {
+            allow: if args.metrics_allow.is_empty() {
+                file.metrics_allow.unwrap_or_default()
+            } else {
+                args.metrics_allow
+            },
+            token: args.metrics_token.or(file.metrics_token),
+        };
+        if metrics.token.as_deref().is_some_and(|t| t.len() < 16) {
+            bail!("metrics-token must have at least 16 characters");
+        }
         if ws.max_message_bytes < 1024 {
             bail!(
                 "max-message-bytes {} is too small to carry an SDP answer (minimum 1024)",
@@ -471,6 +529,11 @@ impl Config {
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             database,
             accounts,
+            metrics,
+            hsts_max_age: args
+                .hsts_max_age
+                .or(file.hsts_max_age)
+                .unwrap_or(DEFAULT_HSTS_MAX_AGE),
         })
     }
 }
@@ -565,7 +628,11 @@ mod tests {
     fn defaults() {
         let c = Config::merge(ServeArgs::default(), FileConfig::default()).unwrap();
         assert_eq!(c.http, DEFAULT_HTTP);
-        assert_eq!(c.media_bind, "0.0.0.0:7882".parse().unwrap());
+        // Media binds where HTTP does.
+        assert_eq!(c.media_bind, "127.0.0.1:7882".parse().unwrap());
+        assert_eq!(c.ws.max_connections_per_ip, 100);
+        assert!(c.metrics.allow.is_empty() && c.metrics.token.is_none());
+        assert_eq!(c.hsts_max_age, 31_536_000);
         assert!(c.public_ips.is_empty());
         assert_eq!(c.data_dir, PathBuf::from("./veche-data"));
         assert_eq!(c.tls, Tls::Off);
@@ -629,6 +696,37 @@ mod tests {
     }
 
     #[test]
+    fn media_follows_http_unless_told() {
+        let c = Config::merge(parse(&["--http", "[::]:8443"]), FileConfig::default()).unwrap();
+        assert_eq!(c.media_bind, "[::]:7882".parse().unwrap());
+        let c = Config::merge(
+            parse(&["--http", "0.0.0.0:8443", "--media-bind", "192.0.2.4"]),
+            FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.media_bind, "192.0.2.4:7882".parse().unwrap());
+    }
+
+    #[test]
+    fn metrics_access_from_flags_and_file() {
+        let args = parse(&["--metrics-allow", "10.0.0.0/8", "--metrics-allow", "::1"]);
+        let c = Config::merge(args, FileConfig::default()).unwrap();
+        assert_eq!(c.metrics.allow.len(), 2);
+        let c = Config::merge(
+            ServeArgs::default(),
+            file("metrics-allow = [\"127.0.0.1/32\"]\nmetrics-token = \"0123456789abcdef\""),
+        )
+        .unwrap();
+        assert_eq!(c.metrics.allow, vec!["127.0.0.1/32".parse().unwrap()]);
+        assert_eq!(c.metrics.token.as_deref(), Some("0123456789abcdef"));
+        assert!(Cli::try_parse_from(["veche", "serve", "--metrics-allow", "10.0.0.0/40"]).is_err());
+        assert!(
+            Config::merge(parse(&["--metrics-token", "short"]), FileConfig::default()).is_err()
+        );
+        assert!(Config::merge(parse(&["--max-ws-per-ip", "0"]), FileConfig::default()).is_err());
+    }
+
+    #[test]
     fn repeatable_public_ip() {
         let args = parse(&["--public-ip", "10.0.0.1", "--public-ip", "::1"]);
         assert_eq!(args.public_ip.len(), 2);
@@ -673,7 +771,7 @@ mod tests {
 
     #[test]
     fn discovers_loopback() {
-        let ips = discover_public_ips(DEFAULT_MEDIA_BIND).unwrap();
+        let ips = discover_public_ips(IpAddr::V4(Ipv4Addr::UNSPECIFIED)).unwrap();
         assert!(ips.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)));
         assert!(ips.iter().all(|ip| ip.is_ipv4()));
     }

@@ -36,10 +36,23 @@ use crate::api::{AccountSettings, Clock, session_token};
 use crate::store::{JoinError, JoinRole, NewAuditEntry, Store, UsageRecord, User};
 
 /// Who opened a signalling connection.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Identity {
     pub(crate) user: Option<User>,
     pub(crate) ip: Option<IpAddr>,
+    /// The session token `user` was found by, to check it again at each join.
+    pub(crate) token: Option<String>,
+}
+
+/// Without the token: it is a credential and must not reach a log.
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("user", &self.user.as_ref().map(|u| &u.id))
+            .field("ip", &self.ip)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// Decides joins. Without a store (web-layer tests) every room is an instant guest room.
@@ -82,23 +95,73 @@ impl JoinGate {
     pub(crate) async fn identify(&self, headers: &HeaderMap, peer: SocketAddr) -> Identity {
         let ip = Some(peer.ip());
         let Some(store) = &self.store else {
-            return Identity { user: None, ip };
+            return Identity {
+                user: None,
+                ip,
+                token: None,
+            };
         };
         let Some((token, via_cookie)) = session_token(headers) else {
-            return Identity { user: None, ip };
+            return Identity {
+                user: None,
+                ip,
+                token: None,
+            };
         };
         if via_cookie && !same_origin(headers) {
             warn!(%peer, "ignoring the session cookie of a cross-origin WebSocket");
-            return Identity { user: None, ip };
+            return Identity {
+                user: None,
+                ip,
+                token: None,
+            };
         }
         match store.session(&token, self.clock.now()).await {
-            Ok(found) => Identity {
-                user: found.map(|(user, _)| user),
+            Ok(Some((user, _))) => Identity {
+                user: Some(user),
                 ip,
+                token: Some(token),
+            },
+            Ok(None) => Identity {
+                user: None,
+                ip,
+                token: None,
             },
             Err(e) => {
                 error!("session lookup failed: {e}");
-                Identity { user: None, ip }
+                Identity {
+                    user: None,
+                    ip,
+                    token: None,
+                }
+            }
+        }
+    }
+
+    /// `who` as they are now: a connection opened with an account session joins only while
+    /// that session lasts, with the account's current roles. A session that ended since the
+    /// upgrade (signed out, password changed, expired) is refused with the fatal
+    /// `session_ended` rather than let in as a guest: the client asked to join as someone.
+    pub(crate) async fn recheck(&self, who: &Identity) -> Result<Identity, Refusal> {
+        let (Some(store), Some(token)) = (&self.store, &who.token) else {
+            return Ok(who.clone());
+        };
+        match store.session(token, self.clock.now()).await {
+            Ok(Some((user, _))) => Ok(Identity {
+                user: Some(user),
+                ip: who.ip,
+                token: who.token.clone(),
+            }),
+            Ok(None) => Err(Refusal::new(
+                ErrorCode::SessionEnded,
+                "your session has ended (signed out, expired or changed); sign in again to join",
+            )),
+            Err(e) => {
+                error!("session lookup failed: {e}");
+                Err(Refusal::new(
+                    ErrorCode::Internal,
+                    "the server could not check your session; try again",
+                ))
             }
         }
     }
@@ -152,7 +215,22 @@ impl JoinGate {
             .await;
         let d = match decision {
             Ok(d) => d,
-            Err(JoinError::NotFound) => return guest_room(),
+            Err(JoinError::NotFound) => {
+                return match store.meeting_deleted(room).await {
+                    Ok(false) => guest_room(),
+                    Ok(true) => Err(Refusal::new(
+                        ErrorCode::MeetingNotFound,
+                        "this meeting was deleted",
+                    )),
+                    Err(e) => {
+                        error!("checking for a deleted meeting failed: {e}");
+                        Err(Refusal::new(
+                            ErrorCode::Internal,
+                            "the server could not check this meeting; try again",
+                        ))
+                    }
+                };
+            }
             Err(JoinError::PasscodeRequired) => {
                 return Err(Refusal::new(
                     ErrorCode::PasscodeRequired,

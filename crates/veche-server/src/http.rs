@@ -2,19 +2,23 @@
 //! the REST API under `/api/v1`.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rust_embed::RustEmbed;
 
-use crate::api::{self, ApiState};
-use crate::state::AppState;
+use crate::api::{self, ApiError, ApiState};
+use crate::auth::constant_time_eq;
+use crate::state::{AppState, HttpPolicy, MetricsAccess};
 use crate::ws;
 
 /// The browser client: plain files from `web/` at the repository root, compiled in (in debug
@@ -36,6 +40,7 @@ pub(crate) fn router(state: AppState) -> Router {
 
 /// The whole site; with `api`, the REST API is mounted at `/api/v1`.
 pub(crate) fn router_with_api(state: AppState, api: Option<ApiState>) -> Router {
+    let policy = Arc::clone(&state.http);
     let pages = Router::new()
         // The client is a single page that reads `location.pathname` to pick the screen, so
         // every page route serves the same entry point.
@@ -56,7 +61,7 @@ pub(crate) fn router_with_api(state: AppState, api: Option<ApiState>) -> Router 
         Some(api_state) => pages.nest("/api/v1", api::router(api_state)),
         None => pages,
     };
-    app.layer(middleware::from_fn(security_headers))
+    app.layer(middleware::from_fn_with_state(policy, security_headers))
 }
 
 async fn index(headers: HeaderMap) -> Response {
@@ -134,7 +139,10 @@ async fn healthz() -> &'static str {
 
 /// Prometheus text exposition format, rendered by hand: a handful of numbers do not need a
 /// metrics registry.
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, parts: Parts) -> Response {
+    if let Err(refused) = metrics_allowed(&state.http.metrics, &parts) {
+        return refused.into_response();
+    }
     let sfu = state.sfu.metrics();
     let ws_connections = state.stats.connections.load(Ordering::Relaxed);
     let rejected = state.stats.rejected_messages.load(Ordering::Relaxed);
@@ -199,9 +207,41 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// Whether this request may read `/metrics`: its peer is in the allowed ranges (when there
+/// are any) and it carries the token (when there is one). A request whose peer address is
+/// unknown is outside every range.
+fn metrics_allowed(access: &MetricsAccess, parts: &Parts) -> Result<(), ApiError> {
+    if !access.allow.is_empty() {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        if !peer.is_some_and(|ip| access.allow.iter().any(|net| net.contains(ip))) {
+            return Err(ApiError::MetricsForbidden);
+        }
+    }
+    if let Some(token) = &access.token {
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
+            return Err(ApiError::MetricsToken);
+        }
+    }
+    Ok(())
+}
+
 /// Locks the page down to its own origin: no CDN, no inline script, no framing. The
 /// signalling WebSocket is the only connection the page opens, to the host it came from.
-async fn security_headers(req: Request, next: Next) -> Response {
+/// Under TLS, HSTS tells browsers to use HTTPS only for this host.
+async fn security_headers(
+    State(policy): State<Arc<HttpPolicy>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let host = req
         .headers()
         .get(header::HOST)
@@ -225,6 +265,9 @@ async fn security_headers(req: Request, next: Next) -> Response {
         "permissions-policy",
         HeaderValue::from_static("camera=(self), microphone=(self), display-capture=(self)"),
     );
+    if let Some(hsts) = &policy.hsts {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
     response
 }
 

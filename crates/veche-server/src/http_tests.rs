@@ -42,10 +42,13 @@ fn app() -> axum::Router {
             max_message_bytes: 65536,
             max_messages_per_sec: 50,
             message_burst: 100,
+            max_connections_per_ip: 100,
         },
         gate: Arc::new(crate::gate::JoinGate::guest_rooms_only()),
         stats: Arc::new(WsStats::default()),
         shutdown,
+        sockets: Arc::default(),
+        http: Arc::default(),
     })
 }
 

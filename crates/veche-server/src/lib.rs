@@ -5,6 +5,7 @@
 mod admin_cli;
 pub mod api;
 pub mod auth;
+mod cidr;
 mod config;
 mod gate;
 mod http;
@@ -12,6 +13,7 @@ mod ratelimit;
 mod server;
 #[cfg(test)]
 mod socket_tests;
+pub mod sockets;
 mod state;
 pub mod store;
 mod tls;

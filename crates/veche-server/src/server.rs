@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::http::HeaderValue;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -16,7 +17,8 @@ use crate::api::{ApiState, Clock, SystemClock};
 use crate::config::{Config, discover_public_ips};
 use crate::gate::{JoinGate, store_events};
 use crate::http::router_with_api;
-use crate::state::{AppState, WsStats};
+use crate::sockets::LiveSockets;
+use crate::state::{AppState, HttpPolicy, WsStats};
 use crate::store::{LockoutPolicy, Store};
 use crate::tls;
 
@@ -66,6 +68,14 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let stats = Arc::new(WsStats::default());
+    let sockets = Arc::new(LiveSockets::default());
+    let http_policy = Arc::new(HttpPolicy {
+        hsts: match (&tls_config, config.hsts_max_age) {
+            (Some(_), age) if age > 0 => HeaderValue::from_str(&format!("max-age={age}")).ok(),
+            _ => None,
+        },
+        metrics: config.metrics.clone(),
+    });
     let mut accounts = config.accounts;
     accounts.secure_cookies = tls_config.is_some();
     let purger = tokio::spawn(purge_periodically(store.clone(), accounts.lockout));
@@ -83,12 +93,15 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             )),
             stats: Arc::clone(&stats),
             shutdown: shutdown_rx,
+            sockets: Arc::clone(&sockets),
+            http: http_policy,
         },
         Some(ApiState {
             store: store.clone(),
             settings: accounts,
             clock,
             sfu: Some(sfu.clone()),
+            sockets,
         }),
     );
 

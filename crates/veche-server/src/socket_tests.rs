@@ -51,6 +51,7 @@ const LIMITS: WsLimits = WsLimits {
     max_message_bytes: 4096,
     max_messages_per_sec: 50,
     message_burst: 100,
+    max_connections_per_ip: 100,
 };
 
 async fn serve() -> SocketAddr {
@@ -63,6 +64,8 @@ async fn serve() -> SocketAddr {
         gate: Arc::new(crate::gate::JoinGate::guest_rooms_only()),
         stats: Arc::new(WsStats::default()),
         shutdown,
+        sockets: Arc::default(),
+        http: Arc::default(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

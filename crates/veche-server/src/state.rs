@@ -8,8 +8,12 @@ use tokio::sync::watch;
 use veche_proto::{ClientMessage, ParticipantId};
 use veche_sfu::{Connection, JoinRequest, SfuHandle, SfuMetrics};
 
+use axum::http::HeaderValue;
+
+use crate::cidr::Cidr;
 use crate::config::WsLimits;
 use crate::gate::JoinGate;
+use crate::sockets::LiveSockets;
 
 /// The part of [`SfuHandle`] the web layer uses.
 pub(crate) trait SfuApi: Send + Sync + 'static {
@@ -78,4 +82,36 @@ pub(crate) struct AppState {
     pub(crate) stats: Arc<WsStats>,
     /// Becomes `true` once the SFU has told every participant it is shutting down.
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// The live signalling connections (per address and per account session); the API
+    /// shares it to end the connections of a session.
+    pub(crate) sockets: Arc<LiveSockets>,
+    pub(crate) http: Arc<HttpPolicy>,
+}
+
+/// Site-wide HTTP settings.
+#[derive(Debug, Default)]
+pub(crate) struct HttpPolicy {
+    /// The `Strict-Transport-Security` header, when the server speaks HTTPS.
+    pub(crate) hsts: Option<HeaderValue>,
+    pub(crate) metrics: MetricsAccess,
+}
+
+/// Who may read `/metrics`. With neither set, anyone who reaches the HTTP port; with both,
+/// a request must pass both.
+#[derive(Clone, Default)]
+pub(crate) struct MetricsAccess {
+    /// The peer's address must be in one of these (`--metrics-allow`).
+    pub(crate) allow: Vec<Cidr>,
+    /// `Authorization: Bearer` must carry this (`--metrics-token`).
+    pub(crate) token: Option<String>,
+}
+
+/// Without the token: it is a credential and must not reach a log.
+impl std::fmt::Debug for MetricsAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsAccess")
+            .field("allow", &self.allow)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout};
@@ -21,9 +21,12 @@ use tracing::{Instrument, debug, info, info_span};
 use veche_proto::{ClientMessage, ErrorCode, ServerMessage};
 use veche_sfu::{Connection, JoinRequest};
 
+use crate::api::ApiError;
+use crate::auth::token_digest;
 use crate::config::WsLimits;
 use crate::gate::{Identity, JoinGate};
 use crate::ratelimit::{RateLimiter, Verdict};
+use crate::sockets::{Admission, SessionEnd};
 use crate::state::{AppState, SfuApi, WsStats};
 
 /// Timers of a session; tests shorten them.
@@ -65,15 +68,32 @@ pub(crate) async fn upgrade(
     headers: HeaderMap,
     State(state): State<AppState>,
 ) -> Response {
+    // Counted before anything else (and before the database is asked about the session),
+    // so a flood from one address costs one map lookup per attempt.
+    let max = state.limits.max_connections_per_ip;
+    let Some(admission) = state.sockets.admit(peer.ip(), max) else {
+        debug!(%peer, max, "WebSocket refused: too many connections from this address");
+        return ApiError::TooManyConnections(max).into_response();
+    };
     let hard = codec_limit(&state.limits);
-    // The account is looked up once, at the upgrade, where the cookie or token is.
+    // The account is looked up at the upgrade, where the cookie or token is, and again at
+    // every join (the session may have ended since).
     let identity = state.gate.identify(&headers, peer).await;
+    if let (Some(user), Some(token)) = (&identity.user, &identity.token) {
+        admission.set_owner(user.id.clone(), token_digest(token));
+    }
     ws.max_message_size(hard)
         .max_frame_size(hard)
-        .on_upgrade(move |socket| serve_socket(socket, peer, identity, state))
+        .on_upgrade(move |socket| serve_socket(socket, peer, identity, admission, state))
 }
 
-async fn serve_socket(socket: WebSocket, peer: SocketAddr, identity: Identity, state: AppState) {
+async fn serve_socket(
+    socket: WebSocket,
+    peer: SocketAddr,
+    identity: Identity,
+    admission: Admission,
+    state: AppState,
+) {
     let conn = state.sfu.connect();
     let user = identity.user.as_ref().map(|u| u.id.clone());
     let span = info_span!("ws", participant = conn.id, %peer, user);
@@ -85,11 +105,14 @@ async fn serve_socket(socket: WebSocket, peer: SocketAddr, identity: Identity, s
         limits: state.limits,
         timers: Timers::default(),
         stats: &state.stats,
+        ended: admission.ended.clone(),
     };
     session
         .run(tx, rx, conn, state.shutdown.clone())
         .instrument(span)
         .await;
+    // The connection's place is released only now that the session is over.
+    drop(admission);
 }
 
 /// Why a session ended, for the log and for tests.
@@ -104,6 +127,8 @@ pub(crate) enum End {
     IdleTimeout,
     Left,
     Shutdown,
+    /// The account session the connection was opened with ended.
+    SessionEnded(SessionEnd),
 }
 
 pub(crate) struct Session<'a> {
@@ -113,6 +138,8 @@ pub(crate) struct Session<'a> {
     pub(crate) limits: WsLimits,
     pub(crate) timers: Timers,
     pub(crate) stats: &'a std::sync::Arc<WsStats>,
+    /// Becomes `Some` when the API ends the account session of this connection.
+    pub(crate) ended: watch::Receiver<Option<SessionEnd>>,
 }
 
 /// What to do after one client frame.
@@ -152,6 +179,7 @@ impl Session<'_> {
         let mut next_ping = Instant::now() + self.timers.ping_interval;
         // Set once the client has sent `leave`: we stop reading and wait for the SFU.
         let mut leave_deadline: Option<Instant> = None;
+        let mut ended = self.ended.clone();
 
         let end = loop {
             tokio::select! {
@@ -190,7 +218,13 @@ impl Session<'_> {
                             let ClientMessage::Join { version, room, name, passcode } = *join else {
                                 continue;
                             };
-                            match self.gate.authorise(&self.identity, &room, passcode.as_deref()).await {
+                            // The session may have ended since the upgrade: the join is
+                            // decided on who the caller is now.
+                            let authorised = match self.gate.recheck(&self.identity).await {
+                                Ok(identity) => self.gate.authorise(&identity, &room, passcode.as_deref()).await,
+                                Err(refusal) => Err(refusal),
+                            };
+                            match authorised {
                                 Ok(grant) => self.sfu.join(conn.id, JoinRequest { version, room, name, grant }),
                                 Err(refusal) => {
                                     let fatal = refusal.code.is_fatal();
@@ -228,6 +262,13 @@ impl Session<'_> {
                     if let Err(e) = self.write(&mut tx, Message::Ping(Default::default())).await {
                         break e;
                     }
+                }
+                why = session_ended(&mut ended) => {
+                    info!(?why, "account session ended; closing");
+                    let err = ServerMessage::error(ErrorCode::SessionEnded, why.message());
+                    // The connection is closing anyway; a failed send changes nothing.
+                    let _ = self.send(&mut tx, &err).await;
+                    break self.close(&mut tx, close_code::POLICY, "session ended", End::SessionEnded(why)).await;
                 }
                 () = shutting_down(&mut shutdown) => {
                     break self.close(&mut tx, close_code::AWAY, "server shutting down", End::Shutdown).await;
@@ -347,6 +388,17 @@ impl Session<'_> {
                 Step::Reply(ServerMessage::error(err.code(), err.to_string()))
             }
         }
+    }
+}
+
+/// Resolves once the connection's account session is ended; never if it is not (or if the
+/// registry's sender is gone, which only happens once the connection is released).
+async fn session_ended(ended: &mut watch::Receiver<Option<SessionEnd>>) -> SessionEnd {
+    // The guard `wait_for` returns is not `Send`; copy the value out and drop it here.
+    let why = ended.wait_for(Option::is_some).await.map_or(None, |r| *r);
+    match why {
+        Some(why) => why,
+        None => std::future::pending().await,
     }
 }
 

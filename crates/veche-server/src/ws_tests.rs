@@ -13,6 +13,7 @@ use veche_sfu::{Connection, SfuMetrics};
 
 use super::{End, Session, Timers};
 use crate::config::WsLimits;
+use crate::sockets::SessionEnd;
 use crate::state::{SfuApi, WsStats};
 
 const ID: ParticipantId = 7;
@@ -48,6 +49,7 @@ const LIMITS: WsLimits = WsLimits {
     max_message_bytes: 1024,
     max_messages_per_sec: 10,
     message_burst: 10,
+    max_connections_per_ip: 100,
 };
 
 struct Harness {
@@ -57,6 +59,7 @@ struct Harness {
     sfu: Arc<FakeSfu>,
     stats: Arc<WsStats>,
     shutdown: watch::Sender<bool>,
+    ended: watch::Sender<Option<SessionEnd>>,
     task: JoinHandle<End>,
 }
 
@@ -66,6 +69,7 @@ impl Harness {
         let (server_tx, client_rx) = fmpsc::unbounded();
         let (events, events_rx) = mpsc::channel(16);
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (ended, ended_rx) = watch::channel(None);
         let sfu = Arc::new(FakeSfu::default());
         let stats = Arc::new(WsStats::default());
         let conn = Connection {
@@ -83,10 +87,12 @@ impl Harness {
                     identity: crate::gate::Identity {
                         user: None,
                         ip: Some("192.0.2.9".parse().unwrap()),
+                        token: None,
                     },
                     limits: LIMITS,
                     timers: Timers::default(),
                     stats: &stats,
+                    ended: ended_rx,
                 };
                 session.run(server_tx, server_rx, conn, shutdown_rx).await
             })
@@ -98,6 +104,7 @@ impl Harness {
             sfu,
             stats,
             shutdown,
+            ended,
             task,
         }
     }
@@ -331,6 +338,17 @@ async fn shutdown_closes_even_if_the_sfu_is_silent() {
     h.shutdown.send(true).unwrap();
     assert_eq!(h.recv_close().await, close_code::AWAY);
     assert_eq!(h.end().await.0, End::Shutdown);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ended_account_session_closes_the_connection_with_its_reason() {
+    let mut h = Harness::start();
+    h.ended.send_replace(Some(SessionEnd::SignedOut));
+    assert_eq!(h.recv_error().await, ErrorCode::SessionEnded);
+    assert_eq!(h.recv_close().await, close_code::POLICY);
+    let (end, sfu) = h.end().await;
+    assert_eq!(end, End::SessionEnded(SessionEnd::SignedOut));
+    assert_eq!(*sfu.disconnected.lock().unwrap(), vec![ID]);
 }
 
 #[tokio::test(start_paused = true)]

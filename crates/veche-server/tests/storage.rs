@@ -631,10 +631,13 @@ async fn meetings_crud(url: String) {
     );
     assert_eq!(store.meeting(&m.id).await.unwrap(), Some(updated));
 
-    store.delete_meeting(&m.id).await.unwrap();
+    assert!(!store.meeting_deleted(&m.id).await.unwrap());
+    store.delete_meeting(&m.id, T0, None).await.unwrap();
     assert_eq!(store.meeting(&m.id).await.unwrap(), None);
+    // The id is remembered, so it never becomes an instant guest room.
+    assert!(store.meeting_deleted(&m.id).await.unwrap());
     assert!(matches!(
-        store.delete_meeting(&m.id).await,
+        store.delete_meeting(&m.id, T0, None).await,
         Err(StoreError::NotFound(_))
     ));
     assert!(store.meetings_of(&carol.id).await.unwrap().is_empty());

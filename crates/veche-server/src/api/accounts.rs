@@ -9,6 +9,8 @@ use serde_json::json;
 use super::{
     ApiError, ApiResult, ApiState, Caller, ClientIp, Json, Path, SESSION_COOKIE, SESSION_TTL_SECS,
 };
+use crate::auth;
+use crate::sockets::SessionEnd;
 use crate::store::{NewUser, Org, OrgRole, User, UserRole};
 
 #[derive(Debug, Deserialize)]
@@ -199,6 +201,10 @@ pub(super) async fn logout(State(state): State<ApiState>, caller: Caller) -> Api
     caller.user()?;
     if let Some(token) = &caller.token {
         state.store.delete_session(token).await?;
+        // Connections opened with this session end now, not at their next join.
+        state
+            .sockets
+            .end_session(&auth::token_digest(token), SessionEnd::SignedOut);
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     if let Some(cookie) = session_cookie("", 0, state.settings.secure_cookies) {
@@ -241,6 +247,10 @@ pub(super) async fn change_password(
         .store
         .set_password(&user.id, &body.new_password)
         .await?;
+    // Every session of the account just ended; so do their connections.
+    state
+        .sockets
+        .end_user(&user.id, SessionEnd::PasswordChanged);
     state
         .audit(
             &caller,

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::accounts::check_administers;
 use super::{ApiError, ApiResult, ApiState, Caller, Json, Path, Query};
+use crate::sockets::SessionEnd;
 use crate::store::{OrgRole, Plan, RequestStatus, User, UserRole};
 
 const AUDIT_LIMIT_DEFAULT: i64 = 100;
@@ -358,6 +359,11 @@ pub(super) async fn update_user(
     }
     if let Some(role) = org_role {
         state.store.set_org_role(&id, role).await?;
+    }
+    if role.is_some() || org_role.is_some() {
+        // Live connections carry the roles they joined with; they end, and the next join
+        // is decided on the new ones.
+        state.sockets.end_user(&id, SessionEnd::RoleChanged);
     }
     state
         .audit(

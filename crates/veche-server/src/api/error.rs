@@ -3,7 +3,7 @@
 //! server errors; only `Internal` is.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -58,6 +58,18 @@ pub enum ApiError {
     /// No media server behind this API (or it stopped).
     #[error("live meetings are not available")]
     Unavailable,
+    /// The request body is larger than the server accepts.
+    #[error("the request body exceeds the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    /// A WebSocket upgrade over the per-address cap.
+    #[error("too many signalling connections from this address (at most {0})")]
+    TooManyConnections(usize),
+    /// `/metrics` from an address outside `--metrics-allow`.
+    #[error("metrics are not available to this address")]
+    MetricsForbidden,
+    /// `/metrics` without the `--metrics-token` bearer token.
+    #[error("metrics need the bearer token the server was started with")]
+    MetricsToken,
     #[error("internal error")]
     Internal(String),
 }
@@ -80,6 +92,10 @@ impl ApiError {
             ApiError::NotInProgress => "not_in_progress",
             ApiError::Live { code, .. } => code,
             ApiError::Unavailable => "unavailable",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::TooManyConnections(_) => "too_many_connections",
+            ApiError::MetricsForbidden => "forbidden",
+            ApiError::MetricsToken => "unauthenticated",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -100,6 +116,10 @@ impl ApiError {
             ApiError::NotInProgress => StatusCode::CONFLICT,
             ApiError::Live { status, .. } => *status,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyConnections(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::MetricsForbidden => StatusCode::FORBIDDEN,
+            ApiError::MetricsToken => StatusCode::UNAUTHORIZED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -123,6 +143,11 @@ impl IntoResponse for ApiError {
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if let ApiError::MetricsToken = self {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -173,6 +198,18 @@ impl From<ControlError> for ApiError {
 /// become our 400 instead of axum's plain-text 415/422.
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> ApiError {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::PayloadTooLarge(super::MAX_BODY_BYTES);
+        }
+        ApiError::BadRequest(r.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> ApiError {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::PayloadTooLarge(super::MAX_BODY_BYTES);
+        }
         ApiError::BadRequest(r.body_text())
     }
 }

@@ -1,17 +1,16 @@
 //! Meetings: create (instant or scheduled), list mine, read, change, delete, and the join
 //! check (passcode, role, waiting room, plan limits).
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use veche_proto::{ClientMessage, Role};
-use veche_sfu::{RemoteActor, UserRef};
+use veche_proto::{ClientMessage, ErrorCode, Role};
+use veche_sfu::{ControlError, RemoteActor, UserRef};
 
-use super::{ApiError, ApiResult, ApiState, Caller, Json, Path};
+use super::{ApiError, ApiResult, ApiState, Caller, Json, Path, RawBody};
 use crate::store::{Meeting, MeetingPatch, NewMeeting, Recurrence, User};
 
 /// Default length of a meeting created without one (an instant meeting).
@@ -148,7 +147,8 @@ pub(super) async fn create(
     let co_hosts = co_host_ids(&state, &body.co_hosts).await?;
     let meeting = state
         .store
-        .create_meeting(
+        .create_meeting_by(
+            &caller.actor(),
             user,
             NewMeeting {
                 title: body.title,
@@ -163,15 +163,6 @@ pub(super) async fn create(
             state.now(),
         )
         .await?;
-    state
-        .audit(
-            &caller,
-            "meeting.create",
-            &meeting.id,
-            Some(&meeting.org_id),
-            meeting.title.clone(),
-        )
-        .await;
     Ok((StatusCode::CREATED, axum::Json(meeting)).into_response())
 }
 
@@ -197,7 +188,8 @@ pub(super) async fn update(
     };
     let updated = state
         .store
-        .update_meeting(
+        .update_meeting_by(
+            &caller.actor(),
             &meeting.id,
             MeetingPatch {
                 title: body.title,
@@ -209,17 +201,9 @@ pub(super) async fn update(
                 join_before_host: body.join_before_host,
                 co_hosts,
             },
+            state.now(),
         )
         .await?;
-    state
-        .audit(
-            &caller,
-            "meeting.update",
-            &meeting.id,
-            Some(&meeting.org_id),
-            String::new(),
-        )
-        .await;
     Ok(axum::Json(updated).into_response())
 }
 
@@ -228,17 +212,40 @@ pub(super) async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let meeting = load(&state, caller.user()?, &id, Access::Manage).await?;
-    state.store.delete_meeting(&meeting.id).await?;
+    let user = caller.user()?;
+    let meeting = load(&state, user, &id, Access::Manage).await?;
+    // The tombstone is written first: from here on no join gets in (not even as an instant
+    // guest room of the same name), so ending the live meeting below leaves nobody inside.
     state
-        .audit(
-            &caller,
-            "meeting.delete",
-            &meeting.id,
-            Some(&meeting.org_id),
-            meeting.title,
-        )
-        .await;
+        .store
+        .delete_meeting(&meeting.id, state.now(), Some(&caller.actor()))
+        .await?;
+    if let Some(sfu) = &state.sfu {
+        let actor = RemoteActor {
+            role: Role::Host,
+            user: Some(UserRef {
+                id: user.id.clone(),
+                email: user.email.clone(),
+            }),
+            ip: caller.ip.as_deref().and_then(|ip| ip.parse().ok()),
+        };
+        match sfu
+            .control(meeting.id.clone(), actor, ClientMessage::EndMeeting)
+            .await
+        {
+            // Not running: nothing to end.
+            Ok(())
+            | Err(ControlError {
+                code: ErrorCode::MeetingNotFound,
+                ..
+            }) => {}
+            // The meeting is deleted either way; whoever is still in it is refused on
+            // their next join, and the operator learns why it did not end.
+            Err(e) => {
+                tracing::warn!(meeting = %meeting.id, error = %e.message, "ending a deleted meeting failed")
+            }
+        }
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -249,7 +256,7 @@ pub(super) async fn join(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     // An empty body is a join without passcode; anything else must be a JoinBody.
     let body: JoinBody = if body.is_empty() {
@@ -302,7 +309,7 @@ pub(super) async fn control(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> ApiResult<Response> {
     let user = caller.user()?;
     let meeting = load(&state, user, &id, Access::Read).await?;

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use axum::routing::{get, post, put};
@@ -27,11 +28,15 @@ use veche_sfu::SfuHandle;
 pub use error::ApiError;
 
 use crate::auth::constant_time_eq;
-use crate::store::{LockoutPolicy, NewAuditEntry, Session, Store, User};
+use crate::sockets::LiveSockets;
+use crate::store::{Actor, LockoutPolicy, NewAuditEntry, Session, Store, User};
 
 pub(crate) const SESSION_COOKIE: &str = "veche_session";
 /// Sessions last 30 days; logout or a password change ends them sooner.
 pub(crate) const SESSION_TTL_SECS: i64 = 30 * 24 * 3600;
+/// The largest request body the API reads (axum's default, stated here); a larger one gets
+/// 413 `payload_too_large` in the API's JSON error format.
+pub(crate) const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// Where time comes from: the system clock in production, a settable one in tests (lockout
 /// expiry is tested without waiting 15 minutes).
@@ -84,6 +89,8 @@ pub struct ApiState {
     pub clock: Arc<dyn Clock>,
     /// The media server, for the live-meeting endpoints (`None`: they answer 503).
     pub sfu: Option<SfuHandle>,
+    /// The live signalling connections, to end those of a session that ends.
+    pub sockets: Arc<LiveSockets>,
 }
 
 impl ApiState {
@@ -169,6 +176,7 @@ pub fn router(state: ApiState) -> Router {
             post(admin::decline_upgrade),
         )
         .fallback(|| async { ApiError::NotFound("endpoint") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -205,6 +213,15 @@ impl Caller {
     /// The signed-in user, or 401.
     pub fn user(&self) -> Result<&User, ApiError> {
         self.user.as_ref().ok_or(ApiError::Unauthenticated)
+    }
+
+    /// The caller as the actor of an audit entry the store writes with the change.
+    pub(crate) fn actor(&self) -> Actor {
+        Actor {
+            id: self.user.as_ref().map(|u| u.id.clone()),
+            email: self.user.as_ref().map(|u| u.email.clone()),
+            ip: self.ip.clone(),
+        }
     }
 }
 
@@ -290,6 +307,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
         Ok(Json(value))
+    }
+}
+
+/// The raw body with rejections (a body over [`MAX_BODY_BYTES`]) as API errors.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Ok(RawBody(Bytes::from_request(req, state).await?))
     }
 }
 

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{LockoutPolicy, Plan, Store, StoreError, StoreResult, User, flag, meeting_id};
+use super::plans::insert_audit;
+use super::{Actor, LockoutPolicy, Plan, Store, StoreError, StoreResult, User, flag, meeting_id};
 use crate::auth;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -204,6 +205,29 @@ impl Store {
         new: NewMeeting,
         now: i64,
     ) -> StoreResult<Meeting> {
+        self.create_meeting_inner(owner, new, now, None).await
+    }
+
+    /// [`Store::create_meeting`] with its `meeting.create` audit entry by `actor`, in one
+    /// transaction.
+    pub async fn create_meeting_by(
+        &self,
+        actor: &Actor,
+        owner: &User,
+        new: NewMeeting,
+        now: i64,
+    ) -> StoreResult<Meeting> {
+        self.create_meeting_inner(owner, new, now, Some(actor))
+            .await
+    }
+
+    async fn create_meeting_inner(
+        &self,
+        owner: &User,
+        new: NewMeeting,
+        now: i64,
+        actor: Option<&Actor>,
+    ) -> StoreResult<Meeting> {
         let title = check_title(&new.title)?;
         check_duration(new.duration_minutes)?;
         if new.starts_at.is_some_and(|t| t < 0) {
@@ -245,6 +269,15 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         set_co_hosts(&mut tx, &meeting.id, &new.co_hosts).await?;
+        if let Some(actor) = actor {
+            let entry = actor.entry(
+                "meeting.create",
+                &meeting.id,
+                Some(&meeting.org_id),
+                meeting.title.clone(),
+            );
+            insert_audit(&mut *tx, entry, now).await?;
+        }
         tx.commit().await?;
         self.meeting(&meeting.id)
             .await?
@@ -300,6 +333,28 @@ impl Store {
     }
 
     pub async fn update_meeting(&self, id: &str, patch: MeetingPatch) -> StoreResult<Meeting> {
+        self.update_meeting_inner(id, patch, None).await
+    }
+
+    /// [`Store::update_meeting`] with its `meeting.update` audit entry by `actor` at `now`,
+    /// in one transaction.
+    pub async fn update_meeting_by(
+        &self,
+        actor: &Actor,
+        id: &str,
+        patch: MeetingPatch,
+        now: i64,
+    ) -> StoreResult<Meeting> {
+        self.update_meeting_inner(id, patch, Some((actor, now)))
+            .await
+    }
+
+    async fn update_meeting_inner(
+        &self,
+        id: &str,
+        patch: MeetingPatch,
+        audit: Option<(&Actor, i64)>,
+    ) -> StoreResult<Meeting> {
         let Some(MeetingRow {
             meeting: mut m,
             mut passcode_hash,
@@ -353,21 +408,59 @@ impl Store {
         if let Some(c) = patch.co_hosts {
             set_co_hosts(&mut tx, id, &c).await?;
         }
+        if let Some((actor, now)) = audit {
+            let entry = actor.entry("meeting.update", id, Some(&m.org_id), String::new());
+            insert_audit(&mut *tx, entry, now).await?;
+        }
         tx.commit().await?;
         self.meeting(id)
             .await?
             .ok_or(StoreError::NotFound("meeting"))
     }
 
-    pub async fn delete_meeting(&self, id: &str) -> StoreResult<()> {
-        let done = sqlx::query("DELETE FROM meetings WHERE id = $1")
+    /// Deletes a meeting and leaves its tombstone (see [`Store::meeting_deleted`]), with a
+    /// `meeting.delete` audit entry by `actor` if given, all in one transaction.
+    pub async fn delete_meeting(
+        &self,
+        id: &str,
+        now: i64,
+        actor: Option<&Actor>,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("DELETE FROM meetings WHERE id = $1 RETURNING org_id, title")
             .bind(id)
-            .execute(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
-        if done.rows_affected() == 0 {
+        let Some(row) = row else {
             return Err(StoreError::NotFound("meeting"));
+        };
+        let org_id: String = row.try_get("org_id")?;
+        let title: String = row.try_get("title")?;
+        sqlx::query(
+            "INSERT INTO deleted_meetings (id, org_id, deleted_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(&org_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(actor) = actor {
+            let entry = actor.entry("meeting.delete", id, Some(&org_id), title);
+            insert_audit(&mut *tx, entry, now).await?;
         }
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// Whether `id` belonged to a meeting that was deleted. Such an id stays unusable: it is
+    /// never an instant guest room.
+    pub async fn meeting_deleted(&self, id: &str) -> StoreResult<bool> {
+        let row = sqlx::query("SELECT id FROM deleted_meetings WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
     }
 
     /// Decides whether and how `user` (`None` = a guest) joins `meeting_id`, checking the

@@ -110,6 +110,58 @@ pub struct NewAuditEntry {
     pub detail: String,
 }
 
+/// Who did something, for the audit row written in the same transaction as the change.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub id: Option<String>,
+    pub email: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl Actor {
+    pub(crate) fn entry(
+        &self,
+        action: &str,
+        target: &str,
+        org_id: Option<&str>,
+        detail: String,
+    ) -> NewAuditEntry {
+        NewAuditEntry {
+            actor_id: self.id.clone(),
+            actor_email: self.email.clone(),
+            ip: self.ip.clone(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            org_id: org_id.map(str::to_owned),
+            detail,
+        }
+    }
+}
+
+/// Appends to the audit log on `conn`: a pooled connection, or the transaction of the
+/// change the entry records, so a crash never keeps one without the other.
+pub(crate) async fn insert_audit(
+    conn: &mut sqlx::AnyConnection,
+    entry: NewAuditEntry,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor_id, actor_email, ip, action, target, org_id, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(now)
+    .bind(entry.actor_id)
+    .bind(entry.actor_email)
+    .bind(entry.ip)
+    .bind(entry.action)
+    .bind(entry.target)
+    .bind(entry.org_id)
+    .bind(entry.detail)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 fn plan_from_row(row: &AnyRow) -> StoreResult<Plan> {
     let get_flag = |c: &str| -> StoreResult<bool> { Ok(row.try_get::<i64, _>(c)? != 0) };
     Ok(Plan {
@@ -469,21 +521,8 @@ impl Store {
     }
 
     pub async fn audit(&self, entry: NewAuditEntry, now: i64) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, actor_id, actor_email, ip, action, target, org_id, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(now)
-        .bind(entry.actor_id)
-        .bind(entry.actor_email)
-        .bind(entry.ip)
-        .bind(entry.action)
-        .bind(entry.target)
-        .bind(entry.org_id)
-        .bind(entry.detail)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        insert_audit(&mut *conn, entry, now).await
     }
 
     /// The newest `limit` audit entries (of one organisation, or all), newest first.

@@ -96,6 +96,7 @@ impl App {
             settings,
             clock: clock.clone(),
             sfu: Some(sfu.clone()),
+            sockets: Arc::default(),
         });
         App {
             store,
