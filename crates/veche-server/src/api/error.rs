@@ -55,6 +55,12 @@ pub enum ApiError {
         code: &'static str,
         message: String,
     },
+    /// Too many password verifications at once: retry after this many seconds.
+    #[error("the server is busy checking passwords; try again in {0} seconds")]
+    Busy(i64),
+    /// A body that is not declared as JSON where a cross-site form could send one.
+    #[error("send the body as application/json")]
+    UnsupportedMediaType,
     /// No media server behind this API (or it stopped).
     #[error("live meetings are not available")]
     Unavailable,
@@ -80,6 +86,8 @@ impl ApiError {
             ApiError::NotInProgress => "not_in_progress",
             ApiError::Live { code, .. } => code,
             ApiError::Unavailable => "unavailable",
+            ApiError::Busy(_) => "busy",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -99,7 +107,8 @@ impl ApiError {
             ApiError::LockedOut(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotInProgress => StatusCode::CONFLICT,
             ApiError::Live { status, .. } => *status,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -119,7 +128,7 @@ impl IntoResponse for ApiError {
             Json(json!({"error": {"code": self.code(), "message": message}})),
         )
             .into_response();
-        if let ApiError::LockedOut(secs) = self
+        if let ApiError::LockedOut(secs) | ApiError::Busy(secs) = self
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, v);
@@ -128,12 +137,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// `Retry-After` of a [`ApiError::Busy`]: a verification takes tens of milliseconds, so a
+/// full queue drains within a second or two.
+const BUSY_RETRY_AFTER_SECS: i64 = 2;
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::NotFound(what),
             StoreError::Conflict(what) => ApiError::Conflict(what),
             StoreError::Invalid { field, message } => ApiError::InvalidField { field, message },
+            StoreError::Busy(_) => ApiError::Busy(BUSY_RETRY_AFTER_SECS),
             other => ApiError::Internal(other.to_string()),
         }
     }

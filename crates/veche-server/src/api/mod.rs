@@ -61,18 +61,22 @@ pub struct AccountSettings {
     pub lockout: LockoutPolicy,
     /// Mark the session cookie `Secure` (the server speaks HTTPS).
     pub secure_cookies: bool,
+    /// Largest request body the API reads, in bytes.
+    pub max_body_bytes: usize,
 }
+
+/// Default of [`AccountSettings::max_body_bytes`]: far above any real request (a meeting
+/// with every field at its limit is a few kilobytes), far below the 2 MB axum allows.
+pub const DEFAULT_MAX_API_BODY_BYTES: usize = 64 * 1024;
 
 impl Default for AccountSettings {
     fn default() -> Self {
         AccountSettings {
             signup_open: true,
             guest_rooms: true,
-            lockout: LockoutPolicy {
-                max_failures: 10,
-                lockout_secs: 15 * 60,
-            },
+            lockout: LockoutPolicy::DEFAULT,
             secure_cookies: false,
+            max_body_bytes: DEFAULT_MAX_API_BODY_BYTES,
         }
     }
 }
@@ -117,6 +121,7 @@ impl ApiState {
 
 /// The `/api/v1` routes.
 pub fn router(state: ApiState) -> Router {
+    let body_limit = axum::extract::DefaultBodyLimit::max(state.settings.max_body_bytes);
     Router::new()
         .route("/openapi.json", get(openapi::document))
         .route("/config", get(accounts::config))
@@ -169,6 +174,7 @@ pub fn router(state: ApiState) -> Router {
             post(admin::decline_upgrade),
         )
         .fallback(|| async { ApiError::NotFound("endpoint") })
+        .layer(body_limit)
         .with_state(state)
 }
 
