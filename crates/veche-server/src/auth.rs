@@ -7,6 +7,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// Hashes a password or passcode with Argon2id (the crate's default parameters: 19 MiB,
 /// 2 passes) and a fresh 16-byte salt, in PHC string form.
@@ -29,35 +33,129 @@ pub fn verify_secret(secret: &str, hash: &str) -> bool {
     })
 }
 
-/// Spends the time of one verification when there is no hash to check (unknown account), so
-/// response timing does not tell which emails have accounts.
-pub fn verify_dummy(secret: &str) {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let hash = DUMMY.get_or_init(|| hash_secret("veche-dummy-password").unwrap_or_default());
-    let _ = verify_secret(secret, hash);
+/// Password hashing with a bounded number of Argon2 computations at once.
+///
+/// Each computation holds its own 19 MiB of Argon2 memory for tens of milliseconds, so
+/// without a bound a burst of unauthenticated logins turns into gigabytes of RSS (the only
+/// other ceiling being Tokio's 512 blocking threads). A request waits at most `max_wait`
+/// for one of `concurrency` permits and then fails with [`HashError::Busy`], which the API
+/// answers with 503 and `Retry-After`. The permit travels into the blocking task, so a
+/// client that disconnects mid-verification does not free its slot before the memory.
+///
+/// Cheap to clone: the permits and counters are shared.
+#[derive(Debug, Clone)]
+pub struct Hasher {
+    inner: Arc<HasherInner>,
 }
 
-/// [`hash_secret`] off the async workers: Argon2 is deliberately slow (tens of ms) and
-/// would stall every WebSocket session sharing the worker.
-pub async fn hash_secret_blocking(secret: &str) -> Result<String, String> {
-    let secret = secret.to_owned();
-    tokio::task::spawn_blocking(move || hash_secret(&secret))
+#[derive(Debug)]
+struct HasherInner {
+    permits: Arc<Semaphore>,
+    concurrency: usize,
+    max_wait: Duration,
+    /// Verified when there is no hash to check (unknown account), at the same cost.
+    dummy_hash: String,
+    verifications: AtomicU64,
+    busy: AtomicU64,
+}
+
+/// Why a hash or verification did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HashError {
+    /// Every permit stayed taken for the whole wait.
+    #[error("all {concurrency} password-hashing slots stayed busy for {waited_ms} ms")]
+    Busy { concurrency: usize, waited_ms: u128 },
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
+
+/// Default wait for a hashing permit before answering 503.
+pub const DEFAULT_HASH_WAIT: Duration = Duration::from_secs(2);
+
+/// One Argon2 computation per CPU the process may run on: more would only queue inside the
+/// kernel while each holds its memory.
+pub fn default_hash_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+impl Hasher {
+    /// A hasher allowing `concurrency` (at least 1) computations at once, each request
+    /// waiting at most `max_wait` for its turn. Computes the dummy hash once, here.
+    pub fn new(concurrency: usize, max_wait: Duration) -> Result<Hasher, HashError> {
+        let dummy_hash = hash_secret("veche-dummy-password").map_err(HashError::Failed)?;
+        Ok(Hasher {
+            inner: Arc::new(HasherInner {
+                permits: Arc::new(Semaphore::new(concurrency.max(1))),
+                concurrency: concurrency.max(1),
+                max_wait,
+                dummy_hash,
+                verifications: AtomicU64::new(0),
+                busy: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Runs `f` on the blocking pool once a permit is free.
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let inner = &self.inner;
+        let acquire = Arc::clone(&inner.permits).acquire_owned();
+        let permit = match tokio::time::timeout(inner.max_wait, acquire).await {
+            Ok(Ok(permit)) => permit,
+            // The semaphore is never closed; treat it like a timeout all the same.
+            Ok(Err(_)) | Err(_) => {
+                inner.busy.fetch_add(1, Ordering::Relaxed);
+                return Err(HashError::Busy {
+                    concurrency: inner.concurrency,
+                    waited_ms: inner.max_wait.as_millis(),
+                });
+            }
+        };
+        tokio::task::spawn_blocking(move || {
+            let out = f();
+            drop(permit);
+            out
+        })
         .await
-        .map_err(|e| e.to_string())?
-}
+        .map_err(|e| HashError::Failed(e.to_string()))
+    }
 
-/// [`verify_secret`] off the async workers.
-pub async fn verify_secret_blocking(secret: &str, hash: &str) -> bool {
-    let (secret, hash) = (secret.to_owned(), hash.to_owned());
-    tokio::task::spawn_blocking(move || verify_secret(&secret, &hash))
-        .await
-        .unwrap_or(false)
-}
+    /// [`hash_secret`] under the bound.
+    pub async fn hash(&self, secret: &str) -> Result<String, HashError> {
+        let secret = secret.to_owned();
+        self.run(move || hash_secret(&secret))
+            .await?
+            .map_err(HashError::Failed)
+    }
 
-/// [`verify_dummy`] off the async workers.
-pub async fn verify_dummy_blocking(secret: &str) {
-    let secret = secret.to_owned();
-    let _ = tokio::task::spawn_blocking(move || verify_dummy(&secret)).await;
+    /// [`verify_secret`] under the bound; counted in [`Hasher::verifications`].
+    pub async fn verify(&self, secret: &str, hash: &str) -> Result<bool, HashError> {
+        let (secret, hash) = (secret.to_owned(), hash.to_owned());
+        let ok = self.run(move || verify_secret(&secret, &hash)).await?;
+        self.inner.verifications.fetch_add(1, Ordering::Relaxed);
+        Ok(ok)
+    }
+
+    /// Spends the time and memory of one verification when there is no hash to check
+    /// (unknown account, malformed email), so neither timing nor load tells which emails
+    /// have accounts. Counted like a verification.
+    pub async fn verify_dummy(&self, secret: &str) -> Result<(), HashError> {
+        let dummy = self.inner.dummy_hash.clone();
+        self.verify(secret, &dummy).await.map(|_| ())
+    }
+
+    /// Verifications done (real and dummy) since start.
+    pub fn verifications(&self) -> u64 {
+        self.inner.verifications.load(Ordering::Relaxed)
+    }
+
+    /// Requests refused because no permit came free in time.
+    pub fn busy_refusals(&self) -> u64 {
+        self.inner.busy.load(Ordering::Relaxed)
+    }
 }
 
 /// A 256-bit random token, URL-safe base64 (43 characters).
@@ -91,6 +189,41 @@ mod tests {
         assert!(!verify_secret("correct horse", "not a hash"));
         // Salted: the same secret hashes differently each time.
         assert_ne!(h, hash_secret("correct horse").unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashing_beyond_the_bound_waits_then_is_refused() {
+        let hasher = Hasher::new(1, Duration::from_millis(1)).unwrap();
+        let h = hash_secret("secret").unwrap();
+        // Many at once: with one permit and no time to wait, most are refused, every
+        // admitted one is counted, and the refusals are counted too.
+        let tries = (0..8).map(|_| {
+            let (hasher, h) = (hasher.clone(), h.clone());
+            tokio::spawn(async move { hasher.verify("secret", &h).await })
+        });
+        let results: Vec<_> = futures_join(tries).await;
+        let ok = results.iter().filter(|r| matches!(r, Ok(true))).count();
+        let busy = results
+            .iter()
+            .filter(|r| matches!(r, Err(HashError::Busy { .. })))
+            .count();
+        assert!(ok >= 1 && busy >= 1, "ok {ok} busy {busy}");
+        assert_eq!(ok + busy, 8);
+        assert_eq!(hasher.verifications(), ok as u64);
+        assert_eq!(hasher.busy_refusals(), busy as u64);
+        // A patient caller always gets its turn.
+        let patient = Hasher::new(1, Duration::from_secs(30)).unwrap();
+        assert!(patient.verify("secret", &h).await.unwrap());
+        patient.verify_dummy("secret").await.unwrap();
+        assert_eq!(patient.verifications(), 2);
+    }
+
+    async fn futures_join<T>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+        let mut out = Vec::new();
+        for t in tasks.collect::<Vec<_>>() {
+            out.push(t.await.unwrap());
+        }
+        out
     }
 
     #[test]

@@ -8,15 +8,17 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use veche_sfu::Limits;
 
-use crate::api::AccountSettings;
 use crate::cidr::Cidr;
 use crate::state::MetricsAccess;
+use crate::api::{AccountSettings, DEFAULT_MAX_API_BODY_BYTES};
+use crate::auth::{DEFAULT_HASH_WAIT, default_hash_concurrency};
 use crate::store::{LockoutPolicy, sqlite_url_in};
 
 pub(crate) const DEFAULT_HTTP: SocketAddr =
@@ -31,6 +33,7 @@ pub(crate) const DEFAULT_LOCKOUT_MINUTES: u32 = 15;
 pub(crate) const DEFAULT_MAX_WS_PER_IP: usize = 100;
 /// One year: long enough that browsers keep using HTTPS between visits.
 pub(crate) const DEFAULT_HSTS_MAX_AGE: u64 = 365 * 24 * 3600;
+pub(crate) const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 365;
 
 /// Veche: self-hosted video meetings in the browser, through our own SFU, in one binary.
 #[derive(Debug, Parser)]
@@ -53,7 +56,7 @@ pub(crate) enum Command {
     /// Every flag can also be set as an environment variable (shown in brackets) or as a key
     /// of the same name in the --config TOML file, e.g. `media-port = 7882`. A flag wins over
     /// the environment, which wins over the file.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage accounts from a shell (e.g. make the first operator admin). Uses the same
     /// database as `serve` (--data-dir / --database / --config) and is safe to run while the
     /// server runs.
@@ -282,6 +285,41 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "VECHE_LOCKOUT_MINUTES", value_name = "MIN")]
     pub(crate) lockout_minutes: Option<u32>,
 
+    /// Failed logins, or failed passcodes, from one address over all accounts or meetings
+    /// before that address is locked out [default: 50].
+    #[arg(long, env = "VECHE_LOCKOUT_SOURCE_FAILURES", value_name = "N")]
+    pub(crate) lockout_source_failures: Option<u32>,
+
+    /// Attempts on one account or meeting from unfamiliar addresses within the lockout
+    /// window before each further one waits a second longer than the last; familiar
+    /// addresses and signed-in members are not slowed [default: 10].
+    #[arg(long, env = "VECHE_SLOWDOWN_AFTER", value_name = "N")]
+    pub(crate) slowdown_after: Option<u32>,
+
+    /// The longest slow-down a request waits out, in seconds; one that would wait longer
+    /// gets 429 with Retry-After [default: 10].
+    #[arg(long, env = "VECHE_SLOWDOWN_MAX_WAIT", value_name = "SECS")]
+    pub(crate) slowdown_max_wait: Option<u32>,
+
+    /// Password hashes or verifications computed at once, each holding 19 MiB
+    /// [default: one per CPU the process may run on].
+    #[arg(long, env = "VECHE_HASH_CONCURRENCY", value_name = "N")]
+    pub(crate) hash_concurrency: Option<usize>,
+
+    /// How long a login waits for a free hashing slot before it gets 503 with Retry-After,
+    /// in milliseconds [default: 2000].
+    #[arg(long, env = "VECHE_HASH_WAIT_MS", value_name = "MS")]
+    pub(crate) hash_wait_ms: Option<u64>,
+
+    /// Largest REST API request body, in bytes [default: 65536].
+    #[arg(long, env = "VECHE_MAX_API_BODY_BYTES", value_name = "BYTES")]
+    pub(crate) max_api_body_bytes: Option<usize>,
+
+    /// Days audit-log entries are kept; older ones are deleted hourly; 0 keeps them for
+    /// ever [default: 365].
+    #[arg(long, env = "VECHE_AUDIT_RETENTION_DAYS", value_name = "DAYS")]
+    pub(crate) audit_retention_days: Option<u32>,
+
     /// Log output format; the level comes from RUST_LOG (e.g. `info`, `veche=debug`)
     /// [default: text].
     #[arg(long, env = "VECHE_LOG_FORMAT", value_name = "FORMAT")]
@@ -325,6 +363,13 @@ struct FileConfig {
     guest_rooms: Option<bool>,
     lockout_failures: Option<u32>,
     lockout_minutes: Option<u32>,
+    lockout_source_failures: Option<u32>,
+    slowdown_after: Option<u32>,
+    slowdown_max_wait: Option<u32>,
+    hash_concurrency: Option<usize>,
+    hash_wait_ms: Option<u64>,
+    max_api_body_bytes: Option<usize>,
+    audit_retention_days: Option<u32>,
 }
 
 /// Where HTTPS gets its certificate.
@@ -367,6 +412,11 @@ pub(crate) struct Config {
     pub(crate) metrics: MetricsAccess,
     /// `Strict-Transport-Security` max-age under TLS; 0: no header.
     pub(crate) hsts_max_age: u64,
+    /// Password hashes computed at once, and how long a request waits for its turn.
+    pub(crate) hash_concurrency: usize,
+    pub(crate) hash_wait: Duration,
+    /// How long audit entries are kept, in seconds (`None`: for ever).
+    pub(crate) audit_retention_secs: Option<i64>,
 }
 
 impl Config {
@@ -508,14 +558,58 @@ impl Config {
         if lockout_failures == 0 || lockout_minutes == 0 {
             bail!("lockout-failures and lockout-minutes must be at least 1");
         }
+        let defaults = LockoutPolicy::DEFAULT;
+        let lockout = LockoutPolicy {
+            max_failures: lockout_failures,
+            source_failures: args
+                .lockout_source_failures
+                .or(file.lockout_source_failures)
+                .unwrap_or(defaults.source_failures),
+            lockout_secs: i64::from(lockout_minutes) * 60,
+            slowdown_after: args
+                .slowdown_after
+                .or(file.slowdown_after)
+                .unwrap_or(defaults.slowdown_after),
+            slowdown_max_wait_secs: args
+                .slowdown_max_wait
+                .or(file.slowdown_max_wait)
+                .map_or(defaults.slowdown_max_wait_secs, i64::from),
+        };
+        if lockout.source_failures == 0 {
+            bail!("lockout-source-failures must be at least 1");
+        }
+        let max_body_bytes = args
+            .max_api_body_bytes
+            .or(file.max_api_body_bytes)
+            .unwrap_or(DEFAULT_MAX_API_BODY_BYTES);
+        if max_body_bytes < 1024 {
+            bail!("max-api-body-bytes {max_body_bytes} is too small for a meeting (minimum 1024)");
+        }
+        let hash_concurrency = args
+            .hash_concurrency
+            .or(file.hash_concurrency)
+            .unwrap_or_else(default_hash_concurrency);
+        if hash_concurrency == 0 {
+            bail!("hash-concurrency must be at least 1");
+        }
+        let hash_wait = args
+            .hash_wait_ms
+            .or(file.hash_wait_ms)
+            .map_or(DEFAULT_HASH_WAIT, Duration::from_millis);
+        let audit_retention_secs = match args
+            .audit_retention_days
+            .or(file.audit_retention_days)
+            .unwrap_or(DEFAULT_AUDIT_RETENTION_DAYS)
+        {
+            0 => None,
+            days => Some(i64::from(days) * 24 * 3600),
+        };
         let accounts = AccountSettings {
             signup_open: args.signup.or(file.signup).unwrap_or(Signup::Open) == Signup::Open,
             guest_rooms: args.guest_rooms.or(file.guest_rooms).unwrap_or(true),
-            lockout: LockoutPolicy {
-                max_failures: lockout_failures,
-                lockout_secs: i64::from(lockout_minutes) * 60,
-            },
+            lockout,
             secure_cookies: tls != Tls::Off,
+            max_body_bytes,
         };
 
         Ok(Config {
@@ -534,6 +628,9 @@ impl Config {
                 .hsts_max_age
                 .or(file.hsts_max_age)
                 .unwrap_or(DEFAULT_HSTS_MAX_AGE),
+            hash_concurrency,
+            hash_wait,
+            audit_retention_secs,
         })
     }
 }
@@ -609,7 +706,7 @@ mod tests {
             .expect("valid command line")
             .command
         {
-            Command::Serve(args) => args,
+            Command::Serve(args) => *args,
             Command::Admin(_) => unreachable!("parsed a serve command line"),
         }
     }
@@ -645,6 +742,13 @@ mod tests {
         assert!(c.accounts.guest_rooms);
         assert_eq!(c.accounts.lockout.max_failures, 10);
         assert_eq!(c.accounts.lockout.lockout_secs, 900);
+        assert_eq!(c.accounts.lockout.source_failures, 50);
+        assert_eq!(c.accounts.lockout.slowdown_after, 10);
+        assert_eq!(c.accounts.lockout.slowdown_max_wait_secs, 10);
+        assert_eq!(c.accounts.max_body_bytes, 65536);
+        assert_eq!(c.hash_concurrency, default_hash_concurrency());
+        assert_eq!(c.hash_wait, Duration::from_secs(2));
+        assert_eq!(c.audit_retention_secs, Some(365 * 24 * 3600));
         assert!(!c.accounts.secure_cookies);
     }
 
@@ -724,6 +828,40 @@ mod tests {
             Config::merge(parse(&["--metrics-token", "short"]), FileConfig::default()).is_err()
         );
         assert!(Config::merge(parse(&["--max-ws-per-ip", "0"]), FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn abuse_limits_from_flags_and_file() {
+        let args = parse(&[
+            "--lockout-source-failures",
+            "7",
+            "--hash-concurrency",
+            "3",
+            "--audit-retention-days",
+            "0",
+        ]);
+        let c = Config::merge(
+            args,
+            file("slowdown-after = 4\nslowdown-max-wait = 30\nhash-wait-ms = 50\nmax-api-body-bytes = 4096"),
+        )
+        .unwrap();
+        assert_eq!(c.accounts.lockout.source_failures, 7);
+        assert_eq!(c.accounts.lockout.slowdown_after, 4);
+        assert_eq!(c.accounts.lockout.slowdown_max_wait_secs, 30);
+        assert_eq!(c.hash_concurrency, 3);
+        assert_eq!(c.hash_wait, Duration::from_millis(50));
+        assert_eq!(c.accounts.max_body_bytes, 4096);
+        assert_eq!(c.audit_retention_secs, None);
+        for bad in [
+            &["--hash-concurrency", "0"][..],
+            &["--lockout-source-failures", "0"],
+            &["--max-api-body-bytes", "10"],
+        ] {
+            assert!(
+                Config::merge(parse(bad), FileConfig::default()).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -79,6 +79,11 @@ impl JoinGate {
         }
     }
 
+    /// The store, for counters on `/metrics` (`None` in web-layer tests).
+    pub(crate) fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
     #[cfg(test)]
     pub(crate) fn guest_rooms_only() -> JoinGate {
         JoinGate {

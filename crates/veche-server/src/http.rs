@@ -146,7 +146,10 @@ async fn metrics(State(state): State<AppState>, parts: Parts) -> Response {
     let sfu = state.sfu.metrics();
     let ws_connections = state.stats.connections.load(Ordering::Relaxed);
     let rejected = state.stats.rejected_messages.load(Ordering::Relaxed);
-    let rows: [(&str, &str, &str, u64); 7] = [
+    let hasher = state.gate.store().map(|s| s.hasher());
+    let verifications = hasher.map_or(0, |h| h.verifications());
+    let hash_busy = hasher.map_or(0, |h| h.busy_refusals());
+    let rows: [(&str, &str, &str, u64); 9] = [
         (
             "veche_rooms",
             "gauge",
@@ -188,6 +191,18 @@ async fn metrics(State(state): State<AppState>, parts: Parts) -> Response {
             "counter",
             "Signalling messages refused (too large, rate limited, binary, unparsable).",
             rejected,
+        ),
+        (
+            "veche_password_verifications_total",
+            "counter",
+            "Password and passcode verifications computed (dummy ones for unknown accounts included).",
+            verifications,
+        ),
+        (
+            "veche_password_hash_busy_total",
+            "counter",
+            "Requests answered 503 because every password-hashing slot stayed busy.",
+            hash_busy,
         ),
     ];
     let mut body = String::new();

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 use veche_sfu::{SfuConfig, SfuHandle};
 
 use crate::api::{ApiState, Clock, SystemClock};
+use crate::auth::Hasher;
 use crate::config::{Config, discover_public_ips};
 use crate::gate::{JoinGate, store_events};
 use crate::http::router_with_api;
@@ -37,7 +38,11 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     // Migrations run before anything listens, so a bad database URL fails fast.
     let store = Store::open(&config.database)
         .await
-        .with_context(|| format!("opening the database {}", redact(&config.database)))?;
+        .with_context(|| format!("opening the database {}", redact(&config.database)))?
+        .with_hasher(
+            Hasher::new(config.hash_concurrency, config.hash_wait)
+                .context("preparing password hashing")?,
+        );
     info!(database = %redact(&config.database), "database ready");
     let tls_files = tls::resolve(&config.tls, &config.data_dir, config.http, &public_ips)?;
     let tls_config = match &tls_files {
@@ -78,7 +83,11 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     });
     let mut accounts = config.accounts;
     accounts.secure_cookies = tls_config.is_some();
-    let purger = tokio::spawn(purge_periodically(store.clone(), accounts.lockout));
+    let purger = tokio::spawn(purge_periodically(
+        store.clone(),
+        accounts.lockout,
+        config.audit_retention_secs,
+    ));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let event_writer = tokio::spawn(store_events(store.clone(), clock.clone(), events));
     let app = router_with_api(
@@ -178,7 +187,6 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Expired sessions and stale lockout counters are deleted hourly (and at start).
 /// Waits (briefly) for the SFU's last audit entries and usage records to be stored; the
 /// SFU has stopped, so its event channel is closed and the writer ends once it is drained.
 async fn finish_events(writer: tokio::task::JoinHandle<()>) {
@@ -187,12 +195,24 @@ async fn finish_events(writer: tokio::task::JoinHandle<()>) {
     }
 }
 
-async fn purge_periodically(store: Store, policy: LockoutPolicy) {
+/// Expired sessions, stale lockout counters and audit entries past their retention are
+/// deleted hourly (and at start), off the request path.
+async fn purge_periodically(
+    store: Store,
+    policy: LockoutPolicy,
+    audit_retention_secs: Option<i64>,
+) {
     let mut tick = tokio::time::interval(PURGE_INTERVAL);
     loop {
         tick.tick().await;
-        match store.purge_expired(SystemClock.now(), policy).await {
-            Ok(n) if n > 0 => info!(rows = n, "purged expired sessions and lockouts"),
+        match store
+            .purge_expired(SystemClock.now(), policy, audit_retention_secs)
+            .await
+        {
+            Ok(n) if n > 0 => info!(
+                rows = n,
+                "purged expired sessions, lockouts and old audit entries"
+            ),
             Ok(_) => {}
             Err(e) => warn!(error = %e, "purging expired sessions failed"),
         }

@@ -200,6 +200,15 @@ async fn login_brute_force_locks_the_account_without_revealing_it() {
             login_body("ALICE@example.org", "guess-9"),
         )
         .await;
+    assert_eq!(r.code(), "invalid_credentials");
+    let r = app
+        .call(
+            "post",
+            "/auth/login",
+            Auth::None,
+            login_body("alice@example.org", "guess-10"),
+        )
+        .await;
     assert_eq!(r.status, 429, "{}", r.body);
     assert_eq!(r.code(), "locked_out");
     assert_eq!(r.headers[header::RETRY_AFTER], "900");
@@ -248,7 +257,7 @@ async fn login_brute_force_locks_the_account_without_revealing_it() {
     let log = app.store.audit_log(None, 10).await.unwrap();
     assert!(
         log.iter()
-            .any(|e| e.action == "auth.lockout" && e.target == "login:alice@example.org")
+            .any(|e| e.action == "auth.lockout" && e.target == "login:alice@example.org|-")
     );
 }
 
@@ -257,7 +266,9 @@ async fn login_failures_are_also_limited_per_address() {
     let app = App::new(AccountSettings {
         lockout: LockoutPolicy {
             max_failures: 3,
+            source_failures: 3,
             lockout_secs: 60,
+            ..LockoutPolicy::DEFAULT
         },
         ..AccountSettings::default()
     })
@@ -306,7 +317,9 @@ async fn signups_per_address_are_limited() {
     let app = App::new(AccountSettings {
         lockout: LockoutPolicy {
             max_failures: 3,
+            source_failures: 3,
             lockout_secs: 60,
+            ..LockoutPolicy::DEFAULT
         },
         ..AccountSettings::default()
     })
@@ -370,7 +383,7 @@ async fn passcode_brute_force_hits_the_lockout() {
 
     let r = app.call("post", &join, Auth::None, None).await;
     assert_eq!(r.code(), "passcode_required");
-    for i in 0..9 {
+    for i in 0..10 {
         let r = app
             .call(
                 "post",
@@ -386,7 +399,7 @@ async fn passcode_brute_force_hits_the_lockout() {
             "post",
             &join,
             Auth::None,
-            Some(json!({"passcode": "000009"})),
+            Some(json!({"passcode": "000010"})),
         )
         .await;
     assert_eq!(r.status, 429);

@@ -15,9 +15,14 @@ use veche_server::store::{
 };
 
 const T0: i64 = 1_800_000_000;
+/// The default limits, except that a slowed-down attempt is refused at once instead of
+/// waiting (the store would sleep for real).
 const POLICY: LockoutPolicy = LockoutPolicy {
     max_failures: 10,
+    source_failures: 20,
     lockout_secs: 15 * 60,
+    slowdown_after: 10,
+    slowdown_max_wait_secs: 0,
 };
 
 type Check = fn(String) -> Pin<Box<dyn Future<Output = ()>>>;
@@ -266,62 +271,194 @@ async fn login_and_sessions(url: String) {
 
 async fn lockouts_count_lock_and_expire(url: String) {
     let store = Store::open(&url).await.unwrap();
-    let key = "login:alice@example.org";
-    for i in 1..POLICY.max_failures {
-        assert!(
-            !store
-                .record_failure(key, T0 + i64::from(i), POLICY)
-                .await
-                .unwrap()
-        );
-        assert_eq!(store.locked_for(key, T0 + 20).await.unwrap(), None);
+    let key = "login:alice@example.org|10.0.0.1";
+    let hard = [(key, POLICY.max_failures)];
+    let begin = |now: i64| store.begin_attempt(&hard, None, now, POLICY);
+    // Ten attempts in flight at once are all reserved; the eleventh is refused before any
+    // of them has failed: in-flight attempts count.
+    let mut held = Vec::new();
+    for _ in 0..POLICY.max_failures {
+        held.push(begin(T0).await.unwrap().expect("within the limit"));
     }
-    // The tenth failure within the window locks the key for the lockout time.
-    assert!(store.record_failure(key, T0 + 10, POLICY).await.unwrap());
-    assert_eq!(store.locked_for(key, T0 + 10).await.unwrap(), Some(900));
-    assert_eq!(store.locked_for(key, T0 + 909).await.unwrap(), Some(1));
-    assert_eq!(store.locked_for(key, T0 + 910).await.unwrap(), None);
+    assert_eq!(begin(T0).await.unwrap().unwrap_err().retry_after_secs, 900);
+    // One of them is abandoned (nothing verified): its place is free again.
+    store.attempt_abandoned(held.pop().unwrap()).await.unwrap();
+    let last = begin(T0 + 1).await.unwrap().expect("the freed place");
+    // The attempt that filled the limit reports the key it locks when it fails.
     assert_eq!(
-        store.locked_for("login:other", T0 + 10).await.unwrap(),
-        None
+        store.attempt_failed(last).await.unwrap(),
+        vec![key.to_owned()]
     );
+    for a in held {
+        assert!(store.attempt_failed(a).await.unwrap().is_empty());
+    }
+    assert_eq!(
+        begin(T0 + 900).await.unwrap().unwrap_err().retry_after_secs,
+        1
+    );
+    // Other keys are untouched.
+    let other = store
+        .begin_attempt(&[("login:other|10.0.0.1", 10)], None, T0 + 10, POLICY)
+        .await
+        .unwrap()
+        .expect("another key");
+    store.attempt_succeeded(other, &[]).await.unwrap();
+    // Once the lockout is over a new window starts.
+    let a = begin(T0 + 901).await.unwrap().expect("lockout over");
+    store.attempt_succeeded(a, &[key]).await.unwrap();
 
     // Failures spread wider than the window never add up to a lockout.
-    let slow = "login:slow@example.org";
+    let slow = [("login:slow@example.org|10.0.0.1", POLICY.max_failures)];
     for i in 0..30 {
-        assert!(
-            !store
-                .record_failure(slow, T0 + i * 100, POLICY)
-                .await
-                .unwrap()
-        );
+        let a = store
+            .begin_attempt(&slow, None, T0 + i * 100, POLICY)
+            .await
+            .unwrap()
+            .expect("spread out");
+        store.attempt_failed(a).await.unwrap();
     }
-    // Clearing (after a successful login) starts the count again.
-    let k2 = "login:bob@example.org";
-    for _ in 1..POLICY.max_failures {
-        store.record_failure(k2, T0, POLICY).await.unwrap();
+    // A success clears the keys it names and hands its own place back on the others.
+    let k2 = "login:bob@example.org|10.0.0.2";
+    let ip = "login-ip:10.0.0.2";
+    let both = [(k2, 10), (ip, 10)];
+    for _ in 1..10 {
+        let a = store.begin_attempt(&both, None, T0, POLICY).await.unwrap();
+        store.attempt_failed(a.unwrap()).await.unwrap();
     }
-    store.clear_failures(k2).await.unwrap();
-    assert!(!store.record_failure(k2, T0, POLICY).await.unwrap());
+    let a = store.begin_attempt(&both, None, T0, POLICY).await.unwrap();
+    store.attempt_succeeded(a.unwrap(), &[k2]).await.unwrap();
+    // The address still has its nine failures: one more place, then locked...
+    let a = store
+        .begin_attempt(&[(ip, 10)], None, T0, POLICY)
+        .await
+        .unwrap();
+    store.attempt_failed(a.unwrap()).await.unwrap();
+    assert!(
+        store
+            .begin_attempt(&[(ip, 10)], None, T0, POLICY)
+            .await
+            .unwrap()
+            .is_err()
+    );
+    // ...and a refusal on a later key hands back what was reserved before it.
+    for _ in 0..3 {
+        let r = store.begin_attempt(&both, None, T0, POLICY).await.unwrap();
+        assert!(r.is_err());
+    }
+    for _ in 0..10 {
+        let a = store
+            .begin_attempt(&[(k2, 10)], None, T0, POLICY)
+            .await
+            .unwrap();
+        store
+            .attempt_failed(a.expect("k2 was cleared"))
+            .await
+            .unwrap();
+    }
 
-    // Purging keeps what still counts: the live lockout and bob's open window go only
-    // once both are over.
+    // The slow-down: past `slowdown_after` attempts, each needs a slot one second further
+    // away than the last; a slot beyond the allowed wait is refused, and nothing is taken.
+    let slow_key = "login-account:carol@example.org";
+    let p = LockoutPolicy {
+        slowdown_after: 3,
+        ..POLICY
+    };
+    for _ in 0..3 {
+        let a = store
+            .begin_attempt(&[], Some(slow_key), T0, p)
+            .await
+            .unwrap();
+        assert_eq!(a.expect("not slowed yet").waited_secs, 0);
+    }
+    let r = store
+        .begin_attempt(&[], Some(slow_key), T0, p)
+        .await
+        .unwrap();
+    assert_eq!(r.unwrap_err().retry_after_secs, 1);
+    let waiting = LockoutPolicy {
+        slowdown_max_wait_secs: 2,
+        ..p
+    };
+    let started = std::time::Instant::now();
+    let a = store
+        .begin_attempt(&[], Some(slow_key), T0, waiting)
+        .await
+        .unwrap()
+        .expect("a slot within 2 s");
+    assert_eq!(a.waited_secs, 1);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    // The next slot would be 1 + 2 s away.
+    let r = store
+        .begin_attempt(&[], Some(slow_key), T0, waiting)
+        .await
+        .unwrap();
+    assert!(r.is_err());
+    // It never locks: later, the queue has drained.
+    let a = store
+        .begin_attempt(&[], Some(slow_key), T0 + 5, waiting)
+        .await
+        .unwrap();
+    assert_eq!(a.expect("drained").waited_secs, 2);
+
+    // Familiar addresses: the last few successful logins of each account.
+    let dave = user(&store, "dave@example.org", None, OrgRole::Admin).await;
+    assert!(
+        !store
+            .is_known_source("dave@example.org", "10.1.0.0")
+            .await
+            .unwrap()
+    );
+    for i in 0..12 {
+        store
+            .remember_source(&dave.id, &format!("10.1.0.{i}"), T0 + i)
+            .await
+            .unwrap();
+    }
+    assert!(
+        store
+            .is_known_source("dave@example.org", "10.1.0.11")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .is_known_source("dave@example.org", "10.1.0.2")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .is_known_source("dave@example.org", "10.1.0.1")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .is_known_source("eve@example.org", "10.1.0.11")
+            .await
+            .unwrap()
+    );
+
+    // Purging keeps what still counts: the live lockout and open windows go only once
+    // both are over.
     let (token, _) = {
         let u = user(&store, "carl@example.org", None, OrgRole::Admin).await;
         store.create_session(&u.id, T0, 60).await.unwrap()
     };
-    store.purge_expired(T0 + 30, POLICY).await.unwrap();
+    store.purge_expired(T0 + 30, POLICY, None).await.unwrap();
     assert!(store.session(&token, T0 + 30).await.unwrap().is_some());
-    assert_eq!(store.locked_for(key, T0 + 30).await.unwrap(), Some(880));
-    assert!(store.purge_expired(T0 + 3000, POLICY).await.unwrap() >= 3);
+    assert!(
+        store
+            .begin_attempt(&[(ip, 10)], None, T0 + 30, POLICY)
+            .await
+            .unwrap()
+            .is_err()
+    );
+    assert!(store.purge_expired(T0 + 3000, POLICY, None).await.unwrap() >= 3);
     assert!(
         store.session(&token, T0).await.unwrap().is_none(),
         "expired session purged"
     );
-    // Bob's row is gone, so counting starts over: nine more failures do not lock.
-    for _ in 1..POLICY.max_failures {
-        assert!(!store.record_failure(k2, T0 + 3000, POLICY).await.unwrap());
-    }
 }
 
 async fn built_in_plans_and_editing(url: String) {
@@ -783,33 +920,81 @@ async fn passcode_lockout(url: String) {
                 .await
         }
     };
-    // Nine wrong guesses from different addresses: still only "wrong".
-    for i in 1..POLICY.max_failures {
+    // Ten wrong guesses from different addresses: each only "wrong".
+    for i in 0..POLICY.max_failures {
         let r = try_join(&m.id, "000000", &format!("10.0.0.{i}"), T0).await;
         assert!(matches!(r, Err(JoinError::WrongPasscode)), "{i}: {r:?}");
     }
-    // The tenth locks the meeting's passcode: even the right one is refused now.
-    let r = try_join(&m.id, "000000", "10.0.0.10", T0).await;
-    assert!(matches!(r, Err(JoinError::LockedOut(900))), "{r:?}");
+    // Past the meeting's slow-down allowance a stranger is refused for now (this policy
+    // allows no wait)...
     let r = try_join(&m.id, "123456", "10.9.9.9", T0 + 60).await;
-    assert!(matches!(r, Err(JoinError::LockedOut(840))), "{r:?}");
-    // The host is not locked out of their own meeting.
+    assert!(matches!(r, Err(JoinError::LockedOut(_))), "{r:?}");
+    // ...but nobody is locked out: the host, and a signed-in member of the organisation
+    // with the passcode, still get in.
     let d = store
         .meeting_for_join(&m.id, Some(&host), None, T0 + 60, POLICY, Some("10.0.0.1"))
         .await
         .unwrap();
     assert_eq!(d.role, JoinRole::Host);
-    // After the lockout the right passcode works again.
+    let member = user(
+        &store,
+        "member@example.org",
+        Some(&host.org_id),
+        OrgRole::Member,
+    )
+    .await;
+    let d = store
+        .meeting_for_join(
+            &m.id,
+            Some(&member),
+            Some("123456"),
+            T0 + 60,
+            POLICY,
+            Some("10.9.9.9"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.role, JoinRole::Participant);
+    // After the window the stranger's right passcode works again.
     try_join(&m.id, "123456", "10.9.9.9", T0 + 900)
         .await
         .unwrap();
 
-    // Per address: one IP guessing across meetings is locked out of all of them.
-    for i in 0..POLICY.max_failures {
-        let id = if i % 2 == 0 { &m.id } else { &other.id };
-        let _ = try_join(id, "999999", "192.0.2.1", T0 + 1000).await;
+    // Per (meeting, address): ten wrong guesses from one address lock that address out
+    // of that meeting, the right passcode included.
+    let third = store
+        .create_meeting(&host, scheduled("Third"), T0)
+        .await
+        .unwrap();
+    for _ in 0..POLICY.max_failures {
+        let r = try_join(&third.id, "999999", "192.0.2.50", T0 + 1000).await;
+        assert!(matches!(r, Err(JoinError::WrongPasscode)), "{r:?}");
     }
-    let r = try_join(&other.id, "123456", "192.0.2.1", T0 + 1001).await;
+    let r = try_join(&third.id, "123456", "192.0.2.50", T0 + 1001).await;
+    assert!(matches!(r, Err(JoinError::LockedOut(899))), "{r:?}");
+    // A passcode longer than any can be costs no verification.
+    let r = try_join(&third.id, &"9".repeat(65), "192.0.2.51", T0 + 1001).await;
+    assert!(
+        matches!(r, Err(JoinError::Store(StoreError::Invalid { .. }))),
+        "{r:?}"
+    );
+
+    // Per address: one IP guessing across meetings (under each meeting's own limits) is
+    // locked out of all of them after `source_failures`.
+    let mut meetings = Vec::new();
+    for i in 0..4 {
+        let m = store
+            .create_meeting(&host, scheduled(&format!("Spray {i}")), T0)
+            .await
+            .unwrap();
+        meetings.push(m.id);
+    }
+    for i in 0..POLICY.source_failures {
+        let id = &meetings[usize::try_from(i).unwrap() % 3];
+        let r = try_join(id, "999999", "192.0.2.1", T0 + 2000).await;
+        assert!(matches!(r, Err(JoinError::WrongPasscode)), "{i}: {r:?}");
+    }
+    let r = try_join(&meetings[3], "123456", "192.0.2.1", T0 + 2001).await;
     assert!(matches!(r, Err(JoinError::LockedOut(_))), "{r:?}");
     try_join(&other.id, "123456", "192.0.2.2", T0 + 1001)
         .await
@@ -936,7 +1121,11 @@ async fn two_processes_write_at_once(url: String) {
                 )
                 .await
                 .unwrap();
-            store.record_failure("login:x", T0, POLICY).await.unwrap()
+            store
+                .begin_attempt(&[("login:x", 10)], None, T0, POLICY)
+                .await
+                .unwrap()
+                .is_ok()
         }));
     }
     // Accounts too: each joins Alice's organisation from either pool.
@@ -958,14 +1147,14 @@ async fn two_processes_write_at_once(url: String) {
         j.await.unwrap();
     }
     assert_eq!(a.list_users(Some(&alice.org_id)).await.unwrap().len(), 7);
-    let mut locks = 0;
+    let mut reserved = 0;
     for t in tasks {
-        locks += usize::from(t.await.unwrap());
+        reserved += usize::from(t.await.unwrap());
     }
     assert_eq!(b.meetings_of(&alice.id).await.unwrap().len(), 20);
-    // Twenty concurrent failures against a limit of ten: every one was counted, so the key
-    // locked exactly twice (at the 10th and the 20th).
-    assert_eq!(locks, 2);
+    // Twenty concurrent attempts against a limit of ten, from two pools: exactly ten got
+    // their place.
+    assert_eq!(reserved, 10);
 }
 
 /// The server and the admin CLI started at the same moment on a fresh database: both run

@@ -1,17 +1,20 @@
 //! Sign-up, login, logout, password change, the caller's profile, and organisation members.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::{
     ApiError, ApiResult, ApiState, Caller, ClientIp, Json, Path, SESSION_COOKIE, SESSION_TTL_SECS,
+    session_token,
+};
+use crate::store::{
+    MAX_PASSWORD_CHARS, NewUser, Org, OrgRole, User, UserRole, check_password, normalize_email,
 };
 use crate::auth;
 use crate::sockets::SessionEnd;
-use crate::store::{NewUser, Org, OrgRole, User, UserRole};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,16 +105,17 @@ pub(super) async fn signup(
     if !state.settings.signup_open {
         return Err(ApiError::SignupClosed);
     }
-    // Sign-ups per address are counted like failed logins: the lockout policy's number of
-    // accounts per window, so one address cannot mass-create accounts.
+    // Sign-ups per address are limited like failed logins (the lockout policy's number per
+    // window), reserved before the account is made so parallel sign-ups cannot pass it.
     let now = state.now();
-    let ip_key = ip.as_ref().map(|ip| format!("signup-ip:{ip}"));
-    if let Some(key) = &ip_key
-        && let Some(secs) = state.store.locked_for(key, now).await?
-    {
-        return Err(ApiError::LockedOut(secs));
-    }
-    let user = state
+    let policy = state.settings.lockout;
+    let ip_key = format!("signup-ip:{}", ip.as_deref().unwrap_or("-"));
+    let attempt = state
+        .store
+        .begin_attempt(&[(&ip_key, policy.max_failures)], None, now, policy)
+        .await?
+        .map_err(|r| ApiError::LockedOut(r.retry_after_secs))?;
+    let created = state
         .store
         .create_user(
             NewUser {
@@ -125,13 +129,18 @@ pub(super) async fn signup(
             },
             now,
         )
-        .await?;
-    if let Some(key) = &ip_key {
-        state
-            .store
-            .record_failure(key, now, state.settings.lockout)
-            .await?;
-    }
+        .await;
+    let user = match created {
+        // The sign-up counts against the address's allowance.
+        Ok(user) => {
+            let _locked = state.store.attempt_failed(attempt).await?;
+            user
+        }
+        Err(e) => {
+            state.store.attempt_abandoned(attempt).await?;
+            return Err(e.into());
+        }
+    };
     let caller = Caller {
         user: Some(user.clone()),
         session: None,
@@ -150,50 +159,101 @@ pub(super) async fn signup(
     start_session(&state, user, StatusCode::CREATED).await
 }
 
-/// Login with lockouts per account and per IP. Every failure — unknown email, wrong
-/// password — answers the same `invalid_credentials`, and an unknown email is counted and
-/// locked like a real one, so neither the message nor the lockout reveals which exist.
-pub(super) async fn login(
-    State(state): State<ApiState>,
-    ClientIp(ip): ClientIp,
-    Json(body): Json<LoginBody>,
-) -> ApiResult<Response> {
-    let now = state.now();
-    let account_key = format!("login:{}", body.email.trim().to_lowercase());
-    let ip_key = ip.as_ref().map(|ip| format!("login-ip:{ip}"));
-    let keys: Vec<&String> = std::iter::once(&account_key)
-        .chain(ip_key.as_ref())
-        .collect();
-    for key in &keys {
-        if let Some(secs) = state.store.locked_for(key, now).await? {
-            return Err(ApiError::LockedOut(secs));
-        }
+/// A password too long to be anyone's is refused before it costs a verification.
+fn check_secret_length(field: &'static str, secret: &str) -> ApiResult<()> {
+    if secret.chars().count() > MAX_PASSWORD_CHARS {
+        return Err(ApiError::InvalidField {
+            field,
+            message: format!("must have at most {MAX_PASSWORD_CHARS} characters"),
+        });
     }
-    let Some(user) = state.store.check_login(&body.email, &body.password).await? else {
-        let mut locked = false;
-        for key in &keys {
-            locked |= state
-                .store
-                .record_failure(key, now, state.settings.lockout)
-                .await?;
+    Ok(())
+}
+
+/// Checks `password` for the (normalised) `email` under the attempt limits of
+/// [`crate::store::Store::begin_attempt`]: per (account, address) and per address, each
+/// reserved before the verification, and — unless the address is `familiar` — the
+/// account's slow-down. Login and password change share these keys, so a stolen session
+/// gets no more guesses than a login form. Every failure answers the same
+/// `invalid_credentials`, and an unknown email is counted like a real one.
+async fn verify_limited(
+    state: &ApiState,
+    ip: Option<&str>,
+    email: &str,
+    password: &str,
+    familiar: bool,
+) -> ApiResult<User> {
+    let now = state.now();
+    let policy = state.settings.lockout;
+    let source = ip.unwrap_or("-");
+    let pair_key = format!("login:{email}|{source}");
+    let source_key = format!("login-ip:{source}");
+    let account_key = format!("login-account:{email}");
+    let hard = [
+        (pair_key.as_str(), policy.max_failures),
+        (source_key.as_str(), policy.source_failures),
+    ];
+    let slow = (!familiar).then_some(account_key.as_str());
+    let attempt = state
+        .store
+        .begin_attempt(&hard, slow, now, policy)
+        .await?
+        .map_err(|r| ApiError::LockedOut(r.retry_after_secs))?;
+    match state.store.check_login(email, password).await {
+        Ok(Some(user)) => {
+            // The pair's failures are forgotten; the address's are not, so one valid
+            // account cannot be used to keep guessing others' passwords from it.
+            state.store.attempt_succeeded(attempt, &[&pair_key]).await?;
+            Ok(user)
         }
-        if locked {
+        Ok(None) => {
             let caller = Caller {
                 user: None,
                 session: None,
                 token: None,
-                ip,
+                ip: ip.map(str::to_owned),
             };
-            state
-                .audit(&caller, "auth.lockout", &account_key, None, "login".into())
-                .await;
-            return Err(ApiError::LockedOut(state.settings.lockout.lockout_secs));
+            for key in state.store.attempt_failed(attempt).await? {
+                state
+                    .audit(&caller, "auth.lockout", &key, None, "login".into())
+                    .await;
+            }
+            Err(ApiError::InvalidCredentials)
         }
-        return Err(ApiError::InvalidCredentials);
+        Err(e) => {
+            state.store.attempt_abandoned(attempt).await?;
+            Err(e.into())
+        }
+    }
+}
+
+/// Login. The address is familiar — exempt from the account's slow-down — if the account
+/// signed in from it before or the request carries a live session of that account.
+pub(super) async fn login(
+    State(state): State<ApiState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Json(body): Json<LoginBody>,
+) -> ApiResult<Response> {
+    // Validated before anything is stored or used as a key.
+    let email = normalize_email(&body.email)?;
+    check_secret_length("password", &body.password)?;
+    let source = ip.as_deref().unwrap_or("-");
+    // The session is only a hint here (it grants nothing), so no CSRF check is needed.
+    let has_session = match session_token(&headers) {
+        Some((token, _)) => state
+            .store
+            .session(&token, state.now())
+            .await?
+            .is_some_and(|(user, _)| user.email == email),
+        None => false,
     };
-    // The account's counter restarts after a success; the IP's does not, so one valid
-    // account cannot be used to keep guessing others' passwords from the same address.
-    state.store.clear_failures(&account_key).await?;
+    let familiar = has_session || state.store.is_known_source(&email, source).await?;
+    let user = verify_limited(&state, ip.as_deref(), &email, &body.password, familiar).await?;
+    state
+        .store
+        .remember_source(&user.id, source, state.now())
+        .await?;
     start_session(&state, user, StatusCode::OK).await
 }
 
@@ -235,14 +295,26 @@ pub(super) async fn change_password(
     Json(body): Json<PasswordBody>,
 ) -> ApiResult<Response> {
     let user = caller.user()?;
-    if state
-        .store
-        .check_login(&user.email, &body.current_password)
-        .await?
-        .is_none()
-    {
-        return Err(ApiError::InvalidCredentials);
-    }
+    check_secret_length("current_password", &body.current_password)?;
+    // Checked first, so an unacceptable new password does not spend a guess.
+    check_password(&body.new_password).map_err(|e| match ApiError::from(e) {
+        ApiError::InvalidField { message, .. } => ApiError::InvalidField {
+            field: "new_password",
+            message,
+        },
+        other => other,
+    })?;
+    // Only a familiar address skips the slow-down: the session itself may be stolen.
+    let source = caller.ip.as_deref().unwrap_or("-");
+    let familiar = state.store.is_known_source(&user.email, source).await?;
+    verify_limited(
+        &state,
+        caller.ip.as_deref(),
+        &user.email,
+        &body.current_password,
+        familiar,
+    )
+    .await?;
     state
         .store
         .set_password(&user.id, &body.new_password)

@@ -55,12 +55,18 @@ pub enum ApiError {
         code: &'static str,
         message: String,
     },
+    /// Too many password verifications at once: retry after this many seconds.
+    #[error("the server is busy checking passwords; try again in {0} seconds")]
+    Busy(i64),
+    /// A body that is not declared as JSON where a cross-site form could send one.
+    #[error("send the body as application/json")]
+    UnsupportedMediaType,
     /// No media server behind this API (or it stopped).
     #[error("live meetings are not available")]
     Unavailable,
     /// The request body is larger than the server accepts.
-    #[error("the request body exceeds the limit of {0} bytes")]
-    PayloadTooLarge(usize),
+    #[error("the request body exceeds the server's limit (--max-api-body-bytes)")]
+    PayloadTooLarge,
     /// A WebSocket upgrade over the per-address cap.
     #[error("too many signalling connections from this address (at most {0})")]
     TooManyConnections(usize),
@@ -92,10 +98,12 @@ impl ApiError {
             ApiError::NotInProgress => "not_in_progress",
             ApiError::Live { code, .. } => code,
             ApiError::Unavailable => "unavailable",
-            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::TooManyConnections(_) => "too_many_connections",
             ApiError::MetricsForbidden => "forbidden",
             ApiError::MetricsToken => "unauthenticated",
+            ApiError::Busy(_) => "busy",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -115,11 +123,12 @@ impl ApiError {
             ApiError::LockedOut(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotInProgress => StatusCode::CONFLICT,
             ApiError::Live { status, .. } => *status,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyConnections(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MetricsForbidden => StatusCode::FORBIDDEN,
             ApiError::MetricsToken => StatusCode::UNAUTHORIZED,
+            ApiError::Unavailable | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -139,7 +148,7 @@ impl IntoResponse for ApiError {
             Json(json!({"error": {"code": self.code(), "message": message}})),
         )
             .into_response();
-        if let ApiError::LockedOut(secs) = self
+        if let ApiError::LockedOut(secs) | ApiError::Busy(secs) = self
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, v);
@@ -153,12 +162,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// `Retry-After` of a [`ApiError::Busy`]: a verification takes tens of milliseconds, so a
+/// full queue drains within a second or two.
+const BUSY_RETRY_AFTER_SECS: i64 = 2;
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::NotFound(what),
             StoreError::Conflict(what) => ApiError::Conflict(what),
             StoreError::Invalid { field, message } => ApiError::InvalidField { field, message },
+            StoreError::Busy(_) => ApiError::Busy(BUSY_RETRY_AFTER_SECS),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -199,7 +213,7 @@ impl From<ControlError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> ApiError {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return ApiError::PayloadTooLarge(super::MAX_BODY_BYTES);
+            return ApiError::PayloadTooLarge;
         }
         ApiError::BadRequest(r.body_text())
     }
@@ -208,7 +222,7 @@ impl From<JsonRejection> for ApiError {
 impl From<BytesRejection> for ApiError {
     fn from(r: BytesRejection) -> ApiError {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            return ApiError::PayloadTooLarge(super::MAX_BODY_BYTES);
+            return ApiError::PayloadTooLarge;
         }
         ApiError::BadRequest(r.body_text())
     }

@@ -2,7 +2,7 @@
 //! check (passcode, role, waiting room, plan limits).
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -11,7 +11,7 @@ use veche_proto::{ClientMessage, ErrorCode, Role};
 use veche_sfu::{ControlError, RemoteActor, UserRef};
 
 use super::{ApiError, ApiResult, ApiState, Caller, Json, Path, RawBody};
-use crate::store::{Meeting, MeetingPatch, NewMeeting, Recurrence, User};
+use crate::store::{Meeting, MeetingPatch, NewMeeting, Recurrence, User, normalize_email};
 
 /// Default length of a meeting created without one (an instant meeting).
 const DEFAULT_DURATION_MINUTES: i64 = 60;
@@ -78,20 +78,58 @@ pub(super) struct JoinBody {
     passcode: Option<String>,
 }
 
-async fn co_host_ids(state: &ApiState, emails: &[String]) -> ApiResult<Vec<String>> {
-    let mut ids = Vec::with_capacity(emails.len());
-    for email in emails {
-        let user =
-            state
-                .store
-                .user_by_email(email)
-                .await?
-                .ok_or_else(|| ApiError::InvalidField {
-                    field: "co_hosts",
-                    message: format!("{email:?} has no account"),
-                })?;
-        ids.push(user.id);
+/// Most co-hosts one meeting may name.
+pub(crate) const MAX_CO_HOSTS: usize = 20;
+
+/// The user ids of `emails`, which must all be members of `org_id` (the meeting's
+/// organisation). An address with no account and one of another organisation get the same
+/// answer, so the field cannot tell who has an account elsewhere; and a request naming
+/// someone who is not a member counts against the caller's allowance of such misses (the
+/// lockout policy's per-pair number), so colleagues cannot be enumerated at speed either.
+async fn co_host_ids(
+    state: &ApiState,
+    caller: &User,
+    org_id: &str,
+    emails: &[String],
+) -> ApiResult<Vec<String>> {
+    if emails.is_empty() {
+        return Ok(Vec::new());
     }
+    if emails.len() > MAX_CO_HOSTS {
+        return Err(ApiError::InvalidField {
+            field: "co_hosts",
+            message: format!("at most {MAX_CO_HOSTS} co-hosts"),
+        });
+    }
+    let emails = emails
+        .iter()
+        .map(|e| normalize_email(e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let policy = state.settings.lockout;
+    let key = format!("co-hosts:{}", caller.id);
+    let attempt = state
+        .store
+        .begin_attempt(&[(&key, policy.max_failures)], None, state.now(), policy)
+        .await?
+        .map_err(|r| ApiError::LockedOut(r.retry_after_secs))?;
+    let mut ids = Vec::with_capacity(emails.len());
+    for email in &emails {
+        match state.store.user_by_email(email).await {
+            Ok(Some(user)) if user.org_id == org_id => ids.push(user.id),
+            Ok(_) => {
+                let _locked = state.store.attempt_failed(attempt).await?;
+                return Err(ApiError::InvalidField {
+                    field: "co_hosts",
+                    message: format!("{email:?} is not a member of this organisation"),
+                });
+            }
+            Err(e) => {
+                state.store.attempt_abandoned(attempt).await?;
+                return Err(e.into());
+            }
+        }
+    }
+    state.store.attempt_succeeded(attempt, &[]).await?;
     Ok(ids)
 }
 
@@ -144,7 +182,7 @@ pub(super) async fn create(
     Json(body): Json<CreateBody>,
 ) -> ApiResult<Response> {
     let user = caller.user()?;
-    let co_hosts = co_host_ids(&state, &body.co_hosts).await?;
+    let co_hosts = co_host_ids(&state, user, &user.org_id, &body.co_hosts).await?;
     let meeting = state
         .store
         .create_meeting_by(
@@ -181,9 +219,10 @@ pub(super) async fn update(
     Path(id): Path<String>,
     Json(body): Json<PatchBody>,
 ) -> ApiResult<Response> {
-    let meeting = load(&state, caller.user()?, &id, Access::Manage).await?;
+    let user = caller.user()?;
+    let meeting = load(&state, user, &id, Access::Manage).await?;
     let co_hosts = match &body.co_hosts {
-        Some(emails) => Some(co_host_ids(&state, emails).await?),
+        Some(emails) => Some(co_host_ids(&state, user, &meeting.org_id, emails).await?),
         None => None,
     };
     let updated = state
@@ -250,14 +289,22 @@ pub(super) async fn delete(
 }
 
 /// Anyone with the link may ask to join — guests included — and learns their role, whether
-/// they will wait, and the plan's limits. The passcode is checked here with lockouts per
-/// meeting and per IP.
+/// they will wait, and the plan's limits. The passcode is checked here under the attempt
+/// limits of [`crate::store::Store::meeting_for_join`].
+///
+/// A body must be declared as JSON (or come with `X-CSRF-Token`): both make a browser ask
+/// before sending it cross-site, so another site cannot make its visitors' browsers guess
+/// passcodes as `text/plain` form posts.
 pub(super) async fn join(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<Response> {
+    if !body.is_empty() && !is_json(&headers) && !headers.contains_key("x-csrf-token") {
+        return Err(ApiError::UnsupportedMediaType);
+    }
     // An empty body is a join without passcode; anything else must be a JoinBody.
     let body: JoinBody = if body.is_empty() {
         JoinBody::default()
@@ -278,6 +325,15 @@ pub(super) async fn join(
         )
         .await?;
     Ok(axum::Json(decision).into_response())
+}
+
+/// The request declares a JSON body (`application/json`, parameters allowed).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// The running meeting: participants (with roles and media state), the waiting room and its

@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use axum::routing::{get, post, put};
@@ -34,9 +34,6 @@ use crate::store::{Actor, LockoutPolicy, NewAuditEntry, Session, Store, User};
 pub(crate) const SESSION_COOKIE: &str = "veche_session";
 /// Sessions last 30 days; logout or a password change ends them sooner.
 pub(crate) const SESSION_TTL_SECS: i64 = 30 * 24 * 3600;
-/// The largest request body the API reads (axum's default, stated here); a larger one gets
-/// 413 `payload_too_large` in the API's JSON error format.
-pub(crate) const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// Where time comes from: the system clock in production, a settable one in tests (lockout
 /// expiry is tested without waiting 15 minutes).
@@ -66,18 +63,22 @@ pub struct AccountSettings {
     pub lockout: LockoutPolicy,
     /// Mark the session cookie `Secure` (the server speaks HTTPS).
     pub secure_cookies: bool,
+    /// Largest request body the API reads, in bytes.
+    pub max_body_bytes: usize,
 }
+
+/// Default of [`AccountSettings::max_body_bytes`]: far above any real request (a meeting
+/// with every field at its limit is a few kilobytes), far below the 2 MB axum allows.
+pub const DEFAULT_MAX_API_BODY_BYTES: usize = 64 * 1024;
 
 impl Default for AccountSettings {
     fn default() -> Self {
         AccountSettings {
             signup_open: true,
             guest_rooms: true,
-            lockout: LockoutPolicy {
-                max_failures: 10,
-                lockout_secs: 15 * 60,
-            },
+            lockout: LockoutPolicy::DEFAULT,
             secure_cookies: false,
+            max_body_bytes: DEFAULT_MAX_API_BODY_BYTES,
         }
     }
 }
@@ -124,6 +125,7 @@ impl ApiState {
 
 /// The `/api/v1` routes.
 pub fn router(state: ApiState) -> Router {
+    let body_limit = axum::extract::DefaultBodyLimit::max(state.settings.max_body_bytes);
     Router::new()
         .route("/openapi.json", get(openapi::document))
         .route("/config", get(accounts::config))
@@ -176,7 +178,7 @@ pub fn router(state: ApiState) -> Router {
             post(admin::decline_upgrade),
         )
         .fallback(|| async { ApiError::NotFound("endpoint") })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(body_limit)
         .with_state(state)
 }
 
@@ -310,7 +312,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
-/// The raw body with rejections (a body over [`MAX_BODY_BYTES`]) as API errors.
+/// The raw body with rejections (a body over `--max-api-body-bytes`) as API errors.
 pub struct RawBody(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for RawBody {

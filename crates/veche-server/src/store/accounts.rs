@@ -98,25 +98,28 @@ pub struct Session {
     pub expires_at: i64,
 }
 
-/// Failed attempts allowed per key before it is locked, and for how long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LockoutPolicy {
-    pub max_failures: u32,
-    pub lockout_secs: i64,
-}
-
 pub(crate) const MIN_PASSWORD_CHARS: usize = 8;
 pub(crate) const MAX_PASSWORD_CHARS: usize = 1024;
+/// Longest display name of a user or organisation, in characters.
+pub(crate) const MAX_NAME_CHARS: usize = 100;
+/// Longest email address (RFC 5321's limit on a forward path), in bytes.
+pub(crate) const MAX_EMAIL_BYTES: usize = 254;
 
 const USER_COLUMNS: &str = "id, email, name, role, org_id, org_role, created_at";
 
 pub(crate) fn normalize_email(email: &str) -> StoreResult<String> {
-    let email = email.trim().to_lowercase();
-    let valid = email.len() <= 254
-        && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && !domain.is_empty() && !domain.starts_with('.')
-        })
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+    let email = email.trim();
+    // Checked first, so an oversized value is neither copied nor echoed in the error.
+    if email.len() > MAX_EMAIL_BYTES {
+        return Err(StoreError::Invalid {
+            field: "email",
+            message: format!("must have at most {MAX_EMAIL_BYTES} bytes"),
+        });
+    }
+    let email = email.to_lowercase();
+    let valid = email.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty() && !domain.is_empty() && !domain.starts_with('.')
+    }) && !email.chars().any(|c| c.is_whitespace() || c.is_control());
     if valid {
         Ok(email)
     } else {
@@ -178,15 +181,22 @@ impl Store {
         let email = normalize_email(&new.email)?;
         check_password(&new.password)?;
         let name = new.name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
+        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
             return Err(StoreError::Invalid {
                 field: "name",
-                message: "must have 1 to 100 characters".into(),
+                message: format!("must have 1 to {MAX_NAME_CHARS} characters"),
             });
         }
-        let hash = auth::hash_secret_blocking(&new.password)
-            .await
-            .map_err(StoreError::Hash)?;
+        let org_name = match new.org_name.as_deref().map(str::trim) {
+            Some(n) if n.is_empty() || n.chars().count() > MAX_NAME_CHARS => {
+                return Err(StoreError::Invalid {
+                    field: "org_name",
+                    message: format!("must have 1 to {MAX_NAME_CHARS} characters"),
+                });
+            }
+            other => other.map(str::to_owned),
+        };
+        let hash = self.hasher.hash(&new.password).await?;
         let mut tx = self.pool.begin().await?;
         let (org_id, org_role) = match new.org_id {
             // No existence check first: a read before the write would make SQLite's
@@ -195,9 +205,7 @@ impl Store {
             Some(org_id) => (org_id, new.org_role),
             None => {
                 let org_id = row_id();
-                let org_name = new
-                    .org_name
-                    .unwrap_or_else(|| format!("{name}'s organisation"));
+                let org_name = org_name.unwrap_or_else(|| format!("{name}'s organisation"));
                 sqlx::query(
                     "INSERT INTO orgs (id, name, plan_id, created_at) VALUES ($1, $2, 'free', $3)",
                 )
@@ -314,9 +322,7 @@ impl Store {
     /// lock out whoever had the old one).
     pub async fn set_password(&self, user_id: &str, password: &str) -> StoreResult<()> {
         check_password(password)?;
-        let hash = auth::hash_secret_blocking(password)
-            .await
-            .map_err(StoreError::Hash)?;
+        let hash = self.hasher.hash(password).await?;
         let mut tx = self.pool.begin().await?;
         let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(hash)
@@ -338,7 +344,7 @@ impl Store {
     /// wrong password, so timing does not reveal which accounts exist.
     pub async fn check_login(&self, email: &str, password: &str) -> StoreResult<Option<User>> {
         let Ok(email) = normalize_email(email) else {
-            auth::verify_dummy_blocking(password).await;
+            self.hasher.verify_dummy(password).await?;
             return Ok(None);
         };
         let row = sqlx::query(&format!(
@@ -348,11 +354,11 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else {
-            auth::verify_dummy_blocking(password).await;
+            self.hasher.verify_dummy(password).await?;
             return Ok(None);
         };
         let hash: String = row.try_get("password_hash")?;
-        if auth::verify_secret_blocking(password, &hash).await {
+        if self.hasher.verify(password, &hash).await? {
             Ok(Some(user_from_row(&row)?))
         } else {
             Ok(None)
@@ -423,80 +429,6 @@ impl Store {
     pub async fn delete_session(&self, token: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(auth::token_digest(token))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Seconds left on `key`'s lockout, if it is locked at `now`.
-    pub async fn locked_for(&self, key: &str, now: i64) -> StoreResult<Option<i64>> {
-        let row = sqlx::query("SELECT locked_until FROM lockouts WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        let until: i64 = match row {
-            Some(r) => r.try_get("locked_until")?,
-            None => return Ok(None),
-        };
-        Ok((until > now).then_some(until - now))
-    }
-
-    /// Counts one failed attempt against `key`. Failures are counted in a window as long as
-    /// the lockout; every `max_failures`-th failure within it locks the key for
-    /// `lockout_secs`. Returns true if this failure locked the key.
-    pub async fn record_failure(
-        &self,
-        key: &str,
-        now: i64,
-        policy: LockoutPolicy,
-    ) -> StoreResult<bool> {
-        // One upsert that both counts and locks, so concurrent failures from parallel
-        // requests each get their own count and none slips past the limit.
-        let max = i64::from(policy.max_failures.max(1));
-        let row = sqlx::query(
-            "INSERT INTO lockouts (key, failures, window_start, locked_until) \
-             VALUES ($1, 1, $2, CASE WHEN $4 <= 1 THEN $2 + $3 ELSE 0 END) \
-             ON CONFLICT (key) DO UPDATE SET \
-               failures = CASE WHEN lockouts.window_start + $3 <= $2 THEN 1 ELSE lockouts.failures + 1 END, \
-               window_start = CASE WHEN lockouts.window_start + $3 <= $2 THEN $2 ELSE lockouts.window_start END, \
-               locked_until = CASE \
-                 WHEN (CASE WHEN lockouts.window_start + $3 <= $2 THEN 1 ELSE lockouts.failures + 1 END) % $4 = 0 \
-                 THEN $2 + $3 ELSE lockouts.locked_until END \
-             RETURNING failures",
-        )
-        .bind(key)
-        .bind(now)
-        .bind(policy.lockout_secs)
-        .bind(max)
-        .fetch_one(&self.pool)
-        .await?;
-        let failures: i64 = row.try_get("failures")?;
-        Ok(failures % max == 0)
-    }
-
-    /// Deletes expired sessions and lockout rows whose window and lockout are over, so
-    /// neither table grows without bound. Returns how many rows went.
-    pub async fn purge_expired(&self, now: i64, policy: LockoutPolicy) -> StoreResult<u64> {
-        let sessions = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        let lockouts = sqlx::query(
-            "DELETE FROM lockouts WHERE locked_until <= $1 AND window_start + $2 <= $1",
-        )
-        .bind(now)
-        .bind(policy.lockout_secs)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(sessions + lockouts)
-    }
-
-    /// Forgets failures of `key` (after a successful login to that account).
-    pub async fn clear_failures(&self, key: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM lockouts WHERE key = $1")
-            .bind(key)
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -7,7 +7,6 @@ use sqlx::any::AnyRow;
 
 use super::plans::insert_audit;
 use super::{Actor, LockoutPolicy, Plan, Store, StoreError, StoreResult, User, flag, meeting_id};
-use crate::auth;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -154,14 +153,21 @@ fn check_duration(minutes: i64) -> StoreResult<()> {
     Ok(())
 }
 
-async fn hash_passcode(passcode: &str) -> StoreResult<String> {
-    let n = passcode.chars().count();
-    if !(4..=64).contains(&n) {
-        return Err(invalid("passcode", "must have 4 to 64 characters"));
+/// The shortest and longest passcode a meeting may have.
+pub(crate) const MIN_PASSCODE_CHARS: usize = 4;
+pub(crate) const MAX_PASSCODE_CHARS: usize = 64;
+
+impl Store {
+    async fn hash_passcode(&self, passcode: &str) -> StoreResult<String> {
+        let n = passcode.chars().count();
+        if !(MIN_PASSCODE_CHARS..=MAX_PASSCODE_CHARS).contains(&n) {
+            return Err(invalid(
+                "passcode",
+                format!("must have {MIN_PASSCODE_CHARS} to {MAX_PASSCODE_CHARS} characters"),
+            ));
+        }
+        Ok(self.hasher.hash(passcode).await?)
     }
-    auth::hash_secret_blocking(passcode)
-        .await
-        .map_err(StoreError::Hash)
 }
 
 /// A meeting row plus its passcode hash, which never leaves this module.
@@ -234,7 +240,7 @@ impl Store {
             return Err(invalid("starts_at", "must be a Unix time in seconds"));
         }
         let passcode_hash = match new.passcode.as_deref() {
-            Some(p) => Some(hash_passcode(p).await?),
+            Some(p) => Some(self.hash_passcode(p).await?),
             None => None,
         };
         let meeting = Meeting {
@@ -380,7 +386,7 @@ impl Store {
         }
         if let Some(p) = patch.passcode {
             passcode_hash = match p.as_deref() {
-                Some(p) => Some(hash_passcode(p).await?),
+                Some(p) => Some(self.hash_passcode(p).await?),
                 None => None,
             };
         }
@@ -464,9 +470,10 @@ impl Store {
     }
 
     /// Decides whether and how `user` (`None` = a guest) joins `meeting_id`, checking the
-    /// passcode with brute-force protection: `policy` failures per meeting, and per `ip` if
-    /// given, lock further passcode attempts out. Hosts and co-hosts need no passcode and
-    /// are never locked out, so an attacker cannot keep the host out of their own meeting.
+    /// passcode with brute-force protection (see [`super::attempts`]): attempts are limited
+    /// per (meeting, `ip`) and per `ip`, and slowed down per meeting for everyone but
+    /// members of its organisation. Hosts and co-hosts need no passcode and are never
+    /// locked out, so an attacker cannot keep the host out of their own meeting.
     pub async fn meeting_for_join(
         &self,
         meeting_id: &str,
@@ -492,26 +499,43 @@ impl Store {
             None => JoinRole::Guest,
         };
         if let (Some(hash), false) = (&passcode_hash, role.is_host()) {
-            let meeting_key = format!("passcode:{meeting_id}");
-            let ip_key = ip.map(|ip| format!("passcode-ip:{ip}"));
-            for key in std::iter::once(&meeting_key).chain(ip_key.as_ref()) {
-                if let Some(secs) = self.locked_for(key, now).await? {
-                    return Err(JoinError::LockedOut(secs));
-                }
-            }
             let Some(given) = passcode.filter(|p| !p.is_empty()) else {
                 return Err(JoinError::PasscodeRequired);
             };
-            if !auth::verify_secret_blocking(given, hash).await {
-                let mut locked = false;
-                for key in std::iter::once(&meeting_key).chain(ip_key.as_ref()) {
-                    locked |= self.record_failure(key, now, policy).await?;
+            // Longer than any passcode can be: refused before it costs a verification.
+            if given.chars().count() > MAX_PASSCODE_CHARS {
+                return Err(invalid(
+                    "passcode",
+                    format!("must have at most {MAX_PASSCODE_CHARS} characters"),
+                )
+                .into());
+            }
+            let source = ip.unwrap_or("-");
+            let pair_key = format!("passcode:{meeting_id}|{source}");
+            let source_key = format!("passcode-ip:{source}");
+            let slow_key = format!("passcode-meeting:{meeting_id}");
+            // Members of the meeting's organisation are signed in: a slow-down an attacker
+            // brought on the meeting does not touch them.
+            let member = user.is_some_and(|u| u.org_id == meeting.org_id);
+            let hard = [
+                (pair_key.as_str(), policy.max_failures),
+                (source_key.as_str(), policy.source_failures),
+            ];
+            let slow = (!member).then_some(slow_key.as_str());
+            let attempt = match self.begin_attempt(&hard, slow, now, policy).await? {
+                Ok(attempt) => attempt,
+                Err(refused) => return Err(JoinError::LockedOut(refused.retry_after_secs)),
+            };
+            match self.hasher.verify(given, hash).await {
+                Ok(true) => self.attempt_succeeded(attempt, &[&pair_key]).await?,
+                Ok(false) => {
+                    self.attempt_failed(attempt).await?;
+                    return Err(JoinError::WrongPasscode);
                 }
-                return Err(if locked {
-                    JoinError::LockedOut(policy.lockout_secs)
-                } else {
-                    JoinError::WrongPasscode
-                });
+                Err(e) => {
+                    self.attempt_abandoned(attempt).await?;
+                    return Err(StoreError::from(e).into());
+                }
             }
         }
         let org = self

@@ -7,6 +7,7 @@
 //! tested without sleeping. Flags are stored as 0/1 integers: `Any` has no portable boolean.
 
 mod accounts;
+mod attempts;
 mod meetings;
 mod plans;
 
@@ -17,7 +18,11 @@ use rand::Rng;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
-pub use accounts::{LockoutPolicy, NewUser, OrgRole, Session, User, UserRole};
+use crate::auth::{HashError, Hasher};
+
+pub(crate) use accounts::{MAX_PASSWORD_CHARS, check_password, normalize_email};
+pub use accounts::{NewUser, OrgRole, Session, User, UserRole};
+pub use attempts::{Attempt, LockoutPolicy, Refused};
 pub use meetings::{
     JoinDecision, JoinError, JoinRole, Meeting, MeetingPatch, NewMeeting, Recurrence,
 };
@@ -47,6 +52,18 @@ pub enum StoreError {
     Hash(String),
     #[error("database file: {0}")]
     Io(String),
+    /// Too many password verifications at once; retry shortly.
+    #[error("busy: {0}")]
+    Busy(String),
+}
+
+impl From<HashError> for StoreError {
+    fn from(e: HashError) -> StoreError {
+        match e {
+            HashError::Busy { .. } => StoreError::Busy(e.to_string()),
+            HashError::Failed(msg) => StoreError::Hash(msg),
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -63,6 +80,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Every password and passcode hash or verification goes through this bound.
+    hasher: Hasher,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -143,7 +162,26 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(Store { pool, backend })
+        let hasher = Hasher::new(
+            crate::auth::default_hash_concurrency(),
+            crate::auth::DEFAULT_HASH_WAIT,
+        )?;
+        Ok(Store {
+            pool,
+            backend,
+            hasher,
+        })
+    }
+
+    /// The same store with another hashing bound (`veche serve`'s `--hash-concurrency`).
+    pub fn with_hasher(mut self, hasher: Hasher) -> Store {
+        self.hasher = hasher;
+        self
+    }
+
+    /// The hashing bound and its counters.
+    pub fn hasher(&self) -> &Hasher {
+        &self.hasher
     }
 
     pub fn backend(&self) -> Backend {

@@ -145,6 +145,15 @@ pub(crate) async fn insert_audit(
     entry: NewAuditEntry,
     now: i64,
 ) -> StoreResult<()> {
+    // Free-text fields are cut so no request can make an entry large.
+    let entry = NewAuditEntry {
+        actor_email: entry.actor_email.map(|s| clip(s, MAX_AUDIT_FIELD_CHARS)),
+        ip: entry.ip.map(|s| clip(s, MAX_AUDIT_FIELD_CHARS)),
+        action: clip(entry.action, MAX_AUDIT_FIELD_CHARS),
+        target: clip(entry.target, MAX_AUDIT_FIELD_CHARS),
+        detail: clip(entry.detail, MAX_AUDIT_FIELD_CHARS),
+        ..entry
+    };
     sqlx::query(
         "INSERT INTO audit_log (at, actor_id, actor_email, ip, action, target, org_id, detail) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -520,9 +529,11 @@ impl Store {
             .collect()
     }
 
+    /// Appends an entry; its free-text fields are cut to [`MAX_AUDIT_FIELD_CHARS`] so no
+    /// request can make an entry large.
     pub async fn audit(&self, entry: NewAuditEntry, now: i64) -> StoreResult<()> {
         let mut conn = self.pool.acquire().await?;
-        insert_audit(&mut *conn, entry, now).await
+        insert_audit(&mut conn, entry, now).await
     }
 
     /// The newest `limit` audit entries (of one organisation, or all), newest first.
@@ -554,5 +565,21 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+/// Longest free-text field of an audit entry, in characters.
+pub(crate) const MAX_AUDIT_FIELD_CHARS: usize = 512;
+
+/// `s` cut to at most `max` characters (on a character boundary), marked with `…` if cut.
+fn clip(s: String, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s,
+        Some((end, _)) => {
+            let mut cut = s[..end].to_owned();
+            cut.pop();
+            cut.push('…');
+            cut
+        }
     }
 }
