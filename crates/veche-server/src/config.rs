@@ -53,7 +53,7 @@ pub(crate) enum Command {
     /// Every flag can also be set as an environment variable (shown in brackets) or as a key
     /// of the same name in the --config TOML file, e.g. `media-port = 7882`. A flag wins over
     /// the environment, which wins over the file.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage accounts from a shell (e.g. make the first operator admin). Uses the same
     /// database as `serve` (--data-dir / --database / --config) and is safe to run while the
     /// server runs.
@@ -609,7 +609,7 @@ mod tests {
             .expect("valid command line")
             .command
         {
-            Command::Serve(args) => args,
+            Command::Serve(args) => *args,
             Command::Admin(_) => unreachable!("parsed a serve command line"),
         }
     }

@@ -522,7 +522,7 @@ impl Store {
 
     pub async fn audit(&self, entry: NewAuditEntry, now: i64) -> StoreResult<()> {
         let mut conn = self.pool.acquire().await?;
-        insert_audit(&mut *conn, entry, now).await
+        insert_audit(&mut conn, entry, now).await
     }
 
     /// The newest `limit` audit entries (of one organisation, or all), newest first.
