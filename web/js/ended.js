@@ -71,6 +71,9 @@ export function describeEnd(cause) {
       return { title: 'The meeting is locked', detail: 'A host locked the meeting; no one new can join.', retry: true };
     case 'meeting_not_found':
       return { title: 'Meeting not found', detail: 'Check the link: no meeting has this id.', retry: false };
+    case 'session_ended':
+      // Signed out, password changed (sign in again), or roles changed (join again).
+      return { title: 'Your session ended', detail: cause.message || 'Sign in again to join.', retry: true };
     case 'locked_out':
       return { title: 'Too many wrong passcodes', detail: cause.message || 'Try again later.', retry: true };
     case 'room_full':

@@ -99,13 +99,15 @@ export const PROTOCOL_VERSION = 1;
  *   | 'unexpected_answer' | 'invalid_candidate' | 'chat_too_long' | 'media_failed'
  *   | 'shutting_down' | 'internal' | 'passcode_required' | 'wrong_passcode' | 'locked_out'
  *   | 'meeting_not_found' | 'meeting_locked' | 'removed' | 'barred' | 'denied' | 'forbidden'
- *   | 'unknown_participant' | 'unmute_not_allowed' | 'meeting_full' | (string & {})} ErrorCode
+ *   | 'unknown_participant' | 'unmute_not_allowed' | 'meeting_full' | 'session_ended'
+ *   | (string & {})} ErrorCode
  */
 
 /** Error codes after which the server closes the connection (ErrorCode::is_fatal). */
 export const FATAL_ERRORS = new Set([
   'unsupported_version', 'room_full', 'media_failed', 'shutting_down', 'internal',
   'locked_out', 'meeting_not_found', 'meeting_locked', 'removed', 'barred', 'denied',
+  'session_ended',
 ]);
 
 /**
@@ -115,6 +117,7 @@ export const FATAL_ERRORS = new Set([
 export const FINAL_ERRORS = new Set([
   'unsupported_version', 'room_full', 'invalid_room', 'invalid_name',
   'locked_out', 'meeting_not_found', 'meeting_locked', 'removed', 'barred', 'denied',
+  'session_ended',
 ]);
 
 /** Refusals of a join that another passcode can fix, on the same connection. */

@@ -282,7 +282,7 @@ impl Store {
                 Some(&meeting.org_id),
                 meeting.title.clone(),
             );
-            insert_audit(&mut *tx, entry, now).await?;
+            insert_audit(&mut tx, entry, now).await?;
         }
         tx.commit().await?;
         self.meeting(&meeting.id)
@@ -416,7 +416,7 @@ impl Store {
         }
         if let Some((actor, now)) = audit {
             let entry = actor.entry("meeting.update", id, Some(&m.org_id), String::new());
-            insert_audit(&mut *tx, entry, now).await?;
+            insert_audit(&mut tx, entry, now).await?;
         }
         tx.commit().await?;
         self.meeting(id)
@@ -453,7 +453,7 @@ impl Store {
         .await?;
         if let Some(actor) = actor {
             let entry = actor.entry("meeting.delete", id, Some(&org_id), title);
-            insert_audit(&mut *tx, entry, now).await?;
+            insert_audit(&mut tx, entry, now).await?;
         }
         tx.commit().await?;
         Ok(())

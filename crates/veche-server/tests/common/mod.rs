@@ -28,6 +28,8 @@ pub(crate) struct Server {
     pub(crate) media_port: u16,
     dir: PathBuf,
     log: PathBuf,
+    /// The flags after the standard ones, for [`Server::kill_9_and_restart`].
+    extra: Vec<String>,
     /// Set by [`Server::pass`]; a server dropped without it prints its log.
     passed: bool,
 }
@@ -51,35 +53,34 @@ impl Server {
         ));
         std::fs::create_dir_all(&dir).context("creating the data dir")?;
         let log = dir.join("veche.log");
-        let out = File::create(&log).context("creating the log file")?;
-        let err = out.try_clone()?;
-        let child = Command::new(env!("CARGO_BIN_EXE_veche"))
-            .arg("serve")
-            .args(["--http", &http.to_string()])
-            .args(["--media-port", &media_port.to_string()])
-            .args(["--public-ip", "127.0.0.1"])
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args(extra)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .context("starting veche")?;
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let child = spawn(http, media_port, &dir, &log, &extra)?;
         let mut server = Server {
             child,
             http,
             media_port,
             dir,
             log,
+            extra,
             passed: false,
         };
         server.wait_healthy().await?;
         Ok(server)
+    }
+
+    /// SIGKILL (no shutdown, no goodbye), then the binary again on the same ports, data
+    /// directory and flags; returns once it is healthy.
+    pub(crate) async fn kill_9_and_restart(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        self.child = spawn(
+            self.http,
+            self.media_port,
+            &self.dir,
+            &self.log,
+            &self.extra,
+        )?;
+        self.wait_healthy().await
     }
 
     async fn wait_healthy(&mut self) -> anyhow::Result<()> {
@@ -205,6 +206,40 @@ impl Drop for Server {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Starts `veche serve` with the standard flags and `extra`, logging to `log` (appended, so
+/// a restart keeps the first run's log).
+fn spawn(
+    http: SocketAddr,
+    media_port: u16,
+    dir: &std::path::Path,
+    log: &std::path::Path,
+    extra: &[String],
+) -> anyhow::Result<Child> {
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .context("opening the log file")?;
+    let err = out.try_clone()?;
+    Command::new(env!("CARGO_BIN_EXE_veche"))
+        .arg("serve")
+        .args(["--http", &http.to_string()])
+        .args(["--media-port", &media_port.to_string()])
+        .args(["--public-ip", "127.0.0.1"])
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(extra)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .context("starting veche")
 }
 
 /// Client-side (synthetic participant, str0m) logs on the test's output, filtered by
