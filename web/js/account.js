@@ -4,6 +4,7 @@
 import { ApiError, api, currentUser, formatTime, forgetSession, hasSession, rememberCsrf } from './api.js';
 import { h, show, toast } from './dom.js';
 import { cleanName, saveName, savedName } from './names.js';
+import { safeNext } from './redirect.js';
 
 /**
  * A page frame: the title, a nav back, and the content.
@@ -65,7 +66,7 @@ export function showLogin() {
       const res = await api('POST', '/auth/login', { email: email.value, password: password.value });
       rememberCsrf(res.csrf_token);
       const next = new URLSearchParams(location.search).get('next');
-      location.assign(next && next.startsWith('/') && !next.startsWith('//') ? next : '/meetings');
+      location.assign(safeNext(next, location.origin, '/meetings'));
     } catch (e) {
       fail(error, e);
     }

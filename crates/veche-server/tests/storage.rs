@@ -1073,6 +1073,37 @@ async fn audit_log(url: String) {
     let org = store.audit_log(Some(&alice.org_id), 10).await.unwrap();
     assert_eq!(org.len(), 2);
     assert_eq!(store.audit_log(None, 1).await.unwrap().len(), 1);
+    // Oversized free text is cut, so no caller can make an entry large.
+    store
+        .audit(
+            NewAuditEntry {
+                actor_id: None,
+                actor_email: None,
+                ip: None,
+                action: "auth.lockout".into(),
+                target: "x".repeat(1 << 20),
+                org_id: None,
+                detail: "é".repeat(10_000),
+            },
+            T0 + 10,
+        )
+        .await
+        .unwrap();
+    let newest = &store.audit_log(None, 1).await.unwrap()[0];
+    assert_eq!(newest.target.chars().count(), 512);
+    assert_eq!(newest.detail.chars().count(), 512);
+    assert!(newest.detail.ends_with('…'));
+    // Retention: entries older than it go at the next purge, newer ones stay; `None`
+    // keeps everything.
+    store.purge_expired(T0 + 100, POLICY, None).await.unwrap();
+    assert_eq!(store.audit_log(None, 10).await.unwrap().len(), 4);
+    store
+        .purge_expired(T0 + 100, POLICY, Some(95))
+        .await
+        .unwrap();
+    let kept = store.audit_log(None, 10).await.unwrap();
+    assert_eq!(kept.len(), 1, "only the entry of T0 + 10 is within 95 s");
+    assert_eq!(kept[0].action, "auth.lockout");
 }
 
 async fn data_survives_reopen(url: String) {

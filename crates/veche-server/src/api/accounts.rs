@@ -11,7 +11,8 @@ use super::{
     session_token,
 };
 use crate::store::{
-    MAX_PASSWORD_CHARS, NewUser, Org, OrgRole, User, UserRole, check_password, normalize_email,
+    MAX_PASSWORD_CHARS, NewUser, Org, OrgRole, User, UserRole, check_new_user, check_password,
+    normalize_email,
 };
 use crate::auth;
 use crate::sockets::SessionEnd;
@@ -110,26 +111,23 @@ pub(super) async fn signup(
     let now = state.now();
     let policy = state.settings.lockout;
     let ip_key = format!("signup-ip:{}", ip.as_deref().unwrap_or("-"));
+    let new = NewUser {
+        email: body.email,
+        name: body.name,
+        password: body.password,
+        role: UserRole::User,
+        org_id: None,
+        org_name: body.org_name,
+        org_role: OrgRole::Admin,
+    };
+    // A refused field costs nothing and writes nothing.
+    check_new_user(&new)?;
     let attempt = state
         .store
         .begin_attempt(&[(&ip_key, policy.max_failures)], None, now, policy)
         .await?
         .map_err(|r| ApiError::LockedOut(r.retry_after_secs))?;
-    let created = state
-        .store
-        .create_user(
-            NewUser {
-                email: body.email,
-                name: body.name,
-                password: body.password,
-                role: UserRole::User,
-                org_id: None,
-                org_name: body.org_name,
-                org_role: OrgRole::Admin,
-            },
-            now,
-        )
-        .await;
+    let created = state.store.create_user(new, now).await;
     let user = match created {
         // The sign-up counts against the address's allowance.
         Ok(user) => {
@@ -141,6 +139,11 @@ pub(super) async fn signup(
             return Err(e.into());
         }
     };
+    // The address an account was made from is its first familiar one.
+    state
+        .store
+        .remember_source(&user.id, ip.as_deref().unwrap_or("-"), now)
+        .await?;
     let caller = Caller {
         user: Some(user.clone()),
         session: None,

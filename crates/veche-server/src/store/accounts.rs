@@ -147,6 +147,45 @@ pub(crate) fn check_password(password: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// The fields of a [`NewUser`] after validation.
+struct Checked {
+    email: String,
+    name: String,
+    org_name: Option<String>,
+}
+
+/// Every field of a new account within its limits — checked by [`Store::create_user`],
+/// and by sign-up before it counts anything.
+pub(crate) fn check_new_user(new: &NewUser) -> StoreResult<()> {
+    check_new_user_fields(new).map(|_| ())
+}
+
+fn check_new_user_fields(new: &NewUser) -> StoreResult<Checked> {
+    let email = normalize_email(&new.email)?;
+    check_password(&new.password)?;
+    let name = new.name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(StoreError::Invalid {
+            field: "name",
+            message: format!("must have 1 to {MAX_NAME_CHARS} characters"),
+        });
+    }
+    let org_name = match new.org_name.as_deref().map(str::trim) {
+        Some(n) if n.is_empty() || n.chars().count() > MAX_NAME_CHARS => {
+            return Err(StoreError::Invalid {
+                field: "org_name",
+                message: format!("must have 1 to {MAX_NAME_CHARS} characters"),
+            });
+        }
+        other => other.map(str::to_owned),
+    };
+    Ok(Checked {
+        email,
+        name: name.to_owned(),
+        org_name,
+    })
+}
+
 fn user_from_row(row: &AnyRow) -> StoreResult<User> {
     let role: String = row.try_get("role")?;
     let org_role: String = row.try_get("org_role")?;
@@ -178,24 +217,12 @@ fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
 
 impl Store {
     pub async fn create_user(&self, new: NewUser, now: i64) -> StoreResult<User> {
-        let email = normalize_email(&new.email)?;
-        check_password(&new.password)?;
-        let name = new.name.trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-            return Err(StoreError::Invalid {
-                field: "name",
-                message: format!("must have 1 to {MAX_NAME_CHARS} characters"),
-            });
-        }
-        let org_name = match new.org_name.as_deref().map(str::trim) {
-            Some(n) if n.is_empty() || n.chars().count() > MAX_NAME_CHARS => {
-                return Err(StoreError::Invalid {
-                    field: "org_name",
-                    message: format!("must have 1 to {MAX_NAME_CHARS} characters"),
-                });
-            }
-            other => other.map(str::to_owned),
-        };
+        let Checked {
+            email,
+            name,
+            org_name,
+        } = check_new_user_fields(&new)?;
+        let name = name.as_str();
         let hash = self.hasher.hash(&new.password).await?;
         let mut tx = self.pool.begin().await?;
         let (org_id, org_role) = match new.org_id {

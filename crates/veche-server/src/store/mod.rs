@@ -20,7 +20,7 @@ use sqlx::{AnyPool, Executor};
 
 use crate::auth::{HashError, Hasher};
 
-pub(crate) use accounts::{MAX_PASSWORD_CHARS, check_password, normalize_email};
+pub(crate) use accounts::{MAX_PASSWORD_CHARS, check_new_user, check_password, normalize_email};
 pub use accounts::{NewUser, OrgRole, Session, User, UserRole};
 pub use attempts::{Attempt, LockoutPolicy, Refused};
 pub use meetings::{

@@ -176,6 +176,11 @@ impl Server {
             .with_context(|| format!("{name} is not a number"))
     }
 
+    /// The server's process id (for `/proc/PID/status`).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process is still running.
     pub(crate) fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
