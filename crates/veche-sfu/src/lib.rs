@@ -23,3 +23,18 @@ pub use meeting::{
     RemoteActor, SfuEvent, UserRef,
 };
 pub use subscription::MungerState;
+
+/// Internal parsers reachable by the fuzz targets (`crates/veche-fuzz`, `fuzz/`). Not part of
+/// the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// See `stun::local_ufrag`: the routing peek at a STUN request from an unknown address.
+    pub fn stun_local_ufrag(datagram: &[u8]) -> Option<&str> {
+        crate::stun::local_ufrag(datagram)
+    }
+
+    /// See `stun::is_stun`.
+    pub fn is_stun(datagram: &[u8]) -> bool {
+        crate::stun::is_stun(datagram)
+    }
+}
