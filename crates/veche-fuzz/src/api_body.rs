@@ -167,6 +167,7 @@ impl Harness {
                 settings: AccountSettings::default(),
                 clock: Arc::new(SystemClock),
                 sfu: Some(sfu),
+                sockets: Arc::default(),
             });
             let (member_user, member, member_csrf) = users.pop().expect("two users");
             let (_, operator, _) = users.pop().expect("two users");

@@ -143,7 +143,7 @@ impl Harness {
 
     fn signal(&mut self, id: ParticipantId, msg: ClientMessage) {
         let ms = self.unix_ms();
-        self.sfu.handle_message(self.now, ms, id, msg);
+        self.sfu.handle_command(self.now, ms, id, msg.into());
         self.settle();
     }
 
@@ -254,7 +254,7 @@ impl Harness {
             }
             for (id, msg) in messages {
                 let ms = self.unix_ms();
-                self.sfu.handle_message(self.now, ms, id, msg);
+                self.sfu.handle_command(self.now, ms, id, msg.into());
             }
             if budget == 0 {
                 return;

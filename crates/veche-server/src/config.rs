@@ -15,10 +15,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use veche_sfu::Limits;
 
-use crate::cidr::Cidr;
-use crate::state::MetricsAccess;
 use crate::api::{AccountSettings, DEFAULT_MAX_API_BODY_BYTES};
 use crate::auth::{DEFAULT_HASH_WAIT, default_hash_concurrency};
+use crate::cidr::Cidr;
+use crate::state::MetricsAccess;
 use crate::store::{LockoutPolicy, sqlite_url_in};
 
 pub(crate) const DEFAULT_HTTP: SocketAddr =

@@ -10,12 +10,12 @@ use super::{
     ApiError, ApiResult, ApiState, Caller, ClientIp, Json, Path, SESSION_COOKIE, SESSION_TTL_SECS,
     session_token,
 };
+use crate::auth;
+use crate::sockets::SessionEnd;
 use crate::store::{
     MAX_PASSWORD_CHARS, NewUser, Org, OrgRole, User, UserRole, check_new_user, check_password,
     normalize_email,
 };
-use crate::auth;
-use crate::sockets::SessionEnd;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
