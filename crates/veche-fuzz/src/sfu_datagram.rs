@@ -16,7 +16,7 @@
 //! | 2 | a STUN binding request from a new address whose USERNAME names participant `payload[0] % 2`'s ufrag; `payload[1..]` follows it as the remote ufrag and further attributes |
 //! | 3 | replay of a genuine datagram a participant sent while connecting (`payload[0]` picks it), from its own address (`payload[1]` even) or a new one, XOR `payload[4]` at position `payload[2..4]` |
 //! | 4 | `payload` as a signalling text frame from participant 0 (parsed; sent to the core if valid) |
-//! | 5 | time passes: `payload[0]` × 10 ms |
+//! | 5 | time passes: `payload[0]` × 10 ms (at most 20 s per input) |
 //!
 //! At the end both participants disconnect, and the core must then hold no participant and
 //! no room: hostile input must not leave state behind.
@@ -39,6 +39,8 @@ const STEP: Duration = Duration::from_millis(10);
 const SETTLE_LIMIT: usize = 10_000;
 /// Records taken from one input: keeps one iteration short.
 const MAX_RECORDS: usize = 64;
+/// Clock steps one input may ask for (kind 5): 20 s of simulated time.
+const MAX_STEPS: u32 = 2_000;
 
 fn server_addr() -> SocketAddr {
     SocketAddr::new(LOCALHOST, 7882)
@@ -67,6 +69,8 @@ pub struct Harness {
     /// Genuine datagrams the clients sent, by client index.
     sent: Vec<(usize, Vec<u8>)>,
     next_port: u16,
+    /// Clock steps left for this input.
+    steps_left: u32,
 }
 
 impl Harness {
@@ -86,6 +90,7 @@ impl Harness {
             clients: Vec::new(),
             sent: Vec::new(),
             next_port: 50_000,
+            steps_left: MAX_STEPS,
         };
         for id in 1..=2 {
             let addr = SocketAddr::new(LOCALHOST, 40_000 + id as u16);
@@ -308,7 +313,9 @@ impl Harness {
                 }
             }
             _ => {
-                for _ in 0..arg {
+                let steps = u32::from(arg).min(self.steps_left);
+                self.steps_left -= steps;
+                for _ in 0..steps {
                     self.step();
                 }
             }
