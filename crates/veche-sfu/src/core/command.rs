@@ -93,54 +93,20 @@ impl From<ClientMessage> for Command {
             ClientMessage::Chat { text } => Command::Chat { text },
             ClientMessage::RaiseHand { raised } => Command::RaiseHand { raised },
             ClientMessage::Leave => Command::Leave,
-            ClientMessage::Admit { participant_id } => {
-                Command::Host(HostControl::Admit { participant_id })
-            }
-            ClientMessage::Deny { participant_id } => {
-                Command::Host(HostControl::Deny { participant_id })
-            }
-            ClientMessage::Mute {
-                participant_id,
-                kind,
-            } => Command::Host(HostControl::Mute {
-                participant_id,
-                kind,
-            }),
-            ClientMessage::MuteAll { allow_self_unmute } => {
-                Command::Host(HostControl::MuteAll { allow_self_unmute })
-            }
-            ClientMessage::AskUnmute {
-                participant_id,
-                kind,
-            } => Command::Host(HostControl::AskUnmute {
-                participant_id,
-                kind,
-            }),
-            ClientMessage::SetMeeting {
-                locked,
-                allow_self_unmute,
-            } => Command::Host(HostControl::SetMeeting {
-                locked,
-                allow_self_unmute,
-            }),
-            ClientMessage::Remove {
-                participant_id,
-                bar,
-            } => Command::Host(HostControl::Remove {
-                participant_id,
-                bar,
-            }),
-            ClientMessage::SetRole {
-                participant_id,
-                role,
-            } => Command::Host(HostControl::SetRole {
-                participant_id,
-                role,
-            }),
-            ClientMessage::TransferHost { participant_id } => {
-                Command::Host(HostControl::TransferHost { participant_id })
-            }
-            ClientMessage::EndMeeting => Command::Host(HostControl::EndMeeting),
+            host @ (ClientMessage::Admit { .. }
+            | ClientMessage::Deny { .. }
+            | ClientMessage::Mute { .. }
+            | ClientMessage::MuteAll { .. }
+            | ClientMessage::AskUnmute { .. }
+            | ClientMessage::SetMeeting { .. }
+            | ClientMessage::Remove { .. }
+            | ClientMessage::SetRole { .. }
+            | ClientMessage::TransferHost { .. }
+            | ClientMessage::EndMeeting) => match HostControl::try_from(host) {
+                Ok(control) => Command::Host(control),
+                // The pattern above names exactly the variants `try_from` converts.
+                Err(other) => unreachable!("a host control refused: {other:?}"),
+            },
         }
     }
 }
@@ -150,10 +116,59 @@ impl TryFrom<ClientMessage> for HostControl {
     type Error = ClientMessage;
 
     fn try_from(msg: ClientMessage) -> Result<HostControl, ClientMessage> {
-        match Command::from(msg.clone()) {
-            Command::Host(control) => Ok(control),
-            _ => Err(msg),
-        }
+        Ok(match msg {
+            ClientMessage::Admit { participant_id } => HostControl::Admit { participant_id },
+            ClientMessage::Deny { participant_id } => HostControl::Deny { participant_id },
+            ClientMessage::Mute {
+                participant_id,
+                kind,
+            } => HostControl::Mute {
+                participant_id,
+                kind,
+            },
+            ClientMessage::MuteAll { allow_self_unmute } => {
+                HostControl::MuteAll { allow_self_unmute }
+            }
+            ClientMessage::AskUnmute {
+                participant_id,
+                kind,
+            } => HostControl::AskUnmute {
+                participant_id,
+                kind,
+            },
+            ClientMessage::SetMeeting {
+                locked,
+                allow_self_unmute,
+            } => HostControl::SetMeeting {
+                locked,
+                allow_self_unmute,
+            },
+            ClientMessage::Remove {
+                participant_id,
+                bar,
+            } => HostControl::Remove {
+                participant_id,
+                bar,
+            },
+            ClientMessage::SetRole {
+                participant_id,
+                role,
+            } => HostControl::SetRole {
+                participant_id,
+                role,
+            },
+            ClientMessage::TransferHost { participant_id } => {
+                HostControl::TransferHost { participant_id }
+            }
+            ClientMessage::EndMeeting => HostControl::EndMeeting,
+            other @ (ClientMessage::Join { .. }
+            | ClientMessage::Answer { .. }
+            | ClientMessage::Candidate { .. }
+            | ClientMessage::SetMedia { .. }
+            | ClientMessage::Chat { .. }
+            | ClientMessage::RaiseHand { .. }
+            | ClientMessage::Leave) => return Err(other),
+        })
     }
 }
 
