@@ -59,9 +59,11 @@ async function freeUdpPort() {
 
 /**
  * Runs `veche serve` with a fresh data directory and waits for /healthz. Ports are free ones
- * unless given (to restart a server where the clients expect it).
- * @param {{httpPort?: number, mediaPort?: number}} [ports]
- * @returns {Promise<{url: string, httpPort: number, mediaPort: number, stop: () => Promise<void>, log: () => string}>}
+ * unless given (to restart a server where the clients expect it); `dataDir` reuses the data
+ * directory of a server that was killed (`kill9`).
+ * @param {{httpPort?: number, mediaPort?: number, dataDir?: string}} [ports]
+ * @returns {Promise<{url: string, httpPort: number, mediaPort: number, dataDir: string,
+ *   stop: () => Promise<void>, kill9: () => Promise<void>, log: () => string}>}
  */
 export async function startServer(ports = {}) {
   const bin = path.resolve(REPO_ROOT, process.env.VECHE_BIN ?? 'target/debug/veche');
@@ -70,7 +72,7 @@ export async function startServer(ports = {}) {
   }
   const httpPort = ports.httpPort ?? await freeTcpPort();
   const mediaPort = ports.mediaPort ?? await freeUdpPort();
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'veche-e2e-'));
+  const dataDir = ports.dataDir ?? mkdtempSync(path.join(tmpdir(), 'veche-e2e-'));
   const logFile = path.join(dataDir, 'server.log');
   const logFd = openSync(logFile, 'a');
   const child = spawn(bin, [
@@ -104,6 +106,13 @@ export async function startServer(ports = {}) {
     if (process.env.VECHE_E2E_KEEP_LOGS) console.log(`server log kept in ${logFile}`);
     else rmSync(dataDir, { recursive: true, force: true });
   };
+  // SIGKILL: no shutdown, no goodbye; the data directory stays for a restart.
+  const kill9 = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  };
 
   const deadline = Date.now() + 20000;
   for (;;) {
@@ -122,5 +131,5 @@ export async function startServer(ports = {}) {
     }
     await new Promise(r => setTimeout(r, 100));
   }
-  return { url, httpPort, mediaPort, stop, log };
+  return { url, httpPort, mediaPort, dataDir, stop, kill9, log };
 }
