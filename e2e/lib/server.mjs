@@ -79,15 +79,17 @@ function insecureGet(url) {
 
 /**
  * Runs `veche serve` with a fresh data directory and waits for /healthz. Ports are free ones
- * unless given (to restart a server where the clients expect it).
+ * unless given (to restart a server where the clients expect it); `dataDir` reuses the data
+ * directory of a server that was killed (`kill9`).
  *
  * By default everything listens on 127.0.0.1 over plain HTTP. With `host` (e.g. a test host's
  * `serverAddr` from netns.mjs) HTTP, media and the advertised candidate use that address
  * instead, and the server serves HTTPS with its self-signed certificate (browsers allow the
  * camera only in a secure context): open pages in a context with `ignoreHTTPSErrors: true`.
  * `args` are appended to the command line.
- * @param {{httpPort?: number, mediaPort?: number, host?: string, args?: string[]}} [options]
- * @returns {Promise<{url: string, host: string, httpPort: number, mediaPort: number, stop: () => Promise<void>, log: () => string}>}
+ * @param {{httpPort?: number, mediaPort?: number, dataDir?: string, host?: string, args?: string[]}} [options]
+ * @returns {Promise<{url: string, host: string, httpPort: number, mediaPort: number, dataDir: string,
+ *   stop: () => Promise<void>, kill9: () => Promise<void>, log: () => string}>}
  */
 export async function startServer(options = {}) {
   const bin = path.resolve(REPO_ROOT, process.env.VECHE_BIN ?? 'target/debug/veche');
@@ -98,7 +100,7 @@ export async function startServer(options = {}) {
   const loopback = host === '127.0.0.1';
   const httpPort = options.httpPort ?? await freeTcpPort(host);
   const mediaPort = options.mediaPort ?? await freeUdpPort(host);
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'veche-e2e-'));
+  const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), 'veche-e2e-'));
   const logFile = path.join(dataDir, 'server.log');
   const logFd = openSync(logFile, 'a');
   const child = spawn(bin, [
@@ -134,6 +136,13 @@ export async function startServer(options = {}) {
     if (process.env.VECHE_E2E_KEEP_LOGS) console.log(`server log kept in ${logFile}`);
     else rmSync(dataDir, { recursive: true, force: true });
   };
+  // SIGKILL: no shutdown, no goodbye; the data directory stays for a restart.
+  const kill9 = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  };
 
   const deadline = Date.now() + 20000;
   for (;;) {
@@ -152,5 +161,5 @@ export async function startServer(options = {}) {
     }
     await new Promise(r => setTimeout(r, 100));
   }
-  return { url, host, httpPort, mediaPort, stop, log };
+  return { url, host, httpPort, mediaPort, dataDir, stop, kill9, log };
 }

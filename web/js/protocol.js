@@ -46,7 +46,8 @@ export const PROTOCOL_VERSION = 1;
 
 /**
  * Messages the client sends.
- * @typedef {{type: 'join', version: number, room: string, name: string, passcode?: string}
+ * @typedef {{type: 'join', version: number, room: string, name: string, passcode?: string,
+ *             resume?: string}
  *   | {type: 'answer', sdp: string}
  *   | {type: 'candidate', candidate: string}
  *   | {type: 'set_media', kind: TrackKind, enabled: boolean}
@@ -69,7 +70,7 @@ export const PROTOCOL_VERSION = 1;
  * Messages the server sends.
  * @typedef {{type: 'joined', version: number, participant_id: ParticipantId, room: string,
  *             participants: ParticipantInfo[], role: Role, meeting: MeetingState,
- *             waiting: WaitingInfo[]}
+ *             waiting: WaitingInfo[], resume?: string, host_muted?: TrackKind[]}
  *   | {type: 'waiting', room: string, title: string, reason: WaitReason}
  *   | {type: 'offer', sdp: string}
  *   | {type: 'participant_joined', participant: ParticipantInfo}

@@ -95,6 +95,39 @@ function defaultMeeting() {
   return { title: '', locked: false, allow_self_unmute: true, ends_at_ms: null };
 }
 
+/**
+ * Where this tab keeps a room's resume token: sessionStorage, so it lives as long as the tab
+ * and is not shared with other tabs or sites.
+ * @param {string} room
+ */
+function resumeStorageKey(room) {
+  return `veche.resume.${room}`;
+}
+
+/**
+ * @param {string} room
+ * @returns {string | null}
+ */
+function loadResumeToken(room) {
+  try {
+    return sessionStorage.getItem(resumeStorageKey(room));
+  } catch {
+    return null; // storage disabled: we come back as a new guest
+  }
+}
+
+/**
+ * @param {string} room
+ * @param {string} token
+ */
+function saveResumeToken(room, token) {
+  try {
+    sessionStorage.setItem(resumeStorageKey(room), token);
+  } catch {
+    // storage disabled or full: we come back as a new guest
+  }
+}
+
 export class Session {
   /**
    * @param {string} room
@@ -385,6 +418,8 @@ export class Session {
     /** @type {ClientMessage} */
     const join = { type: 'join', version: PROTOCOL_VERSION, room: this.room, name: this.name };
     if (this.passcode) join.passcode = this.passcode;
+    const resume = loadResumeToken(this.room);
+    if (resume) join.resume = resume;
     this.send(join);
   }
 
@@ -443,9 +478,14 @@ export class Session {
         this.role = msg.role ?? 'participant';
         this.meeting = msg.meeting ?? defaultMeeting();
         this.waitingRoom = new Map((msg.waiting ?? []).map(w => [w.id, w]));
-        // A new participant as far as the server is concerned: no host mute carries over.
-        this.hostMuted.clear();
+        // A guest is recognised by this token when the connection comes back (after a
+        // dropped network or a server restart); the server says which host mutes still hold.
+        if (msg.resume) saveResumeToken(this.room, msg.resume);
+        this.hostMuted = new Set(msg.host_muted ?? []);
         this.unmuteAllowed.clear();
+        for (const kind of this.hostMuted) {
+          this.applyHostMute(kind).catch(err => console.error('could not keep the host\'s mute', err));
+        }
         this.watchMediaStart(this.ensurePeerConnection());
         this.view.joined(msg.participant_id, msg.participants,
           { role: this.role, meeting: this.meeting, waiting: [...this.waitingRoom.values()] });

@@ -127,6 +127,7 @@ impl Harness {
                 media_bind: "127.0.0.1:0".parse().expect("literal"),
                 public_ips: vec!["127.0.0.1".parse().expect("literal")],
                 limits: Limits::default(),
+                resume_key: veche_sfu::ResumeKey::random(),
             })
             .expect("harness: sfu");
             let now = SystemClock.now();

@@ -82,6 +82,7 @@ impl Harness {
             media_bind: server_addr(),
             public_ips: vec![LOCALHOST],
             limits: Limits::default(),
+            resume_key: veche_sfu::ResumeKey::random(),
         };
         let mut h = Harness {
             start: now,
@@ -118,6 +119,7 @@ impl Harness {
                 room: "fuzz".into(),
                 name: format!("p{id}"),
                 passcode: None,
+                resume: None,
             };
             h.signal(id, join);
         }

@@ -138,6 +138,7 @@ impl SyntheticParticipant {
                 room: room.to_owned(),
                 name: name.to_owned(),
                 passcode: None,
+                resume: None,
             })
             .await?;
         // The first reply is `joined` or an error saying why not.

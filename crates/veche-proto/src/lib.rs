@@ -131,6 +131,11 @@ pub enum ClientMessage {
         /// The meeting's passcode, when it has one (hosts and co-hosts need none).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         passcode: Option<String>,
+        /// The `resume` token of an earlier [`ServerMessage::Joined`] in this meeting: a
+        /// guest coming back is recognised by it (role, host mutes, no second trip through
+        /// the waiting room or the lock).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<String>,
     },
     /// The answer to the server's latest [`ServerMessage::Offer`].
     Answer { sdp: String },
@@ -207,6 +212,15 @@ pub enum ServerMessage {
         meeting: MeetingState,
         /// The waiting room, when the joiner moderates (empty otherwise).
         waiting: Vec<WaitingInfo>,
+        /// For a guest: a token to send in the `join` of a later connection to this meeting
+        /// (after a dropped network or a server restart) to be recognised. Keep it for this
+        /// tab only; it is a credential.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<String>,
+        /// The joiner's tracks a host muted, when they come back to a meeting that remembers
+        /// it (they stay off until a host asks or the meeting allows unmuting).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        host_muted: Vec<TrackKind>,
     },
     /// Reply to [`ClientMessage::Join`] when the joiner is held in the waiting room. A
     /// [`ServerMessage::Joined`] follows once admitted; a fatal [`ErrorCode::Denied`] if not.
@@ -462,11 +476,13 @@ impl ClientMessage {
                 room,
                 name,
                 passcode,
+                resume,
             } => ClientMessage::Join {
                 version,
                 room,
                 name: sanitize_text(&name),
                 passcode,
+                resume,
             },
             ClientMessage::Chat { text } => ClientMessage::Chat {
                 text: sanitize_text(&text),
@@ -563,6 +579,7 @@ mod tests {
             room: "abc".into(),
             name: "Ann".into(),
             passcode: None,
+            resume: None,
         };
         let json = msg.to_json();
         assert_eq!(
@@ -617,6 +634,7 @@ mod tests {
                 room: "r".into(),
                 name: "n".into(),
                 passcode: Some("1234".into()),
+                resume: Some("v1.token".into()),
             },
             ClientMessage::Answer { sdp: "v=0".into() },
             ClientMessage::Candidate {
@@ -704,6 +722,7 @@ mod tests {
                 name: "Eve tsoh".into(),
                 // Only what others see is cleaned; a passcode is compared as typed.
                 passcode: Some("a\u{200b}b".into()),
+                resume: None,
             }
         );
         let chat = ClientMessage::parse(

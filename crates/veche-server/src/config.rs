@@ -33,6 +33,8 @@ pub(crate) const DEFAULT_LOCKOUT_MINUTES: u32 = 15;
 pub(crate) const DEFAULT_MAX_WS_PER_IP: usize = 100;
 /// One year: long enough that browsers keep using HTTPS between visits.
 pub(crate) const DEFAULT_HSTS_MAX_AGE: u64 = 365 * 24 * 3600;
+/// How often running meetings' state is written at most, in milliseconds.
+pub(crate) const DEFAULT_LIVE_SAVE_MS: u64 = 250;
 pub(crate) const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 365;
 
 /// Veche: self-hosted video meetings in the browser, through our own SFU, in one binary.
@@ -262,6 +264,22 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "VECHE_MEETING_MINUTE_MS", value_name = "MS", hide = true)]
     pub(crate) meeting_minute_ms: Option<u64>,
 
+    /// How long a meeting interrupted by a restart waits for the first of its people to come
+    /// back before it is over, in seconds [default: 600].
+    #[arg(long, env = "VECHE_RESUME_WINDOW_SECS", value_name = "SECS")]
+    pub(crate) resume_window_secs: Option<u64>,
+
+    /// How long a guest's resume token (how they are recognised when their connection comes
+    /// back) is good for, in seconds [default: 86400].
+    #[arg(long, env = "VECHE_RESUME_TOKEN_TTL_SECS", value_name = "SECS")]
+    pub(crate) resume_token_ttl_secs: Option<u64>,
+
+    /// Running meetings' state is written to the database at most this often (changes in
+    /// between are merged), in milliseconds [default: 250]. A `kill -9` loses at most the
+    /// changes of this long.
+    #[arg(long, env = "VECHE_LIVE_SAVE_MS", value_name = "MS")]
+    pub(crate) live_save_ms: Option<u64>,
+
     /// Database URL: `sqlite://FILE` or `postgres://USER@HOST/DB`
     /// [default: sqlite://DATA_DIR/veche.db].
     #[arg(long, env = "VECHE_DATABASE", value_name = "URL")]
@@ -357,6 +375,9 @@ struct FileConfig {
     media_socket_buffer: Option<usize>,
     media_shards: Option<usize>,
     meeting_minute_ms: Option<u64>,
+    resume_window_secs: Option<u64>,
+    resume_token_ttl_secs: Option<u64>,
+    live_save_ms: Option<u64>,
     log_format: Option<LogFormat>,
     database: Option<String>,
     signup: Option<Signup>,
@@ -417,6 +438,8 @@ pub(crate) struct Config {
     pub(crate) hash_wait: Duration,
     /// How long audit entries are kept, in seconds (`None`: for ever).
     pub(crate) audit_retention_secs: Option<i64>,
+    /// How often running meetings' state is written at most.
+    pub(crate) live_save: Duration,
 }
 
 impl Config {
@@ -525,8 +548,24 @@ impl Config {
                 .meeting_minute_ms
                 .or(file.meeting_minute_ms)
                 .map_or(defaults.minute, std::time::Duration::from_millis),
+            resume_window: args
+                .resume_window_secs
+                .or(file.resume_window_secs)
+                .map_or(defaults.resume_window, Duration::from_secs),
+            resume_token_ttl: args
+                .resume_token_ttl_secs
+                .or(file.resume_token_ttl_secs)
+                .map_or(defaults.resume_token_ttl, Duration::from_secs),
             ..defaults
         };
+        if sfu_limits.resume_token_ttl.is_zero() {
+            bail!("resume-token-ttl-secs must be at least 1");
+        }
+        let live_save = Duration::from_millis(
+            args.live_save_ms
+                .or(file.live_save_ms)
+                .unwrap_or(DEFAULT_LIVE_SAVE_MS),
+        );
         if sfu_limits.media_shards == 0 {
             bail!("media-shards must be at least 1");
         }
@@ -631,6 +670,7 @@ impl Config {
             hash_concurrency,
             hash_wait,
             audit_retention_secs,
+            live_save,
         })
     }
 }

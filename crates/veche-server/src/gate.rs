@@ -2,13 +2,14 @@
 //! (passcodes, roles, plans) and the SFU's live meetings. Also stores what the SFU reports
 //! back (host actions for the audit log, usage of finished meetings).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{HeaderMap, header};
 use tokio::sync::mpsc;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 use veche_proto::{ErrorCode, Role, ServerMessage};
 
 /// Why a join was refused.
@@ -30,10 +31,10 @@ impl Refusal {
         ServerMessage::error(self.code, self.message)
     }
 }
-use veche_sfu::{JoinGrant, MeetingRef, SfuEvent, UserRef};
+use veche_sfu::{JoinGrant, MeetingRef, MeetingSnapshot, MeetingUsage, SfuEvent, UserRef};
 
 use crate::api::{AccountSettings, Clock, session_token};
-use crate::store::{JoinError, JoinRole, NewAuditEntry, Store, UsageRecord, User};
+use crate::store::{JoinError, JoinRole, LiveChange, NewAuditEntry, Store, UsageRecord, User};
 
 /// Who opened a signalling connection.
 #[derive(Clone, Default)]
@@ -310,46 +311,167 @@ fn same_origin(headers: &HeaderMap) -> bool {
 }
 
 /// Stores what the SFU reports until it stops: host actions in the audit log, finished
-/// meetings in the usage records. A failed write is logged; it never stops a meeting.
+/// meetings in the usage records, and snapshots of running meetings (so a restart carries
+/// them on). Snapshots are written behind: the latest of each room, at most once per
+/// `save_every`; a meeting that ends is deleted at once, before anything else is stored. A
+/// failed write is logged and retried with the next; it never stops a meeting.
 pub(crate) async fn store_events(
     store: Store,
     clock: Arc<dyn Clock>,
     mut events: mpsc::UnboundedReceiver<SfuEvent>,
+    save_every: Duration,
 ) {
-    while let Some(event) = events.recv().await {
+    let mut pending: HashMap<String, LiveChange> = HashMap::new();
+    let mut flush_at: Option<tokio::time::Instant> = None;
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            () = sleep_until(flush_at) => {
+                flush_live(&store, &mut pending).await;
+                flush_at = None;
+                continue;
+            }
+        };
+        let Some(event) = event else {
+            break;
+        };
         let result = match event {
-            SfuEvent::Audit(a) => {
-                let entry = NewAuditEntry {
-                    actor_id: a.actor.as_ref().map(|u| u.id.clone()),
-                    actor_email: a.actor.as_ref().map(|u| u.email.clone()),
-                    ip: a.ip.map(|ip| ip.to_string()),
-                    action: a.action.to_owned(),
-                    target: format!("{} in meeting {}", a.target, a.meeting_id),
-                    org_id: a.org_id,
-                    detail: if a.detail.is_empty() {
-                        format!("by {}", a.actor_name)
-                    } else {
-                        format!("by {}: {}", a.actor_name, a.detail)
-                    },
-                };
-                store.audit(entry, clock.now()).await
+            SfuEvent::MeetingSaved(snapshot) => {
+                match serde_json::to_string(&snapshot) {
+                    Ok(json) => {
+                        pending.insert(
+                            snapshot.room.clone(),
+                            LiveChange::Save {
+                                snapshot: json,
+                                saved_at: (snapshot.saved_at_ms / 1000) as i64,
+                            },
+                        );
+                        flush_at.get_or_insert_with(|| tokio::time::Instant::now() + save_every);
+                    }
+                    Err(e) => {
+                        error!(room = %snapshot.room, "a meeting snapshot did not serialise: {e}")
+                    }
+                }
+                continue;
             }
-            SfuEvent::MeetingFinished(u) => {
-                let record = UsageRecord {
-                    org_id: u.org_id,
-                    meeting_id: u.meeting_id,
-                    started_at: (u.started_at_ms / 1000) as i64,
-                    ended_at: (u.ended_at_ms / 1000) as i64,
-                    peak_participants: u.peak_participants as i64,
-                    participant_minutes: u.participant_ms.div_ceil(60_000) as i64,
-                };
-                store.record_usage(&record).await
+            SfuEvent::MeetingClosed { room } => {
+                // Before its usage is recorded, so a crash cannot bring an ended meeting back
+                // and count it twice.
+                pending.insert(room, LiveChange::Delete);
+                flush_live(&store, &mut pending).await;
+                flush_at = None;
+                continue;
             }
+            SfuEvent::Audit(a) => store.audit(audit_entry(a), clock.now()).await,
+            SfuEvent::MeetingFinished(u) => store.record_usage(&usage_record(&u)).await,
         };
         if let Err(e) = result {
             error!("storing a meeting event failed: {e}");
         }
     }
+    flush_live(&store, &mut pending).await;
+}
+
+/// Waits until `at`, or for ever when nothing is due.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes the pending snapshot changes in one transaction; on failure they stay pending
+/// (newer changes of a room replace them) for the next attempt.
+async fn flush_live(store: &Store, pending: &mut HashMap<String, LiveChange>) {
+    if pending.is_empty() {
+        return;
+    }
+    let changes: Vec<_> = pending.drain().collect();
+    if let Err(e) = store.write_live_meetings(&changes).await {
+        error!(rooms = changes.len(), "saving running meetings failed: {e}");
+        for (room, change) in changes {
+            pending.entry(room).or_insert(change);
+        }
+    }
+}
+
+fn audit_entry(a: veche_sfu::AuditEvent) -> NewAuditEntry {
+    NewAuditEntry {
+        actor_id: a.actor.as_ref().map(|u| u.id.clone()),
+        actor_email: a.actor.as_ref().map(|u| u.email.clone()),
+        ip: a.ip.map(|ip| ip.to_string()),
+        action: a.action.to_owned(),
+        target: format!("{} in meeting {}", a.target, a.meeting_id),
+        org_id: a.org_id,
+        detail: if a.detail.is_empty() {
+            format!("by {}", a.actor_name)
+        } else {
+            format!("by {}: {}", a.actor_name, a.detail)
+        },
+    }
+}
+
+pub(crate) fn usage_record(u: &MeetingUsage) -> UsageRecord {
+    UsageRecord {
+        org_id: u.org_id.clone(),
+        meeting_id: u.meeting_id.clone(),
+        started_at: (u.started_at_ms / 1000) as i64,
+        ended_at: (u.ended_at_ms / 1000) as i64,
+        peak_participants: u.peak_participants as i64,
+        participant_minutes: u.participant_ms.div_ceil(60_000) as i64,
+    }
+}
+
+/// The meetings a restart interrupted, read back for the SFU: those saved within `window`
+/// come back; older ones are over (nobody could have come back in time) — their usage is
+/// recorded and they are deleted, as are snapshots that no longer parse.
+pub(crate) async fn live_meetings_to_restore(
+    store: &Store,
+    now_s: i64,
+    window: Duration,
+) -> Vec<MeetingSnapshot> {
+    let rows = match store.live_meetings().await {
+        Ok(rows) => rows,
+        Err(e) => {
+            error!("reading running meetings failed; none are restored: {e}");
+            return Vec::new();
+        }
+    };
+    let mut restore = Vec::new();
+    let mut over = Vec::new();
+    for row in rows {
+        let snapshot: MeetingSnapshot = match serde_json::from_str(&row.snapshot) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(room = %row.room, "dropping a meeting snapshot that does not parse: {e}");
+                over.push((row.room, LiveChange::Delete));
+                continue;
+            }
+        };
+        if snapshot.room != row.room || now_s - row.saved_at > window.as_secs() as i64 {
+            if let (Some(m), Some(started)) = (&snapshot.meeting, snapshot.started_at_ms) {
+                let usage = MeetingUsage {
+                    meeting_id: m.id.clone(),
+                    org_id: m.org_id.clone(),
+                    started_at_ms: started,
+                    ended_at_ms: snapshot.saved_at_ms,
+                    peak_participants: snapshot.peak_participants,
+                    participant_ms: snapshot.participant_ms,
+                };
+                if let Err(e) = store.record_usage(&usage_record(&usage)).await {
+                    error!(room = %row.room, "recording usage of an interrupted meeting failed: {e}");
+                }
+            }
+            info!(room = %row.room, "a meeting interrupted too long ago is over");
+            over.push((row.room, LiveChange::Delete));
+            continue;
+        }
+        restore.push(snapshot);
+    }
+    if let Err(e) = store.write_live_meetings(&over).await {
+        error!("deleting stale meeting snapshots failed: {e}");
+    }
+    restore
 }
 
 #[cfg(test)]

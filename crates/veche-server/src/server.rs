@@ -11,12 +11,12 @@ use axum::http::HeaderValue;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::sync::watch;
 use tracing::{info, warn};
-use veche_sfu::{SfuConfig, SfuHandle};
+use veche_sfu::{ResumeKey, SfuConfig, SfuHandle};
 
 use crate::api::{ApiState, Clock, SystemClock};
 use crate::auth::Hasher;
 use crate::config::{Config, discover_public_ips};
-use crate::gate::{JoinGate, store_events};
+use crate::gate::{JoinGate, live_meetings_to_restore, store_events};
 use crate::http::router_with_api;
 use crate::sockets::LiveSockets;
 use crate::state::{AppState, HttpPolicy, WsStats};
@@ -55,16 +55,36 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("binding HTTP listener on {}", config.http))?;
     let http_addr = listener.local_addr()?;
 
+    // Meetings a restart interrupted carry on: their snapshots, and the key their guests'
+    // resume tokens are signed with.
+    let resume_key = ResumeKey::from_bytes(
+        store
+            .resume_key()
+            .await
+            .context("reading the resume-token key")?,
+    );
+    let interrupted =
+        live_meetings_to_restore(&store, SystemClock.now(), config.sfu_limits.resume_window).await;
+
     let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
     let sfu = SfuHandle::spawn_with_events(
         SfuConfig {
             media_bind: config.media_bind,
             public_ips: public_ips.clone(),
             limits: config.sfu_limits.clone(),
+            resume_key,
         },
         events_tx,
     )
     .with_context(|| format!("starting the SFU on UDP {}", config.media_bind))?;
+    if !interrupted.is_empty() {
+        info!(
+            meetings = interrupted.len(),
+            "restoring meetings a restart interrupted"
+        );
+    }
+    // Before the HTTP server starts, so nobody joins a fresh room in their place.
+    sfu.restore(interrupted);
     info!(
         media = %sfu.local_media_addr(),
         public_ips = ?public_ips,
@@ -89,7 +109,12 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         config.audit_retention_secs,
     ));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let event_writer = tokio::spawn(store_events(store.clone(), clock.clone(), events));
+    let event_writer = tokio::spawn(store_events(
+        store.clone(),
+        clock.clone(),
+        events,
+        config.live_save,
+    ));
     let app = router_with_api(
         AppState {
             sfu: Arc::new(sfu.clone()),

@@ -215,7 +215,7 @@ impl Session<'_> {
                             }
                         }
                         Step::Join(join) => {
-                            let ClientMessage::Join { version, room, name, passcode } = *join else {
+                            let ClientMessage::Join { version, room, name, passcode, resume } = *join else {
                                 continue;
                             };
                             // The session may have ended since the upgrade: the join is
@@ -225,7 +225,7 @@ impl Session<'_> {
                                 Err(refusal) => Err(refusal),
                             };
                             match authorised {
-                                Ok(grant) => self.sfu.join(conn.id, JoinRequest { version, room, name, grant }),
+                                Ok(grant) => self.sfu.join(conn.id, JoinRequest { version, room, name, grant, resume }),
                                 Err(refusal) => {
                                     let fatal = refusal.code.is_fatal();
                                     info!(?refusal, "join refused");

@@ -159,6 +159,7 @@ async fn start_meeting(app: &App, meeting: &str, host: &User) -> Connection {
                 }),
                 ..JoinGrant::default()
             },
+            resume: None,
         },
     );
     loop {

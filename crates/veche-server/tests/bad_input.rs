@@ -71,6 +71,7 @@ fn join(version: u32, room: &str, name: &str) -> String {
         room: room.into(),
         name: name.into(),
         passcode: None,
+        resume: None,
     }
     .to_json()
 }

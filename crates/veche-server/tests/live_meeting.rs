@@ -63,6 +63,7 @@ impl Peer {
             room: room.into(),
             name: name.into(),
             passcode: passcode.map(str::to_owned),
+            resume: None,
         })
         .await
     }

@@ -1,6 +1,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::core::ResumeKey;
+
 /// Everything the SFU needs to know from the operator.
 #[derive(Debug, Clone)]
 pub struct SfuConfig {
@@ -11,6 +13,9 @@ pub struct SfuConfig {
     /// shard).
     pub public_ips: Vec<IpAddr>,
     pub limits: Limits,
+    /// Signs guests' resume tokens; the same key must come back after a restart for them to
+    /// be recognised.
+    pub resume_key: ResumeKey,
 }
 
 /// Explicit, configurable limits on what one participant or room may use.
@@ -36,6 +41,11 @@ pub struct Limits {
     /// The length of a minute for meeting time limits and their warnings. Always 60 s in
     /// service; tests shorten it to see a 40-minute limit end a meeting in seconds.
     pub minute: Duration,
+    /// How long a meeting brought back after a restart waits for the first of its people to
+    /// come back before it is over.
+    pub resume_window: Duration,
+    /// How long a guest's resume token is good for.
+    pub resume_token_ttl: Duration,
 }
 
 impl Default for Limits {
@@ -50,6 +60,8 @@ impl Default for Limits {
             // The CPUs this process may run on (`taskset` included).
             media_shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
             minute: Duration::from_secs(60),
+            resume_window: Duration::from_secs(10 * 60),
+            resume_token_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }

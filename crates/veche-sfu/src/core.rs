@@ -2,10 +2,13 @@
 
 mod command;
 mod demux;
-mod host;
+mod meetings;
+mod policy;
+mod resume;
 mod room;
 
 pub use command::{Command, HostControl};
+pub use resume::ResumeKey;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -18,12 +21,12 @@ use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, Vp8Descriptor};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
-use veche_proto::{ErrorCode, PROTOCOL_VERSION, ParticipantId, ServerMessage, TrackKind};
+use veche_proto::{ErrorCode, ParticipantId, ServerMessage, TrackKind};
 
 use self::demux::{Demux, Route};
 use crate::SfuConfig;
 use crate::id_map::IdMap;
-use crate::meeting::{JoinGrant, JoinRequest, MeetingLive, SfuEvent};
+use crate::meeting::{JoinRequest, SfuEvent};
 use crate::participant::{AnswerError, Participant, slot};
 
 /// A datagram to send.
@@ -67,20 +70,12 @@ const MAX_REMOTE_CANDIDATES: usize = 32;
 
 use self::room::{RoomKey, Rooms};
 
-/// A connection held in a room's waiting room: not a participant yet (no media).
-struct Waiter {
-    room: RoomKey,
-    name: String,
-    grant: JoinGrant,
-    reason: veche_proto::WaitReason,
-}
-
 /// The SFU's rooms, participants and forwarding, with no I/O.
 ///
 /// # Driving contract
 /// Inputs are [`Sfu::handle_command`], [`Sfu::handle_join`], [`Sfu::handle_control`],
-/// [`Sfu::handle_disconnect`], [`Sfu::handle_datagram`] and [`Sfu::handle_timeout`]; outputs
-/// come out of [`Sfu::poll_output`].
+/// [`Sfu::handle_disconnect`], [`Sfu::handle_datagram`], [`Sfu::handle_timeout`] and
+/// [`Sfu::restore`]; outputs come out of [`Sfu::poll_output`].
 ///
 /// - After an input, drain [`Sfu::poll_output`] until it returns [`Output::Timeout`] before
 ///   waiting for anything. Datagrams may be fed in a batch first: any number of
@@ -96,14 +91,17 @@ struct Waiter {
 /// The core owns typed parts, each with one job: the `Demux` routes datagrams to
 /// participants; a `Participant` owns its str0m `Rtc` — the one place that drives str0m —
 /// and its m-lines; each subscription line owns a `Subscription`
-/// (rewriting of what it forwards, exportable so it can move); rooms hold members and the
-/// live meeting (`host.rs` holds the meeting policy). See `docs/architecture.md`.
+/// (rewriting of what it forwards, exportable so it can move); a room holds its members and
+/// its `Meeting` — the meeting policy, which answers each request with effects and never
+/// touches str0m (`policy.rs`; `meetings.rs` carries the effects out). See
+/// `docs/architecture.md`.
 pub struct Sfu {
     config: SfuConfig,
     crypto: Arc<CryptoProvider>,
     candidates: Vec<Candidate>,
     participants: IdMap<ParticipantId, Participant>,
-    waiters: HashMap<ParticipantId, Waiter>,
+    /// Connections in a waiting room, and which (the meeting holds the rest about them).
+    waiting: HashMap<ParticipantId, RoomKey>,
     rooms: Rooms,
     /// Which participant a datagram is for.
     demux: Demux,
@@ -150,7 +148,7 @@ impl Sfu {
             crypto: Arc::new(str0m::crypto::from_feature_flags()),
             candidates,
             participants: IdMap::default(),
-            waiters: HashMap::new(),
+            waiting: HashMap::new(),
             rooms: Rooms::default(),
             demux: Demux::default(),
             out: VecDeque::new(),
@@ -177,7 +175,7 @@ impl Sfu {
 
     /// Whether `id` is in a room or its waiting room.
     pub fn has_participant(&self, id: ParticipantId) -> bool {
-        self.participants.contains_key(&id) || self.waiters.contains_key(&id)
+        self.participants.contains_key(&id) || self.waiting.contains_key(&id)
     }
 
     pub fn participant_count(&self) -> usize {
@@ -215,11 +213,11 @@ impl Sfu {
         self.last_now = self.last_now.max(now);
         match cmd {
             Command::Join(req) => self.join(now, id, *req),
-            Command::Leave if self.waiters.contains_key(&id) => {
+            Command::Leave if self.waiting.contains_key(&id) => {
                 self.remove_waiter(id);
                 self.out.push_back(Output::Close(id));
             }
-            _ if self.waiters.contains_key(&id) => {
+            _ if self.waiting.contains_key(&id) => {
                 self.error(id, ErrorCode::NotJoined, "waiting to be admitted by a host")
             }
             _ if !self.participants.contains_key(&id) => self.error(
@@ -249,7 +247,11 @@ impl Sfu {
                 self.remove(id);
                 self.out.push_back(Output::Close(id));
             }
-            Command::Host(control) => self.host_action(now, &host::Actor::Member(id), control),
+            Command::Host(control) => {
+                if let Some(key) = self.participants.get(&id).map(|p| p.room_key()) {
+                    self.control(now, key, &policy::Actor::Member(id), control);
+                }
+            }
         }
         self.run_queues(now, true);
     }
@@ -326,6 +328,7 @@ impl Sfu {
             self.next_tick = now + TICK;
             self.flush_deferred_keyframes(now);
             self.enforce_time_limits(now);
+            self.save_meetings(now, false);
         }
         if now >= self.next_speaker_eval {
             self.next_speaker_eval = now + SPEAKER_WINDOW;
@@ -355,34 +358,24 @@ impl Sfu {
             .fold(self.next_tick.min(self.next_speaker_eval), Instant::min);
     }
 
-    /// Tells everyone the server is going away and forgets them.
+    /// Tells everyone the server is going away and forgets them. Their meetings are not over:
+    /// a snapshot of each goes out for the server to keep, so they carry on after the
+    /// restart (usage is recorded when they end).
     pub fn shutdown(&mut self) {
         let ids: Vec<_> = self
             .participants
             .keys()
-            .chain(self.waiters.keys())
+            .chain(self.waiting.keys())
             .copied()
             .collect();
         for id in ids {
             self.error(id, ErrorCode::ShuttingDown, "the server is shutting down");
             self.out.push_back(Output::Close(id));
         }
-        // Meetings cut short by the shutdown still count towards usage.
         let now = self.last_now;
-        for room in self.rooms.values() {
-            let remaining_ms = room
-                .members
-                .iter()
-                .filter_map(|m| self.participants.get(m))
-                .map(|p| now_since(p, now))
-                .sum();
-            if let Some(usage) = room.live.usage(now, remaining_ms) {
-                self.out
-                    .push_back(Output::Event(SfuEvent::MeetingFinished(usage)));
-            }
-        }
+        self.save_meetings(now, true);
         self.participants.clear();
-        self.waiters.clear();
+        self.waiting.clear();
         self.rooms.clear();
         self.demux.clear();
     }
@@ -408,100 +401,6 @@ impl Sfu {
             .push_back(Output::Signal(id, ServerMessage::error(code, message)));
         if code.is_fatal() {
             self.out.push_back(Output::Close(id));
-        }
-    }
-
-    /// Lets `id` into room `key` now: creates its media connection, tells everyone, and
-    /// offers it the room's tracks. The caller has checked the grant, bars and locks.
-    fn admit_now(
-        &mut self,
-        now: Instant,
-        key: RoomKey,
-        id: ParticipantId,
-        name: String,
-        grant: JoinGrant,
-    ) {
-        let Some(room) = self.rooms.get(&key) else {
-            return;
-        };
-        let members = room.members.clone();
-        if members.len() >= room.live.max_participants {
-            let max = room.live.max_participants;
-            self.drop_room_if_empty(key);
-            return self.error(
-                id,
-                ErrorCode::RoomFull,
-                format!("the meeting is full ({max} participants)"),
-            );
-        }
-        let room_name = room.name.clone();
-        let role = self.role_on_entry(key, &grant);
-
-        let mut rtc = Rtc::builder()
-            .set_crypto_provider(self.crypto.clone())
-            .set_ice_lite(true)
-            .set_rtp_mode(true)
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            .enable_h264(true)
-            .build(now);
-        let ufrag = self.unique_ufrag(&mut rtc);
-        self.demux.add(id, ufrag.clone());
-        let mut p = Participant::new(id, key, name, rtc, ufrag, &self.candidates, now);
-        p.info.role = role;
-        if let Some(known) = MeetingLive::returning_key(&grant, &p.info.name)
-            .and_then(|k| self.rooms.get(&key)?.live.known.get(&k).copied())
-        {
-            p.host_muted = known;
-        }
-        p.grant = grant;
-        let mut others = Vec::with_capacity(members.len());
-        for m in &members {
-            if let Some(other) = self.participants.get(m) {
-                others.push(other.info.clone());
-                for kind in TrackKind::ALL {
-                    if other.published[slot(kind)] {
-                        p.subscribe(*m, kind);
-                    }
-                }
-            }
-        }
-        info!(participant = id, room = %room_name, name = %p.info.name, ?role, "joined");
-        let waiting = if role.moderates() {
-            self.waiting_list(key)
-        } else {
-            Vec::new()
-        };
-        self.start_clock(now, key, p.grant.max_duration);
-        self.out.push_back(Output::Signal(
-            id,
-            ServerMessage::Joined {
-                version: PROTOCOL_VERSION,
-                participant_id: id,
-                room: room_name,
-                participants: others,
-                role,
-                meeting: self.meeting_state(key),
-                waiting,
-            },
-        ));
-        self.broadcast(
-            key,
-            None,
-            ServerMessage::ParticipantJoined {
-                participant: p.info.clone(),
-            },
-        );
-        self.participants.insert(id, p);
-        if let Some(r) = self.rooms.get_mut(&key) {
-            r.members.push(id);
-            r.live.peak = r.live.peak.max(r.members.len());
-        }
-        self.negotiate(id);
-        self.mark_poll(id);
-        if role.moderates() {
-            self.release_host_absent(now, key);
         }
     }
 
@@ -571,19 +470,17 @@ impl Sfu {
         };
         let room = p.room_key();
         if enabled && p.host_muted[slot(kind)] {
-            let allowed = p.info.role.moderates()
-                || self
-                    .rooms
-                    .get(&room)
-                    .is_some_and(|r| r.live.allow_self_unmute);
-            if !allowed {
-                return self.error(
-                    id,
-                    ErrorCode::UnmuteNotAllowed,
-                    "a host muted you and participants may not unmute themselves; ask a host",
-                );
+            let Some(r) = self.rooms.get_mut(&room) else {
+                return;
+            };
+            match r.meeting.unmute(id, kind) {
+                Err((code, why)) => return self.error(id, code, why),
+                Ok(gate) => {
+                    if let Some(gate) = gate {
+                        p.host_muted = gate;
+                    }
+                }
             }
-            p.host_muted[slot(kind)] = false;
             if kind.is_video() {
                 // Subscribers' decoders lost the packets dropped while muted.
                 self.to_request_keyframe.push((id, kind));
@@ -698,8 +595,6 @@ impl Sfu {
             return;
         };
         room.remove_member(id);
-        room.live.participant_ms += now_since(&p, self.last_now);
-        room.live.remember(&p.grant, &p.info.name, p.host_muted);
         let members = room.members.clone();
         self.broadcast(
             key,
@@ -712,21 +607,8 @@ impl Sfu {
             }
             self.negotiate(m);
         }
-        if p.info.role == veche_proto::Role::Host {
-            self.pass_on_host(key);
-        }
-        self.drop_room_if_empty(key);
-    }
-
-    /// Forgets a room nobody is in or waiting for, recording its usage.
-    fn drop_room_if_empty(&mut self, key: RoomKey) {
-        if self.rooms.get(&key).is_some_and(|r| r.is_empty())
-            && let Some(r) = self.rooms.remove(&key)
-            && let Some(usage) = r.live.usage(self.last_now, 0)
-        {
-            self.out
-                .push_back(Output::Event(SfuEvent::MeetingFinished(usage)));
-        }
+        self.leave_meeting(key, id);
+        self.drop_room_if_over(key);
     }
 
     /// Polls one participant's `Rtc` until it has nothing more to say.
@@ -965,11 +847,6 @@ impl Sfu {
             );
         }
     }
-}
-
-/// How long `p` has been in its room, in milliseconds.
-fn now_since(p: &Participant, now: Instant) -> u64 {
-    now.saturating_duration_since(p.joined_at).as_millis() as u64
 }
 
 fn send_keyframe_request(p: &mut Participant, kind: TrackKind) {

@@ -24,7 +24,9 @@ use veche_proto::{ClientMessage, ErrorCode, ParticipantId, ServerMessage};
 
 use crate::SfuConfig;
 use crate::core::{HostControl, Output, Sfu};
-use crate::meeting::{ControlError, JoinRequest, LiveMeeting, RemoteActor, SfuEvent};
+use crate::meeting::{
+    ControlError, JoinRequest, LiveMeeting, MeetingSnapshot, RemoteActor, SfuEvent,
+};
 use crate::udp_batch::SendBatch;
 use shards::{Route, ShardLinks, shard_of};
 
@@ -67,6 +69,7 @@ enum Command {
     Join(ParticipantId, Box<JoinRequest>),
     Control(Box<ControlRequest>),
     Live(String, oneshot::Sender<Option<LiveMeeting>>),
+    Restore(Box<MeetingSnapshot>),
     Disconnect(ParticipantId),
     Shutdown,
 }
@@ -239,6 +242,15 @@ impl SfuHandle {
         let shard = self.shard_of_room(&room);
         let _ = shard.commands.send(Command::Live(room, reply));
         answer.await.ok().flatten()
+    }
+
+    /// Brings back meetings a restart interrupted (see [`Sfu::restore`]), each on the shard
+    /// of its room. Call before anyone can join.
+    pub fn restore(&self, snapshots: Vec<MeetingSnapshot>) {
+        for snapshot in snapshots {
+            let shard = self.shard_of_room(&snapshot.room);
+            let _ = shard.commands.send(Command::Restore(Box::new(snapshot)));
+        }
     }
 
     /// The signalling connection is gone: the participant leaves its room.
@@ -483,6 +495,11 @@ async fn run(
                     }
                     Some(Command::Live(room, reply)) => {
                         let _ = reply.send(sfu.live_meeting(&room));
+                    }
+                    Some(Command::Restore(snapshot)) => {
+                        if !sfu.restore(now, unix_ms(), &snapshot) {
+                            warn!(room = %snapshot.room, "snapshot not restored");
+                        }
                     }
                     // A connection this shard has closed.
                     Some(Command::Message(..) | Command::Join(..)) => {}

@@ -15,12 +15,12 @@ mod stun;
 mod subscription;
 mod udp_batch;
 
-pub use crate::core::{Command, Counters, Datagram, HostControl, Output, Sfu};
+pub use crate::core::{Command, Counters, Datagram, HostControl, Output, ResumeKey, Sfu};
 pub use config::{Limits, SfuConfig};
 pub use driver::{Connection, SfuHandle, SfuMetrics};
 pub use meeting::{
-    AuditEvent, ControlError, JoinGrant, JoinRequest, LiveMeeting, MeetingRef, MeetingUsage,
-    RemoteActor, SfuEvent, UserRef,
+    AuditEvent, ControlError, JoinGrant, JoinRequest, LiveMeeting, MeetingRef, MeetingSnapshot,
+    MeetingUsage, Remembered, RemoteActor, SfuEvent, UserRef,
 };
 pub use subscription::MungerState;
 

@@ -1,12 +1,11 @@
-//! What the server tells the SFU about a joiner (their grant), what a live meeting keeps
-//! (waiting room, host policy, time limit, usage), and what the SFU reports back (audit
-//! entries and usage) for the server to store.
+//! What the server tells the SFU about a joiner (their grant), and what the SFU reports back
+//! for the server to store: audit entries, usage, and snapshots of running meetings. The
+//! meeting policy itself is `core/policy.rs`.
 
-use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use veche_proto::{ErrorCode, MeetingState, ParticipantId, ParticipantInfo, Role, WaitingInfo};
+use veche_proto::{ErrorCode, MeetingState, ParticipantInfo, Role, WaitingInfo};
 
 /// A join the signalling layer has already authorised.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +14,8 @@ pub struct JoinRequest {
     pub room: String,
     pub name: String,
     pub grant: JoinGrant,
+    /// The resume token a guest was given in an earlier `joined` of this meeting.
+    pub resume: Option<String>,
 }
 
 /// What the joiner may do in the meeting, decided by the server from the meeting's settings,
@@ -56,7 +57,7 @@ pub struct UserRef {
     pub email: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MeetingRef {
     pub id: String,
     pub org_id: String,
@@ -95,6 +96,10 @@ pub enum SfuEvent {
     Audit(AuditEvent),
     /// A meeting with a stored record finished (ended, or its last participant left).
     MeetingFinished(MeetingUsage),
+    /// A running meeting changed what a restart needs (the latest replaces earlier ones).
+    MeetingSaved(Box<MeetingSnapshot>),
+    /// The meeting in this room is over: a restart must not bring it back.
+    MeetingClosed { room: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,161 +127,36 @@ pub struct MeetingUsage {
     pub participant_ms: u64,
 }
 
-/// The live state of a meeting beyond its members: host policy, waiting room, bars, clock
-/// and usage.
-#[derive(Debug)]
-pub(crate) struct MeetingLive {
-    pub(crate) meeting: Option<MeetingRef>,
-    pub(crate) locked: bool,
-    pub(crate) allow_self_unmute: bool,
-    /// Waiting participants, in arrival order.
-    pub(crate) waiting: Vec<ParticipantId>,
-    pub(crate) barred_users: HashSet<String>,
-    pub(crate) barred_ips: HashSet<IpAddr>,
-    /// Everyone let in since the meeting started, so a dropped connection that comes back
-    /// skips the waiting room (as in Zoom), with the host mutes it had.
-    pub(crate) known: HashMap<String, [bool; 3]>,
-    /// Participant cap: the server's, lowered by the plan's.
-    pub(crate) max_participants: usize,
-    /// Set when the first participant is let in.
-    pub(crate) started: Option<Started>,
-    /// When the plan's time limit ends the meeting.
-    pub(crate) ends_at: Option<Instant>,
-    /// How many time-limit warnings have gone out (at 5 and at 1 minute left).
-    pub(crate) warnings_sent: u8,
-    pub(crate) peak: usize,
-    /// Participant time of those who already left.
-    pub(crate) participant_ms: u64,
+/// What a restart needs to carry a running meeting on: its host policy and everyone who is
+/// (or was) in it, by identity. The core emits one through [`SfuEvent::MeetingSaved`] when
+/// any of it changes; the server stores it and hands it back through
+/// [`crate::Sfu::restore`] after a restart.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MeetingSnapshot {
+    pub room: String,
+    pub meeting: Option<MeetingRef>,
+    pub locked: bool,
+    pub allow_self_unmute: bool,
+    pub barred_users: Vec<String>,
+    pub barred_ips: Vec<IpAddr>,
+    /// Everyone in the meeting and everyone who left and may come back.
+    pub people: Vec<Remembered>,
+    pub max_participants: usize,
+    pub started_at_ms: Option<u64>,
+    pub ends_at_ms: Option<u64>,
+    pub warnings_sent: u8,
+    pub peak_participants: usize,
+    pub participant_ms: u64,
+    /// Wall clock when it was taken.
+    pub saved_at_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Started {
-    pub(crate) at: Instant,
-    pub(crate) unix_ms: u64,
-}
-
-impl MeetingLive {
-    pub(crate) fn new(meeting: Option<MeetingRef>, max_participants: usize) -> MeetingLive {
-        MeetingLive {
-            meeting,
-            locked: false,
-            allow_self_unmute: true,
-            waiting: Vec::new(),
-            barred_users: HashSet::new(),
-            barred_ips: HashSet::new(),
-            known: HashMap::new(),
-            max_participants,
-            started: None,
-            ends_at: None,
-            warnings_sent: 0,
-            peak: 0,
-            participant_ms: 0,
-        }
-    }
-
-    /// How a returning participant is recognised: their account, or a guest's address and
-    /// display name.
-    pub(crate) fn returning_key(grant: &JoinGrant, name: &str) -> Option<String> {
-        match (&grant.user, grant.ip) {
-            (Some(u), _) => Some(format!("user:{}", u.id)),
-            (None, Some(ip)) => Some(format!("guest:{ip}/{name}")),
-            (None, None) => None,
-        }
-    }
-
-    /// Remembers someone who was in the meeting. Bounded: past the bound (churn of many
-    /// different guests) newcomers are simply not remembered.
-    pub(crate) fn remember(&mut self, grant: &JoinGrant, name: &str, host_muted: [bool; 3]) {
-        const MAX_KNOWN: usize = 1024;
-        if let Some(k) = MeetingLive::returning_key(grant, name)
-            && (self.known.len() < MAX_KNOWN || self.known.contains_key(&k))
-        {
-            self.known.insert(k, host_muted);
-        }
-    }
-
-    pub(crate) fn forget(&mut self, grant: &JoinGrant, name: &str) {
-        if let Some(k) = MeetingLive::returning_key(grant, name) {
-            self.known.remove(&k);
-        }
-    }
-
-    pub(crate) fn is_barred(&self, grant: &JoinGrant) -> bool {
-        match (&grant.user, grant.ip) {
-            (Some(u), _) => self.barred_users.contains(&u.id),
-            (None, Some(ip)) => self.barred_ips.contains(&ip),
-            (None, None) => false,
-        }
-    }
-
-    /// Bars an account, or — for a guest, who has nothing else to recognise them by — their
-    /// address.
-    pub(crate) fn bar(&mut self, user: Option<&UserRef>, ip: Option<IpAddr>) {
-        match (user, ip) {
-            (Some(u), _) => {
-                self.barred_users.insert(u.id.clone());
-            }
-            (None, Some(ip)) => {
-                self.barred_ips.insert(ip);
-            }
-            (None, None) => {}
-        }
-    }
-
-    pub(crate) fn title(&self) -> String {
-        self.meeting
-            .as_ref()
-            .map(|m| m.title.clone())
-            .unwrap_or_default()
-    }
-
-    /// Wall-clock time of `now`, from the start anchor.
-    pub(crate) fn unix_ms_at(&self, now: Instant) -> Option<u64> {
-        self.started
-            .map(|s| s.unix_ms + now.saturating_duration_since(s.at).as_millis() as u64)
-    }
-
-    /// Usage to record, if this meeting has a stored record and ever started.
-    pub(crate) fn usage(&self, now: Instant, remaining_ms: u64) -> Option<MeetingUsage> {
-        let meeting = self.meeting.as_ref()?;
-        let started = self.started?;
-        Some(MeetingUsage {
-            meeting_id: meeting.id.clone(),
-            org_id: meeting.org_id.clone(),
-            started_at_ms: started.unix_ms,
-            ended_at_ms: self.unix_ms_at(now).unwrap_or(started.unix_ms),
-            peak_participants: self.peak,
-            participant_ms: self.participant_ms + remaining_ms,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bars_accounts_by_id_and_guests_by_address() {
-        let mut m = MeetingLive::new(None, 10);
-        let ip: IpAddr = "10.0.0.7".parse().unwrap();
-        let user = UserRef {
-            id: "u1".into(),
-            email: "a@example.org".into(),
-        };
-        m.bar(Some(&user), Some(ip));
-        let same_user_elsewhere = JoinGrant {
-            user: Some(user.clone()),
-            ip: Some("10.0.0.8".parse().unwrap()),
-            ..JoinGrant::default()
-        };
-        assert!(m.is_barred(&same_user_elsewhere));
-        // The account was barred, not the address it used.
-        let guest_same_ip = JoinGrant {
-            ip: Some(ip),
-            ..JoinGrant::default()
-        };
-        assert!(!m.is_barred(&guest_same_ip));
-        m.bar(None, Some(ip));
-        assert!(m.is_barred(&guest_same_ip));
-    }
+/// Someone a meeting recognises when they come back: the role and host mutes they had.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Remembered {
+    /// `user:<account id>` or `guest:<id from their resume token>`.
+    pub key: String,
+    pub role: Role,
+    /// Host mutes of audio, video, screen.
+    pub host_muted: [bool; 3],
 }

@@ -11,7 +11,6 @@ use str0m::{Candidate, Rtc};
 use veche_proto::{ParticipantId, ParticipantInfo, Role, ServerMessage, TrackKind};
 
 use crate::id_map::IdMap;
-use crate::meeting::JoinGrant;
 use crate::subscription::Subscription;
 
 /// What an m-line in a participant's peer connection carries.
@@ -136,9 +135,8 @@ pub(crate) struct Participant {
     pub(crate) remote_candidates: usize,
     /// Already in the core's poll queue.
     pub(crate) queued_poll: bool,
-    /// What the server granted at join: account, address, meeting limits.
-    pub(crate) grant: JoinGrant,
-    /// Per slot: a host muted this track; it is not forwarded until unmuted.
+    /// Per slot: a host muted this track; it is not forwarded until unmuted. The forwarding
+    /// gate only: the meeting decides it (`Effect::Gate`).
     pub(crate) host_muted: [bool; 3],
     /// The payload types that mean VP8 (its packets carry picture ids to rewrite).
     vp8_pts: Vec<Pt>,
@@ -228,7 +226,6 @@ impl Participant {
             loudness: (0, 0),
             remote_candidates: 0,
             queued_poll: false,
-            grant: JoinGrant::default(),
             host_muted: [false; 3],
             vp8_pts,
         }

@@ -79,6 +79,13 @@ fn joined_role(sim: &Sim, idx: usize) -> Option<Role> {
     })
 }
 
+fn resume_token(sim: &Sim, idx: usize) -> Option<String> {
+    sim.clients[idx].inbox.iter().find_map(|m| match m {
+        ServerMessage::Joined { resume, .. } => resume.clone(),
+        _ => None,
+    })
+}
+
 fn packets(sim: &Sim, rx: usize, tx: usize, kind: TrackKind) -> u64 {
     sim.clients[rx].stats(id(sim, tx), kind).packets
 }
@@ -88,7 +95,9 @@ fn audit_actions(sim: &Sim) -> Vec<&'static str> {
         .iter()
         .filter_map(|e| match e {
             SfuEvent::Audit(a) => Some(a.action),
-            SfuEvent::MeetingFinished(_) => None,
+            SfuEvent::MeetingFinished(_)
+            | SfuEvent::MeetingSaved(_)
+            | SfuEvent::MeetingClosed { .. } => None,
         })
         .collect()
 }
@@ -630,9 +639,22 @@ fn instant_guest_room_first_joiner_hosts() {
         },
     );
     assert_eq!(last_error(&sim, b), Some(ErrorCode::Removed));
-    // Guest rooms have no stored meeting: nothing to audit or bill.
+    // Guest rooms have no stored meeting: nothing to audit or bill (only their end, so a
+    // restart does not bring them back).
     sim.disconnect(a);
-    assert!(sim.events.is_empty(), "{:?}", sim.events);
+    assert!(
+        sim.events.iter().all(|e| matches!(
+            e,
+            SfuEvent::MeetingSaved(_) | SfuEvent::MeetingClosed { .. }
+        )),
+        "{:?}",
+        sim.events
+    );
+    assert!(
+        sim.events
+            .iter()
+            .any(|e| matches!(e, SfuEvent::MeetingClosed { room } if room == "coffee"))
+    );
 }
 
 #[test]
@@ -693,7 +715,7 @@ fn time_limit_warns_at_five_and_one_minutes_then_ends() {
         .iter()
         .find_map(|e| match e {
             SfuEvent::MeetingFinished(u) => Some(u.clone()),
-            SfuEvent::Audit(_) => None,
+            SfuEvent::Audit(_) | SfuEvent::MeetingSaved(_) | SfuEvent::MeetingClosed { .. } => None,
         })
         .expect("usage recorded");
     assert_eq!(usage.meeting_id, ROOM);
@@ -754,9 +776,14 @@ fn a_dropped_participant_comes_back_without_waiting_and_stays_host_muted() {
             allow_self_unmute: false,
         },
     );
-    // The connection drops and the same guest (address and name) comes back.
+    // The connection drops and the same guest comes back with the resume token of their
+    // `joined`.
+    let token = resume_token(&sim, g).expect("a guest gets a resume token");
     sim.disconnect(g);
-    let g2 = sim.join_with(ROOM, "Gus", waiting_guest(2));
+    // The same address and name without the token is somebody else.
+    let impostor = sim.join_with(ROOM, "Gus", waiting_guest(2));
+    assert_eq!(joined_role(&sim, impostor), None, "no token: waits");
+    let g2 = sim.join_resuming(ROOM, "Gus", waiting_guest(2), Some(token.clone()));
     assert_eq!(joined_role(&sim, g2), Some(Role::Guest), "straight back in");
     sim.send(
         g2,
@@ -770,9 +797,16 @@ fn a_dropped_participant_comes_back_without_waiting_and_stays_host_muted() {
         Some(ErrorCode::UnmuteNotAllowed),
         "a reconnect does not undo the host's mute"
     );
-    // Another guest of the same address but another name still waits.
-    let other = sim.join_with(ROOM, "Zed", waiting_guest(2));
-    assert_eq!(joined_role(&sim, other), None);
+    // The token works from its own address only, and once: while its guest is in, it
+    // makes nobody else that guest.
+    let elsewhere = sim.join_resuming(ROOM, "Gus", waiting_guest(3), Some(token.clone()));
+    assert_eq!(joined_role(&sim, elsewhere), None, "another address waits");
+    let twice = sim.join_resuming(ROOM, "Gus", waiting_guest(2), Some(token));
+    assert_eq!(
+        joined_role(&sim, twice),
+        None,
+        "a token in use is not reused"
+    );
 
     // Removed (not barred): back through the waiting room.
     let g2id = id(&sim, g2);
@@ -783,7 +817,8 @@ fn a_dropped_participant_comes_back_without_waiting_and_stays_host_muted() {
             bar: false,
         },
     );
-    let g3 = sim.join_with(ROOM, "Gus", waiting_guest(2));
+    let g2_token = resume_token(&sim, g2);
+    let g3 = sim.join_resuming(ROOM, "Gus", waiting_guest(2), g2_token);
     assert_eq!(joined_role(&sim, g3), None);
     assert!(sim.clients[g3].saw(|m| matches!(m, ServerMessage::Waiting { .. })));
 }

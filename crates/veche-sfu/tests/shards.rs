@@ -16,6 +16,7 @@ fn join(room: &str, name: &str) -> ClientMessage {
         room: room.into(),
         name: name.into(),
         passcode: None,
+        resume: None,
     }
 }
 
@@ -58,6 +59,7 @@ async fn rooms_are_spread_over_shards_and_joins_follow_them() {
             media_shards: 3,
             ..Limits::default()
         },
+        resume_key: veche_sfu::ResumeKey::random(),
     })
     .expect("SFU starts");
     let ports: HashSet<u16> = sfu.local_media_addrs().iter().map(|a| a.port()).collect();

@@ -451,6 +451,11 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        // A deleted meeting is over: a restart must not bring it back.
+        sqlx::query("DELETE FROM live_meetings WHERE room = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         if let Some(actor) = actor {
             let entry = actor.entry("meeting.delete", id, Some(&org_id), title);
             insert_audit(&mut tx, entry, now).await?;

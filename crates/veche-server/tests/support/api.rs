@@ -89,6 +89,7 @@ impl App {
             media_bind: "127.0.0.1:0".parse().unwrap(),
             public_ips: vec!["127.0.0.1".parse().unwrap()],
             limits: Limits::default(),
+            resume_key: veche_sfu::ResumeKey::random(),
         })
         .unwrap();
         let router = veche_server::api::router(ApiState {

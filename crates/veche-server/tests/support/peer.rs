@@ -52,13 +52,35 @@ impl Peer {
         name: &str,
         passcode: Option<&str>,
     ) -> anyhow::Result<()> {
-        let join = ClientMessage::Join {
+        self.send(&ClientMessage::Join {
             version: PROTOCOL_VERSION,
             room: room.into(),
             name: name.into(),
             passcode: passcode.map(str::to_owned),
-        };
-        self.ws.send(Message::Text(join.to_json().into())).await?;
+            resume: None,
+        })
+        .await
+    }
+
+    /// Joins with the resume token of an earlier `joined` (how a guest comes back).
+    pub(crate) async fn join_resuming(
+        &mut self,
+        room: &str,
+        name: &str,
+        resume: &str,
+    ) -> anyhow::Result<()> {
+        self.send(&ClientMessage::Join {
+            version: PROTOCOL_VERSION,
+            room: room.into(),
+            name: name.into(),
+            passcode: None,
+            resume: Some(resume.to_owned()),
+        })
+        .await
+    }
+
+    pub(crate) async fn send(&mut self, msg: &ClientMessage) -> anyhow::Result<()> {
+        self.ws.send(Message::Text(msg.to_json().into())).await?;
         Ok(())
     }
 

@@ -81,11 +81,13 @@ impl From<ClientMessage> for Command {
                 room,
                 name,
                 passcode: _,
+                resume,
             } => Command::Join(Box::new(JoinRequest {
                 version,
                 room,
                 name,
                 grant: JoinGrant::guest_room(),
+                resume,
             })),
             ClientMessage::Answer { sdp } => Command::Answer { sdp },
             ClientMessage::Candidate { candidate } => Command::Candidate { candidate },
@@ -193,6 +195,7 @@ mod tests {
             room: "r".into(),
             name: "n".into(),
             passcode: Some("ignored".into()),
+            resume: None,
         }) else {
             panic!("a join is a join");
         };

@@ -1,21 +1,23 @@
 //! Rooms: who is in each, who speaks, and its live meeting; and the registry that names them.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use veche_proto::ParticipantId;
 
+use super::policy::Meeting;
 use crate::id_map::IdMap;
-use crate::meeting::{MeetingLive, MeetingRef};
 
 /// A room's handle inside the core (rooms are named by clients; the key is ours).
 pub(super) type RoomKey = u64;
 
 pub(super) struct Room {
     pub(super) name: String,
-    /// In the order they came in (host hand-over picks the earliest).
+    /// Whose media is forwarded to whom, in the order they came in. The meeting keeps its
+    /// own record of each (role, host mutes); a member is in both or in neither.
     pub(super) members: Vec<ParticipantId>,
     pub(super) speaker: Option<ParticipantId>,
-    pub(super) live: MeetingLive,
+    pub(super) meeting: Meeting,
 }
 
 impl Room {
@@ -27,9 +29,9 @@ impl Room {
         }
     }
 
-    /// Nobody is in it or waiting for it.
-    pub(super) fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.live.waiting.is_empty()
+    /// Nobody is in it or waiting for it (or coming back to it after a restart).
+    pub(super) fn is_over(&self, now: Instant) -> bool {
+        self.members.is_empty() && self.meeting.is_over(now)
     }
 }
 
@@ -55,13 +57,8 @@ impl Rooms {
         self.by_key.get_mut(key)
     }
 
-    /// A new, empty room called `name` (which must not exist yet).
-    pub(super) fn create(
-        &mut self,
-        name: &str,
-        meeting: Option<MeetingRef>,
-        max_participants: usize,
-    ) -> RoomKey {
+    /// A new room called `name` (which must not exist yet) with no members yet.
+    pub(super) fn create(&mut self, name: &str, meeting: Meeting) -> RoomKey {
         debug_assert!(!self.by_name.contains_key(name), "room {name} exists");
         let key = self.next_key;
         self.next_key += 1;
@@ -72,7 +69,7 @@ impl Rooms {
                 name: name.to_owned(),
                 members: Vec::new(),
                 speaker: None,
-                live: MeetingLive::new(meeting, max_participants),
+                meeting,
             },
         );
         key
@@ -88,8 +85,8 @@ impl Rooms {
         self.by_key.len()
     }
 
-    pub(super) fn values(&self) -> impl Iterator<Item = &Room> {
-        self.by_key.values()
+    pub(super) fn keys(&self) -> Vec<RoomKey> {
+        self.by_key.keys().copied().collect()
     }
 
     pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (&RoomKey, &mut Room)> {

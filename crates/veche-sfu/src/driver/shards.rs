@@ -84,7 +84,9 @@ impl ShardLinks {
                 return Some(cmd);
             }
             // Sent to the room's shard by the handle; rooms never move.
-            Command::Control(_) | Command::Live(..) | Command::Shutdown => return Some(cmd),
+            Command::Control(_) | Command::Live(..) | Command::Restore(_) | Command::Shutdown => {
+                return Some(cmd);
+            }
         };
         if let Some(&to) = self.moved.get(&id) {
             if matches!(cmd, Command::Disconnect(_)) {

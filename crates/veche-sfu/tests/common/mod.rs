@@ -224,6 +224,7 @@ impl Sim {
             media_bind: server_addr(),
             public_ips: vec![LOCALHOST],
             limits,
+            resume_key: veche_sfu::ResumeKey::random(),
         };
         Sim {
             now,
@@ -248,6 +249,7 @@ impl Sim {
                 room: room.into(),
                 name: name.into(),
                 passcode: None,
+                resume: None,
             },
         );
         idx
@@ -255,6 +257,17 @@ impl Sim {
 
     /// Adds a client whose join the server authorised with `grant`.
     pub fn join_with(&mut self, room: &str, name: &str, grant: JoinGrant) -> usize {
+        self.join_resuming(room, name, grant, None)
+    }
+
+    /// [`Sim::join_with`], presenting the resume token of an earlier `joined`.
+    pub fn join_resuming(
+        &mut self,
+        room: &str,
+        name: &str,
+        grant: JoinGrant,
+        resume: Option<String>,
+    ) -> usize {
         let idx = self.add_client(name);
         let id = self.clients[idx].id;
         let ms = self.unix_ms();
@@ -267,6 +280,7 @@ impl Sim {
                 room: room.into(),
                 name: name.into(),
                 grant,
+                resume,
             },
         );
         self.settle();

@@ -1,0 +1,226 @@
+//! A running meeting survives `kill -9` of the real binary: a host, a co-host appointed in
+//! the meeting and a guest, with the lock on, self-unmute forbidden and the guest muted by the
+//! host; the server is killed and started again on the same data directory; all three join
+//! again (accounts by their session, the guest by the resume token of their `joined`) and
+//! find their roles, the mute and the lock as they were. Forged, stolen and foreign tokens
+//! get nobody in, and a meeting that ended does not come back. On SQLite and PostgreSQL.
+
+mod common;
+#[path = "support/peer.rs"]
+mod peer;
+#[path = "support/postgres.rs"]
+mod postgres;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use common::Server;
+use peer::{PASSWORD, Peer, api, login, signup};
+use serde_json::json;
+use veche_proto::{ClientMessage, ErrorCode, ParticipantId, Role, ServerMessage, TrackKind};
+
+/// Longer than the write-behind interval (250 ms) plus the core's save tick (100 ms).
+const SAVED: Duration = Duration::from_millis(1000);
+
+/// What a `joined` said.
+struct Joined {
+    id: ParticipantId,
+    role: Role,
+    locked: bool,
+    allow_self_unmute: bool,
+    resume: Option<String>,
+    host_muted: Vec<TrackKind>,
+}
+
+async fn joined(peer: &mut Peer) -> anyhow::Result<Joined> {
+    match peer
+        .expect("joined", |m| matches!(m, ServerMessage::Joined { .. }))
+        .await?
+    {
+        ServerMessage::Joined {
+            participant_id,
+            role,
+            meeting,
+            resume,
+            host_muted,
+            ..
+        } => Ok(Joined {
+            id: participant_id,
+            role,
+            locked: meeting.locked,
+            allow_self_unmute: meeting.allow_self_unmute,
+            resume,
+            host_muted,
+        }),
+        _ => unreachable!("matched above"),
+    }
+}
+
+async fn enter(
+    server: &Server,
+    token: Option<&str>,
+    room: &str,
+    name: &str,
+) -> anyhow::Result<(Peer, Joined)> {
+    let mut peer = Peer::connect(server, token).await?;
+    peer.join(room, name, None).await?;
+    let j = joined(&mut peer).await?;
+    Ok((peer, j))
+}
+
+async fn meeting_survives_kill_9(extra: &[&str]) -> anyhow::Result<()> {
+    let mut server = Server::start_with(extra).await?;
+    let (host_token, signed_up) = signup(&server, "hana@live.example").await?;
+    let org = signed_up["org"]["id"].as_str().context("org id")?;
+    api(
+        &server,
+        "POST",
+        &format!("/orgs/{org}/members"),
+        Some(&host_token),
+        json!({"email": "cora@live.example", "name": "Cora", "password": PASSWORD}),
+    )
+    .await?;
+    let cora_token = login(&server, "cora@live.example", PASSWORD).await?;
+    let m = api(
+        &server,
+        "POST",
+        "/meetings",
+        Some(&host_token),
+        json!({"title": "Standup"}),
+    )
+    .await?;
+    let room = m["id"].as_str().context("meeting id")?.to_owned();
+
+    let (mut host, h) = enter(&server, Some(&host_token), &room, "Hana").await?;
+    ensure!(h.role == Role::Host, "the owner hosts: {:?}", h.role);
+    let (mut cora, c) = enter(&server, Some(&cora_token), &room, "Cora").await?;
+    ensure!(c.role == Role::Participant);
+    let (mut gus, g) = enter(&server, None, &room, "Gus").await?;
+    ensure!(g.role == Role::Guest);
+    let token = g.resume.context("a guest gets a resume token")?;
+    ensure!(
+        c.resume.is_none(),
+        "accounts are recognised by their session"
+    );
+
+    host.send(&ClientMessage::SetRole {
+        participant_id: c.id,
+        role: Role::CoHost,
+    })
+    .await?;
+    cora.expect("co-host", |m| {
+        matches!(
+            m,
+            ServerMessage::RoleChanged {
+                role: Role::CoHost,
+                ..
+            }
+        )
+    })
+    .await?;
+    host.send(&ClientMessage::Mute {
+        participant_id: g.id,
+        kind: TrackKind::Audio,
+    })
+    .await?;
+    gus.expect("host mute", |m| {
+        matches!(m, ServerMessage::MutedByHost { .. })
+    })
+    .await?;
+    // The co-host locks and forbids unmuting.
+    cora.send(&ClientMessage::SetMeeting {
+        locked: Some(true),
+        allow_self_unmute: Some(false),
+    })
+    .await?;
+    gus.expect("locked", |m| {
+        matches!(m, ServerMessage::MeetingUpdated { meeting } if meeting.locked && !meeting.allow_self_unmute)
+    })
+    .await?;
+    tokio::time::sleep(SAVED).await;
+
+    let killed = Instant::now();
+    server.kill_9_and_restart().await?;
+    let restart_ms = killed.elapsed().as_millis();
+
+    // Everyone comes back, in another order than they came.
+    let mut gus = Peer::connect(&server, None).await?;
+    gus.join_resuming(&room, "Gus", &token).await?;
+    let g2 = joined(&mut gus).await?;
+    ensure!(g2.role == Role::Guest, "guest back as {:?}", g2.role);
+    ensure!(
+        g2.locked && !g2.allow_self_unmute,
+        "the lock and the unmute rule hold"
+    );
+    ensure!(
+        g2.host_muted == [TrackKind::Audio],
+        "still muted: {:?}",
+        g2.host_muted
+    );
+    let (_cora, c2) = enter(&server, Some(&cora_token), &room, "Cora").await?;
+    ensure!(c2.role == Role::CoHost, "co-host back as {:?}", c2.role);
+    let (mut host, h2) = enter(&server, Some(&host_token), &room, "Hana").await?;
+    ensure!(h2.role == Role::Host, "host back as {:?}", h2.role);
+    let back_ms = killed.elapsed().as_millis();
+    println!("kill -9 to healthy: {restart_ms} ms; to all three joined again: {back_ms} ms");
+
+    // The mute holds on the server, whatever the guest's client asks.
+    gus.send(&ClientMessage::SetMedia {
+        kind: TrackKind::Audio,
+        enabled: true,
+    })
+    .await?;
+    gus.expect_error(ErrorCode::UnmuteNotAllowed).await?;
+
+    // Nobody else gets in: not a newcomer, not a forged token, not the guest's token used
+    // by someone else while the guest is in.
+    let mut forged = token.clone();
+    let last = forged.pop().context("empty token")?;
+    forged.push(if last == '0' { '1' } else { '0' });
+    for (name, resume) in [
+        ("Zed", None),
+        ("Gus", Some(forged)),
+        ("Gus", Some(token.clone())),
+    ] {
+        let mut other = Peer::connect(&server, None).await?;
+        match &resume {
+            Some(t) => other.join_resuming(&room, name, t).await?,
+            None => other.join(&room, name, None).await?,
+        }
+        other.expect_error(ErrorCode::MeetingLocked).await?;
+    }
+
+    // The host ends the meeting: after another crash it does not come back.
+    host.send(&ClientMessage::EndMeeting).await?;
+    host.expect("meeting ended", |m| {
+        matches!(m, ServerMessage::MeetingEnded { .. })
+    })
+    .await?;
+    tokio::time::sleep(SAVED).await;
+    server.kill_9_and_restart().await?;
+    let (_host, h3) = enter(&server, Some(&host_token), &room, "Hana").await?;
+    ensure!(
+        h3.role == Role::Host && !h3.locked,
+        "a fresh meeting: locked {}",
+        h3.locked
+    );
+    let mut gus = Peer::connect(&server, None).await?;
+    gus.join_resuming(&room, "Gus", &token).await?;
+    let g3 = joined(&mut gus).await?;
+    ensure!(g3.host_muted.is_empty(), "the old meeting's mute is gone");
+    ensure!(g3.resume.as_deref() != Some(token.as_str()));
+    server.pass();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_survives_kill_9_on_sqlite() -> anyhow::Result<()> {
+    meeting_survives_kill_9(&[]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_meeting_survives_kill_9_on_postgres() -> anyhow::Result<()> {
+    let pg = tokio::task::spawn_blocking(postgres::Postgres::start).await??;
+    let url = pg.new_database()?;
+    meeting_survives_kill_9(&["--database", &url]).await
+}
