@@ -12,19 +12,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::config::CryptoProvider;
 use str0m::media::KeyframeRequestKind;
 use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, Vp8Descriptor};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
-use veche_proto::{ErrorCode, PROTOCOL_VERSION, ParticipantId, ServerMessage, TrackKind};
+use veche_proto::{
+    ErrorCode, PROTOCOL_VERSION, ParticipantId, ServerMessage, TrackKind, VideoSize,
+};
 
 use self::demux::{Demux, Route};
 use crate::SfuConfig;
+use crate::allocator::{LayerOffer, Track, allocate};
 use crate::id_map::IdMap;
 use crate::meeting::{JoinGrant, JoinRequest, MeetingLive, SfuEvent};
 use crate::participant::{AnswerError, Participant, slot};
+use crate::simulcast::{Keyframe, LAYERS, Layer, h264_keyframe, vp8_keyframe};
+use crate::subscription::{Packet, Tile};
 
 /// A datagram to send.
 #[derive(Debug)]
@@ -64,6 +70,19 @@ const SPEAKER_WINDOW: Duration = Duration::from_millis(400);
 const SPEAKING_LOUDNESS: u32 = 67;
 /// Trickled candidates accepted per participant; more is abuse.
 const MAX_REMOTE_CANDIDATES: usize = 32;
+/// A subscription still waiting for its target layer's keyframe asks again this often.
+const KEYFRAME_RETRY: Duration = Duration::from_millis(1000);
+
+/// A received media packet waiting to be fanned out, with what every subscription needs to
+/// know of it, worked out once.
+struct Received {
+    publisher: ParticipantId,
+    kind: TrackKind,
+    layer: Layer,
+    keyframe: Keyframe,
+    vp8: Option<Vp8Descriptor>,
+    packet: RtpPacket,
+}
 
 use self::room::{RoomKey, Rooms};
 
@@ -111,10 +130,13 @@ pub struct Sfu {
     earliest: Instant,
     next_tick: Instant,
     next_speaker_eval: Instant,
-    /// Incoming packets waiting to be fanned out: (publisher, slot, packet).
-    to_forward: VecDeque<(ParticipantId, TrackKind, RtpPacket)>,
-    /// Keyframe requests waiting to reach publishers.
-    to_request_keyframe: Vec<(ParticipantId, TrackKind)>,
+    /// Incoming packets waiting to be fanned out.
+    to_forward: VecDeque<Received>,
+    /// Keyframe requests waiting to reach publishers: (publisher, slot, layer).
+    to_request_keyframe: Vec<(ParticipantId, TrackKind, Layer)>,
+    /// Scratch for the bandwidth allocation of one subscriber, reused across ticks.
+    alloc_tracks: Vec<Track>,
+    alloc_order: Vec<usize>,
     /// Participants whose `Rtc` has new input and must be polled.
     to_poll: Vec<ParticipantId>,
     /// Scratch for participants whose timer is due, reused across ticks.
@@ -159,6 +181,8 @@ impl Sfu {
             next_speaker_eval: now + SPEAKER_WINDOW,
             to_forward: VecDeque::new(),
             to_request_keyframe: Vec::new(),
+            alloc_tracks: Vec::new(),
+            alloc_order: Vec::new(),
             to_poll: Vec::new(),
             due: Vec::new(),
             polling: Vec::new(),
@@ -249,6 +273,7 @@ impl Sfu {
                 self.remove(id);
                 self.out.push_back(Output::Close(id));
             }
+            Command::VideoSizes { sizes } => self.video_sizes(now, id, sizes),
             Command::Host(control) => self.host_action(now, &host::Actor::Member(id), control),
         }
         self.run_queues(now, true);
@@ -324,6 +349,12 @@ impl Sfu {
     pub fn handle_timeout(&mut self, now: Instant) {
         if now >= self.next_tick {
             self.next_tick = now + TICK;
+            for p in self.participants.values_mut() {
+                for layers in &mut p.layers {
+                    layers.roll(now);
+                }
+            }
+            self.allocate_all(now);
             self.flush_deferred_keyframes(now);
             self.enforce_time_limits(now);
         }
@@ -512,13 +543,9 @@ impl Sfu {
         let mut opened = Vec::new();
         let result = p.accept_answer(sdp, &mut opened);
         match result {
-            Ok(()) => {
-                for (publisher, kind) in opened {
-                    if kind.is_video() {
-                        self.to_request_keyframe.push((publisher, kind));
-                    }
-                }
-            }
+            // New subscriptions get their layers (and their first keyframe requests).
+            Ok(()) if !opened.is_empty() => self.allocate(self.last_now, id),
+            Ok(()) => {}
             Err(AnswerError::NoOffer) => {
                 return self.error(id, ErrorCode::UnexpectedAnswer, "no offer is outstanding");
             }
@@ -586,7 +613,9 @@ impl Sfu {
             p.host_muted[slot(kind)] = false;
             if kind.is_video() {
                 // Subscribers' decoders lost the packets dropped while muted.
-                self.to_request_keyframe.push((id, kind));
+                for layer in 0..LAYERS as Layer {
+                    self.to_request_keyframe.push((id, kind, layer));
+                }
             }
         }
         let flag = match kind {
@@ -625,6 +654,31 @@ impl Sfu {
             }
             self.negotiate(*m);
         }
+    }
+
+    /// The client's report of what it renders: subscriptions not listed pause, the others
+    /// get layers for their tile at once (so a shown tile resumes without waiting for the
+    /// tick).
+    fn video_sizes(&mut self, now: Instant, id: ParticipantId, sizes: Vec<VideoSize>) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let tiles = sizes
+            .into_iter()
+            .map(|s| {
+                let tile = if s.width == 0 || s.height == 0 {
+                    Tile::Hidden
+                } else {
+                    Tile::Size {
+                        width: s.width,
+                        height: s.height,
+                    }
+                };
+                ((s.participant_id, s.kind), tile)
+            })
+            .collect();
+        p.set_tiles(tiles);
+        self.allocate(now, id);
     }
 
     fn chat(&mut self, id: ParticipantId, unix_ms: u64, text: String) {
@@ -779,7 +833,7 @@ impl Sfu {
                         ));
                     }
                     Event::RtpPacket(packet) => {
-                        let Some(kind) = p.slot_of(packet.header.ssrc) else {
+                        let Some((kind, layer)) = p.slot_of(packet.header.ssrc) else {
                             continue;
                         };
                         if kind == TrackKind::Audio
@@ -788,12 +842,28 @@ impl Sfu {
                             p.loudness.0 += 127 - (level.clamp(0, 127) as u32);
                             p.loudness.1 += 1;
                         }
-                        self.to_forward.push_back((id, kind, packet));
+                        let (vp8, keyframe, size) = inspect(p, kind, &packet);
+                        if kind.is_video() {
+                            p.layers[slot(kind)].on_packet(now, layer, packet.payload.len(), size);
+                        }
+                        self.to_forward.push_back(Received {
+                            publisher: id,
+                            kind,
+                            layer,
+                            keyframe,
+                            vp8,
+                            packet,
+                        });
                     }
                     Event::KeyframeRequest(req) => {
-                        if let Some(sub) = p.subscription_on(req.mid) {
-                            self.to_request_keyframe.push(sub);
+                        if let Some((publisher, kind, layer)) = p.subscription_on(req.mid) {
+                            self.to_request_keyframe
+                                .push((publisher, kind, layer.unwrap_or(0)));
                         }
+                    }
+                    // Until the first estimate, the initial one holds (`Participant::new`).
+                    Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                        p.estimate = Some(estimate.as_u64());
                     }
                     Event::Closed => {
                         self.to_remove.push((
@@ -818,11 +888,11 @@ impl Sfu {
     fn run_queues(&mut self, now: Instant, poll: bool) {
         self.last_now = self.last_now.max(now);
         loop {
-            while let Some((publisher, kind, packet)) = self.to_forward.pop_front() {
-                self.fan_out(publisher, kind, &packet);
+            while let Some(received) = self.to_forward.pop_front() {
+                self.fan_out(&received);
             }
-            while let Some((publisher, kind)) = self.to_request_keyframe.pop() {
-                self.request_keyframe(now, publisher, kind);
+            while let Some((publisher, kind, layer)) = self.to_request_keyframe.pop() {
+                self.request_keyframe(now, publisher, kind, layer);
             }
             if poll {
                 let mut polls = std::mem::take(&mut self.polling);
@@ -863,7 +933,11 @@ impl Sfu {
         }
     }
 
-    fn fan_out(&mut self, publisher: ParticipantId, kind: TrackKind, packet: &RtpPacket) {
+    fn fan_out(&mut self, received: &Received) {
+        let Received {
+            publisher, kind, ..
+        } = *received;
+        let packet = &received.packet;
         // A track a host muted is not forwarded, whatever the publisher's client keeps sending.
         let Some(p) = self
             .participants
@@ -873,11 +947,7 @@ impl Sfu {
             return;
         };
         let key = p.room_key();
-        // Parsed once per packet, not per subscriber.
-        let vp8 = p
-            .is_vp8(packet.header.payload_type)
-            .then(|| Vp8Descriptor::parse(&packet.payload).ok())
-            .flatten();
+        let single_layer = !(kind.is_video() && p.layers[slot(kind)].simulcast);
         let Some(room) = self.rooms.get(&key) else {
             return;
         };
@@ -887,6 +957,14 @@ impl Sfu {
             video_orientation: packet.header.ext_vals.video_orientation,
             ..Default::default()
         };
+        let packet = Packet {
+            rtp: packet,
+            vp8: received.vp8.as_ref(),
+            layer: received.layer,
+            keyframe: received.keyframe,
+            single_layer,
+            ext_vals: &ext_vals,
+        };
         for sub_id in &room.members {
             if *sub_id == publisher {
                 continue;
@@ -894,11 +972,11 @@ impl Sfu {
             let Some(sub) = self.participants.get_mut(sub_id) else {
                 continue;
             };
-            if !sub.forward(publisher, kind, packet, vp8.as_ref(), &ext_vals) {
+            if !sub.forward(publisher, kind, &packet) {
                 continue;
             }
             self.counters.forwarded_packets += 1;
-            self.counters.forwarded_bytes += packet.payload.len() as u64;
+            self.counters.forwarded_bytes += packet.rtp.payload.len() as u64;
             if !sub.queued_poll {
                 sub.queued_poll = true;
                 self.to_poll.push(*sub_id);
@@ -906,15 +984,27 @@ impl Sfu {
         }
     }
 
-    fn request_keyframe(&mut self, now: Instant, publisher: ParticipantId, kind: TrackKind) {
+    /// Asks `publisher` for a keyframe of `layer` of its `kind` track, throttled per layer:
+    /// however many subscribers ask within [`crate::participant::KEYFRAME_INTERVAL`], the
+    /// publisher gets one request now and at most one more at the end of the interval.
+    fn request_keyframe(
+        &mut self,
+        now: Instant,
+        publisher: ParticipantId,
+        kind: TrackKind,
+        layer: Layer,
+    ) {
         let Some(p) = self.participants.get_mut(&publisher) else {
             return;
         };
-        if !p.keyframes[slot(kind)].request(now) {
+        let Some(throttle) = p.keyframes[slot(kind)].get_mut(layer as usize) else {
+            return;
+        };
+        if !throttle.request(now) {
             self.earliest = self.earliest.min(self.next_tick);
             return;
         }
-        send_keyframe_request(p, kind);
+        send_keyframe_request(p, kind, layer);
         self.mark_poll(publisher);
     }
 
@@ -922,16 +1012,89 @@ impl Sfu {
         let mut sent = Vec::new();
         for p in self.participants.values_mut() {
             for kind in [TrackKind::Video, TrackKind::Screen] {
-                let due = p.keyframes[slot(kind)].deferred_due();
-                if due.is_some_and(|t| t <= now) && p.keyframes[slot(kind)].request(now) {
-                    send_keyframe_request(p, kind);
-                    sent.push(p.id);
+                for layer in 0..LAYERS {
+                    let throttle = &mut p.keyframes[slot(kind)][layer];
+                    let due = throttle.deferred_due();
+                    if due.is_some_and(|t| t <= now) && throttle.request(now) {
+                        send_keyframe_request(p, kind, layer as Layer);
+                        sent.push(p.id);
+                    }
                 }
             }
         }
         for id in sent {
             self.mark_poll(id);
         }
+    }
+
+    /// Runs the bandwidth allocation of every participant (on the tick).
+    fn allocate_all(&mut self, now: Instant) {
+        let mut due = std::mem::take(&mut self.due);
+        due.clear();
+        due.extend(self.participants.keys().copied());
+        for id in due.drain(..) {
+            self.allocate(now, id);
+        }
+        self.due = due;
+    }
+
+    /// Shares subscriber `id`'s bandwidth estimate between its subscriptions (see
+    /// `allocator.rs`) and sets each one's target layer, asking publishers for the keyframes
+    /// that switches and resumes wait for.
+    fn allocate(&mut self, now: Instant, id: ParticipantId) {
+        let Some(sub) = self.participants.get(&id) else {
+            return;
+        };
+        let speaker = self.rooms.get(&sub.room_key()).and_then(|r| r.speaker);
+        let mut tracks = std::mem::take(&mut self.alloc_tracks);
+        tracks.clear();
+        for (publisher, kind, s) in sub.open_subscriptions() {
+            let layers = self
+                .participants
+                .get(&publisher)
+                .map_or([None; LAYERS], |p| offers(p, kind, now));
+            let mut t = Track::new(kind, s.tile, layers);
+            t.speaker = speaker == Some(publisher);
+            t.current = s.choice.current;
+            t.limited_at = s.limited_at;
+            tracks.push(t);
+        }
+        let totals = allocate(now, sub.estimate, &mut tracks, &mut self.alloc_order);
+        let Some(sub) = self.participants.get_mut(&id) else {
+            return;
+        };
+        for ((publisher, kind, s), t) in sub.open_subscriptions_mut().zip(&tracks) {
+            if !kind.is_video() {
+                continue;
+            }
+            s.limited_at = t.limited_at;
+            s.allocated = t.bitrate;
+            s.choice.set_target(t.chosen);
+            if let Some(target) = t.chosen
+                && s.choice.switching()
+                && s.choice
+                    .asked_at
+                    .is_none_or(|at| now.saturating_duration_since(at) >= KEYFRAME_RETRY)
+            {
+                s.choice.asked_at = Some(now);
+                self.to_request_keyframe.push((publisher, kind, target));
+            }
+        }
+        // Let the estimator probe for what the tiles would take, and pad up to the next
+        // layer held back so the estimate can grow to it (str0m's `Bwe::set_bitrate`).
+        let minimum = totals
+            .next_step
+            .map_or(0, |step| totals.sent + step)
+            .min(totals.wanted);
+        let wanted = (minimum, totals.wanted);
+        if wanted != sub.bwe_asked {
+            sub.bwe_asked = wanted;
+            sub.rtc
+                .bwe()
+                .set_bitrate(Bitrate::bps(minimum), Bitrate::bps(totals.wanted));
+            self.mark_poll(id);
+        }
+        self.alloc_tracks = tracks;
     }
 
     fn evaluate_speakers(&mut self) {
@@ -972,15 +1135,70 @@ fn now_since(p: &Participant, now: Instant) -> u64 {
     now.saturating_duration_since(p.joined_at).as_millis() as u64
 }
 
-fn send_keyframe_request(p: &mut Participant, kind: TrackKind) {
+fn send_keyframe_request(p: &mut Participant, kind: TrackKind, layer: Layer) {
     let Some(mid) = p.publish_mid(kind) else {
         return;
     };
+    let rid = p.rid_of(kind, layer);
     let mut api = p.rtc.direct_api();
-    if let Some(rx) = api.stream_rx_by_mid(mid, None) {
-        debug!(participant = p.id, ?kind, "requesting keyframe");
+    if let Some(rx) = api.stream_rx_by_mid(mid, rid.map(Into::into)) {
+        debug!(participant = p.id, ?kind, layer, "requesting keyframe");
         rx.request_keyframe(KeyframeRequestKind::Pli);
     }
+}
+
+/// What a packet of `kind` from `p` is: its VP8 descriptor when VP8, whether it starts a
+/// keyframe, and the frame size a VP8 keyframe carries. Worked out once per packet.
+fn inspect(
+    p: &Participant,
+    kind: TrackKind,
+    packet: &RtpPacket,
+) -> (Option<Vp8Descriptor>, Keyframe, Option<(u16, u16)>) {
+    let pt = packet.header.payload_type;
+    if !kind.is_video() {
+        return (None, Keyframe::Unknown, None);
+    }
+    if p.is_vp8(pt) {
+        return match Vp8Descriptor::parse(&packet.payload) {
+            Ok(d) => {
+                let (keyframe, size) = vp8_keyframe(&d, &packet.payload);
+                (Some(d), keyframe, size)
+            }
+            Err(_) => (None, Keyframe::No, None),
+        };
+    }
+    if p.is_h264(pt) {
+        return (None, h264_keyframe(&packet.payload), None);
+    }
+    (None, Keyframe::Unknown, None)
+}
+
+/// The layers of publisher `p`'s `kind` track that arrive now, as the allocator sees them.
+fn offers(p: &Participant, kind: TrackKind, now: Instant) -> [Option<LayerOffer>; LAYERS] {
+    let mut out = [None; LAYERS];
+    if !p.published[slot(kind)] {
+        return out;
+    }
+    if !kind.is_video() {
+        out[0] = Some(LayerOffer {
+            bitrate: 0,
+            width: 0,
+            height: 0,
+        });
+        return out;
+    }
+    let layers = &p.layers[slot(kind)];
+    for (i, o) in out.iter_mut().enumerate() {
+        let layer = i as Layer;
+        if layers.is_active(now, layer) {
+            *o = Some(LayerOffer {
+                bitrate: layers.layers[i].bitrate,
+                width: u32::from(layers.width(layer)),
+                height: u32::from(layers.height(layer)),
+            });
+        }
+    }
+    out
 }
 
 fn validate_room(room: &str, max: usize) -> Result<(), String> {
