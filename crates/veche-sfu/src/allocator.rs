@@ -6,9 +6,9 @@
 //! the tile the client renders it in (the smallest layer that covers the tile); a hidden
 //! tile gets nothing. Every video track first gets its lowest layer, in priority order, as
 //! long as the budget lasts (a track that does not fit is paused); then, in the same order,
-//! each is raised as far as its cap and the rest of the budget allow. The budget is the
-//! estimate minus a margin for retransmissions and headers, so what is sent stays under
-//! the estimate.
+//! each is raised as far as its cap and the rest of the budget allow. The lowest layers may
+//! take the whole estimate; raising leaves a margin for retransmissions and headers. What is
+//! given out never exceeds the estimate.
 //!
 //! Going down happens at once (the switch itself waits for the lower layer's keyframe);
 //! going up waits until the higher layer has fitted for [`UP_HOLD`], so an estimate that
@@ -155,7 +155,9 @@ pub(crate) fn allocate(
     let mut note_step = |extra: u64| {
         next_step = Some(next_step.map_or(extra, |n| n.min(extra)));
     };
-    let mut budget = estimate.map_or(u64::MAX, |e| e / 100 * BUDGET_PERCENT);
+    // The lowest layers may use the whole estimate; raising a track leaves the margin free.
+    let mut budget = estimate.unwrap_or(u64::MAX);
+    let margin = estimate.map_or(0, |e| e / 100 * (100 - BUDGET_PERCENT));
     order.clear();
     order.extend(0..tracks.len());
     order.sort_by_key(|&i| tracks[i].priority());
@@ -196,6 +198,7 @@ pub(crate) fn allocate(
         }
     }
     // Then raise each, in the same order, as far as its cap and the budget allow.
+    budget = budget.saturating_sub(margin);
     for &i in order.iter() {
         let t = &mut tracks[i];
         let (Some(from), Some(cap)) = (t.chosen, t.cap()) else {

@@ -70,6 +70,10 @@ const SPEAKER_WINDOW: Duration = Duration::from_millis(400);
 const SPEAKING_LOUDNESS: u32 = 67;
 /// Trickled candidates accepted per participant; more is abuse.
 const MAX_REMOTE_CANDIDATES: usize = 32;
+/// The bandwidth estimate each subscriber's connection starts from, before TWCC feedback
+/// (libwebrtc's start rate). Starting higher made str0m's first probes overshoot and the
+/// estimate collapse before it climbed again.
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(300);
 /// A subscription still waiting for its target layer's keyframe asks again this often.
 const KEYFRAME_RETRY: Duration = Duration::from_millis(1000);
 
@@ -476,10 +480,12 @@ impl Sfu {
             .enable_opus(true, false)
             .enable_vp8(true)
             .enable_h264(true)
+            .enable_bwe(Some(INITIAL_ESTIMATE))
             .build(now);
         let ufrag = self.unique_ufrag(&mut rtc);
         self.demux.add(id, ufrag.clone());
         let mut p = Participant::new(id, key, name, rtc, ufrag, &self.candidates, now);
+        p.estimate = Some(INITIAL_ESTIMATE.as_u64());
         p.info.role = role;
         if let Some(known) = MeetingLive::returning_key(&grant, &p.info.name)
             .and_then(|k| self.rooms.get(&key)?.live.known.get(&k).copied())
@@ -863,7 +869,15 @@ impl Sfu {
                     }
                     // Until the first estimate, the initial one holds (`Participant::new`).
                     Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
-                        p.estimate = Some(estimate.as_u64());
+                        let estimate = estimate.as_u64();
+                        if p.estimate.is_none_or(|e| e.abs_diff(estimate) > e / 5) {
+                            debug!(
+                                participant = id,
+                                kbps = estimate / 1000,
+                                "bandwidth estimate"
+                            );
+                        }
+                        p.estimate = Some(estimate);
                     }
                     Event::Closed => {
                         self.to_remove.push((

@@ -99,7 +99,7 @@ impl PublishedLayers {
                 (l.bitrate + rate) / 2
             };
             l.window_bytes = 0;
-            if !l.last_packet.is_some_and(|t| now < t + LAYER_TIMEOUT) {
+            if l.last_packet.is_none_or(|t| now >= t + LAYER_TIMEOUT) {
                 l.bitrate = 0;
             }
         }

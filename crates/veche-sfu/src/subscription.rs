@@ -108,7 +108,13 @@ impl Subscription {
         };
         let mut api = rtc.direct_api();
         if self.tx_ssrc.is_none() {
-            self.tx_ssrc = api.stream_tx_by_mid(mid, None).map(|tx| tx.ssrc());
+            self.tx_ssrc = api.stream_tx_by_mid(mid, None).map(|tx| {
+                // Forwarded media is already paced by its publisher, and the allocator keeps
+                // it under the estimate; a pacer queue here would only delay a step down by
+                // the old layer's queued packets.
+                tx.set_unpaced(true);
+                tx.ssrc()
+            });
         }
         let Some(tx) = self.tx_ssrc.and_then(|ssrc| api.stream_tx(&ssrc)) else {
             self.tx_ssrc = None;

@@ -31,7 +31,7 @@ fn each_subscriber_gets_the_layer_its_tile_needs() {
     let ann = sim.clients[a].id;
     sim.send(small, sizes(ann, 320, 200));
     sim.send(large, sizes(ann, 1280, 720));
-    sim.run_for(Duration::from_secs(3));
+    sim.run_for(Duration::from_secs(15));
 
     let before: Vec<_> = [small, large, unreported]
         .iter()

@@ -21,9 +21,10 @@ const AUDIO_EVERY: Duration = Duration::from_millis(20);
 const VIDEO_EVERY: Duration = Duration::from_millis(33);
 
 /// The simulcast layers a client sends its camera in (the SFU's RIDs), and how many
-/// packets each layer's frames take.
+/// packets of what size each layer's frames take (~100, ~290 and ~580 kbit/s at 30 fps).
 pub const RIDS: [&str; 3] = ["q", "h", "f"];
-const LAYER_PACKETS: [usize; 3] = [1, 2, 4];
+const LAYER_PACKETS: [usize; 3] = [2, 3, 4];
+const LAYER_PAYLOAD: [usize; 3] = [200, 400, 600];
 /// The frame size each layer's keyframes announce.
 const LAYER_SIZE: [(u16, u16); 3] = [(320, 180), (640, 360), (1280, 720)];
 
@@ -104,6 +105,43 @@ pub struct Client {
     next_timeout: Instant,
     outbox: Vec<ClientMessage>,
     pub connected: bool,
+    /// A capped downlink: datagrams to this client leave a bottleneck queue at this rate.
+    pub downlink: Option<Downlink>,
+}
+
+/// A bottleneck in front of one client, like `tc tbf`: datagrams queue behind each other at
+/// `bits_per_second`, and one that would wait longer than `max_queue` is dropped.
+#[derive(Debug, Clone, Copy)]
+pub struct Downlink {
+    pub bits_per_second: u64,
+    pub max_queue: Duration,
+    /// When the queue is empty again.
+    free_at: Instant,
+    pub dropped: u64,
+}
+
+impl Downlink {
+    pub fn new(bits_per_second: u64, now: Instant) -> Downlink {
+        Downlink {
+            bits_per_second,
+            max_queue: Duration::from_millis(200),
+            free_at: now,
+            dropped: 0,
+        }
+    }
+
+    /// When a datagram of `len` bytes sent `now` arrives, or `None` if the queue drops it.
+    fn pass(&mut self, now: Instant, len: usize) -> Option<Instant> {
+        let start = self.free_at.max(now);
+        if start - now > self.max_queue {
+            self.dropped += 1;
+            return None;
+        }
+        // 28 bytes of IPv4 and UDP headers.
+        let wire = Duration::from_micros((len as u64 + 28) * 8 * 1_000_000 / self.bits_per_second);
+        self.free_at = start + wire;
+        Some(self.free_at + LATENCY)
+    }
 }
 
 impl Client {
@@ -169,8 +207,8 @@ impl Client {
         if now >= self.next_video {
             self.next_video = now + VIDEO_EVERY;
             // The camera in every simulcast layer the answer set up (one stream without).
-            for layer in 0..RIDS.len() {
-                self.write(now, TrackKind::Video, layer, LAYER_PACKETS[layer]);
+            for (layer, packets) in LAYER_PACKETS.into_iter().enumerate() {
+                self.write(now, TrackKind::Video, layer, packets);
             }
             if self.sharing_screen {
                 self.write(now, TrackKind::Screen, 0, 2);
@@ -242,7 +280,12 @@ impl Client {
             payload.push(slot as u8);
             payload.extend_from_slice(&counter.to_le_bytes());
             payload.push(layer as u8);
-            payload.resize(if kind == TrackKind::Audio { 60 } else { 900 }, 0xab);
+            let size = match kind {
+                TrackKind::Audio => 60,
+                TrackKind::Video => LAYER_PAYLOAD[layer],
+                TrackKind::Screen => 900,
+            };
+            payload.resize(size, 0xab);
             let mut api = self.rtc.direct_api();
             let Some(tx) = api.stream_tx(&ssrc) else {
                 return;
@@ -431,6 +474,7 @@ impl Sim {
             next_timeout: self.now,
             outbox: Vec::new(),
             connected: false,
+            downlink: None,
         });
         self.clients.len() - 1
     }
@@ -467,6 +511,12 @@ impl Sim {
                 *to = addr;
             }
         }
+    }
+
+    /// Caps client `idx`'s downlink at `bits_per_second` (`None` lifts the cap).
+    pub fn cap_downlink(&mut self, idx: usize, bits_per_second: Option<u64>) {
+        let now = self.now;
+        self.clients[idx].downlink = bits_per_second.map(|b| Downlink::new(b, now));
     }
 
     /// Moves the clock without running anyone (benchmarks: time passes, nobody is polled).
@@ -521,6 +571,18 @@ impl Sim {
             }
         }
         sent
+    }
+
+    /// Delivers datagrams from client `idx` to the SFU in batches of `batch`, draining the
+    /// SFU after each batch and sending what it sends on through the network as usual.
+    pub fn deliver_to_sfu(&mut self, idx: usize, datagrams: &[Vec<u8>], batch: usize) {
+        let from = self.clients[idx].addr;
+        for chunk in datagrams.chunks(batch.max(1)) {
+            for d in chunk {
+                self.sfu.handle_datagram(self.now, from, server_addr(), d);
+            }
+            self.settle();
+        }
     }
 
     /// The client's signalling connection drops.
@@ -613,13 +675,27 @@ impl Sim {
                         self.sfu_timeout = t;
                         break;
                     }
-                    Output::Transmit(d) => self.in_flight.push((
-                        self.now + LATENCY,
-                        Hop::ToClient {
-                            to: d.destination,
-                            data: d.contents,
-                        },
-                    )),
+                    Output::Transmit(d) => {
+                        let now = self.now;
+                        let at = match self
+                            .clients
+                            .iter_mut()
+                            .find(|c| c.addr == d.destination)
+                            .and_then(|c| c.downlink.as_mut())
+                        {
+                            Some(link) => link.pass(now, d.contents.len()),
+                            None => Some(now + LATENCY),
+                        };
+                        if let Some(at) = at {
+                            self.in_flight.push((
+                                at,
+                                Hop::ToClient {
+                                    to: d.destination,
+                                    data: d.contents,
+                                },
+                            ));
+                        }
+                    }
                     Output::Signal(id, msg) => {
                         if let Some(c) = self.clients.iter_mut().find(|c| c.id == id) {
                             c.handle_signal(self.now, msg);
