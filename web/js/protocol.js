@@ -93,6 +93,7 @@ export const MAX_VIDEO_SIZES = 256;
  *   | {type: 'media_state', participant_id: ParticipantId, kind: TrackKind, enabled: boolean}
  *   | {type: 'chat', from: ParticipantId, name: string, text: string, sent_at_ms: number}
  *   | {type: 'hand', participant_id: ParticipantId, raised: boolean}
+ *   | {type: 'layers_wanted', kind: TrackKind, rids: string[]}
  *   | {type: 'active_speaker', participant_id: ParticipantId | null}
  *   | {type: 'waiting_added', participant: WaitingInfo}
  *   | {type: 'waiting_removed', participant_id: ParticipantId}

@@ -163,6 +163,8 @@ export class Session {
     this.retryTimer = undefined;
     /** Set once we left or were refused for good: no more reconnects. */
     this.finished = false;
+    /** The camera layers (RIDs) the server says someone needs; null: all. @type {string[] | null} */
+    this.cameraRids = null;
   }
 
   start() {
@@ -452,6 +454,7 @@ export class Session {
     this.announced = false;
     this.selfId = null;
     this.waitingFor = null;
+    this.cameraRids = null;
   }
 
   /** @param {ServerMessage} msg */
@@ -539,6 +542,13 @@ export class Session {
         break;
       case 'active_speaker':
         this.view.activeSpeaker(msg.participant_id);
+        break;
+      case 'layers_wanted':
+        if (msg.kind === 'video' && this.slots[1]) {
+          this.cameraRids = msg.rids;
+          void configureCameraLayers(this.slots[1].sender, msg.rids)
+            .catch(err => console.warn('could not change the camera\'s layers', err));
+        }
         break;
       case 'waiting_added':
         this.waitingRoom.set(msg.participant.id, msg.participant);
@@ -710,7 +720,7 @@ export class Session {
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
     if (pc !== this.pc || !pc.localDescription) return;
-    if (this.slots[1]) await configureCameraLayers(this.slots[1].sender);
+    if (this.slots[1]) await configureCameraLayers(this.slots[1].sender, this.cameraRids);
     this.send({ type: 'answer', sdp: pc.localDescription.sdp });
     if (!this.announced) {
       this.announced = true;
@@ -723,19 +733,24 @@ export class Session {
 
 /**
  * Gives the camera's simulcast encodings (made from the RIDs the server's offer lists) their
- * sizes and bitrates. A browser that answered without simulcast has one encoding, left as it is.
+ * sizes and bitrates, and turns off those nobody needs (`layers_wanted`). A browser that
+ * answered without simulcast has one encoding, left as it is.
  * @param {RTCRtpSender} sender
+ * @param {string[] | null} wanted the RIDs to encode; null: all
  */
-async function configureCameraLayers(sender) {
+async function configureCameraLayers(sender, wanted) {
   const params = sender.getParameters();
   const encodings = params.encodings ?? [];
   let changed = false;
   for (const encoding of encodings) {
     const layer = encoding.rid === undefined ? undefined : CAMERA_LAYERS[encoding.rid];
-    if (!layer) continue;
-    if (encoding.scaleResolutionDownBy !== layer.scaleResolutionDownBy || encoding.maxBitrate !== layer.maxBitrate) {
+    if (!layer || encoding.rid === undefined) continue;
+    const active = wanted === null || wanted.includes(encoding.rid);
+    if (encoding.scaleResolutionDownBy !== layer.scaleResolutionDownBy || encoding.maxBitrate !== layer.maxBitrate
+      || encoding.active !== active) {
       encoding.scaleResolutionDownBy = layer.scaleResolutionDownBy;
       encoding.maxBitrate = layer.maxBitrate;
+      encoding.active = active;
       changed = true;
     }
   }

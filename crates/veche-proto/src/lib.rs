@@ -279,6 +279,13 @@ pub enum ServerMessage {
         participant_id: ParticipantId,
         raised: bool,
     },
+    /// To a publisher: the simulcast layers (by RID) of its `kind` track that some subscriber
+    /// needs now. The client stops encoding the others (`active = false` on their encodings)
+    /// until they are listed again. Sent when the set changes.
+    LayersWanted {
+        kind: TrackKind,
+        rids: Vec<String>,
+    },
     /// The loudest participant changed (from RFC 6464 audio levels; `None` when all are quiet).
     ActiveSpeaker {
         participant_id: Option<ParticipantId>,

@@ -36,6 +36,22 @@ const COVER_PERCENT: u64 = 90;
 const ASSUMED_VIDEO_BPS: [u64; LAYERS] = [150_000, 500_000, 1_500_000];
 const ASSUMED_AUDIO_BPS: u64 = 40_000;
 
+/// Whether a picture of `width` × `height` covers `tile` (a hidden tile is covered by
+/// anything, an unreported one by nothing).
+pub(crate) fn covers(tile: Tile, width: u32, height: u32) -> bool {
+    match tile {
+        Tile::Hidden => true,
+        Tile::Unreported => false,
+        Tile::Size {
+            width: w,
+            height: h,
+        } => {
+            u64::from(height) * 100 >= u64::from(h) * COVER_PERCENT
+                && u64::from(width) * 100 >= u64::from(w) * COVER_PERCENT
+        }
+    }
+}
+
 /// A layer a track can be sent in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LayerOffer {
@@ -104,17 +120,11 @@ impl Track {
     /// The highest layer worth sending for the tile: the smallest that covers it, or the
     /// largest there is. `None` when hidden or nothing arrives.
     fn cap(&self) -> Option<Layer> {
-        let (w, h) = match self.tile {
-            Tile::Hidden => return None,
-            Tile::Unreported => (u32::MAX, u32::MAX),
-            Tile::Size { width, height } => (width, height),
-        };
-        let covers = |l: &LayerOffer| {
-            u64::from(l.height) * 100 >= u64::from(h) * COVER_PERCENT
-                && u64::from(l.width) * 100 >= u64::from(w) * COVER_PERCENT
-        };
+        if self.tile == Tile::Hidden {
+            return None;
+        }
         self.available()
-            .find(|(_, l)| covers(l))
+            .find(|(_, l)| covers(self.tile, l.width, l.height))
             .or_else(|| self.available().last())
             .map(|(i, _)| i)
     }

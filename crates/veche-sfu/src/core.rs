@@ -25,11 +25,11 @@ use veche_proto::{
 
 use self::demux::{Demux, Route};
 use crate::SfuConfig;
-use crate::allocator::{LayerOffer, Track, allocate};
+use crate::allocator::{LayerOffer, Track, allocate, covers};
 use crate::id_map::IdMap;
 use crate::meeting::{JoinGrant, JoinRequest, MeetingLive, SfuEvent};
 use crate::participant::{AnswerError, Participant, slot};
-use crate::simulcast::{Keyframe, LAYERS, Layer, h264_keyframe, vp8_keyframe};
+use crate::simulcast::{Keyframe, LAYERS, Layer, RIDS, h264_keyframe, vp8_keyframe};
 use crate::subscription::{Packet, Tile};
 
 /// A datagram to send.
@@ -359,6 +359,7 @@ impl Sfu {
                 }
             }
             self.allocate_all(now);
+            self.dynacast(now);
             self.flush_deferred_keyframes(now);
             self.enforce_time_limits(now);
         }
@@ -1050,6 +1051,73 @@ impl Sfu {
             self.allocate(now, id);
         }
         self.due = due;
+    }
+
+    /// Tells each simulcast publisher which camera layers its subscribers' tiles need, so
+    /// its browser stops encoding the others (the lowest always stays, for subscribers whose
+    /// bandwidth falls).
+    fn dynacast(&mut self, now: Instant) {
+        let kind = TrackKind::Video;
+        let mut ids = std::mem::take(&mut self.due);
+        ids.clear();
+        ids.extend(
+            self.participants
+                .values()
+                .filter(|p| p.published[slot(kind)] && p.layers[slot(kind)].simulcast)
+                .map(|p| p.id),
+        );
+        for id in ids.drain(..) {
+            let Some(p) = self.participants.get(&id) else {
+                continue;
+            };
+            let layers = &p.layers[slot(kind)];
+            let mut needed = [false; LAYERS];
+            needed[0] = true;
+            for m in self
+                .rooms
+                .get(&p.room_key())
+                .map_or(&[][..], |r| &r.members)
+            {
+                let Some(sub) = self
+                    .participants
+                    .get(m)
+                    .and_then(|s| s.subscription(id, kind))
+                else {
+                    continue;
+                };
+                if sub.tile == Tile::Hidden {
+                    continue;
+                }
+                let cap = (0..LAYERS as Layer)
+                    .find(|&l| {
+                        covers(
+                            sub.tile,
+                            u32::from(layers.width(l)),
+                            u32::from(layers.height(l)),
+                        )
+                    })
+                    .unwrap_or(LAYERS as Layer - 1);
+                for n in needed.iter_mut().take(cap as usize + 1) {
+                    *n = true;
+                }
+            }
+            let Some(p) = self.participants.get_mut(&id) else {
+                continue;
+            };
+            if let Some(active) = p.dynacast.update(now, needed) {
+                let rids = RIDS
+                    .iter()
+                    .zip(active)
+                    .filter(|(_, on)| *on)
+                    .map(|(r, _)| (*r).to_owned())
+                    .collect();
+                self.out.push_back(Output::Signal(
+                    id,
+                    ServerMessage::LayersWanted { kind, rids },
+                ));
+            }
+        }
+        self.due = ids;
     }
 
     /// Shares subscriber `id`'s bandwidth estimate between its subscriptions (see

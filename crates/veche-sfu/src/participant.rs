@@ -12,7 +12,7 @@ use veche_proto::{ParticipantId, ParticipantInfo, Role, ServerMessage, TrackKind
 
 use crate::id_map::IdMap;
 use crate::meeting::JoinGrant;
-use crate::simulcast::{LAYERS, Layer, PublishedLayers, RIDS, layer_of_rid};
+use crate::simulcast::{Dynacast, LAYERS, Layer, PublishedLayers, RIDS, layer_of_rid};
 use crate::subscription::{Packet, Subscription, Tile};
 
 /// What an m-line in a participant's peer connection carries.
@@ -130,6 +130,8 @@ pub(crate) struct Participant {
     pub(crate) keyframes: [[KeyframeThrottle; LAYERS]; 3],
     /// What arrives of each slot's layers (video slots only).
     pub(crate) layers: [PublishedLayers; 3],
+    /// What the participant was told of its camera layers that nobody needs.
+    pub(crate) dynacast: Dynacast,
     /// Incoming SSRC → publish slot and simulcast layer, learnt from the first packet of
     /// each stream.
     ssrc_slots: Vec<(Ssrc, TrackKind, Layer)>,
@@ -240,6 +242,7 @@ impl Participant {
             published: [false; 3],
             keyframes: Default::default(),
             layers: Default::default(),
+            dynacast: Dynacast::default(),
             ssrc_slots: Vec::new(),
             tiles: None,
             estimate: None,
@@ -482,6 +485,16 @@ impl Participant {
                 .find(|(key, _)| *key == (p, k))
                 .map_or(Tile::Hidden, |(_, t)| *t);
         }
+    }
+
+    /// The open subscription to `publisher`'s `kind` track, if any.
+    pub(crate) fn subscription(
+        &self,
+        publisher: ParticipantId,
+        kind: TrackKind,
+    ) -> Option<&Subscription> {
+        let &i = self.open_subscriptions.get(&(publisher, kind))?;
+        self.lines.get(i)?.subscription.as_ref()
     }
 
     /// The open subscriptions, with the publisher and kind of each, in line order.

@@ -28,6 +28,10 @@ const LAYER_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Bitrates are measured over windows this long.
 const RATE_WINDOW: Duration = Duration::from_millis(500);
 
+/// A layer nobody needs is turned off at its publisher only after this long, so a tile that
+/// shrinks and grows again does not cost the publisher a restart of its encoder.
+const DYNACAST_HOLD: Duration = Duration::from_secs(3);
+
 /// Index of a simulcast layer, 0 the lowest. A track without simulcast has layer 0 only.
 pub(crate) type Layer = u8;
 
@@ -131,6 +135,43 @@ impl PublishedLayers {
             0 => self.height(layer).saturating_mul(16) / 9,
             w => w,
         }
+    }
+}
+
+/// What a publisher was last told of the layers its subscribers need (dynacast): a layer
+/// nobody receives is not worth encoding.
+#[derive(Debug, Default)]
+pub(crate) struct Dynacast {
+    told: Option<[bool; LAYERS]>,
+    unneeded_since: [Option<Instant>; LAYERS],
+}
+
+impl Dynacast {
+    /// Takes the layers needed now; returns the layers to tell the publisher to encode when
+    /// that changed. A layer is turned on at once, and off once unneeded for
+    /// [`DYNACAST_HOLD`]. Nothing is said while every layer stays on (the browser's default).
+    pub(crate) fn update(
+        &mut self,
+        now: Instant,
+        needed: [bool; LAYERS],
+    ) -> Option<[bool; LAYERS]> {
+        let mut active = self.told.unwrap_or([true; LAYERS]);
+        for (l, on) in active.iter_mut().enumerate() {
+            if needed[l] {
+                self.unneeded_since[l] = None;
+                *on = true;
+            } else {
+                let since = *self.unneeded_since[l].get_or_insert(now);
+                if now.saturating_duration_since(since) >= DYNACAST_HOLD {
+                    *on = false;
+                }
+            }
+        }
+        if self.told.unwrap_or([true; LAYERS]) == active {
+            return None;
+        }
+        self.told = Some(active);
+        Some(active)
     }
 }
 
@@ -332,6 +373,28 @@ mod tests {
         inter[4] |= 1;
         let d = Vp8Descriptor::parse(&inter).unwrap();
         assert_eq!(vp8_keyframe(&d, &inter), (Keyframe::No, None));
+    }
+
+    #[test]
+    fn dynacast_turns_layers_on_at_once_and_off_after_a_while() {
+        let t = Instant::now();
+        let mut d = Dynacast::default();
+        assert_eq!(d.update(t, [true, true, true]), None);
+        assert_eq!(d.update(t, [true, false, false]), None);
+        assert_eq!(
+            d.update(t + Duration::from_secs(2), [true, false, false]),
+            None
+        );
+        assert_eq!(
+            d.update(t + DYNACAST_HOLD, [true, false, false]),
+            Some([true, false, false])
+        );
+        let later = t + DYNACAST_HOLD + Duration::from_secs(1);
+        assert_eq!(
+            d.update(later, [true, true, false]),
+            Some([true, true, false])
+        );
+        assert_eq!(d.update(later, [true, true, false]), None);
     }
 
     #[test]

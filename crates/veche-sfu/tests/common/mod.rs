@@ -94,6 +94,8 @@ pub struct Client {
     /// Layers whose next frame is a keyframe (the first, and after a request).
     keyframe_due: [[bool; 3]; 3],
     pub sending: bool,
+    /// The camera layers encoded: all until the server's `layers_wanted` says otherwise.
+    pub camera_layers: [bool; 3],
     pub sharing_screen: bool,
     answered_first_offer: bool,
     /// Per slot and layer: packets sent (the RTP sequence number and payload counter).
@@ -166,6 +168,19 @@ impl Client {
                 self.mids
                     .insert(Mid::from(mid.as_str()), (*participant_id, *kind));
             }
+            ServerMessage::LayersWanted {
+                kind: TrackKind::Video,
+                rids,
+            } => {
+                for (layer, rid) in RIDS.iter().enumerate() {
+                    let on = rids.iter().any(|r| r == rid);
+                    // A layer turned back on starts with a keyframe, as an encoder does.
+                    if on && !self.camera_layers[layer] {
+                        self.keyframe_due[kind_index(TrackKind::Video)][layer] = true;
+                    }
+                    self.camera_layers[layer] = on;
+                }
+            }
             ServerMessage::Offer { sdp } => {
                 let offer = SdpOffer::from_sdp_string(sdp).expect("server offer parses");
                 let answer = self
@@ -208,7 +223,9 @@ impl Client {
             self.next_video = now + VIDEO_EVERY;
             // The camera in every simulcast layer the answer set up (one stream without).
             for (layer, packets) in LAYER_PACKETS.into_iter().enumerate() {
-                self.write(now, TrackKind::Video, layer, packets);
+                if self.camera_layers[layer] {
+                    self.write(now, TrackKind::Video, layer, packets);
+                }
             }
             if self.sharing_screen {
                 self.write(now, TrackKind::Screen, 0, 2);
@@ -465,6 +482,7 @@ impl Sim {
             keyframe_requests_by_layer: [0; 3],
             keyframe_due: [[true; 3]; 3],
             sending: false,
+            camera_layers: [true; 3],
             sharing_screen: false,
             answered_first_offer: false,
             counters: [[0; 3]; 3],
