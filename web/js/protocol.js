@@ -94,6 +94,7 @@ export const MAX_VIDEO_SIZES = 256;
  *   | {type: 'chat', from: ParticipantId, name: string, text: string, sent_at_ms: number}
  *   | {type: 'hand', participant_id: ParticipantId, raised: boolean}
  *   | {type: 'layers_wanted', kind: TrackKind, rids: string[]}
+ *   | {type: 'connection_quality', participants: {participant_id: ParticipantId, quality: 'good' | 'fair' | 'poor'}[]}
  *   | {type: 'active_speaker', participant_id: ParticipantId | null}
  *   | {type: 'waiting_added', participant: WaitingInfo}
  *   | {type: 'waiting_removed', participant_id: ParticipantId}

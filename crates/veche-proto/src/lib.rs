@@ -136,6 +136,22 @@ pub struct VideoSize {
     pub height: u32,
 }
 
+/// How well a participant's link to the server carries media, as the server sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionQuality {
+    Good,
+    Fair,
+    Poor,
+}
+
+/// One participant's [`ConnectionQuality`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantQuality {
+    pub participant_id: ParticipantId,
+    pub quality: ConnectionQuality,
+}
+
 /// Messages the client sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -285,6 +301,12 @@ pub enum ServerMessage {
     LayersWanted {
         kind: TrackKind,
         rids: Vec<String>,
+    },
+    /// The quality of every participant's link, from the server's view (loss both ways,
+    /// round-trip time, bandwidth estimate). Sent to the room when one changes, at most
+    /// every 2 s.
+    ConnectionQuality {
+        participants: Vec<ParticipantQuality>,
     },
     /// The loudest participant changed (from RFC 6464 audio levels; `None` when all are quiet).
     ActiveSpeaker {

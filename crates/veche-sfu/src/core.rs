@@ -20,7 +20,8 @@ use str0m::rtp::{ExtensionValues, RtpPacket, Vp8Descriptor};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
 use veche_proto::{
-    ErrorCode, PROTOCOL_VERSION, ParticipantId, ServerMessage, TrackKind, VideoSize,
+    ErrorCode, PROTOCOL_VERSION, ParticipantId, ParticipantQuality, ServerMessage, TrackKind,
+    VideoSize,
 };
 
 use self::demux::{Demux, Route};
@@ -29,6 +30,7 @@ use crate::allocator::{LayerOffer, Track, allocate, covers};
 use crate::id_map::IdMap;
 use crate::meeting::{JoinGrant, JoinRequest, MeetingLive, SfuEvent};
 use crate::participant::{AnswerError, Participant, slot};
+use crate::quality::LinkStats;
 use crate::simulcast::{Keyframe, LAYERS, Layer, RIDS, h264_keyframe, vp8_keyframe};
 use crate::subscription::{Packet, Tile};
 
@@ -74,6 +76,8 @@ const MAX_REMOTE_CANDIDATES: usize = 32;
 /// (libwebrtc's start rate). Starting higher made str0m's first probes overshoot and the
 /// estimate collapse before it climbed again.
 const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(300);
+/// How often link statistics are gathered and connection quality may be re-announced.
+const QUALITY_INTERVAL: Duration = Duration::from_secs(2);
 /// A subscription still waiting for its target layer's keyframe asks again this often.
 const KEYFRAME_RETRY: Duration = Duration::from_millis(1000);
 
@@ -134,6 +138,7 @@ pub struct Sfu {
     earliest: Instant,
     next_tick: Instant,
     next_speaker_eval: Instant,
+    next_quality: Instant,
     /// Incoming packets waiting to be fanned out.
     to_forward: VecDeque<Received>,
     /// Keyframe requests waiting to reach publishers: (publisher, slot, layer).
@@ -183,6 +188,7 @@ impl Sfu {
             earliest: now,
             next_tick: now,
             next_speaker_eval: now + SPEAKER_WINDOW,
+            next_quality: now + QUALITY_INTERVAL,
             to_forward: VecDeque::new(),
             to_request_keyframe: Vec::new(),
             alloc_tracks: Vec::new(),
@@ -360,6 +366,10 @@ impl Sfu {
             }
             self.allocate_all(now);
             self.dynacast(now);
+            if now >= self.next_quality {
+                self.next_quality = now + QUALITY_INTERVAL;
+                self.announce_quality();
+            }
             self.flush_deferred_keyframes(now);
             self.enforce_time_limits(now);
         }
@@ -482,6 +492,7 @@ impl Sfu {
             .enable_vp8(true)
             .enable_h264(true)
             .enable_bwe(Some(INITIAL_ESTIMATE))
+            .set_stats_interval(Some(QUALITY_INTERVAL))
             .build(now);
         let ufrag = self.unique_ufrag(&mut rtc);
         self.demux.add(id, ufrag.clone());
@@ -869,6 +880,11 @@ impl Sfu {
                         }
                     }
                     // Until the first estimate, the initial one holds (`Participant::new`).
+                    Event::PeerStats(stats) => {
+                        p.link.ingress_loss = stats.ingress_loss_fraction.unwrap_or(0.0);
+                        p.link.egress_loss = stats.egress_loss_fraction.unwrap_or(0.0);
+                        p.link.rtt = stats.rtt;
+                    }
                     Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                         let estimate = estimate.as_u64();
                         if p.estimate.is_none_or(|e| e.abs_diff(estimate) > e / 5) {
@@ -1051,6 +1067,37 @@ impl Sfu {
             self.allocate(now, id);
         }
         self.due = due;
+    }
+
+    /// Tells each room the quality of its members' links when one has changed.
+    fn announce_quality(&mut self) {
+        let mut changed = Vec::new();
+        for p in self.participants.values_mut() {
+            let grade = crate::quality::grade(LinkStats {
+                estimate: p.estimate,
+                ..p.link
+            });
+            if p.quality != Some(grade) {
+                p.quality = Some(grade);
+                changed.push(p.room_key());
+            }
+        }
+        changed.sort_unstable();
+        changed.dedup();
+        for key in changed {
+            let participants = self
+                .members(key)
+                .iter()
+                .filter_map(|m| self.participants.get(m))
+                .filter_map(|p| {
+                    Some(ParticipantQuality {
+                        participant_id: p.id,
+                        quality: p.quality?,
+                    })
+                })
+                .collect();
+            self.broadcast(key, None, ServerMessage::ConnectionQuality { participants });
+        }
     }
 
     /// Tells each simulcast publisher which camera layers its subscribers' tiles need, so

@@ -12,6 +12,7 @@ pub mod driver;
 mod id_map;
 mod meeting;
 mod participant;
+mod quality;
 mod simulcast;
 mod stun;
 mod subscription;

@@ -8,10 +8,13 @@ use str0m::media::Pt;
 use str0m::media::{Direction, MediaKind, Mid, Simulcast, SimulcastLayer};
 use str0m::rtp::Ssrc;
 use str0m::{Candidate, Rtc};
-use veche_proto::{ParticipantId, ParticipantInfo, Role, ServerMessage, TrackKind};
+use veche_proto::{
+    ConnectionQuality, ParticipantId, ParticipantInfo, Role, ServerMessage, TrackKind,
+};
 
 use crate::id_map::IdMap;
 use crate::meeting::JoinGrant;
+use crate::quality::LinkStats;
 use crate::simulcast::{Dynacast, LAYERS, Layer, PublishedLayers, RIDS, layer_of_rid};
 use crate::subscription::{Packet, Subscription, Tile};
 
@@ -140,6 +143,9 @@ pub(crate) struct Participant {
     /// The bandwidth estimate towards this participant (str0m's TWCC-based one), bits per
     /// second; `None`: no limit known.
     pub(crate) estimate: Option<u64>,
+    /// What the server last saw of the link, and the grade last told to the room.
+    pub(crate) link: LinkStats,
+    pub(crate) quality: Option<ConnectionQuality>,
     /// What the bandwidth estimator was last told: (minimum, desired), bits per second.
     pub(crate) bwe_asked: (u64, u64),
     /// When str0m next wants `Input::Timeout`.
@@ -247,6 +253,8 @@ impl Participant {
             tiles: None,
             estimate: None,
             bwe_asked: (0, 0),
+            link: LinkStats::default(),
+            quality: None,
             next_timeout: now,
             joined_at: now,
             loudness: (0, 0),
