@@ -45,6 +45,19 @@ export const PROTOCOL_VERSION = 1;
  */
 
 /**
+ * One remote video as the client renders it: its tile's size in device pixels (0×0: not
+ * rendered).
+ * @typedef {object} VideoSize
+ * @property {ParticipantId} participant_id
+ * @property {'video' | 'screen'} kind
+ * @property {number} width
+ * @property {number} height
+ */
+
+/** Most entries one `video_sizes` may list (MAX_VIDEO_SIZES). */
+export const MAX_VIDEO_SIZES = 256;
+
+/**
  * Messages the client sends.
  * @typedef {{type: 'join', version: number, room: string, name: string, passcode?: string,
  *             resume?: string}
@@ -54,6 +67,7 @@ export const PROTOCOL_VERSION = 1;
  *   | {type: 'chat', text: string}
  *   | {type: 'raise_hand', raised: boolean}
  *   | {type: 'leave'}
+ *   | {type: 'video_sizes', sizes: VideoSize[]}
  *   | {type: 'admit', participant_id: ParticipantId}
  *   | {type: 'deny', participant_id: ParticipantId}
  *   | {type: 'mute', participant_id: ParticipantId, kind: TrackKind}
@@ -80,6 +94,8 @@ export const PROTOCOL_VERSION = 1;
  *   | {type: 'media_state', participant_id: ParticipantId, kind: TrackKind, enabled: boolean}
  *   | {type: 'chat', from: ParticipantId, name: string, text: string, sent_at_ms: number}
  *   | {type: 'hand', participant_id: ParticipantId, raised: boolean}
+ *   | {type: 'layers_wanted', kind: TrackKind, rids: string[]}
+ *   | {type: 'connection_quality', participants: {participant_id: ParticipantId, quality: 'good' | 'fair' | 'poor'}[]}
  *   | {type: 'active_speaker', participant_id: ParticipantId | null}
  *   | {type: 'waiting_added', participant: WaitingInfo}
  *   | {type: 'waiting_removed', participant_id: ParticipantId}

@@ -21,6 +21,7 @@ import {
  * @typedef {import('./protocol.js').ParticipantInfo} ParticipantInfo
  * @typedef {import('./protocol.js').ParticipantId} ParticipantId
  * @typedef {import('./protocol.js').TrackKind} TrackKind
+ * @typedef {import('./protocol.js').VideoSize} VideoSize
  * @typedef {import('./protocol.js').Role} Role
  * @typedef {import('./protocol.js').WaitReason} WaitReason
  * @typedef {import('./protocol.js').EndReason} EndReason
@@ -80,6 +81,17 @@ import {
 
 /** Publish slot order, as the server offers them. */
 const SLOTS = /** @type {const} */ (['audio', 'video', 'screen']);
+
+/**
+ * The camera's simulcast layers by the RID the server offers them under: a quarter, half and
+ * full resolution (180p, 360p and 720p of a 720p camera), each with a bitrate cap.
+ * @type {Record<string, {scaleResolutionDownBy: number, maxBitrate: number}>}
+ */
+const CAMERA_LAYERS = {
+  q: { scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  h: { scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  f: { scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+};
 
 /** Refusals that the user can do nothing about; they only go to the console. */
 const QUIET_ERRORS = new Set(['invalid_candidate', 'rate_limited']);
@@ -184,6 +196,8 @@ export class Session {
     this.retryTimer = undefined;
     /** Set once we left or were refused for good: no more reconnects. */
     this.finished = false;
+    /** The camera layers (RIDs) the server says someone needs; null: all. @type {string[] | null} */
+    this.cameraRids = null;
   }
 
   start() {
@@ -203,6 +217,16 @@ export class Session {
   /** @param {string} text */
   sendChat(text) {
     return this.send({ type: 'chat', text });
+  }
+
+  /**
+   * Tells the server which remote videos we render and how large: each gets the smallest
+   * layer that covers its tile, and every remote video not listed is paused. Replaces the
+   * previous report.
+   * @param {VideoSize[]} sizes
+   */
+  sendVideoSizes(sizes) {
+    return this.send({ type: 'video_sizes', sizes });
   }
 
   /** @param {boolean} raised */
@@ -465,6 +489,7 @@ export class Session {
     this.announced = false;
     this.selfId = null;
     this.waitingFor = null;
+    this.cameraRids = null;
   }
 
   /** @param {ServerMessage} msg */
@@ -557,6 +582,13 @@ export class Session {
         break;
       case 'active_speaker':
         this.view.activeSpeaker(msg.participant_id);
+        break;
+      case 'layers_wanted':
+        if (msg.kind === 'video' && this.slots[1]) {
+          this.cameraRids = msg.rids;
+          void configureCameraLayers(this.slots[1].sender, msg.rids)
+            .catch(err => console.warn('could not change the camera\'s layers', err));
+        }
         break;
       case 'waiting_added':
         this.waitingRoom.set(msg.participant.id, msg.participant);
@@ -728,6 +760,7 @@ export class Session {
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
     if (pc !== this.pc || !pc.localDescription) return;
+    if (this.slots[1]) await configureCameraLayers(this.slots[1].sender, this.cameraRids);
     this.send({ type: 'answer', sdp: pc.localDescription.sdp });
     if (!this.announced) {
       this.announced = true;
@@ -736,6 +769,32 @@ export class Session {
       if (this.media.screen) this.send({ type: 'set_media', kind: 'screen', enabled: true });
     }
   }
+}
+
+/**
+ * Gives the camera's simulcast encodings (made from the RIDs the server's offer lists) their
+ * sizes and bitrates, and turns off those nobody needs (`layers_wanted`). A browser that
+ * answered without simulcast has one encoding, left as it is.
+ * @param {RTCRtpSender} sender
+ * @param {string[] | null} wanted the RIDs to encode; null: all
+ */
+async function configureCameraLayers(sender, wanted) {
+  const params = sender.getParameters();
+  const encodings = params.encodings ?? [];
+  let changed = false;
+  for (const encoding of encodings) {
+    const layer = encoding.rid === undefined ? undefined : CAMERA_LAYERS[encoding.rid];
+    if (!layer || encoding.rid === undefined) continue;
+    const active = wanted === null || wanted.includes(encoding.rid);
+    if (encoding.scaleResolutionDownBy !== layer.scaleResolutionDownBy || encoding.maxBitrate !== layer.maxBitrate
+      || encoding.active !== active) {
+      encoding.scaleResolutionDownBy = layer.scaleResolutionDownBy;
+      encoding.maxBitrate = layer.maxBitrate;
+      encoding.active = active;
+      changed = true;
+    }
+  }
+  if (changed) await sender.setParameters(params);
 }
 
 /**

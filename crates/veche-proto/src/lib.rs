@@ -118,6 +118,40 @@ pub struct ParticipantInfo {
     pub hand_raised: bool,
 }
 
+/// Most remote videos one `video_sizes` may list: two (camera and screen) for each other
+/// participant of the largest room, with room to spare.
+pub const MAX_VIDEO_SIZES: usize = 256;
+
+/// Largest tile width or height a `video_sizes` entry may give, in pixels.
+pub const MAX_VIDEO_DIMENSION: u32 = 16_384;
+
+/// One remote video as the client renders it: the size of its tile in device pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoSize {
+    pub participant_id: ParticipantId,
+    /// `video` or `screen`.
+    pub kind: TrackKind,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// How well a participant's link to the server carries media, as the server sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionQuality {
+    Good,
+    Fair,
+    Poor,
+}
+
+/// One participant's [`ConnectionQuality`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantQuality {
+    pub participant_id: ParticipantId,
+    pub quality: ConnectionQuality,
+}
+
 /// Messages the client sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -151,6 +185,11 @@ pub enum ClientMessage {
     RaiseHand { raised: bool },
     /// Leave the room; the server closes the connection afterwards.
     Leave,
+    /// The remote videos the client renders and the size of each tile; replaces the whole
+    /// previous report. A remote video not listed, or listed as 0×0, is not rendered: the
+    /// server stops forwarding it until it is listed again. Until the first report every
+    /// remote video is forwarded at the best quality the link allows.
+    VideoSizes { sizes: Vec<VideoSize> },
 
     // Host controls: hosts and co-hosts, except where noted. Anyone else gets
     // [`ErrorCode::Forbidden`].
@@ -269,6 +308,19 @@ pub enum ServerMessage {
     Hand {
         participant_id: ParticipantId,
         raised: bool,
+    },
+    /// To a publisher: the simulcast layers (by RID) of its `kind` track that some subscriber
+    /// needs now. The client stops encoding the others (`active = false` on their encodings)
+    /// until they are listed again. Sent when the set changes.
+    LayersWanted {
+        kind: TrackKind,
+        rids: Vec<String>,
+    },
+    /// The quality of every participant's link, from the server's view (loss both ways,
+    /// round-trip time, bandwidth estimate). Sent to the room when one changes, at most
+    /// every 2 s.
+    ConnectionQuality {
+        participants: Vec<ParticipantQuality>,
     },
     /// The loudest participant changed (from RFC 6464 audio levels; `None` when all are quiet).
     ActiveSpeaker {
@@ -424,7 +476,7 @@ impl ParseError {
     }
 }
 
-const CLIENT_TYPES: [&str; 17] = [
+const CLIENT_TYPES: [&str; 18] = [
     "join",
     "answer",
     "candidate",
@@ -432,6 +484,7 @@ const CLIENT_TYPES: [&str; 17] = [
     "chat",
     "raise_hand",
     "leave",
+    "video_sizes",
     "admit",
     "deny",
     "mute",
@@ -461,10 +514,40 @@ impl ClientMessage {
         let kind = kind.to_owned();
         let msg: ClientMessage =
             serde_json::from_value(value).map_err(|e| ParseError::Invalid {
-                kind,
+                kind: kind.clone(),
                 reason: e.to_string(),
             })?;
+        msg.check_limits()
+            .map_err(|reason| ParseError::Invalid { kind, reason })?;
         Ok(msg.sanitized())
+    }
+
+    /// The limits a well-formed message must also keep to.
+    fn check_limits(&self) -> Result<(), String> {
+        let ClientMessage::VideoSizes { sizes } = self else {
+            return Ok(());
+        };
+        if sizes.len() > MAX_VIDEO_SIZES {
+            return Err(format!(
+                "{} sizes listed, at most {MAX_VIDEO_SIZES} allowed",
+                sizes.len()
+            ));
+        }
+        for s in sizes {
+            if !s.kind.is_video() {
+                return Err(format!(
+                    "participant {}: kind must be video or screen, not audio",
+                    s.participant_id
+                ));
+            }
+            if s.width > MAX_VIDEO_DIMENSION || s.height > MAX_VIDEO_DIMENSION {
+                return Err(format!(
+                    "participant {}: {}x{} is larger than {MAX_VIDEO_DIMENSION} pixels",
+                    s.participant_id, s.width, s.height
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The message with [`sanitize_text`] applied to the text other participants see: the
@@ -647,6 +730,14 @@ mod tests {
             ClientMessage::Chat { text: "x".into() },
             ClientMessage::RaiseHand { raised: true },
             ClientMessage::Leave,
+            ClientMessage::VideoSizes {
+                sizes: vec![VideoSize {
+                    participant_id: 3,
+                    kind: TrackKind::Screen,
+                    width: 640,
+                    height: 360,
+                }],
+            },
             ClientMessage::Admit { participant_id: 2 },
             ClientMessage::Deny { participant_id: 2 },
             ClientMessage::Mute {
@@ -679,6 +770,60 @@ mod tests {
         for msg in samples {
             assert_eq!(ClientMessage::parse(&msg.to_json()).unwrap(), msg);
         }
+    }
+
+    #[test]
+    fn video_sizes_has_the_documented_shape_and_limits() {
+        let msg = ClientMessage::parse(
+            r#"{"type":"video_sizes","sizes":[{"participant_id":7,"kind":"video","width":320,"height":180}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            msg,
+            ClientMessage::VideoSizes {
+                sizes: vec![VideoSize {
+                    participant_id: 7,
+                    kind: TrackKind::Video,
+                    width: 320,
+                    height: 180
+                }]
+            }
+        );
+        let refused = |json: &str| match ClientMessage::parse(json) {
+            Err(ParseError::Invalid { kind, reason }) => {
+                assert_eq!(kind, "video_sizes");
+                reason
+            }
+            other => panic!("{json}: {other:?}"),
+        };
+        let entry = r#"{"participant_id":1,"kind":"video","width":1,"height":1}"#;
+        let many = vec![entry; MAX_VIDEO_SIZES + 1].join(",");
+        assert_eq!(
+            refused(&format!(r#"{{"type":"video_sizes","sizes":[{many}]}}"#)),
+            "257 sizes listed, at most 256 allowed"
+        );
+        let fits = vec![entry; MAX_VIDEO_SIZES].join(",");
+        assert!(
+            ClientMessage::parse(&format!(r#"{{"type":"video_sizes","sizes":[{fits}]}}"#)).is_ok()
+        );
+        assert_eq!(
+            refused(
+                r#"{"type":"video_sizes","sizes":[{"participant_id":2,"kind":"audio","width":1,"height":1}]}"#
+            ),
+            "participant 2: kind must be video or screen, not audio"
+        );
+        assert_eq!(
+            refused(
+                r#"{"type":"video_sizes","sizes":[{"participant_id":2,"kind":"video","width":99999,"height":1}]}"#
+            ),
+            "participant 2: 99999x1 is larger than 16384 pixels"
+        );
+        refused(
+            r#"{"type":"video_sizes","sizes":[{"participant_id":2,"kind":"video","width":-1,"height":1}]}"#,
+        );
+        refused(
+            r#"{"type":"video_sizes","sizes":[{"participant_id":2,"kind":"video","width":1,"height":1,"x":0}]}"#,
+        );
     }
 
     #[test]

@@ -15,19 +15,26 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::config::CryptoProvider;
 use str0m::media::KeyframeRequestKind;
 use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpPacket, Vp8Descriptor};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
-use veche_proto::{ErrorCode, ParticipantId, ServerMessage, TrackKind};
+use veche_proto::{
+    ErrorCode, ParticipantId, ParticipantQuality, ServerMessage, TrackKind, VideoSize,
+};
 
 use self::demux::{Demux, Route};
 use crate::SfuConfig;
+use crate::allocator::{LayerOffer, Track, allocate, covers};
 use crate::id_map::IdMap;
 use crate::meeting::{JoinRequest, SfuEvent};
 use crate::participant::{AnswerError, Participant, slot};
+use crate::quality::LinkStats;
+use crate::simulcast::{Keyframe, LAYERS, Layer, RIDS, h264_keyframe, vp8_keyframe};
+use crate::subscription::{Packet, Tile};
 
 /// A datagram to send.
 #[derive(Debug)]
@@ -67,6 +74,25 @@ const SPEAKER_WINDOW: Duration = Duration::from_millis(400);
 const SPEAKING_LOUDNESS: u32 = 67;
 /// Trickled candidates accepted per participant; more is abuse.
 const MAX_REMOTE_CANDIDATES: usize = 32;
+/// The bandwidth estimate each subscriber's connection starts from, before TWCC feedback
+/// (libwebrtc's start rate). Starting higher made str0m's first probes overshoot and the
+/// estimate collapse before it climbed again.
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(300);
+/// How often link statistics are gathered and connection quality may be re-announced.
+const QUALITY_INTERVAL: Duration = Duration::from_secs(2);
+/// A subscription still waiting for its target layer's keyframe asks again this often.
+const KEYFRAME_RETRY: Duration = Duration::from_millis(1000);
+
+/// A received media packet waiting to be fanned out, with what every subscription needs to
+/// know of it, worked out once.
+struct Received {
+    publisher: ParticipantId,
+    kind: TrackKind,
+    layer: Layer,
+    keyframe: Keyframe,
+    vp8: Option<Vp8Descriptor>,
+    packet: RtpPacket,
+}
 
 use self::room::{RoomKey, Rooms};
 
@@ -109,10 +135,14 @@ pub struct Sfu {
     earliest: Instant,
     next_tick: Instant,
     next_speaker_eval: Instant,
-    /// Incoming packets waiting to be fanned out: (publisher, slot, packet).
-    to_forward: VecDeque<(ParticipantId, TrackKind, RtpPacket)>,
-    /// Keyframe requests waiting to reach publishers.
-    to_request_keyframe: Vec<(ParticipantId, TrackKind)>,
+    next_quality: Instant,
+    /// Incoming packets waiting to be fanned out.
+    to_forward: VecDeque<Received>,
+    /// Keyframe requests waiting to reach publishers: (publisher, slot, layer).
+    to_request_keyframe: Vec<(ParticipantId, TrackKind, Layer)>,
+    /// Scratch for the bandwidth allocation of one subscriber, reused across ticks.
+    alloc_tracks: Vec<Track>,
+    alloc_order: Vec<usize>,
     /// Participants whose `Rtc` has new input and must be polled.
     to_poll: Vec<ParticipantId>,
     /// Scratch for participants whose timer is due, reused across ticks.
@@ -155,8 +185,11 @@ impl Sfu {
             earliest: now,
             next_tick: now,
             next_speaker_eval: now + SPEAKER_WINDOW,
+            next_quality: now + QUALITY_INTERVAL,
             to_forward: VecDeque::new(),
             to_request_keyframe: Vec::new(),
+            alloc_tracks: Vec::new(),
+            alloc_order: Vec::new(),
             to_poll: Vec::new(),
             due: Vec::new(),
             polling: Vec::new(),
@@ -247,6 +280,7 @@ impl Sfu {
                 self.remove(id);
                 self.out.push_back(Output::Close(id));
             }
+            Command::VideoSizes { sizes } => self.video_sizes(now, id, sizes),
             Command::Host(control) => {
                 if let Some(key) = self.participants.get(&id).map(|p| p.room_key()) {
                     self.control(now, key, &policy::Actor::Member(id), control);
@@ -326,6 +360,17 @@ impl Sfu {
     pub fn handle_timeout(&mut self, now: Instant) {
         if now >= self.next_tick {
             self.next_tick = now + TICK;
+            for p in self.participants.values_mut() {
+                for layers in &mut p.layers {
+                    layers.roll(now);
+                }
+            }
+            self.allocate_all(now);
+            self.dynacast(now);
+            if now >= self.next_quality {
+                self.next_quality = now + QUALITY_INTERVAL;
+                self.announce_quality();
+            }
             self.flush_deferred_keyframes(now);
             self.enforce_time_limits(now);
             self.save_meetings(now, false);
@@ -411,13 +456,9 @@ impl Sfu {
         let mut opened = Vec::new();
         let result = p.accept_answer(sdp, &mut opened);
         match result {
-            Ok(()) => {
-                for (publisher, kind) in opened {
-                    if kind.is_video() {
-                        self.to_request_keyframe.push((publisher, kind));
-                    }
-                }
-            }
+            // New subscriptions get their layers (and their first keyframe requests).
+            Ok(()) if !opened.is_empty() => self.allocate(self.last_now, id),
+            Ok(()) => {}
             Err(AnswerError::NoOffer) => {
                 return self.error(id, ErrorCode::UnexpectedAnswer, "no offer is outstanding");
             }
@@ -483,7 +524,9 @@ impl Sfu {
             }
             if kind.is_video() {
                 // Subscribers' decoders lost the packets dropped while muted.
-                self.to_request_keyframe.push((id, kind));
+                for layer in 0..LAYERS as Layer {
+                    self.to_request_keyframe.push((id, kind, layer));
+                }
             }
         }
         let flag = match kind {
@@ -522,6 +565,31 @@ impl Sfu {
             }
             self.negotiate(*m);
         }
+    }
+
+    /// The client's report of what it renders: subscriptions not listed pause, the others
+    /// get layers for their tile at once (so a shown tile resumes without waiting for the
+    /// tick).
+    fn video_sizes(&mut self, now: Instant, id: ParticipantId, sizes: Vec<VideoSize>) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let tiles = sizes
+            .into_iter()
+            .map(|s| {
+                let tile = if s.width == 0 || s.height == 0 {
+                    Tile::Hidden
+                } else {
+                    Tile::Size {
+                        width: s.width,
+                        height: s.height,
+                    }
+                };
+                ((s.participant_id, s.kind), tile)
+            })
+            .collect();
+        p.set_tiles(tiles);
+        self.allocate(now, id);
     }
 
     fn chat(&mut self, id: ParticipantId, unix_ms: u64, text: String) {
@@ -661,7 +729,7 @@ impl Sfu {
                         ));
                     }
                     Event::RtpPacket(packet) => {
-                        let Some(kind) = p.slot_of(packet.header.ssrc) else {
+                        let Some((kind, layer)) = p.slot_of(packet.header.ssrc) else {
                             continue;
                         };
                         if kind == TrackKind::Audio
@@ -670,12 +738,41 @@ impl Sfu {
                             p.loudness.0 += 127 - (level.clamp(0, 127) as u32);
                             p.loudness.1 += 1;
                         }
-                        self.to_forward.push_back((id, kind, packet));
+                        let (vp8, keyframe, size) = inspect(p, kind, &packet);
+                        if kind.is_video() {
+                            p.layers[slot(kind)].on_packet(now, layer, packet.payload.len(), size);
+                        }
+                        self.to_forward.push_back(Received {
+                            publisher: id,
+                            kind,
+                            layer,
+                            keyframe,
+                            vp8,
+                            packet,
+                        });
                     }
                     Event::KeyframeRequest(req) => {
-                        if let Some(sub) = p.subscription_on(req.mid) {
-                            self.to_request_keyframe.push(sub);
+                        if let Some((publisher, kind, layer)) = p.subscription_on(req.mid) {
+                            self.to_request_keyframe
+                                .push((publisher, kind, layer.unwrap_or(0)));
                         }
+                    }
+                    // Until the first estimate, the initial one holds (`Participant::new`).
+                    Event::PeerStats(stats) => {
+                        p.link.ingress_loss = stats.ingress_loss_fraction.unwrap_or(0.0);
+                        p.link.egress_loss = stats.egress_loss_fraction.unwrap_or(0.0);
+                        p.link.rtt = stats.rtt;
+                    }
+                    Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                        let estimate = estimate.as_u64();
+                        if p.estimate.is_none_or(|e| e.abs_diff(estimate) > e / 5) {
+                            debug!(
+                                participant = id,
+                                kbps = estimate / 1000,
+                                "bandwidth estimate"
+                            );
+                        }
+                        p.estimate = Some(estimate);
                     }
                     Event::Closed => {
                         self.to_remove.push((
@@ -700,11 +797,11 @@ impl Sfu {
     fn run_queues(&mut self, now: Instant, poll: bool) {
         self.last_now = self.last_now.max(now);
         loop {
-            while let Some((publisher, kind, packet)) = self.to_forward.pop_front() {
-                self.fan_out(publisher, kind, &packet);
+            while let Some(received) = self.to_forward.pop_front() {
+                self.fan_out(&received);
             }
-            while let Some((publisher, kind)) = self.to_request_keyframe.pop() {
-                self.request_keyframe(now, publisher, kind);
+            while let Some((publisher, kind, layer)) = self.to_request_keyframe.pop() {
+                self.request_keyframe(now, publisher, kind, layer);
             }
             if poll {
                 let mut polls = std::mem::take(&mut self.polling);
@@ -745,7 +842,11 @@ impl Sfu {
         }
     }
 
-    fn fan_out(&mut self, publisher: ParticipantId, kind: TrackKind, packet: &RtpPacket) {
+    fn fan_out(&mut self, received: &Received) {
+        let Received {
+            publisher, kind, ..
+        } = *received;
+        let packet = &received.packet;
         // A track a host muted is not forwarded, whatever the publisher's client keeps sending.
         let Some(p) = self
             .participants
@@ -755,11 +856,7 @@ impl Sfu {
             return;
         };
         let key = p.room_key();
-        // Parsed once per packet, not per subscriber.
-        let vp8 = p
-            .is_vp8(packet.header.payload_type)
-            .then(|| Vp8Descriptor::parse(&packet.payload).ok())
-            .flatten();
+        let single_layer = !(kind.is_video() && p.layers[slot(kind)].simulcast);
         let Some(room) = self.rooms.get(&key) else {
             return;
         };
@@ -769,6 +866,14 @@ impl Sfu {
             video_orientation: packet.header.ext_vals.video_orientation,
             ..Default::default()
         };
+        let packet = Packet {
+            rtp: packet,
+            vp8: received.vp8.as_ref(),
+            layer: received.layer,
+            keyframe: received.keyframe,
+            single_layer,
+            ext_vals: &ext_vals,
+        };
         for sub_id in &room.members {
             if *sub_id == publisher {
                 continue;
@@ -776,11 +881,11 @@ impl Sfu {
             let Some(sub) = self.participants.get_mut(sub_id) else {
                 continue;
             };
-            if !sub.forward(publisher, kind, packet, vp8.as_ref(), &ext_vals) {
+            if !sub.forward(publisher, kind, &packet) {
                 continue;
             }
             self.counters.forwarded_packets += 1;
-            self.counters.forwarded_bytes += packet.payload.len() as u64;
+            self.counters.forwarded_bytes += packet.rtp.payload.len() as u64;
             if !sub.queued_poll {
                 sub.queued_poll = true;
                 self.to_poll.push(*sub_id);
@@ -788,15 +893,27 @@ impl Sfu {
         }
     }
 
-    fn request_keyframe(&mut self, now: Instant, publisher: ParticipantId, kind: TrackKind) {
+    /// Asks `publisher` for a keyframe of `layer` of its `kind` track, throttled per layer:
+    /// however many subscribers ask within [`crate::participant::KEYFRAME_INTERVAL`], the
+    /// publisher gets one request now and at most one more at the end of the interval.
+    fn request_keyframe(
+        &mut self,
+        now: Instant,
+        publisher: ParticipantId,
+        kind: TrackKind,
+        layer: Layer,
+    ) {
         let Some(p) = self.participants.get_mut(&publisher) else {
             return;
         };
-        if !p.keyframes[slot(kind)].request(now) {
+        let Some(throttle) = p.keyframes[slot(kind)].get_mut(layer as usize) else {
+            return;
+        };
+        if !throttle.request(now) {
             self.earliest = self.earliest.min(self.next_tick);
             return;
         }
-        send_keyframe_request(p, kind);
+        send_keyframe_request(p, kind, layer);
         self.mark_poll(publisher);
     }
 
@@ -804,16 +921,187 @@ impl Sfu {
         let mut sent = Vec::new();
         for p in self.participants.values_mut() {
             for kind in [TrackKind::Video, TrackKind::Screen] {
-                let due = p.keyframes[slot(kind)].deferred_due();
-                if due.is_some_and(|t| t <= now) && p.keyframes[slot(kind)].request(now) {
-                    send_keyframe_request(p, kind);
-                    sent.push(p.id);
+                for layer in 0..LAYERS {
+                    let throttle = &mut p.keyframes[slot(kind)][layer];
+                    let due = throttle.deferred_due();
+                    if due.is_some_and(|t| t <= now) && throttle.request(now) {
+                        send_keyframe_request(p, kind, layer as Layer);
+                        sent.push(p.id);
+                    }
                 }
             }
         }
         for id in sent {
             self.mark_poll(id);
         }
+    }
+
+    /// Runs the bandwidth allocation of every participant (on the tick).
+    fn allocate_all(&mut self, now: Instant) {
+        let mut due = std::mem::take(&mut self.due);
+        due.clear();
+        due.extend(self.participants.keys().copied());
+        for id in due.drain(..) {
+            self.allocate(now, id);
+        }
+        self.due = due;
+    }
+
+    /// Tells each room the quality of its members' links when one has changed.
+    fn announce_quality(&mut self) {
+        let mut changed = Vec::new();
+        for p in self.participants.values_mut() {
+            let grade = crate::quality::grade(LinkStats {
+                estimate: p.estimate,
+                ..p.link
+            });
+            if p.quality != Some(grade) {
+                p.quality = Some(grade);
+                changed.push(p.room_key());
+            }
+        }
+        changed.sort_unstable();
+        changed.dedup();
+        for key in changed {
+            let participants = self
+                .members(key)
+                .iter()
+                .filter_map(|m| self.participants.get(m))
+                .filter_map(|p| {
+                    Some(ParticipantQuality {
+                        participant_id: p.id,
+                        quality: p.quality?,
+                    })
+                })
+                .collect();
+            self.broadcast(key, None, ServerMessage::ConnectionQuality { participants });
+        }
+    }
+
+    /// Tells each simulcast publisher which camera layers its subscribers' tiles need, so
+    /// its browser stops encoding the others (the lowest always stays, for subscribers whose
+    /// bandwidth falls).
+    fn dynacast(&mut self, now: Instant) {
+        let kind = TrackKind::Video;
+        let mut ids = std::mem::take(&mut self.due);
+        ids.clear();
+        ids.extend(
+            self.participants
+                .values()
+                .filter(|p| p.published[slot(kind)] && p.layers[slot(kind)].simulcast)
+                .map(|p| p.id),
+        );
+        for id in ids.drain(..) {
+            let Some(p) = self.participants.get(&id) else {
+                continue;
+            };
+            let layers = &p.layers[slot(kind)];
+            let mut needed = [false; LAYERS];
+            needed[0] = true;
+            for m in self
+                .rooms
+                .get(&p.room_key())
+                .map_or(&[][..], |r| &r.members)
+            {
+                let Some(sub) = self
+                    .participants
+                    .get(m)
+                    .and_then(|s| s.subscription(id, kind))
+                else {
+                    continue;
+                };
+                if sub.tile == Tile::Hidden {
+                    continue;
+                }
+                let cap = (0..LAYERS as Layer)
+                    .find(|&l| {
+                        covers(
+                            sub.tile,
+                            u32::from(layers.width(l)),
+                            u32::from(layers.height(l)),
+                        )
+                    })
+                    .unwrap_or(LAYERS as Layer - 1);
+                for n in needed.iter_mut().take(cap as usize + 1) {
+                    *n = true;
+                }
+            }
+            let Some(p) = self.participants.get_mut(&id) else {
+                continue;
+            };
+            if let Some(active) = p.dynacast.update(now, needed) {
+                let rids = RIDS
+                    .iter()
+                    .zip(active)
+                    .filter(|(_, on)| *on)
+                    .map(|(r, _)| (*r).to_owned())
+                    .collect();
+                self.out.push_back(Output::Signal(
+                    id,
+                    ServerMessage::LayersWanted { kind, rids },
+                ));
+            }
+        }
+        self.due = ids;
+    }
+
+    /// Shares subscriber `id`'s bandwidth estimate between its subscriptions (see
+    /// `allocator.rs`) and sets each one's target layer, asking publishers for the keyframes
+    /// that switches and resumes wait for.
+    fn allocate(&mut self, now: Instant, id: ParticipantId) {
+        let Some(sub) = self.participants.get(&id) else {
+            return;
+        };
+        let speaker = self.rooms.get(&sub.room_key()).and_then(|r| r.speaker);
+        let mut tracks = std::mem::take(&mut self.alloc_tracks);
+        tracks.clear();
+        for (publisher, kind, s) in sub.open_subscriptions() {
+            let layers = self
+                .participants
+                .get(&publisher)
+                .map_or([None; LAYERS], |p| offers(p, kind, now));
+            let mut t = Track::new(kind, s.tile, layers);
+            t.speaker = speaker == Some(publisher);
+            t.current = s.choice.current;
+            t.limited_at = s.limited_at;
+            tracks.push(t);
+        }
+        let totals = allocate(now, sub.estimate, &mut tracks, &mut self.alloc_order);
+        let Some(sub) = self.participants.get_mut(&id) else {
+            return;
+        };
+        for ((publisher, kind, s), t) in sub.open_subscriptions_mut().zip(&tracks) {
+            if !kind.is_video() {
+                continue;
+            }
+            s.limited_at = t.limited_at;
+            s.allocated = t.bitrate;
+            s.choice.set_target(t.chosen);
+            if let Some(target) = t.chosen
+                && s.choice.switching()
+                && s.choice
+                    .asked_at
+                    .is_none_or(|at| now.saturating_duration_since(at) >= KEYFRAME_RETRY)
+            {
+                s.choice.asked_at = Some(now);
+                self.to_request_keyframe.push((publisher, kind, target));
+            }
+        }
+        // Let the estimator probe for what the tiles would take, and pad up to the next
+        // layer held back so the estimate can grow to it (str0m's `Bwe::set_bitrate`).
+        let minimum = totals
+            .next_step
+            .map_or(0, |step| totals.sent + step)
+            .min(totals.wanted);
+        let wanted = (minimum, totals.wanted);
+        if wanted != sub.bwe_asked {
+            sub.bwe_asked = wanted;
+            sub.rtc
+                .bwe()
+                .set_bitrate(Bitrate::bps(minimum), Bitrate::bps(totals.wanted));
+            self.mark_poll(id);
+        }
+        self.alloc_tracks = tracks;
     }
 
     fn evaluate_speakers(&mut self) {
@@ -849,15 +1137,70 @@ impl Sfu {
     }
 }
 
-fn send_keyframe_request(p: &mut Participant, kind: TrackKind) {
+fn send_keyframe_request(p: &mut Participant, kind: TrackKind, layer: Layer) {
     let Some(mid) = p.publish_mid(kind) else {
         return;
     };
+    let rid = p.rid_of(kind, layer);
     let mut api = p.rtc.direct_api();
-    if let Some(rx) = api.stream_rx_by_mid(mid, None) {
-        debug!(participant = p.id, ?kind, "requesting keyframe");
+    if let Some(rx) = api.stream_rx_by_mid(mid, rid.map(Into::into)) {
+        debug!(participant = p.id, ?kind, layer, "requesting keyframe");
         rx.request_keyframe(KeyframeRequestKind::Pli);
     }
+}
+
+/// What a packet of `kind` from `p` is: its VP8 descriptor when VP8, whether it starts a
+/// keyframe, and the frame size a VP8 keyframe carries. Worked out once per packet.
+fn inspect(
+    p: &Participant,
+    kind: TrackKind,
+    packet: &RtpPacket,
+) -> (Option<Vp8Descriptor>, Keyframe, Option<(u16, u16)>) {
+    let pt = packet.header.payload_type;
+    if !kind.is_video() {
+        return (None, Keyframe::Unknown, None);
+    }
+    if p.is_vp8(pt) {
+        return match Vp8Descriptor::parse(&packet.payload) {
+            Ok(d) => {
+                let (keyframe, size) = vp8_keyframe(&d, &packet.payload);
+                (Some(d), keyframe, size)
+            }
+            Err(_) => (None, Keyframe::No, None),
+        };
+    }
+    if p.is_h264(pt) {
+        return (None, h264_keyframe(&packet.payload), None);
+    }
+    (None, Keyframe::Unknown, None)
+}
+
+/// The layers of publisher `p`'s `kind` track that arrive now, as the allocator sees them.
+fn offers(p: &Participant, kind: TrackKind, now: Instant) -> [Option<LayerOffer>; LAYERS] {
+    let mut out = [None; LAYERS];
+    if !p.published[slot(kind)] {
+        return out;
+    }
+    if !kind.is_video() {
+        out[0] = Some(LayerOffer {
+            bitrate: 0,
+            width: 0,
+            height: 0,
+        });
+        return out;
+    }
+    let layers = &p.layers[slot(kind)];
+    for (i, o) in out.iter_mut().enumerate() {
+        let layer = i as Layer;
+        if layers.is_active(now, layer) {
+            *o = Some(LayerOffer {
+                bitrate: layers.layers[i].bitrate,
+                width: u32::from(layers.width(layer)),
+                height: u32::from(layers.height(layer)),
+            });
+        }
+    }
+    out
 }
 
 fn validate_room(room: &str, max: usize) -> Result<(), String> {

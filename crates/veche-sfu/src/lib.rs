@@ -5,12 +5,15 @@
 //! the next wake-up time come out of [`Sfu::poll_output`]. The [`driver`] module owns the UDP
 //! socket, the clock and the channels to the signalling layer, and nothing else.
 
+mod allocator;
 mod config;
 mod core;
 pub mod driver;
 mod id_map;
 mod meeting;
 mod participant;
+mod quality;
+mod simulcast;
 mod stun;
 mod subscription;
 mod udp_batch;

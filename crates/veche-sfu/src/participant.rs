@@ -5,13 +5,17 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::Pt;
-use str0m::media::{Direction, MediaKind, Mid};
-use str0m::rtp::{ExtensionValues, RtpPacket, Ssrc, Vp8Descriptor};
+use str0m::media::{Direction, MediaKind, Mid, Simulcast, SimulcastLayer};
+use str0m::rtp::Ssrc;
 use str0m::{Candidate, Rtc};
-use veche_proto::{ParticipantId, ParticipantInfo, Role, ServerMessage, TrackKind};
+use veche_proto::{
+    ConnectionQuality, ParticipantId, ParticipantInfo, Role, ServerMessage, TrackKind,
+};
 
 use crate::id_map::IdMap;
-use crate::subscription::Subscription;
+use crate::quality::LinkStats;
+use crate::simulcast::{Dynacast, LAYERS, Layer, PublishedLayers, RIDS, layer_of_rid};
+use crate::subscription::{Packet, Subscription, Tile};
 
 /// What an m-line in a participant's peer connection carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,9 +128,25 @@ pub(crate) struct Participant {
     /// Slots whose first `set_media{enabled:true}` has been seen: other participants
     /// subscribe to them. Indexed like [`TrackKind::ALL`].
     pub(crate) published: [bool; 3],
-    pub(crate) keyframes: [KeyframeThrottle; 3],
-    /// Incoming SSRC → publish slot, learnt from the first packet of each stream.
-    ssrc_slots: Vec<(Ssrc, TrackKind)>,
+    /// Keyframe requests towards each layer of each slot.
+    pub(crate) keyframes: [[KeyframeThrottle; LAYERS]; 3],
+    /// What arrives of each slot's layers (video slots only).
+    pub(crate) layers: [PublishedLayers; 3],
+    /// What the participant was told of its camera layers that nobody needs.
+    pub(crate) dynacast: Dynacast,
+    /// Incoming SSRC → publish slot and simulcast layer, learnt from the first packet of
+    /// each stream.
+    ssrc_slots: Vec<(Ssrc, TrackKind, Layer)>,
+    /// The tile sizes the client last reported (`video_sizes`); `None` until it does.
+    tiles: Option<Vec<((ParticipantId, TrackKind), Tile)>>,
+    /// The bandwidth estimate towards this participant (str0m's TWCC-based one), bits per
+    /// second; `None`: no limit known.
+    pub(crate) estimate: Option<u64>,
+    /// What the server last saw of the link, and the grade last told to the room.
+    pub(crate) link: LinkStats,
+    pub(crate) quality: Option<ConnectionQuality>,
+    /// What the bandwidth estimator was last told: (minimum, desired), bits per second.
+    pub(crate) bwe_asked: (u64, u64),
     /// When str0m next wants `Input::Timeout`.
     pub(crate) next_timeout: Instant,
     pub(crate) joined_at: Instant,
@@ -140,6 +160,8 @@ pub(crate) struct Participant {
     pub(crate) host_muted: [bool; 3],
     /// The payload types that mean VP8 (its packets carry picture ids to rewrite).
     vp8_pts: Vec<Pt>,
+    /// The payload types that mean H.264 (for telling its keyframes).
+    h264_pts: Vec<Pt>,
 }
 
 pub(crate) fn slot(kind: TrackKind) -> usize {
@@ -190,13 +212,16 @@ impl Participant {
         for c in candidates {
             rtc.add_local_candidate(c.clone());
         }
-        let vp8_pts = rtc
-            .codec_config()
-            .params()
-            .iter()
-            .filter(|p| p.spec().codec == Codec::Vp8)
-            .map(|p| p.pt())
-            .collect();
+        let pts = |codec| {
+            rtc.codec_config()
+                .params()
+                .iter()
+                .filter(|p| p.spec().codec == codec)
+                .map(|p| p.pt())
+                .collect()
+        };
+        let vp8_pts = pts(Codec::Vp8);
+        let h264_pts = pts(Codec::H264);
         let lines = TrackKind::ALL
             .iter()
             .map(|&k| Line::new(Purpose::Publish(k)))
@@ -220,7 +245,14 @@ impl Participant {
             pending: None,
             published: [false; 3],
             keyframes: Default::default(),
+            layers: Default::default(),
+            dynacast: Dynacast::default(),
             ssrc_slots: Vec::new(),
+            tiles: None,
+            estimate: None,
+            bwe_asked: (0, 0),
+            link: LinkStats::default(),
+            quality: None,
             next_timeout: now,
             joined_at: now,
             loudness: (0, 0),
@@ -228,6 +260,7 @@ impl Participant {
             queued_poll: false,
             host_muted: [false; 3],
             vp8_pts,
+            h264_pts,
         }
     }
 
@@ -274,6 +307,7 @@ impl Participant {
                 self.open_subscriptions.insert((p, k), i);
             }
         }
+        self.apply_tiles();
     }
 
     /// Stops subscriptions matching `pred`, whatever state their negotiation is in.
@@ -310,8 +344,17 @@ impl Participant {
         for line in &mut self.lines {
             match (line.state, line.purpose) {
                 (LineState::ToOpen, Purpose::Publish(kind)) => {
+                    // The camera may come in simulcast layers; a screen share is one
+                    // high-resolution stream.
+                    let simulcast = (kind == TrackKind::Video).then(|| {
+                        let mut s = Simulcast::new();
+                        for rid in RIDS {
+                            s.add_recv_layer(SimulcastLayer::new(rid));
+                        }
+                        s
+                    });
                     let mid =
-                        api.add_media(media_kind(kind), Direction::RecvOnly, None, None, None);
+                        api.add_media(media_kind(kind), Direction::RecvOnly, None, None, simulcast);
                     line.state = LineState::Negotiating(mid);
                 }
                 (LineState::ToOpen, Purpose::Subscribe(publisher, kind)) => {
@@ -393,24 +436,110 @@ impl Participant {
         result.map_err(|e| AnswerError::Rejected(e.to_string()))
     }
 
-    /// The publish slot an incoming RTP stream belongs to.
-    pub(crate) fn slot_of(&mut self, ssrc: Ssrc) -> Option<TrackKind> {
-        if let Some(&(_, kind)) = self.ssrc_slots.iter().find(|(s, _)| *s == ssrc) {
-            return Some(kind);
+    /// The publish slot and simulcast layer an incoming RTP stream belongs to.
+    pub(crate) fn slot_of(&mut self, ssrc: Ssrc) -> Option<(TrackKind, Layer)> {
+        if let Some(&(_, kind, layer)) = self.ssrc_slots.iter().find(|(s, _, _)| *s == ssrc) {
+            return Some((kind, layer));
         }
-        let mid = self.rtc.direct_api().stream_rx(&ssrc)?.mid();
+        let mut api = self.rtc.direct_api();
+        let rx = api.stream_rx(&ssrc)?;
+        let mid = rx.mid();
+        let rid = rx.rid();
+        let layer = layer_of_rid(rid.as_deref())?;
         let kind = self.lines.iter().find_map(|l| match l.purpose {
             Purpose::Publish(k) if l.state.open_mid() == Some(mid) => Some(k),
             _ => None,
         })?;
-        self.ssrc_slots.push((ssrc, kind));
-        Some(kind)
+        if rid.is_some() {
+            self.layers[slot(kind)].simulcast = true;
+        }
+        self.ssrc_slots.push((ssrc, kind, layer));
+        Some((kind, layer))
+    }
+
+    /// The RID of `layer` of our `kind` track, when it comes in simulcast layers.
+    pub(crate) fn rid_of(&self, kind: TrackKind, layer: Layer) -> Option<&'static str> {
+        self.layers[slot(kind)]
+            .simulcast
+            .then(|| RIDS.get(layer as usize).copied())
+            .flatten()
+    }
+
+    /// Takes the client's report of what it renders remote video in: listed tracks at
+    /// their size, every other one hidden.
+    pub(crate) fn set_tiles(&mut self, tiles: Vec<((ParticipantId, TrackKind), Tile)>) {
+        self.tiles = Some(tiles);
+        self.apply_tiles();
+    }
+
+    /// Gives every subscription its tile from the latest report.
+    fn apply_tiles(&mut self) {
+        let Some(tiles) = &self.tiles else {
+            return;
+        };
+        for line in &mut self.lines {
+            let (Purpose::Subscribe(p, k), Some(sub)) = (line.purpose, &mut line.subscription)
+            else {
+                continue;
+            };
+            if !k.is_video() {
+                continue;
+            }
+            sub.tile = tiles
+                .iter()
+                .find(|(key, _)| *key == (p, k))
+                .map_or(Tile::Hidden, |(_, t)| *t);
+        }
+    }
+
+    /// The open subscription to `publisher`'s `kind` track, if any.
+    pub(crate) fn subscription(
+        &self,
+        publisher: ParticipantId,
+        kind: TrackKind,
+    ) -> Option<&Subscription> {
+        let &i = self.open_subscriptions.get(&(publisher, kind))?;
+        self.lines.get(i)?.subscription.as_ref()
+    }
+
+    /// The open subscriptions, with the publisher and kind of each, in line order.
+    pub(crate) fn open_subscriptions(
+        &self,
+    ) -> impl Iterator<Item = (ParticipantId, TrackKind, &Subscription)> {
+        self.lines
+            .iter()
+            .filter_map(|l| match (l.purpose, l.state) {
+                (Purpose::Subscribe(p, k), LineState::Open(_)) => {
+                    l.subscription.as_ref().map(|s| (p, k, s))
+                }
+                _ => None,
+            })
+    }
+
+    /// [`Participant::open_subscriptions`], mutably, in the same order.
+    pub(crate) fn open_subscriptions_mut(
+        &mut self,
+    ) -> impl Iterator<Item = (ParticipantId, TrackKind, &mut Subscription)> {
+        self.lines
+            .iter_mut()
+            .filter_map(|l| match (l.purpose, l.state) {
+                (Purpose::Subscribe(p, k), LineState::Open(_)) => {
+                    l.subscription.as_mut().map(|s| (p, k, s))
+                }
+                _ => None,
+            })
     }
 
     /// The subscription sent on `mid`, if any.
-    pub(crate) fn subscription_on(&self, mid: Mid) -> Option<(ParticipantId, TrackKind)> {
+    pub(crate) fn subscription_on(
+        &self,
+        mid: Mid,
+    ) -> Option<(ParticipantId, TrackKind, Option<Layer>)> {
         self.lines.iter().find_map(|l| match l.purpose {
-            Purpose::Subscribe(p, k) if l.state.open_mid() == Some(mid) => Some((p, k)),
+            Purpose::Subscribe(p, k) if l.state.open_mid() == Some(mid) => {
+                let choice = l.subscription.as_ref().map(|s| s.choice)?;
+                Some((p, k, choice.current.or(choice.target)))
+            }
             _ => None,
         })
     }
@@ -423,9 +552,7 @@ impl Participant {
         &mut self,
         publisher: ParticipantId,
         kind: TrackKind,
-        packet: &RtpPacket,
-        vp8: Option<&Vp8Descriptor>,
-        ext_vals: &ExtensionValues,
+        packet: &Packet<'_>,
     ) -> bool {
         let Some(line) = self
             .open_subscriptions
@@ -441,13 +568,18 @@ impl Participant {
             );
             return false;
         };
-        sub.forward(&mut self.rtc, mid, packet, vp8, ext_vals)
+        sub.forward(&mut self.rtc, mid, packet)
     }
 
     /// Whether `pt` is VP8 in this participant's codec configuration (the same in every
     /// `Rtc` of this SFU).
     pub(crate) fn is_vp8(&self, pt: Pt) -> bool {
         self.vp8_pts.contains(&pt)
+    }
+
+    /// Whether `pt` is H.264 in this participant's codec configuration.
+    pub(crate) fn is_h264(&self, pt: Pt) -> bool {
+        self.h264_pts.contains(&pt)
     }
 
     pub(crate) fn publish_mid(&self, kind: TrackKind) -> Option<Mid> {

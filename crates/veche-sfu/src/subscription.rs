@@ -20,6 +20,33 @@ use str0m::rtp::{
 };
 use veche_proto::TrackKind;
 
+use crate::simulcast::{Keyframe, Layer, LayerChoice};
+
+/// What the client renders a subscription's video in, from its `video_sizes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tile {
+    /// The client never reported sizes: everything is wanted at full size.
+    Unreported,
+    /// Not rendered (not listed, or 0×0): the subscription is paused.
+    Hidden,
+    /// Rendered this many device pixels wide and high.
+    Size { width: u32, height: u32 },
+}
+
+/// One incoming packet as every subscription sees it: parsed once, forwarded to many.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Packet<'a> {
+    pub(crate) rtp: &'a RtpPacket,
+    /// The VP8 payload descriptor, when the packet is VP8.
+    pub(crate) vp8: Option<&'a Vp8Descriptor>,
+    /// The simulcast layer it belongs to (0 without simulcast).
+    pub(crate) layer: Layer,
+    pub(crate) keyframe: Keyframe,
+    /// The track has one layer only (no simulcast, or audio).
+    pub(crate) single_layer: bool,
+    pub(crate) ext_vals: &'a ExtensionValues,
+}
+
 /// One subscriber's subscription to one published track: what it forwards and how it
 /// rewrites it. The subscriber's `Rtc` and the m-line it sends on are the caller's
 /// ([`crate::participant::Participant`] negotiates those); a subscription only writes into
@@ -31,6 +58,14 @@ pub(crate) struct Subscription {
     /// The SSRC of the send stream str0m made for the m-line, once looked up: str0m finds a
     /// stream by mid with a scan of all the `Rtc`'s streams, by SSRC with a hash lookup.
     tx_ssrc: Option<Ssrc>,
+    /// The layer forwarded and the one wanted (see [`LayerChoice`]).
+    pub(crate) choice: LayerChoice,
+    /// What the client renders it in.
+    pub(crate) tile: Tile,
+    /// Bits per second the allocator gave it (the measured rate of its target layer).
+    pub(crate) allocated: u64,
+    /// When the estimate last kept it from a higher layer (see `allocator.rs`).
+    pub(crate) limited_at: Option<Instant>,
 }
 
 impl Subscription {
@@ -40,6 +75,15 @@ impl Subscription {
             kind,
             munger: Munger::new(clock_rate),
             tx_ssrc: None,
+            // Audio flows from the start; video waits for the allocator to choose a layer.
+            choice: if kind.is_video() {
+                LayerChoice::default()
+            } else {
+                LayerChoice::open()
+            },
+            tile: Tile::Unreported,
+            allocated: 0,
+            limited_at: None,
         }
     }
 
@@ -48,25 +92,29 @@ impl Subscription {
         self.tx_ssrc = None;
     }
 
-    /// Writes the publisher's `packet` to this subscription's send stream on `mid` of
-    /// `rtc`, rewritten for this subscriber. `vp8` is the packet's VP8 payload descriptor
-    /// when it is VP8. Returns false when the stream is not there (yet) or the packet cannot
-    /// be numbered. O(1) in the number of the `Rtc`'s streams: it runs once per forwarded
-    /// packet and subscriber.
-    pub(crate) fn forward(
-        &mut self,
-        rtc: &mut Rtc,
-        mid: Mid,
-        packet: &RtpPacket,
-        vp8: Option<&Vp8Descriptor>,
-        ext_vals: &ExtensionValues,
-    ) -> bool {
-        let Some(out) = self.munger.map(Incoming::of(packet), vp8) else {
+    /// Writes the publisher's packet to this subscription's send stream on `mid` of `rtc`,
+    /// rewritten for this subscriber, if it is of the layer forwarded (switching layers at a
+    /// keyframe of the target). Returns false when it is not forwarded: another layer, paused,
+    /// the stream is not there (yet) or the packet cannot be numbered. O(1) in the number of
+    /// the `Rtc`'s streams: it runs once per forwarded packet and subscriber.
+    pub(crate) fn forward(&mut self, rtc: &mut Rtc, mid: Mid, p: &Packet<'_>) -> bool {
+        let first_start_any = p.single_layer && self.munger.state.last_seq.is_none();
+        if !self.choice.admit(p.layer, p.keyframe, first_start_any) {
+            return false;
+        }
+        let packet = p.rtp;
+        let Some(out) = self.munger.map(Incoming::of(packet), p.vp8) else {
             return false;
         };
         let mut api = rtc.direct_api();
         if self.tx_ssrc.is_none() {
-            self.tx_ssrc = api.stream_tx_by_mid(mid, None).map(|tx| tx.ssrc());
+            self.tx_ssrc = api.stream_tx_by_mid(mid, None).map(|tx| {
+                // Forwarded media is already paced by its publisher, and the allocator keeps
+                // it under the estimate; a pacer queue here would only delay a step down by
+                // the old layer's queued packets.
+                tx.set_unpaced(true);
+                tx.ssrc()
+            });
         }
         let Some(tx) = self.tx_ssrc.and_then(|ssrc| api.stream_tx(&ssrc)) else {
             self.tx_ssrc = None;
@@ -82,7 +130,7 @@ impl Subscription {
             packet.payload.clone(),
         )
         .marker(packet.header.marker)
-        .ext_vals(ext_vals.clone())
+        .ext_vals(p.ext_vals.clone())
         .nackable(self.kind.is_video());
         if let Some(patch) = out.vp8 {
             write = write.vp8_patch(patch);

@@ -3,7 +3,7 @@
 //! the edge (the driver), so the core never matches on messages it does not handle and a
 //! host control is a host control by its type.
 
-use veche_proto::{ClientMessage, ParticipantId, Role, TrackKind};
+use veche_proto::{ClientMessage, ParticipantId, Role, TrackKind, VideoSize};
 
 use crate::meeting::{JoinGrant, JoinRequest};
 
@@ -30,6 +30,10 @@ pub enum Command {
         raised: bool,
     },
     Leave,
+    /// The remote videos the client renders, and how large (replaces the previous report).
+    VideoSizes {
+        sizes: Vec<VideoSize>,
+    },
     Host(HostControl),
 }
 
@@ -95,6 +99,7 @@ impl From<ClientMessage> for Command {
             ClientMessage::Chat { text } => Command::Chat { text },
             ClientMessage::RaiseHand { raised } => Command::RaiseHand { raised },
             ClientMessage::Leave => Command::Leave,
+            ClientMessage::VideoSizes { sizes } => Command::VideoSizes { sizes },
             host @ (ClientMessage::Admit { .. }
             | ClientMessage::Deny { .. }
             | ClientMessage::Mute { .. }
@@ -169,7 +174,8 @@ impl TryFrom<ClientMessage> for HostControl {
             | ClientMessage::SetMedia { .. }
             | ClientMessage::Chat { .. }
             | ClientMessage::RaiseHand { .. }
-            | ClientMessage::Leave) => return Err(other),
+            | ClientMessage::Leave
+            | ClientMessage::VideoSizes { .. }) => return Err(other),
         })
     }
 }

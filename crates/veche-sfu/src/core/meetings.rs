@@ -13,7 +13,10 @@ use veche_proto::{
 
 use super::policy::{Actor, Effect, Entered, Entrant, Meeting, Now};
 use super::resume;
-use super::{HostControl, Output, RoomKey, Sfu, validate_name, validate_room};
+use super::{
+    HostControl, INITIAL_ESTIMATE, Output, QUALITY_INTERVAL, RoomKey, Sfu, validate_name,
+    validate_room,
+};
 use crate::meeting::{
     ControlError, JoinGrant, JoinRequest, LiveMeeting, MeetingSnapshot, RemoteActor, SfuEvent,
 };
@@ -301,11 +304,14 @@ impl Sfu {
             .enable_opus(true, false)
             .enable_vp8(true)
             .enable_h264(true)
+            .enable_bwe(Some(INITIAL_ESTIMATE))
+            .set_stats_interval(Some(QUALITY_INTERVAL))
             .build(now);
         let ufrag = self.unique_ufrag(&mut rtc);
         self.demux.add(e.id, ufrag.clone());
         let id = e.id;
         let mut p = Participant::new(id, key, e.name, rtc, ufrag, &self.candidates, now);
+        p.estimate = Some(INITIAL_ESTIMATE.as_u64());
         p.info.role = e.role;
         p.host_muted = e.host_muted;
         let mut others = Vec::with_capacity(members.len());

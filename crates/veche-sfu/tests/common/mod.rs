@@ -8,9 +8,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::media::{Direction, MediaKind, Mid, Rid};
 use str0m::net::{DatagramRecv, Protocol, Receive};
-use str0m::rtp::RtpWrite;
+use str0m::rtp::{RtpWrite, Ssrc};
 use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
 use veche_proto::{ClientMessage, PROTOCOL_VERSION, ParticipantId, ServerMessage, TrackKind};
 use veche_sfu::{JoinGrant, JoinRequest, Limits, Output, Sfu, SfuConfig, SfuEvent};
@@ -19,6 +19,19 @@ const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const LATENCY: Duration = Duration::from_millis(2);
 const AUDIO_EVERY: Duration = Duration::from_millis(20);
 const VIDEO_EVERY: Duration = Duration::from_millis(33);
+
+/// The simulcast layers a client sends its camera in (the SFU's RIDs), and how many
+/// packets of what size each layer's frames take (~100, ~290 and ~580 kbit/s at 30 fps).
+pub const RIDS: [&str; 3] = ["q", "h", "f"];
+const LAYER_PACKETS: [usize; 3] = [2, 3, 4];
+const LAYER_PAYLOAD: [usize; 3] = [200, 400, 600];
+/// The frame size each layer's keyframes announce.
+const LAYER_SIZE: [(u16, u16); 3] = [(320, 180), (640, 360), (1280, 720)];
+
+/// Every payload starts like a VP8 one: a 4-byte payload descriptor (X, S on a frame's
+/// first packet, a 15-bit picture id), then 10 bytes that on a keyframe's first packet are
+/// the keyframe header (frame tag, start code, size); then the test's own fields.
+const PREFIX: usize = 14;
 
 pub fn server_addr() -> SocketAddr {
     SocketAddr::new(LOCALHOST, 7882)
@@ -33,11 +46,31 @@ enum Hop {
 #[derive(Debug, Default, Clone)]
 pub struct TrackStats {
     pub packets: u64,
-    /// Packets whose payload counter was not exactly one more than the previous one.
+    /// Packets whose payload counter was not exactly one more than the previous one of the
+    /// same layer.
     pub out_of_order: u64,
     /// Packets whose payload named another sender or kind than the mid they came on.
     pub misattributed: u64,
     last_counter: Option<u64>,
+    /// Packets per simulcast layer.
+    pub per_layer: [u64; 3],
+    /// The layer of the latest packet.
+    pub layer: Option<u8>,
+    /// When a packet of each layer last arrived.
+    pub layer_at: [Option<Instant>; 3],
+    /// Changes of layer, and those whose first packet was not a keyframe's first.
+    pub switches: u64,
+    pub bad_switches: u64,
+    /// Keyframes received (their first packets).
+    pub keyframes: u64,
+    /// Packets whose (rewritten) sequence number was not one more than the previous one.
+    pub seq_gaps: u64,
+    last_seq: Option<u64>,
+    /// Frames whose (rewritten) VP8 picture id was not one more than the previous frame's.
+    pub picture_id_jumps: u64,
+    last_picture_id: Option<u16>,
+    /// When the latest packet arrived.
+    pub last_at: Option<Instant>,
 }
 
 pub struct Client {
@@ -56,15 +89,61 @@ pub struct Client {
     mids: HashMap<Mid, (ParticipantId, TrackKind)>,
     pub received: HashMap<(ParticipantId, TrackKind), TrackStats>,
     pub keyframe_requests: u64,
+    /// Keyframe requests per simulcast layer of the camera.
+    pub keyframe_requests_by_layer: [u64; 3],
+    /// Layers whose next frame is a keyframe (the first, and after a request).
+    keyframe_due: [[bool; 3]; 3],
     pub sending: bool,
+    /// The camera layers encoded: all until the server's `layers_wanted` says otherwise.
+    pub camera_layers: [bool; 3],
     pub sharing_screen: bool,
     answered_first_offer: bool,
-    counters: [u64; 3],
+    /// Per slot and layer: packets sent (the RTP sequence number and payload counter).
+    counters: [[u64; 3]; 3],
+    /// Per slot: frames sent (timestamps and picture ids).
+    frames: [u64; 3],
     next_audio: Instant,
     next_video: Instant,
     next_timeout: Instant,
     outbox: Vec<ClientMessage>,
     pub connected: bool,
+    /// A capped downlink: datagrams to this client leave a bottleneck queue at this rate.
+    pub downlink: Option<Downlink>,
+}
+
+/// A bottleneck in front of one client, like `tc tbf`: datagrams queue behind each other at
+/// `bits_per_second`, and one that would wait longer than `max_queue` is dropped.
+#[derive(Debug, Clone, Copy)]
+pub struct Downlink {
+    pub bits_per_second: u64,
+    pub max_queue: Duration,
+    /// When the queue is empty again.
+    free_at: Instant,
+    pub dropped: u64,
+}
+
+impl Downlink {
+    pub fn new(bits_per_second: u64, now: Instant) -> Downlink {
+        Downlink {
+            bits_per_second,
+            max_queue: Duration::from_millis(200),
+            free_at: now,
+            dropped: 0,
+        }
+    }
+
+    /// When a datagram of `len` bytes sent `now` arrives, or `None` if the queue drops it.
+    fn pass(&mut self, now: Instant, len: usize) -> Option<Instant> {
+        let start = self.free_at.max(now);
+        if start - now > self.max_queue {
+            self.dropped += 1;
+            return None;
+        }
+        // 28 bytes of IPv4 and UDP headers.
+        let wire = Duration::from_micros((len as u64 + 28) * 8 * 1_000_000 / self.bits_per_second);
+        self.free_at = start + wire;
+        Some(self.free_at + LATENCY)
+    }
 }
 
 impl Client {
@@ -88,6 +167,19 @@ impl Client {
             } => {
                 self.mids
                     .insert(Mid::from(mid.as_str()), (*participant_id, *kind));
+            }
+            ServerMessage::LayersWanted {
+                kind: TrackKind::Video,
+                rids,
+            } => {
+                for (layer, rid) in RIDS.iter().enumerate() {
+                    let on = rids.iter().any(|r| r == rid);
+                    // A layer turned back on starts with a keyframe, as an encoder does.
+                    if on && !self.camera_layers[layer] {
+                        self.keyframe_due[kind_index(TrackKind::Video)][layer] = true;
+                    }
+                    self.camera_layers[layer] = on;
+                }
             }
             ServerMessage::Offer { sdp } => {
                 let offer = SdpOffer::from_sdp_string(sdp).expect("server offer parses");
@@ -125,18 +217,40 @@ impl Client {
         }
         if now >= self.next_audio {
             self.next_audio = now + AUDIO_EVERY;
-            self.write(now, TrackKind::Audio, 1);
+            self.write(now, TrackKind::Audio, 0, 1);
         }
         if now >= self.next_video {
             self.next_video = now + VIDEO_EVERY;
-            self.write(now, TrackKind::Video, 3);
-            if self.sharing_screen {
-                self.write(now, TrackKind::Screen, 2);
+            // The camera in every simulcast layer the answer set up (one stream without).
+            for (layer, packets) in LAYER_PACKETS.into_iter().enumerate() {
+                if self.camera_layers[layer] {
+                    self.write(now, TrackKind::Video, layer, packets);
+                }
             }
+            if self.sharing_screen {
+                self.write(now, TrackKind::Screen, 0, 2);
+            }
+            self.frames[kind_index(TrackKind::Video)] += 1;
+            self.frames[kind_index(TrackKind::Screen)] += 1;
         }
     }
 
-    fn write(&mut self, now: Instant, kind: TrackKind, packets: usize) {
+    /// The send stream of `layer` of our `kind` slot: the RID's stream when the answer set
+    /// up simulcast, else the one stream (layer 0 only).
+    fn stream(&mut self, mid: Mid, kind: TrackKind, layer: usize) -> Option<Ssrc> {
+        let mut api = self.rtc.direct_api();
+        if kind == TrackKind::Video
+            && let Some(tx) = api.stream_tx_by_mid(mid, Some(Rid::from(RIDS[layer])))
+        {
+            return Some(tx.ssrc());
+        }
+        if layer > 0 {
+            return None;
+        }
+        api.stream_tx_by_mid(mid, None).map(|tx| tx.ssrc())
+    }
+
+    fn write(&mut self, now: Instant, kind: TrackKind, layer: usize, packets: usize) {
         let Some(&(_, mid)) = self.publish.iter().find(|(k, _)| *k == kind) else {
             return;
         };
@@ -147,18 +261,50 @@ impl Client {
         else {
             return;
         };
+        let Some(ssrc) = self.stream(mid, kind, layer) else {
+            return;
+        };
         let slot = kind_index(kind);
+        let frame = self.frames[slot];
+        let keyframe = kind.is_video() && std::mem::take(&mut self.keyframe_due[slot][layer]);
+        // Each layer numbers its pictures and times its frames from its own origin, as
+        // separate encoders do.
+        let picture_id = ((frame + 1000 * layer as u64) & 0x7fff) as u16;
+        let rtp_time = if kind == TrackKind::Audio {
+            (self.counters[slot][0] * 960) as u32
+        } else {
+            (frame * 3000 + 777_000 * layer as u64) as u32
+        };
         for i in 0..packets {
-            self.counters[slot] += 1;
-            let counter = self.counters[slot];
-            let mut payload = Vec::with_capacity(64);
+            self.counters[slot][layer] += 1;
+            let counter = self.counters[slot][layer];
+            let mut payload = vec![0u8; PREFIX];
+            if kind.is_video() {
+                payload[0] = if i == 0 { 0x90 } else { 0x80 };
+                payload[1] = 0x80;
+                payload[2] = 0x80 | (picture_id >> 8) as u8;
+                payload[3] = picture_id as u8;
+                // VP8 payload header: P = 0 on a keyframe.
+                payload[4] = if keyframe { 0x00 } else { 0x01 };
+                if keyframe && i == 0 {
+                    let (w, h) = LAYER_SIZE[layer];
+                    payload[7..10].copy_from_slice(&[0x9d, 0x01, 0x2a]);
+                    payload[10..12].copy_from_slice(&w.to_le_bytes());
+                    payload[12..14].copy_from_slice(&h.to_le_bytes());
+                }
+            }
             payload.extend_from_slice(&self.id.to_le_bytes());
             payload.push(slot as u8);
             payload.extend_from_slice(&counter.to_le_bytes());
-            payload.resize(if kind == TrackKind::Audio { 60 } else { 900 }, 0xab);
-            let rtp_time = (counter * if kind == TrackKind::Audio { 960 } else { 1000 }) as u32;
+            payload.push(layer as u8);
+            let size = match kind {
+                TrackKind::Audio => 60,
+                TrackKind::Video => LAYER_PAYLOAD[layer],
+                TrackKind::Screen => 900,
+            };
+            payload.resize(size, 0xab);
             let mut api = self.rtc.direct_api();
-            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            let Some(tx) = api.stream_tx(&ssrc) else {
                 return;
             };
             tx.write_rtp(
@@ -169,29 +315,62 @@ impl Client {
         }
     }
 
-    fn on_rtp(&mut self, mid: Option<Mid>, payload: &[u8]) {
+    fn on_rtp(&mut self, now: Instant, mid: Option<Mid>, seq: u64, payload: &[u8]) {
         let Some(mid) = mid else { return };
         let Some(&(from, kind)) = self.mids.get(&mid) else {
             return;
         };
         let stats = self.received.entry((from, kind)).or_default();
         stats.packets += 1;
-        if payload.len() < 17 {
+        stats.last_at = Some(now);
+        if stats.last_seq.is_some_and(|last| seq != last + 1) {
+            stats.seq_gaps += 1;
+        }
+        stats.last_seq = Some(seq);
+        if payload.len() < PREFIX + 18 {
             stats.misattributed += 1;
             return;
         }
-        let sender = u64::from_le_bytes(payload[0..8].try_into().unwrap());
-        let slot = payload[8] as usize;
-        let counter = u64::from_le_bytes(payload[9..17].try_into().unwrap());
+        let starts_frame = payload[0] & 0x10 != 0;
+        let starts_keyframe = kind.is_video() && starts_frame && payload[4] & 0x01 == 0;
+        let picture_id = u16::from_be_bytes([payload[2] & 0x7f, payload[3]]);
+        let fields = &payload[PREFIX..];
+        let sender = u64::from_le_bytes(fields[0..8].try_into().unwrap());
+        let slot = fields[8] as usize;
+        let counter = u64::from_le_bytes(fields[9..17].try_into().unwrap());
+        let layer = fields[17];
         if sender != from || slot != kind_index(kind) {
             stats.misattributed += 1;
         }
+        if starts_keyframe {
+            stats.keyframes += 1;
+        }
+        if let Some(l) = stats.per_layer.get_mut(layer as usize) {
+            *l += 1;
+            stats.layer_at[layer as usize] = Some(now);
+        }
+        if stats.layer.is_some_and(|l| l != layer) {
+            stats.switches += 1;
+            stats.last_counter = None;
+            if !starts_keyframe {
+                stats.bad_switches += 1;
+            }
+        }
+        stats.layer = Some(layer);
         if let Some(last) = stats.last_counter
             && counter != last + 1
         {
             stats.out_of_order += 1;
         }
         stats.last_counter = Some(counter);
+        if kind.is_video() && starts_frame {
+            if let Some(last) = stats.last_picture_id
+                && picture_id != (last + 1) & 0x7fff
+            {
+                stats.picture_id_jumps += 1;
+            }
+            stats.last_picture_id = Some(picture_id);
+        }
     }
 }
 
@@ -314,15 +493,20 @@ impl Sim {
             mids: HashMap::new(),
             received: HashMap::new(),
             keyframe_requests: 0,
+            keyframe_requests_by_layer: [0; 3],
+            keyframe_due: [[true; 3]; 3],
             sending: false,
+            camera_layers: [true; 3],
             sharing_screen: false,
             answered_first_offer: false,
-            counters: [0; 3],
+            counters: [[0; 3]; 3],
+            frames: [0; 3],
             next_audio: self.now,
             next_video: self.now,
             next_timeout: self.now,
             outbox: Vec::new(),
             connected: false,
+            downlink: None,
         });
         self.clients.len() - 1
     }
@@ -361,6 +545,12 @@ impl Sim {
         }
     }
 
+    /// Caps client `idx`'s downlink at `bits_per_second` (`None` lifts the cap).
+    pub fn cap_downlink(&mut self, idx: usize, bits_per_second: Option<u64>) {
+        let now = self.now;
+        self.clients[idx].downlink = bits_per_second.map(|b| Downlink::new(b, now));
+    }
+
     /// Moves the clock without running anyone (benchmarks: time passes, nobody is polled).
     pub fn advance(&mut self, d: Duration) {
         self.now += d;
@@ -380,7 +570,7 @@ impl Sim {
         let c = &mut self.clients[idx];
         let mut hops = Vec::new();
         for _ in 0..n {
-            c.write(now, TrackKind::Video, 1);
+            c.write(now, TrackKind::Video, 2, 1);
             let _ = c.rtc.handle_input(Input::Timeout(now));
             drain_client(now, c, &mut hops);
         }
@@ -413,6 +603,18 @@ impl Sim {
             }
         }
         sent
+    }
+
+    /// Delivers datagrams from client `idx` to the SFU in batches of `batch`, draining the
+    /// SFU after each batch and sending what it sends on through the network as usual.
+    pub fn deliver_to_sfu(&mut self, idx: usize, datagrams: &[Vec<u8>], batch: usize) {
+        let from = self.clients[idx].addr;
+        for chunk in datagrams.chunks(batch.max(1)) {
+            for d in chunk {
+                self.sfu.handle_datagram(self.now, from, server_addr(), d);
+            }
+            self.settle();
+        }
     }
 
     /// The client's signalling connection drops.
@@ -505,13 +707,27 @@ impl Sim {
                         self.sfu_timeout = t;
                         break;
                     }
-                    Output::Transmit(d) => self.in_flight.push((
-                        self.now + LATENCY,
-                        Hop::ToClient {
-                            to: d.destination,
-                            data: d.contents,
-                        },
-                    )),
+                    Output::Transmit(d) => {
+                        let now = self.now;
+                        let at = match self
+                            .clients
+                            .iter_mut()
+                            .find(|c| c.addr == d.destination)
+                            .and_then(|c| c.downlink.as_mut())
+                        {
+                            Some(link) => link.pass(now, d.contents.len()),
+                            None => Some(now + LATENCY),
+                        };
+                        if let Some(at) = at {
+                            self.in_flight.push((
+                                at,
+                                Hop::ToClient {
+                                    to: d.destination,
+                                    data: d.contents,
+                                },
+                            ));
+                        }
+                    }
                     Output::Signal(id, msg) => {
                         if let Some(c) = self.clients.iter_mut().find(|c| c.id == id) {
                             c.handle_signal(self.now, msg);
@@ -579,9 +795,26 @@ fn drain_client(now: Instant, c: &mut Client, in_flight: &mut Vec<(Instant, Hop)
                         .direct_api()
                         .stream_rx(&p.header.ssrc)
                         .map(|s| s.mid());
-                    c.on_rtp(mid, &p.payload);
+                    c.on_rtp(now, mid, *p.seq_no, &p.payload);
                 }
-                Event::KeyframeRequest(_) => c.keyframe_requests += 1,
+                Event::KeyframeRequest(req) => {
+                    c.keyframe_requests += 1;
+                    let kind = c
+                        .publish
+                        .iter()
+                        .find(|(_, m)| *m == req.mid)
+                        .map(|(k, _)| *k);
+                    let layer = req
+                        .rid
+                        .and_then(|rid| RIDS.iter().position(|r| **r == *rid))
+                        .unwrap_or(0);
+                    if let Some(kind) = kind {
+                        c.keyframe_due[kind_index(kind)][layer] = true;
+                        if kind == TrackKind::Video {
+                            c.keyframe_requests_by_layer[layer] += 1;
+                        }
+                    }
+                }
                 _ => {}
             },
         }

@@ -1,0 +1,88 @@
+//! A subscriber's downlink narrows: the SFU's estimate of it falls and its video steps down
+//! to a layer that fits, audio untouched; when the link widens again the video climbs back.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Sim;
+use veche_proto::TrackKind;
+use veche_sfu::Limits;
+
+/// The layer client `rx` has been receiving from `from` during the last `window`.
+fn layer_now(sim: &Sim, rx: usize, from: u64, window: Duration) -> Option<u8> {
+    let s = sim.clients[rx].stats(from, TrackKind::Video);
+    let recent = |l: usize| s.layer_at[l].is_some_and(|t| sim.now - t < window);
+    let live: Vec<u8> = (0..3).filter(|&l| recent(l)).map(|l| l as u8).collect();
+    (live.len() == 1).then(|| live[0])
+}
+
+#[test]
+fn a_narrowing_downlink_steps_video_down_and_a_widening_one_back_up() {
+    let mut sim = Sim::new(Limits::default());
+    let a = sim.join("r", "Ann");
+    let b = sim.join("r", "Bob");
+    let ann = sim.clients[a].id;
+    // A generous link: the estimate climbs to the top layer.
+    sim.cap_downlink(b, Some(5_000_000));
+    let mut at = Duration::ZERO;
+    while layer_now(&sim, b, ann, Duration::from_millis(300)) != Some(2) {
+        sim.run_for(Duration::from_millis(100));
+        at += Duration::from_millis(100);
+        assert!(at < Duration::from_secs(30), "never reached the top layer");
+    }
+    println!("top layer after {at:?}");
+
+    // The link narrows to 400 kbit/s: video steps down to the lowest layer, quickly.
+    sim.cap_downlink(b, Some(400_000));
+    let narrowed = sim.now;
+    let mut down = None;
+    for _ in 0..50 {
+        sim.run_for(Duration::from_millis(100));
+        if layer_now(&sim, b, ann, Duration::from_millis(200)) == Some(0) {
+            down = Some(sim.now - narrowed);
+            break;
+        }
+    }
+    let down = down.expect("stepped down to the lowest layer");
+    println!("lowest layer {down:?} after the link narrowed");
+    assert!(down <= Duration::from_secs(3), "stepped down in {down:?}");
+    // It stays there and keeps flowing; audio gets through whole.
+    sim.run_for(Duration::from_secs(1));
+    let before = sim.clients[b].stats(ann, TrackKind::Video).per_layer[0];
+    let audio_before = sim.clients[b].stats(ann, TrackKind::Audio).packets;
+    let steady = sim.now;
+    sim.run_for(Duration::from_secs(3));
+    let s = sim.clients[b].stats(ann, TrackKind::Video);
+    assert!(
+        s.per_layer[0] > before + 100,
+        "the lowest layer keeps flowing: {s:?}"
+    );
+    assert!(
+        s.layer_at[1..].iter().all(|t| t.is_none_or(|t| t < steady)),
+        "nothing above the lowest layer: {s:?}"
+    );
+    let audio = sim.clients[b].stats(ann, TrackKind::Audio).packets - audio_before;
+    let expected = (sim.now - steady).as_millis() as u64 / 20;
+    assert!(
+        audio * 100 >= expected * 98,
+        "audio got through: {audio} of {expected}"
+    );
+
+    // The link widens again: back to the top layer.
+    sim.cap_downlink(b, None);
+    let widened = sim.now;
+    let mut up = None;
+    for _ in 0..300 {
+        sim.run_for(Duration::from_millis(100));
+        if layer_now(&sim, b, ann, Duration::from_millis(200)) == Some(2) {
+            up = Some(sim.now - widened);
+            break;
+        }
+    }
+    let up = up.expect("back to the top layer within 30 s");
+    println!("top layer {up:?} after the link widened");
+    let s = sim.clients[b].stats(ann, TrackKind::Video);
+    // (Picture ids and sequence numbers have holes here: the narrowed link dropped packets.)
+    assert_eq!(s.bad_switches, 0, "every switch at a keyframe: {s:?}");
+}

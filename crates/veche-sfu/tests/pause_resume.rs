@@ -1,0 +1,69 @@
+//! A remote video the client does not render is paused — nothing is forwarded — and resumes
+//! at a keyframe within a second of being listed again.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Sim;
+use veche_proto::{ClientMessage, TrackKind, VideoSize};
+use veche_sfu::Limits;
+
+#[test]
+fn an_unlisted_tile_is_paused_and_resumes_within_a_second() {
+    let mut sim = Sim::new(Limits::default());
+    let a = sim.join("r", "Ann");
+    let b = sim.join("r", "Bob");
+    sim.run_for(Duration::from_secs(1));
+    let ann = sim.clients[a].id;
+    let shown = ClientMessage::VideoSizes {
+        sizes: vec![VideoSize {
+            participant_id: ann,
+            kind: TrackKind::Video,
+            width: 640,
+            height: 360,
+        }],
+    };
+    sim.send(b, shown.clone());
+    sim.run_for(Duration::from_secs(1));
+    assert!(sim.clients[b].stats(ann, TrackKind::Video).packets > 30);
+
+    // Hidden: not listed at all.
+    sim.send(b, ClientMessage::VideoSizes { sizes: vec![] });
+    // What was in flight lands.
+    sim.run_for(Duration::from_millis(100));
+    let paused = sim.clients[b].stats(ann, TrackKind::Video);
+    let audio = sim.clients[b].stats(ann, TrackKind::Audio).packets;
+    sim.run_for(Duration::from_secs(2));
+    let s = sim.clients[b].stats(ann, TrackKind::Video);
+    assert_eq!(s.packets, paused.packets, "nothing forwarded while paused");
+    assert!(
+        sim.clients[b].stats(ann, TrackKind::Audio).packets > audio + 80,
+        "audio keeps flowing"
+    );
+
+    // Listed again: back within a second, starting at a keyframe.
+    let listed_at = sim.now;
+    sim.send(b, shown);
+    sim.run_for(Duration::from_secs(1));
+    let s = sim.clients[b].stats(ann, TrackKind::Video);
+    assert!(s.packets > paused.packets + 10, "resumed: {s:?}");
+    assert!(s.keyframes > paused.keyframes, "resumed at a keyframe");
+    assert!(s.layer_at[1].is_some_and(|t| t > listed_at));
+    // 0×0 pauses too.
+    sim.send(
+        b,
+        ClientMessage::VideoSizes {
+            sizes: vec![VideoSize {
+                participant_id: ann,
+                kind: TrackKind::Video,
+                width: 0,
+                height: 0,
+            }],
+        },
+    );
+    sim.run_for(Duration::from_millis(100));
+    let before = sim.clients[b].stats(ann, TrackKind::Video).packets;
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.clients[b].stats(ann, TrackKind::Video).packets, before);
+}
