@@ -45,6 +45,25 @@ export const PROTOCOL_VERSION = 1;
  */
 
 /**
+ * The size at which the client renders one remote video, in device pixels (CSS pixels ×
+ * devicePixelRatio, rounded). The server sends no more resolution than that.
+ * @typedef {object} VideoSize
+ * @property {ParticipantId} participant_id
+ * @property {'video' | 'screen'} kind
+ * @property {number} width
+ * @property {number} height
+ */
+
+/** How well a participant's link carries media. @typedef {'good' | 'fair' | 'poor'} Quality */
+
+/**
+ * The server's view of one participant's link.
+ * @typedef {object} ParticipantQuality
+ * @property {ParticipantId} participant_id
+ * @property {Quality} quality
+ */
+
+/**
  * Messages the client sends.
  * @typedef {{type: 'join', version: number, room: string, name: string, passcode?: string}
  *   | {type: 'answer', sdp: string}
@@ -62,7 +81,8 @@ export const PROTOCOL_VERSION = 1;
  *   | {type: 'remove', participant_id: ParticipantId, bar?: boolean}
  *   | {type: 'set_role', participant_id: ParticipantId, role: 'co_host' | 'participant'}
  *   | {type: 'transfer_host', participant_id: ParticipantId}
- *   | {type: 'end_meeting'}} ClientMessage
+ *   | {type: 'end_meeting'}
+ *   | {type: 'video_sizes', sizes: VideoSize[]}} ClientMessage
  */
 
 /**
@@ -88,6 +108,7 @@ export const PROTOCOL_VERSION = 1;
  *   | {type: 'meeting_updated', meeting: MeetingState}
  *   | {type: 'meeting_ending', minutes_left: number, ends_at_ms: number}
  *   | {type: 'meeting_ended', reason: EndReason}
+ *   | {type: 'connection_quality', participants: ParticipantQuality[]}
  *   | {type: 'error', code: ErrorCode, message: string}} ServerMessage
  */
 

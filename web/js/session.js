@@ -26,6 +26,8 @@ import {
  * @typedef {import('./protocol.js').EndReason} EndReason
  * @typedef {import('./protocol.js').MeetingState} MeetingState
  * @typedef {import('./protocol.js').WaitingInfo} WaitingInfo
+ * @typedef {import('./protocol.js').VideoSize} VideoSize
+ * @typedef {import('./protocol.js').ParticipantQuality} ParticipantQuality
  * @typedef {import('./media.js').LocalMedia} LocalMedia
  */
 
@@ -73,6 +75,8 @@ import {
  * @property {(id: ParticipantId, kind: TrackKind) => void} remoteTrackEnded
  * @property {(from: ParticipantId, name: string, text: string, sentAtMs: number) => void} chatMessage
  * @property {(id: ParticipantId | null) => void} activeSpeaker
+ * @property {(participants: ParticipantQuality[]) => void} connectionQuality the server's view
+ *   of participants' links (a server that does not judge them never sends it)
  * @property {(raised: boolean) => void} ownHand the server confirmed our hand state
  * @property {(status: CallStatus, detail?: string) => void} status `ended` only after leaving on purpose
  * @property {(message: string) => void} notice a non-fatal problem to show briefly
@@ -81,8 +85,17 @@ import {
 /** Publish slot order, as the server offers them. */
 const SLOTS = /** @type {const} */ (['audio', 'video', 'screen']);
 
-/** Refusals that the user can do nothing about; they only go to the console. */
-const QUIET_ERRORS = new Set(['invalid_candidate', 'rate_limited']);
+/**
+ * Refusals that the user can do nothing about; they only go to the console. `unknown_type`
+ * is an older server that does not know a newer message of ours (such as `video_sizes`).
+ */
+const QUIET_ERRORS = new Set(['invalid_candidate', 'rate_limited', 'unknown_type']);
+
+/**
+ * Whether we tell the server the size of each remote video we draw (`video_sizes`). A server
+ * that does not know the message answers `unknown_type`, which is harmless.
+ */
+const SEND_VIDEO_SIZES = true;
 
 /** Tell the user if media has not connected this long after joining. */
 const MEDIA_WARNING_MS = 10000;
@@ -346,6 +359,17 @@ export class Session {
   }
 
   /**
+   * Tells the server the size of every remote video we show; what is not listed we do not
+   * show. Each message replaces the previous set.
+   * @param {VideoSize[]} sizes
+   * @returns {boolean} whether it was sent (false before we are in a meeting)
+   */
+  sendVideoSizes(sizes) {
+    if (!SEND_VIDEO_SIZES || this.selfId === null) return false;
+    return this.send({ type: 'video_sizes', sizes });
+  }
+
+  /**
    * Puts a track (or nothing) on a publish slot, without renegotiating.
    * @param {number} slot
    * @param {MediaStreamTrack | null} track
@@ -517,6 +541,9 @@ export class Session {
         break;
       case 'active_speaker':
         this.view.activeSpeaker(msg.participant_id);
+        break;
+      case 'connection_quality':
+        if (Array.isArray(msg.participants)) this.view.connectionQuality(msg.participants);
         break;
       case 'waiting_added':
         this.waitingRoom.set(msg.participant.id, msg.participant);

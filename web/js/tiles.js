@@ -5,6 +5,7 @@ import { icon } from './icons.js';
 import { roleLabel } from './protocol.js';
 
 /** @typedef {import('./protocol.js').Role} Role */
+/** @typedef {import('./quality.js').QualityReport} QualityReport */
 
 /** Tiles are laid out at this aspect ratio (width / height). */
 const ASPECT = 16 / 9;
@@ -53,9 +54,10 @@ export class Tile {
     this.micIcon = h('span', { class: 'badge mic-off', title: 'Microphone off' }, icon('micOff'));
     this.handIcon = h('span', { class: 'badge hand', title: 'Hand raised' }, icon('hand'));
     this.roleBadge = h('span', { class: 'role-badge', hidden: true });
+    this.quality = qualityBars();
     this.el = h('div', { class: options.self ? 'tile self' : 'tile' },
       this.video, this.audio, this.avatar,
-      h('div', { class: 'label' }, this.micIcon, this.nameLabel, this.roleBadge),
+      h('div', { class: 'label' }, this.quality, this.micIcon, this.nameLabel, this.roleBadge),
       this.handIcon);
     this.hasVideo = false;
     this.videoOn = false;
@@ -119,10 +121,40 @@ export class Tile {
     this.el.classList.toggle('speaking', speaking);
   }
 
-  #updateVideo() {
-    const visible = this.hasVideo && this.videoOn;
-    this.el.classList.toggle('no-video', !visible);
+  /**
+   * Shows the connection-quality bars (hidden while there is nothing to judge).
+   * @param {QualityReport | null} report
+   */
+  setQuality(report) {
+    const quality = report?.quality ?? null;
+    this.quality.hidden = quality === null;
+    if (quality === null || !report) return;
+    this.quality.dataset.quality = quality;
+    this.quality.title = report.text;
+    this.quality.setAttribute('aria-label', report.text);
   }
+
+  /** Whether the tile shows video now (not the avatar). */
+  showsVideo() {
+    return this.hasVideo && this.videoOn;
+  }
+
+  #updateVideo() {
+    this.el.classList.toggle('no-video', !this.showsVideo());
+  }
+}
+
+/**
+ * A three-bar signal icon; `data-quality` (good, fair, poor) decides how many bars are lit.
+ * @returns {HTMLElement}
+ */
+function qualityBars() {
+  const el = h('span', { class: 'quality', role: 'img', hidden: true });
+  el.innerHTML = '<svg viewBox="0 0 12 12" width="14" height="14" aria-hidden="true">' +
+    '<rect class="bar1" x="1" y="8" width="2.5" height="3" rx=".5"/>' +
+    '<rect class="bar2" x="4.75" y="5" width="2.5" height="6" rx=".5"/>' +
+    '<rect class="bar3" x="8.5" y="2" width="2.5" height="9" rx=".5"/></svg>';
+  return el;
 }
 
 /** A screen share on the stage. */
