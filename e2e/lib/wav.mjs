@@ -56,22 +56,30 @@ export function writeLoudSpeech(file, seconds) {
 }
 
 /**
- * Quiet background noise at about `dbfs` (RMS), the same level for everyone who gets it.
+ * Quiet background noise at about `dbfs` (RMS) on average, the same for everyone who gets it,
+ * wandering ±`swing` dB every 200 ms as real room noise does, so that which of two such
+ * participants is louder changes from one moment to the next.
  * @param {string} file
  * @param {number} seconds
  * @param {number} dbfs e.g. -50
  * @param {number} seed makes each file's noise different
+ * @param {number} [swing] dB
  */
-export function writeQuietNoise(file, seconds, dbfs, seed) {
+export function writeQuietNoise(file, seconds, dbfs, seed, swing = 3) {
   const samples = new Float32Array(RATE * seconds);
   let state = seed >>> 0 || 1;
-  const rms = 10 ** (dbfs / 20);
-  for (let i = 0; i < samples.length; i++) {
-    // xorshift32, uniform in -1…1 (RMS 1/√3)
+  // xorshift32, uniform in -1…1 (RMS 1/√3)
+  const random = () => {
     state ^= state << 13; state >>>= 0;
     state ^= state >>> 17;
     state ^= state << 5; state >>>= 0;
-    samples[i] = (state / 0xffffffff * 2 - 1) * rms * Math.sqrt(3);
+    return state / 0xffffffff * 2 - 1;
+  };
+  const segment = Math.round(RATE * 0.2);
+  let rms = 0;
+  for (let i = 0; i < samples.length; i++) {
+    if (i % segment === 0) rms = 10 ** ((dbfs + swing * random()) / 20);
+    samples[i] = random() * rms * Math.sqrt(3);
   }
   writeWav(file, samples);
 }
