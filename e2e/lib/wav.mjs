@@ -30,17 +30,27 @@ function writeWav(file, samples) {
 }
 
 /**
- * Loud, speech-like sound: harmonic "syllables" of 180–320 ms with a changing pitch and short
- * gaps, so the browser's noise suppression does not take it for a steady noise.
+ * Loud, speech-like sound: phrases of harmonic "syllables" (180–320 ms, changing pitch, short
+ * gaps, so the browser's noise suppression does not take it for a steady noise), with a
+ * silent pause of `pauseMs` every two seconds, as between sentences.
  * @param {string} file
  * @param {number} seconds
+ * @param {number} [pauseMs]
  */
-export function writeLoudSpeech(file, seconds) {
+export function writeLoudSpeech(file, seconds, pauseMs = 0) {
   const samples = new Float32Array(RATE * seconds);
+  const phrase = RATE * 2;
+  const pause = Math.round(RATE * pauseMs / 1000);
   let t = 0;
   let syllable = 0;
   while (t < samples.length) {
-    const length = Math.round(RATE * (0.18 + 0.14 * ((syllable * 7) % 5) / 4));
+    if (pause > 0 && t % phrase >= phrase - pause) {
+      t += phrase - (t % phrase); // the rest of the phrase is the pause
+      continue;
+    }
+    // A syllable ends where the pause begins.
+    const room = pause > 0 ? phrase - pause - (t % phrase) : Infinity;
+    const length = Math.min(room, Math.round(RATE * (0.18 + 0.14 * ((syllable * 7) % 5) / 4)));
     const gap = Math.round(RATE * 0.04);
     const pitch = 120 + 60 * Math.sin(syllable * 1.7);
     for (let i = 0; i < length && t + i < samples.length; i++) {

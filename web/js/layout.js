@@ -1,7 +1,8 @@
 // Where the tiles go: the gallery (everyone the same size; screen shares on the stage beside
 // it) or the speaker view (one large tile on the stage, everyone else in a scrolling strip).
-// In the speaker view a screen share takes the large area and the speaker joins the strip.
-// Whenever the stage is in use the strip can be collapsed.
+// In the speaker view a screen share takes the large area and the speaker joins the strip;
+// a pinned participant stays large whoever speaks. Whenever the stage is in use the strip
+// can be collapsed.
 
 import { h } from './dom.js';
 import { icon } from './icons.js';
@@ -51,6 +52,8 @@ export class Layout {
     this.collapsed = false;
     /** The remote participant the speaker view shows (the last remote speaker). @type {ParticipantId | null} */
     this.featuredId = null;
+    /** The participant pinned to the large area, if any. @type {ParticipantId | null} */
+    this.pinnedId = null;
 
     this.galleryButton = h('button', { type: 'button', id: 'view-gallery', class: 'view-option', title: 'Gallery view',
       onclick: () => this.setMode('gallery') }, icon('grid'), h('span', { class: 'view-label', text: 'Gallery' }));
@@ -70,6 +73,25 @@ export class Layout {
     this.mode = mode;
     storeMode(mode);
     this.update();
+  }
+
+  /**
+   * Pins a participant to the large area (switching to the speaker view), or unpins them.
+   * @param {ParticipantId} id
+   */
+  togglePin(id) {
+    this.pinnedId = this.pinnedId === id ? null : id;
+    if (this.pinnedId !== null && this.mode !== 'speaker') this.setMode('speaker');
+    else this.update();
+  }
+
+  /**
+   * A participant left.
+   * @param {ParticipantId} id
+   */
+  forget(id) {
+    if (this.pinnedId === id) this.pinnedId = null;
+    if (this.featuredId === id) this.featuredId = null;
   }
 
   /** @param {boolean} collapsed */
@@ -94,8 +116,8 @@ export class Layout {
   featured() {
     if (this.mode !== 'speaker' || this.#hasScreens()) return null;
     const { self, remote } = this.tiles();
-    if (this.featuredId !== null) {
-      const tile = remote.get(this.featuredId);
+    for (const id of [this.pinnedId, this.featuredId]) {
+      const tile = id === null ? undefined : remote.get(id);
       if (tile) return tile;
     }
     return remote.values().next().value ?? self;

@@ -460,6 +460,15 @@ class Meeting {
     this.view.setSpeaker(id, selfId);
   }
 
+  /**
+   * Pins (or unpins) a participant to the large area of the speaker view.
+   * @param {ParticipantId} id
+   */
+  togglePin(id) {
+    this.view.togglePin(id);
+    for (const [pid, p] of this.remote) p.tile.setPinned(pid === this.view.pinnedId);
+  }
+
   /** Reads the statistics and updates every tile's connection-quality bars. */
   async pollQuality() {
     const pc = this.session.pc;
@@ -509,7 +518,7 @@ class Meeting {
       this.participantChanged(info);
       return;
     }
-    const tile = new Tile(info.name);
+    const tile = new Tile(info.name, { onPin: () => this.togglePin(info.id) });
     tile.setId(info.id);
     tile.setRole(info.role);
     tile.setFlags({ audio: info.audio, video: info.video, hand: info.hand_raised });
@@ -529,6 +538,7 @@ class Meeting {
     this.removeScreen(p);
     this.remote.delete(id);
     this.speaker.forget(id);
+    this.view.forget(id);
   }
 
   /** @param {RemoteParticipant} p */

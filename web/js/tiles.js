@@ -43,7 +43,7 @@ export function attach(el, track, onBlocked) {
 export class Tile {
   /**
    * @param {string} name
-   * @param {{self?: boolean}} [options]
+   * @param {{self?: boolean, onPin?: () => void}} [options] `onPin`: the tile gets a pin button
    */
   constructor(name, options = {}) {
     this.video = h('video', { 'data-kind': 'video', autoplay: true, playsinline: true });
@@ -55,10 +55,15 @@ export class Tile {
     this.handIcon = h('span', { class: 'badge hand', title: 'Hand raised' }, icon('hand'));
     this.roleBadge = h('span', { class: 'role-badge', hidden: true });
     this.quality = qualityBars();
+    const onPin = options.onPin;
+    this.pinButton = onPin
+      ? h('button', { type: 'button', class: 'pin-btn', 'aria-pressed': 'false', onclick: () => onPin() }, icon('pin'))
+      : null;
     this.el = h('div', { class: options.self ? 'tile self' : 'tile' },
       this.video, this.audio, this.avatar,
       h('div', { class: 'label' }, this.quality, this.micIcon, this.nameLabel, this.roleBadge),
-      this.handIcon);
+      this.handIcon, this.pinButton);
+    this.pinned = false;
     this.hasVideo = false;
     this.videoOn = false;
     this.setName(name);
@@ -67,6 +72,8 @@ export class Tile {
   /** @param {string} name */
   setName(name) {
     this.nameLabel.textContent = name;
+    this.name = name;
+    this.setPinned(this.pinned ?? false);
     this.avatar.textContent = initial(name);
     this.avatar.style.background = avatarColour(name);
   }
@@ -114,6 +121,20 @@ export class Tile {
     this.el.classList.toggle('hand-raised', flags.hand);
     this.videoOn = flags.video;
     this.#updateVideo();
+  }
+
+  /**
+   * Marks the tile as pinned to the large area of the speaker view.
+   * @param {boolean} pinned
+   */
+  setPinned(pinned) {
+    this.pinned = pinned;
+    this.el.classList.toggle('pinned', pinned);
+    if (!this.pinButton) return;
+    const label = pinned ? `Unpin ${this.name}` : `Pin ${this.name}`;
+    this.pinButton.setAttribute('aria-pressed', String(pinned));
+    this.pinButton.setAttribute('aria-label', label);
+    this.pinButton.title = label;
   }
 
   /** @param {boolean} speaking */
