@@ -142,6 +142,26 @@ function sampleHighlights(people, ms) {
 }
 
 /**
+ * Waits until the page highlights `id`'s tile; on timeout says what it highlights instead
+ * and what the server reported.
+ * @param {Person} p
+ * @param {string} id
+ * @param {number} timeout
+ */
+async function waitForHighlight(p, id, timeout) {
+  try {
+    await p.page.waitForFunction(
+      want => document.querySelector('.tile.speaking')?.getAttribute('data-participant-id') === want,
+      id, { timeout, polling: 100 });
+  } catch (err) {
+    // @ts-ignore recorded by recordSignalling
+    const reports = await p.page.evaluate(() => window.__speakerReports.map(r => r.id));
+    throw new Error(`${p.name}: participant ${id} not highlighted within ${timeout} ms; highlighted: ` +
+      `${await highlighted(p)}; the server's active_speaker reports: ${JSON.stringify(reports)}`, { cause: err });
+  }
+}
+
+/**
  * The runs of a sequence: [a, a, b, b, a] → [a, b, a].
  * @template T
  * @param {T[]} xs
@@ -169,9 +189,11 @@ before(async () => {
   const quietWavs = [1, 2].map(n => path.join(wavDir, `quiet${n}.wav`));
   quietWavs.forEach((file, i) => writeQuietNoise(file, 6, QUIET_DBFS, 1234 + i));
   const room = `e2e-${randomBytes(6).toString('hex')}`;
+  // The loud one joins first and so has the lowest id: a server that broke ties by id, or
+  // misread the levels, would pick someone else.
+  loud = await join(room, 'Loud', loudWav);
   quiet1 = await join(room, 'Quiet1', quietWavs[0]);
   quiet2 = await join(room, 'Quiet2', quietWavs[1]);
-  loud = await join(room, 'Loud', loudWav);
   await Promise.all([loud, quiet1, quiet2].map(p => waitForVideos(p, 2)));
 });
 
@@ -186,9 +208,7 @@ test('the active speaker follows the loud participant and does not flicker betwe
   const everyone = [loud, quiet1, quiet2];
   const loudId = String(loud.id);
   // Everyone, the loud one included (its own tile), highlights the loud one.
-  await Promise.all(everyone.map(p => p.page.waitForFunction(
-    id => document.querySelector('.tile.speaking')?.getAttribute('data-participant-id') === id,
-    loudId, { timeout: 20000, polling: 100 })));
+  await Promise.all(everyone.map(p => waitForHighlight(p, loudId, 20000)));
 
   console.log(`loud one highlighted everywhere after ${Date.now() - started} ms`);
   // …and keeps doing so, through the pauses between the loud one's phrases.
@@ -220,9 +240,7 @@ test('the active speaker follows the loud participant and does not flicker betwe
   // Unmuted, the loud one gets the highlight back.
   const unmuted = Date.now();
   await loud.page.click('#mic-btn');
-  await Promise.all([quiet1, quiet2].map(p => p.page.waitForFunction(
-    id => document.querySelector('.tile.speaking')?.getAttribute('data-participant-id') === id,
-    loudId, { timeout: 15000, polling: 100 })));
+  await Promise.all([quiet1, quiet2].map(p => waitForHighlight(p, loudId, 15000)));
   console.log(`the loud one, unmuted, highlighted again after ${Date.now() - unmuted} ms`);
 });
 
