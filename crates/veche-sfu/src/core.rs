@@ -24,7 +24,7 @@ use self::demux::{Demux, Route};
 use crate::SfuConfig;
 use crate::id_map::IdMap;
 use crate::meeting::{JoinGrant, JoinRequest, MeetingLive, SfuEvent};
-use crate::participant::{AnswerError, Participant, slot};
+use crate::participant::{AnswerError, Participant, loudness, slot};
 
 /// A datagram to send.
 #[derive(Debug)]
@@ -59,9 +59,11 @@ pub struct Counters {
 const TICK: Duration = Duration::from_millis(100);
 /// How often the active speaker is re-evaluated.
 const SPEAKER_WINDOW: Duration = Duration::from_millis(400);
-/// Mean `127 - level` (RFC 6464, -dBov) above which a participant counts as speaking:
-/// louder than -60 dBov.
+/// Mean [`loudness`] above which a participant counts as speaking: louder than -60 dBov.
 const SPEAKING_LOUDNESS: u32 = 67;
+/// While the active speaker still speaks, another must be this much louder (in dB, over one
+/// window) to take over, so two people at the same level do not take turns at random.
+const SPEAKER_MARGIN: u32 = 6;
 /// Trickled candidates accepted per participant; more is abuse.
 const MAX_REMOTE_CANDIDATES: usize = 32;
 
@@ -785,7 +787,7 @@ impl Sfu {
                         if kind == TrackKind::Audio
                             && let Some(level) = packet.header.ext_vals.audio_level
                         {
-                            p.loudness.0 += 127 - (level.clamp(0, 127) as u32);
+                            p.loudness.0 += loudness(level);
                             p.loudness.1 += 1;
                         }
                         self.to_forward.push_back((id, kind, packet));
@@ -937,16 +939,19 @@ impl Sfu {
     fn evaluate_speakers(&mut self) {
         let mut changes = Vec::new();
         for (key, room) in self.rooms.iter_mut() {
-            let loudest = room
-                .members
-                .iter()
-                .filter_map(|m| self.participants.get(m))
-                .filter(|p| p.info.audio && p.loudness.1 > 0)
-                .map(|p| (p.loudness.0 / p.loudness.1, p.id))
-                .filter(|(loudness, _)| *loudness >= SPEAKING_LOUDNESS)
-                .max();
-            if let Some((_, id)) = loudest
+            let speaking = || {
+                room.members
+                    .iter()
+                    .filter_map(|m| self.participants.get(m))
+                    .filter(|p| p.info.audio && p.loudness.1 > 0)
+                    .map(|p| (p.loudness.0 / p.loudness.1, p.id))
+                    .filter(|(loudness, _)| *loudness >= SPEAKING_LOUDNESS)
+            };
+            let loudest = speaking().max();
+            let current = speaking().find(|(_, id)| room.speaker == Some(*id));
+            if let Some((loudness, id)) = loudest
                 && room.speaker != Some(id)
+                && current.is_none_or(|(held, _)| loudness >= held + SPEAKER_MARGIN)
             {
                 room.speaker = Some(id);
                 changes.push((*key, id));

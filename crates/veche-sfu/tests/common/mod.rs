@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::media::{Direction, MediaKind, Mid};
 use str0m::net::{DatagramRecv, Protocol, Receive};
-use str0m::rtp::RtpWrite;
+use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
 use veche_proto::{ClientMessage, PROTOCOL_VERSION, ParticipantId, ServerMessage, TrackKind};
 use veche_sfu::{JoinGrant, JoinRequest, Limits, Output, Sfu, SfuConfig, SfuEvent};
@@ -58,6 +58,9 @@ pub struct Client {
     pub keyframe_requests: u64,
     pub sending: bool,
     pub sharing_screen: bool,
+    /// The RFC 6464 level its audio packets carry, in dBov (0 loudest, -127 silence); none
+    /// when `None`.
+    pub audio_level: Option<i8>,
     answered_first_offer: bool,
     counters: [u64; 3],
     next_audio: Instant,
@@ -161,10 +164,17 @@ impl Client {
             let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                 return;
             };
+            let mut ext_vals = ExtensionValues::default();
+            if kind == TrackKind::Audio {
+                // str0m writes the RFC 6464 extension only with both fields set.
+                ext_vals.audio_level = self.audio_level;
+                ext_vals.voice_activity = self.audio_level.map(|level| level > -60);
+            }
             tx.write_rtp(
                 RtpWrite::new(pt, counter.into(), rtp_time, now, payload)
                     .marker(i + 1 == packets)
-                    .nackable(kind.is_video()),
+                    .nackable(kind.is_video())
+                    .ext_vals(ext_vals),
             );
         }
     }
@@ -302,6 +312,7 @@ impl Sim {
             keyframe_requests: 0,
             sending: false,
             sharing_screen: false,
+            audio_level: None,
             answered_first_offer: false,
             counters: [0; 3],
             next_audio: self.now,
