@@ -20,7 +20,7 @@ const MEDIA_TIMEOUT_MS = 30000;
 /** The quiet participants' noise level (RMS, dBFS): the same for both. */
 const QUIET_DBFS = -45;
 /** The loud one pauses this long every two seconds: the quiet ones are the loudest then. */
-const PAUSE_MS = 700;
+const PAUSE_MS = 500;
 
 /** @type {Awaited<ReturnType<typeof startServer>>} */
 let server;
