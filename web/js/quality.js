@@ -22,7 +22,7 @@ const SERVER_REPORT_TTL_MS = 10000;
  * What we measured for one participant over the last poll interval.
  * @typedef {object} Figures
  * @property {number | null} loss fraction of packets lost (0–1), null without packets
- * @property {number | null} jitterMs the worst jitter of their streams
+ * @property {number | null} jitterMs the jitter of their audio
  * @property {number | null} rttMs our round trip to the server
  * @property {number} freezes video freezes in the interval
  * @property {number | null} concealed fraction of audio samples concealed (0–1)
@@ -176,7 +176,9 @@ export class QualityMonitor {
         sum.samples += Math.max(0, now.samples - before.samples);
         sum.concealed += Math.max(0, now.concealed - before.concealed);
       }
-      if (typeof s.jitter === 'number') sum.jitter = Math.max(sum.jitter ?? 0, s.jitter * 1000);
+      // Audio jitter only: video's is mostly its frames' packets arriving in bursts (a
+      // keyframe, a screen share), which its jitter buffer absorbs and users do not notice.
+      if (s.kind === 'audio' && typeof s.jitter === 'number') sum.jitter = Math.max(sum.jitter ?? 0, s.jitter * 1000);
       sum.any = true;
     });
     this.previous = seen;
