@@ -44,13 +44,22 @@ let quiet1;
 let quiet2;
 
 /**
- * Runs in the page before the client: records every `video_sizes` the client sends and every
- * `active_speaker` the server sends, with the page's clock.
+ * Runs in the page before the client: records every `video_sizes` the client sends, every
+ * `active_speaker` and `error` the server sends (with the page's clock), and every toast.
  */
 function recordSignalling() {
   const w = /** @type {any} */ (window);
   w.__videoSizes = [];
   w.__speakerReports = [];
+  w.__errors = [];
+  w.__toasts = [];
+  new MutationObserver(records => {
+    for (const r of records) {
+      for (const node of r.addedNodes) {
+        if (node instanceof HTMLElement && node.classList.contains('toast')) w.__toasts.push(node.textContent);
+      }
+    }
+  }).observe(document, { childList: true, subtree: true });
   const send = WebSocket.prototype.send;
   WebSocket.prototype.send = function (data) {
     if (typeof data === 'string' && data.includes('"video_sizes"')) {
@@ -67,8 +76,11 @@ function recordSignalling() {
     constructor(url, protocols) {
       super(url, protocols);
       this.addEventListener('message', event => {
-        if (typeof event.data === 'string' && event.data.includes('"active_speaker"')) {
+        if (typeof event.data !== 'string') return;
+        if (event.data.includes('"active_speaker"')) {
           w.__speakerReports.push({ at: performance.now(), id: JSON.parse(event.data).participant_id });
+        } else if (event.data.includes('"error"')) {
+          w.__errors.push(JSON.parse(event.data).code);
         }
       });
     }
@@ -394,6 +406,12 @@ test('speaker view puts the loud one large, remembers the choice, and the tile s
     assert.notDeepEqual(sent[i].sizes, sent[i - 1].sizes, `report ${i} repeats the one before`);
   }
   console.log(`video_sizes: ${sent.length} reports; gallery ${galleryLoud.width} px wide, speaker view ${speakerLoud.width} px`);
+  // A server that does not know `video_sizes` answers `unknown_type`: harmless, and not shown.
+  // @ts-ignore recorded by recordSignalling
+  const { errors, toasts } = await page.evaluate(() => ({ errors: window.__errors, toasts: window.__toasts }));
+  console.log(`server errors: ${JSON.stringify(errors)}; toasts: ${JSON.stringify(toasts)}`);
+  assert.ok(errors.every((/** @type {string} */ code) => code === 'unknown_type'), `unexpected errors ${JSON.stringify(errors)}`);
+  assert.ok(!toasts.some((/** @type {string} */ t) => /video_sizes|unknown/i.test(t)), `shown: ${JSON.stringify(toasts)}`);
 
   // The choice is remembered: after a reload the speaker view is back.
   await page.reload();
