@@ -409,9 +409,23 @@ test('speaker view puts the loud one large, remembers the choice, and the tile s
   // A server that does not know `video_sizes` answers `unknown_type`: harmless, and not shown.
   // @ts-ignore recorded by recordSignalling
   const { errors, toasts } = await page.evaluate(() => ({ errors: window.__errors, toasts: window.__toasts }));
-  console.log(`server errors: ${JSON.stringify(errors)}; toasts: ${JSON.stringify(toasts)}`);
+  console.log(`server errors: ${errors.length} (${[...new Set(errors)].join(', ') || 'none'}); toasts: ${JSON.stringify(toasts)}`);
   assert.ok(errors.every((/** @type {string} */ code) => code === 'unknown_type'), `unexpected errors ${JSON.stringify(errors)}`);
   assert.ok(!toasts.some((/** @type {string} */ t) => /video_sizes|unknown/i.test(t)), `shown: ${JSON.stringify(toasts)}`);
+
+  // Held (a test that sends its own sizes), nothing is reported; released, the real set is.
+  // @ts-ignore the client's test hook
+  await page.evaluate(() => window.veche.holdVideoSizes(true));
+  // @ts-ignore recorded by recordSignalling
+  const heldAt = await page.evaluate(() => window.__videoSizes.length);
+  await page.setViewportSize({ width: 1000, height: 700 });
+  await page.waitForTimeout(700);
+  // @ts-ignore recorded by recordSignalling
+  assert.equal(await page.evaluate(() => window.__videoSizes.length), heldAt, 'nothing reported while held');
+  // @ts-ignore the client's test hook
+  await page.evaluate(() => window.veche.holdVideoSizes(false));
+  await expectSizes(me, [loudVideo, quietVideo], 'reports released');
+  await page.setViewportSize({ width: 1280, height: 720 });
 
   // The choice is remembered: after a reload the speaker view is back.
   await page.reload();

@@ -230,6 +230,8 @@ class Meeting {
         remoteMids: () => [...session.remoteMids].map(([mid, o]) => ({ mid, participantId: o.participantId, kind: o.kind })),
         /** The remote video sizes we would report now. */
         videoSizes: () => this.sizes.current(),
+        /** Stops (true) or restarts (false) the automatic `video_sizes` reports, for tests that send their own. */
+        holdVideoSizes: (/** @type {boolean} */ held) => this.sizes.hold(held),
         /** The speaker shown, and how many server reports and shown changes there were. */
         speaker: () => ({ shown: this.speaker.shown, ...this.speaker.counts }),
       },

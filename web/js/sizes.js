@@ -33,6 +33,8 @@ export class VideoSizeReporter {
     this.lastAt = -Infinity;
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.timer = undefined;
+    /** Reports held back (a test sends its own); they resume, from scratch, when unset. */
+    this.held = false;
     this.intersections = new IntersectionObserver(entries => {
       for (const entry of entries) {
         const w = this.watched.get(entry.target);
@@ -104,7 +106,14 @@ export class VideoSizeReporter {
     return sizes;
   }
 
+  /** @param {boolean} held */
+  hold(held) {
+    this.held = held;
+    if (!held) this.reconnected();
+  }
+
   flush() {
+    if (this.held) return;
     const sizes = this.current();
     const json = JSON.stringify(sizes);
     if (json === this.last) return;
