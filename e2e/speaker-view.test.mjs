@@ -413,6 +413,11 @@ test('speaker view puts the loud one large, remembers the choice, and the tile s
   assert.ok(errors.every((/** @type {string} */ code) => code === 'unknown_type'), `unexpected errors ${JSON.stringify(errors)}`);
   assert.ok(!toasts.some((/** @type {string} */ t) => /video_sizes|unknown/i.test(t)), `shown: ${JSON.stringify(toasts)}`);
 
+  // Moving tiles between the stage and the strip does not stop their videos.
+  const playing = await page.evaluate(() => [...document.querySelectorAll('.tile:not(.self) video[data-kind="video"]')]
+    .map(v => /** @type {HTMLVideoElement} */ (v)).map(v => ({ paused: v.paused, width: v.videoWidth })));
+  assert.ok(playing.length === 2 && playing.every(v => !v.paused && v.width > 0), `remote videos: ${JSON.stringify(playing)}`);
+
   // Held (a test that sends its own sizes), nothing is reported; released, the real set is.
   // @ts-ignore the client's test hook
   await page.evaluate(() => window.veche.holdVideoSizes(true));
