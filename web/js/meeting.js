@@ -1,6 +1,6 @@
 // The meeting screen: gallery or speaker view, stage for screen shares, controls, chat,
-// participants and host controls; the waiting room and passcode prompt before it. Implements the session's
-// CallView.
+// participants and host controls; the waiting room and passcode prompt before it.
+// Implements the session's CallView.
 
 import { ChatPanel } from './chat.js';
 import { DevicePickers } from './devices.js';
