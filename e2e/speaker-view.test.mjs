@@ -452,6 +452,8 @@ test('every remote tile shows its connection quality, with the figures and the s
   assert.equal(await bars.getAttribute('aria-label'), title);
   // On loopback nothing is lost.
   assert.match(title, /packet loss 0\.0 %/, title);
+  // …and the camera video we get from them is named with its size and rate.
+  assert.match(title, /video \d+×\d+ at \d+ fps/, title);
   await me.page.waitForSelector(`.tile.self .quality[data-quality]:not([hidden])`, { timeout: UI_TIMEOUT_MS });
 
   // The server's view of a link counts too: the worse of the two is shown. (Fed to the

@@ -26,6 +26,8 @@ const SERVER_REPORT_TTL_MS = 10000;
  * @property {number | null} rttMs our round trip to the server
  * @property {number} freezes video freezes in the interval
  * @property {number | null} concealed fraction of audio samples concealed (0–1)
+ * @property {{width: number, height: number, fps: number} | null} video the camera video we
+ *   receive from them: frame size and rate (not judged; the server picks it for our tile)
  */
 
 /**
@@ -79,6 +81,7 @@ function describe(f, server, quality) {
     if (f.jitterMs !== null) parts.push(`jitter ${Math.round(f.jitterMs)} ms`);
     if (f.rttMs !== null) parts.push(`round trip ${Math.round(f.rttMs)} ms`);
     parts.push(`${f.freezes} video freeze${f.freezes === 1 ? '' : 's'}`);
+    if (f.video) parts.push(`video ${f.video.width}×${f.video.height} at ${Math.round(f.video.fps)} fps`);
     if (f.concealed !== null) parts.push(`audio concealed ${pct(f.concealed)}`);
   }
   if (server) parts.push(`server sees their link as ${server}`);
@@ -123,13 +126,13 @@ export class QualityMonitor {
    */
   async poll(pc, owners, selfId) {
     const stats = await pc.getStats();
-    /** @type {Map<ParticipantId | 'self', {received: number, lost: number, freezes: number, samples: number, concealed: number, jitter: number | null, any: boolean, audio: boolean}>} */
+    /** @type {Map<ParticipantId | 'self', {received: number, lost: number, freezes: number, samples: number, concealed: number, jitter: number | null, any: boolean, audio: boolean, video: Figures['video']}>} */
     const sums = new Map();
     /** @param {ParticipantId | 'self'} key */
     const sumOf = key => {
       let s = sums.get(key);
       if (!s) {
-        s = { received: 0, lost: 0, freezes: 0, samples: 0, concealed: 0, jitter: null, any: false, audio: false };
+        s = { received: 0, lost: 0, freezes: 0, samples: 0, concealed: 0, jitter: null, any: false, audio: false, video: null };
         sums.set(key, s);
       }
       return s;
@@ -171,6 +174,9 @@ export class QualityMonitor {
       sum.received += key === 'self' ? Math.max(0, got - lost) : got;
       sum.lost += lost;
       sum.freezes += Math.max(0, now.freezes - before.freezes);
+      if (s.type === 'inbound-rtp' && owners.get(s.mid)?.kind === 'video' && s.frameHeight) {
+        sum.video = { width: s.frameWidth ?? 0, height: s.frameHeight, fps: s.framesPerSecond ?? 0 };
+      }
       if (s.kind === 'audio' && s.type === 'inbound-rtp') {
         sum.audio = true;
         sum.samples += Math.max(0, now.samples - before.samples);
@@ -199,6 +205,7 @@ export class QualityMonitor {
         rttMs,
         freezes: sum.freezes,
         concealed: sum.audio && sum.samples > 0 ? sum.concealed / sum.samples : null,
+        video: sum.video,
       } : null;
       const server = this.server.get(key === 'self' ? selfId ?? -1 : key)?.quality ?? null;
       const measured = figures ? assess(figures) : null;
