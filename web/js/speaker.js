@@ -8,7 +8,7 @@
 /** @typedef {import('./protocol.js').ParticipantId} ParticipantId */
 
 /** A new speaker must stay the server's loudest this long before we show them. */
-export const CONFIRM_MS = 1200;
+export const CONFIRM_MS = 1000;
 /** Whoever is shown stays at least this long (unless they leave). */
 export const MIN_HOLD_MS = 2000;
 

@@ -4,6 +4,7 @@ mod command;
 mod demux;
 mod host;
 mod room;
+mod speaker;
 
 pub use command::{Command, HostControl};
 
@@ -59,11 +60,6 @@ pub struct Counters {
 const TICK: Duration = Duration::from_millis(100);
 /// How often the active speaker is re-evaluated.
 const SPEAKER_WINDOW: Duration = Duration::from_millis(400);
-/// Mean [`loudness`] above which a participant counts as speaking: louder than -60 dBov.
-const SPEAKING_LOUDNESS: u32 = 67;
-/// While the active speaker still speaks, another must be this much louder (in dB, over one
-/// window) to take over, so two people at the same level do not take turns at random.
-const SPEAKER_MARGIN: u32 = 6;
 /// Trickled candidates accepted per participant; more is abuse.
 const MAX_REMOTE_CANDIDATES: usize = 32;
 
@@ -939,21 +935,13 @@ impl Sfu {
     fn evaluate_speakers(&mut self) {
         let mut changes = Vec::new();
         for (key, room) in self.rooms.iter_mut() {
-            let speaking = || {
-                room.members
-                    .iter()
-                    .filter_map(|m| self.participants.get(m))
-                    .filter(|p| p.info.audio && p.loudness.1 > 0)
-                    .map(|p| (p.loudness.0 / p.loudness.1, p.id))
-                    .filter(|(loudness, _)| *loudness >= SPEAKING_LOUDNESS)
-            };
-            let loudest = speaking().max();
-            let current = speaking().find(|(_, id)| room.speaker == Some(*id));
-            if let Some((loudness, id)) = loudest
-                && room.speaker != Some(id)
-                && current.is_none_or(|(held, _)| loudness >= held + SPEAKER_MARGIN)
-            {
-                room.speaker = Some(id);
+            let levels = room
+                .members
+                .iter()
+                .filter_map(|m| self.participants.get(m))
+                .filter(|p| p.info.audio && p.loudness.1 > 0)
+                .map(|p| (p.id, p.loudness.0 / p.loudness.1));
+            if let Some(id) = room.speaker.judge(levels) {
                 changes.push((*key, id));
             }
         }

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use veche_proto::ParticipantId;
 
+use super::speaker::ActiveSpeaker;
 use crate::id_map::IdMap;
 use crate::meeting::{MeetingLive, MeetingRef};
 
@@ -14,7 +15,7 @@ pub(super) struct Room {
     pub(super) name: String,
     /// In the order they came in (host hand-over picks the earliest).
     pub(super) members: Vec<ParticipantId>,
-    pub(super) speaker: Option<ParticipantId>,
+    pub(super) speaker: ActiveSpeaker,
     pub(super) live: MeetingLive,
 }
 
@@ -22,9 +23,7 @@ impl Room {
     /// Takes `id` out of the member list (and the speaker slot).
     pub(super) fn remove_member(&mut self, id: ParticipantId) {
         self.members.retain(|m| *m != id);
-        if self.speaker == Some(id) {
-            self.speaker = None;
-        }
+        self.speaker.remove(id);
     }
 
     /// Nobody is in it or waiting for it.
@@ -71,7 +70,7 @@ impl Rooms {
             Room {
                 name: name.to_owned(),
                 members: Vec::new(),
-                speaker: None,
+                speaker: ActiveSpeaker::default(),
                 live: MeetingLive::new(meeting, max_participants),
             },
         );
