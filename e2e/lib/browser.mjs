@@ -24,16 +24,19 @@ export const CHROMIUM_ARGS = [
 ];
 
 /**
- * @param {{acceptMediaPrompts?: boolean, executablePath?: string}} [options]
+ * @param {{acceptMediaPrompts?: boolean, executablePath?: string, fakeAudioFile?: string}} [options]
  *   `acceptMediaPrompts: false` leaves out the flag that auto-accepts camera/microphone
  *   prompts, so they are denied; `executablePath` starts Chromium through another executable
- *   (a test host's `chromiumWrapper()` from netns.mjs runs it in a network namespace)
+ *   (a test host's `chromiumWrapper()` from netns.mjs runs it in a network namespace);
+ *   `fakeAudioFile` is a WAV file the fake microphone plays (in a loop) instead of its beep —
+ *   one per browser process
  * @returns {Promise<import('playwright-core').Browser>}
  */
 export function launch(options = {}) {
   if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM)`);
   const args = options.acceptMediaPrompts === false
     ? CHROMIUM_ARGS.filter(a => a !== '--use-fake-ui-for-media-stream')
-    : CHROMIUM_ARGS;
+    : [...CHROMIUM_ARGS];
+  if (options.fakeAudioFile) args.push(`--use-file-for-fake-audio-capture=${options.fakeAudioFile}`);
   return chromium.launch({ executablePath: options.executablePath ?? CHROMIUM, headless: true, args });
 }

@@ -18,6 +18,11 @@ const PATHS = {
   more: '<circle cx="5" cy="12" r="1"/><circle cx="12" cy="12" r="1"/><circle cx="19" cy="12" r="1"/>',
   close: '<path d="M18 6L6 18M6 6l12 12"/>',
   send: '<path d="M22 2L11 13M22 2l-7 20-4-9-9-4z"/>',
+  grid: '<rect x="3" y="3" width="8" height="8" rx="1"/><rect x="13" y="3" width="8" height="8" rx="1"/><rect x="3" y="13" width="8" height="8" rx="1"/><rect x="13" y="13" width="8" height="8" rx="1"/>',
+  speaker: '<rect x="2" y="3" width="20" height="12" rx="1"/><rect x="2" y="18" width="5" height="3" rx=".5"/><rect x="9.5" y="18" width="5" height="3" rx=".5"/><rect x="17" y="18" width="5" height="3" rx=".5"/>',
+  pin: '<path d="M12 16v6M9 3h6l-1 6 4 4v3H6v-3l4-4z"/>',
+  chevronClose: '<path d="M9 6l6 6-6 6"/>',
+  chevronOpen: '<path d="M15 6l-6 6 6 6"/>',
 };
 
 /** @typedef {keyof typeof PATHS} IconName */

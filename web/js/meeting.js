@@ -1,16 +1,20 @@
-// The meeting screen: gallery, stage for screen shares, controls, chat, participants and
-// host controls; the waiting room and passcode prompt before it. Implements the session's
-// CallView.
+// The meeting screen: gallery or speaker view, stage for screen shares, controls, chat,
+// participants and host controls; the waiting room and passcode prompt before it.
+// Implements the session's CallView.
 
 import { ChatPanel } from './chat.js';
 import { DevicePickers } from './devices.js';
 import { choose, copyText, h, show, toast } from './dom.js';
 import { showLeft, showOver } from './ended.js';
 import { icon } from './icons.js';
+import { Layout } from './layout.js';
 import { ParticipantsPanel } from './participants.js';
 import { moderates } from './protocol.js';
+import { POLL_MS, QualityMonitor } from './quality.js';
 import { Session } from './session.js';
-import { ScreenTile, Tile, attach, layoutTiles } from './tiles.js';
+import { VideoSizeReporter } from './sizes.js';
+import { SpeakerSmoother } from './speaker.js';
+import { ScreenTile, Tile, attach } from './tiles.js';
 import { WaitingScreen, askPasscode } from './waiting.js';
 
 /**
@@ -102,6 +106,14 @@ class Meeting {
     this.gallery = h('div', { class: 'gallery', id: 'gallery' }, this.selfTile.el);
     this.stage = h('div', { class: 'stage', id: 'stage' });
     this.main = h('section', { class: 'main' }, this.stage, this.gallery);
+    this.sizes = new VideoSizeReporter(sizes => this.session.sendVideoSizes(sizes));
+    this.view = new Layout(this.main, this.stage, this.gallery,
+      () => ({ self: this.selfTile.el, remote: new Map([...this.remote].map(([id, p]) => [id, p.tile.el])) }),
+      () => this.sizes.changed());
+    this.speaker = new SpeakerSmoother(id => this.showSpeaker(id));
+    this.quality = new QualityMonitor();
+    /** @type {ReturnType<typeof setInterval> | undefined} */
+    this.qualityTimer = undefined;
     this.chat = new ChatPanel(text => this.session.sendChat(text), () => this.toggleChat(false));
     this.people = new ParticipantsPanel({
       admit: id => this.session.admit(id),
@@ -176,7 +188,8 @@ class Meeting {
         h('span', { class: 'brand', text: 'Veche' }),
         this.roomLabel,
         this.lockIndicator,
-        this.countLabel),
+        this.countLabel,
+        this.view.switch),
       this.statusBanner,
       this.endingBanner,
       this.audioBanner,
@@ -200,6 +213,7 @@ class Meeting {
     this.updateSelf();
     this.updateCount();
     for (const problem of this.media.problems) toast(problem, 'error', 8000);
+    this.qualityTimer = setInterval(() => void this.pollQuality(), POLL_MS);
     addEventListener('pagehide', () => this.session.leave());
     // Hooks for tests and debugging: `veche.pc.getStats()`, `veche.participants()`.
     const session = this.session;
@@ -214,6 +228,12 @@ class Meeting {
         waiting: () => [...session.waitingRoom.values()],
         /** Remote tracks by mid: which participant and kind each carries. */
         remoteMids: () => [...session.remoteMids].map(([mid, o]) => ({ mid, participantId: o.participantId, kind: o.kind })),
+        /** The remote video sizes we would report now. */
+        videoSizes: () => this.sizes.current(),
+        /** Stops (true) or restarts (false) the automatic `video_sizes` reports, for tests that send their own. */
+        holdVideoSizes: (/** @type {boolean} */ held) => this.sizes.hold(held),
+        /** The speaker shown, and how many server reports and shown changes there were. */
+        speaker: () => ({ shown: this.speaker.shown, ...this.speaker.counts }),
       },
     });
     this.session.start();
@@ -225,6 +245,9 @@ class Meeting {
   joined(selfId, participants, info) {
     if (!this.el.isConnected) show(this.el);
     for (const id of [...this.remote.keys()]) this.removeParticipant(id);
+    this.speaker.reset();
+    this.quality.reset();
+    this.sizes.reconnected();
     this.selfTile.setId(selfId);
     this.selfTile.setRole(info.role);
     for (const p of participants) this.addParticipant(p);
@@ -369,6 +392,7 @@ class Meeting {
     p.tile.setRole(info.role);
     if (info.hand_raised && !handWasUp) toast(`${info.name} raised their hand`);
     if (!info.screen && p.screen) this.removeScreen(p);
+    this.sizes.changed();
     this.renderPeople();
   }
 
@@ -383,10 +407,13 @@ class Meeting {
       p.tile.setAudio(track, () => { this.audioBanner.hidden = false; });
     } else if (kind === 'video') {
       p.tile.setVideo(track);
+      this.sizes.changed();
     } else {
-      if (p.screen) p.screen.el.remove();
-      p.screen = new ScreenTile(id, `${p.info.name}'s screen`, track);
-      this.stage.append(p.screen.el);
+      if (p.screen) this.removeScreen(p);
+      const screen = new ScreenTile(id, `${p.info.name}'s screen`, track);
+      p.screen = screen;
+      this.stage.append(screen.el);
+      this.sizes.watch(screen.el, id, 'screen', () => true);
       this.layout();
     }
   }
@@ -396,8 +423,10 @@ class Meeting {
     const p = this.remote.get(id);
     if (!p) return;
     if (kind === 'audio') p.tile.setAudio(null, () => {});
-    else if (kind === 'video') p.tile.setVideo(null);
-    else this.removeScreen(p);
+    else if (kind === 'video') {
+      p.tile.setVideo(null);
+      this.sizes.changed();
+    } else this.removeScreen(p);
   }
 
   /** @type {CallView['chatMessage']} */
@@ -414,8 +443,45 @@ class Meeting {
 
   /** @type {CallView['activeSpeaker']} */
   activeSpeaker(id) {
-    for (const tile of this.gallery.querySelectorAll('.tile')) {
-      tile.classList.toggle('speaking', id !== null && tile.getAttribute('data-participant-id') === String(id));
+    this.speaker.report(id);
+  }
+
+  /** @type {CallView['connectionQuality']} */
+  connectionQuality(participants) {
+    this.quality.serverReport(participants);
+  }
+
+  /**
+   * The smoothed active speaker: highlighted, and on the stage of the speaker view.
+   * @param {ParticipantId | null} id
+   */
+  showSpeaker(id) {
+    const selfId = this.session.selfId;
+    this.selfTile.setSpeaking(id !== null && id === selfId);
+    for (const [pid, p] of this.remote) p.tile.setSpeaking(pid === id);
+    this.view.setSpeaker(id, selfId);
+  }
+
+  /**
+   * Pins (or unpins) a participant to the large area of the speaker view.
+   * @param {ParticipantId} id
+   */
+  togglePin(id) {
+    this.view.togglePin(id);
+    for (const [pid, p] of this.remote) p.tile.setPinned(pid === this.view.pinnedId);
+  }
+
+  /** Reads the statistics and updates every tile's connection-quality bars. */
+  async pollQuality() {
+    const pc = this.session.pc;
+    if (!pc || pc.connectionState !== 'connected') return;
+    try {
+      const reports = await this.quality.poll(pc, this.session.remoteMids, this.session.selfId);
+      if (pc !== this.session.pc) return;
+      this.selfTile.setQuality(reports.get('self') ?? null);
+      for (const [id, p] of this.remote) p.tile.setQuality(reports.get(id) ?? null);
+    } catch (err) {
+      console.warn('could not read connection statistics', err);
     }
   }
 
@@ -454,12 +520,13 @@ class Meeting {
       this.participantChanged(info);
       return;
     }
-    const tile = new Tile(info.name);
+    const tile = new Tile(info.name, { onPin: () => this.togglePin(info.id) });
     tile.setId(info.id);
     tile.setRole(info.role);
     tile.setFlags({ audio: info.audio, video: info.video, hand: info.hand_raised });
     this.remote.set(info.id, { info, tile, screen: null });
     this.gallery.append(tile.el);
+    this.sizes.watch(tile.el, info.id, 'video', () => tile.showsVideo());
   }
 
   /** @param {ParticipantId} id */
@@ -469,8 +536,11 @@ class Meeting {
     p.tile.setVideo(null);
     p.tile.setAudio(null, () => {});
     p.tile.el.remove();
+    this.sizes.unwatch(p.tile.el);
     this.removeScreen(p);
     this.remote.delete(id);
+    this.speaker.forget(id);
+    this.view.forget(id);
   }
 
   /** @param {RemoteParticipant} p */
@@ -478,14 +548,13 @@ class Meeting {
     if (!p.screen) return;
     attach(p.screen.video, null);
     p.screen.el.remove();
+    this.sizes.unwatch(p.screen.el);
     p.screen = null;
     this.layout();
   }
 
   layout() {
-    this.main.classList.toggle('has-stage', this.stage.childElementCount > 0);
-    layoutTiles(this.stage);
-    layoutTiles(this.gallery);
+    this.view.update();
   }
 
   updateCount() {
@@ -502,6 +571,8 @@ class Meeting {
   /** Releases what the meeting screen holds once it is over. */
   stop() {
     this.resizeObserver.disconnect();
+    this.sizes.stop();
+    clearInterval(this.qualityTimer);
     clearInterval(this.endingTimer);
     this.media.close();
     for (const id of ['leave-dialog', 'remove-dialog', 'mute-all-dialog', 'make-host-dialog', 'end-dialog']) {
@@ -755,7 +826,7 @@ class Meeting {
   }
 
   unblockAudio() {
-    const players = [...this.gallery.querySelectorAll('audio')];
+    const players = [...this.main.querySelectorAll('audio')];
     Promise.all(players.map(a => (a.srcObject ? a.play() : Promise.resolve())))
       .then(() => { this.audioBanner.hidden = true; })
       .catch(() => toast('Sound is still blocked by the browser', 'error'));

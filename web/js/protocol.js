@@ -45,8 +45,8 @@ export const PROTOCOL_VERSION = 1;
  */
 
 /**
- * One remote video as the client renders it: its tile's size in device pixels (0×0: not
- * rendered).
+ * The size at which the client renders one remote video, in device pixels (CSS pixels ×
+ * devicePixelRatio, rounded). The server sends no more resolution than that.
  * @typedef {object} VideoSize
  * @property {ParticipantId} participant_id
  * @property {'video' | 'screen'} kind
@@ -56,6 +56,15 @@ export const PROTOCOL_VERSION = 1;
 
 /** Most entries one `video_sizes` may list (MAX_VIDEO_SIZES). */
 export const MAX_VIDEO_SIZES = 256;
+
+/** How well a participant's link carries media. @typedef {'good' | 'fair' | 'poor'} Quality */
+
+/**
+ * The server's view of one participant's link.
+ * @typedef {object} ParticipantQuality
+ * @property {ParticipantId} participant_id
+ * @property {Quality} quality
+ */
 
 /**
  * Messages the client sends.
@@ -95,7 +104,6 @@ export const MAX_VIDEO_SIZES = 256;
  *   | {type: 'chat', from: ParticipantId, name: string, text: string, sent_at_ms: number}
  *   | {type: 'hand', participant_id: ParticipantId, raised: boolean}
  *   | {type: 'layers_wanted', kind: TrackKind, rids: string[]}
- *   | {type: 'connection_quality', participants: {participant_id: ParticipantId, quality: 'good' | 'fair' | 'poor'}[]}
  *   | {type: 'active_speaker', participant_id: ParticipantId | null}
  *   | {type: 'waiting_added', participant: WaitingInfo}
  *   | {type: 'waiting_removed', participant_id: ParticipantId}
@@ -105,6 +113,7 @@ export const MAX_VIDEO_SIZES = 256;
  *   | {type: 'meeting_updated', meeting: MeetingState}
  *   | {type: 'meeting_ending', minutes_left: number, ends_at_ms: number}
  *   | {type: 'meeting_ended', reason: EndReason}
+ *   | {type: 'connection_quality', participants: ParticipantQuality[]}
  *   | {type: 'error', code: ErrorCode, message: string}} ServerMessage
  */
 

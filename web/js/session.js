@@ -27,6 +27,7 @@ import {
  * @typedef {import('./protocol.js').EndReason} EndReason
  * @typedef {import('./protocol.js').MeetingState} MeetingState
  * @typedef {import('./protocol.js').WaitingInfo} WaitingInfo
+ * @typedef {import('./protocol.js').ParticipantQuality} ParticipantQuality
  * @typedef {import('./media.js').LocalMedia} LocalMedia
  */
 
@@ -74,6 +75,8 @@ import {
  * @property {(id: ParticipantId, kind: TrackKind) => void} remoteTrackEnded
  * @property {(from: ParticipantId, name: string, text: string, sentAtMs: number) => void} chatMessage
  * @property {(id: ParticipantId | null) => void} activeSpeaker
+ * @property {(participants: ParticipantQuality[]) => void} connectionQuality the server's view
+ *   of participants' links (a server that does not judge them never sends it)
  * @property {(raised: boolean) => void} ownHand the server confirmed our hand state
  * @property {(status: CallStatus, detail?: string) => void} status `ended` only after leaving on purpose
  * @property {(message: string) => void} notice a non-fatal problem to show briefly
@@ -93,8 +96,18 @@ const CAMERA_LAYERS = {
   f: { scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
 };
 
-/** Refusals that the user can do nothing about; they only go to the console. */
-const QUIET_ERRORS = new Set(['invalid_candidate', 'rate_limited']);
+
+/**
+ * Refusals that the user can do nothing about; they only go to the console. `unknown_type`
+ * is an older server that does not know a newer message of ours (such as `video_sizes`).
+ */
+const QUIET_ERRORS = new Set(['invalid_candidate', 'rate_limited', 'unknown_type']);
+
+/**
+ * Whether we tell the server the size of each remote video we draw (`video_sizes`). A server
+ * that does not know the message answers `unknown_type`, which is harmless.
+ */
+const SEND_VIDEO_SIZES = true;
 
 /** Tell the user if media has not connected this long after joining. */
 const MEDIA_WARNING_MS = 10000;
@@ -217,16 +230,6 @@ export class Session {
   /** @param {string} text */
   sendChat(text) {
     return this.send({ type: 'chat', text });
-  }
-
-  /**
-   * Tells the server which remote videos we render and how large: each gets the smallest
-   * layer that covers its tile, and every remote video not listed is paused. Replaces the
-   * previous report.
-   * @param {VideoSize[]} sizes
-   */
-  sendVideoSizes(sizes) {
-    return this.send({ type: 'video_sizes', sizes });
   }
 
   /** @param {boolean} raised */
@@ -400,6 +403,18 @@ export class Session {
   endMeeting() {
     this.endRequested = this.send({ type: 'end_meeting' });
     return this.endRequested;
+  }
+
+  /**
+   * Tells the server which remote videos we render and how large: each gets the smallest
+   * layer that covers its tile, and every remote video not listed is paused. Each message
+   * replaces the previous set.
+   * @param {VideoSize[]} sizes
+   * @returns {boolean} whether it was sent (false before we are in a meeting)
+   */
+  sendVideoSizes(sizes) {
+    if (!SEND_VIDEO_SIZES || this.selfId === null) return false;
+    return this.send({ type: 'video_sizes', sizes });
   }
 
   /**
@@ -589,6 +604,9 @@ export class Session {
           void configureCameraLayers(this.slots[1].sender, msg.rids)
             .catch(err => console.warn('could not change the camera\'s layers', err));
         }
+        break;
+      case 'connection_quality':
+        if (Array.isArray(msg.participants)) this.view.connectionQuality(msg.participants);
         break;
       case 'waiting_added':
         this.waitingRoom.set(msg.participant.id, msg.participant);

@@ -5,6 +5,7 @@ import { icon } from './icons.js';
 import { roleLabel } from './protocol.js';
 
 /** @typedef {import('./protocol.js').Role} Role */
+/** @typedef {import('./quality.js').QualityReport} QualityReport */
 
 /** Tiles are laid out at this aspect ratio (width / height). */
 const ASPECT = 16 / 9;
@@ -42,7 +43,7 @@ export function attach(el, track, onBlocked) {
 export class Tile {
   /**
    * @param {string} name
-   * @param {{self?: boolean}} [options]
+   * @param {{self?: boolean, onPin?: () => void}} [options] `onPin`: the tile gets a pin button
    */
   constructor(name, options = {}) {
     this.video = h('video', { 'data-kind': 'video', autoplay: true, playsinline: true });
@@ -53,10 +54,16 @@ export class Tile {
     this.micIcon = h('span', { class: 'badge mic-off', title: 'Microphone off' }, icon('micOff'));
     this.handIcon = h('span', { class: 'badge hand', title: 'Hand raised' }, icon('hand'));
     this.roleBadge = h('span', { class: 'role-badge', hidden: true });
+    this.quality = qualityBars();
+    const onPin = options.onPin;
+    this.pinButton = onPin
+      ? h('button', { type: 'button', class: 'pin-btn', 'aria-pressed': 'false', onclick: () => onPin() }, icon('pin'))
+      : null;
     this.el = h('div', { class: options.self ? 'tile self' : 'tile' },
       this.video, this.audio, this.avatar,
-      h('div', { class: 'label' }, this.micIcon, this.nameLabel, this.roleBadge),
-      this.handIcon);
+      h('div', { class: 'label' }, this.quality, this.micIcon, this.nameLabel, this.roleBadge),
+      this.handIcon, this.pinButton);
+    this.pinned = false;
     this.hasVideo = false;
     this.videoOn = false;
     this.setName(name);
@@ -65,6 +72,8 @@ export class Tile {
   /** @param {string} name */
   setName(name) {
     this.nameLabel.textContent = name;
+    this.name = name;
+    this.setPinned(this.pinned ?? false);
     this.avatar.textContent = initial(name);
     this.avatar.style.background = avatarColour(name);
   }
@@ -114,15 +123,59 @@ export class Tile {
     this.#updateVideo();
   }
 
+  /**
+   * Marks the tile as pinned to the large area of the speaker view.
+   * @param {boolean} pinned
+   */
+  setPinned(pinned) {
+    this.pinned = pinned;
+    this.el.classList.toggle('pinned', pinned);
+    if (!this.pinButton) return;
+    const label = pinned ? `Unpin ${this.name}` : `Pin ${this.name}`;
+    this.pinButton.setAttribute('aria-pressed', String(pinned));
+    this.pinButton.setAttribute('aria-label', label);
+    this.pinButton.title = label;
+  }
+
   /** @param {boolean} speaking */
   setSpeaking(speaking) {
     this.el.classList.toggle('speaking', speaking);
   }
 
-  #updateVideo() {
-    const visible = this.hasVideo && this.videoOn;
-    this.el.classList.toggle('no-video', !visible);
+  /**
+   * Shows the connection-quality bars (hidden while there is nothing to judge).
+   * @param {QualityReport | null} report
+   */
+  setQuality(report) {
+    const quality = report?.quality ?? null;
+    this.quality.hidden = quality === null;
+    if (quality === null || !report) return;
+    this.quality.dataset.quality = quality;
+    this.quality.title = report.text;
+    this.quality.setAttribute('aria-label', report.text);
   }
+
+  /** Whether the tile shows video now (not the avatar). */
+  showsVideo() {
+    return this.hasVideo && this.videoOn;
+  }
+
+  #updateVideo() {
+    this.el.classList.toggle('no-video', !this.showsVideo());
+  }
+}
+
+/**
+ * A three-bar signal icon; `data-quality` (good, fair, poor) decides how many bars are lit.
+ * @returns {HTMLElement}
+ */
+function qualityBars() {
+  const el = h('span', { class: 'quality', role: 'img', hidden: true });
+  el.innerHTML = '<svg viewBox="0 0 12 12" width="14" height="14" aria-hidden="true">' +
+    '<rect class="bar1" x="1" y="8" width="2.5" height="3" rx=".5"/>' +
+    '<rect class="bar2" x="4.75" y="5" width="2.5" height="6" rx=".5"/>' +
+    '<rect class="bar3" x="8.5" y="2" width="2.5" height="9" rx=".5"/></svg>';
+  return el;
 }
 
 /** A screen share on the stage. */

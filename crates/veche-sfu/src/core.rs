@@ -6,6 +6,7 @@ mod meetings;
 mod policy;
 mod resume;
 mod room;
+mod speaker;
 
 pub use command::{Command, HostControl};
 pub use resume::ResumeKey;
@@ -31,7 +32,7 @@ use crate::SfuConfig;
 use crate::allocator::{LayerOffer, Track, allocate, covers};
 use crate::id_map::IdMap;
 use crate::meeting::{JoinRequest, SfuEvent};
-use crate::participant::{AnswerError, Participant, slot};
+use crate::participant::{AnswerError, Participant, loudness, slot};
 use crate::quality::LinkStats;
 use crate::simulcast::{Keyframe, LAYERS, Layer, RIDS, h264_keyframe, vp8_keyframe};
 use crate::subscription::{Packet, Tile};
@@ -69,9 +70,6 @@ pub struct Counters {
 const TICK: Duration = Duration::from_millis(100);
 /// How often the active speaker is re-evaluated.
 const SPEAKER_WINDOW: Duration = Duration::from_millis(400);
-/// Mean `127 - level` (RFC 6464, -dBov) above which a participant counts as speaking:
-/// louder than -60 dBov.
-const SPEAKING_LOUDNESS: u32 = 67;
 /// Trickled candidates accepted per participant; more is abuse.
 const MAX_REMOTE_CANDIDATES: usize = 32;
 /// The bandwidth estimate each subscriber's connection starts from, before TWCC feedback
@@ -735,7 +733,7 @@ impl Sfu {
                         if kind == TrackKind::Audio
                             && let Some(level) = packet.header.ext_vals.audio_level
                         {
-                            p.loudness.0 += 127 - (level.clamp(0, 127) as u32);
+                            p.loudness.0 += loudness(level);
                             p.loudness.1 += 1;
                         }
                         let (vp8, keyframe, size) = inspect(p, kind, &packet);
@@ -1052,7 +1050,10 @@ impl Sfu {
         let Some(sub) = self.participants.get(&id) else {
             return;
         };
-        let speaker = self.rooms.get(&sub.room_key()).and_then(|r| r.speaker);
+        let speaker = self
+            .rooms
+            .get(&sub.room_key())
+            .and_then(|r| r.speaker.current());
         let mut tracks = std::mem::take(&mut self.alloc_tracks);
         tracks.clear();
         for (publisher, kind, s) in sub.open_subscriptions() {
@@ -1107,18 +1108,13 @@ impl Sfu {
     fn evaluate_speakers(&mut self) {
         let mut changes = Vec::new();
         for (key, room) in self.rooms.iter_mut() {
-            let loudest = room
+            let levels = room
                 .members
                 .iter()
                 .filter_map(|m| self.participants.get(m))
                 .filter(|p| p.info.audio && p.loudness.1 > 0)
-                .map(|p| (p.loudness.0 / p.loudness.1, p.id))
-                .filter(|(loudness, _)| *loudness >= SPEAKING_LOUDNESS)
-                .max();
-            if let Some((_, id)) = loudest
-                && room.speaker != Some(id)
-            {
-                room.speaker = Some(id);
+                .map(|p| (p.id, p.loudness.0 / p.loudness.1));
+            if let Some(id) = room.speaker.judge(levels) {
                 changes.push((*key, id));
             }
         }

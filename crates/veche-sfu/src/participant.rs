@@ -150,7 +150,7 @@ pub(crate) struct Participant {
     /// When str0m next wants `Input::Timeout`.
     pub(crate) next_timeout: Instant,
     pub(crate) joined_at: Instant,
-    /// Sum and count of (127 - RFC 6464 level) over the current speaker window.
+    /// Sum and count of [`loudness`] over the current speaker window.
     pub(crate) loudness: (u32, u32),
     pub(crate) remote_candidates: usize,
     /// Already in the core's poll queue.
@@ -162,6 +162,13 @@ pub(crate) struct Participant {
     vp8_pts: Vec<Pt>,
     /// The payload types that mean H.264 (for telling its keyframes).
     h264_pts: Vec<Pt>,
+}
+
+/// How loud one audio packet is, from its RFC 6464 level: 0 for silence (-127 dBov) up to 127
+/// at full scale (0 dBov). str0m gives the level as the negative dBov value it stands for
+/// (`-(byte & 0x7f)`: -30 means 30 dB below full scale).
+pub(crate) fn loudness(level: i8) -> u32 {
+    (127 + i32::from(level)).clamp(0, 127) as u32
 }
 
 pub(crate) fn slot(kind: TrackKind) -> usize {
@@ -587,5 +594,24 @@ impl Participant {
             .iter()
             .find(|l| l.purpose == Purpose::Publish(kind))
             .and_then(|l| l.state.open_mid())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loudness;
+
+    #[test]
+    fn loudness_rises_with_the_level_str0m_reports() {
+        assert_eq!(loudness(0), 127, "full scale");
+        assert_eq!(loudness(-30), 97);
+        assert_eq!(loudness(-127), 0, "silence");
+        assert!(
+            loudness(-20) > loudness(-50),
+            "-20 dBov is louder than -50 dBov"
+        );
+        // Out of range either way stays in 0…127.
+        assert_eq!(loudness(-128), 0);
+        assert_eq!(loudness(5), 127);
     }
 }

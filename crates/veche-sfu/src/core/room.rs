@@ -6,6 +6,7 @@ use std::time::Instant;
 use veche_proto::ParticipantId;
 
 use super::policy::Meeting;
+use super::speaker::ActiveSpeaker;
 use crate::id_map::IdMap;
 
 /// A room's handle inside the core (rooms are named by clients; the key is ours).
@@ -16,7 +17,7 @@ pub(super) struct Room {
     /// Whose media is forwarded to whom, in the order they came in. The meeting keeps its
     /// own record of each (role, host mutes); a member is in both or in neither.
     pub(super) members: Vec<ParticipantId>,
-    pub(super) speaker: Option<ParticipantId>,
+    pub(super) speaker: ActiveSpeaker,
     pub(super) meeting: Meeting,
 }
 
@@ -24,9 +25,7 @@ impl Room {
     /// Takes `id` out of the member list (and the speaker slot).
     pub(super) fn remove_member(&mut self, id: ParticipantId) {
         self.members.retain(|m| *m != id);
-        if self.speaker == Some(id) {
-            self.speaker = None;
-        }
+        self.speaker.remove(id);
     }
 
     /// Nobody is in it or waiting for it (or coming back to it after a restart).
@@ -68,7 +67,7 @@ impl Rooms {
             Room {
                 name: name.to_owned(),
                 members: Vec::new(),
-                speaker: None,
+                speaker: ActiveSpeaker::default(),
                 meeting,
             },
         );

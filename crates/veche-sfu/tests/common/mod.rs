@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::media::{Direction, MediaKind, Mid, Rid};
 use str0m::net::{DatagramRecv, Protocol, Receive};
-use str0m::rtp::{RtpWrite, Ssrc};
+use str0m::rtp::{ExtensionValues, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
 use veche_proto::{ClientMessage, PROTOCOL_VERSION, ParticipantId, ServerMessage, TrackKind};
 use veche_sfu::{JoinGrant, JoinRequest, Limits, Output, Sfu, SfuConfig, SfuEvent};
@@ -97,6 +97,9 @@ pub struct Client {
     /// The camera layers encoded: all until the server's `layers_wanted` says otherwise.
     pub camera_layers: [bool; 3],
     pub sharing_screen: bool,
+    /// The RFC 6464 level its audio packets carry, in dBov (0 loudest, -127 silence); none
+    /// when `None`.
+    pub audio_level: Option<i8>,
     answered_first_offer: bool,
     /// Per slot and layer: packets sent (the RTP sequence number and payload counter).
     counters: [[u64; 3]; 3],
@@ -307,10 +310,17 @@ impl Client {
             let Some(tx) = api.stream_tx(&ssrc) else {
                 return;
             };
+            let mut ext_vals = ExtensionValues::default();
+            if kind == TrackKind::Audio {
+                // str0m writes the RFC 6464 extension only with both fields set.
+                ext_vals.audio_level = self.audio_level;
+                ext_vals.voice_activity = self.audio_level.map(|level| level > -60);
+            }
             tx.write_rtp(
                 RtpWrite::new(pt, counter.into(), rtp_time, now, payload)
                     .marker(i + 1 == packets)
-                    .nackable(kind.is_video()),
+                    .nackable(kind.is_video())
+                    .ext_vals(ext_vals),
             );
         }
     }
@@ -498,6 +508,7 @@ impl Sim {
             sending: false,
             camera_layers: [true; 3],
             sharing_screen: false,
+            audio_level: None,
             answered_first_offer: false,
             counters: [[0; 3]; 3],
             frames: [0; 3],
