@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** @returns {Promise<number>} a TCP port that was free a moment ago */
-function freeTcpPort() {
+export function freeTcpPort() {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);
@@ -59,8 +59,8 @@ async function freeUdpPort() {
 
 /**
  * Runs `veche serve` with a fresh data directory and waits for /healthz. Ports are free ones
- * unless given (to restart a server where the clients expect it).
- * @param {{httpPort?: number, mediaPort?: number}} [ports]
+ * unless given (to restart a server where the clients expect it); `args` are more flags.
+ * @param {{httpPort?: number, mediaPort?: number, args?: string[]}} [ports]
  * @returns {Promise<{url: string, httpPort: number, mediaPort: number, stop: () => Promise<void>, log: () => string}>}
  */
 export async function startServer(ports = {}) {
@@ -81,6 +81,7 @@ export async function startServer(ports = {}) {
     '--media-bind', '127.0.0.1',
     '--public-ip', '127.0.0.1',
     '--data-dir', dataDir,
+    ...(ports.args ?? []),
   ], {
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
     stdio: ['ignore', logFd, logFd],

@@ -18,6 +18,7 @@ use veche_sfu::Limits;
 use crate::api::{AccountSettings, DEFAULT_MAX_API_BODY_BYTES};
 use crate::auth::{DEFAULT_HASH_WAIT, default_hash_concurrency};
 use crate::cidr::Cidr;
+use crate::directory::config::{DirectoryArgs, DirectorySettings};
 use crate::state::MetricsAccess;
 use crate::store::{LockoutPolicy, sqlite_url_in};
 
@@ -324,6 +325,9 @@ pub(crate) struct ServeArgs {
     /// [default: text].
     #[arg(long, env = "VECHE_LOG_FORMAT", value_name = "FORMAT")]
     pub(crate) log_format: Option<LogFormat>,
+
+    #[command(flatten)]
+    pub(crate) directory: DirectoryArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
@@ -370,6 +374,8 @@ struct FileConfig {
     hash_wait_ms: Option<u64>,
     max_api_body_bytes: Option<usize>,
     audit_retention_days: Option<u32>,
+    /// Directory sign-in, as a `[directory]` table keyed by flag name.
+    directory: Option<DirectoryArgs>,
 }
 
 /// Where HTTPS gets its certificate.
@@ -417,6 +423,8 @@ pub(crate) struct Config {
     pub(crate) hash_wait: Duration,
     /// How long audit entries are kept, in seconds (`None`: for ever).
     pub(crate) audit_retention_secs: Option<i64>,
+    /// LDAP and OpenID Connect sign-in.
+    pub(crate) directory: DirectorySettings,
 }
 
 impl Config {
@@ -631,6 +639,7 @@ impl Config {
             hash_concurrency,
             hash_wait,
             audit_retention_secs,
+            directory: DirectorySettings::merge(args.directory, file.directory.unwrap_or_default())?,
         })
     }
 }
