@@ -54,9 +54,31 @@ async function signInAtProvider(page, login) {
   await page.click('#sso-btn');
   await page.fill('input[name=login]', login);
   await page.fill('input[name=password]', 'any password');
-  await page.click('button[type=submit]');
-  // Consent.
-  await page.click('button[type=submit]');
+  await page.click('button:has-text("Sign-in")');
+  await page.click('button:has-text("Continue")');
+}
+
+/**
+ * Runs `action` (which starts a sign-in the provider answers at once: it has a session
+ * and a grant) and holds back the browser's redirect to the callback, so the test can
+ * send the callback itself, changed. (`page.route` cannot: it does not see redirects.)
+ * @param {import('playwright-core').Page} page
+ * @param {() => Promise<unknown>} action
+ * @returns {Promise<URL>} the callback URL the provider sent the browser to
+ */
+async function heldCallback(page, action) {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Fetch.enable', { patterns: [{ urlPattern: '*/api/v1/auth/oidc/callback*' }] });
+  const url = await new Promise(resolve => {
+    cdp.on('Fetch.requestPaused', event => {
+      resolve(event.request.url);
+      void cdp.send('Fetch.failRequest', { requestId: event.requestId, errorReason: 'Aborted' });
+    });
+    action().catch(() => {});
+  });
+  await cdp.send('Fetch.disable');
+  await cdp.detach();
+  return new URL(/** @type {string} */ (url));
 }
 
 /** @param {import('playwright-core').Page} page */
@@ -91,26 +113,19 @@ test('OpenID sign-in makes the account, signs in to it again, and refuses tamper
   assert.match(await page.textContent('#login-error') ?? '', /already used or has expired/);
 
   // A callback whose state was changed on the way: not this browser's sign-in.
-  await page.route('**/api/v1/auth/oidc/callback?**', route => {
-    const u = new URL(route.request().url());
-    u.searchParams.set('state', `${u.searchParams.get('state')}x`);
-    return route.continue({ url: u.toString() });
-  });
-  await page.click('#sso-btn');
+  await page.goto(`${veche.url}/login`);
+  const tampered = await heldCallback(page, () => page.click('#sso-btn'));
+  tampered.searchParams.set('state', `${tampered.searchParams.get('state')}x`);
+  await page.goto(tampered.toString());
   await page.waitForURL(/\/login\?sso_error=oidc_state_mismatch$/);
   assert.match(await page.textContent('#login-error') ?? '', /did not belong to this browser/);
-  await page.unroute('**/api/v1/auth/oidc/callback?**');
 
   // A fresh sign-in carrying the first sign-in's code: the provider refuses the replay.
-  await page.route('**/api/v1/auth/oidc/callback?**', route => {
-    const u = new URL(route.request().url());
-    u.searchParams.set('code', used.searchParams.get('code') ?? '');
-    return route.continue({ url: u.toString() });
-  });
-  await page.click('#sso-btn');
+  const fresh = await heldCallback(page, () => page.click('#sso-btn'));
+  fresh.searchParams.set('code', used.searchParams.get('code') ?? '');
+  await page.goto(fresh.toString());
   await page.waitForURL(/\/login\?sso_error=oidc_code_rejected$/);
   assert.match(await page.textContent('#login-error') ?? '', /refused the sign-in code/);
-  await page.unroute('**/api/v1/auth/oidc/callback?**');
 
   // Signed out, then in again: the same account.
   await page.goto(`${veche.url}/meetings`);

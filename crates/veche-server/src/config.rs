@@ -639,7 +639,10 @@ impl Config {
             hash_concurrency,
             hash_wait,
             audit_retention_secs,
-            directory: DirectorySettings::merge(args.directory, file.directory.unwrap_or_default())?,
+            directory: DirectorySettings::merge(
+                args.directory,
+                file.directory.unwrap_or_default(),
+            )?,
         })
     }
 }

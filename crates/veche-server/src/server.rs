@@ -94,7 +94,11 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         store.clone(),
         accounts.lockout,
         config.audit_retention_secs,
-        config.directory.oidc.as_ref().map(|(o, _)| o.login_ttl_secs),
+        config
+            .directory
+            .oidc
+            .as_ref()
+            .map(|(o, _)| o.login_ttl_secs),
     ));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let event_writer = tokio::spawn(store_events(store.clone(), clock.clone(), events));

@@ -35,7 +35,12 @@ fn seed() -> String {
          dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n\
          dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n\n"
     );
-    ldif.push_str(&person("alice", "Alice Liddell", Some("alice@example.org"), ""));
+    ldif.push_str(&person(
+        "alice",
+        "Alice Liddell",
+        Some("alice@example.org"),
+        "",
+    ));
     ldif.push_str(&person("bob", "Bob Builder", Some("Bob@Example.org"), ""));
     ldif.push_str(&person(
         "carol",
@@ -85,7 +90,11 @@ fn ldap_flags(url: &str, ca_file: Option<&str>) -> Vec<String> {
     flags
 }
 
-async fn ldap_login(server: &Server, username: &str, password: &str) -> anyhow::Result<(u16, Value)> {
+async fn ldap_login(
+    server: &Server,
+    username: &str,
+    password: &str,
+) -> anyhow::Result<(u16, Value)> {
     let body = json!({"username": username, "password": password}).to_string();
     let (status, text) = server
         .request("POST", "/api/v1/auth/ldap", None, Some(&body))
@@ -107,9 +116,15 @@ async fn directory_users_sign_in_with_their_directory_password() -> anyhow::Resu
     let server = Server::start_with(&flags).await?;
 
     // Bob already has a local account (by email, in another case): it gets linked.
-    let signup = json!({"email": "bob@example.org", "password": "bob's local password", "name": "Bob"});
+    let signup =
+        json!({"email": "bob@example.org", "password": "bob's local password", "name": "Bob"});
     let (status, body) = server
-        .request("POST", "/api/v1/auth/signup", None, Some(&signup.to_string()))
+        .request(
+            "POST",
+            "/api/v1/auth/signup",
+            None,
+            Some(&signup.to_string()),
+        )
         .await?;
     ensure!(status == 201, "signup: {status} {body}");
     let bob_local: Value = serde_json::from_str(&body)?;
@@ -117,7 +132,10 @@ async fn directory_users_sign_in_with_their_directory_password() -> anyhow::Resu
     // The sign-in page learns that the directory is there.
     let (_, config) = server.get("/api/v1/config").await?;
     let config: Value = serde_json::from_str(&config)?;
-    ensure!(config["directory"]["ldap"]["label"] == "Directory", "{config}");
+    ensure!(
+        config["directory"]["ldap"]["label"] == "Directory",
+        "{config}"
+    );
 
     // Alice: first sign-in makes her account, in the directory organisation, as its admin
     // (member of veche-admins).
@@ -128,28 +146,45 @@ async fn directory_users_sign_in_with_their_directory_password() -> anyhow::Resu
     ensure!(alice["user"]["org_role"] == "admin", "{alice}");
     ensure!(alice["org"]["name"] == "Example Directory", "{alice}");
     let token = alice["token"].as_str().context("token")?;
-    let (status, me) = server.request("GET", "/api/v1/auth/me", Some(token), None).await?;
-    ensure!(status == 200 && me.contains("alice@example.org"), "{status} {me}");
+    let (status, me) = server
+        .request("GET", "/api/v1/auth/me", Some(token), None)
+        .await?;
+    ensure!(
+        status == 200 && me.contains("alice@example.org"),
+        "{status} {me}"
+    );
     // Again: the same account.
     let (status, again) = ldap_login(&server, "Alice", "alice-directory-pw").await?;
-    ensure!(status == 200 && again["user"]["id"] == alice["user"]["id"], "{again}");
+    ensure!(
+        status == 200 && again["user"]["id"] == alice["user"]["id"],
+        "{again}"
+    );
     // A directory account has no local password to guess.
     let local = json!({"email": "alice@example.org", "password": "alice-directory-pw"});
     let (status, _) = server
         .request("POST", "/api/v1/auth/login", None, Some(&local.to_string()))
         .await?;
-    ensure!(status == 401, "local login of a directory account: {status}");
+    ensure!(
+        status == 401,
+        "local login of a directory account: {status}"
+    );
 
     // Bob: linked to his local account, a member (not in veche-admins), and his local
     // password no longer works.
     let (status, bob) = ldap_login(&server, "bob", "bob-directory-pw").await?;
     ensure!(status == 200, "bob: {status} {bob}");
-    ensure!(bob["user"]["id"] == bob_local["user"]["id"], "not linked: {bob}");
+    ensure!(
+        bob["user"]["id"] == bob_local["user"]["id"],
+        "not linked: {bob}"
+    );
     let local = json!({"email": "bob@example.org", "password": "bob's local password"});
     let (status, _) = server
         .request("POST", "/api/v1/auth/login", None, Some(&local.to_string()))
         .await?;
-    ensure!(status == 401, "local password of a linked account: {status}");
+    ensure!(
+        status == 401,
+        "local password of a linked account: {status}"
+    );
 
     // An injected filter matches nobody (escaped per RFC 4515), with anyone's password.
     for injected in ["*)(uid=*", "*", "alice)(|(uid=*", "al*"] {
@@ -217,7 +252,11 @@ async fn an_unreachable_directory_fails_fast_and_specifically() -> anyhow::Resul
         status == 503 && code(&body) == "directory_unavailable",
         "directory down: {status} {body}"
     );
-    ensure!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    ensure!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     // Neither counted as a wrong password: more than --lockout-failures of them still do
     // not lock anyone out.
     for _ in 0..3 {

@@ -77,7 +77,10 @@ pub(super) fn session_cookie(token: &str, max_age: i64, secure: bool) -> Option<
 /// Starts a session and answers like login: the token in the body for API clients, the
 /// cookie for the browser.
 pub(super) async fn start_session(
-    state: &ApiState, user: User, status: StatusCode) -> ApiResult<Response> {
+    state: &ApiState,
+    user: User,
+    status: StatusCode,
+) -> ApiResult<Response> {
     let (token, session) = state
         .store
         .create_session(&user.id, state.now(), SESSION_TTL_SECS)

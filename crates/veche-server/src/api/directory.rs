@@ -40,7 +40,7 @@ pub(super) async fn ldap_login(
     Json(body): Json<LdapBody>,
 ) -> ApiResult<Response> {
     let Some(ldap) = state.directory.ldap.clone() else {
-        return Err(ApiError::NotFound("endpoint"));
+        return Err(SignInError::NotConfigured("LDAP").into());
     };
     let username = body.username.trim();
     if username.is_empty()
@@ -146,7 +146,7 @@ pub(super) async fn oidc_start(
 
 async fn begin(state: &ApiState, next: Option<String>) -> ApiResult<(String, String, i64)> {
     let Some(oidc) = state.directory.oidc.clone() else {
-        return Err(ApiError::NotFound("endpoint"));
+        return Err(SignInError::NotConfigured("OpenID Connect").into());
     };
     let next = next
         .filter(|n| is_local_path(n))
@@ -198,7 +198,7 @@ async fn finish(
     query: CallbackQuery,
 ) -> ApiResult<(User, String)> {
     let Some(oidc) = state.directory.oidc.clone() else {
-        return Err(ApiError::NotFound("endpoint"));
+        return Err(SignInError::NotConfigured("OpenID Connect").into());
     };
     let given = query.state.unwrap_or_default();
     let ours = cookie_value(headers, OIDC_COOKIE).unwrap_or_default();
@@ -235,8 +235,7 @@ async fn session_redirect(state: &ApiState, user: User, next: &str) -> ApiResult
         .create_session(&user.id, state.now(), SESSION_TTL_SECS)
         .await?;
     let mut response = redirect(next);
-    if let Some(cookie) = session_cookie(&token, SESSION_TTL_SECS, state.settings.secure_cookies)
-    {
+    if let Some(cookie) = session_cookie(&token, SESSION_TTL_SECS, state.settings.secure_cookies) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     Ok(response)
@@ -282,7 +281,13 @@ mod tests {
     fn only_local_paths_are_followed() {
         assert!(is_local_path("/meetings"));
         assert!(is_local_path("/j/abc?pwd=1"));
-        for bad in ["//evil.example", "/\\evil.example", "https://evil.example", "", "/a b"] {
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "",
+            "/a b",
+        ] {
             assert!(!is_local_path(bad), "{bad}");
         }
     }

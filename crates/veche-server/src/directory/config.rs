@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::ldap::{LdapDirectory, LdapSettings, normalise_dn};
 use super::oidc::{OidcProvider, OidcSettings};
-use super::{DEFAULT_DIRECTORY_ORG, Directory, RoleMap, tls_client_config};
+use super::{DEFAULT_DIRECTORY_ORG, Directory, RoleMap, Secret, tls_client_config};
 
 pub(crate) const DEFAULT_USER_FILTER: &str = "(&(objectClass=person)(uid={username}))";
 pub(crate) const DEFAULT_GROUP_FILTER: &str = "(|(member={dn})(uniqueMember={dn}))";
@@ -45,7 +45,12 @@ pub(crate) struct DirectoryArgs {
 
     /// Password of --ldap-bind-dn (set it in the environment or the config file: a command
     /// line is visible to other users).
-    #[arg(long, env = "VECHE_LDAP_BIND_PASSWORD", value_name = "PASSWORD", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "VECHE_LDAP_BIND_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
     pub(crate) ldap_bind_password: Option<String>,
 
     /// Where users are searched (required with --ldap-url), e.g. `ou=people,dc=example,dc=org`.
@@ -109,7 +114,12 @@ pub(crate) struct DirectoryArgs {
 
     /// The client secret (set it in the environment or the config file) [default: none,
     /// a public client with PKCE].
-    #[arg(long, env = "VECHE_OIDC_CLIENT_SECRET", value_name = "SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "VECHE_OIDC_CLIENT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
     pub(crate) oidc_client_secret: Option<String>,
 
     /// The callback registered at the provider: `https://HOST/api/v1/auth/oidc/callback`
@@ -118,7 +128,12 @@ pub(crate) struct DirectoryArgs {
     pub(crate) oidc_redirect_url: Option<String>,
 
     /// Scopes asked for besides `openid`, comma-separated [default: email,profile].
-    #[arg(long, env = "VECHE_OIDC_SCOPES", value_name = "SCOPES", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "VECHE_OIDC_SCOPES",
+        value_name = "SCOPES",
+        value_delimiter = ','
+    )]
     pub(crate) oidc_scopes: Vec<String>,
 
     /// ID token claim (a string or a list) that --oidc-role values are matched against
@@ -203,8 +218,11 @@ impl DirectorySettings {
         let ldap = match pick(a.ldap_url, f.ldap_url) {
             None => None,
             Some(url) => {
-                let parsed = url::Url::parse(&url).with_context(|| format!("--ldap-url {url:?}"))?;
-                if !matches!(parsed.scheme(), "ldap" | "ldaps") || parsed.host_str().is_none_or(str::is_empty) {
+                let parsed =
+                    url::Url::parse(&url).with_context(|| format!("--ldap-url {url:?}"))?;
+                if !matches!(parsed.scheme(), "ldap" | "ldaps")
+                    || parsed.host_str().is_none_or(str::is_empty)
+                {
                     bail!("--ldap-url {url:?} must be ldap://HOST[:PORT] or ldaps://HOST[:PORT]");
                 }
                 let starttls = pick(a.ldap_starttls, f.ldap_starttls).unwrap_or(false);
@@ -217,7 +235,7 @@ impl DirectorySettings {
                     pick(a.ldap_bind_dn, f.ldap_bind_dn),
                     pick(a.ldap_bind_password, f.ldap_bind_password),
                 ) {
-                    (Some(dn), Some(pw)) if !pw.is_empty() => Some((dn, pw)),
+                    (Some(dn), Some(pw)) if !pw.is_empty() => Some((dn, Secret(pw))),
                     (None, None) => None,
                     _ => bail!("--ldap-bind-dn and --ldap-bind-password go together"),
                 };
@@ -254,9 +272,16 @@ impl DirectorySettings {
                     group_base,
                     group_filter,
                     roles: RoleMap::parse(&pick_list(a.ldap_role, f.ldap_role), normalise_dn)?,
-                    timeout: timeout(pick(a.ldap_timeout_ms, f.ldap_timeout_ms), "--ldap-timeout-ms")?,
+                    timeout: timeout(
+                        pick(a.ldap_timeout_ms, f.ldap_timeout_ms),
+                        "--ldap-timeout-ms",
+                    )?,
                     max_concurrent,
-                    label: label(pick(a.ldap_label, f.ldap_label), "Directory", "--ldap-label")?,
+                    label: label(
+                        pick(a.ldap_label, f.ldap_label),
+                        "Directory",
+                        "--ldap-label",
+                    )?,
                 };
                 Some((settings, pick(a.ldap_ca_file, f.ldap_ca_file)))
             }
@@ -273,8 +298,8 @@ impl DirectorySettings {
                     scopes = vec!["email".to_owned(), "profile".to_owned()];
                 }
                 scopes.retain(|s| !s.trim().is_empty() && s != "openid");
-                let login_ttl = pick(a.oidc_login_ttl, f.oidc_login_ttl)
-                    .unwrap_or(DEFAULT_OIDC_LOGIN_TTL_SECS);
+                let login_ttl =
+                    pick(a.oidc_login_ttl, f.oidc_login_ttl).unwrap_or(DEFAULT_OIDC_LOGIN_TTL_SECS);
                 let max_pending = pick(a.oidc_max_pending, f.oidc_max_pending)
                     .unwrap_or(DEFAULT_OIDC_MAX_PENDING);
                 if login_ttl == 0 || max_pending == 0 {
@@ -284,7 +309,8 @@ impl DirectorySettings {
                     issuer,
                     client_id,
                     client_secret: pick(a.oidc_client_secret, f.oidc_client_secret)
-                        .filter(|s| !s.is_empty()),
+                        .filter(|s| !s.is_empty())
+                        .map(Secret),
                     redirect_url,
                     scopes,
                     role_claim: pick(a.oidc_role_claim, f.oidc_role_claim)
@@ -292,10 +318,17 @@ impl DirectorySettings {
                     roles: RoleMap::parse(&pick_list(a.oidc_role, f.oidc_role), |v| {
                         v.trim().to_owned()
                     })?,
-                    timeout: timeout(pick(a.oidc_timeout_ms, f.oidc_timeout_ms), "--oidc-timeout-ms")?,
+                    timeout: timeout(
+                        pick(a.oidc_timeout_ms, f.oidc_timeout_ms),
+                        "--oidc-timeout-ms",
+                    )?,
                     login_ttl_secs: i64::from(login_ttl),
                     max_pending,
-                    label: label(pick(a.oidc_label, f.oidc_label), "single sign-on", "--oidc-label")?,
+                    label: label(
+                        pick(a.oidc_label, f.oidc_label),
+                        "single sign-on",
+                        "--oidc-label",
+                    )?,
                 };
                 Some((settings, pick(a.oidc_ca_file, f.oidc_ca_file)))
             }
@@ -337,5 +370,111 @@ impl DirectorySettings {
             org_name: self.org_name,
             local_passwords: self.local_passwords,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(pairs: &[(&str, &str)]) -> DirectoryArgs {
+        let text: String = pairs
+            .iter()
+            .map(|(k, v)| format!("{k} = {v:?}\n"))
+            .collect();
+        toml::from_str(&text).expect("valid [directory] table")
+    }
+
+    #[test]
+    fn ldap_settings_need_a_base_and_a_real_url() {
+        let ok = DirectorySettings::merge(
+            args(&[
+                ("ldap-url", "ldaps://dc.example.org"),
+                ("ldap-base-dn", "dc=example,dc=org"),
+            ]),
+            DirectoryArgs::default(),
+        )
+        .unwrap();
+        let (ldap, ca) = ok.ldap.unwrap();
+        assert_eq!(ldap.user_filter, DEFAULT_USER_FILTER);
+        assert_eq!(ldap.group_base.as_deref(), Some("dc=example,dc=org"));
+        assert_eq!(ldap.timeout, Duration::from_secs(5));
+        assert!(ca.is_none() && ok.oidc.is_none() && !ok.local_passwords);
+        assert_eq!(ok.org_name, "Directory");
+        for bad in [
+            &[("ldap-url", "ldaps://dc.example.org")][..],
+            &[
+                ("ldap-url", "http://dc.example.org"),
+                ("ldap-base-dn", "dc=x"),
+            ],
+            &[("ldap-url", "ldap://"), ("ldap-base-dn", "dc=x")],
+            &[
+                ("ldap-url", "ldaps://dc"),
+                ("ldap-base-dn", "dc=x"),
+                ("ldap-user-filter", "(uid=x)"),
+            ],
+            &[
+                ("ldap-url", "ldaps://dc"),
+                ("ldap-base-dn", "dc=x"),
+                ("ldap-bind-dn", "cn=r"),
+            ],
+            &[
+                ("ldap-url", "ldaps://dc"),
+                ("ldap-base-dn", "dc=x"),
+                ("ldap-timeout-ms", "0"),
+            ],
+        ] {
+            let file = toml::from_str::<DirectoryArgs>(
+                &bad.iter()
+                    .map(|(k, v)| {
+                        if v.parse::<u64>().is_ok() {
+                            format!("{k} = {v}\n")
+                        } else {
+                            format!("{k} = {v:?}\n")
+                        }
+                    })
+                    .collect::<String>(),
+            )
+            .unwrap();
+            assert!(
+                DirectorySettings::merge(DirectoryArgs::default(), file).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_oidc_needs_its_client() {
+        let flag = DirectoryArgs {
+            oidc_issuer: Some("https://id.example.org".into()),
+            oidc_role: vec!["operator=ops".into()],
+            ..DirectoryArgs::default()
+        };
+        let file = args(&[
+            ("oidc-issuer", "https://other.example.org"),
+            ("oidc-client-id", "veche"),
+            (
+                "oidc-redirect-url",
+                "https://meet.example.org/api/v1/auth/oidc/callback",
+            ),
+            ("oidc-client-secret", "s3cret"),
+        ]);
+        let s = DirectorySettings::merge(flag, file).unwrap();
+        let (oidc, _) = s.oidc.unwrap();
+        assert_eq!(oidc.issuer, "https://id.example.org");
+        assert_eq!(oidc.scopes, ["email", "profile"]);
+        assert_eq!(oidc.roles.operator, ["ops"]);
+        assert!(
+            !format!("{oidc:?}").contains("s3cret"),
+            "the secret is not in Debug"
+        );
+        assert!(
+            DirectorySettings::merge(
+                args(&[("oidc-issuer", "https://id.example.org")]),
+                DirectoryArgs::default()
+            )
+            .is_err()
+        );
+        assert!(toml::from_str::<DirectoryArgs>("ldap-ulr = \"x\"").is_err());
     }
 }

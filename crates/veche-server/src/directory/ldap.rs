@@ -17,7 +17,7 @@ use ldap3::{LdapConnAsync, LdapConnSettings, Scope, SearchEntry, SearchOptions, 
 use tokio::sync::Semaphore;
 use tracing::warn;
 
-use super::{RoleMap, SignInError};
+use super::{RoleMap, Secret, SignInError};
 
 /// Longest username accepted at the form, in characters.
 pub(crate) const MAX_USERNAME_CHARS: usize = 256;
@@ -34,7 +34,7 @@ pub(crate) struct LdapSettings {
     pub(crate) url: String,
     pub(crate) starttls: bool,
     /// Service account for the search; `None`: an anonymous search.
-    pub(crate) bind: Option<(String, String)>,
+    pub(crate) bind: Option<(String, Secret)>,
     pub(crate) base_dn: String,
     /// With `{username}` where the (escaped) username goes.
     pub(crate) user_filter: String,
@@ -51,21 +51,11 @@ pub(crate) struct LdapSettings {
 }
 
 /// A configured directory: its settings, TLS and the bound on binds at once.
+#[derive(Debug)]
 pub(crate) struct LdapDirectory {
     settings: LdapSettings,
     tls: Arc<rustls::ClientConfig>,
     permits: Arc<Semaphore>,
-}
-
-/// The bind password stays out of logs.
-impl std::fmt::Debug for LdapDirectory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LdapDirectory")
-            .field("url", &self.settings.url)
-            .field("base_dn", &self.settings.base_dn)
-            .field("bind_dn", &self.settings.bind.as_ref().map(|(dn, _)| dn))
-            .finish_non_exhaustive()
-    }
 }
 
 /// What the directory said of a user who bound with the right password.
@@ -146,11 +136,8 @@ impl LdapDirectory {
         let tls = Arc::clone(&self.tls);
         let (username, password) = (username.to_owned(), password.to_owned());
         let task = tokio::spawn(async move {
-            let out = tokio::time::timeout(
-                timeout,
-                exchange(&settings, tls, &username, &password),
-            )
-            .await;
+            let out =
+                tokio::time::timeout(timeout, exchange(&settings, tls, &username, &password)).await;
             drop(permit);
             out
         });
@@ -194,13 +181,18 @@ async fn signed_in(
     password: &str,
 ) -> Result<Outcome, LdapFailure> {
     if let Some((dn, pw)) = &s.bind {
-        let res = ldap.simple_bind(dn, pw).await?;
+        let res = ldap.simple_bind(dn, &pw.0).await?;
         if res.rc != 0 {
             return Err(LdapFailure::ServiceBind(res.rc));
         }
     }
     let filter = s.user_filter.replace("{username}", &ldap_escape(username));
-    let attrs = vec![s.email_attr.as_str(), s.name_attr.as_str(), "cn", "memberOf"];
+    let attrs = vec![
+        s.email_attr.as_str(),
+        s.name_attr.as_str(),
+        "cn",
+        "memberOf",
+    ];
     // Two at most: one is the user, two means the filter is ambiguous.
     let found = ldap
         .with_search_options(SearchOptions::new().sizelimit(2))
@@ -234,7 +226,9 @@ async fn signed_in(
         .map(|g| normalise_dn(g))
         .collect();
     if let Some(base) = &s.group_base {
-        let filter = s.group_filter.replace("{dn}", &ldap_escape(entry.dn.as_str()));
+        let filter = s
+            .group_filter
+            .replace("{dn}", &ldap_escape(entry.dn.as_str()));
         let found = ldap
             .with_search_options(SearchOptions::new().sizelimit(MAX_GROUPS))
             .search(base, Scope::Subtree, &filter, vec!["1.1"])

@@ -19,8 +19,6 @@ use axum::http::StatusCode;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
-pub(crate) use crate::store::ExternalIdentity;
-
 /// The default name of the organisation directory users join.
 pub(crate) const DEFAULT_DIRECTORY_ORG: &str = "Directory";
 
@@ -45,6 +43,16 @@ impl Directory {
     }
 }
 
+/// A password or client secret from the operator: kept out of `Debug`, so out of logs.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Secret(pub(crate) String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// Which role a group (LDAP) or claim value (OIDC) grants: `ROLE=VALUE` pairs from the
 /// command line, with ROLE `org-admin` or `operator`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,7 +64,10 @@ pub(crate) struct RoleMap {
 impl RoleMap {
     /// Parses `org-admin=VALUE` / `operator=VALUE`; `normalise` is applied to each value
     /// (DNs compare case- and space-insensitively, claim values exactly).
-    pub(crate) fn parse(pairs: &[String], normalise: fn(&str) -> String) -> anyhow::Result<RoleMap> {
+    pub(crate) fn parse(
+        pairs: &[String],
+        normalise: fn(&str) -> String,
+    ) -> anyhow::Result<RoleMap> {
         let mut map = RoleMap::default();
         for pair in pairs {
             let (role, value) = pair
@@ -69,9 +80,9 @@ impl RoleMap {
             match role.trim() {
                 "org-admin" => map.org_admin.push(value),
                 "operator" => map.operator.push(value),
-                other => anyhow::bail!(
-                    "role mapping {pair:?}: {other:?} is not org-admin or operator"
-                ),
+                other => {
+                    anyhow::bail!("role mapping {pair:?}: {other:?} is not org-admin or operator")
+                }
             }
         }
         Ok(map)
@@ -84,7 +95,11 @@ impl RoleMap {
         held: impl IntoIterator<Item = &'a str> + Clone,
     ) -> (Option<bool>, Option<bool>) {
         let has = |wanted: &[String]| {
-            (!wanted.is_empty()).then(|| held.clone().into_iter().any(|h| wanted.iter().any(|w| w == h)))
+            (!wanted.is_empty()).then(|| {
+                held.clone()
+                    .into_iter()
+                    .any(|h| wanted.iter().any(|w| w == h))
+            })
         };
         (has(&self.org_admin), has(&self.operator))
     }
@@ -127,6 +142,9 @@ pub enum SignInError {
     /// Too many sign-ins under way at once.
     #[error("too many sign-ins are under way; try again in a minute")]
     TooManyPending,
+    /// This kind of sign-in (`LDAP`, `OpenID Connect`) is not set up on this server.
+    #[error("{0} sign-in is not configured on this server")]
+    NotConfigured(&'static str),
 }
 
 impl SignInError {
@@ -142,6 +160,7 @@ impl SignInError {
             SignInError::TokenInvalid => "oidc_token_invalid",
             SignInError::EmailUnverified => "oidc_email_unverified",
             SignInError::TooManyPending => "oidc_busy",
+            SignInError::NotConfigured(_) => "not_found",
         }
     }
 
@@ -151,6 +170,7 @@ impl SignInError {
             | SignInError::ProviderUnavailable
             | SignInError::TooManyPending => StatusCode::SERVICE_UNAVAILABLE,
             SignInError::NoEmail | SignInError::EmailUnverified => StatusCode::FORBIDDEN,
+            SignInError::NotConfigured(_) => StatusCode::NOT_FOUND,
             SignInError::StateMismatch
             | SignInError::StateUnknown
             | SignInError::ProviderRefused(_)
@@ -214,7 +234,10 @@ mod tests {
         assert_eq!(map.grant(["ops"]), (Some(false), Some(true)));
         assert_eq!(RoleMap::default().grant(["ops"]), (None, None));
         for bad in ["admin=x", "org-admin=", "no-equals"] {
-            assert!(RoleMap::parse(&[bad.into()], ldap::normalise_dn).is_err(), "{bad}");
+            assert!(
+                RoleMap::parse(&[bad.into()], ldap::normalise_dn).is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tracing::warn;
 
-use super::{RoleMap, SignInError};
+use super::{RoleMap, Secret, SignInError};
 use crate::store::{ExternalIdentity, PendingOidcLogin};
 
 /// Largest answer read from the provider (discovery, keys, tokens), in bytes.
@@ -42,7 +42,7 @@ const METADATA_TTL: Duration = Duration::from_secs(3600);
 pub(crate) struct OidcSettings {
     pub(crate) issuer: String,
     pub(crate) client_id: String,
-    pub(crate) client_secret: Option<String>,
+    pub(crate) client_secret: Option<Secret>,
     /// This server's callback, `https://HOST/api/v1/auth/oidc/callback`, as registered at
     /// the provider.
     pub(crate) redirect_url: String,
@@ -195,7 +195,7 @@ impl OidcProvider {
             warn!(error = %e, "the OpenID issuer URL is invalid");
             SignInError::ProviderUnavailable
         })?;
-        let http = |req| send(self.http.clone(), req);
+        let http = |req: HttpRequest| send(self.http.clone(), req);
         let metadata = CoreProviderMetadata::discover_async(issuer, &http)
             .await
             .map_err(|e| {
@@ -209,7 +209,10 @@ impl OidcProvider {
         let client = Client::from_provider_metadata(
             metadata,
             ClientId::new(self.settings.client_id.clone()),
-            self.settings.client_secret.clone().map(ClientSecret::new),
+            self.settings
+                .client_secret
+                .clone()
+                .map(|s| ClientSecret::new(s.0)),
         )
         .set_redirect_uri(redirect);
         let client = Arc::new(client);
@@ -255,7 +258,7 @@ impl OidcProvider {
         login: &PendingOidcLogin,
     ) -> Result<ExternalIdentity, SignInError> {
         let client = self.client().await?;
-        let http = |req| send(self.http.clone(), req);
+        let http = |req: HttpRequest| send(self.http.clone(), req);
         let request = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| {

@@ -299,11 +299,13 @@ impl Store {
 
     /// Deletes OpenID Connect sign-ins older than `ttl_secs` that were never finished.
     pub async fn purge_oidc_logins(&self, now: i64, ttl_secs: i64) -> StoreResult<u64> {
-        Ok(sqlx::query("DELETE FROM oidc_logins WHERE created_at <= $1")
-            .bind(now - ttl_secs)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+        Ok(
+            sqlx::query("DELETE FROM oidc_logins WHERE created_at <= $1")
+                .bind(now - ttl_secs)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
     }
 }
 
