@@ -83,7 +83,7 @@ export async function showLogin() {
   });
   const form = h('form', { class: 'stack card', id: 'login-form' },
     h('label', {}, emailLabel, email), field('Password', password),
-    directory.ldap ? h('label', { class: 'inline' }, useDirectory, h('span', { text: `${directory.ldap.label} account` })) : null,
+    directory.ldap ? h('label', { class: 'check' }, useDirectory, h('span', { text: `${directory.ldap.label} account` })) : null,
     error,
     h('button', { type: 'submit', class: 'button primary', text: 'Sign in' }),
     directory.oidc
