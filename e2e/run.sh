@@ -13,7 +13,7 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   apt-get update
   DEBIAN_FRONTEND=noninteractive apt-get install -y nodejs npm
 fi
-if [ ! -d e2e/node_modules/playwright-core ] || [ ! -d e2e/node_modules/typescript ]; then
+if [ ! -d e2e/node_modules/playwright-core ] || [ ! -d e2e/node_modules/typescript ] || [ ! -d e2e/node_modules/oidc-provider ]; then
   npm ci --prefix e2e --no-audit --no-fund
 fi
 

@@ -12,9 +12,14 @@ command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || need_apt+=(ipr
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 # The storage tests start a throwaway PostgreSQL server (crates/veche-server/tests/support).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+# The directory sign-in tests start a throwaway OpenLDAP server (tests/support/slapd.rs).
+[ -x /usr/sbin/slapd ] || need_apt+=(slapd ldap-utils)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  # slapd's package would ask for a domain and an admin password and set up a system
+  # directory; the tests make their own, so it is told to configure nothing.
+  echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi

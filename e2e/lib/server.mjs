@@ -13,10 +13,10 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /**
- * @param {string} host
+ * @param {string} [host]
  * @returns {Promise<number>} a TCP port that was free a moment ago
  */
-function freeTcpPort(host) {
+export function freeTcpPort(host = '127.0.0.1') {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);

@@ -52,21 +52,52 @@ function field(label, input) {
   return h('label', {}, h('span', { text: label }), input);
 }
 
-export function showLogin() {
+/** What the sign-in page says when directory sign-in sent the browser back with an error. */
+const SSO_ERRORS = /** @type {Record<string, string>} */ ({
+  oidc_state_mismatch: 'The sign-in response did not belong to this browser’s sign-in. Start again.',
+  oidc_state_unknown: 'This sign-in was already used or has expired. Start again.',
+  oidc_code_rejected: 'The identity provider refused the sign-in code. Start again.',
+  oidc_token_invalid: 'The identity provider’s answer did not verify.',
+  oidc_email_unverified: 'The identity provider did not confirm your email address.',
+  oidc_unavailable: 'The identity provider is unreachable; try again later.',
+  oidc_provider_error: 'The identity provider refused the sign-in.',
+  oidc_busy: 'Too many sign-ins are under way; try again in a minute.',
+});
+
+export async function showLogin() {
+  const params = new URLSearchParams(location.search);
+  const next = safeNext(params.get('next'), location.origin, '/meetings');
   const email = h('input', { id: 'login-email', type: 'email', autocomplete: 'username', required: true });
   const password = h('input', { id: 'login-password', type: 'password', autocomplete: 'current-password', required: true });
   const error = h('p', { class: 'error', id: 'login-error', role: 'alert' });
+  const ssoError = params.get('sso_error');
+  if (ssoError) error.textContent = SSO_ERRORS[ssoError] ?? `Sign-in failed (${ssoError}).`;
+  /** @type {{ldap?: {label: string} | null, oidc?: {label: string} | null}} */
+  const directory = (await api('GET', '/config').catch(() => null))?.directory ?? {};
+  // With a directory, the same form signs in with its username and password instead.
+  const useDirectory = h('input', { id: 'login-directory', type: 'checkbox' });
+  const emailLabel = h('span', { text: 'Email' });
+  useDirectory.addEventListener('change', () => {
+    email.type = useDirectory.checked ? 'text' : 'email';
+    emailLabel.textContent = useDirectory.checked ? 'Username' : 'Email';
+  });
   const form = h('form', { class: 'stack card', id: 'login-form' },
-    field('Email', email), field('Password', password), error,
+    h('label', {}, emailLabel, email), field('Password', password),
+    directory.ldap ? h('label', { class: 'check' }, useDirectory, h('span', { text: `${directory.ldap.label} account` })) : null,
+    error,
     h('button', { type: 'submit', class: 'button primary', text: 'Sign in' }),
+    directory.oidc
+      ? h('a', { class: 'button', id: 'sso-btn', href: `/api/v1/auth/oidc/start?next=${encodeURIComponent(next)}`, text: `Sign in with ${directory.oidc.label}` })
+      : null,
     h('p', { class: 'muted' }, 'No account? ', h('a', { href: '/signup', text: 'Sign up' })));
   form.addEventListener('submit', async event => {
     event.preventDefault();
     try {
-      const res = await api('POST', '/auth/login', { email: email.value, password: password.value });
+      const res = useDirectory.checked
+        ? await api('POST', '/auth/ldap', { username: email.value, password: password.value })
+        : await api('POST', '/auth/login', { email: email.value, password: password.value });
       rememberCsrf(res.csrf_token);
-      const next = new URLSearchParams(location.search).get('next');
-      location.assign(safeNext(next, location.origin, '/meetings'));
+      location.assign(next);
     } catch (e) {
       fail(error, e);
     }

@@ -169,6 +169,7 @@ impl Harness {
                 clock: Arc::new(SystemClock),
                 sfu: Some(sfu),
                 sockets: Arc::default(),
+                directory: Arc::default(),
             });
             let (member_user, member, member_csrf) = users.pop().expect("two users");
             let (_, operator, _) = users.pop().expect("two users");

@@ -18,6 +18,7 @@ use veche_sfu::Limits;
 use crate::api::{AccountSettings, DEFAULT_MAX_API_BODY_BYTES};
 use crate::auth::{DEFAULT_HASH_WAIT, default_hash_concurrency};
 use crate::cidr::Cidr;
+use crate::directory::config::{DirectoryArgs, DirectorySettings};
 use crate::state::MetricsAccess;
 use crate::store::{LockoutPolicy, sqlite_url_in};
 
@@ -342,6 +343,9 @@ pub(crate) struct ServeArgs {
     /// [default: text].
     #[arg(long, env = "VECHE_LOG_FORMAT", value_name = "FORMAT")]
     pub(crate) log_format: Option<LogFormat>,
+
+    #[command(flatten)]
+    pub(crate) directory: DirectoryArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
@@ -391,6 +395,8 @@ struct FileConfig {
     hash_wait_ms: Option<u64>,
     max_api_body_bytes: Option<usize>,
     audit_retention_days: Option<u32>,
+    /// Directory sign-in, as a `[directory]` table keyed by flag name.
+    directory: Option<DirectoryArgs>,
 }
 
 /// Where HTTPS gets its certificate.
@@ -440,6 +446,8 @@ pub(crate) struct Config {
     pub(crate) audit_retention_secs: Option<i64>,
     /// How often running meetings' state is written at most.
     pub(crate) live_save: Duration,
+    /// LDAP and OpenID Connect sign-in.
+    pub(crate) directory: DirectorySettings,
 }
 
 impl Config {
@@ -671,6 +679,10 @@ impl Config {
             hash_wait,
             audit_retention_secs,
             live_save,
+            directory: DirectorySettings::merge(
+                args.directory,
+                file.directory.unwrap_or_default(),
+            )?,
         })
     }
 }

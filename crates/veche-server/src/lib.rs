@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 mod cidr;
 mod config;
+pub mod directory;
 mod gate;
 mod http;
 mod ratelimit;

@@ -44,6 +44,13 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
                 .context("preparing password hashing")?,
         );
     info!(database = %redact(&config.database), "database ready");
+    let directory = Arc::new(
+        config
+            .directory
+            .clone()
+            .build()
+            .context("preparing directory sign-in")?,
+    );
     let tls_files = tls::resolve(&config.tls, &config.data_dir, config.http, &public_ips)?;
     let tls_config = match &tls_files {
         Some((cert, key)) => Some(RustlsConfig::from_config(tls::server_config(cert, key)?)),
@@ -107,6 +114,11 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         store.clone(),
         accounts.lockout,
         config.audit_retention_secs,
+        config
+            .directory
+            .oidc
+            .as_ref()
+            .map(|(o, _)| o.login_ttl_secs),
     ));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let event_writer = tokio::spawn(store_events(
@@ -136,6 +148,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             clock,
             sfu: Some(sfu.clone()),
             sockets,
+            directory,
         }),
     );
 
@@ -226,10 +239,16 @@ async fn purge_periodically(
     store: Store,
     policy: LockoutPolicy,
     audit_retention_secs: Option<i64>,
+    oidc_login_ttl_secs: Option<i64>,
 ) {
     let mut tick = tokio::time::interval(PURGE_INTERVAL);
     loop {
         tick.tick().await;
+        if let Some(ttl) = oidc_login_ttl_secs
+            && let Err(e) = store.purge_oidc_logins(SystemClock.now(), ttl).await
+        {
+            warn!(error = %e, "purging unfinished OpenID Connect sign-ins failed");
+        }
         match store
             .purge_expired(SystemClock.now(), policy, audit_retention_secs)
             .await

@@ -572,7 +572,11 @@ async fn closed_signup_and_password_change() {
     let cfg = app.call("get", "/config", Auth::None, None).await;
     assert_eq!(
         cfg.body,
-        json!({"signup_open": false, "guest_rooms": false})
+        json!({
+            "signup_open": false,
+            "guest_rooms": false,
+            "directory": {"ldap": null, "oidc": null},
+        })
     );
     let r = app
         .call(

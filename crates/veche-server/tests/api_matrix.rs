@@ -35,6 +35,10 @@ fn expected(method: &str, path: &str) -> Option<[u16; 7]> {
         ("get", "/openapi.json") | ("get", "/config") | ("get", "/plans") => ALL_OK,
         ("post", "/auth/signup") => [201; 7],
         ("post", "/auth/login") => ALL_OK,
+        // Directory sign-in is not configured in this fixture (tests/directory_ldap.rs and
+        // e2e/oidc.test.mjs test it against real servers).
+        ("post", "/auth/ldap") => [404; 7],
+        ("get", "/auth/oidc/start") | ("get", "/auth/oidc/callback") => [303; 7],
         ("post", "/auth/logout") => [401, 204, 204, 204, 204, 204, 204],
         ("get", "/auth/me") | ("post", "/auth/password") | ("get", "/meetings") => USER_OK,
         ("post", "/meetings") => [401, 201, 201, 201, 201, 201, 201],
@@ -257,6 +261,7 @@ async fn prepare(
         ("post", "/auth/login") => {
             Some(json!({"email": own_email, "password": password_of(&own_email)}))
         }
+        ("post", "/auth/ldap") => Some(json!({"username": "member", "password": "whatever"})),
         ("post", "/auth/password") => Some(json!({
             "current_password": password_of(&own_email), "new_password": password_of(&own_email)
         })),

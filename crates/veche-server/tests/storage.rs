@@ -10,8 +10,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use veche_server::store::{
-    JoinError, JoinRole, LockoutPolicy, MeetingPatch, NewAuditEntry, NewMeeting, NewUser, OrgRole,
-    Plan, Recurrence, RequestStatus, Store, StoreError, UsageRecord, User, UserRole,
+    ExternalIdentity, JoinError, JoinRole, LockoutPolicy, MeetingPatch, NewAuditEntry, NewMeeting,
+    NewUser, OrgRole, PendingOidcLogin, Plan, Provisioned, Recurrence, RequestStatus, Store,
+    StoreError, UsageRecord, User, UserRole,
 };
 
 const T0: i64 = 1_800_000_000;
@@ -47,6 +48,7 @@ const SUITE: &[(&str, Check)] = checks![
     data_survives_reopen,
     two_processes_write_at_once,
     simultaneous_first_start,
+    directory_accounts,
 ];
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -1201,4 +1203,172 @@ async fn simultaneous_first_start(url: String) {
         let store = o.await.unwrap().expect("concurrent first open");
         assert_eq!(store.plans().await.unwrap().len(), 3);
     }
+}
+
+fn external(subject: &str, email: &str, org_admin: Option<bool>) -> ExternalIdentity {
+    ExternalIdentity {
+        provider: "ldap",
+        subject: subject.into(),
+        login_name: Some(subject.into()),
+        email: email.into(),
+        name: " Alice\u{7} Directory ".into(),
+        org_admin,
+        operator: None,
+    }
+}
+
+/// Directory sign-in's linking rules, roles, local passwords, familiar addresses, and the
+/// one-time OpenID Connect sign-ins.
+async fn directory_accounts(url: String) {
+    let store = Store::open(&url).await.unwrap();
+    let local = user(&store, "bob@example.org", None, OrgRole::Member).await;
+    // A new identity: a new account in the directory organisation, admin by its group.
+    let (alice, how) = store
+        .directory_sign_in(
+            &external("alice", "Alice@Example.org", Some(true)),
+            "Example",
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(how, Provisioned::Created);
+    assert_eq!(alice.email, "alice@example.org");
+    assert_eq!(
+        alice.name, "Alice Directory",
+        "trimmed, control characters dropped"
+    );
+    assert_eq!(alice.org_role, OrgRole::Admin);
+    let org = store.org(&alice.org_id).await.unwrap().unwrap();
+    assert_eq!(org.name, "Example");
+    assert_eq!(
+        store
+            .check_login("alice@example.org", "!directory")
+            .await
+            .unwrap(),
+        None
+    );
+    // Signed in again, no longer in the admin group: the same account, a member now.
+    let (again, how) = store
+        .directory_sign_in(
+            &external("alice", "alice@example.org", Some(false)),
+            "Other",
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!((how, &again.id), (Provisioned::Existing, &alice.id));
+    assert_eq!(again.org_role, OrgRole::Member);
+    // Another directory user joins the same organisation.
+    let (carol, _) = store
+        .directory_sign_in(&external("carol", "carol@example.org", None), "Other", T0)
+        .await
+        .unwrap();
+    assert_eq!(carol.org_id, alice.org_id);
+    // An existing account is linked by email and keeps its organisation and role there.
+    let (bob, how) = store
+        .directory_sign_in(
+            &external("bob", "BOB@example.org", Some(false)),
+            "Other",
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!((how, &bob.id), (Provisioned::Linked, &local.id));
+    assert_eq!(
+        (bob.org_id.as_str(), bob.org_role),
+        (local.org_id.as_str(), OrgRole::Admin)
+    );
+    assert!(store.is_directory_linked(&bob.id).await.unwrap());
+    assert!(!store.is_directory_linked(&org.id).await.unwrap());
+    let pw = "password-of-bob@example.org";
+    assert!(
+        store
+            .check_local_login("bob@example.org", pw, true)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .check_local_login("bob@example.org", pw, false)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store
+        .remember_source(&bob.id, "10.0.0.1", T0)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .is_known_directory_source("ldap", "bob", "10.0.0.1")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .is_known_directory_source("ldap", "bob", "10.0.0.2")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .is_known_directory_source("oidc", "bob", "10.0.0.1")
+            .await
+            .unwrap()
+    );
+
+    let login = PendingOidcLogin {
+        nonce: "nonce".into(),
+        pkce_verifier: "verifier".into(),
+        next: "/meetings".into(),
+        created_at: T0,
+    };
+    assert!(
+        store
+            .begin_oidc_login("state-1", &login, 600, 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .begin_oidc_login("state-2", &login, 600, 2)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .begin_oidc_login("state-3", &login, 600, 2)
+            .await
+            .unwrap(),
+        "bounded"
+    );
+    let taken = store
+        .take_oidc_login("state-1", T0 + 10, 600)
+        .await
+        .unwrap();
+    assert_eq!(taken, Some(login.clone()));
+    assert_eq!(
+        store
+            .take_oidc_login("state-1", T0 + 10, 600)
+            .await
+            .unwrap(),
+        None,
+        "once"
+    );
+    assert_eq!(
+        store
+            .take_oidc_login("state-2", T0 + 600, 600)
+            .await
+            .unwrap(),
+        None,
+        "expired"
+    );
+    assert!(
+        store
+            .begin_oidc_login("state-4", &login, 600, 2)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.purge_oidc_logins(T0 + 600, 600).await.unwrap(), 1);
 }

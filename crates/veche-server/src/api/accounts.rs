@@ -62,10 +62,11 @@ pub(super) async fn config(State(state): State<ApiState>) -> impl IntoResponse {
     axum::Json(json!({
         "signup_open": state.settings.signup_open,
         "guest_rooms": state.settings.guest_rooms,
+        "directory": state.directory.public_config(),
     }))
 }
 
-fn session_cookie(token: &str, max_age: i64, secure: bool) -> Option<HeaderValue> {
+pub(super) fn session_cookie(token: &str, max_age: i64, secure: bool) -> Option<HeaderValue> {
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
@@ -75,7 +76,11 @@ fn session_cookie(token: &str, max_age: i64, secure: bool) -> Option<HeaderValue
 
 /// Starts a session and answers like login: the token in the body for API clients, the
 /// cookie for the browser.
-async fn start_session(state: &ApiState, user: User, status: StatusCode) -> ApiResult<Response> {
+pub(super) async fn start_session(
+    state: &ApiState,
+    user: User,
+    status: StatusCode,
+) -> ApiResult<Response> {
     let (token, session) = state
         .store
         .create_session(&user.id, state.now(), SESSION_TTL_SECS)
@@ -163,7 +168,7 @@ pub(super) async fn signup(
 }
 
 /// A password too long to be anyone's is refused before it costs a verification.
-fn check_secret_length(field: &'static str, secret: &str) -> ApiResult<()> {
+pub(super) fn check_secret_length(field: &'static str, secret: &str) -> ApiResult<()> {
     if secret.chars().count() > MAX_PASSWORD_CHARS {
         return Err(ApiError::InvalidField {
             field,
@@ -173,12 +178,10 @@ fn check_secret_length(field: &'static str, secret: &str) -> ApiResult<()> {
     Ok(())
 }
 
-/// Checks `password` for the (normalised) `email` under the attempt limits of
-/// [`crate::store::Store::begin_attempt`]: per (account, address) and per address, each
-/// reserved before the verification, and — unless the address is `familiar` — the
-/// account's slow-down. Login and password change share these keys, so a stolen session
-/// gets no more guesses than a login form. Every failure answers the same
-/// `invalid_credentials`, and an unknown email is counted like a real one.
+/// Checks `password` for the (normalised) `email` under the attempt limits of [`limited`].
+/// Login and password change share these keys, so a stolen session gets no more guesses
+/// than a login form. Every failure answers the same `invalid_credentials`, and an unknown
+/// email is counted like a real one.
 async fn verify_limited(
     state: &ApiState,
     ip: Option<&str>,
@@ -186,12 +189,35 @@ async fn verify_limited(
     password: &str,
     familiar: bool,
 ) -> ApiResult<User> {
+    let local_passwords = state.directory.local_passwords;
+    limited(state, ip, email, familiar, async {
+        Ok(state
+            .store
+            .check_local_login(email, password, local_passwords)
+            .await?)
+    })
+    .await
+}
+
+/// Runs `check` — a password check for the account `login` names — under the attempt
+/// limits of [`crate::store::Store::begin_attempt`]: per (account, address) and per
+/// address, each reserved before the check, and — unless the address is `familiar` — the
+/// account's slow-down. `Ok(None)` from `check` is a wrong password (counted, and a
+/// lockout it causes audited); an `Err` decided nothing and counts nothing. Local and
+/// directory sign-in share these keys.
+pub(super) async fn limited<T>(
+    state: &ApiState,
+    ip: Option<&str>,
+    login: &str,
+    familiar: bool,
+    check: impl Future<Output = ApiResult<Option<T>>>,
+) -> ApiResult<T> {
     let now = state.now();
     let policy = state.settings.lockout;
     let source = ip.unwrap_or("-");
-    let pair_key = format!("login:{email}|{source}");
+    let pair_key = format!("login:{login}|{source}");
     let source_key = format!("login-ip:{source}");
-    let account_key = format!("login-account:{email}");
+    let account_key = format!("login-account:{login}");
     let hard = [
         (pair_key.as_str(), policy.max_failures),
         (source_key.as_str(), policy.source_failures),
@@ -202,12 +228,12 @@ async fn verify_limited(
         .begin_attempt(&hard, slow, now, policy)
         .await?
         .map_err(|r| ApiError::LockedOut(r.retry_after_secs))?;
-    match state.store.check_login(email, password).await {
-        Ok(Some(user)) => {
+    match check.await {
+        Ok(Some(found)) => {
             // The pair's failures are forgotten; the address's are not, so one valid
             // account cannot be used to keep guessing others' passwords from it.
             state.store.attempt_succeeded(attempt, &[&pair_key]).await?;
-            Ok(user)
+            Ok(found)
         }
         Ok(None) => {
             let caller = Caller {
@@ -225,7 +251,7 @@ async fn verify_limited(
         }
         Err(e) => {
             state.store.attempt_abandoned(attempt).await?;
-            Err(e.into())
+            Err(e)
         }
     }
 }

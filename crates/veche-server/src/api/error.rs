@@ -11,6 +11,7 @@ use serde_json::json;
 use veche_proto::ErrorCode;
 use veche_sfu::ControlError;
 
+use crate::directory::SignInError;
 use crate::store::{JoinError, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +77,9 @@ pub enum ApiError {
     /// `/metrics` without the `--metrics-token` bearer token.
     #[error("metrics need the bearer token the server was started with")]
     MetricsToken,
+    /// Directory or OpenID Connect sign-in failed for a reason of its own.
+    #[error("{0}")]
+    SignIn(#[from] SignInError),
     #[error("internal error")]
     Internal(String),
 }
@@ -104,6 +108,7 @@ impl ApiError {
             ApiError::MetricsToken => "unauthenticated",
             ApiError::Busy(_) => "busy",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::SignIn(e) => e.code(),
             ApiError::Internal(_) => "internal",
         }
     }
@@ -129,6 +134,7 @@ impl ApiError {
             ApiError::MetricsToken => StatusCode::UNAUTHORIZED,
             ApiError::Unavailable | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::SignIn(e) => e.status(),
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod admin;
+mod directory;
 mod error;
 mod meetings;
 pub mod openapi;
@@ -28,6 +29,7 @@ use veche_sfu::SfuHandle;
 pub use error::ApiError;
 
 use crate::auth::constant_time_eq;
+use crate::directory::Directory;
 use crate::sockets::LiveSockets;
 use crate::store::{Actor, LockoutPolicy, NewAuditEntry, Session, Store, User};
 
@@ -92,6 +94,8 @@ pub struct ApiState {
     pub sfu: Option<SfuHandle>,
     /// The live signalling connections, to end those of a session that ends.
     pub sockets: Arc<LiveSockets>,
+    /// Directory sign-in (LDAP, OpenID Connect), as configured; empty by default.
+    pub directory: Arc<Directory>,
 }
 
 impl ApiState {
@@ -134,6 +138,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/auth/logout", post(accounts::logout))
         .route("/auth/me", get(accounts::me))
         .route("/auth/password", post(accounts::change_password))
+        .route("/auth/ldap", post(directory::ldap_login))
+        .route("/auth/oidc/start", get(directory::oidc_start))
+        .route("/auth/oidc/callback", get(directory::oidc_callback))
         .route("/plans", get(admin::list_plans))
         .route("/plans/{plan}", put(admin::update_plan))
         .route("/meetings", get(meetings::list).post(meetings::create))
@@ -236,15 +243,20 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub(crate) fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value)
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<&str> {
+    cookie_value(headers, SESSION_COOKIE)
 }
 
 /// The session token of a request and whether it came in the cookie (`false`: a bearer

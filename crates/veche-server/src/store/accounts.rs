@@ -105,7 +105,7 @@ pub(crate) const MAX_NAME_CHARS: usize = 100;
 /// Longest email address (RFC 5321's limit on a forward path), in bytes.
 pub(crate) const MAX_EMAIL_BYTES: usize = 254;
 
-const USER_COLUMNS: &str = "id, email, name, role, org_id, org_role, created_at";
+pub(super) const USER_COLUMNS: &str = "id, email, name, role, org_id, org_role, created_at";
 
 pub(crate) fn normalize_email(email: &str) -> StoreResult<String> {
     let email = email.trim();
@@ -186,7 +186,7 @@ fn check_new_user_fields(new: &NewUser) -> StoreResult<Checked> {
     })
 }
 
-fn user_from_row(row: &AnyRow) -> StoreResult<User> {
+pub(super) fn user_from_row(row: &AnyRow) -> StoreResult<User> {
     let role: String = row.try_get("role")?;
     let org_role: String = row.try_get("org_role")?;
     Ok(User {
@@ -207,13 +207,61 @@ fn user_from_row(row: &AnyRow) -> StoreResult<User> {
     })
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
 fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_foreign_key_violation())
 }
+
+/// A new organisation on the free plan; its id.
+pub(super) async fn insert_org(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    name: &str,
+    now: i64,
+) -> StoreResult<String> {
+    let org_id = row_id();
+    sqlx::query("INSERT INTO orgs (id, name, plan_id, created_at) VALUES ($1, $2, 'free', $3)")
+        .bind(&org_id)
+        .bind(name)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(org_id)
+}
+
+/// Inserts `user` with `password_hash` (a PHC string, or [`NO_PASSWORD`]).
+pub(super) async fn insert_user(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user: &User,
+    password_hash: &str,
+) -> StoreResult<()> {
+    let inserted = sqlx::query(
+        "INSERT INTO users (id, email, name, password_hash, role, org_id, org_role, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&user.id)
+    .bind(&user.email)
+    .bind(&user.name)
+    .bind(password_hash)
+    .bind(user.role.as_str())
+    .bind(&user.org_id)
+    .bind(user.org_role.as_str())
+    .bind(user.created_at)
+    .execute(&mut **tx)
+    .await;
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict("account")),
+        Err(e) if is_foreign_key_violation(&e) => Err(StoreError::NotFound("organisation")),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The password hash of an account made by directory sign-in: no PHC string, so no
+/// password verifies against it (checked before any hashing, at the cost of a dummy one).
+pub(super) const NO_PASSWORD: &str = "!directory";
 
 impl Store {
     pub async fn create_user(&self, new: NewUser, now: i64) -> StoreResult<User> {
@@ -231,17 +279,8 @@ impl Store {
             // when another process writes. The foreign key tells a missing organisation.
             Some(org_id) => (org_id, new.org_role),
             None => {
-                let org_id = row_id();
                 let org_name = org_name.unwrap_or_else(|| format!("{name}'s organisation"));
-                sqlx::query(
-                    "INSERT INTO orgs (id, name, plan_id, created_at) VALUES ($1, $2, 'free', $3)",
-                )
-                .bind(&org_id)
-                .bind(&org_name)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                (org_id, OrgRole::Admin)
+                (insert_org(&mut tx, &org_name, now).await?, OrgRole::Admin)
             }
         };
         let user = User {
@@ -253,28 +292,7 @@ impl Store {
             org_role,
             created_at: now,
         };
-        let inserted = sqlx::query(
-            "INSERT INTO users (id, email, name, password_hash, role, org_id, org_role, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&user.id)
-        .bind(&user.email)
-        .bind(&user.name)
-        .bind(&hash)
-        .bind(user.role.as_str())
-        .bind(&user.org_id)
-        .bind(user.org_role.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict("account")),
-            Err(e) if is_foreign_key_violation(&e) => {
-                return Err(StoreError::NotFound("organisation"));
-            }
-            Err(e) => return Err(e.into()),
-        }
+        insert_user(&mut tx, &user, &hash).await?;
         tx.commit().await?;
         Ok(user)
     }
@@ -370,12 +388,26 @@ impl Store {
     /// The user if `password` is theirs. An unknown email costs the same hashing time as a
     /// wrong password, so timing does not reveal which accounts exist.
     pub async fn check_login(&self, email: &str, password: &str) -> StoreResult<Option<User>> {
+        self.check_local_login(email, password, true).await
+    }
+
+    /// [`Store::check_login`], where an account linked to a directory identity verifies
+    /// only if `linked_may_use_password`. An account made by directory sign-in has no local
+    /// password at all. Both cost a dummy verification, like an unknown email.
+    pub async fn check_local_login(
+        &self,
+        email: &str,
+        password: &str,
+        linked_may_use_password: bool,
+    ) -> StoreResult<Option<User>> {
         let Ok(email) = normalize_email(email) else {
             self.hasher.verify_dummy(password).await?;
             return Ok(None);
         };
         let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS}, password_hash FROM users WHERE email = $1"
+            "SELECT {USER_COLUMNS}, password_hash, \
+             (SELECT COUNT(*) FROM directory_links d WHERE d.user_id = users.id) AS links \
+             FROM users WHERE email = $1"
         ))
         .bind(email)
         .fetch_optional(&self.pool)
@@ -385,6 +417,11 @@ impl Store {
             return Ok(None);
         };
         let hash: String = row.try_get("password_hash")?;
+        let links: i64 = row.try_get("links")?;
+        if hash == NO_PASSWORD || (links > 0 && !linked_may_use_password) {
+            self.hasher.verify_dummy(password).await?;
+            return Ok(None);
+        }
         if self.hasher.verify(password, &hash).await? {
             Ok(Some(user_from_row(&row)?))
         } else {

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod attempts;
+mod directory;
 mod live;
 mod meetings;
 mod plans;
@@ -24,6 +25,7 @@ use crate::auth::{HashError, Hasher};
 pub(crate) use accounts::{MAX_PASSWORD_CHARS, check_new_user, check_password, normalize_email};
 pub use accounts::{NewUser, OrgRole, Session, User, UserRole};
 pub use attempts::{Attempt, LockoutPolicy, Refused};
+pub use directory::{ExternalIdentity, PendingOidcLogin, Provisioned};
 pub use live::{LiveChange, LiveRow};
 pub use meetings::{
     JoinDecision, JoinError, JoinRole, Meeting, MeetingPatch, NewMeeting, Recurrence,

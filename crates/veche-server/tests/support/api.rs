@@ -98,6 +98,7 @@ impl App {
             clock: clock.clone(),
             sfu: Some(sfu.clone()),
             sockets: Arc::default(),
+            directory: Arc::default(),
         });
         App {
             store,
