@@ -24,8 +24,10 @@ export const CHROMIUM_ARGS = [
 ];
 
 /**
- * @param {{acceptMediaPrompts?: boolean}} [options] `acceptMediaPrompts: false` leaves out
- *   the flag that auto-accepts camera/microphone prompts, so they are denied
+ * @param {{acceptMediaPrompts?: boolean, executablePath?: string}} [options]
+ *   `acceptMediaPrompts: false` leaves out the flag that auto-accepts camera/microphone
+ *   prompts, so they are denied; `executablePath` starts Chromium through another executable
+ *   (a test host's `chromiumWrapper()` from netns.mjs runs it in a network namespace)
  * @returns {Promise<import('playwright-core').Browser>}
  */
 export function launch(options = {}) {
@@ -33,5 +35,5 @@ export function launch(options = {}) {
   const args = options.acceptMediaPrompts === false
     ? CHROMIUM_ARGS.filter(a => a !== '--use-fake-ui-for-media-stream')
     : CHROMIUM_ARGS;
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args });
+  return chromium.launch({ executablePath: options.executablePath ?? CHROMIUM, headless: true, args });
 }

@@ -2,6 +2,7 @@
 
 import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
+import https from 'node:https';
 import os from 'node:os';
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -11,45 +12,49 @@ import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-/** @returns {Promise<number>} a TCP port that was free a moment ago */
-function freeTcpPort() {
+/**
+ * @param {string} host
+ * @returns {Promise<number>} a TCP port that was free a moment ago
+ */
+function freeTcpPort(host) {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(0, host, () => {
       const { port } = /** @type {net.AddressInfo} */ (server.address());
       server.close(() => resolve(port));
     });
   });
 }
 
-/** @returns {Promise<number>} a UDP port that was free a moment ago */
 /**
- * Binds a UDP socket on 127.0.0.1 (`port` 0: any free one).
+ * Binds a UDP socket (`port` 0: any free one).
+ * @param {string} host
  * @param {number} port
  * @returns {Promise<import('node:dgram').Socket | null>} null when the port is taken
  */
-function bindUdp(port) {
+function bindUdp(host, port) {
   return new Promise(resolve => {
     const socket = dgram.createSocket('udp4');
     socket.once('error', () => resolve(null));
-    socket.bind(port, '127.0.0.1', () => resolve(socket));
+    socket.bind(port, host, () => resolve(socket));
   });
 }
 
 /**
  * A free UDP port followed by enough free ones for every media shard (one per CPU by
  * default, each on the next port).
+ * @param {string} host
  * @returns {Promise<number>}
  */
-async function freeUdpPort() {
+async function freeUdpPort(host) {
   const shards = os.availableParallelism();
   for (let attempt = 0; attempt < 100; attempt++) {
-    const first = await bindUdp(0);
+    const first = await bindUdp(host, 0);
     if (!first) continue;
     const port = first.address().port;
     const rest = [];
-    for (let i = 1; i < shards; i++) rest.push(await bindUdp(port + i));
+    for (let i = 1; i < shards; i++) rest.push(await bindUdp(host, port + i));
     const sockets = [first, ...rest];
     await Promise.all(sockets.map(s => s && new Promise(r => s.close(() => r(undefined)))));
     if (rest.every(Boolean) && port + shards <= 65535) return port;
@@ -58,29 +63,54 @@ async function freeUdpPort() {
 }
 
 /**
+ * GET over HTTPS without checking the certificate (the server's self-signed one).
+ * @param {string} url
+ * @returns {Promise<number>} the status code
+ */
+function insecureGet(url) {
+  return new Promise((resolve, reject) => {
+    const req = https.get(url, { rejectUnauthorized: false }, res => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.once('error', reject);
+  });
+}
+
+/**
  * Runs `veche serve` with a fresh data directory and waits for /healthz. Ports are free ones
  * unless given (to restart a server where the clients expect it).
- * @param {{httpPort?: number, mediaPort?: number}} [ports]
- * @returns {Promise<{url: string, httpPort: number, mediaPort: number, stop: () => Promise<void>, log: () => string}>}
+ *
+ * By default everything listens on 127.0.0.1 over plain HTTP. With `host` (e.g. a test host's
+ * `serverAddr` from netns.mjs) HTTP, media and the advertised candidate use that address
+ * instead, and the server serves HTTPS with its self-signed certificate (browsers allow the
+ * camera only in a secure context): open pages in a context with `ignoreHTTPSErrors: true`.
+ * `args` are appended to the command line.
+ * @param {{httpPort?: number, mediaPort?: number, host?: string, args?: string[]}} [options]
+ * @returns {Promise<{url: string, host: string, httpPort: number, mediaPort: number, stop: () => Promise<void>, log: () => string}>}
  */
-export async function startServer(ports = {}) {
+export async function startServer(options = {}) {
   const bin = path.resolve(REPO_ROOT, process.env.VECHE_BIN ?? 'target/debug/veche');
   if (!existsSync(bin)) {
     throw new Error(`veche binary not found at ${bin}: build it with \`cargo build -p veche-server\` or set VECHE_BIN`);
   }
-  const httpPort = ports.httpPort ?? await freeTcpPort();
-  const mediaPort = ports.mediaPort ?? await freeUdpPort();
+  const host = options.host ?? '127.0.0.1';
+  const loopback = host === '127.0.0.1';
+  const httpPort = options.httpPort ?? await freeTcpPort(host);
+  const mediaPort = options.mediaPort ?? await freeUdpPort(host);
   const dataDir = mkdtempSync(path.join(tmpdir(), 'veche-e2e-'));
   const logFile = path.join(dataDir, 'server.log');
   const logFd = openSync(logFile, 'a');
   const child = spawn(bin, [
     'serve',
-    '--http', `127.0.0.1:${httpPort}`,
+    '--http', `${host}:${httpPort}`,
     '--media-port', String(mediaPort),
-    // Only loopback: tests must not send media to any other address of this machine.
-    '--media-bind', '127.0.0.1',
-    '--public-ip', '127.0.0.1',
+    // Only this address (loopback, or a test host's veth): tests must not send media to
+    // any other address of this machine.
+    '--media-bind', host,
+    '--public-ip', host,
     '--data-dir', dataDir,
+    ...(options.args ?? []),
   ], {
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
     stdio: ['ignore', logFd, logFd],
@@ -93,7 +123,7 @@ export async function startServer(ports = {}) {
       return '';
     }
   };
-  const url = `http://127.0.0.1:${httpPort}`;
+  const url = `${loopback ? 'http' : 'https'}://${host}:${httpPort}`;
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
@@ -111,8 +141,8 @@ export async function startServer(ports = {}) {
       throw new Error(`veche exited with ${child.exitCode} before becoming healthy:\n${log()}`);
     }
     try {
-      const res = await fetch(`${url}/healthz`);
-      if (res.ok) break;
+      const status = loopback ? (await fetch(`${url}/healthz`)).status : await insecureGet(`${url}/healthz`);
+      if (status === 200) break;
     } catch {
       // not listening yet
     }
@@ -122,5 +152,5 @@ export async function startServer(ports = {}) {
     }
     await new Promise(r => setTimeout(r, 100));
   }
-  return { url, httpPort, mediaPort, stop, log };
+  return { url, host, httpPort, mediaPort, stop, log };
 }
