@@ -10,6 +10,10 @@ command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 # Browser tests on shaped or firewalled links run in network namespaces (e2e/lib/netns.mjs).
 command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+# The browser suite has a Firefox ESR participant (puppeteer-core), on an Xvfb display so that
+# it can share a screen.
+command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)
+command -v Xvfb >/dev/null 2>&1 || need_apt+=(xvfb)
 # The storage tests start a throwaway PostgreSQL server (crates/veche-server/tests/support).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -32,6 +36,6 @@ npm --prefix e2e run --silent typecheck
 echo "==> Rust tests (unit, sans-IO scenarios, real-socket integration)"
 cargo test --workspace --locked
 
-echo "==> browser tests (headless Chromium against the real server)"
+echo "==> browser tests (headless Chromium and Firefox ESR against the real server)"
 export VECHE_BIN="$PWD/target/debug/veche"
 node --test --test-concurrency=1 e2e/

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
-use veche_sfu::Limits;
+use veche_sfu::{IceTcpLimits, Limits};
 
 use crate::api::{AccountSettings, DEFAULT_MAX_API_BODY_BYTES};
 use crate::auth::{DEFAULT_HASH_WAIT, default_hash_concurrency};
@@ -256,6 +256,35 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "VECHE_MEDIA_SHARDS", value_name = "N")]
     pub(crate) media_shards: Option<usize>,
 
+    /// ICE-TCP (RFC 6544): media over TCP for networks that block UDP, offered to browsers
+    /// as a lower-priority candidate [default: true].
+    #[arg(long, env = "VECHE_ICE_TCP", value_name = "BOOL")]
+    pub(crate) ice_tcp: Option<bool>,
+
+    /// The first ICE-TCP port: shard i listens on this + i over TCP; 0 lets each shard pick a
+    /// free port [default: media-port, so shard i uses the same number over UDP and TCP].
+    #[arg(long, env = "VECHE_ICE_TCP_PORT", value_name = "PORT")]
+    pub(crate) ice_tcp_port: Option<u16>,
+
+    /// ICE-TCP connections open at once, over all shards; more are closed on accept
+    /// [default: 2000].
+    #[arg(long, env = "VECHE_ICE_TCP_MAX_CONNECTIONS", value_name = "N")]
+    pub(crate) ice_tcp_max_connections: Option<usize>,
+
+    /// ICE-TCP connections open at once from one IP address [default: 200].
+    #[arg(long, env = "VECHE_ICE_TCP_MAX_PER_IP", value_name = "N")]
+    pub(crate) ice_tcp_max_per_ip: Option<usize>,
+
+    /// Bytes queued to send on one ICE-TCP connection; past it, media for that connection
+    /// is dropped as a full UDP buffer would drop it [default: 262144].
+    #[arg(long, env = "VECHE_ICE_TCP_BUFFER_BYTES", value_name = "BYTES")]
+    pub(crate) ice_tcp_buffer_bytes: Option<usize>,
+
+    /// Seconds an ICE-TCP connection may go without a frame a participant accepts before it
+    /// is closed [default: 30].
+    #[arg(long, env = "VECHE_ICE_TCP_IDLE_SECS", value_name = "SECS")]
+    pub(crate) ice_tcp_idle_secs: Option<u64>,
+
     /// Length of a "minute" of plan time limits and their warnings, in milliseconds
     /// [default: 60000]. For tests and demonstrations only: a 40-minute plan limit then ends
     /// a meeting after 40 × this.
@@ -356,6 +385,12 @@ struct FileConfig {
     max_chat_chars: Option<usize>,
     media_socket_buffer: Option<usize>,
     media_shards: Option<usize>,
+    ice_tcp: Option<bool>,
+    ice_tcp_port: Option<u16>,
+    ice_tcp_max_connections: Option<usize>,
+    ice_tcp_max_per_ip: Option<usize>,
+    ice_tcp_buffer_bytes: Option<usize>,
+    ice_tcp_idle_secs: Option<u64>,
     meeting_minute_ms: Option<u64>,
     log_format: Option<LogFormat>,
     database: Option<String>,
@@ -398,6 +433,8 @@ pub(crate) struct WsLimits {
 pub(crate) struct Config {
     pub(crate) http: SocketAddr,
     pub(crate) media_bind: SocketAddr,
+    /// The first ICE-TCP port (shard i: + i; 0: free ports); `None`: no ICE-TCP.
+    pub(crate) ice_tcp_port: Option<u16>,
     /// Empty means "discover the interface addresses at start-up".
     pub(crate) public_ips: Vec<IpAddr>,
     pub(crate) data_dir: PathBuf,
@@ -504,6 +541,43 @@ impl Config {
         }
 
         let defaults = Limits::default();
+        let ice_tcp_defaults = IceTcpLimits::default();
+        let ice_tcp = IceTcpLimits {
+            max_connections: args
+                .ice_tcp_max_connections
+                .or(file.ice_tcp_max_connections)
+                .unwrap_or(ice_tcp_defaults.max_connections),
+            max_connections_per_ip: args
+                .ice_tcp_max_per_ip
+                .or(file.ice_tcp_max_per_ip)
+                .unwrap_or(ice_tcp_defaults.max_connections_per_ip),
+            max_buffered_bytes: args
+                .ice_tcp_buffer_bytes
+                .or(file.ice_tcp_buffer_bytes)
+                .unwrap_or(ice_tcp_defaults.max_buffered_bytes),
+            idle_timeout: args
+                .ice_tcp_idle_secs
+                .or(file.ice_tcp_idle_secs)
+                .map_or(ice_tcp_defaults.idle_timeout, Duration::from_secs),
+        };
+        if ice_tcp.max_connections == 0 || ice_tcp.max_connections_per_ip == 0 {
+            bail!("ice-tcp-max-connections and ice-tcp-max-per-ip must be at least 1");
+        }
+        // A frame is at most 4 KiB; a queue that cannot hold a few of them drops media.
+        if ice_tcp.max_buffered_bytes < 16 * 1024 {
+            bail!(
+                "ice-tcp-buffer-bytes {} is too small (minimum 16384)",
+                ice_tcp.max_buffered_bytes
+            );
+        }
+        if ice_tcp.idle_timeout.is_zero() {
+            bail!("ice-tcp-idle-secs must be at least 1");
+        }
+        let ice_tcp_port = args.ice_tcp.or(file.ice_tcp).unwrap_or(true).then(|| {
+            args.ice_tcp_port
+                .or(file.ice_tcp_port)
+                .unwrap_or(media_port)
+        });
         let sfu_limits = Limits {
             max_participants_per_room: args
                 .max_participants
@@ -525,6 +599,7 @@ impl Config {
                 .meeting_minute_ms
                 .or(file.meeting_minute_ms)
                 .map_or(defaults.minute, std::time::Duration::from_millis),
+            ice_tcp,
             ..defaults
         };
         if sfu_limits.media_shards == 0 {
@@ -533,6 +608,15 @@ impl Config {
         if media_port != 0 && usize::from(media_port) + sfu_limits.media_shards - 1 > 65535 {
             bail!(
                 "media-port {media_port} + {} shards runs past port 65535",
+                sfu_limits.media_shards
+            );
+        }
+        if let Some(port) = ice_tcp_port
+            && port != 0
+            && usize::from(port) + sfu_limits.media_shards - 1 > 65535
+        {
+            bail!(
+                "ice-tcp-port {port} + {} shards runs past port 65535",
                 sfu_limits.media_shards
             );
         }
@@ -615,6 +699,7 @@ impl Config {
         Ok(Config {
             http,
             media_bind: SocketAddr::new(media_ip, media_port),
+            ice_tcp_port,
             public_ips,
             data_dir,
             tls,

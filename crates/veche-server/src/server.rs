@@ -59,6 +59,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let sfu = SfuHandle::spawn_with_events(
         SfuConfig {
             media_bind: config.media_bind,
+            ice_tcp_port: config.ice_tcp_port,
             public_ips: public_ips.clone(),
             limits: config.sfu_limits.clone(),
         },

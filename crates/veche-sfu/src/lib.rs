@@ -11,12 +11,13 @@ pub mod driver;
 mod id_map;
 mod meeting;
 mod participant;
+mod rfc4571;
 mod stun;
 mod subscription;
 mod udp_batch;
 
 pub use crate::core::{Command, Counters, Datagram, HostControl, Output, Sfu};
-pub use config::{Limits, SfuConfig};
+pub use config::{IceTcpLimits, Limits, SfuConfig};
 pub use driver::{Connection, SfuHandle, SfuMetrics};
 pub use meeting::{
     AuditEvent, ControlError, JoinGrant, JoinRequest, LiveMeeting, MeetingRef, MeetingUsage,
