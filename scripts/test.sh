@@ -14,6 +14,8 @@ command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
 # it can share a screen.
 command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)
 command -v Xvfb >/dev/null 2>&1 || need_apt+=(xvfb)
+# TURN through an external coturn (e2e/turn-coturn.test.mjs).
+command -v turnserver >/dev/null 2>&1 || need_apt+=(coturn)
 # The storage tests start a throwaway PostgreSQL server (crates/veche-server/tests/support).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -26,6 +26,14 @@ export const PROTOCOL_VERSION = 1;
  */
 
 /**
+ * A TURN server with credentials minted for this participant.
+ * @typedef {object} IceServer
+ * @property {string[]} urls
+ * @property {string} username
+ * @property {string} credential
+ */
+
+/**
  * Someone in the waiting room, as hosts and co-hosts see them.
  * @typedef {object} WaitingInfo
  * @property {ParticipantId} id
@@ -69,7 +77,7 @@ export const PROTOCOL_VERSION = 1;
  * Messages the server sends.
  * @typedef {{type: 'joined', version: number, participant_id: ParticipantId, room: string,
  *             participants: ParticipantInfo[], role: Role, meeting: MeetingState,
- *             waiting: WaitingInfo[]}
+ *             waiting: WaitingInfo[], ice_servers?: IceServer[]}
  *   | {type: 'waiting', room: string, title: string, reason: WaitReason}
  *   | {type: 'offer', sdp: string}
  *   | {type: 'participant_joined', participant: ParticipantInfo}

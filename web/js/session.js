@@ -134,6 +134,8 @@ export class Session {
     this.participants = new Map();
     /** @type {RTCPeerConnection | null} */
     this.pc = null;
+    /** TURN servers from the last `joined`, with our credentials. @type {RTCIceServer[]} */
+    this.iceServers = [];
     this.handRaised = false;
     /** @type {WebSocket | null} */
     this.ws = null;
@@ -446,6 +448,7 @@ export class Session {
         // A new participant as far as the server is concerned: no host mute carries over.
         this.hostMuted.clear();
         this.unmuteAllowed.clear();
+        this.iceServers = msg.ice_servers ?? [];
         this.watchMediaStart(this.ensurePeerConnection());
         this.view.joined(msg.participant_id, msg.participants,
           { role: this.role, meeting: this.meeting, waiting: [...this.waitingRoom.values()] });
@@ -635,7 +638,7 @@ export class Session {
 
   ensurePeerConnection() {
     if (this.pc) return this.pc;
-    const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
     this.pc = pc;
     pc.addEventListener('icecandidate', event => {
       const candidate = event.candidate;

@@ -52,6 +52,7 @@ fn app() -> axum::Router {
         shutdown,
         sockets: Arc::default(),
         http: Arc::default(),
+        turn: None,
     })
 }
 

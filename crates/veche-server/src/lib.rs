@@ -17,6 +17,7 @@ pub mod sockets;
 mod state;
 pub mod store;
 mod tls;
+mod turn;
 mod ws;
 
 use std::process::ExitCode;

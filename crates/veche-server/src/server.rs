@@ -105,6 +105,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             shutdown: shutdown_rx,
             sockets: Arc::clone(&sockets),
             http: http_policy,
+            turn: config.turn.clone().map(Arc::new),
         },
         Some(ApiState {
             store: store.clone(),

@@ -512,6 +512,8 @@ impl Sfu {
                 role,
                 meeting: self.meeting_state(key),
                 waiting,
+                // Filled in by the signalling layer, which holds the TURN secret.
+                ice_servers: Vec::new(),
             },
         ));
         self.broadcast(

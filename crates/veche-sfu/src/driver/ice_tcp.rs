@@ -250,7 +250,8 @@ impl IceTcp {
         // held to the queue limit too (Linux doubles it), or a reader that stops reading could
         // park megabytes of autotuned buffer on the server.
         let _ = stream.set_nodelay(true);
-        let _ = socket2::SockRef::from(&stream).set_send_buffer_size(self.limits.max_buffered_bytes);
+        let _ =
+            socket2::SockRef::from(&stream).set_send_buffer_size(self.limits.max_buffered_bytes);
         let id = self.next_id;
         self.next_id += 1;
         let (read, write) = stream.into_split();
