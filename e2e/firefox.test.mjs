@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { launch } from './lib/browser.mjs';
+import { openMeeting } from './lib/call.mjs';
 import { launchFirefox } from './lib/firefox.mjs';
 import { firstFrameAt, waitForMedia } from './lib/media.mjs';
 import { createHost } from './lib/netns.mjs';
@@ -43,14 +44,7 @@ const serverLog = () => `--- server log ---\n${server.log().slice(-4000)}`;
  * @param {string} room
  * @param {string} name
  */
-async function joinChromium(room, name) {
-  const context = await chromium.newContext({ ignoreHTTPSErrors: true });
-  await context.grantPermissions(['camera', 'microphone']);
-  const page = await context.newPage();
-  page.on('pageerror', err => console.error(`[${name}] page error:`, err));
-  await page.goto(`${server.url}/m/${room}?name=${name}&autojoin=1`);
-  return page;
-}
+const joinChromium = async (room, name) => (await openMeeting(chromium, server.url, room, name)).page;
 
 /** @param {{evaluate: Function}} page */
 function selfId(page) {

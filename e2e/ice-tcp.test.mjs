@@ -6,16 +6,16 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { launch } from './lib/browser.mjs';
+import { namespaceCall, openMeeting } from './lib/call.mjs';
 import { firstFrameAt, selectedPair, waitForMedia } from './lib/media.mjs';
-import { createHost } from './lib/netns.mjs';
-import { startServer } from './lib/server.mjs';
 
 const MEDIA_TIMEOUT_MS = 30000;
 
+/** @type {import('./lib/call.mjs').NamespaceCall} */
+let call;
 /** @type {import('./lib/netns.mjs').Host} */
 let host;
-/** @type {Awaited<ReturnType<typeof startServer>>} */
+/** @type {import('./lib/call.mjs').NamespaceCall['server']} */
 let server;
 /** @type {import('playwright-core').Browser} */
 let outside;
@@ -23,36 +23,22 @@ let outside;
 let inside;
 
 before(async () => {
-  host = await createHost();
-  server = await startServer({ host: host.serverAddr });
-  outside = await launch();
-  inside = await launch({ executablePath: host.chromiumWrapper() });
+  call = await namespaceCall();
+  ({ host, server, outside, inside } = call);
 });
 
 after(async () => {
-  await inside?.close();
-  await outside?.close();
-  await server?.stop();
-  await host?.destroy();
+  await call?.close();
 });
 
-const serverLog = () => `--- server log ---\n${server.log().slice(-4000)}`;
+const serverLog = () => call.log();
 
 /**
- * Opens the join URL in a fresh context; `opened` is when the page was opened.
  * @param {import('playwright-core').Browser} browser
  * @param {string} room
  * @param {string} name
  */
-async function join(browser, room, name) {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true });
-  await context.grantPermissions(['camera', 'microphone']);
-  const page = await context.newPage();
-  page.on('pageerror', err => console.error(`[${name}] page error:`, err));
-  const opened = Date.now();
-  await page.goto(`${server.url}/m/${room}?name=${name}&autojoin=1`);
-  return { page, name, opened };
-}
+const join = (browser, room, name) => openMeeting(browser, server.url, room, name);
 
 /**
  * Page open → first remote frame decoded, in ms.

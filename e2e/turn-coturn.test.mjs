@@ -9,25 +9,17 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
-import { launch } from './lib/browser.mjs';
+import { namespaceCall, openMeeting } from './lib/call.mjs';
 import { firstFrameAt, selectedPair, waitForMedia } from './lib/media.mjs';
-import { createHost } from './lib/netns.mjs';
-import { startServer } from './lib/server.mjs';
 
 const TURNSERVER = '/usr/bin/turnserver';
 const SECRET = randomBytes(16).toString('hex');
 
-/** @type {import('./lib/netns.mjs').Host} */
-let host;
-/** @type {Awaited<ReturnType<typeof startServer>>} */
-let server;
+/** @type {import('./lib/call.mjs').NamespaceCall} */
+let call;
 /** @type {import('node:child_process').ChildProcess} */
 let coturn;
 let coturnLog = '';
-/** @type {import('playwright-core').Browser} */
-let outside;
-/** @type {import('playwright-core').Browser} */
-let inside;
 
 /**
  * Resolves once something accepts TCP connections on `addr:port`.
@@ -48,8 +40,8 @@ async function listening(addr, port) {
 }
 
 before(async () => {
-  host = await createHost();
-  const addr = host.serverAddr;
+  call = await namespaceCall(host => ['--turn-url', `turn:${host.serverAddr}:443?transport=tcp`, '--turn-secret', SECRET]);
+  const addr = call.host.serverAddr;
   // Only TURN over TCP on 443, TURN REST credentials, and relaying to Veche's address only.
   coturn = spawn(TURNSERVER, [
     '-n', '--listening-ip', addr, '--listening-port', '443', '--relay-ip', addr,
@@ -61,45 +53,22 @@ before(async () => {
   coturn.stdout?.on('data', d => { coturnLog = (coturnLog + d).slice(-20000); });
   coturn.stderr?.on('data', d => { coturnLog = (coturnLog + d).slice(-20000); });
   await listening(addr, 443);
-  server = await startServer({
-    host: addr,
-    args: ['--turn-url', `turn:${addr}:443?transport=tcp`, '--turn-secret', SECRET],
-  });
-  outside = await launch();
-  inside = await launch({ executablePath: host.chromiumWrapper() });
 });
 
 after(async () => {
-  await inside?.close();
-  await outside?.close();
-  await server?.stop();
   coturn?.kill();
-  await host?.destroy();
+  await call?.close();
 });
 
-const context = () => `--- server log ---\n${server.log().slice(-3000)}\n--- coturn ---\n${coturnLog.slice(-3000)}`;
-
-/**
- * @param {import('playwright-core').Browser} browser
- * @param {string} room
- * @param {string} name
- */
-async function join(browser, room, name) {
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
-  await ctx.grantPermissions(['camera', 'microphone']);
-  const page = await ctx.newPage();
-  page.on('pageerror', err => console.error(`[${name}] page error:`, err));
-  const opened = Date.now();
-  await page.goto(`${server.url}/m/${room}?name=${name}&autojoin=1`);
-  return { page, name, opened };
-}
+const context = () => `${call.log()}\n--- coturn ---\n${coturnLog.slice(-3000)}`;
 
 test('a participant allowed only TCP to port 443 joins through coturn and decodes both others', { timeout: 120000 }, async () => {
+  const { host, server, outside, inside } = call;
   const room = `turn-${randomBytes(4).toString('hex')}`;
-  const p1 = await join(outside, room, 'P1');
-  const p2 = await join(outside, room, 'P2');
+  const p1 = await openMeeting(outside, server.url, room, 'P1');
+  const p2 = await openMeeting(outside, server.url, room, 'P2');
   await host.allowOnlyTcp(host.serverAddr, [443, server.httpPort]);
-  const p3 = await join(inside, room, 'P3');
+  const p3 = await openMeeting(inside, server.url, room, 'P3');
   const at = await firstFrameAt(p3.page, 'P3', { deadline: p3.opened + 30000, context });
   console.log(`time to first remote frame through coturn (TURN over TCP 443): ${at - p3.opened} ms`);
   for (const p of [p3, p1, p2]) await waitForMedia(p.page, p.name, { videos: 2, audios: 2, context });

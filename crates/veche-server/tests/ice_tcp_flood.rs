@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use common::{Server, join_connected, summary, wait_mesh};
+use common::{Server, join_connected, proc_status_mib, summary, wait_mesh};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use veche_load::{ParticipantOptions, SyntheticParticipant};
@@ -24,20 +24,6 @@ const IDLE_SECS: u64 = 3;
 /// connections × (8 KiB read buffer + 32 KiB queue), the shard's inbound queue, allocator
 /// slack.
 const FLOOD_SLACK_MIB: u64 = 48;
-
-/// The VmHWM or VmRSS of a process, in MiB.
-fn proc_status_mib(pid: u32, field: &str) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .with_context(|| format!("no {field} in /proc/{pid}/status"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()?;
-    Ok(kb / 1024)
-}
 
 /// The server's TCP passive candidate in the offers `p` got.
 fn tcp_candidate(p: &SyntheticParticipant) -> Option<SocketAddr> {

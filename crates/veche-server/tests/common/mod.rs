@@ -285,6 +285,20 @@ fn free_udp_port() -> anyhow::Result<u16> {
     bail!("no run of {shards} free UDP ports found")
 }
 
+/// A `kB` field of `/proc/PID/status`, in MiB.
+pub(crate) fn proc_status_mib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kb / 1024)
+}
+
 /// Joins `room` as `name` and waits for media to connect.
 pub(crate) async fn join_connected(
     server: &Server,
