@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { launch } from './lib/browser.mjs';
+import { firstFrameAt as firstFrameOf, inbound, waitForMedia as waitForMediaOf } from './lib/media.mjs';
 import { REPO_ROOT, startServer } from './lib/server.mjs';
 
 const MEDIA_TIMEOUT_MS = 30000;
@@ -27,29 +28,7 @@ after(async () => {
   await server?.stop();
 });
 
-/**
- * Inbound RTP counters of a page's peer connection (runs in the page).
- * @param {import('playwright-core').Page} page
- * @returns {Promise<{video: {mid: string, framesDecoded: number}[], audio: {mid: string, packetsReceived: number}[]} | null>}
- */
-function inbound(page) {
-  return page.evaluate(async () => {
-    // @ts-ignore the client's test hook
-    const pc = /** @type {RTCPeerConnection | null} */ (window.veche?.pc ?? null);
-    if (!pc) return null;
-    const report = await pc.getStats();
-    /** @type {{mid: string, framesDecoded: number}[]} */
-    const video = [];
-    /** @type {{mid: string, packetsReceived: number}[]} */
-    const audio = [];
-    report.forEach(s => {
-      if (s.type !== 'inbound-rtp') return;
-      if (s.kind === 'video') video.push({ mid: s.mid, framesDecoded: s.framesDecoded ?? 0 });
-      else if (s.kind === 'audio') audio.push({ mid: s.mid, packetsReceived: s.packetsReceived ?? 0 });
-    });
-    return { video, audio };
-  });
-}
+const serverLog = () => `--- server log ---\n${server.log().slice(-4000)}`;
 
 /**
  * Polls until the page decodes `videos` remote videos and receives `audios` remote audio tracks.
@@ -57,21 +36,8 @@ function inbound(page) {
  * @param {string} who
  * @param {{videos: number, audios: number}} want
  */
-async function waitForMedia(page, who, want) {
-  const deadline = Date.now() + MEDIA_TIMEOUT_MS;
-  let last = null;
-  while (Date.now() < deadline) {
-    last = await inbound(page);
-    if (last) {
-      const videos = last.video.filter(v => v.framesDecoded > 0).length;
-      const audios = last.audio.filter(a => a.packetsReceived > 0).length;
-      if (videos >= want.videos && audios >= want.audios) return last;
-    }
-    await page.waitForTimeout(200);
-  }
-  throw new Error(`${who}: wanted ${want.videos} decoded videos and ${want.audios} audio tracks within ` +
-    `${MEDIA_TIMEOUT_MS / 1000} s, last stats: ${JSON.stringify(last)}\n--- server log ---\n${server.log().slice(-4000)}`);
-}
+const waitForMedia = (page, who, want) =>
+  waitForMediaOf(page, who, { ...want, timeoutMs: MEDIA_TIMEOUT_MS, context: serverLog });
 
 /**
  * Opens the join URL and measures page open → first remote video frame decoded.
@@ -95,17 +61,8 @@ async function join(room, name) {
  * When the page decoded its first remote video frame (polled every 50 ms).
  * @param {{page: import('playwright-core').Page, name: string, opened: number}} p
  */
-async function firstFrameAt(p) {
-  const deadline = p.opened + MEDIA_TIMEOUT_MS;
-  let stats = null;
-  while (Date.now() < deadline) {
-    stats = await inbound(p.page);
-    if (stats && stats.video.some(v => v.framesDecoded > 0)) return Date.now();
-    await p.page.waitForTimeout(50);
-  }
-  throw new Error(`${p.name}: no remote video frame decoded within ${MEDIA_TIMEOUT_MS / 1000} s, ` +
-    `last stats: ${JSON.stringify(stats)}\n--- server log ---\n${server.log().slice(-4000)}`);
-}
+const firstFrameAt = p =>
+  firstFrameOf(p.page, p.name, { deadline: p.opened + MEDIA_TIMEOUT_MS, context: serverLog });
 
 /** @param {import('playwright-core').Page} page */
 function selfId(page) {

@@ -9,14 +9,14 @@ import dgram from 'node:dgram';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
-import { launch } from './lib/browser.mjs';
+import { namespaceCall, openMeeting } from './lib/call.mjs';
 import { selectedPair, waitForMedia } from './lib/media.mjs';
-import { createHost } from './lib/netns.mjs';
-import { startServer } from './lib/server.mjs';
 
+/** @type {import('./lib/call.mjs').NamespaceCall} */
+let call;
 /** @type {import('./lib/netns.mjs').Host} */
 let host;
-/** @type {Awaited<ReturnType<typeof startServer>>} */
+/** @type {import('./lib/call.mjs').NamespaceCall['server']} */
 let server;
 /** @type {import('playwright-core').Browser} */
 let outside;
@@ -24,17 +24,12 @@ let outside;
 let inside;
 
 before(async () => {
-  host = await createHost();
-  server = await startServer({ host: host.serverAddr });
-  outside = await launch();
-  inside = await launch({ executablePath: host.chromiumWrapper() });
+  call = await namespaceCall();
+  ({ host, server, outside, inside } = call);
 });
 
 after(async () => {
-  await inside?.close();
-  await outside?.close();
-  await server?.stop();
-  await host?.destroy();
+  await call?.close();
 });
 
 /**
@@ -46,25 +41,11 @@ function nodeInHost(script, ...args) {
   return host.exec(process.execPath, ['-e', script, ...args]);
 }
 
-/**
- * @param {import('playwright-core').Browser} browser
- * @param {string} room
- * @param {string} name
- */
-async function join(browser, room, name) {
-  const context = await browser.newContext({ ignoreHTTPSErrors: true });
-  await context.grantPermissions(['camera', 'microphone']);
-  const page = await context.newPage();
-  page.on('pageerror', err => console.error(`[${name}] page error:`, err));
-  await page.goto(`${server.url}/m/${room}?name=${name}&autojoin=1`);
-  return page;
-}
-
 test('a browser in the namespace meets a browser outside it', { timeout: 90000 }, async () => {
   const room = `netns-${randomBytes(4).toString('hex')}`;
-  const a = await join(inside, room, 'Inside');
-  const b = await join(outside, room, 'Outside');
-  const context = () => `--- server log ---\n${server.log().slice(-3000)}`;
+  const { page: a } = await openMeeting(inside, server.url, room, 'Inside');
+  const { page: b } = await openMeeting(outside, server.url, room, 'Outside');
+  const context = call.log;
   await waitForMedia(a, 'Inside', { videos: 1, audios: 1, context });
   await waitForMedia(b, 'Outside', { videos: 1, audios: 1, context });
   // The inside browser really sends from the namespace's address.

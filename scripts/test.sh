@@ -10,6 +10,12 @@ command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 # Browser tests on shaped or firewalled links run in network namespaces (e2e/lib/netns.mjs).
 command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v nft >/dev/null 2>&1 || need_apt+=(nftables)
+# The browser suite has a Firefox ESR participant (puppeteer-core), on an Xvfb display so that
+# it can share a screen.
+command -v firefox-esr >/dev/null 2>&1 || need_apt+=(firefox-esr)
+command -v Xvfb >/dev/null 2>&1 || need_apt+=(xvfb)
+# TURN through an external coturn (e2e/turn-coturn.test.mjs).
+command -v turnserver >/dev/null 2>&1 || need_apt+=(coturn)
 # The storage tests start a throwaway PostgreSQL server (crates/veche-server/tests/support).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # The directory sign-in tests start a throwaway OpenLDAP server (tests/support/slapd.rs).
@@ -37,6 +43,6 @@ npm --prefix e2e run --silent typecheck
 echo "==> Rust tests (unit, sans-IO scenarios, real-socket integration)"
 cargo test --workspace --locked
 
-echo "==> browser tests (headless Chromium against the real server)"
+echo "==> browser tests (headless Chromium and Firefox ESR against the real server)"
 export VECHE_BIN="$PWD/target/debug/veche"
 node --test --test-concurrency=1 e2e/

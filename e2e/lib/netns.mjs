@@ -137,8 +137,9 @@ let serial = 0;
  * @property {(percent: number, direction?: 'in' | 'out' | 'both') => Promise<void>} loss
  *   drops this percentage of the host's packets at random (both directions by default)
  * @property {() => Promise<void>} blockUdp drops every UDP packet to or from the host
- * @property {(addr: string, port: number) => Promise<void>} allowOnlyTcp lets the host send
- *   only TCP to `addr:port` (and the answers come back); everything else it sends is dropped
+ * @property {(addr: string, ports: number | number[]) => Promise<void>} allowOnlyTcp lets the
+ *   host send only TCP to these ports of `addr` (and the answers come back); everything else
+ *   it sends is dropped
  * @property {() => Promise<void>} clearRules removes loss and firewall rules
  * @property {() => Promise<string>} changeAddress moves the host to another address of its
  *   subnet (existing connections from the old address break); resolves to the new address
@@ -239,11 +240,12 @@ export async function createHost() {
         output: ['oif lo accept', 'meta l4proto udp drop'],
       });
     },
-    async allowOnlyTcp(addr, port) {
+    async allowOnlyTcp(addr, ports) {
+      const set = `{ ${[ports].flat().join(', ')} }`;
       await setRules({
         policy: 'drop',
-        input: ['iif lo accept', `ip saddr ${addr} tcp sport ${port} accept`],
-        output: ['oif lo accept', `ip daddr ${addr} tcp dport ${port} accept`],
+        input: ['iif lo accept', `ip saddr ${addr} tcp sport ${set} accept`],
+        output: ['oif lo accept', `ip daddr ${addr} tcp dport ${set} accept`],
       });
     },
     async clearRules() {

@@ -111,6 +111,8 @@ export async function startServer(options = {}) {
     // any other address of this machine.
     '--media-bind', host,
     '--public-ip', host,
+    // Free ICE-TCP ports: the TCP ports of the media port's numbers may be taken.
+    '--ice-tcp-port', '0',
     '--data-dir', dataDir,
     ...(options.args ?? []),
   ], {

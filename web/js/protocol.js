@@ -26,6 +26,14 @@ export const PROTOCOL_VERSION = 1;
  */
 
 /**
+ * A TURN server with credentials minted for this participant.
+ * @typedef {object} IceServer
+ * @property {string[]} urls
+ * @property {string} username
+ * @property {string} credential
+ */
+
+/**
  * Someone in the waiting room, as hosts and co-hosts see them.
  * @typedef {object} WaitingInfo
  * @property {ParticipantId} id
@@ -93,7 +101,8 @@ export const MAX_VIDEO_SIZES = 256;
  * Messages the server sends.
  * @typedef {{type: 'joined', version: number, participant_id: ParticipantId, room: string,
  *             participants: ParticipantInfo[], role: Role, meeting: MeetingState,
- *             waiting: WaitingInfo[], resume?: string, host_muted?: TrackKind[]}
+ *             waiting: WaitingInfo[], resume?: string, host_muted?: TrackKind[],
+ *             ice_servers?: IceServer[]}
  *   | {type: 'waiting', room: string, title: string, reason: WaitReason}
  *   | {type: 'offer', sdp: string}
  *   | {type: 'participant_joined', participant: ParticipantInfo}

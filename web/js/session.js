@@ -192,6 +192,8 @@ export class Session {
     this.participants = new Map();
     /** @type {RTCPeerConnection | null} */
     this.pc = null;
+    /** TURN servers from the last `joined`, with our credentials. @type {RTCIceServer[]} */
+    this.iceServers = [];
     this.handRaised = false;
     /** @type {WebSocket | null} */
     this.ws = null;
@@ -523,6 +525,7 @@ export class Session {
         if (msg.resume) saveResumeToken(this.room, msg.resume);
         this.hostMuted = new Set(msg.host_muted ?? []);
         this.unmuteAllowed.clear();
+        this.iceServers = msg.ice_servers ?? [];
         for (const kind of this.hostMuted) {
           this.applyHostMute(kind).catch(err => console.error('could not keep the host\'s mute', err));
         }
@@ -725,7 +728,7 @@ export class Session {
 
   ensurePeerConnection() {
     if (this.pc) return this.pc;
-    const pc = new RTCPeerConnection({ iceServers: [], bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
     this.pc = pc;
     pc.addEventListener('icecandidate', event => {
       const candidate = event.candidate;

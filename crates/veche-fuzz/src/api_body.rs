@@ -125,6 +125,7 @@ impl Harness {
                 .expect("harness: store");
             let sfu = SfuHandle::spawn(SfuConfig {
                 media_bind: "127.0.0.1:0".parse().expect("literal"),
+                ice_tcp_port: None,
                 public_ips: vec!["127.0.0.1".parse().expect("literal")],
                 limits: Limits::default(),
                 resume_key: veche_sfu::ResumeKey::random(),

@@ -80,6 +80,7 @@ impl Harness {
         let now = Instant::now();
         let config = SfuConfig {
             media_bind: server_addr(),
+            ice_tcp_port: None,
             public_ips: vec![LOCALHOST],
             limits: Limits::default(),
             resume_key: veche_sfu::ResumeKey::random(),

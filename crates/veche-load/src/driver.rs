@@ -1,5 +1,6 @@
 //! The task behind a [`crate::SyntheticParticipant`]: one signalling WebSocket, one UDP socket
-//! and one str0m `Rtc` in RTP mode, plus the [`MediaSource`] that decides what to send.
+//! (or, with ICE-TCP, a TCP connection made when str0m first sends on it) and one str0m `Rtc`
+//! in RTP mode, plus the [`MediaSource`] that decides what to send.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use crate::janus::{JanusEvent, JanusSignal};
 use crate::participant::{Command, ParticipantOptions, Shared, lock};
 use crate::source::{MediaSource, Packet, unix_micros};
 use crate::stats::Received;
+use crate::tcp_link::TcpLink;
 use crate::{Error, SignalClient};
 
 /// The m-lines this participant publishes on (Veche: from the server's first offer;
@@ -85,6 +87,10 @@ pub(crate) struct Driver {
     rtc: Rtc,
     socket: UdpSocket,
     local_addr: SocketAddr,
+    /// The ICE-TCP connection, once str0m has sent on TCP.
+    tcp: Option<TcpLink>,
+    /// Reading the media socket is paused ([`Command::StallReading`]).
+    stalled: bool,
     signal: Signalling,
     shared: Arc<Mutex<Shared>>,
     buf: Vec<u8>,
@@ -109,6 +115,7 @@ enum Wake {
     Command(Option<Command>),
     Signal(Result<Option<Incoming>, Error>),
     Udp(std::io::Result<(usize, SocketAddr)>),
+    Tcp(std::io::Result<Option<Vec<u8>>>),
     Timer,
 }
 
@@ -130,6 +137,8 @@ impl Driver {
             rtc,
             local_addr: socket.local_addr()?,
             socket,
+            tcp: None,
+            stalled: false,
             signal,
             shared,
             buf: vec![0; 2000],
@@ -161,10 +170,12 @@ impl Driver {
                 reason = ?self.rtc.last_timeout_reason(),
                 "waiting"
             );
+            let reading = !self.stalled;
             let wake = tokio::select! {
                 cmd = commands.recv() => Wake::Command(cmd),
                 msg = self.signal.recv() => Wake::Signal(msg),
-                res = self.socket.recv_from(&mut self.buf) => Wake::Udp(res),
+                res = self.socket.recv_from(&mut self.buf), if reading => Wake::Udp(res),
+                res = recv_tcp(&mut self.tcp), if reading => Wake::Tcp(res),
                 _ = tokio::time::sleep_until(wake_at.into()) => Wake::Timer,
             };
             match wake {
@@ -190,6 +201,7 @@ impl Driver {
                         self.source.set_screen(on, Instant::now());
                     }
                 }
+                Wake::Command(Some(Command::StallReading(on))) => self.stalled = on,
                 Wake::Command(Some(Command::Leave) | None) => return self.leave().await,
                 Wake::Signal(msg) => match msg? {
                     Some(Incoming::Veche(msg)) => self.on_signal(msg).await?,
@@ -199,7 +211,7 @@ impl Driver {
                 },
                 Wake::Udp(res) => {
                     let (n, source) = res?;
-                    self.receive(n, source)?;
+                    self.receive(Protocol::Udp, n, source)?;
                     // Read whatever else is queued before going back to `select!`, which
                     // costs a timer registration and three polls per wake: with hundreds of
                     // participants in one thread that overhead dominates. str0m holds one
@@ -207,12 +219,25 @@ impl Driver {
                     loop {
                         self.drain().await?;
                         match self.socket.try_recv_from(&mut self.buf) {
-                            Ok((n, source)) => self.receive(n, source)?,
+                            Ok((n, source)) => self.receive(Protocol::Udp, n, source)?,
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                             Err(e) => return Err(e.into()),
                         }
                     }
                 }
+                Wake::Tcp(res) => match (res, self.tcp.as_ref().map(TcpLink::peer)) {
+                    (Ok(Some(frame)), Some(peer)) => {
+                        // Frames come from str0m on the server: never past a datagram's size.
+                        let n = frame.len().min(self.buf.len());
+                        self.buf[..n].copy_from_slice(&frame[..n]);
+                        self.receive(Protocol::Tcp, n, peer)?;
+                    }
+                    // Closed or failed: ICE finds out through its consent checks.
+                    (res, _) => {
+                        debug!(participant = self.id, "ICE-TCP connection ended: {res:?}");
+                        self.tcp = None;
+                    }
+                },
                 Wake::Timer => {
                     let now = Instant::now();
                     if now >= rtc_deadline {
@@ -227,11 +252,16 @@ impl Driver {
 
     /// Hands the datagram of `n` bytes in `buf` to str0m (unless simulated loss drops it).
     /// The caller must drain `poll_output` before the next one.
-    fn receive(&mut self, n: usize, source: SocketAddr) -> Result<(), Error> {
+    fn receive(&mut self, proto: Protocol, n: usize, source: SocketAddr) -> Result<(), Error> {
         if self.simulate_loss(n) {
             return Ok(());
         }
-        match Receive::new(Protocol::Udp, source, self.local_addr, &self.buf[..n]) {
+        // Over TCP, our candidate is the active one: the address str0m knows it by.
+        let destination = match proto {
+            Protocol::Udp => self.local_addr,
+            _ => SocketAddr::new(self.local_addr.ip(), ICE_TCP_ACTIVE_PORT),
+        };
+        match Receive::new(proto, source, destination, &self.buf[..n]) {
             Ok(receive) => {
                 let input = Input::Receive(Instant::now(), receive);
                 self.rtc.handle_input(input)?;
@@ -267,6 +297,9 @@ impl Driver {
         loop {
             match self.rtc.poll_output()? {
                 Output::Timeout(t) => return Ok(t),
+                Output::Transmit(t) if t.proto == Protocol::Tcp => {
+                    self.send_tcp(t.destination, &t.contents).await;
+                }
                 Output::Transmit(t) => {
                     // UDP send errors (e.g. ECONNREFUSED from an earlier ICMP) are transient
                     // for our purposes: ICE and NACK recover, like in a browser.
@@ -276,6 +309,23 @@ impl Driver {
                 }
                 Output::Event(e) => self.on_rtc_event(e),
             }
+        }
+    }
+
+    /// Sends a frame on the ICE-TCP connection to `peer`, connecting first if there is
+    /// none. Failures are like lost datagrams: ICE retries its checks.
+    async fn send_tcp(&mut self, peer: SocketAddr, payload: &[u8]) {
+        if self.tcp.as_ref().is_none_or(|l| l.peer() != peer) {
+            match TcpLink::connect(peer).await {
+                Ok(link) => self.tcp = Some(link),
+                Err(e) => return debug!(participant = self.id, "ICE-TCP connect to {peer}: {e}"),
+            }
+        }
+        if let Some(link) = self.tcp.as_mut()
+            && let Err(e) = link.send(payload).await
+        {
+            debug!(participant = self.id, "ICE-TCP send to {peer}: {e}");
+            self.tcp = None;
         }
     }
 
@@ -537,6 +587,17 @@ fn mline_mids(sdp: &str) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// The port of our TCP active candidate (see `participant::ice_tcp_candidate`).
+pub(crate) const ICE_TCP_ACTIVE_PORT: u16 = 9;
+
+/// The next frame on the ICE-TCP connection, or never while there is none. Cancel-safe.
+async fn recv_tcp(tcp: &mut Option<TcpLink>) -> std::io::Result<Option<Vec<u8>>> {
+    match tcp {
+        Some(link) => link.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

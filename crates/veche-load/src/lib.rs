@@ -30,6 +30,7 @@ mod payload;
 mod signal;
 mod source;
 mod stats;
+mod tcp_link;
 
 pub use clip::{Clip, MAX_VP8_PAYLOAD};
 pub use error::Error;

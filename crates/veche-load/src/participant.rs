@@ -9,6 +9,7 @@ use serde_json::json;
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind};
+use str0m::net::TcpType;
 use str0m::{Candidate, Input, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -47,6 +48,9 @@ pub struct ParticipantOptions {
     pub drop_every_nth_rtp: Option<u32>,
     /// Send this real VP8 clip on the camera instead of synthetic frames (see [`Clip`]).
     pub clip: Option<Clip>,
+    /// Media over ICE-TCP (RFC 6544): offer only a TCP active candidate and connect to the
+    /// server's TCP passive one, as a browser on a network that blocks UDP does.
+    pub ice_tcp: bool,
 }
 
 impl Default for ParticipantOptions {
@@ -64,6 +68,7 @@ impl Default for ParticipantOptions {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             drop_every_nth_rtp: None,
             clip: None,
+            ice_tcp: false,
         }
     }
 }
@@ -115,6 +120,7 @@ pub(crate) enum Command {
     Send(ClientMessage),
     SendText(String),
     ShareScreen(bool),
+    StallReading(bool),
     Leave,
 }
 
@@ -379,6 +385,12 @@ impl SyntheticParticipant {
         self.command(Command::ShareScreen(on))
     }
 
+    /// Stops (or resumes) reading the media socket while still sending, like a frozen tab:
+    /// what the server sends piles up in the kernel's buffers and then in the server's.
+    pub fn stall_reading(&self, on: bool) -> Result<(), Error> {
+        self.command(Command::StallReading(on))
+    }
+
     /// Sends any text frame on this participant's connection, well-formed or not.
     pub fn send_text(&self, text: impl Into<String>) -> Result<(), Error> {
         self.command(Command::SendText(text.into()))
@@ -431,9 +443,24 @@ async fn media_endpoint(
         // NACK and PLI counts for the load report come from str0m's stats events.
         .set_stats_interval(Some(STATS_INTERVAL))
         .build(now);
-    let candidate = Candidate::host(socket.local_addr()?, "udp").map_err(str0m::RtcError::from)?;
+    let candidate = if opts.ice_tcp {
+        ice_tcp_candidate(opts.bind_ip)?
+    } else {
+        Candidate::host(socket.local_addr()?, "udp").map_err(str0m::RtcError::from)?
+    };
     rtc.add_local_candidate(candidate);
     Ok((socket, rtc))
+}
+
+/// Our TCP active host candidate: port 9 by convention (RFC 6544 §4.5), since an active
+/// side's port is only known once it connects.
+fn ice_tcp_candidate(ip: IpAddr) -> Result<Candidate, Error> {
+    Ok(Candidate::builder()
+        .tcp()
+        .host(SocketAddr::new(ip, crate::driver::ICE_TCP_ACTIVE_PORT))
+        .tcptype(TcpType::Active)
+        .build()
+        .map_err(str0m::RtcError::from)?)
 }
 
 const STATS_INTERVAL: Duration = Duration::from_secs(1);

@@ -95,6 +95,16 @@ pub struct MeetingState {
     pub ends_at_ms: Option<u64>,
 }
 
+/// A STUN or TURN server for the browser's `RTCPeerConnection` (`iceServers`), with
+/// short-lived TURN credentials minted for this participant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `turn:HOST:PORT?transport=udp|tcp` or `turns:HOST:PORT?transport=tcp`.
+    pub urls: Vec<String>,
+    pub username: String,
+    pub credential: String,
+}
+
 /// Someone in the waiting room, as hosts and co-hosts see them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaitingInfo {
@@ -260,6 +270,10 @@ pub enum ServerMessage {
         /// it (they stay off until a host asks or the meeting allows unmuting).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         host_muted: Vec<TrackKind>,
+        /// TURN servers to use, with credentials for this participant (none when the
+        /// operator configured no TURN server).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<IceServer>,
     },
     /// Reply to [`ClientMessage::Join`] when the joiner is held in the waiting room. A
     /// [`ServerMessage::Joined`] follows once admitted; a fatal [`ErrorCode::Denied`] if not.

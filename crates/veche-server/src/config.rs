@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
-use veche_sfu::Limits;
+use veche_sfu::{IceTcpLimits, Limits};
 
 use crate::api::{AccountSettings, DEFAULT_MAX_API_BODY_BYTES};
 use crate::auth::{DEFAULT_HASH_WAIT, default_hash_concurrency};
@@ -21,6 +21,7 @@ use crate::cidr::Cidr;
 use crate::directory::config::{DirectoryArgs, DirectorySettings};
 use crate::state::MetricsAccess;
 use crate::store::{LockoutPolicy, sqlite_url_in};
+use crate::turn::TurnRest;
 
 pub(crate) const DEFAULT_HTTP: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 8080);
@@ -37,6 +38,8 @@ pub(crate) const DEFAULT_HSTS_MAX_AGE: u64 = 365 * 24 * 3600;
 /// How often running meetings' state is written at most, in milliseconds.
 pub(crate) const DEFAULT_LIVE_SAVE_MS: u64 = 250;
 pub(crate) const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 365;
+/// Twelve hours: longer than any meeting a plan allows.
+pub(crate) const DEFAULT_TURN_TTL_SECS: u64 = 12 * 3600;
 
 /// Veche: self-hosted video meetings in the browser, through our own SFU, in one binary.
 #[derive(Debug, Parser)]
@@ -259,6 +262,57 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "VECHE_MEDIA_SHARDS", value_name = "N")]
     pub(crate) media_shards: Option<usize>,
 
+    /// ICE-TCP (RFC 6544): media over TCP for networks that block UDP, offered to browsers
+    /// as a lower-priority candidate [default: true].
+    #[arg(long, env = "VECHE_ICE_TCP", value_name = "BOOL")]
+    pub(crate) ice_tcp: Option<bool>,
+
+    /// The first ICE-TCP port: shard i listens on this + i over TCP; 0 lets each shard pick a
+    /// free port [default: media-port, so shard i uses the same number over UDP and TCP].
+    #[arg(long, env = "VECHE_ICE_TCP_PORT", value_name = "PORT")]
+    pub(crate) ice_tcp_port: Option<u16>,
+
+    /// ICE-TCP connections open at once, over all shards; more are closed on accept
+    /// [default: 2000].
+    #[arg(long, env = "VECHE_ICE_TCP_MAX_CONNECTIONS", value_name = "N")]
+    pub(crate) ice_tcp_max_connections: Option<usize>,
+
+    /// ICE-TCP connections open at once from one IP address [default: 200].
+    #[arg(long, env = "VECHE_ICE_TCP_MAX_PER_IP", value_name = "N")]
+    pub(crate) ice_tcp_max_per_ip: Option<usize>,
+
+    /// Bytes queued to send on one ICE-TCP connection; past it, media for that connection
+    /// is dropped as a full UDP buffer would drop it [default: 262144].
+    #[arg(long, env = "VECHE_ICE_TCP_BUFFER_BYTES", value_name = "BYTES")]
+    pub(crate) ice_tcp_buffer_bytes: Option<usize>,
+
+    /// Seconds an ICE-TCP connection may go without a frame a participant accepts before it
+    /// is closed [default: 30].
+    #[arg(long, env = "VECHE_ICE_TCP_IDLE_SECS", value_name = "SECS")]
+    pub(crate) ice_tcp_idle_secs: Option<u64>,
+
+    /// A TURN server handed to browsers in `joined`, e.g.
+    /// `turn:turn.example.org:443?transport=tcp` or `turns:turn.example.org:443?transport=tcp`;
+    /// repeat for several (comma-separated in the environment). Needs --turn-secret.
+    #[arg(
+        long,
+        env = "VECHE_TURN_URL",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub(crate) turn_url: Vec<String>,
+
+    /// The secret shared with the TURN server (coturn's `static-auth-secret`): each
+    /// participant gets credentials minted from it (prefer the environment or the config
+    /// file: a command line is visible to other users).
+    #[arg(long, env = "VECHE_TURN_SECRET", value_name = "SECRET")]
+    pub(crate) turn_secret: Option<String>,
+
+    /// How long minted TURN credentials stay valid, in seconds; a relayed call refreshes its
+    /// allocation with them, so this must outlast a meeting [default: 43200].
+    #[arg(long, env = "VECHE_TURN_TTL_SECS", value_name = "SECS")]
+    pub(crate) turn_ttl_secs: Option<u64>,
+
     /// Length of a "minute" of plan time limits and their warnings, in milliseconds
     /// [default: 60000]. For tests and demonstrations only: a 40-minute plan limit then ends
     /// a meeting after 40 × this.
@@ -378,6 +432,15 @@ struct FileConfig {
     max_chat_chars: Option<usize>,
     media_socket_buffer: Option<usize>,
     media_shards: Option<usize>,
+    ice_tcp: Option<bool>,
+    ice_tcp_port: Option<u16>,
+    ice_tcp_max_connections: Option<usize>,
+    ice_tcp_max_per_ip: Option<usize>,
+    ice_tcp_buffer_bytes: Option<usize>,
+    ice_tcp_idle_secs: Option<u64>,
+    turn_url: Option<Vec<String>>,
+    turn_secret: Option<String>,
+    turn_ttl_secs: Option<u64>,
     meeting_minute_ms: Option<u64>,
     resume_window_secs: Option<u64>,
     resume_token_ttl_secs: Option<u64>,
@@ -425,6 +488,10 @@ pub(crate) struct WsLimits {
 pub(crate) struct Config {
     pub(crate) http: SocketAddr,
     pub(crate) media_bind: SocketAddr,
+    /// The first ICE-TCP port (shard i: + i; 0: free ports); `None`: no ICE-TCP.
+    pub(crate) ice_tcp_port: Option<u16>,
+    /// TURN servers for `joined`, with how their credentials are minted.
+    pub(crate) turn: Option<TurnRest>,
     /// Empty means "discover the interface addresses at start-up".
     pub(crate) public_ips: Vec<IpAddr>,
     pub(crate) data_dir: PathBuf,
@@ -535,6 +602,75 @@ impl Config {
         }
 
         let defaults = Limits::default();
+        let ice_tcp_defaults = IceTcpLimits::default();
+        let ice_tcp = IceTcpLimits {
+            max_connections: args
+                .ice_tcp_max_connections
+                .or(file.ice_tcp_max_connections)
+                .unwrap_or(ice_tcp_defaults.max_connections),
+            max_connections_per_ip: args
+                .ice_tcp_max_per_ip
+                .or(file.ice_tcp_max_per_ip)
+                .unwrap_or(ice_tcp_defaults.max_connections_per_ip),
+            max_buffered_bytes: args
+                .ice_tcp_buffer_bytes
+                .or(file.ice_tcp_buffer_bytes)
+                .unwrap_or(ice_tcp_defaults.max_buffered_bytes),
+            idle_timeout: args
+                .ice_tcp_idle_secs
+                .or(file.ice_tcp_idle_secs)
+                .map_or(ice_tcp_defaults.idle_timeout, Duration::from_secs),
+        };
+        if ice_tcp.max_connections == 0 || ice_tcp.max_connections_per_ip == 0 {
+            bail!("ice-tcp-max-connections and ice-tcp-max-per-ip must be at least 1");
+        }
+        // A frame is at most 4 KiB; a queue that cannot hold a few of them drops media.
+        if ice_tcp.max_buffered_bytes < 16 * 1024 {
+            bail!(
+                "ice-tcp-buffer-bytes {} is too small (minimum 16384)",
+                ice_tcp.max_buffered_bytes
+            );
+        }
+        if ice_tcp.idle_timeout.is_zero() {
+            bail!("ice-tcp-idle-secs must be at least 1");
+        }
+        let ice_tcp_port = args.ice_tcp.or(file.ice_tcp).unwrap_or(true).then(|| {
+            args.ice_tcp_port
+                .or(file.ice_tcp_port)
+                .unwrap_or(media_port)
+        });
+        let turn_urls = if args.turn_url.is_empty() {
+            file.turn_url.unwrap_or_default()
+        } else {
+            args.turn_url
+        };
+        let turn = match (turn_urls.is_empty(), args.turn_secret.or(file.turn_secret)) {
+            (true, None) => None,
+            (false, Some(secret)) => {
+                if let Some(bad) = turn_urls
+                    .iter()
+                    .find(|u| !(u.starts_with("turn:") || u.starts_with("turns:")))
+                {
+                    bail!("turn-url {bad:?} must start with turn: or turns:");
+                }
+                if secret.len() < 16 {
+                    bail!("turn-secret must have at least 16 characters");
+                }
+                let ttl = args
+                    .turn_ttl_secs
+                    .or(file.turn_ttl_secs)
+                    .unwrap_or(DEFAULT_TURN_TTL_SECS);
+                if ttl == 0 {
+                    bail!("turn-ttl-secs must be at least 1");
+                }
+                Some(TurnRest {
+                    urls: turn_urls,
+                    secret,
+                    ttl: Duration::from_secs(ttl),
+                })
+            }
+            _ => bail!("turn-url and turn-secret must be given together"),
+        };
         let sfu_limits = Limits {
             max_participants_per_room: args
                 .max_participants
@@ -564,6 +700,7 @@ impl Config {
                 .resume_token_ttl_secs
                 .or(file.resume_token_ttl_secs)
                 .map_or(defaults.resume_token_ttl, Duration::from_secs),
+            ice_tcp,
             ..defaults
         };
         if sfu_limits.resume_token_ttl.is_zero() {
@@ -580,6 +717,15 @@ impl Config {
         if media_port != 0 && usize::from(media_port) + sfu_limits.media_shards - 1 > 65535 {
             bail!(
                 "media-port {media_port} + {} shards runs past port 65535",
+                sfu_limits.media_shards
+            );
+        }
+        if let Some(port) = ice_tcp_port
+            && port != 0
+            && usize::from(port) + sfu_limits.media_shards - 1 > 65535
+        {
+            bail!(
+                "ice-tcp-port {port} + {} shards runs past port 65535",
                 sfu_limits.media_shards
             );
         }
@@ -662,6 +808,8 @@ impl Config {
         Ok(Config {
             http,
             media_bind: SocketAddr::new(media_ip, media_port),
+            ice_tcp_port,
+            turn,
             public_ips,
             data_dir,
             tls,
@@ -925,6 +1073,41 @@ mod tests {
     #[test]
     fn unknown_file_keys_are_errors() {
         assert!(toml::from_str::<FileConfig>("htpp = \"x\"").is_err());
+    }
+
+    #[test]
+    fn ice_tcp_follows_the_media_port_unless_set_or_off() {
+        let c = Config::merge(parse(&["--media-port", "9000"]), FileConfig::default()).unwrap();
+        assert_eq!(c.ice_tcp_port, Some(9000));
+        let c = Config::merge(parse(&["--ice-tcp-port", "0"]), FileConfig::default()).unwrap();
+        assert_eq!(c.ice_tcp_port, Some(0));
+        let c = Config::merge(parse(&[]), file("ice-tcp = false")).unwrap();
+        assert_eq!(c.ice_tcp_port, None);
+        let c = Config::merge(parse(&["--ice-tcp-max-per-ip", "3"]), FileConfig::default());
+        assert_eq!(c.unwrap().sfu_limits.ice_tcp.max_connections_per_ip, 3);
+        assert!(
+            Config::merge(parse(&["--ice-tcp-idle-secs", "0"]), FileConfig::default()).is_err()
+        );
+    }
+
+    #[test]
+    fn turn_needs_url_and_secret_together() {
+        let secret = "0123456789abcdef";
+        let url = "turn:198.51.100.1:443?transport=tcp";
+        let c = Config::merge(
+            parse(&["--turn-url", url, "--turn-secret", secret]),
+            FileConfig::default(),
+        )
+        .unwrap();
+        let turn = c.turn.unwrap();
+        assert_eq!(turn.urls, vec![url.to_owned()]);
+        assert_eq!(turn.ttl, Duration::from_secs(DEFAULT_TURN_TTL_SECS));
+        assert!(Config::merge(parse(&["--turn-url", url]), FileConfig::default()).is_err());
+        assert!(Config::merge(parse(&["--turn-secret", secret]), FileConfig::default()).is_err());
+        let bad = ["--turn-url", "https://x", "--turn-secret", secret];
+        assert!(Config::merge(parse(&bad), FileConfig::default()).is_err());
+        let short = ["--turn-url", url, "--turn-secret", "short"];
+        assert!(Config::merge(parse(&short), FileConfig::default()).is_err());
     }
 
     #[test]

@@ -149,7 +149,7 @@ async fn metrics(State(state): State<AppState>, parts: Parts) -> Response {
     let hasher = state.gate.store().map(|s| s.hasher());
     let verifications = hasher.map_or(0, |h| h.verifications());
     let hash_busy = hasher.map_or(0, |h| h.busy_refusals());
-    let rows: [(&str, &str, &str, u64); 9] = [
+    let rows: [(&str, &str, &str, u64); 12] = [
         (
             "veche_rooms",
             "gauge",
@@ -179,6 +179,24 @@ async fn metrics(State(state): State<AppState>, parts: Parts) -> Response {
             "counter",
             "Media datagrams dropped because the socket buffer was full or the kernel refused them.",
             sfu.send_dropped,
+        ),
+        (
+            "veche_ice_tcp_connections",
+            "gauge",
+            "Open ICE-TCP media connections.",
+            sfu.ice_tcp_connections,
+        ),
+        (
+            "veche_ice_tcp_refused_total",
+            "counter",
+            "ICE-TCP connections refused on accept for a limit (in total or per address).",
+            sfu.ice_tcp_refused,
+        ),
+        (
+            "veche_ice_tcp_dropped_total",
+            "counter",
+            "Media frames not sent on ICE-TCP because the connection's send queue was full.",
+            sfu.ice_tcp_dropped,
         ),
         (
             "veche_ws_connections",

@@ -30,6 +30,9 @@ impl SfuApi for StaticSfu {
             forwarded_packets: 1000,
             forwarded_bytes: 123_456,
             send_dropped: 7,
+            ice_tcp_connections: 3,
+            ice_tcp_refused: 4,
+            ice_tcp_dropped: 5,
         }
     }
 }
@@ -49,6 +52,7 @@ fn app() -> axum::Router {
         shutdown,
         sockets: Arc::default(),
         http: Arc::default(),
+        turn: None,
     })
 }
 
@@ -90,6 +94,9 @@ async fn metrics_are_prometheus_text() {
         "veche_forwarded_bytes_total 123456",
         "# TYPE veche_media_send_dropped_total counter",
         "veche_media_send_dropped_total 7",
+        "veche_ice_tcp_connections 3",
+        "veche_ice_tcp_refused_total 4",
+        "veche_ice_tcp_dropped_total 5",
         "veche_ws_connections 0",
     ] {
         assert!(

@@ -18,6 +18,7 @@ pub mod sockets;
 mod state;
 pub mod store;
 mod tls;
+mod turn;
 mod ws;
 
 use std::process::ExitCode;

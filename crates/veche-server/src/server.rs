@@ -77,6 +77,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let sfu = SfuHandle::spawn_with_events(
         SfuConfig {
             media_bind: config.media_bind,
+            ice_tcp_port: config.ice_tcp_port,
             public_ips: public_ips.clone(),
             limits: config.sfu_limits.clone(),
             resume_key,
@@ -141,6 +142,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             shutdown: shutdown_rx,
             sockets: Arc::clone(&sockets),
             http: http_policy,
+            turn: config.turn.clone().map(Arc::new),
         },
         Some(ApiState {
             store: store.clone(),

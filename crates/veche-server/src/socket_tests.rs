@@ -66,6 +66,7 @@ async fn serve() -> SocketAddr {
         shutdown,
         sockets: Arc::default(),
         http: Arc::default(),
+        turn: None,
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -86,6 +86,8 @@ pub(crate) struct AppState {
     /// shares it to end the connections of a session.
     pub(crate) sockets: Arc<LiveSockets>,
     pub(crate) http: Arc<HttpPolicy>,
+    /// TURN servers and their credentials for `joined` (`--turn-url`, `--turn-secret`).
+    pub(crate) turn: Option<Arc<crate::turn::TurnRest>>,
 }
 
 /// Site-wide HTTP settings.

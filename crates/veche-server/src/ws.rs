@@ -106,6 +106,7 @@ async fn serve_socket(
         timers: Timers::default(),
         stats: &state.stats,
         ended: admission.ended.clone(),
+        turn: state.turn.as_deref(),
     };
     session
         .run(tx, rx, conn, state.shutdown.clone())
@@ -138,6 +139,8 @@ pub(crate) struct Session<'a> {
     pub(crate) limits: WsLimits,
     pub(crate) timers: Timers,
     pub(crate) stats: &'a std::sync::Arc<WsStats>,
+    /// Mints the TURN credentials that `joined` carries.
+    pub(crate) turn: Option<&'a crate::turn::TurnRest>,
     /// Becomes `Some` when the API ends the account session of this connection.
     pub(crate) ended: watch::Receiver<Option<SessionEnd>>,
 }
@@ -187,11 +190,16 @@ impl Session<'_> {
                 // shutting-down SFU's last message goes out before the shutdown close.
                 biased;
                 event = conn.events.recv() => {
-                    let Some(msg) = event else {
+                    let Some(mut msg) = event else {
                         // After a `leave` this is the SFU confirming it, not dropping us.
                         let end = if leave_deadline.is_some() { End::Left } else { End::SfuClosed };
                         break self.close(&mut tx, close_code::NORMAL, "", end).await;
                     };
+                    if let (ServerMessage::Joined { participant_id, ice_servers, .. }, Some(turn)) =
+                        (&mut msg, self.turn)
+                    {
+                        *ice_servers = turn.ice_servers(*participant_id, unix_secs());
+                    }
                     let fatal = matches!(&msg, ServerMessage::Error { code, .. } if code.is_fatal());
                     if let Err(e) = self.send(&mut tx, &msg).await {
                         break e;
@@ -406,6 +414,12 @@ async fn session_ended(ended: &mut watch::Receiver<Option<SessionEnd>>) -> Sessi
 async fn shutting_down(shutdown: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is not `Send`; drop it here, before the caller awaits.
     let _ = shutdown.wait_for(|down| *down).await.map(|_| ());
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

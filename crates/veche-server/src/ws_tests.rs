@@ -93,6 +93,7 @@ impl Harness {
                     timers: Timers::default(),
                     stats: &stats,
                     ended: ended_rx,
+                    turn: None,
                 };
                 session.run(server_tx, server_rx, conn, shutdown_rx).await
             })

@@ -9,8 +9,8 @@ mod from_address;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use anyhow::{Context, ensure};
-use common::Server;
+use anyhow::ensure;
+use common::{Server, proc_status_mib};
 use from_address::{Reply, post_json, sign_up, tally};
 use serde_json::json;
 
@@ -20,20 +20,6 @@ const ARGON2_MIB: u64 = 19;
 const HASH_CONCURRENCY: u64 = 2;
 /// What 500 connections, their tasks and buffers may add besides the Argon2 memory.
 const CONNECTIONS_SLACK_MIB: u64 = 64;
-
-/// A `kB` field of `/proc/PID/status`, in MiB.
-fn proc_status_mib(pid: u32, field: &str) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .with_context(|| format!("no {field} in /proc/{pid}/status"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()?;
-    Ok(kb / 1024)
-}
 
 /// 500 logins for unknown emails at once, each from its own address (so no per-address
 /// lockout helps): the peak RSS grows by at most the bound's Argon2 memory plus the

@@ -46,6 +46,8 @@ impl Veche {
             .arg("serve")
             .args(["--http", &http.to_string()])
             .args(["--media-port", &media.to_string()])
+            // The TCP port of that number may be another test's: free ICE-TCP ports.
+            .args(["--ice-tcp-port", "0"])
             .args(["--public-ip", "127.0.0.1"])
             .arg("--data-dir")
             .arg(data)

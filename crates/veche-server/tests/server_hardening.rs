@@ -138,6 +138,7 @@ async fn hsts_under_tls_only() -> anyhow::Result<()> {
             &media.to_string(),
         ])
         .args(["--media-shards", "1", "--public-ip", "127.0.0.1"])
+        .args(["--ice-tcp-port", "0"])
         .arg("--data-dir")
         .arg(dir.join("data"))
         .arg("--tls-cert")

@@ -9,6 +9,10 @@ pub struct SfuConfig {
     /// Where the media UDP sockets bind, e.g. `0.0.0.0:7882`: shard *i* binds this port + *i*
     /// (with port 0, each shard gets a free port of its own).
     pub media_bind: SocketAddr,
+    /// ICE-TCP (RFC 6544 passive candidates, RFC 4571 framing): shard *i* listens for TCP on
+    /// the IP of `media_bind` and this port + *i* (with 0, each shard gets a free port of its
+    /// own). `None`: no ICE-TCP, UDP only.
+    pub ice_tcp_port: Option<u16>,
     /// Addresses advertised as ICE host candidates (with the port of the participant's
     /// shard).
     pub public_ips: Vec<IpAddr>,
@@ -46,6 +50,35 @@ pub struct Limits {
     pub resume_window: Duration,
     /// How long a guest's resume token is good for.
     pub resume_token_ttl: Duration,
+    pub ice_tcp: IceTcpLimits,
+}
+
+/// What ICE-TCP connections may hold, so that a flood of them cannot exhaust the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IceTcpLimits {
+    /// Open ICE-TCP connections over all shards; further ones are closed on accept.
+    pub max_connections: usize,
+    /// Open ICE-TCP connections from one IP address (a browser opens one or two; many
+    /// participants behind one NAT share an address).
+    pub max_connections_per_ip: usize,
+    /// Bytes queued to send on one connection; past it, frames are dropped as UDP would
+    /// drop datagrams (a reader that stops reading holds no more than this).
+    pub max_buffered_bytes: usize,
+    /// A connection that brings no frame a participant accepts for this long is closed:
+    /// junk, a stalled handshake, or a participant gone without a word. Browsers send
+    /// consent checks every few seconds, so a live one never reaches it.
+    pub idle_timeout: Duration,
+}
+
+impl Default for IceTcpLimits {
+    fn default() -> Self {
+        IceTcpLimits {
+            max_connections: 2000,
+            max_connections_per_ip: 200,
+            max_buffered_bytes: 256 * 1024,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Default for Limits {
@@ -62,6 +95,7 @@ impl Default for Limits {
             minute: Duration::from_secs(60),
             resume_window: Duration::from_secs(10 * 60),
             resume_token_ttl: Duration::from_secs(24 * 3600),
+            ice_tcp: IceTcpLimits::default(),
         }
     }
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::config::CryptoProvider;
 use str0m::media::KeyframeRequestKind;
-use str0m::net::{DatagramRecv, Protocol, Receive};
+use str0m::net::{DatagramRecv, Protocol, Receive, TcpType};
 use str0m::rtp::{ExtensionValues, RtpPacket, Vp8Descriptor};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
@@ -37,9 +37,11 @@ use crate::quality::LinkStats;
 use crate::simulcast::{Keyframe, LAYERS, Layer, RIDS, h264_keyframe, vp8_keyframe};
 use crate::subscription::{Packet, Tile};
 
-/// A datagram to send.
+/// A datagram to send: over UDP, or as one RFC 4571 frame on the ICE-TCP connection from
+/// `destination` to `source` (`proto` is `Tcp`).
 #[derive(Debug)]
 pub struct Datagram {
+    pub proto: Protocol,
     pub source: SocketAddr,
     pub destination: SocketAddr,
     pub contents: Vec<u8>,
@@ -122,7 +124,11 @@ use self::room::{RoomKey, Rooms};
 pub struct Sfu {
     config: SfuConfig,
     crypto: Arc<CryptoProvider>,
+    /// Our host candidates: UDP on the media port, and TCP passive (lower priority) on the
+    /// ICE-TCP port when there is one.
     candidates: Vec<Candidate>,
+    /// The ICE-TCP listener's port, once known.
+    ice_tcp_port: Option<u16>,
     participants: IdMap<ParticipantId, Participant>,
     /// Connections in a waiting room, and which (the meeting holds the rest about them).
     waiting: HashMap<ParticipantId, RoomKey>,
@@ -161,20 +167,14 @@ pub struct Sfu {
 
 impl Sfu {
     pub fn new(config: SfuConfig, now: Instant) -> Sfu {
-        let candidates = config
-            .public_ips
-            .iter()
-            .filter_map(|ip| {
-                let addr = SocketAddr::new(*ip, config.media_bind.port());
-                Candidate::host(addr, "udp")
-                    .inspect_err(|e| warn!(%addr, "not advertising candidate: {e}"))
-                    .ok()
-            })
-            .collect();
+        // A configured port 0 is not known until the driver has bound it.
+        let ice_tcp_port = config.ice_tcp_port.filter(|p| *p != 0);
+        let candidates = host_candidates(&config, ice_tcp_port);
         Sfu {
             config,
             crypto: Arc::new(str0m::crypto::from_feature_flags()),
             candidates,
+            ice_tcp_port,
             participants: IdMap::default(),
             waiting: HashMap::new(),
             rooms: Rooms::default(),
@@ -220,12 +220,14 @@ impl Sfu {
     /// Set a port after binding (when the configured one was 0).
     pub fn set_media_port(&mut self, port: u16) {
         self.config.media_bind.set_port(port);
-        for c in &mut self.candidates {
-            let addr = SocketAddr::new(c.addr().ip(), port);
-            if let Ok(updated) = Candidate::host(addr, "udp") {
-                *c = updated;
-            }
-        }
+        self.candidates = host_candidates(&self.config, self.ice_tcp_port);
+    }
+
+    /// Set the ICE-TCP listener's port after binding: participants joining from now on get
+    /// TCP passive candidates on it.
+    pub fn set_ice_tcp_port(&mut self, port: u16) {
+        self.ice_tcp_port = Some(port);
+        self.candidates = host_candidates(&self.config, self.ice_tcp_port);
     }
 
     pub fn poll_output(&mut self) -> Output {
@@ -313,18 +315,43 @@ impl Sfu {
         destination: SocketAddr,
         data: &[u8],
     ) {
-        let Some(route) = self.demux.route(source, data) else {
-            debug!(%source, len = data.len(), "dropping datagram from unknown address");
-            return;
+        self.receive(now, Protocol::Udp, source, destination, data);
+    }
+
+    /// A frame arrived on the ICE-TCP connection from `source` to our `destination` (as our
+    /// candidate names it). Returns whether a participant took it: a connection whose frames
+    /// nobody takes is junk, and the driver closes it when idle.
+    pub fn handle_tcp_frame(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        self.receive(now, Protocol::Tcp, source, destination, data)
+    }
+
+    /// Routes what arrived to its participant's `Rtc`; whether one took it.
+    fn receive(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        let Some(route) = self.demux.route(proto, source, data) else {
+            debug!(%source, ?proto, len = data.len(), "dropping datagram from unknown address");
+            return false;
         };
         let Ok(contents) = DatagramRecv::try_from(data) else {
             debug!(%source, len = data.len(), "dropping unrecognised datagram");
-            return;
+            return false;
         };
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
                 destination,
                 contents,
@@ -338,20 +365,21 @@ impl Sfu {
                 participant = id,
                 "datagram routed to a participant that is gone"
             );
-            return;
+            return false;
         };
         if matches!(route, Route::New(_)) {
             if !p.rtc.accepts(&input) {
                 debug!(%source, participant = id, "participant's ICE agent refuses datagram");
-                return;
+                return false;
             }
-            self.demux.learn(id, source);
+            self.demux.learn(id, proto, source);
         }
         if let Err(e) = p.rtc.handle_input(input) {
             debug!(participant = id, "bad media input: {e}");
         }
         self.drive(now, id);
         self.run_queues(now, false);
+        true
     }
 
     /// Time has reached (at least) the last [`Output::Timeout`].
@@ -707,6 +735,7 @@ impl Sfu {
                     return;
                 }
                 RtcOutput::Transmit(t) => self.out.push_back(Output::Transmit(Datagram {
+                    proto: t.proto,
                     source: t.source,
                     destination: t.destination,
                     contents: t.contents.into(),
@@ -1228,4 +1257,31 @@ fn validate_name(name: &str, max: usize) -> Result<(), String> {
         return Err("name contains control characters".into());
     }
     Ok(())
+}
+
+/// Our host candidates for `config`'s advertised addresses: UDP on the media port, and when
+/// `ice_tcp_port` is known, TCP passive (RFC 6544) on it. str0m gives host TCP candidates a
+/// lower type preference than host UDP (90 against 126), so browsers that reach both use UDP.
+fn host_candidates(config: &SfuConfig, ice_tcp_port: Option<u16>) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    for ip in &config.public_ips {
+        let udp = SocketAddr::new(*ip, config.media_bind.port());
+        match Candidate::host(udp, "udp") {
+            Ok(c) => out.push(c),
+            Err(e) => warn!(addr = %udp, "not advertising candidate: {e}"),
+        }
+        if let Some(port) = ice_tcp_port {
+            let tcp = SocketAddr::new(*ip, port);
+            match Candidate::builder()
+                .tcp()
+                .host(tcp)
+                .tcptype(TcpType::Passive)
+                .build()
+            {
+                Ok(c) => out.push(c),
+                Err(e) => warn!(addr = %tcp, "not advertising TCP candidate: {e}"),
+            }
+        }
+    }
+    out
 }

@@ -1,9 +1,10 @@
-//! The I/O shell around the sans-IO core: UDP sockets, a clock, and channels to the
-//! signalling layer. Media runs on `media_shards` threads ("shards"), each with its own core,
+//! The I/O shell around the sans-IO core: UDP sockets, ICE-TCP listeners ([`ice_tcp`]), a
+//! clock, and channels to the signalling layer. Media runs on `media_shards` threads ("shards"), each with its own core,
 //! socket and single-threaded runtime: a core is never shared and needs no locks, and shards
 //! share nothing on the forwarding path. A room lives on one shard, picked from its name
 //! (see [`shards`] for how connections are routed there).
 
+mod ice_tcp;
 mod shards;
 
 use std::collections::HashMap;
@@ -16,8 +17,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
+use str0m::net::Protocol;
 use tokio::io::Interest;
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 use veche_proto::{ClientMessage, ErrorCode, ParticipantId, ServerMessage};
@@ -28,6 +30,7 @@ use crate::meeting::{
     ControlError, JoinRequest, LiveMeeting, MeetingSnapshot, RemoteActor, SfuEvent,
 };
 use crate::udp_batch::SendBatch;
+use ice_tcp::{Gate, IceTcp};
 use shards::{Route, ShardLinks, shard_of};
 
 /// A cheap, cloneable handle to the running SFU.
@@ -44,10 +47,13 @@ struct Shared {
     routes: Mutex<HashMap<ParticipantId, Route>>,
     next_id: AtomicU64,
     event_queue: usize,
+    /// ICE-TCP connections of all shards; `None` without ICE-TCP.
+    ice_tcp: Option<Arc<Gate>>,
 }
 
 struct Shard {
     local_media_addr: SocketAddr,
+    local_ice_tcp_addr: Option<SocketAddr>,
     commands: mpsc::UnboundedSender<Command>,
     /// Written by this shard's thread only, so shards never contend for a cache line.
     counters: Arc<Counters>,
@@ -61,6 +67,7 @@ struct Counters {
     forwarded_packets: AtomicU64,
     forwarded_bytes: AtomicU64,
     send_dropped: AtomicU64,
+    ice_tcp_dropped: AtomicU64,
 }
 
 enum Command {
@@ -98,6 +105,13 @@ pub struct SfuMetrics {
     pub forwarded_bytes: u64,
     /// Datagrams dropped because the socket buffer was full or the kernel refused them.
     pub send_dropped: u64,
+    /// ICE-TCP connections open now.
+    pub ice_tcp_connections: u64,
+    /// ICE-TCP connections refused on accept for a limit (in total or per address).
+    pub ice_tcp_refused: u64,
+    /// Frames not sent on ICE-TCP because the connection's send queue was full or it had
+    /// closed.
+    pub ice_tcp_dropped: u64,
 }
 
 impl SfuHandle {
@@ -117,14 +131,23 @@ impl SfuHandle {
         let count = config.limits.media_shards.max(1);
         // Bind every socket first: a taken port fails the whole start with nothing to undo.
         let mut sockets = Vec::with_capacity(count);
+        let mut listeners = Vec::with_capacity(count);
         for index in 0..count {
             sockets.push(bind_media_socket(&config, index)?);
+            listeners.push(bind_ice_tcp(&config, index)?);
         }
+        let gate = config
+            .ice_tcp_port
+            .is_some()
+            .then(|| Gate::new(config.limits.ice_tcp));
         let channels: Vec<_> = (0..count).map(|_| mpsc::unbounded_channel()).collect();
         let links = ShardLinks::new(channels.iter().map(|(tx, _)| tx));
         let mut shards = Vec::with_capacity(count);
-        for (index, (std_socket, (commands, rx))) in sockets.into_iter().zip(channels).enumerate() {
+        let bound = sockets.into_iter().zip(listeners).zip(channels);
+        for (index, ((std_socket, std_listener), (commands, rx))) in bound.enumerate() {
             let local_media_addr = std_socket.local_addr()?;
+            let local_ice_tcp_addr = std_listener.as_ref().map(|l| l.local_addr()).transpose()?;
+            let gate = gate.clone();
             let mut shard_config = config.clone();
             shard_config.media_bind = local_media_addr;
             let counters = Arc::new(Counters::default());
@@ -142,8 +165,16 @@ impl SfuHandle {
                             Ok(s) => s,
                             Err(e) => return error!("media socket: {e}"),
                         };
+                        let ice_tcp = match (std_listener, gate) {
+                            (Some(l), Some(gate)) => match TcpListener::from_std(l) {
+                                Ok(l) => Some(IceTcp::new(l, gate, Instant::now())),
+                                Err(e) => return error!("ICE-TCP listener: {e}"),
+                            },
+                            _ => None,
+                        };
+                        let io = ShardIo { socket, ice_tcp };
                         if let Err(e) =
-                            run(socket, shard_config, rx, links, events, &thread_counters).await
+                            run(io, shard_config, rx, links, events, &thread_counters).await
                         {
                             error!(shard = index, "SFU stopped: {e}");
                         }
@@ -151,6 +182,7 @@ impl SfuHandle {
                 })?;
             shards.push(Shard {
                 local_media_addr,
+                local_ice_tcp_addr,
                 commands,
                 counters,
                 thread: Mutex::new(Some(thread)),
@@ -162,6 +194,7 @@ impl SfuHandle {
                 routes: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 event_queue: config.limits.event_queue,
+                ice_tcp: gate,
             }),
         })
     }
@@ -177,6 +210,15 @@ impl SfuHandle {
             .shards
             .iter()
             .map(|s| s.local_media_addr)
+            .collect()
+    }
+
+    /// Every shard's ICE-TCP listener address, in shard order (empty without ICE-TCP).
+    pub fn local_ice_tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.inner
+            .shards
+            .iter()
+            .filter_map(|s| s.local_ice_tcp_addr)
             .collect()
     }
 
@@ -271,6 +313,11 @@ impl SfuHandle {
             m.forwarded_packets += c.forwarded_packets.load(Ordering::Relaxed);
             m.forwarded_bytes += c.forwarded_bytes.load(Ordering::Relaxed);
             m.send_dropped += c.send_dropped.load(Ordering::Relaxed);
+            m.ice_tcp_dropped += c.ice_tcp_dropped.load(Ordering::Relaxed);
+        }
+        if let Some(gate) = &self.inner.ice_tcp {
+            m.ice_tcp_connections = gate.open() as u64;
+            m.ice_tcp_refused = gate.refused();
         }
         m
     }
@@ -347,19 +394,37 @@ impl SfuHandle {
     }
 }
 
+/// Shard `index`'s port: the configured first port + `index` (0 stays 0: any free port).
+fn shard_port(base: u16, index: usize, what: &str) -> std::io::Result<u16> {
+    if base == 0 {
+        return Ok(0);
+    }
+    u16::try_from(usize::from(base) + index).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{what} port {base} + shard {index} is past 65535"),
+        )
+    })
+}
+
+/// Binds shard `index`'s ICE-TCP listener on the media IP, if ICE-TCP is on.
+fn bind_ice_tcp(
+    config: &SfuConfig,
+    index: usize,
+) -> std::io::Result<Option<std::net::TcpListener>> {
+    let Some(base) = config.ice_tcp_port else {
+        return Ok(None);
+    };
+    let addr = SocketAddr::new(config.media_bind.ip(), shard_port(base, index, "ICE-TCP")?);
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    info!(shard = index, local = %listener.local_addr()?, "ICE-TCP listener bound");
+    Ok(Some(listener))
+}
+
 /// Binds shard `index`'s media socket: the configured port + `index` (0 stays 0).
 fn bind_media_socket(config: &SfuConfig, index: usize) -> std::io::Result<std::net::UdpSocket> {
-    let base = config.media_bind.port();
-    let port = if base == 0 {
-        0
-    } else {
-        u16::try_from(usize::from(base) + index).map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                format!("media port {base} + shard {index} is past 65535"),
-            )
-        })?
-    };
+    let port = shard_port(config.media_bind.port(), index, "media")?;
     let addr = SocketAddr::new(config.media_bind.ip(), port);
     let socket = std::net::UdpSocket::bind(addr)?;
     socket.set_nonblocking(true)?;
@@ -381,14 +446,32 @@ const RECV_BUF: usize = 64 * 1024;
 /// Datagrams handled per wake-up before outputs are flushed.
 const RECV_BATCH: usize = 64;
 
-async fn run(
+/// A shard's sockets.
+struct ShardIo {
     socket: UdpSocket,
+    ice_tcp: Option<IceTcp>,
+}
+
+/// The next ICE-TCP frame, or never without ICE-TCP. Cancel-safe.
+async fn next_tcp_frame(ice_tcp: &mut Option<IceTcp>) -> ice_tcp::Frame {
+    match ice_tcp {
+        Some(t) => t.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn run(
+    io: ShardIo,
     config: SfuConfig,
     mut commands: mpsc::UnboundedReceiver<Command>,
     mut links: ShardLinks,
     events: mpsc::UnboundedSender<SfuEvent>,
     counters: &Counters,
 ) -> std::io::Result<()> {
+    let ShardIo {
+        socket,
+        mut ice_tcp,
+    } = io;
     let state = UdpSocketState::new((&socket).into())?;
     let local = socket.local_addr()?;
     let advertised: Vec<IpAddr> = config.public_ips.clone();
@@ -412,6 +495,9 @@ async fn run(
     let mut batch = SendBatch::new();
     let mut sfu = Sfu::new(config, Instant::now());
     sfu.set_media_port(local.port());
+    if let Some(t) = &ice_tcp {
+        sfu.set_ice_tcp_port(t.local_addr()?.port());
+    }
     let mut connections: HashMap<ParticipantId, mpsc::Sender<ServerMessage>> = HashMap::new();
     let mut buf = vec![0u8; RECV_BUF];
     loop {
@@ -421,6 +507,11 @@ async fn run(
                 Output::Timeout(t) => {
                     batch.flush(socket.as_raw_fd());
                     break t;
+                }
+                Output::Transmit(d) if d.proto == Protocol::Tcp => {
+                    if let Some(t) = ice_tcp.as_mut() {
+                        t.send(d.destination, &d.contents);
+                    }
                 }
                 Output::Transmit(d) => {
                     if pick_source {
@@ -466,8 +557,13 @@ async fn run(
         counters
             .send_dropped
             .store(batch.dropped, Ordering::Relaxed);
+        let mut wake = next_timeout;
+        if let Some(t) = &ice_tcp {
+            counters.ice_tcp_dropped.store(t.dropped, Ordering::Relaxed);
+            wake = wake.min(t.next_sweep());
+        }
 
-        let sleep = tokio::time::sleep_until(next_timeout.max(Instant::now()).into());
+        let sleep = tokio::time::sleep_until(wake.max(Instant::now()).into());
         tokio::select! {
             biased;
             cmd = commands.recv() => {
@@ -569,9 +665,31 @@ async fn run(
                     }
                 }
             }
-            _ = sleep => {
-                sfu.handle_timeout(Instant::now());
+            frame = next_tcp_frame(&mut ice_tcp) => {
+                let mut next = Some(frame);
+                let mut handled = 0;
+                while let Some(f) = next.take() {
+                    let now = Instant::now();
+                    let destination = destination_of(f.local, Some(f.local.ip()), &advertised);
+                    if sfu.handle_tcp_frame(now, f.peer, destination, &f.data)
+                        && let Some(t) = ice_tcp.as_mut()
+                    {
+                        t.taken(f.peer, now);
+                    }
+                    handled += 1;
+                    if handled < RECV_BATCH {
+                        next = ice_tcp.as_mut().and_then(IceTcp::try_next);
+                    }
+                }
             }
+            _ = sleep => {
+                if next_timeout <= Instant::now() {
+                    sfu.handle_timeout(Instant::now());
+                }
+            }
+        }
+        if let Some(t) = ice_tcp.as_mut() {
+            t.sweep(Instant::now());
         }
         // The timer may be overdue after a busy input; catch up before sleeping again.
         let now = Instant::now();

@@ -13,13 +13,14 @@ mod id_map;
 mod meeting;
 mod participant;
 mod quality;
+mod rfc4571;
 mod simulcast;
 mod stun;
 mod subscription;
 mod udp_batch;
 
 pub use crate::core::{Command, Counters, Datagram, HostControl, Output, ResumeKey, Sfu};
-pub use config::{Limits, SfuConfig};
+pub use config::{IceTcpLimits, Limits, SfuConfig};
 pub use driver::{Connection, SfuHandle, SfuMetrics};
 pub use meeting::{
     AuditEvent, ControlError, JoinGrant, JoinRequest, LiveMeeting, MeetingRef, MeetingSnapshot,

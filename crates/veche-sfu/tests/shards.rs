@@ -54,6 +54,7 @@ async fn offered_port(c: &mut Connection) -> u16 {
 async fn rooms_are_spread_over_shards_and_joins_follow_them() {
     let sfu = SfuHandle::spawn(SfuConfig {
         media_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+        ice_tcp_port: None,
         public_ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
         limits: Limits {
             media_shards: 3,

@@ -228,12 +228,17 @@ fn spawn(
         .open(log)
         .context("opening the log file")?;
     let err = out.try_clone()?;
-    Command::new(env!("CARGO_BIN_EXE_veche"))
-        .arg("serve")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_veche"));
+    cmd.arg("serve")
         .args(["--http", &http.to_string()])
         .args(["--media-port", &media_port.to_string()])
-        .args(["--public-ip", "127.0.0.1"])
-        .arg("--data-dir")
+        .args(["--public-ip", "127.0.0.1"]);
+    // The TCP ports of the media port's numbers may be taken (by another test's HTTP port):
+    // free ICE-TCP ports unless the test picks them.
+    if !extra.iter().any(|a| a == "--ice-tcp-port") {
+        cmd.args(["--ice-tcp-port", "0"]);
+    }
+    cmd.arg("--data-dir")
         .arg(dir.join("data"))
         .args(extra)
         .env(
@@ -278,6 +283,20 @@ fn free_udp_port() -> anyhow::Result<u16> {
         }
     }
     bail!("no run of {shards} free UDP ports found")
+}
+
+/// A `kB` field of `/proc/PID/status`, in MiB.
+pub(crate) fn proc_status_mib(pid: u32, field: &str) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kb / 1024)
 }
 
 /// Joins `room` as `name` and waits for media to connect.

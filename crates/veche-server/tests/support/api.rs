@@ -87,6 +87,7 @@ impl App {
         // A real SFU on a loopback port: the live-meeting endpoints talk to it.
         let sfu = SfuHandle::spawn(SfuConfig {
             media_bind: "127.0.0.1:0".parse().unwrap(),
+            ice_tcp_port: None,
             public_ips: vec!["127.0.0.1".parse().unwrap()],
             limits: Limits::default(),
             resume_key: veche_sfu::ResumeKey::random(),

@@ -1,9 +1,11 @@
 //! Which participant a datagram is for: by its source address once known, and before that by
-//! the ICE ufrag that the first datagram from a new address (a STUN check) names.
+//! the ICE ufrag that the first datagram from a new address (a STUN check) names. Addresses
+//! are per transport: a UDP and an ICE-TCP peer may use the same IP and port.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use str0m::net::Protocol;
 use veche_proto::ParticipantId;
 
 use crate::stun;
@@ -26,18 +28,18 @@ pub(crate) enum Route {
 /// DoS-resistant hasher.
 #[derive(Debug, Default)]
 pub(crate) struct Demux {
-    by_addr: HashMap<SocketAddr, ParticipantId>,
+    by_addr: HashMap<(Protocol, SocketAddr), ParticipantId>,
     by_ufrag: HashMap<String, ParticipantId>,
     /// Each participant's addresses in the order learnt, to forget them and to bound them.
-    addrs: HashMap<ParticipantId, Vec<SocketAddr>>,
+    addrs: HashMap<ParticipantId, Vec<(Protocol, SocketAddr)>>,
 }
 
 impl Demux {
     /// A known address names its participant. A new one must start with an ICE check (STUN)
     /// whose USERNAME names our ufrag and so the participant, in one lookup. Anything else from
     /// a stranger is `None`: dropped before any parsing or per-participant work.
-    pub(crate) fn route(&self, source: SocketAddr, data: &[u8]) -> Option<Route> {
-        if let Some(id) = self.by_addr.get(&source) {
+    pub(crate) fn route(&self, proto: Protocol, source: SocketAddr, data: &[u8]) -> Option<Route> {
+        if let Some(id) = self.by_addr.get(&(proto, source)) {
             return Some(Route::Known(*id));
         }
         let ufrag = stun::local_ufrag(data)?;
@@ -58,14 +60,14 @@ impl Demux {
     /// Remembers an address `id`'s `Rtc` accepted. Spoofed checks could otherwise grow the
     /// map without bound, so past [`MAX_ADDRS_PER_PARTICIPANT`] the oldest is forgotten; a
     /// real peer's current address comes back with its next consent check.
-    pub(crate) fn learn(&mut self, id: ParticipantId, source: SocketAddr) {
+    pub(crate) fn learn(&mut self, id: ParticipantId, proto: Protocol, source: SocketAddr) {
         let addrs = self.addrs.entry(id).or_default();
         if addrs.len() >= MAX_ADDRS_PER_PARTICIPANT {
             let oldest = addrs.remove(0);
             self.by_addr.remove(&oldest);
         }
-        addrs.push(source);
-        self.by_addr.insert(source, id);
+        addrs.push((proto, source));
+        self.by_addr.insert((proto, source), id);
     }
 
     /// Forgets everything that routed datagrams to `id`.
@@ -106,19 +108,41 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
+    const UDP: Protocol = Protocol::Udp;
+
     #[test]
     fn routes_new_addresses_by_ufrag_then_by_address() {
         let mut d = Demux::default();
         d.add(7, "abcd".into());
-        assert_eq!(d.route(addr(1), &binding("abcd:peer")), Some(Route::New(7)));
-        assert_eq!(d.route(addr(1), &binding("zzzz:peer")), None);
+        assert_eq!(
+            d.route(UDP, addr(1), &binding("abcd:peer")),
+            Some(Route::New(7))
+        );
+        assert_eq!(d.route(UDP, addr(1), &binding("zzzz:peer")), None);
         // Not STUN, from a stranger.
-        assert_eq!(d.route(addr(1), &[0x80; 40]), None);
-        d.learn(7, addr(1));
-        assert_eq!(d.route(addr(1), &[0x80; 40]), Some(Route::Known(7)));
+        assert_eq!(d.route(UDP, addr(1), &[0x80; 40]), None);
+        d.learn(7, UDP, addr(1));
+        assert_eq!(d.route(UDP, addr(1), &[0x80; 40]), Some(Route::Known(7)));
         d.remove(7, "abcd");
-        assert_eq!(d.route(addr(1), &[0x80; 40]), None);
-        assert_eq!(d.route(addr(2), &binding("abcd:peer")), None);
+        assert_eq!(d.route(UDP, addr(1), &[0x80; 40]), None);
+        assert_eq!(d.route(UDP, addr(2), &binding("abcd:peer")), None);
+    }
+
+    #[test]
+    fn addresses_are_per_transport() {
+        let mut d = Demux::default();
+        d.add(1, "u".into());
+        d.add(2, "v".into());
+        d.learn(1, UDP, addr(5));
+        d.learn(2, Protocol::Tcp, addr(5));
+        assert_eq!(d.route(UDP, addr(5), &[0x80; 40]), Some(Route::Known(1)));
+        assert_eq!(
+            d.route(Protocol::Tcp, addr(5), &[0x80; 40]),
+            Some(Route::Known(2))
+        );
+        d.remove(2, "v");
+        assert_eq!(d.route(Protocol::Tcp, addr(5), &[0x80; 40]), None);
+        assert_eq!(d.route(UDP, addr(5), &[0x80; 40]), Some(Route::Known(1)));
     }
 
     #[test]
@@ -126,11 +150,11 @@ mod tests {
         let mut d = Demux::default();
         d.add(1, "u".into());
         for port in 0..(MAX_ADDRS_PER_PARTICIPANT as u16 + 4) {
-            d.learn(1, addr(port));
+            d.learn(1, UDP, addr(port));
         }
         assert_eq!(d.by_addr.len(), MAX_ADDRS_PER_PARTICIPANT);
         // The oldest went first.
-        assert_eq!(d.route(addr(0), &[0x80; 40]), None);
-        assert_eq!(d.route(addr(19), &[0x80; 40]), Some(Route::Known(1)));
+        assert_eq!(d.route(UDP, addr(0), &[0x80; 40]), None);
+        assert_eq!(d.route(UDP, addr(19), &[0x80; 40]), Some(Route::Known(1)));
     }
 }

@@ -341,6 +341,8 @@ impl Sfu {
                     .into_iter()
                     .filter(|k| e.host_muted[slot(*k)])
                     .collect(),
+                // Filled in by the signalling layer, which holds the TURN secret.
+                ice_servers: Vec::new(),
             },
         ));
         self.broadcast(

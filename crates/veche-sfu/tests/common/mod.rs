@@ -411,6 +411,7 @@ impl Sim {
         let now = Instant::now();
         let config = SfuConfig {
             media_bind: server_addr(),
+            ice_tcp_port: None,
             public_ips: vec![LOCALHOST],
             limits,
             resume_key: veche_sfu::ResumeKey::random(),

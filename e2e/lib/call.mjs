@@ -1,0 +1,63 @@
+// What the connectivity tests share: a test host in a namespace, the server on its veth
+// address, a Chromium outside and one inside the namespace, and joining a meeting.
+
+import { launch } from './browser.mjs';
+import { createHost } from './netns.mjs';
+import { startServer } from './server.mjs';
+
+/**
+ * @typedef {object} NamespaceCall
+ * @property {import('./netns.mjs').Host} host
+ * @property {Awaited<ReturnType<typeof startServer>>} server on `host.serverAddr` (HTTPS)
+ * @property {import('playwright-core').Browser} outside Chromium in the root namespace
+ * @property {import('playwright-core').Browser} inside Chromium in the host's namespace
+ * @property {() => string} log the tail of the server log, for failure messages
+ * @property {() => Promise<void>} close stops and removes all of it (also after a failed start)
+ */
+
+/**
+ * Sets up a namespace call; `serverArgs(host)` adds flags to the server's command line.
+ * @param {(host: import('./netns.mjs').Host) => string[]} [serverArgs]
+ * @returns {Promise<NamespaceCall>}
+ */
+export async function namespaceCall(serverArgs = () => []) {
+  /** @type {Partial<NamespaceCall>} */
+  const call = {};
+  const close = async () => {
+    await call.inside?.close();
+    await call.outside?.close();
+    await call.server?.stop();
+    await call.host?.destroy();
+  };
+  try {
+    call.host = await createHost();
+    call.server = await startServer({ host: call.host.serverAddr, args: serverArgs(call.host) });
+    call.outside = await launch();
+    call.inside = await launch({ executablePath: call.host.chromiumWrapper() });
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  const server = call.server;
+  return { ...(/** @type {NamespaceCall} */ (call)), log: () => `--- server log ---\n${server.log().slice(-4000)}`, close };
+}
+
+/**
+ * Opens `/m/ROOM` as NAME (joining at once) in a fresh Chromium context with camera and
+ * microphone granted and the server's self-signed certificate accepted.
+ * @param {import('playwright-core').Browser} browser
+ * @param {string} url the server's URL
+ * @param {string} room
+ * @param {string} name
+ * @returns {Promise<{page: import('playwright-core').Page, name: string, opened: number}>} `opened`:
+ *   when the page was opened
+ */
+export async function openMeeting(browser, url, room, name) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
+  await context.grantPermissions(['camera', 'microphone']);
+  const page = await context.newPage();
+  page.on('pageerror', err => console.error(`[${name}] page error:`, err));
+  const opened = Date.now();
+  await page.goto(`${url}/m/${room}?name=${name}&autojoin=1`);
+  return { page, name, opened };
+}
