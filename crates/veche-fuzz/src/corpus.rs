@@ -43,7 +43,11 @@ pub fn messages() -> Vec<ClientMessage> {
             room: "board".into(),
             name: "Bo \u{e9}".into(),
             passcode: Some("4821".into()),
-            resume: Some("v1.AAAA.BBBB".into()),
+            resume: Some(format!(
+                "v1.{}.1900000000.{}",
+                "a".repeat(32),
+                "0".repeat(64)
+            )),
         },
         Answer {
             sdp: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n".into(),

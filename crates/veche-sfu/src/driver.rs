@@ -593,7 +593,8 @@ async fn run(
                         let _ = reply.send(sfu.live_meeting(&room));
                     }
                     Some(Command::Restore(snapshot)) => {
-                        if !sfu.restore(now, unix_ms(), &snapshot) {
+                        let restored = sfu.restore(now, unix_ms(), &snapshot);
+                        if !restored {
                             warn!(room = %snapshot.room, "snapshot not restored");
                         }
                     }

@@ -123,12 +123,7 @@ impl Meeting {
                     kind_name(kind).into(),
                     fx,
                 );
-                if let Some(m) = self.member_mut(participant_id) {
-                    m.host_muted[slot(kind)] = false;
-                    let gate = m.host_muted;
-                    fx.push(Effect::Gate(participant_id, gate));
-                }
-                self.dirty = true;
+                self.set_host_muted(participant_id, kind, false, fx);
                 fx.push(Effect::Signal(
                     participant_id,
                     ServerMessage::UnmuteRequested {
@@ -281,6 +276,22 @@ impl Meeting {
         }
     }
 
+    /// Sets a member's host mute of `kind`, and the forwarding gate with it.
+    fn set_host_muted(
+        &mut self,
+        target: ParticipantId,
+        kind: TrackKind,
+        muted: bool,
+        fx: &mut Vec<Effect>,
+    ) {
+        if let Some(m) = self.member_mut(target) {
+            m.host_muted[slot(kind)] = muted;
+            let gate = m.host_muted;
+            fx.push(Effect::Gate(target, gate));
+            self.dirty = true;
+        }
+    }
+
     fn host_mute(
         &mut self,
         actor: &Actor,
@@ -288,14 +299,12 @@ impl Meeting {
         kind: TrackKind,
         fx: &mut Vec<Effect>,
     ) {
-        let Some(m) = self.member_mut(target) else {
+        if self.member(target).is_none() {
             return;
-        };
+        }
+        // A screen share just ends; there is no muted share to keep.
         if kind != TrackKind::Screen {
-            m.host_muted[slot(kind)] = true;
-            let gate = m.host_muted;
-            fx.push(Effect::Gate(target, gate));
-            self.dirty = true;
+            self.set_host_muted(target, kind, true, fx);
         }
         fx.push(Effect::Signal(
             target,
