@@ -4,7 +4,8 @@
 //! each subscriber. Audio is served first, whatever the estimate; then video in priority
 //! order — screen shares, the active speaker, everyone else. Each video track is capped by
 //! the tile the client renders it in (the smallest layer that covers the tile); a hidden
-//! tile gets nothing. Every video track first gets its lowest layer, in priority order, as
+//! tile gets nothing. A track that arrives in one layer only is never paused for bandwidth:
+//! there is nothing smaller to send. Every video track first gets its lowest layer, in priority order, as
 //! long as the budget lasts (a track that does not fit is paused); then, in the same order,
 //! each is raised as far as its cap and the rest of the budget allow. The lowest layers may
 //! take the whole estimate; raising leaves a margin for retransmissions and headers. What is
@@ -199,8 +200,12 @@ pub(crate) fn allocate(
             continue;
         };
         let cost = t.cost(lowest);
-        if cost <= budget {
-            budget -= cost;
+        // A track with one layer has nothing smaller to step down to: it is forwarded whatever
+        // the estimate (pausing it would leave the tile black, as with a publisher that sends
+        // no simulcast, or a screen share).
+        let only_layer = t.available().count() == 1;
+        if cost <= budget || only_layer {
+            budget = budget.saturating_sub(cost);
             t.chosen = Some(lowest);
             t.bitrate = cost;
         } else {
@@ -367,14 +372,12 @@ mod tests {
         let total: u64 = tracks.iter().map(|t| t.bitrate).sum();
         assert!(total <= 1800 * KBPS, "{total}");
 
-        // 1 Mbit/s: the screen no longer fits; the cameras keep what they had.
-        let chosen = run(&mut tracks, t, Some(1000 * KBPS));
-        assert_eq!(chosen, [Some(0), Some(0), Some(1), None]);
-        // Too little for every video: the lowest priority is paused, audio never is.
-        let chosen = run(&mut tracks, t, Some(300 * KBPS));
-        assert_eq!(chosen, [None, Some(0), Some(0), None]);
+        // Too little for every video: the lowest priority camera is paused, audio never is,
+        // and the screen (one layer, nothing smaller to send) neither.
+        let chosen = run(&mut tracks, t, Some(1250 * KBPS));
+        assert_eq!(chosen, [None, Some(0), Some(0), Some(0)]);
         let chosen = run(&mut tracks, t, Some(10 * KBPS));
-        assert_eq!(chosen, [None, Some(0), None, None]);
+        assert_eq!(chosen, [None, Some(0), None, Some(0)]);
     }
 
     #[test]

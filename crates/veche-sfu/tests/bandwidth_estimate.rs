@@ -17,6 +17,25 @@ fn layer_now(sim: &Sim, rx: usize, from: u64, window: Duration) -> Option<u8> {
     (live.len() == 1).then(|| live[0])
 }
 
+/// Runs until client `rx` receives only `layer` of `from`'s camera; how long that took, or
+/// `None` after `limit`.
+fn until_layer(
+    sim: &mut Sim,
+    rx: usize,
+    from: u64,
+    layer: u8,
+    limit: Duration,
+) -> Option<Duration> {
+    let start = sim.now;
+    while sim.now - start < limit {
+        sim.run_for(Duration::from_millis(100));
+        if layer_now(sim, rx, from, Duration::from_millis(200)) == Some(layer) {
+            return Some(sim.now - start);
+        }
+    }
+    None
+}
+
 #[test]
 fn a_narrowing_downlink_steps_video_down_and_a_widening_one_back_up() {
     let mut sim = Sim::new(Limits::default());
@@ -35,16 +54,8 @@ fn a_narrowing_downlink_steps_video_down_and_a_widening_one_back_up() {
 
     // The link narrows to 400 kbit/s: video steps down to the lowest layer, quickly.
     sim.cap_downlink(b, Some(400_000));
-    let narrowed = sim.now;
-    let mut down = None;
-    for _ in 0..50 {
-        sim.run_for(Duration::from_millis(100));
-        if layer_now(&sim, b, ann, Duration::from_millis(200)) == Some(0) {
-            down = Some(sim.now - narrowed);
-            break;
-        }
-    }
-    let down = down.expect("stepped down to the lowest layer");
+    let down = until_layer(&mut sim, b, ann, 0, Duration::from_secs(5))
+        .expect("stepped down to the lowest layer");
     println!("lowest layer {down:?} after the link narrowed");
     assert!(down <= Duration::from_secs(3), "stepped down in {down:?}");
     // It stays there and keeps flowing; audio gets through whole.
@@ -71,16 +82,8 @@ fn a_narrowing_downlink_steps_video_down_and_a_widening_one_back_up() {
 
     // The link widens again: back to the top layer.
     sim.cap_downlink(b, None);
-    let widened = sim.now;
-    let mut up = None;
-    for _ in 0..300 {
-        sim.run_for(Duration::from_millis(100));
-        if layer_now(&sim, b, ann, Duration::from_millis(200)) == Some(2) {
-            up = Some(sim.now - widened);
-            break;
-        }
-    }
-    let up = up.expect("back to the top layer within 30 s");
+    let up = until_layer(&mut sim, b, ann, 2, Duration::from_secs(30))
+        .expect("back to the top layer within 30 s");
     println!("top layer {up:?} after the link widened");
     let s = sim.clients[b].stats(ann, TrackKind::Video);
     // (Picture ids and sequence numbers have holes here: the narrowed link dropped packets.)

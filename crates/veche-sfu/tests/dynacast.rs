@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::Sim;
-use veche_proto::{ClientMessage, ServerMessage, TrackKind, VideoSize};
+use common::{Sim, camera_tile};
+use veche_proto::{ServerMessage, TrackKind};
 use veche_sfu::Limits;
 
 fn wanted(sim: &Sim, idx: usize) -> Option<Vec<String>> {
@@ -26,14 +26,7 @@ fn layers_nobody_needs_are_turned_off_and_back_on() {
     let b = sim.join("r", "Bob");
     sim.run_for(Duration::from_secs(1));
     let ann = sim.clients[a].id;
-    let tile = |height: u32| ClientMessage::VideoSizes {
-        sizes: vec![VideoSize {
-            participant_id: ann,
-            kind: TrackKind::Video,
-            width: height * 16 / 9,
-            height,
-        }],
-    };
+    let tile = |height: u32| camera_tile(ann, height * 16 / 9, height);
     sim.send(b, tile(180));
     sim.run_for(Duration::from_secs(2));
     assert_eq!(wanted(&sim, a), None, "layers stay on for a while");

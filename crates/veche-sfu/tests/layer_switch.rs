@@ -6,19 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::Sim;
-use veche_proto::{ClientMessage, ParticipantId, TrackKind, VideoSize};
+use common::{Sim, camera_tile};
+use veche_proto::{ClientMessage, ParticipantId, TrackKind};
 use veche_sfu::Limits;
 
 fn sizes(of: ParticipantId, height: u32) -> ClientMessage {
-    ClientMessage::VideoSizes {
-        sizes: vec![VideoSize {
-            participant_id: of,
-            kind: TrackKind::Video,
-            width: height * 16 / 9,
-            height,
-        }],
-    }
+    camera_tile(of, height * 16 / 9, height)
 }
 
 #[test]

@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::Sim;
-use veche_proto::{ClientMessage, TrackKind, VideoSize};
+use common::{Sim, camera_tile};
+use veche_proto::{ClientMessage, TrackKind};
 use veche_sfu::Limits;
 
 #[test]
@@ -16,14 +16,7 @@ fn an_unlisted_tile_is_paused_and_resumes_within_a_second() {
     let b = sim.join("r", "Bob");
     sim.run_for(Duration::from_secs(1));
     let ann = sim.clients[a].id;
-    let shown = ClientMessage::VideoSizes {
-        sizes: vec![VideoSize {
-            participant_id: ann,
-            kind: TrackKind::Video,
-            width: 640,
-            height: 360,
-        }],
-    };
+    let shown = camera_tile(ann, 640, 360);
     sim.send(b, shown.clone());
     sim.run_for(Duration::from_secs(1));
     assert!(sim.clients[b].stats(ann, TrackKind::Video).packets > 30);
@@ -51,17 +44,7 @@ fn an_unlisted_tile_is_paused_and_resumes_within_a_second() {
     assert!(s.keyframes > paused.keyframes, "resumed at a keyframe");
     assert!(s.layer_at[1].is_some_and(|t| t > listed_at));
     // 0×0 pauses too.
-    sim.send(
-        b,
-        ClientMessage::VideoSizes {
-            sizes: vec![VideoSize {
-                participant_id: ann,
-                kind: TrackKind::Video,
-                width: 0,
-                height: 0,
-            }],
-        },
-    );
+    sim.send(b, camera_tile(ann, 0, 0));
     sim.run_for(Duration::from_millis(100));
     let before = sim.clients[b].stats(ann, TrackKind::Video).packets;
     sim.run_for(Duration::from_secs(1));

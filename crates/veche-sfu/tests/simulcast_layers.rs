@@ -5,20 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::Sim;
-use veche_proto::{ClientMessage, ParticipantId, TrackKind, VideoSize};
+use common::{Sim, camera_tile};
+use veche_proto::TrackKind;
 use veche_sfu::Limits;
-
-fn sizes(of: ParticipantId, width: u32, height: u32) -> ClientMessage {
-    ClientMessage::VideoSizes {
-        sizes: vec![VideoSize {
-            participant_id: of,
-            kind: TrackKind::Video,
-            width,
-            height,
-        }],
-    }
-}
 
 #[test]
 fn each_subscriber_gets_the_layer_its_tile_needs() {
@@ -29,8 +18,8 @@ fn each_subscriber_gets_the_layer_its_tile_needs() {
     let unreported = sim.join("r", "Dee");
     sim.run_for(Duration::from_millis(500));
     let ann = sim.clients[a].id;
-    sim.send(small, sizes(ann, 320, 200));
-    sim.send(large, sizes(ann, 1280, 720));
+    sim.send(small, camera_tile(ann, 320, 200));
+    sim.send(large, camera_tile(ann, 1280, 720));
     sim.run_for(Duration::from_secs(15));
 
     let before: Vec<_> = [small, large, unreported]

@@ -12,7 +12,9 @@ use str0m::media::{Direction, MediaKind, Mid, Rid};
 use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
-use veche_proto::{ClientMessage, PROTOCOL_VERSION, ParticipantId, ServerMessage, TrackKind};
+use veche_proto::{
+    ClientMessage, PROTOCOL_VERSION, ParticipantId, ServerMessage, TrackKind, VideoSize,
+};
 use veche_sfu::{JoinGrant, JoinRequest, Limits, Output, Sfu, SfuConfig, SfuEvent};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -32,6 +34,18 @@ const LAYER_SIZE: [(u16, u16); 3] = [(320, 180), (640, 360), (1280, 720)];
 /// first packet, a 15-bit picture id), then 10 bytes that on a keyframe's first packet are
 /// the keyframe header (frame tag, start code, size); then the test's own fields.
 const PREFIX: usize = 14;
+
+/// A `video_sizes` that renders only `of`'s camera, `width` × `height`.
+pub fn camera_tile(of: ParticipantId, width: u32, height: u32) -> ClientMessage {
+    ClientMessage::VideoSizes {
+        sizes: vec![VideoSize {
+            participant_id: of,
+            kind: TrackKind::Video,
+            width,
+            height,
+        }],
+    }
+}
 
 pub fn server_addr() -> SocketAddr {
     SocketAddr::new(LOCALHOST, 7882)
