@@ -15,9 +15,6 @@ export const POLL_MS = 2000;
 /** A level must hold for this many polls in a row before the indicator gets better. */
 const POLLS_TO_IMPROVE = 2;
 
-/** The server's view of a link counts this long after it said so. */
-const SERVER_REPORT_TTL_MS = 10000;
-
 /**
  * What we measured for one participant over the last poll interval.
  * @typedef {object} Figures
@@ -103,8 +100,13 @@ export class QualityMonitor {
     this.shown = new Map();
   }
 
-  /** @param {{participant_id: ParticipantId, quality: Quality}[]} list */
+  /**
+   * The server lists the whole room each time, and only when something changed: a report
+   * stands until the next one replaces it (someone missing from it has no server view).
+   * @param {{participant_id: ParticipantId, quality: Quality}[]} list
+   */
   serverReport(list) {
+    this.server.clear();
     for (const { participant_id, quality } of list) {
       if (quality in RANK) this.server.set(participant_id, { quality, at: performance.now() });
     }
@@ -188,10 +190,6 @@ export class QualityMonitor {
       sum.any = true;
     });
     this.previous = seen;
-    const fresh = performance.now() - SERVER_REPORT_TTL_MS;
-    for (const [id, report] of this.server) {
-      if (report.at < fresh) this.server.delete(id);
-    }
 
     /** @type {Map<ParticipantId | 'self', QualityReport>} */
     const reports = new Map();

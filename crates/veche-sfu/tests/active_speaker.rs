@@ -67,3 +67,23 @@ fn the_loudest_participant_is_the_active_speaker() {
         "15 dB louder takes over"
     );
 }
+
+#[test]
+fn a_newcomer_learns_who_is_speaking() {
+    let mut sim = Sim::new(Limits::default());
+    let loud = sim.join("standup", "Ann");
+    sim.clients[loud].audio_level = Some(-20);
+    sim.run_for(Duration::from_secs(2));
+    let ann = sim.clients[loud].id;
+    assert_eq!(last_speaker(&sim, loud), Some(ann));
+
+    // Ann keeps speaking, so the speaker does not change and is not announced again: Bob,
+    // who joins now, must be told in joining.
+    let late = sim.join("standup", "Bob");
+    sim.run_for(Duration::from_millis(200));
+    assert_eq!(
+        last_speaker(&sim, late),
+        Some(ann),
+        "the newcomer knows Ann speaks"
+    );
+}

@@ -352,6 +352,15 @@ impl Sfu {
                 participant: p.info.clone(),
             },
         );
+        // The speaker is announced only when it changes: a newcomer learns the current one now.
+        if let Some(speaker) = self.rooms.get(&key).and_then(|r| r.speaker.current()) {
+            self.out.push_back(Output::Signal(
+                id,
+                ServerMessage::ActiveSpeaker {
+                    participant_id: Some(speaker),
+                },
+            ));
+        }
         self.participants.insert(id, p);
         if let Some(r) = self.rooms.get_mut(&key) {
             r.members.push(id);
