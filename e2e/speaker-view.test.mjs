@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { launch } from './lib/browser.mjs';
+import { waitForMedia } from './lib/media.mjs';
 import { REPO_ROOT, startServer } from './lib/server.mjs';
 import { writeLoudSpeech, writeQuietNoise } from './lib/wav.mjs';
 
@@ -117,16 +118,7 @@ async function join(room, name, wav) {
  * @param {number} count
  */
 async function waitForVideos(p, count) {
-  await p.page.waitForFunction(async want => {
-    // @ts-ignore the client's test hook
-    const pc = /** @type {RTCPeerConnection | null} */ (window.veche?.pc ?? null);
-    if (!pc) return false;
-    let decoding = 0;
-    (await pc.getStats()).forEach(s => {
-      if (s.type === 'inbound-rtp' && s.kind === 'video' && (s.framesDecoded ?? 0) > 0) decoding += 1;
-    });
-    return decoding >= want;
-  }, count, { timeout: MEDIA_TIMEOUT_MS, polling: 250 });
+  await waitForMedia(p.page, p.name, { videos: count, audios: 0, timeoutMs: MEDIA_TIMEOUT_MS });
 }
 
 /** @param {Person} p @returns {Promise<string | null>} the participant id of the highlighted tile */
