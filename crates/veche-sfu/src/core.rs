@@ -920,9 +920,10 @@ impl Sfu {
         }
     }
 
-    /// Asks `publisher` for a keyframe of `layer` of its `kind` track, throttled per layer:
-    /// however many subscribers ask within [`crate::participant::KEYFRAME_INTERVAL`], the
-    /// publisher gets one request now and at most one more at the end of the interval.
+    /// Asks `publisher` for a keyframe of `layer` of its `kind` track, throttled per track
+    /// (see [`crate::participant::KeyframeThrottle`]): however many subscribers ask within
+    /// [`crate::participant::KEYFRAME_INTERVAL`], the publisher gets one request now and the
+    /// layers asked for meanwhile one by one after it.
     fn request_keyframe(
         &mut self,
         now: Instant,
@@ -933,10 +934,7 @@ impl Sfu {
         let Some(p) = self.participants.get_mut(&publisher) else {
             return;
         };
-        let Some(throttle) = p.keyframes[slot(kind)].get_mut(layer as usize) else {
-            return;
-        };
-        if !throttle.request(now) {
+        if !p.keyframes[slot(kind)].request(now, layer) {
             self.earliest = self.earliest.min(self.next_tick);
             return;
         }
@@ -948,13 +946,9 @@ impl Sfu {
         let mut sent = Vec::new();
         for p in self.participants.values_mut() {
             for kind in [TrackKind::Video, TrackKind::Screen] {
-                for layer in 0..LAYERS {
-                    let throttle = &mut p.keyframes[slot(kind)][layer];
-                    let due = throttle.deferred_due();
-                    if due.is_some_and(|t| t <= now) && throttle.request(now) {
-                        send_keyframe_request(p, kind, layer as Layer);
-                        sent.push(p.id);
-                    }
+                if let Some(layer) = p.keyframes[slot(kind)].take_due(now) {
+                    send_keyframe_request(p, kind, layer);
+                    sent.push(p.id);
                 }
             }
         }
@@ -1063,6 +1057,7 @@ impl Sfu {
                     .filter(|(_, on)| *on)
                     .map(|(r, _)| (*r).to_owned())
                     .collect();
+                debug!(participant = id, ?rids, "layers wanted");
                 self.out.push_back(Output::Signal(
                     id,
                     ServerMessage::LayersWanted { kind, rids },
@@ -1100,13 +1095,19 @@ impl Sfu {
         let Some(sub) = self.participants.get_mut(&id) else {
             return;
         };
+        let estimate = sub.estimate;
         for ((publisher, kind, s), t) in sub.open_subscriptions_mut().zip(&tracks) {
             if !kind.is_video() {
                 continue;
             }
             s.limited_at = t.limited_at;
             s.allocated = t.bitrate;
+            let before = s.choice.target;
             s.choice.set_target(t.chosen);
+            if before != t.chosen {
+                debug!(subscriber = id, publisher, ?kind, from = ?before, to = ?t.chosen,
+                    ?estimate, "target layer");
+            }
             if let Some(target) = t.chosen
                 && s.choice.switching()
                 && s.choice

@@ -75,28 +75,39 @@ impl Line {
     }
 }
 
-/// Keyframe requests towards one of our publish slots are throttled so that N subscribers
-/// joining at once cost the publisher one keyframe, not N.
+/// Keyframe requests towards one of our publish slots, throttled per slot, not per layer.
+///
+/// N subscribers asking within the interval cost the publisher one keyframe, not N. And
+/// libwebrtc (Chromium, Firefox) honours at most one keyframe request per video send stream
+/// every 300 ms, for all its simulcast layers together (`EncoderRtcpFeedback`): a request for
+/// another layer inside that window is silently dropped, so a subscriber resuming on the
+/// lowest layer just after another switched to the top one would wait for the next retry.
+/// Requests are therefore spaced by [`KEYFRAME_INTERVAL`] whatever their layer; layers asked
+/// for inside the window wait their turn, lowest first (a resume or a step down is what
+/// someone is waiting for).
 #[derive(Debug, Default)]
 pub(crate) struct KeyframeThrottle {
     last_sent: Option<Instant>,
-    /// A request arrived inside the throttle window; send it when the window ends.
-    deferred: bool,
+    /// Layers asked for inside the window, sent one per interval once it ends.
+    deferred: [bool; LAYERS],
 }
 
-pub(crate) const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
+/// A little over libwebrtc's 300 ms, so that network jitter does not bring two requests
+/// closer than that at the publisher.
+pub(crate) const KEYFRAME_INTERVAL: Duration = Duration::from_millis(350);
 
 impl KeyframeThrottle {
-    /// Returns true if a request should go out now; otherwise remembers it for later.
-    pub(crate) fn request(&mut self, now: Instant) -> bool {
+    /// Returns true if a request for `layer` should go out now; otherwise remembers it.
+    pub(crate) fn request(&mut self, now: Instant, layer: Layer) -> bool {
+        let i = (layer as usize).min(LAYERS - 1);
         match self.last_sent {
             Some(t) if now < t + KEYFRAME_INTERVAL => {
-                self.deferred = true;
+                self.deferred[i] = true;
                 false
             }
             _ => {
                 self.last_sent = Some(now);
-                self.deferred = false;
+                self.deferred[i] = false;
                 true
             }
         }
@@ -104,10 +115,21 @@ impl KeyframeThrottle {
 
     /// When a deferred request is due, if any.
     pub(crate) fn deferred_due(&self) -> Option<Instant> {
-        match (self.deferred, self.last_sent) {
-            (true, Some(t)) => Some(t + KEYFRAME_INTERVAL),
+        match self.last_sent {
+            Some(t) if self.deferred.contains(&true) => Some(t + KEYFRAME_INTERVAL),
             _ => None,
         }
+    }
+
+    /// The deferred layer to ask for now, if one is due; it counts as sent.
+    pub(crate) fn take_due(&mut self, now: Instant) -> Option<Layer> {
+        if self.deferred_due().is_none_or(|due| now < due) {
+            return None;
+        }
+        let i = self.deferred.iter().position(|d| *d)?;
+        self.deferred[i] = false;
+        self.last_sent = Some(now);
+        Some(i as Layer)
     }
 }
 
@@ -128,8 +150,8 @@ pub(crate) struct Participant {
     /// Slots whose first `set_media{enabled:true}` has been seen: other participants
     /// subscribe to them. Indexed like [`TrackKind::ALL`].
     pub(crate) published: [bool; 3],
-    /// Keyframe requests towards each layer of each slot.
-    pub(crate) keyframes: [[KeyframeThrottle; LAYERS]; 3],
+    /// Keyframe requests towards each slot (all its layers together).
+    pub(crate) keyframes: [KeyframeThrottle; 3],
     /// What arrives of each slot's layers (video slots only).
     pub(crate) layers: [PublishedLayers; 3],
     /// What the participant was told of its camera layers that nobody needs.

@@ -99,8 +99,12 @@ impl Subscription {
     /// the `Rtc`'s streams: it runs once per forwarded packet and subscriber.
     pub(crate) fn forward(&mut self, rtc: &mut Rtc, mid: Mid, p: &Packet<'_>) -> bool {
         let first_start_any = p.single_layer && self.munger.state.last_seq.is_none();
+        let was = self.choice.current;
         if !self.choice.admit(p.layer, p.keyframe, first_start_any) {
             return false;
+        }
+        if was != self.choice.current {
+            tracing::debug!(?mid, from = ?was, to = ?self.choice.current, "layer switched");
         }
         let packet = p.rtp;
         let Some(out) = self.munger.map(Incoming::of(packet), p.vp8) else {

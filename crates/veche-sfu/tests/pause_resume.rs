@@ -50,3 +50,42 @@ fn an_unlisted_tile_is_paused_and_resumes_within_a_second() {
     sim.run_for(Duration::from_secs(1));
     assert_eq!(sim.clients[b].stats(ann, TrackKind::Video).packets, before);
 }
+
+/// A browser honours one keyframe request per 300 ms for all the layers of its camera and
+/// drops the others (the test client does the same). A subscriber resuming on the lowest
+/// layer just after another stepped down to the middle one must still get its keyframe
+/// promptly, not at the next retry.
+#[test]
+fn a_resume_just_after_another_layers_switch_still_gets_its_keyframe() {
+    let mut sim = Sim::new(Limits::default());
+    let a = sim.join("r", "Ann");
+    let b = sim.join("r", "Bob");
+    let c = sim.join("r", "Cat");
+    sim.run_for(Duration::from_secs(1));
+    let ann = sim.clients[a].id;
+    sim.send(b, camera_tile(ann, 1280, 720));
+    sim.send(c, camera_tile(ann, 320, 180));
+    sim.run_for(Duration::from_secs(6));
+    assert_eq!(sim.clients[b].stats(ann, TrackKind::Video).layer, Some(2));
+    sim.send(c, ClientMessage::VideoSizes { sizes: vec![] });
+    sim.run_for(Duration::from_secs(2));
+
+    // Bob steps down to 360p (a keyframe of layer 1); Cat comes back 100 ms later (layer 0).
+    sim.send(b, camera_tile(ann, 640, 360));
+    sim.run_for(Duration::from_millis(100));
+    let listed_at = sim.now;
+    let before = sim.clients[c].stats(ann, TrackKind::Video);
+    sim.send(c, camera_tile(ann, 320, 180));
+    sim.run_for(Duration::from_millis(700));
+    let bob = sim.clients[b].stats(ann, TrackKind::Video);
+    let cat = sim.clients[c].stats(ann, TrackKind::Video);
+    assert_eq!(bob.layer, Some(1), "Bob switched down: {bob:?}");
+    assert!(
+        cat.packets > before.packets + 10 && cat.layer_at[0].is_some_and(|t| t > listed_at),
+        "Cat resumed within 700 ms: {cat:?}"
+    );
+    assert_eq!(
+        sim.clients[a].keyframe_requests_dropped, 0,
+        "no keyframe request reached Ann inside her 300 ms window"
+    );
+}

@@ -19,6 +19,10 @@ use veche_sfu::{JoinGrant, JoinRequest, Limits, Output, Sfu, SfuConfig, SfuEvent
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const LATENCY: Duration = Duration::from_millis(2);
+
+/// libwebrtc's sender honours at most one keyframe request per video send stream this often
+/// (`EncoderRtcpFeedback`, 300 ms), whatever the layer asked for.
+pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 const AUDIO_EVERY: Duration = Duration::from_millis(20);
 const VIDEO_EVERY: Duration = Duration::from_millis(33);
 
@@ -107,6 +111,12 @@ pub struct Client {
     pub keyframe_requests_by_layer: [u64; 3],
     /// Layers whose next frame is a keyframe (the first, and after a request).
     keyframe_due: [[bool; 3]; 3],
+    /// When each slot last honoured a keyframe request. Like libwebrtc's sender, a slot
+    /// honours one request per [`KEYFRAME_REQUEST_INTERVAL`] for all its layers together and
+    /// drops the others.
+    keyframe_honoured: [Option<Instant>; 3],
+    /// Requests dropped that way.
+    pub keyframe_requests_dropped: u64,
     pub sending: bool,
     /// The camera layers encoded: all until the server's `layers_wanted` says otherwise.
     pub camera_layers: [bool; 3],
@@ -520,6 +530,8 @@ impl Sim {
             keyframe_requests: 0,
             keyframe_requests_by_layer: [0; 3],
             keyframe_due: [[true; 3]; 3],
+            keyframe_honoured: [None; 3],
+            keyframe_requests_dropped: 0,
             sending: false,
             camera_layers: [true; 3],
             sharing_screen: false,
@@ -835,9 +847,17 @@ fn drain_client(now: Instant, c: &mut Client, in_flight: &mut Vec<(Instant, Hop)
                         .and_then(|rid| RIDS.iter().position(|r| **r == *rid))
                         .unwrap_or(0);
                     if let Some(kind) = kind {
-                        c.keyframe_due[kind_index(kind)][layer] = true;
                         if kind == TrackKind::Video {
                             c.keyframe_requests_by_layer[layer] += 1;
+                        }
+                        let slot = kind_index(kind);
+                        if c.keyframe_honoured[slot]
+                            .is_some_and(|t| now < t + KEYFRAME_REQUEST_INTERVAL)
+                        {
+                            c.keyframe_requests_dropped += 1;
+                        } else {
+                            c.keyframe_honoured[slot] = Some(now);
+                            c.keyframe_due[slot][layer] = true;
                         }
                     }
                 }
