@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { launch } from './lib/browser.mjs';
+import { until as untilOr } from './lib/media.mjs';
 import { startServer } from './lib/server.mjs';
 
 const MEDIA_TIMEOUT_MS = 30000;
@@ -88,23 +89,16 @@ function cameraLayers(page) {
 }
 
 /**
- * Polls `probe` every 100 ms until `ok` holds for its result; returns it, or throws after
- * `timeoutMs` with the last result.
+ * `until` with the tail of the server log on failure.
  * @template T
  * @param {string} what
  * @param {() => Promise<T>} probe
  * @param {(v: T) => boolean} ok
  * @param {number} timeoutMs
+ * @returns {Promise<T>}
  */
-async function until(what, probe, ok, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    last = await probe();
-    if (ok(last)) return last;
-    await new Promise(r => setTimeout(r, 100));
-  }
-  throw new Error(`${what} within ${timeoutMs} ms; last: ${JSON.stringify(last)}\n--- server log ---\n${server.log().slice(-3000)}`);
+function until(what, probe, ok, timeoutMs) {
+  return untilOr(what, probe, ok, timeoutMs, () => `--- server log ---\n${server.log().slice(-3000)}`);
 }
 
 /**

@@ -112,3 +112,25 @@ export function selectedPair(page) {
     };
   });
 }
+
+/**
+ * Polls `probe` every 100 ms until `ok` holds for its result; returns it, or throws after
+ * `timeoutMs` with the last result and `context()` (e.g. the tail of the server log).
+ * @template T
+ * @param {string} what
+ * @param {() => Promise<T>} probe
+ * @param {(v: T) => boolean} ok
+ * @param {number} timeoutMs
+ * @param {() => string} [context]
+ * @returns {Promise<T>}
+ */
+export async function until(what, probe, ok, timeoutMs, context = () => '') {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await probe();
+    if (ok(last)) return last;
+    await new Promise(r => setTimeout(r, 100));
+  }
+  throw new Error(`${what} within ${timeoutMs} ms; last: ${JSON.stringify(last)}\n${context()}`);
+}

@@ -131,9 +131,10 @@ let serial = 0;
  *   namespace to its end, resolving to its stdout
  * @property {() => string} chromiumWrapper an executable that starts Chromium in the namespace
  *   (for Playwright's `launch({executablePath})`)
- * @property {(rates: {up?: string, down?: string}) => Promise<void>} limitRate caps the
- *   host's uplink and/or downlink (tc rate units: `2mbit`, `500kbit`); an omitted direction
- *   is not shaped; calling again replaces the caps
+ * @property {(rates: {up?: string, down?: string, queueMs?: number}) => Promise<void>} limitRate
+ *   caps the host's uplink and/or downlink (tc rate units: `2mbit`, `500kbit`) with a queue
+ *   of `queueMs` (50 by default) before packets are dropped; an omitted direction is not
+ *   shaped; calling again replaces the caps
  * @property {(percent: number, direction?: 'in' | 'out' | 'both') => Promise<void>} loss
  *   drops this percentage of the host's packets at random (both directions by default)
  * @property {() => Promise<void>} blockUdp drops every UDP packet to or from the host
@@ -214,15 +215,15 @@ export async function createHost() {
       }
       return path.join(wrapperDir, 'chromium');
     },
-    async limitRate({ up, down }) {
+    async limitRate({ up, down, queueMs = 50 }) {
       for (const [dev, rate, ns] of /** @type {const} */ ([[nsIf, up, true], [rootIf, down, false]])) {
         const tc = (/** @type {string[]} */ args) => ns ? inNs(['tc', ...args]) : sh('tc', args);
         await tc(['qdisc', 'del', 'dev', dev, 'root']).catch(() => {});
         if (rate) {
-          // A burst of 10 ms at the rate (at least two full-size packets), 50 ms of queue.
+          // A burst of 10 ms at the rate (at least two full-size packets), `queueMs` of queue.
           const bits = parseRate(rate);
           const burst = Math.max(3200, Math.ceil(bits / 8 / 100));
-          await tc(['qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', rate, 'burst', String(burst), 'latency', '50ms']);
+          await tc(['qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', rate, 'burst', String(burst), 'latency', `${queueMs}ms`]);
         }
       }
     },

@@ -33,9 +33,11 @@ const BUDGET_PERCENT: u64 = 90;
 /// tile's height and width: a 180p layer covers a 200-pixel-high tile.
 const COVER_PERCENT: u64 = 90;
 
-/// Rates assumed for a layer that arrives but has not been measured yet, bits per second.
-const ASSUMED_VIDEO_BPS: [u64; LAYERS] = [150_000, 500_000, 1_500_000];
-const ASSUMED_AUDIO_BPS: u64 = 40_000;
+/// Rates assumed for a layer that arrives but has not been measured yet, bits per second:
+/// the caps the browser client gives its layers (`CAMERA_LAYERS` in `web/js/session.js`).
+const ASSUMED_VIDEO_BPS: [u64; LAYERS] = [90_000, 500_000, 1_500_000];
+/// A voice as it costs the link: Opus at about 32 kbit/s and 50 packets a second of headers.
+const ASSUMED_AUDIO_BPS: u64 = 58_000;
 
 /// Whether a picture of `width` × `height` covers `tile` (a hidden tile is covered by
 /// anything, an unreported one by nothing).

@@ -80,6 +80,12 @@ const MAX_REMOTE_CANDIDATES: usize = 32;
 const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(300);
 /// How often link statistics are gathered and connection quality may be re-announced.
 const QUALITY_INTERVAL: Duration = Duration::from_secs(2);
+/// What a forwarded packet costs a subscriber's link beyond its payload: IPv4 and UDP
+/// headers (28 bytes), the RTP header with our extensions (about 24) and the SRTP tag (10),
+/// rounded up. Layer rates are measured with it, since the bandwidth estimate they are shared
+/// out of counts whole packets.
+const WIRE_OVERHEAD_BYTES: usize = 64;
+
 /// A subscription still waiting for its target layer's keyframe asks again this often.
 const KEYFRAME_RETRY: Duration = Duration::from_millis(1000);
 
@@ -767,7 +773,12 @@ impl Sfu {
                         }
                         let (vp8, keyframe, size) = inspect(p, kind, &packet);
                         if kind.is_video() {
-                            p.layers[slot(kind)].on_packet(now, layer, packet.payload.len(), size);
+                            p.layers[slot(kind)].on_packet(
+                                now,
+                                layer,
+                                packet.payload.len() + WIRE_OVERHEAD_BYTES,
+                                size,
+                            );
                         }
                         self.to_forward.push_back(Received {
                             publisher: id,

@@ -79,6 +79,8 @@ pub struct TrackStats {
     /// Changes of layer, and those whose first packet was not a keyframe's first.
     pub switches: u64,
     pub bad_switches: u64,
+    /// Switches right after a hole in the sequence, which may have held the keyframe's start.
+    pub unjudged_switches: u64,
     /// Keyframes received (their first packets).
     pub keyframes: u64,
     /// Packets whose (rewritten) sequence number was not one more than the previous one.
@@ -357,7 +359,8 @@ impl Client {
         let stats = self.received.entry((from, kind)).or_default();
         stats.packets += 1;
         stats.last_at = Some(now);
-        if stats.last_seq.is_some_and(|last| seq != last + 1) {
+        let in_sequence = stats.last_seq.is_none_or(|last| seq == last + 1);
+        if !in_sequence {
             stats.seq_gaps += 1;
         }
         stats.last_seq = Some(seq);
@@ -386,8 +389,12 @@ impl Client {
         if stats.layer.is_some_and(|l| l != layer) {
             stats.switches += 1;
             stats.last_counter = None;
-            if !starts_keyframe {
+            // After a hole the keyframe's first packet may be the one lost (its resend comes
+            // later): such a switch cannot be judged from what arrived.
+            if !starts_keyframe && in_sequence {
                 stats.bad_switches += 1;
+            } else if !starts_keyframe {
+                stats.unjudged_switches += 1;
             }
         }
         stats.layer = Some(layer);
