@@ -155,12 +155,16 @@ pub(crate) struct Totals {
 }
 
 /// Chooses a layer for every track in `tracks` within `estimate` (bits per second; `None`:
-/// no estimate, everything gets its cap). Writes `chosen`, `bitrate`, `wanted` and
-/// `limited_at` of each track. `order` is scratch space, reused between calls so a run
-/// allocates nothing.
+/// no estimate, everything gets its cap). `raise_cap`, when lower, bounds what all tracks
+/// together may take once raised above their lowest layers: the estimator's latest value,
+/// which falls at once when a link narrows while `estimate` (an average) lags, so higher
+/// layers go at once but a track is paused only on the steadier figure. Writes `chosen`,
+/// `bitrate`, `wanted` and `limited_at` of each track. `order` is scratch space, reused
+/// between calls so a run allocates nothing.
 pub(crate) fn allocate(
     now: Instant,
     estimate: Option<u64>,
+    raise_cap: Option<u64>,
     tracks: &mut [Track],
     order: &mut Vec<usize>,
 ) -> Totals {
@@ -216,6 +220,11 @@ pub(crate) fn allocate(
     }
     // Then raise each, in the same order, as far as its cap and the budget allow.
     budget = budget.saturating_sub(margin);
+    if let Some(cap) = raise_cap {
+        let spent = estimate.map_or(0, |e| e.saturating_sub(budget + margin));
+        let cap_margin = cap / 100 * (100 - BUDGET_PERCENT);
+        budget = budget.min(cap.saturating_sub(spent + cap_margin));
+    }
     for &i in order.iter() {
         let t = &mut tracks[i];
         let (Some(from), Some(cap)) = (t.chosen, t.cap()) else {
@@ -309,7 +318,7 @@ mod tests {
     /// Runs the allocator like the core does: every 100 ms, the chosen layer becoming the
     /// forwarded one at once (the keyframe wait is the subscription's business).
     fn run(tracks: &mut [Track], now: Instant, estimate: Option<u64>) -> Vec<Option<Layer>> {
-        allocate(now, estimate, tracks, &mut Vec::new());
+        allocate(now, estimate, None, tracks, &mut Vec::new());
         for t in tracks.iter_mut() {
             t.current = t.chosen;
         }
@@ -380,6 +389,48 @@ mod tests {
         assert_eq!(chosen, [None, Some(0), Some(0), Some(0)]);
         let chosen = run(&mut tracks, t, Some(10 * KBPS));
         assert_eq!(chosen, [None, Some(0), None, Some(0)]);
+    }
+
+    #[test]
+    fn the_raw_estimate_lowers_layers_but_pauses_nothing() {
+        let t = Instant::now();
+        let mut tracks = [audio(), camera(tile(1280, 720)), camera(tile(1280, 720))];
+        // The average still says 3 Mbit/s; the estimator already says 400 kbit/s: both
+        // cameras step down to what 400 kbit/s holds.
+        allocate(
+            t,
+            Some(3000 * KBPS),
+            Some(400 * KBPS),
+            &mut tracks,
+            &mut Vec::new(),
+        );
+        assert_eq!(
+            tracks.iter().map(|t| t.chosen).collect::<Vec<_>>(),
+            [Some(0), Some(0), Some(0)]
+        );
+        // Even at 100 kbit/s, nothing is paused on the raw value alone.
+        allocate(
+            t,
+            Some(3000 * KBPS),
+            Some(100 * KBPS),
+            &mut tracks,
+            &mut Vec::new(),
+        );
+        assert_eq!(
+            tracks.iter().map(|t| t.chosen).collect::<Vec<_>>(),
+            [Some(0), Some(0), Some(0)]
+        );
+        // A raw value above the average changes nothing.
+        allocate(
+            t,
+            Some(3000 * KBPS),
+            Some(9000 * KBPS),
+            &mut tracks,
+            &mut Vec::new(),
+        );
+        let high = tracks.iter().map(|t| t.chosen).collect::<Vec<_>>();
+        allocate(t, Some(3000 * KBPS), None, &mut tracks, &mut Vec::new());
+        assert_eq!(tracks.iter().map(|t| t.chosen).collect::<Vec<_>>(), high);
     }
 
     #[test]

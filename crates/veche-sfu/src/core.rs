@@ -68,6 +68,10 @@ pub struct Counters {
     pub forwarded_bytes: u64,
 }
 
+/// How often str0m reports each connection's statistics: the link figures of the quality
+/// grade, and the unsmoothed bandwidth estimate the allocator steps down on.
+pub(crate) const STATS_INTERVAL: Duration = Duration::from_millis(500);
+
 /// How often deferred keyframe requests and similar housekeeping run.
 const TICK: Duration = Duration::from_millis(100);
 /// How often the active speaker is re-evaluated.
@@ -800,6 +804,7 @@ impl Sfu {
                         p.link.ingress_loss = stats.ingress_loss_fraction.unwrap_or(0.0);
                         p.link.egress_loss = stats.egress_loss_fraction.unwrap_or(0.0);
                         p.link.rtt = stats.rtt;
+                        p.raw_estimate = stats.bwe_tx.map(|b| b.as_u64());
                     }
                     Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                         let estimate = estimate.as_u64();
@@ -1102,7 +1107,13 @@ impl Sfu {
             t.limited_at = s.limited_at;
             tracks.push(t);
         }
-        let totals = allocate(now, sub.estimate, &mut tracks, &mut self.alloc_order);
+        let totals = allocate(
+            now,
+            sub.estimate,
+            sub.raw_estimate,
+            &mut tracks,
+            &mut self.alloc_order,
+        );
         let Some(sub) = self.participants.get_mut(&id) else {
             return;
         };

@@ -164,6 +164,10 @@ pub(crate) struct Participant {
     /// The bandwidth estimate towards this participant (str0m's TWCC-based one), bits per
     /// second; `None`: no limit known.
     pub(crate) estimate: Option<u64>,
+    /// The estimator's own value at the latest stats event (`PeerStats::bwe_tx`), bits per
+    /// second. str0m's estimate events carry a 3-second average of its values, which lags
+    /// seconds behind when a link narrows; this one does not (see `allocator::allocate`).
+    pub(crate) raw_estimate: Option<u64>,
     /// What the server last saw of the link, and the grade last told to the room.
     pub(crate) link: LinkStats,
     pub(crate) quality: Option<ConnectionQuality>,
@@ -279,6 +283,7 @@ impl Participant {
             ssrc_slots: Vec::new(),
             tiles: None,
             estimate: None,
+            raw_estimate: None,
             bwe_asked: (0, 0),
             link: LinkStats::default(),
             quality: None,

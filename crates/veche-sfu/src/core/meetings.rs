@@ -14,7 +14,7 @@ use veche_proto::{
 use super::policy::{Actor, Effect, Entered, Entrant, Meeting, Now};
 use super::resume;
 use super::{
-    HostControl, INITIAL_ESTIMATE, Output, QUALITY_INTERVAL, RoomKey, Sfu, validate_name,
+    HostControl, INITIAL_ESTIMATE, Output, RoomKey, STATS_INTERVAL, Sfu, validate_name,
     validate_room,
 };
 use crate::meeting::{
@@ -305,7 +305,7 @@ impl Sfu {
             .enable_vp8(true)
             .enable_h264(true)
             .enable_bwe(Some(INITIAL_ESTIMATE))
-            .set_stats_interval(Some(QUALITY_INTERVAL))
+            .set_stats_interval(Some(STATS_INTERVAL))
             .build(now);
         let ufrag = self.unique_ufrag(&mut rtc);
         self.demux.add(e.id, ufrag.clone());
