@@ -4,6 +4,8 @@
 //! again (accounts by their session, the guest by the resume token of their `joined`) and
 //! find their roles, the mute and the lock as they were. Forged, stolen and foreign tokens
 //! get nobody in, and a meeting that ended does not come back. On SQLite and PostgreSQL.
+//! And the waiting room holds across the restart: who was admitted comes straight back in,
+//! who was waiting waits again (the host sees them) and gets in only when admitted.
 
 mod common;
 #[path = "support/peer.rs"]
@@ -24,6 +26,7 @@ const SAVED: Duration = Duration::from_millis(1000);
 
 /// What a `joined` said.
 struct Joined {
+    waiting: Vec<ParticipantId>,
     id: ParticipantId,
     role: Role,
     locked: bool,
@@ -43,8 +46,10 @@ async fn joined(peer: &mut Peer) -> anyhow::Result<Joined> {
             meeting,
             resume,
             host_muted,
+            waiting,
             ..
         } => Ok(Joined {
+            waiting: waiting.iter().map(|w| w.id).collect(),
             id: participant_id,
             role,
             locked: meeting.locked,
@@ -223,4 +228,100 @@ async fn a_meeting_survives_kill_9_on_postgres() -> anyhow::Result<()> {
     let pg = tokio::task::spawn_blocking(postgres::Postgres::start).await??;
     let url = pg.new_database()?;
     meeting_survives_kill_9(&["--database", &url]).await
+}
+
+/// `peer` is told it waits; the host learns its id.
+async fn waits(peer: &mut Peer, host: &mut Peer) -> anyhow::Result<ParticipantId> {
+    peer.expect("waiting", |m| matches!(m, ServerMessage::Waiting { .. }))
+        .await?;
+    match host
+        .expect("waiting_added", |m| {
+            matches!(m, ServerMessage::WaitingAdded { .. })
+        })
+        .await?
+    {
+        ServerMessage::WaitingAdded { participant } => {
+            host.inbox
+                .retain(|m| !matches!(m, ServerMessage::WaitingAdded { participant: p } if p.id == participant.id));
+            Ok(participant.id)
+        }
+        _ => unreachable!("matched above"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_room_survives_kill_9() -> anyhow::Result<()> {
+    let mut server = Server::start_with(&[]).await?;
+    let (host_token, _) = signup(&server, "wanda@live.example").await?;
+    let m = api(
+        &server,
+        "POST",
+        "/meetings",
+        Some(&host_token),
+        json!({"title": "Office hours", "waiting_room": true}),
+    )
+    .await?;
+    let room = m["id"].as_str().context("meeting id")?.to_owned();
+    let (mut host, h) = enter(&server, Some(&host_token), &room, "Wanda").await?;
+    ensure!(h.role == Role::Host);
+
+    // Ada waits and is admitted; Wes waits.
+    let mut ada = Peer::connect(&server, None).await?;
+    ada.join(&room, "Ada", None).await?;
+    let ada_id = waits(&mut ada, &mut host).await?;
+    host.send(&ClientMessage::Admit {
+        participant_id: ada_id,
+    })
+    .await?;
+    let a = joined(&mut ada).await?;
+    let ada_token = a.resume.context("an admitted guest gets a resume token")?;
+    let mut wes = Peer::connect(&server, None).await?;
+    wes.join(&room, "Wes", None).await?;
+    waits(&mut wes, &mut host).await?;
+    tokio::time::sleep(SAVED).await;
+
+    server.kill_9_and_restart().await?;
+
+    // Wes is back first, before the host: he waits.
+    let mut wes = Peer::connect(&server, None).await?;
+    wes.join(&room, "Wes", None).await?;
+    wes.expect("waiting again", |m| {
+        matches!(m, ServerMessage::Waiting { .. })
+    })
+    .await?;
+    // The host is back and sees him waiting.
+    let (mut host, h2) = enter(&server, Some(&host_token), &room, "Wanda").await?;
+    ensure!(h2.role == Role::Host, "host back as {:?}", h2.role);
+    ensure!(
+        h2.waiting.len() == 1,
+        "the host sees one waiting: {:?}",
+        h2.waiting
+    );
+    // Ada, admitted before, comes straight in.
+    let mut ada = Peer::connect(&server, None).await?;
+    ada.join_resuming(&room, "Ada", &ada_token).await?;
+    let a2 = joined(&mut ada).await?;
+    ensure!(a2.role == Role::Guest);
+    ensure!(
+        !wes.inbox
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Joined { .. })),
+        "Wes is not in until admitted"
+    );
+    // A newcomer waits too.
+    let mut zoe = Peer::connect(&server, None).await?;
+    zoe.join(&room, "Zoe", None).await?;
+    zoe.expect("a newcomer waits", |m| {
+        matches!(m, ServerMessage::Waiting { .. })
+    })
+    .await?;
+    // Admitted, Wes gets in.
+    host.send(&ClientMessage::Admit {
+        participant_id: h2.waiting[0],
+    })
+    .await?;
+    let w = joined(&mut wes).await?;
+    ensure!(w.role == Role::Guest);
+    server.pass();
+    Ok(())
 }
