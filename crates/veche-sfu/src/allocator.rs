@@ -60,6 +60,8 @@ pub(crate) fn covers(tile: Tile, width: u32, height: u32) -> bool {
 pub(crate) struct LayerOffer {
     /// Its measured rate, bits per second (0: not measured yet).
     pub(crate) bitrate: u64,
+    /// The measured rate of its temporal base layer alone (0: it has none, or not measured).
+    pub(crate) base_bitrate: u64,
     pub(crate) width: u32,
     pub(crate) height: u32,
 }
@@ -81,6 +83,12 @@ pub(crate) struct Track {
     pub(crate) limited_at: Option<Instant>,
     /// Out: the layer to forward (`None`: paused) and the rate given to it.
     pub(crate) chosen: Option<Layer>,
+    /// Out: the highest temporal layer of it to forward (`None`: all). Only the lowest
+    /// layer is ever cut to its base, when whole it does not fit.
+    pub(crate) temporal: Option<u8>,
+    /// It is forwarded cut to its temporal base now (the last run's `temporal`, kept by the
+    /// caller): back to the whole layer only after [`UP_HOLD`], like any step up.
+    pub(crate) at_base: bool,
     pub(crate) bitrate: u64,
     /// Out: the rate the track would take at its tile's cap, whatever the estimate.
     pub(crate) wanted: u64,
@@ -96,6 +104,8 @@ impl Track {
             current: None,
             limited_at: None,
             chosen: None,
+            temporal: None,
+            at_base: false,
             bitrate: 0,
             wanted: 0,
         }
@@ -130,6 +140,15 @@ impl Track {
             .find(|(_, l)| covers(self.tile, l.width, l.height))
             .or_else(|| self.available().last())
             .map(|(i, _)| i)
+    }
+
+    /// The order lowest layers are handed out in: as [`Self::priority`], but a camera that
+    /// flows keeps it before one that is paused, the active speaker's included. When the
+    /// estimate holds one camera and not two, the picture stays where it is instead of
+    /// hopping to whoever speaks (each hop costs a keyframe on a link already full).
+    fn floor_priority(&self) -> (u8, u8) {
+        let paused = u8::from(self.kind == TrackKind::Video && self.current.is_none());
+        (paused, self.priority())
     }
 
     fn priority(&self) -> u8 {
@@ -177,11 +196,12 @@ pub(crate) fn allocate(
     let margin = estimate.map_or(0, |e| e / 100 * (100 - BUDGET_PERCENT));
     order.clear();
     order.extend(0..tracks.len());
-    order.sort_by_key(|&i| tracks[i].priority());
+    order.sort_by_key(|&i| tracks[i].floor_priority());
 
     // Audio first, and always.
     for t in tracks.iter_mut() {
         t.chosen = None;
+        t.temporal = None;
         t.bitrate = 0;
         t.wanted = 0;
         if !t.kind.is_video() {
@@ -210,15 +230,30 @@ pub(crate) fn allocate(
         // the estimate (pausing it would leave the tile black, as with a publisher that sends
         // no simulcast, or a screen share).
         let only_layer = t.available().count() == 1;
-        if cost <= budget || only_layer {
+        let base = t.layers[lowest as usize].map_or(0, |o| o.base_bitrate);
+        let held = t.at_base
+            && t.limited_at
+                .is_some_and(|at| now.saturating_duration_since(at) < UP_HOLD);
+        if (cost <= budget && !(held && base > 0 && base <= budget)) || only_layer {
             budget = budget.saturating_sub(cost);
             t.chosen = Some(lowest);
             t.bitrate = cost;
+        } else if base > 0 && base <= budget {
+            // A lower frame rate rather than no picture.
+            budget -= base;
+            t.chosen = Some(lowest);
+            t.temporal = Some(0);
+            t.bitrate = base;
+            if cost > budget + base {
+                t.limited_at = Some(now);
+            }
+            note_step(cost - base);
         } else {
             note_step(cost);
         }
     }
-    // Then raise each, in the same order, as far as its cap and the budget allow.
+    // Then raise each, in priority order, as far as its cap and the budget allow.
+    order.sort_by_key(|&i| tracks[i].priority());
     budget = budget.saturating_sub(margin);
     if let Some(cap) = raise_cap {
         let spent = estimate.map_or(0, |e| e.saturating_sub(budget + margin));
@@ -230,6 +265,10 @@ pub(crate) fn allocate(
         let (Some(from), Some(cap)) = (t.chosen, t.cap()) else {
             continue;
         };
+        if t.temporal.is_some() {
+            // Already cut to its base: nothing left to raise it with.
+            continue;
+        }
         if !t.kind.is_video() {
             continue;
         }
@@ -280,6 +319,7 @@ mod tests {
         let layer = |bitrate, width, height| {
             Some(LayerOffer {
                 bitrate,
+                base_bitrate: 0,
                 width,
                 height,
             })
@@ -302,6 +342,7 @@ mod tests {
             [
                 Some(LayerOffer {
                     bitrate: 40 * KBPS,
+                    base_bitrate: 0,
                     width: 0,
                     height: 0,
                 }),
@@ -364,6 +405,7 @@ mod tests {
             [
                 Some(LayerOffer {
                     bitrate: 1000 * KBPS,
+                    base_bitrate: 0,
                     width: 1920,
                     height: 1080,
                 }),
@@ -389,6 +431,74 @@ mod tests {
         assert_eq!(chosen, [None, Some(0), Some(0), Some(0)]);
         let chosen = run(&mut tracks, t, Some(10 * KBPS));
         assert_eq!(chosen, [None, Some(0), None, Some(0)]);
+    }
+
+    #[test]
+    fn a_lowest_layer_that_does_not_fit_goes_at_its_temporal_base() {
+        let t = Instant::now();
+        let with_base = || {
+            let mut c = camera(tile(320, 180));
+            for (l, base) in c.layers.iter_mut().zip([70, 250, 750]) {
+                if let Some(o) = l {
+                    o.base_bitrate = base * KBPS;
+                }
+            }
+            c
+        };
+        let mut tracks = [audio(), with_base(), with_base()];
+        // 270 kbit/s: a voice (40) leaves 230: the first lowest layer whole (150), the second
+        // only at its base (70 of the 80 left).
+        allocate(t, Some(270 * KBPS), None, &mut tracks, &mut Vec::new());
+        assert_eq!(tracks[1].chosen, Some(0));
+        assert_eq!(tracks[2].chosen, Some(0));
+        assert_eq!((tracks[1].temporal, tracks[2].temporal), (None, Some(0)));
+        // 180 kbit/s, 140 left: both at their base.
+        allocate(t, Some(180 * KBPS), None, &mut tracks, &mut Vec::new());
+        assert_eq!((tracks[1].temporal, tracks[2].temporal), (Some(0), Some(0)));
+        // Plenty: whole layers.
+        allocate(t, Some(3000 * KBPS), None, &mut tracks, &mut Vec::new());
+        assert_eq!(tracks[1].temporal, None);
+        // Without temporal layers measured, a layer that does not fit is paused as before.
+        let mut plain = [audio(), camera(tile(320, 180)), camera(tile(320, 180))];
+        allocate(t, Some(270 * KBPS), None, &mut plain, &mut Vec::new());
+        assert_eq!(plain[2].chosen, None);
+    }
+
+    #[test]
+    fn at_the_floor_a_flowing_camera_is_not_dropped_for_the_speaker() {
+        let t = Instant::now();
+        let mut flowing = camera(tile(320, 180));
+        flowing.current = Some(0);
+        let mut speaker = camera(tile(320, 180));
+        speaker.speaker = true;
+        let mut tracks = [audio(), flowing, speaker];
+        // Room for one lowest layer: the one already shown keeps it.
+        allocate(t, Some(200 * KBPS), None, &mut tracks, &mut Vec::new());
+        assert_eq!((tracks[1].chosen, tracks[2].chosen), (Some(0), None));
+        // With room for both, both.
+        allocate(t, Some(1000 * KBPS), None, &mut tracks, &mut Vec::new());
+        assert_eq!((tracks[1].chosen, tracks[2].chosen), (Some(0), Some(0)));
+    }
+
+    #[test]
+    fn back_from_the_temporal_base_only_after_the_hold() {
+        let start = Instant::now();
+        let mut c = camera(tile(320, 180));
+        if let Some(o) = &mut c.layers[0] {
+            o.base_bitrate = 70 * KBPS;
+        }
+        let mut tracks = [c];
+        allocate(start, Some(120 * KBPS), None, &mut tracks, &mut Vec::new());
+        assert_eq!(tracks[0].temporal, Some(0));
+        tracks[0].at_base = true;
+        tracks[0].current = tracks[0].chosen;
+        // The estimate recovers at once; the base holds for UP_HOLD.
+        let soon = start + UP_HOLD / 2;
+        allocate(soon, Some(3000 * KBPS), None, &mut tracks, &mut Vec::new());
+        assert_eq!(tracks[0].temporal, Some(0));
+        let later = start + UP_HOLD + Duration::from_millis(100);
+        allocate(later, Some(3000 * KBPS), None, &mut tracks, &mut Vec::new());
+        assert_eq!(tracks[0].temporal, None);
     }
 
     #[test]

@@ -34,7 +34,9 @@ use crate::id_map::IdMap;
 use crate::meeting::{JoinRequest, SfuEvent};
 use crate::participant::{AnswerError, Participant, loudness, slot};
 use crate::quality::LinkStats;
-use crate::simulcast::{Keyframe, LAYERS, Layer, RIDS, h264_keyframe, vp8_keyframe};
+use crate::simulcast::{
+    Keyframe, LAYERS, Layer, RIDS, h264_keyframe, vp8_frame_start, vp8_keyframe, vp8_temporal,
+};
 use crate::subscription::{Packet, Tile};
 
 /// A datagram to send: over UDP, or as one RFC 4571 frame on the ICE-TCP connection from
@@ -101,6 +103,9 @@ struct Received {
     layer: Layer,
     keyframe: Keyframe,
     vp8: Option<Vp8Descriptor>,
+    /// VP8 temporal layer, when the stream has them, and whether the packet starts a frame.
+    tid: Option<u8>,
+    frame_start: bool,
     packet: RtpPacket,
 }
 
@@ -776,11 +781,19 @@ impl Sfu {
                             p.loudness.1 += 1;
                         }
                         let (vp8, keyframe, size) = inspect(p, kind, &packet);
+                        let (tid, frame_start) = match vp8 {
+                            Some(_) => (
+                                vp8_temporal(&packet.payload),
+                                vp8_frame_start(&packet.payload),
+                            ),
+                            None => (None, false),
+                        };
                         if kind.is_video() {
                             p.layers[slot(kind)].on_packet(
                                 now,
                                 layer,
                                 packet.payload.len() + WIRE_OVERHEAD_BYTES,
+                                tid,
                                 size,
                             );
                         }
@@ -790,6 +803,8 @@ impl Sfu {
                             layer,
                             keyframe,
                             vp8,
+                            tid,
+                            frame_start,
                             packet,
                         });
                     }
@@ -914,6 +929,8 @@ impl Sfu {
             vp8: received.vp8.as_ref(),
             layer: received.layer,
             keyframe: received.keyframe,
+            tid: received.tid,
+            frame_start: received.frame_start,
             single_layer,
             ext_vals: &ext_vals,
         };
@@ -1104,6 +1121,7 @@ impl Sfu {
             let mut t = Track::new(kind, s.tile, layers);
             t.speaker = speaker == Some(publisher);
             t.current = s.choice.current;
+            t.at_base = s.temporal.target.is_some();
             t.limited_at = s.limited_at;
             tracks.push(t);
         }
@@ -1124,6 +1142,10 @@ impl Sfu {
             }
             s.limited_at = t.limited_at;
             s.allocated = t.bitrate;
+            if s.temporal.target != t.temporal {
+                debug!(subscriber = id, publisher, ?kind, temporal = ?t.temporal, "temporal cap");
+                s.temporal.target = t.temporal;
+            }
             let before = s.choice.target;
             s.choice.set_target(t.chosen);
             if before != t.chosen {
@@ -1232,6 +1254,7 @@ fn offers(p: &Participant, kind: TrackKind, now: Instant) -> [Option<LayerOffer>
     if !kind.is_video() {
         out[0] = Some(LayerOffer {
             bitrate: 0,
+            base_bitrate: 0,
             width: 0,
             height: 0,
         });
@@ -1243,6 +1266,7 @@ fn offers(p: &Participant, kind: TrackKind, now: Instant) -> [Option<LayerOffer>
         if layers.is_active(now, layer) {
             *o = Some(LayerOffer {
                 bitrate: layers.layers[i].bitrate,
+                base_bitrate: layers.layers[i].base_bitrate,
                 width: u32::from(layers.width(layer)),
                 height: u32::from(layers.height(layer)),
             });

@@ -47,8 +47,12 @@ pub(crate) fn layer_of_rid(rid: Option<&str>) -> Option<Layer> {
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct LayerStats {
     window_bytes: u64,
+    window_base_bytes: u64,
     /// Bits per second over the latest complete window, smoothed with the one before.
     pub(crate) bitrate: u64,
+    /// The same for its temporal base layer alone (VP8 TID 0); 0 when it has no temporal
+    /// layers.
+    pub(crate) base_bitrate: u64,
     pub(crate) last_packet: Option<Instant>,
     /// Frame size of its latest keyframe (VP8 keyframes carry it), 0 before one.
     pub(crate) width: u16,
@@ -65,18 +69,23 @@ pub(crate) struct PublishedLayers {
 }
 
 impl PublishedLayers {
-    /// Counts one incoming packet of `layer`. O(1), no allocation: runs per packet.
+    /// Counts one incoming packet of `layer` (of temporal layer `tid`, when the stream has
+    /// them). O(1), no allocation: runs per packet.
     pub(crate) fn on_packet(
         &mut self,
         now: Instant,
         layer: Layer,
         bytes: usize,
+        tid: Option<u8>,
         size: Option<(u16, u16)>,
     ) {
         let Some(l) = self.layers.get_mut(layer as usize) else {
             return;
         };
         l.window_bytes += bytes as u64;
+        if tid == Some(0) {
+            l.window_base_bytes += bytes as u64;
+        }
         l.last_packet = Some(now);
         if let Some((w, h)) = size {
             l.width = w;
@@ -96,15 +105,17 @@ impl PublishedLayers {
         }
         let micros = elapsed.as_micros().max(1) as u64;
         for l in &mut self.layers {
-            let rate = l.window_bytes * 8 * 1_000_000 / micros;
-            l.bitrate = if l.bitrate == 0 {
-                rate
-            } else {
-                (l.bitrate + rate) / 2
+            let smooth = |was: u64, bytes: u64| {
+                let rate = bytes * 8 * 1_000_000 / micros;
+                if was == 0 { rate } else { (was + rate) / 2 }
             };
+            l.bitrate = smooth(l.bitrate, l.window_bytes);
+            l.base_bitrate = smooth(l.base_bitrate, l.window_base_bytes);
             l.window_bytes = 0;
+            l.window_base_bytes = 0;
             if l.last_packet.is_none_or(|t| now >= t + LAYER_TIMEOUT) {
                 l.bitrate = 0;
+                l.base_bitrate = 0;
             }
         }
         self.window_start = Some(now);
@@ -231,6 +242,29 @@ fn vp8_descriptor_len(payload: &[u8]) -> Option<usize> {
     Some(len)
 }
 
+/// The temporal layer index of a VP8 packet (RFC 7741 §4.2: the TID field, present when the
+/// descriptor's T bit is set), `None` when the stream has no temporal layers.
+pub(crate) fn vp8_temporal(payload: &[u8]) -> Option<u8> {
+    let first = *payload.first()?;
+    if first & 0x80 == 0 {
+        return None;
+    }
+    let ext = *payload.get(1)?;
+    if ext & 0x20 == 0 {
+        return None;
+    }
+    let mut at = 2;
+    if ext & 0x80 != 0 {
+        // I: a 7- or 15-bit picture id.
+        at += if payload.get(at)? & 0x80 != 0 { 2 } else { 1 };
+    }
+    if ext & 0x40 != 0 {
+        // L: TL0PICIDX.
+        at += 1;
+    }
+    Some(payload.get(at)? >> 6)
+}
+
 /// Whether an H.264 packet (RFC 6184) starts a keyframe: an IDR slice or a sequence parameter
 /// set, alone, first in a STAP-A, or at the start of an FU-A.
 pub(crate) fn h264_keyframe(payload: &[u8]) -> Keyframe {
@@ -249,6 +283,34 @@ pub(crate) fn h264_keyframe(payload: &[u8]) -> Keyframe {
         Keyframe::Starts
     } else {
         Keyframe::No
+    }
+}
+
+/// Whether a VP8 packet is the first of a frame (S set, partition 0; RFC 7741 §4.2).
+pub(crate) fn vp8_frame_start(payload: &[u8]) -> bool {
+    payload.first().is_some_and(|b| b & 0x17 == 0x10)
+}
+
+/// Which temporal layers of the forwarded layer a subscription sends (VP8 TIDs): all, or
+/// up to a cap. The cap changes only at the first packet of a base-layer frame, which every
+/// frame after it can be decoded from; a stream without temporal layers is sent whole.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct TemporalChoice {
+    /// The highest TID wanted; `None`: all.
+    pub(crate) target: Option<u8>,
+    current: Option<u8>,
+}
+
+impl TemporalChoice {
+    /// Whether a packet of temporal layer `tid` goes out.
+    pub(crate) fn admit(&mut self, tid: Option<u8>, frame_start: bool) -> bool {
+        let Some(tid) = tid else {
+            return true;
+        };
+        if tid == 0 && frame_start {
+            self.current = self.target;
+        }
+        self.current.is_none_or(|cap| tid <= cap)
     }
 }
 
@@ -412,7 +474,7 @@ mod tests {
         let t = Instant::now();
         let mut p = PublishedLayers::default();
         for i in 0..50 {
-            p.on_packet(t + Duration::from_millis(i * 10), 1, 1000, None);
+            p.on_packet(t + Duration::from_millis(i * 10), 1, 1000, None, None);
         }
         p.roll(t + Duration::from_millis(500));
         // 50 kB in 0.5 s.

@@ -20,7 +20,7 @@ use str0m::rtp::{
 };
 use veche_proto::TrackKind;
 
-use crate::simulcast::{Keyframe, Layer, LayerChoice};
+use crate::simulcast::{Keyframe, Layer, LayerChoice, TemporalChoice};
 
 /// What the client renders a subscription's video in, from its `video_sizes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,9 @@ pub(crate) struct Packet<'a> {
     /// The simulcast layer it belongs to (0 without simulcast).
     pub(crate) layer: Layer,
     pub(crate) keyframe: Keyframe,
+    /// Its VP8 temporal layer, when the stream has them, and whether it starts a frame.
+    pub(crate) tid: Option<u8>,
+    pub(crate) frame_start: bool,
     /// The track has one layer only (no simulcast, or audio).
     pub(crate) single_layer: bool,
     pub(crate) ext_vals: &'a ExtensionValues,
@@ -60,6 +63,8 @@ pub(crate) struct Subscription {
     tx_ssrc: Option<Ssrc>,
     /// The layer forwarded and the one wanted (see [`LayerChoice`]).
     pub(crate) choice: LayerChoice,
+    /// The temporal layers of it sent (see [`TemporalChoice`]).
+    pub(crate) temporal: TemporalChoice,
     /// What the client renders it in.
     pub(crate) tile: Tile,
     /// Bits per second the allocator gave it (the measured rate of its target layer).
@@ -81,6 +86,7 @@ impl Subscription {
             } else {
                 LayerChoice::open()
             },
+            temporal: TemporalChoice::default(),
             tile: Tile::Unreported,
             allocated: 0,
             limited_at: None,
@@ -107,6 +113,10 @@ impl Subscription {
             tracing::debug!(?mid, from = ?was, to = ?self.choice.current, "layer switched");
         }
         let packet = p.rtp;
+        if !self.temporal.admit(p.tid, p.frame_start) {
+            self.munger.skip(Incoming::of(packet), p.vp8);
+            return false;
+        }
         let Some(out) = self.munger.map(Incoming::of(packet), p.vp8) else {
             return false;
         };
@@ -207,6 +217,9 @@ struct Source {
     time_offset: u32,
     picture_id_offset: u16,
     tl0_offset: u8,
+    /// The newest packet of it left out ([`Munger::skip`]), and the picture id of the frame
+    /// it belonged to.
+    skipped: Option<(u64, Option<u16>)>,
 }
 
 /// Sequence number, timestamp and VP8 id rewriting for one subscription.
@@ -266,6 +279,10 @@ impl Munger {
         }
         // Just set if it was not already.
         let src = self.source?;
+        if src.skipped.is_some_and(|(s, _)| seq < s) {
+            // Older than a packet left out: its number would be taken by a later one.
+            return None;
+        }
         let out_seq = (seq.checked_sub(src.seq_in)? + src.seq_out).max(src.seq_out);
         let out_time = time.wrapping_add(src.time_offset);
         let patch = vp8.and_then(|d| self.vp8_patch(d, src));
@@ -285,6 +302,29 @@ impl Munger {
             time: out_time,
             vp8: patch,
         })
+    }
+
+    /// Leaves `packet` of the current source out of the stream (a temporal layer the
+    /// subscriber does not get): the packets after it are numbered as if it never was, and a
+    /// frame left out no longer counts in the picture ids, so the receiver sees no hole to ask
+    /// for. A packet older than one left out can no longer be numbered (`map` refuses it).
+    pub(crate) fn skip(&mut self, packet: Incoming, vp8: Option<&Vp8Descriptor>) {
+        let Some(src) = self.source.as_mut() else {
+            return;
+        };
+        if src.ssrc != packet.ssrc
+            || packet.seq < src.seq_in
+            || src.skipped.is_some_and(|(s, _)| packet.seq <= s)
+        {
+            return;
+        }
+        src.seq_in += 1;
+        let picture_id = vp8.and_then(|d| d.picture_id());
+        let new_frame = src.skipped.is_none_or(|(_, p)| p != picture_id);
+        if picture_id.is_some() && new_frame {
+            src.picture_id_offset = src.picture_id_offset.wrapping_add(0x7fff) & 0x7fff;
+        }
+        src.skipped = Some((packet.seq, picture_id));
     }
 
     /// Starts forwarding a new source: its first packet follows the last one sent, in
@@ -307,6 +347,7 @@ impl Munger {
                 time_offset: 0,
                 picture_id_offset: 0,
                 tl0_offset: 0,
+                skipped: None,
             });
             return;
         };
@@ -336,6 +377,7 @@ impl Munger {
             time_offset: want_time.wrapping_sub(time),
             picture_id_offset,
             tl0_offset,
+            skipped: None,
         });
     }
 
@@ -387,6 +429,61 @@ mod tests {
             0x00, // TID
             0x00,
         ]
+    }
+
+    #[test]
+    fn frames_left_out_leave_no_hole_in_sequence_or_picture_ids() {
+        let t = Instant::now();
+        let mut m = Munger::new(90_000);
+        // Frames of TIDs 0, 2, 1, 2, 0 with picture ids 100..=104, two packets each; TID 0
+        // and 1 go out, TID 2 is left out.
+        let mut out = Vec::new();
+        for (i, tid) in [0u8, 2, 1, 2, 0].into_iter().enumerate() {
+            let payload = vp8_payload(100 + i as u16, 9);
+            let d = Vp8Descriptor::parse(&payload).unwrap();
+            for k in 0..2 {
+                let p = packet(1, 500 + 2 * i as u64 + k, 3000 * i as u32, t);
+                if tid == 2 {
+                    m.skip(p, Some(&d));
+                } else {
+                    let o = m.map(p, Some(&d)).unwrap();
+                    // The picture id as rewritten (str0m applies the patch when it writes).
+                    out.push((o.seq, m.state().last_picture_id.unwrap()));
+                }
+            }
+        }
+        assert_eq!(
+            out,
+            [
+                (FIRST_SEQ, 100),
+                (FIRST_SEQ + 1, 100),
+                (FIRST_SEQ + 2, 101),
+                (FIRST_SEQ + 3, 101),
+                (FIRST_SEQ + 4, 102),
+                (FIRST_SEQ + 5, 102),
+            ]
+        );
+        // A late packet from before the last one left out cannot be numbered.
+        assert_eq!(m.map(packet(1, 504, 6000, t), None), None);
+    }
+
+    #[test]
+    fn the_temporal_cap_changes_at_a_base_layer_frame() {
+        let mut c = TemporalChoice::default();
+        assert!(c.admit(Some(2), true), "everything before a cap");
+        c.target = Some(0);
+        assert!(c.admit(Some(2), true), "not before the next base frame");
+        assert!(c.admit(Some(0), true));
+        assert!(!c.admit(Some(2), true));
+        assert!(!c.admit(Some(1), false));
+        c.target = None;
+        assert!(!c.admit(Some(1), true), "up only at a base frame too");
+        assert!(c.admit(Some(0), true));
+        assert!(c.admit(Some(2), true));
+        assert!(
+            c.admit(None, true),
+            "a stream without temporal layers goes whole"
+        );
     }
 
     #[test]
