@@ -1125,13 +1125,12 @@ impl Sfu {
             t.limited_at = s.limited_at;
             tracks.push(t);
         }
-        let totals = allocate(
-            now,
-            sub.estimate,
-            sub.raw_estimate,
-            &mut tracks,
-            &mut self.alloc_order,
-        );
+        // The raw value only when it is well under the average: a narrowed link, not the
+        // estimator's usual swing (on a busy machine even loopback swings).
+        let fast = sub
+            .raw_estimate
+            .filter(|raw| sub.estimate.is_none_or(|avg| *raw < avg / 4 * 3));
+        let totals = allocate(now, sub.estimate, fast, &mut tracks, &mut self.alloc_order);
         let Some(sub) = self.participants.get_mut(&id) else {
             return;
         };
