@@ -3,7 +3,7 @@
 // security code and the SFrame secret, and a removal moves everyone left to a new code.
 import test from "node:test";
 import assert from "node:assert/strict";
-import { MlsMember } from "../web/js/mls.js";
+import { MlsMember, fromBase64 } from "../web/js/mls.js";
 
 test("members agree on the security code, which changes on every membership change", async () => {
   const a = await MlsMember.create("1");
@@ -23,6 +23,13 @@ test("members agree on the security code, which changes on every membership chan
   assert.equal(b.securityCode(), code1);
 
   const addC = await b.commit([c.keyPackage()], []);
+  // The header the delivery service reads (crates/veche-sfu/src/core/e2ee.rs, MlsHeader):
+  // version mls10, private message, group id with a one-byte length, then the epoch.
+  const raw = fromBase64(addC.commit);
+  const groupId = new TextEncoder().encode("room-test");
+  assert.deepEqual([...raw.subarray(0, 5)], [0, 1, 0, 2, groupId.length]);
+  const at = 5 + groupId.length;
+  assert.equal(new DataView(raw.buffer, raw.byteOffset).getBigUint64(at), 1n);
   b.merge(addC.newState);
   await a.process(addC.commit);
   await c.join(/** @type {string} */ (addC.welcome));
