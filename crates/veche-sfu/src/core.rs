@@ -2,6 +2,7 @@
 
 mod command;
 mod demux;
+mod e2ee;
 mod meetings;
 mod policy;
 mod resume;
