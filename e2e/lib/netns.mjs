@@ -148,6 +148,20 @@ let serial = 0;
  */
 
 /**
+ * Waits (up to 3 s) until the root-namespace interface `dev` has its carrier.
+ * @param {string} dev
+ */
+async function linkUp(dev) {
+  const deadline = Date.now() + 3000;
+  while (Date.now() < deadline) {
+    const state = await sh('cat', [`/sys/class/net/${dev}/operstate`]).catch(() => '');
+    if (state.trim() === 'up') return;
+    await new Promise(r => setTimeout(r, 50));
+  }
+  throw new Error(`${dev} did not come up within 3 s`);
+}
+
+/**
  * Creates a test host: a namespace with a veth link to the root namespace. Removes the
  * leftovers of exited processes first.
  * @returns {Promise<Host>}
@@ -170,12 +184,20 @@ export async function createHost() {
   try {
     await sh('ip', ['netns', 'add', name]);
     await sh('ip', ['link', 'add', rootIf, 'type', 'veth', 'peer', 'name', nsIf, 'netns', name]);
+    // No IPv6 on the link: its link-local address would appear a second or so after the
+    // link comes up, and every Chromium on the machine takes a new address for a network
+    // change and aborts what it is loading (ERR_NETWORK_CHANGED) — a browser that started
+    // meanwhile would never join.
+    await sh('sysctl', ['-qw', `net.ipv6.conf.${rootIf}.disable_ipv6=1`]);
+    await inNs(['sysctl', '-qw', `net.ipv6.conf.${nsIf}.disable_ipv6=1`]);
     await sh('ip', ['addr', 'add', `${serverAddr}/29`, 'dev', rootIf]);
     await sh('ip', ['link', 'set', rootIf, 'up']);
     await sh('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
     await sh('ip', ['-n', name, 'addr', 'add', `${at(hostNumber)}/29`, 'dev', nsIf]);
     await sh('ip', ['-n', name, 'link', 'set', nsIf, 'up']);
     await sh('ip', ['-n', name, 'route', 'add', 'default', 'via', serverAddr]);
+    // The carrier comes up a moment after `link set up`; that is a network change too.
+    await linkUp(rootIf);
   } catch (e) {
     await sh('ip', ['netns', 'delete', name]).catch(() => {});
     await sh('ip', ['link', 'delete', rootIf]).catch(() => {});
