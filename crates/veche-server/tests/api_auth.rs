@@ -567,7 +567,6 @@ async fn bad_bodies_get_specific_400s_never_500() {
     assert_eq!(r.body["error"]["what"], "endpoint", "{}", r.body);
 }
 
-
 #[tokio::test]
 async fn closed_signup_and_password_change() {
     let app = App::new(AccountSettings {
