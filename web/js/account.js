@@ -1,8 +1,9 @@
 // Account pages: sign in, sign up, my meetings (with the schedule form and plan upgrade
 // requests), and the join page of a created meeting (`/j/{id}`).
 
-import { ApiError, api, currentUser, formatTime, forgetSession, hasSession, rememberCsrf } from './api.js';
+import { ApiError, api, currentUser, errorMessage, formatTime, forgetSession, hasSession, rememberCsrf } from './api.js';
 import { h, show, toast } from './dom.js';
+import { errorText, languageSwitch, t } from './i18n.js';
 import { cleanName, saveName, savedName } from './names.js';
 import { safeNext } from './redirect.js';
 
@@ -17,10 +18,11 @@ export function page(title, ...content) {
     h('header', { class: 'account-header' },
       h('a', { href: '/', class: 'logo', text: 'Veche' }),
       h('nav', {},
-        h('a', { href: '/meetings', text: 'My meetings' }),
-        h('a', { href: '/account', text: 'Account' }),
-        h('a', { href: '/admin', text: 'Admin' }),
-        h('button', { type: 'button', class: 'button', id: 'logout-btn', text: 'Sign out', onclick: logout }))),
+        h('a', { href: '/meetings', text: t('nav.meetings') }),
+        h('a', { href: '/account', text: t('nav.account') }),
+        h('a', { href: '/admin', text: t('nav.admin') }),
+        languageSwitch(),
+        h('button', { type: 'button', class: 'button', id: 'logout-btn', text: t('nav.sign_out'), onclick: logout }))),
     h('h1', { text: title }),
     ...content));
 }
@@ -41,7 +43,20 @@ async function logout() {
  * @param {unknown} e
  */
 function fail(where, e) {
-  where.textContent = e instanceof Error ? e.message : String(e);
+  where.textContent = errorMessage(e);
+}
+
+/**
+ * The frame of the signed-out pages (sign in, sign up, join): the logo, the language
+ * switch, a title and the content.
+ * @param {string} title
+ * @param {...(Node | null)} content
+ */
+function narrowPage(title, ...content) {
+  document.title = `${title} · Veche`;
+  show(h('div', { class: 'account-page narrow' },
+    h('div', { class: 'narrow-head' }, h('a', { href: '/', class: 'logo', text: 'Veche' }), languageSwitch()),
+    ...content));
 }
 
 /**
@@ -52,17 +67,6 @@ function field(label, input) {
   return h('label', {}, h('span', { text: label }), input);
 }
 
-/** What the sign-in page says when directory sign-in sent the browser back with an error. */
-const SSO_ERRORS = /** @type {Record<string, string>} */ ({
-  oidc_state_mismatch: 'The sign-in response did not belong to this browser’s sign-in. Start again.',
-  oidc_state_unknown: 'This sign-in was already used or has expired. Start again.',
-  oidc_code_rejected: 'The identity provider refused the sign-in code. Start again.',
-  oidc_token_invalid: 'The identity provider’s answer did not verify.',
-  oidc_email_unverified: 'The identity provider did not confirm your email address.',
-  oidc_unavailable: 'The identity provider is unreachable; try again later.',
-  oidc_provider_error: 'The identity provider refused the sign-in.',
-  oidc_busy: 'Too many sign-ins are under way; try again in a minute.',
-});
 
 export async function showLogin() {
   const params = new URLSearchParams(location.search);
@@ -71,25 +75,26 @@ export async function showLogin() {
   const password = h('input', { id: 'login-password', type: 'password', autocomplete: 'current-password', required: true });
   const error = h('p', { class: 'error', id: 'login-error', role: 'alert' });
   const ssoError = params.get('sso_error');
-  if (ssoError) error.textContent = SSO_ERRORS[ssoError] ?? `Sign-in failed (${ssoError}).`;
+  // Directory sign-in sends the browser back with the error's code.
+  if (ssoError) error.textContent = errorText(ssoError, t('login.sso_failed', { code: ssoError }));
   /** @type {{ldap?: {label: string} | null, oidc?: {label: string} | null}} */
   const directory = (await api('GET', '/config').catch(() => null))?.directory ?? {};
   // With a directory, the same form signs in with its username and password instead.
   const useDirectory = h('input', { id: 'login-directory', type: 'checkbox' });
-  const emailLabel = h('span', { text: 'Email' });
+  const emailLabel = h('span', { text: t('account.email') });
   useDirectory.addEventListener('change', () => {
     email.type = useDirectory.checked ? 'text' : 'email';
-    emailLabel.textContent = useDirectory.checked ? 'Username' : 'Email';
+    emailLabel.textContent = useDirectory.checked ? t('login.username') : t('account.email');
   });
   const form = h('form', { class: 'stack card', id: 'login-form' },
-    h('label', {}, emailLabel, email), field('Password', password),
-    directory.ldap ? h('label', { class: 'check' }, useDirectory, h('span', { text: `${directory.ldap.label} account` })) : null,
+    h('label', {}, emailLabel, email), field(t('account.password'), password),
+    directory.ldap ? h('label', { class: 'check' }, useDirectory, h('span', { text: t('login.directory_account', { directory: directory.ldap.label }) })) : null,
     error,
-    h('button', { type: 'submit', class: 'button primary', text: 'Sign in' }),
+    h('button', { type: 'submit', class: 'button primary', text: t('login.submit') }),
     directory.oidc
-      ? h('a', { class: 'button', id: 'sso-btn', href: `/api/v1/auth/oidc/start?next=${encodeURIComponent(next)}`, text: `Sign in with ${directory.oidc.label}` })
+      ? h('a', { class: 'button', id: 'sso-btn', href: `/api/v1/auth/oidc/start?next=${encodeURIComponent(next)}`, text: t('login.with', { provider: directory.oidc.label }) })
       : null,
-    h('p', { class: 'muted' }, 'No account? ', h('a', { href: '/signup', text: 'Sign up' })));
+    h('p', { class: 'muted' }, t('login.no_account'), ' ', h('a', { href: '/signup', text: t('login.sign_up') })));
   form.addEventListener('submit', async event => {
     event.preventDefault();
     try {
@@ -102,28 +107,27 @@ export async function showLogin() {
       fail(error, e);
     }
   });
-  document.title = 'Sign in · Veche';
-  show(h('div', { class: 'account-page narrow' }, h('a', { href: '/', class: 'logo', text: 'Veche' }), h('h1', { text: 'Sign in' }), form));
+  narrowPage(t('login.title'), h('h1', { text: t('login.title') }), form);
   email.focus();
 }
 
 export async function showSignup() {
   const config = await api('GET', '/config');
   if (!config.signup_open) {
-    show(h('div', { class: 'account-page narrow' }, h('h1', { text: 'Sign-up is closed' }),
-      h('p', { class: 'muted', text: 'Ask the operator of this server for an account.' }),
-      h('a', { href: '/login', text: 'Sign in' })));
+    narrowPage(t('signup.closed'), h('h1', { text: t('signup.closed') }),
+      h('p', { class: 'muted', text: t('signup.closed_detail') }),
+      h('a', { href: '/login', text: t('login.submit') }));
     return;
   }
   const name = h('input', { id: 'signup-name', autocomplete: 'name', required: true, maxlength: 100 });
   const email = h('input', { id: 'signup-email', type: 'email', autocomplete: 'username', required: true });
   const password = h('input', { id: 'signup-password', type: 'password', autocomplete: 'new-password', required: true, minlength: 8 });
-  const org = h('input', { id: 'signup-org', placeholder: 'optional' });
+  const org = h('input', { id: 'signup-org', placeholder: t('common.optional') });
   const error = h('p', { class: 'error', role: 'alert' });
   const form = h('form', { class: 'stack card', id: 'signup-form' },
-    field('Your name', name), field('Email', email), field('Password (8+ characters)', password),
-    field('Organisation', org), error,
-    h('button', { type: 'submit', class: 'button primary', text: 'Create account' }));
+    field(t('home.name'), name), field(t('account.email'), email), field(t('account.password_new_hint'), password),
+    field(t('signup.org'), org), error,
+    h('button', { type: 'submit', class: 'button primary', text: t('signup.submit') }));
   form.addEventListener('submit', async event => {
     event.preventDefault();
     try {
@@ -137,8 +141,8 @@ export async function showSignup() {
       fail(error, e);
     }
   });
-  document.title = 'Sign up · Veche';
-  show(h('div', { class: 'account-page narrow' }, h('a', { href: '/', class: 'logo', text: 'Veche' }), h('h1', { text: 'Create an account' }), form));
+  narrowPage(t('signup.title'), h('h1', { text: t('signup.title') }), form);
+
   name.focus();
 }
 
@@ -158,33 +162,35 @@ function joinLink(id) {
 /** @param {Meeting} m */
 function meetingRow(m) {
   const copy = h('button', {
-    type: 'button', class: 'button', text: 'Copy link',
+    type: 'button', class: 'button', text: t('meetings.copy_link'),
     onclick: () => {
-      void navigator.clipboard?.writeText(joinLink(m.id)).then(() => toast('Link copied'));
+      void navigator.clipboard?.writeText(joinLink(m.id)).then(() => toast(t('meetings.link_copied')));
     },
   });
   const del = h('button', {
-    type: 'button', class: 'button', text: 'Delete',
+    type: 'button', class: 'button', text: t('meetings.delete'),
     onclick: async () => {
-      if (!confirm(`Delete “${m.title}”?`)) return;
+      if (!confirm(t('meetings.delete_confirm', { title: m.title }))) return;
       try {
         await api('DELETE', `/meetings/${m.id}`);
         void showMeetings();
       } catch (e) {
-        toast(e instanceof Error ? e.message : String(e), 'error');
+        toast(errorMessage(e), 'error');
       }
     },
   });
-  const when = m.starts_at === null ? 'instant' : `${formatTime(m.starts_at)}${m.recurrence === 'weekly' ? ', weekly' : ''}`;
+  const when = m.starts_at === null ? t('meetings.instant')
+    : m.recurrence === 'weekly' ? t('meetings.weekly', { when: formatTime(m.starts_at) }) : formatTime(m.starts_at);
   const flags = [
-    m.has_passcode ? 'passcode' : '', m.waiting_room ? 'waiting room' : '',
-    m.join_before_host ? '' : 'waits for host',
+    m.has_passcode ? t('meetings.flag_passcode') : '', m.waiting_room ? t('meetings.flag_waiting_room') : '',
+    m.join_before_host ? '' : t('meetings.flag_waits_for_host'),
   ].filter(Boolean).join(' · ');
+  const minutes = t('meetings.minutes', { count: m.duration_minutes });
   const live = h('div', { class: 'row live-controls', hidden: true });
   void showLive(m, live);
   return h('li', { class: 'meeting-row', 'data-id': m.id },
     h('div', {}, h('a', { href: `/j/${m.id}`, text: m.title }),
-      h('p', { class: 'muted', text: `${when} · ${m.duration_minutes} min${flags ? ` · ${flags}` : ''}` })),
+      h('p', { class: 'muted', text: [when, minutes, flags].filter(Boolean).join(' · ') })),
     live,
     h('div', { class: 'row' }, copy, del));
 }
@@ -212,43 +218,43 @@ async function showLive(m, box) {
   const inMeeting = live.participants?.length ?? 0;
   const waiting = live.waiting?.length ?? 0;
   const end = h('button', {
-    type: 'button', class: 'button danger end-live', text: 'End for all',
+    type: 'button', class: 'button danger end-live', text: t('meetings.end_for_all'),
     onclick: async () => {
-      if (!confirm(`End “${m.title}” for everyone in it?`)) return;
+      if (!confirm(t('meetings.end_confirm', { title: m.title }))) return;
       try {
         await api('POST', `/meetings/${m.id}/live`, { type: 'end_meeting' });
-        toast('Meeting ended');
+        toast(t('meetings.ended'));
         box.hidden = true;
       } catch (e) {
-        toast(e instanceof Error ? e.message : String(e), 'error');
+        toast(errorMessage(e), 'error');
       }
     },
   });
-  box.replaceChildren(
-    h('span', { class: 'live-badge', text: `Live · ${inMeeting} in meeting${waiting ? ` · ${waiting} waiting` : ''}` }),
-    end);
+  const badge = [t('meetings.live'), t('meetings.live_in', { count: inMeeting })];
+  if (waiting) badge.push(t('meetings.live_waiting', { count: waiting }));
+  box.replaceChildren(h('span', { class: 'live-badge', text: badge.join(' · ') }), end);
   box.hidden = false;
 }
 
 function scheduleForm() {
-  const title = h('input', { id: 'meeting-title', required: true, maxlength: 200, placeholder: 'Weekly sync' });
+  const title = h('input', { id: 'meeting-title', required: true, maxlength: 200, placeholder: t('schedule.title_placeholder') });
   const start = h('input', { id: 'meeting-start', type: 'datetime-local' });
   const duration = h('input', { id: 'meeting-duration', type: 'number', min: 1, max: 1440, value: 60 });
   const weekly = h('input', { id: 'meeting-weekly', type: 'checkbox' });
-  const passcode = h('input', { id: 'meeting-passcode', maxlength: 64, placeholder: 'optional' });
-  const cohosts = h('input', { id: 'meeting-cohosts', placeholder: 'emails of colleagues with accounts, comma-separated' });
+  const passcode = h('input', { id: 'meeting-passcode', maxlength: 64, placeholder: t('common.optional') });
+  const cohosts = h('input', { id: 'meeting-cohosts', placeholder: t('schedule.cohosts_placeholder') });
   const waiting = h('input', { id: 'meeting-waiting', type: 'checkbox' });
   const beforeHost = h('input', { id: 'meeting-before-host', type: 'checkbox', checked: true });
   const error = h('p', { class: 'error', role: 'alert' });
   const form = h('form', { class: 'stack card', id: 'schedule-form' },
-    h('h2', { text: 'New meeting' }),
-    field('Title', title), field('Starts (empty: instant)', start), field('Duration, minutes', duration),
-    h('label', { class: 'check' }, weekly, h('span', { text: 'Repeats weekly' })),
-    field('Passcode', passcode), field('Co-hosts', cohosts),
-    h('label', { class: 'check' }, waiting, h('span', { text: 'Waiting room: I admit each guest' })),
-    h('label', { class: 'check' }, beforeHost, h('span', { text: 'Guests may join before the host' })),
+    h('h2', { text: t('schedule.heading') }),
+    field(t('schedule.title'), title), field(t('schedule.starts'), start), field(t('schedule.duration'), duration),
+    h('label', { class: 'check' }, weekly, h('span', { text: t('schedule.weekly') })),
+    field(t('account.passcode'), passcode), field(t('schedule.cohosts'), cohosts),
+    h('label', { class: 'check' }, waiting, h('span', { text: t('schedule.waiting_room') })),
+    h('label', { class: 'check' }, beforeHost, h('span', { text: t('schedule.before_host') })),
     error,
-    h('button', { type: 'submit', class: 'button primary', id: 'schedule-btn', text: 'Create meeting' }));
+    h('button', { type: 'submit', class: 'button primary', id: 'schedule-btn', text: t('schedule.submit') }));
   form.addEventListener('submit', async event => {
     event.preventDefault();
     try {
@@ -265,7 +271,7 @@ function scheduleForm() {
       // Only now is the passcode known in clear: offer the link that carries it.
       const link = passcode.value ? `${joinLink(m.id)}?pwd=${encodeURIComponent(passcode.value)}` : joinLink(m.id);
       void navigator.clipboard?.writeText(link).catch(() => {});
-      toast(`Created; link copied: ${link}`, 'info', 8000);
+      toast(t('schedule.created', { link }), 'info', 8000);
       void showMeetings();
     } catch (e) {
       fail(error, e);
@@ -282,29 +288,32 @@ async function planCard(me) {
   if (!me.org) return null;
   const { org, plan } = await api('GET', `/orgs/${me.org.id}`);
   const card = h('div', { class: 'card stack', id: 'plan-card' },
-    h('h2', { text: `${org.name}: ${plan?.name ?? org.plan_id} plan` }),
-    h('p', { class: 'muted', text: `Up to ${plan?.max_participants ?? 'unlimited'} participants, ${plan?.max_duration_minutes ? `${plan.max_duration_minutes} minutes` : 'no time limit'} per meeting.` }));
+    h('h2', { text: t('plan.heading', { org: org.name, plan: plan?.name ?? org.plan_id }) }),
+    h('p', { class: 'muted', text: [
+      plan?.max_participants ? t('plan.participants', { count: plan.max_participants }) : t('plan.participants_unlimited'),
+      plan?.max_duration_minutes ? t('plan.minutes', { count: plan.max_duration_minutes }) : t('plan.no_time_limit'),
+    ].join(', ') }));
   if (me.user.org_role !== 'admin') return card;
   const { plans } = await api('GET', '/plans');
   const { requests } = await api('GET', `/orgs/${me.org.id}/upgrade-requests?status=pending`);
   if (requests.length > 0) {
-    card.append(h('p', { text: `Upgrade to ${requests[0].plan_id} requested; an operator will decide.` }));
+    card.append(h('p', { text: t('plan.requested', { plan: requests[0].plan_id }) }));
     return card;
   }
   const select = h('select', { id: 'upgrade-plan' },
     ...plans.filter((/** @type {{id: string}} */ p) => p.id !== org.plan_id)
       .map((/** @type {{id: string, name: string}} */ p) => h('option', { value: p.id, text: p.name })));
-  const note = h('input', { id: 'upgrade-note', placeholder: 'Why (optional)', maxlength: 2000 });
+  const note = h('input', { id: 'upgrade-note', placeholder: t('plan.why'), maxlength: 2000 });
   const form = h('form', { class: 'row', id: 'upgrade-form' }, select, note,
-    h('button', { type: 'submit', class: 'button', text: 'Request upgrade' }));
+    h('button', { type: 'submit', class: 'button', text: t('plan.request') }));
   form.addEventListener('submit', async event => {
     event.preventDefault();
     try {
       await api('POST', `/orgs/${me.org?.id}/upgrade-requests`, { plan_id: select.value, note: note.value });
-      toast('Upgrade requested');
+      toast(t('plan.request_sent'));
       void showMeetings();
     } catch (e) {
-      toast(e instanceof Error ? e.message : String(e), 'error');
+      toast(errorMessage(e), 'error');
     }
   });
   card.append(form);
@@ -320,8 +329,8 @@ export async function showMeetings() {
   const { meetings } = await api('GET', '/meetings');
   const list = meetings.length
     ? h('ul', { class: 'meeting-list', id: 'meeting-list' }, ...meetings.map(meetingRow))
-    : h('p', { class: 'muted', id: 'meeting-list', text: 'No meetings yet.' });
-  page(`Hello, ${me.user.name}`, list, scheduleForm(), await planCard(me));
+    : h('p', { class: 'muted', id: 'meeting-list', text: t('meetings.none') });
+  page(t('meetings.hello', { name: me.user.name }), list, scheduleForm(), await planCard(me));
 }
 
 /**
@@ -333,13 +342,13 @@ export async function showJoin(id) {
   const params = new URLSearchParams(location.search);
   const name = h('input', { id: 'join-name', autocomplete: 'name', maxlength: 64, value: savedName(), required: true });
   const passcode = h('input', { id: 'join-passcode', value: params.get('pwd') ?? '', autocomplete: 'off' });
-  const passLabel = field('Passcode', passcode);
+  const passLabel = field(t('account.passcode'), passcode);
   passLabel.hidden = true;
   const error = h('p', { class: 'error', role: 'alert', id: 'join-error' });
   const form = h('form', { class: 'stack card', id: 'meeting-join-form' },
-    field('Your name', name), passLabel, error,
-    h('button', { type: 'submit', class: 'button primary', text: 'Join' }));
-  const title = h('h1', { text: 'Join meeting' });
+    field(t('home.name'), name), passLabel, error,
+    h('button', { type: 'submit', class: 'button primary', text: t('join.submit') }));
+  const title = h('h1', { text: t('home.join') });
   form.addEventListener('submit', async event => {
     event.preventDefault();
     try {
@@ -347,7 +356,7 @@ export async function showJoin(id) {
       const who = cleanName(name.value);
       if (who) saveName(who);
       title.textContent = decision.title;
-      const query = new URLSearchParams({ name: who || 'Guest' });
+      const query = new URLSearchParams({ name: who || t('role.guest') });
       if (passcode.value) query.set('pwd', passcode.value);
       location.assign(`/m/${encodeURIComponent(id)}?${query}`);
     } catch (e) {
@@ -358,8 +367,7 @@ export async function showJoin(id) {
       fail(error, e);
     }
   });
-  document.title = 'Join · Veche';
-  show(h('div', { class: 'account-page narrow' }, h('a', { href: '/', class: 'logo', text: 'Veche' }), title, form));
+  narrowPage(t('join.submit'), title, form);
   if (params.get('pwd')) passLabel.hidden = false;
   name.focus();
 }
@@ -373,8 +381,8 @@ export function addHomeLinks() {
   if (!home) return;
   home.prepend(h('nav', { class: 'home-account', id: 'home-account' },
     ...(hasSession()
-      ? [h('a', { href: '/meetings', text: 'My meetings' })]
-      : [h('a', { href: '/login', text: 'Sign in' }), h('a', { href: '/signup', text: 'Sign up' })])));
+      ? [h('a', { href: '/meetings', text: t('nav.meetings') })]
+      : [h('a', { href: '/login', text: t('login.submit') }), h('a', { href: '/signup', text: t('login.sign_up') })])));
 }
 
 /** The account page: profile and password change. */
@@ -388,23 +396,25 @@ export async function showAccount() {
   const next = h('input', { id: 'new-password', type: 'password', autocomplete: 'new-password', required: true, minlength: 8 });
   const error = h('p', { class: 'error', role: 'alert' });
   const form = h('form', { class: 'stack card', id: 'password-form' },
-    h('h2', { text: 'Change password' }),
-    field('Current password', current), field('New password (8+ characters)', next), error,
-    h('button', { type: 'submit', class: 'button primary', text: 'Change password' }));
+    h('h2', { text: t('password.heading') }),
+    field(t('password.current'), current), field(t('password.new'), next), error,
+    h('button', { type: 'submit', class: 'button primary', text: t('password.heading') }));
   form.addEventListener('submit', async event => {
     event.preventDefault();
     try {
       const res = await api('POST', '/auth/password', { current_password: current.value, new_password: next.value });
       rememberCsrf(res.csrf_token);
       form.reset();
-      toast('Password changed; other sessions are signed out');
+      toast(t('password.changed'));
     } catch (e) {
       fail(error, e);
     }
   });
-  page('Account',
+  page(t('nav.account'),
     h('div', { class: 'card stack' },
       h('p', { text: `${me.user.name} <${me.user.email}>` }),
-      h('p', { class: 'muted', text: `${me.org?.name ?? ''} · ${me.user.org_role}${me.user.role === 'admin' ? ' · operator admin' : ''}` })),
+      h('p', { class: 'muted', text: [me.org?.name ?? '', t(`org_role.${me.user.org_role}`),
+        me.user.role === 'admin' ? t('account.operator_admin') : ''].filter(Boolean).join(' · ') })),
     form);
+
 }

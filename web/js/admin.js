@@ -1,9 +1,10 @@
 // Admin pages at `/admin`: for the operator, upgrade requests, plans, users, usage and the
 // audit log of the whole service; for an organisation's admin, its members, usage and audit.
 
-import { api, currentUser, formatTime } from './api.js';
+import { api, currentUser, errorMessage, formatTime } from './api.js';
 import { page } from './account.js';
 import { h, toast } from './dom.js';
+import { t } from './i18n.js';
 
 /**
  * A table from rows of cells.
@@ -36,7 +37,7 @@ async function act(action, done) {
     toast(done);
     void showAdmin();
   } catch (e) {
-    toast(e instanceof Error ? e.message : String(e), 'error');
+    toast(errorMessage(e), 'error');
   }
 }
 
@@ -48,8 +49,8 @@ function requestRow(r, org) {
   return [
     org, r.plan_id, r.note, formatTime(r.created_at),
     h('span', { class: 'row' },
-      h('button', { type: 'button', class: 'button primary', text: 'Approve', onclick: () => act(() => api('POST', `/admin/upgrade-requests/${r.id}/approve`), 'Approved') }),
-      h('button', { type: 'button', class: 'button', text: 'Decline', onclick: () => act(() => api('POST', `/admin/upgrade-requests/${r.id}/decline`), 'Declined') })),
+      h('button', { type: 'button', class: 'button primary', text: t('admin.approve'), onclick: () => act(() => api('POST', `/admin/upgrade-requests/${r.id}/approve`), t('admin.approved')) }),
+      h('button', { type: 'button', class: 'button', text: t('admin.decline'), onclick: () => act(() => api('POST', `/admin/upgrade-requests/${r.id}/decline`), t('admin.declined')) })),
   ];
 }
 
@@ -61,9 +62,9 @@ function requestRow(r, org) {
 
 /** @param {Plan} p */
 function planForm(p) {
-  const name = h('input', { value: p.name, 'aria-label': 'name' });
-  const max = h('input', { type: 'number', min: 1, value: p.max_participants ?? '', placeholder: 'no cap', 'aria-label': 'max participants' });
-  const minutes = h('input', { type: 'number', min: 1, value: p.max_duration_minutes ?? '', placeholder: 'no cap', 'aria-label': 'max minutes' });
+  const name = h('input', { value: p.name, 'aria-label': t('admin.plan_name') });
+  const max = h('input', { type: 'number', min: 1, value: p.max_participants ?? '', placeholder: t('admin.no_cap'), 'aria-label': t('admin.max_participants') });
+  const minutes = h('input', { type: 'number', min: 1, value: p.max_duration_minutes ?? '', placeholder: t('admin.no_cap'), 'aria-label': t('admin.max_minutes') });
   /** @type {Record<string, HTMLInputElement>} */
   const features = {};
   for (const f of /** @type {const} */ (['recording', 'breakout_rooms', 'e2ee_required', 'large_meetings'])) {
@@ -71,10 +72,10 @@ function planForm(p) {
   }
   const form = h('form', { class: 'row plan-form', 'data-plan': p.id },
     h('strong', { text: p.id }), name,
-    h('label', { class: 'check' }, h('span', { text: 'participants' }), max),
-    h('label', { class: 'check' }, h('span', { text: 'minutes' }), minutes),
-    ...Object.entries(features).map(([f, input]) => h('label', { class: 'check' }, input, h('span', { text: f.replace('_', ' ') }))),
-    h('button', { type: 'submit', class: 'button', text: 'Save' }));
+    h('label', { class: 'check' }, h('span', { text: t('admin.participants') }), max),
+    h('label', { class: 'check' }, h('span', { text: t('admin.minutes') }), minutes),
+    ...Object.entries(features).map(([f, input]) => h('label', { class: 'check' }, input, h('span', { text: t(`feature.${f}`) }))),
+    h('button', { type: 'submit', class: 'button', text: t('admin.save') }));
   form.addEventListener('submit', event => {
     event.preventDefault();
     void act(() => api('PUT', `/plans/${p.id}`, {
@@ -85,7 +86,7 @@ function planForm(p) {
       breakout_rooms: features.breakout_rooms.checked,
       e2ee_required: features.e2ee_required.checked,
       large_meetings: features.large_meetings.checked,
-    }), `Plan ${p.id} saved`);
+    }), t('admin.plan_saved', { plan: p.id }));
   });
   return form;
 }
@@ -94,7 +95,7 @@ function planForm(p) {
  * @param {{at: number, actor_email: string | null, ip: string | null, action: string, target: string, detail: string}[]} entries
  */
 function auditTable(entries) {
-  return table('audit-table', ['when', 'who', 'from', 'what', 'target', 'detail'],
+  return table('audit-table', [t('audit.when'), t('audit.who'), t('audit.from'), t('audit.what'), t('audit.target'), t('audit.detail')],
     entries.map(e => [formatTime(e.at), e.actor_email ?? '—', e.ip ?? '—', e.action, e.target, e.detail]));
 }
 
@@ -103,7 +104,7 @@ function auditTable(entries) {
  * @param {(id: string) => string} orgName
  */
 function usageTable(usage, orgName) {
-  return table('usage-table', ['organisation', 'meetings', 'participant-minutes'],
+  return table('usage-table', [t('admin.organisation'), t('usage.meetings'), t('usage.participant_minutes')],
     usage.map(u => [orgName(u.org_id), String(u.meetings), String(u.participant_minutes)]));
 }
 
@@ -120,20 +121,20 @@ async function operatorPage() {
   const orgNames = new Map(orgs.map((/** @type {import('./api.js').Org} */ o) => [o.id, o.name]));
   /** @param {string} id */
   const orgName = id => orgNames.get(id) ?? id;
-  page('Administration',
-    section('Upgrade requests', requests.length
-      ? table('requests-table', ['organisation', 'plan', 'note', 'asked', ''], requests.map((/** @type {Parameters<typeof requestRow>[0]} */ r) => requestRow(r, orgName(r.org_id))))
-      : h('p', { class: 'muted', text: 'No pending requests.' })),
-    section('Plans', ...plans.map(planForm)),
-    section('Users', table('users-table', ['email', 'name', 'role', 'organisation', 'org role', ''],
-      users.map((/** @type {import('./api.js').User} */ u) => [u.email, u.name, u.role, orgName(u.org_id), u.org_role,
+  page(t('admin.title'),
+    section(t('admin.requests'), requests.length
+      ? table('requests-table', [t('admin.organisation'), t('admin.plan'), t('admin.note'), t('admin.asked'), ''], requests.map((/** @type {Parameters<typeof requestRow>[0]} */ r) => requestRow(r, orgName(r.org_id))))
+      : h('p', { class: 'muted', text: t('admin.no_requests') })),
+    section(t('admin.plans'), ...plans.map(planForm)),
+    section(t('admin.users'), table('users-table', [t('account.email'), t('admin.name'), t('admin.role'), t('admin.organisation'), t('admin.org_role'), ''],
+      users.map((/** @type {import('./api.js').User} */ u) => [u.email, u.name, t(`user_role.${u.role}`), orgName(u.org_id), t(`org_role.${u.org_role}`),
         h('button', {
           type: 'button', class: 'button',
-          text: u.role === 'admin' ? 'Make user' : 'Make admin',
-          onclick: () => act(() => api('PATCH', `/admin/users/${u.id}`, { role: u.role === 'admin' ? 'user' : 'admin' }), 'Role changed'),
+          text: u.role === 'admin' ? t('admin.make_user') : t('admin.make_admin'),
+          onclick: () => act(() => api('PATCH', `/admin/users/${u.id}`, { role: u.role === 'admin' ? 'user' : 'admin' }), t('admin.role_changed')),
         })]))),
-    section('Usage', usageTable(usage, orgName)),
-    section('Audit log', auditTable(entries)));
+    section(t('admin.usage'), usageTable(usage, orgName)),
+    section(t('admin.audit'), auditTable(entries)));
 }
 
 /** @param {string} org */
@@ -143,20 +144,20 @@ async function orgAdminPage(org) {
     api('GET', `/orgs/${org}/usage`),
     api('GET', `/orgs/${org}/audit?limit=100`),
   ]);
-  const email = h('input', { type: 'email', placeholder: 'email', required: true, 'aria-label': 'email' });
-  const name = h('input', { placeholder: 'name', required: true, 'aria-label': 'name' });
-  const password = h('input', { type: 'password', placeholder: 'first password', required: true, minlength: 8, 'aria-label': 'password' });
+  const email = h('input', { type: 'email', placeholder: t('account.email'), required: true, 'aria-label': t('account.email') });
+  const name = h('input', { placeholder: t('admin.name'), required: true, 'aria-label': t('admin.name') });
+  const password = h('input', { type: 'password', placeholder: t('admin.first_password'), required: true, minlength: 8, 'aria-label': t('account.password') });
   const add = h('form', { class: 'row', id: 'add-member-form' }, email, name, password,
-    h('button', { type: 'submit', class: 'button', text: 'Add member' }));
+    h('button', { type: 'submit', class: 'button', text: t('admin.add_member') }));
   add.addEventListener('submit', event => {
     event.preventDefault();
-    void act(() => api('POST', `/orgs/${org}/members`, { email: email.value, name: name.value, password: password.value }), 'Member added');
+    void act(() => api('POST', `/orgs/${org}/members`, { email: email.value, name: name.value, password: password.value }), t('admin.member_added'));
   });
-  page('Organisation',
-    section('Members', table('members-table', ['email', 'name', 'role'],
-      members.map((/** @type {import('./api.js').User} */ u) => [u.email, u.name, u.org_role])), add),
-    section('Usage', usageTable([usage], () => 'this organisation')),
-    section('Audit log', auditTable(entries)));
+  page(t('admin.org_title'),
+    section(t('admin.members'), table('members-table', [t('account.email'), t('admin.name'), t('admin.role')],
+      members.map((/** @type {import('./api.js').User} */ u) => [u.email, u.name, t(`org_role.${u.org_role}`)])), add),
+    section(t('admin.usage'), usageTable([usage], () => t('admin.this_org'))),
+    section(t('admin.audit'), auditTable(entries)));
 }
 
 export async function showAdmin() {
@@ -170,6 +171,7 @@ export async function showAdmin() {
   } else if (me.user.org_role === 'admin') {
     await orgAdminPage(me.user.org_id);
   } else {
-    page('Administration', h('p', { class: 'muted', text: 'Only administrators see this page.' }));
+    page(t('admin.title'), h('p', { class: 'muted', text: t('admin.only_admins') }));
+
   }
 }

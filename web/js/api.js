@@ -1,18 +1,39 @@
 // The REST API client: JSON in and out, the session cookie sent by the browser, and the
 // CSRF token echoed on every state-changing request (the server refuses them without it).
 
+import { errorText, formatDate, has, t } from './i18n.js';
+
 /** An API error with the server's stable code. */
 export class ApiError extends Error {
   /**
    * @param {number} status
    * @param {string} code
-   * @param {string} message
+   * @param {string} message the server's own (English) text
+   * @param {{field?: string, what?: string}} [details] what the error names, for the translation
    */
-  constructor(status, code, message) {
+  constructor(status, code, message, details = {}) {
     super(message);
     this.status = status;
     this.code = code;
+    this.details = details;
   }
+
+  /** The error in the user's language (the server's text for a code we do not know). */
+  text() {
+    const { field, what } = this.details;
+    /** @param {string} prefix @param {string | undefined} name */
+    const term = (prefix, name) => (name && has(`${prefix}.${name}`) ? t(`${prefix}.${name}`) : name ?? '');
+    return errorText(this.code, this.message, { field: term('field', field), what: term('what', what) });
+  }
+}
+
+/**
+ * Any error as a sentence for the user: API errors translated by their code.
+ * @param {unknown} e
+ */
+export function errorMessage(e) {
+  if (e instanceof ApiError) return e.text();
+  return e instanceof Error ? e.message : String(e);
 }
 
 const CSRF_KEY = 'veche.csrf';
@@ -53,7 +74,8 @@ export async function api(method, path, body) {
   const data = await res.json().catch(() => null);
   if (!res.ok) {
     const err = data?.error;
-    throw new ApiError(res.status, err?.code ?? 'unknown', err?.message ?? `HTTP ${res.status}`);
+    throw new ApiError(res.status, err?.code ?? 'unknown', err?.message ?? `HTTP ${res.status}`,
+      { field: err?.field, what: err?.what });
   }
   return data;
 }
@@ -85,10 +107,11 @@ export async function currentUser() {
 }
 
 /**
- * Unix seconds as a local date and time.
+ * Unix seconds as a date and time in the user's language and time zone.
  * @param {number | null | undefined} secs
  */
 export function formatTime(secs) {
   if (secs === null || secs === undefined) return '—';
-  return new Date(secs * 1000).toLocaleString();
+  return formatDate(secs * 1000);
 }
+

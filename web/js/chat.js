@@ -1,6 +1,7 @@
 // The chat side panel.
 
 import { h } from './dom.js';
+import { formatDate, t } from './i18n.js';
 import { icon } from './icons.js';
 
 /** Longest message the input accepts. */
@@ -14,9 +15,9 @@ export class ChatPanel {
   constructor(send, close) {
     this.messages = h('ol', { id: 'chat-messages', class: 'chat-messages', 'aria-live': 'polite' });
     this.input = h('textarea', {
-      id: 'chat-input', rows: 1, maxlength: MAX_CHAT_LENGTH, placeholder: 'Message everyone', 'aria-label': 'Chat message',
+      id: 'chat-input', rows: 1, maxlength: MAX_CHAT_LENGTH, placeholder: t('chat.placeholder'), 'aria-label': t('chat.message'),
     });
-    const sendButton = h('button', { id: 'chat-send', type: 'submit', class: 'icon-button', title: 'Send', 'aria-label': 'Send' }, icon('send'));
+    const sendButton = h('button', { id: 'chat-send', type: 'submit', class: 'icon-button', title: t('chat.send'), 'aria-label': t('chat.send') }, icon('send'));
     const form = h('form', { class: 'chat-form' }, this.input, sendButton);
     form.addEventListener('submit', event => {
       event.preventDefault();
@@ -29,10 +30,10 @@ export class ChatPanel {
         form.requestSubmit();
       }
     });
-    this.el = h('aside', { class: 'chat-panel', hidden: true, 'aria-label': 'Chat' },
+    this.el = h('aside', { class: 'chat-panel', hidden: true, 'aria-label': t('chat.title') },
       h('header', {},
-        h('h2', { text: 'Chat' }),
-        h('button', { class: 'icon-button', title: 'Close chat', 'aria-label': 'Close chat', onclick: () => close() }, icon('close'))),
+        h('h2', { text: t('chat.title') }),
+        h('button', { class: 'icon-button', title: t('chat.close'), 'aria-label': t('chat.close'), onclick: () => close() }, icon('close'))),
       this.messages,
       form);
   }
@@ -57,10 +58,11 @@ export class ChatPanel {
    * @param {boolean} own
    */
   add(name, text, sentAtMs, own) {
-    const time = new Date(sentAtMs).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    const time = formatDate(sentAtMs, { hour: '2-digit', minute: '2-digit' });
     const atBottom = this.messages.scrollHeight - this.messages.scrollTop - this.messages.clientHeight < 40;
     this.messages.append(h('li', { class: own ? 'own' : '' },
-      h('div', { class: 'meta' }, h('span', { class: 'from', text: own ? `${name} (you)` : name }), h('time', { text: time })),
+      h('div', { class: 'meta' }, h('span', { class: 'from', text: own ? t('common.you', { name }) : name }),
+ h('time', { text: time })),
       h('div', { class: 'text', text })));
     if (atBottom || own) this.messages.scrollTop = this.messages.scrollHeight;
   }

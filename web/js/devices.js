@@ -1,6 +1,7 @@
 // Camera and microphone pickers, shared by the pre-join screen and the in-meeting settings.
 
 import { h, toast } from './dom.js';
+import { t } from './i18n.js';
 import { describeMediaError, listDevices } from './media.js';
 
 /** @typedef {import('./media.js').LocalMedia} LocalMedia */
@@ -13,8 +14,8 @@ export class DevicePickers {
    */
   constructor(media, use) {
     this.media = media;
-    this.camera = h('select', { id: 'camera-select', 'aria-label': 'Camera' });
-    this.mic = h('select', { id: 'mic-select', 'aria-label': 'Microphone' });
+    this.camera = h('select', { id: 'camera-select', 'aria-label': t('device.camera') });
+    this.mic = h('select', { id: 'mic-select', 'aria-label': t('device.mic') });
     this.camera.addEventListener('change', async () => {
       try {
         await use.camera(this.camera.value);
@@ -37,8 +38,8 @@ export class DevicePickers {
   /** Lists the devices again, selecting the ones in use. */
   async refresh() {
     const { mics, cameras } = await listDevices();
-    fill(this.camera, cameras, this.media.cameraDeviceId, 'No camera');
-    fill(this.mic, mics, this.media.micDeviceId, 'No microphone');
+    fill(this.camera, cameras, this.media.cameraDeviceId, t('device.none_camera'));
+    fill(this.mic, mics, this.media.micDeviceId, t('device.none_mic'));
   }
 }
 
@@ -50,7 +51,8 @@ export class DevicePickers {
  */
 function fill(select, devices, selected, none) {
   select.replaceChildren(...devices.map((d, i) =>
-    h('option', { value: d.deviceId, text: d.label || `Device ${i + 1}`, selected: d.deviceId === selected })));
+    h('option', { value: d.deviceId, text: d.label || t('device.unnamed', { n: i + 1 }),
+ selected: d.deviceId === selected })));
   if (devices.length === 0) select.append(h('option', { value: '', text: none }));
   select.disabled = devices.length === 0;
 }

@@ -1,5 +1,7 @@
 // Small DOM helpers shared by every screen.
 
+import { t } from './i18n.js';
+
 /**
  * @typedef {{[name: string]: string | number | boolean | null | undefined | EventListener}} Attrs
  * Attributes for {@link h}: `on<event>` keys become event listeners, `class`/`text` are
@@ -157,7 +159,8 @@ export function choose(options) {
       options.text ? h('p', { class: 'muted', text: options.text }) : null,
       box && options.checkbox ? h('label', { class: 'check' }, box, h('span', { text: options.checkbox.label })) : null,
       h('div', { class: 'row' }, ...buttons,
-        h('button', { type: 'button', class: 'button', id: `${options.id}-cancel`, text: 'Cancel', onclick: () => dialog.close() }))));
+        h('button', { type: 'button', class: 'button', id: `${options.id}-cancel`, text: t('common.cancel'), onclick
+: () => dialog.close() }))));
     dialog.addEventListener('close', () => {
       dialog.remove();
       resolve(result);

@@ -2,6 +2,7 @@
 // meeting ended for everyone.
 
 import { clearToasts, h, show } from './dom.js';
+import { t } from './i18n.js';
 
 /**
  * @typedef {import('./session.js').EndCause} EndCause
@@ -29,13 +30,13 @@ function meetingUrl(room, name, passcode, autojoin = false) {
  */
 export function showLeft(room, name, passcode) {
   clearToasts();
-  document.title = 'You left — Veche';
+  document.title = `${t('ended.left_short')} — Veche`;
   show(h('div', { class: 'card centered', id: 'left-screen' },
-    h('h1', { text: 'You left the meeting' }),
+    h('h1', { text: t('ended.left') }),
     h('p', { class: 'muted', text: room }),
     h('div', { class: 'row' },
-      h('a', { class: 'button primary', href: meetingUrl(room, name, passcode, true), id: 'rejoin-btn', text: 'Rejoin' }),
-      h('a', { class: 'button', href: '/', text: 'Home' }))));
+      h('a', { class: 'button primary', href: meetingUrl(room, name, passcode, true), id: 'rejoin-btn', text: t('ended.rejoin') }),
+      h('a', { class: 'button', href: '/', text: t('ended.home') }))));
 }
 
 /**
@@ -57,29 +58,29 @@ export function showEnded(room, name, message) {
 export function describeEnd(cause) {
   if (cause.kind === 'meeting_ended') {
     return cause.reason === 'time_limit'
-      ? { title: 'The meeting reached its time limit', detail: 'Your organisation\'s plan limits how long meetings last.', retry: false }
-      : { title: 'The host ended the meeting', detail: 'The meeting is over for everyone.', retry: false };
+      ? { title: t('ended.time_limit'), detail: t('ended.time_limit_detail'), retry: false }
+      : { title: t('ended.by_host'), detail: t('ended.by_host_detail'), retry: false };
   }
   switch (cause.code) {
     case 'removed':
-      return { title: 'You were removed from the meeting', detail: 'A host removed you.', retry: false };
+      return { title: t('ended.removed'), detail: t('ended.removed_detail'), retry: false };
     case 'barred':
-      return { title: 'You were removed from the meeting', detail: 'A host removed you; you cannot rejoin while the meeting runs.', retry: false };
+      return { title: t('ended.removed'), detail: t('ended.barred_detail'), retry: false };
     case 'denied':
-      return { title: 'The host did not let you in', detail: 'A host turned down your request to join.', retry: false };
+      return { title: t('ended.denied'), detail: t('ended.denied_detail'), retry: false };
     case 'meeting_locked':
-      return { title: 'The meeting is locked', detail: 'A host locked the meeting; no one new can join.', retry: true };
+      return { title: t('ended.locked'), detail: t('ended.locked_detail'), retry: true };
     case 'meeting_not_found':
-      return { title: 'Meeting not found', detail: 'Check the link: no meeting has this id.', retry: false };
+      return { title: t('ended.not_found'), detail: t('ended.not_found_detail'), retry: false };
     case 'session_ended':
       // Signed out, password changed (sign in again), or roles changed (join again).
-      return { title: 'Your session ended', detail: cause.message || 'Sign in again to join.', retry: true };
+      return { title: t('ended.session'), detail: cause.message || t('ended.session_detail'), retry: true };
     case 'locked_out':
-      return { title: 'Too many wrong passcodes', detail: cause.message || 'Try again later.', retry: true };
+      return { title: t('ended.locked_out'), detail: cause.message || t('ended.locked_out_detail'), retry: true };
     case 'room_full':
-      return { title: 'The meeting is full', detail: cause.message, retry: true };
+      return { title: t('ended.full'), detail: cause.message, retry: true };
     default:
-      return { title: 'Could not join the meeting', detail: cause.message, retry: true };
+      return { title: t('ended.failed'), detail: cause.message, retry: true };
   }
 }
 
@@ -97,11 +98,12 @@ export function showOver(room, name, cause, options = {}) {
   const { title, detail, retry } = describeEnd(cause);
   const own = options.host && cause.kind === 'meeting_ended' && cause.reason === 'host';
   const reason = cause.kind === 'meeting_ended' ? `ended_${cause.reason}` : cause.code;
-  document.title = 'Meeting over — Veche';
+  document.title = `${t('ended.over')} — Veche`;
   show(h('div', { class: 'card centered', id: 'ended-screen', 'data-reason': reason, role: 'alert' },
-    h('h1', { id: 'ended-title', text: own ? 'You ended the meeting for everyone' : title }),
+    h('h1', { id: 'ended-title', text: own ? t('ended.own') : title }),
     h('p', { class: cause.kind === 'error' && retry ? 'error' : 'muted', id: 'ended-detail', text: own ? '' : detail }),
     h('div', { class: 'row' },
-      retry ? h('a', { class: 'button primary', href: meetingUrl(room, name, options.passcode), text: 'Try again' }) : null,
-      h('a', { class: retry ? 'button' : 'button primary', href: '/', text: 'Home' }))));
+      retry ? h('a', { class: 'button primary', href: meetingUrl(room, name, options.passcode), text: t('ended.retry') }) : null,
+      h('a', { class: retry ? 'button' : 'button primary', href: '/', text: t('ended.home') }))));
+
 }

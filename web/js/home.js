@@ -1,6 +1,7 @@
 // The home page: join a meeting by name, or start an instant one.
 
 import { h, show } from './dom.js';
+import { languageSwitch, t } from './i18n.js';
 import { cleanName, randomRoomName, saveName, savedName, toRoomName } from './names.js';
 
 /**
@@ -13,10 +14,10 @@ function goTo(room) {
 
 export function showHome() {
   const nameInput = h('input', {
-    id: 'home-name', name: 'name', autocomplete: 'name', maxlength: 64, placeholder: 'Your name', value: savedName(),
+    id: 'home-name', name: 'name', autocomplete: 'name', maxlength: 64, placeholder: t('home.name_placeholder'), value: savedName(),
   });
   const roomInput = h('input', {
-    id: 'home-room', name: 'room', autocomplete: 'off', maxlength: 64, placeholder: 'Meeting name, e.g. weekly-sync',
+    id: 'home-room', name: 'room', autocomplete: 'off', maxlength: 64, placeholder: t('home.room_placeholder'),
   });
   const hint = h('p', { class: 'hint', id: 'home-hint' });
   const updateHint = () => {
@@ -26,15 +27,15 @@ export function showHome() {
   roomInput.addEventListener('input', updateHint);
 
   const joinForm = h('form', { class: 'stack', id: 'join-form' },
-    h('label', {}, h('span', { text: 'Your name' }), nameInput),
-    h('label', {}, h('span', { text: 'Meeting name' }), roomInput),
+    h('label', {}, h('span', { text: t('home.name') }), nameInput),
+    h('label', {}, h('span', { text: t('home.room') }), roomInput),
     hint,
-    h('button', { type: 'submit', class: 'button primary', id: 'join-room-btn', text: 'Join meeting' }));
+    h('button', { type: 'submit', class: 'button primary', id: 'join-room-btn', text: t('home.join') }));
   joinForm.addEventListener('submit', event => {
     event.preventDefault();
     const room = toRoomName(roomInput.value);
     if (!room) {
-      roomInput.setCustomValidity('Use letters or digits');
+      roomInput.setCustomValidity(t('home.room_invalid'));
       roomInput.reportValidity();
       return;
     }
@@ -45,7 +46,7 @@ export function showHome() {
   roomInput.addEventListener('input', () => roomInput.setCustomValidity(''));
 
   const instant = h('button', {
-    type: 'button', class: 'button', id: 'instant-btn', text: 'Start instant meeting',
+    type: 'button', class: 'button', id: 'instant-btn', text: t('home.instant'),
     onclick: () => {
       const name = cleanName(nameInput.value);
       if (name) saveName(name);
@@ -56,10 +57,13 @@ export function showHome() {
   show(h('div', { class: 'home' },
     h('div', { class: 'hero' },
       h('h1', { class: 'logo', text: 'Veche' }),
-      h('p', { class: 'tagline', text: 'Video meetings on your own server. No accounts, no installs — share the link.' })),
+      h('p', { class: 'tagline', text: t('home.tagline') })),
     h('div', { class: 'card' },
       joinForm,
-      h('div', { class: 'divider', text: 'or' }),
-      instant)));
+      h('div', { class: 'divider', text: t('home.or') }),
+      instant),
+    languageSwitch()));
+  document.title = 'Veche';
+
   (nameInput.value ? roomInput : nameInput).focus();
 }

@@ -5,6 +5,7 @@
 // can be collapsed.
 
 import { h } from './dom.js';
+import { t } from './i18n.js';
 import { icon } from './icons.js';
 import { layoutTiles } from './tiles.js';
 
@@ -55,12 +56,13 @@ export class Layout {
     /** The participant pinned to the large area, if any. @type {ParticipantId | null} */
     this.pinnedId = null;
 
-    this.galleryButton = h('button', { type: 'button', id: 'view-gallery', class: 'view-option', title: 'Gallery view',
-      onclick: () => this.setMode('gallery') }, icon('grid'), h('span', { class: 'view-label', text: 'Gallery' }));
-    this.speakerButton = h('button', { type: 'button', id: 'view-speaker', class: 'view-option', title: 'Speaker view',
-      onclick: () => this.setMode('speaker') }, icon('speaker'), h('span', { class: 'view-label', text: 'Speaker' }));
+    this.galleryButton = h('button', { type: 'button', id: 'view-gallery', class: 'view-option', title: t('view.gallery_title'),
+      onclick: () => this.setMode('gallery') }, icon('grid'), h('span', { class: 'view-label', text: t('view.gallery') }));
+    this.speakerButton = h('button', { type: 'button', id: 'view-speaker', class: 'view-option', title: t('view.speaker_title'),
+      onclick: () => this.setMode('speaker') }, icon('speaker'), h('span', { class: 'view-label', text: t('view.speaker') }));
     /** The view switch, for the top bar. */
-    this.switch = h('div', { class: 'view-switch', role: 'group', 'aria-label': 'Layout' }, this.galleryButton, this.speakerButton);
+    this.switch = h('div', { class: 'view-switch', role: 'group', 'aria-label': t('view.layout') }
+, this.galleryButton, this.speakerButton);
     this.stripButton = h('button', { type: 'button', id: 'strip-btn', class: 'strip-toggle', 'aria-controls': 'gallery',
       onclick: () => this.setCollapsed(!this.collapsed) });
     main.append(this.stripButton);
@@ -164,7 +166,8 @@ export class Layout {
     this.stripButton.hidden = !hasStage || this.gallery.childElementCount === 0;
     this.stripButton.setAttribute('aria-expanded', String(!this.collapsed));
     this.stripButton.replaceChildren(icon(this.collapsed ? 'chevronOpen' : 'chevronClose'),
-      h('span', { text: this.collapsed ? `Show others (${this.gallery.childElementCount})` : 'Hide others' }));
-    this.stripButton.title = this.collapsed ? 'Show the other participants' : 'Hide the other participants';
+      h('span', { text: this.collapsed ? t('view.show_others', { count: this.gallery.childElementCount }) : t('view.hide_others') }));
+    this.stripButton.title = t(this.collapsed ? 'view.show_others_title' : 'view.hide_others_title');
+
   }
 }

@@ -5,6 +5,8 @@ import { addHomeLinks, showAccount, showJoin, showLogin, showMeetings, showSignu
 import { showAdmin } from './admin.js';
 import { toast } from './dom.js';
 import { showHome } from './home.js';
+import { errorMessage } from './api.js';
+import { t } from './i18n.js';
 import { cleanName, savedName } from './names.js';
 import { autojoin, showPrejoin } from './prejoin.js';
 
@@ -20,7 +22,7 @@ function accountRoute(path) {
   const join = path.match(/^\/j\/([a-z0-9]+)\/?$/);
   const show = join ? () => showJoin(join[1]) : pages[path.replace(/\/$/, '')];
   if (!show) return false;
-  Promise.resolve(show()).catch(e => toast(e instanceof Error ? e.message : String(e), 'error'));
+  Promise.resolve(show()).catch(e => toast(errorMessage(e), 'error'));
   return true;
 }
 
@@ -45,7 +47,8 @@ function route() {
   // A meeting's link may carry its passcode (`/j/{id}?pwd=…` forwards it here).
   const options = { passcode: params.get('pwd') || undefined };
   if (params.get('autojoin') === '1') {
-    void autojoin(room, name || savedName() || 'Guest', options);
+    void autojoin(room, name || savedName() || t('role.guest'), options);
+
   } else {
     void showPrejoin(room, name || undefined, options);
   }

@@ -1,27 +1,29 @@
 // The local camera, microphone and screen: acquiring, switching and releasing them.
 
+import { t } from './i18n.js';
+
 const CAMERA_CONSTRAINTS = { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 30 } };
 const MIC_CONSTRAINTS = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
 
 /**
- * Turns a getUserMedia failure into a sentence for the user.
+ * Turns a getUserMedia (or getDisplayMedia) failure into a sentence for the user.
  * @param {unknown} err
- * @param {string} what "camera", "microphone" or "camera and microphone"
+ * @param {'camera' | 'microphone' | 'screen'} what
  */
 export function describeMediaError(err, what) {
   const name = err instanceof DOMException ? err.name : '';
   switch (name) {
     case 'NotAllowedError':
     case 'SecurityError':
-      return `Access to your ${what} was blocked. Allow it in the browser's site settings and reload — you can still join to see and hear the others.`;
+      return t(`media.blocked.${what}`);
     case 'NotFoundError':
     case 'OverconstrainedError':
-      return `No ${what} found.`;
+      return t(`media.not_found.${what}`);
     case 'NotReadableError':
     case 'AbortError':
-      return `Your ${what} is in use by another application or could not be started.`;
+      return t(`media.busy.${what}`);
     default:
-      return `Could not open your ${what}${err instanceof Error ? `: ${err.message}` : '.'}`;
+      return t(`media.failed.${what}`, { detail: err instanceof Error ? err.message : '' });
   }
 }
 
@@ -64,7 +66,8 @@ export class LocalMedia {
   async open(want = { audio: true, video: true }) {
     this.problems = [];
     if (!mediaAvailable()) {
-      this.problems.push('Camera and microphone need a secure connection (https or localhost). You can still join to see and hear the others.');
+      this.problems.push(t('media.insecure'));
+
       return;
     }
     const audio = want.audio !== false;

@@ -6,6 +6,7 @@ import { ChatPanel } from './chat.js';
 import { DevicePickers } from './devices.js';
 import { choose, copyText, h, show, toast } from './dom.js';
 import { showLeft, showOver } from './ended.js';
+import { t } from './i18n.js';
 import { icon } from './icons.js';
 import { Layout } from './layout.js';
 import { ParticipantsPanel } from './participants.js';
@@ -14,6 +15,7 @@ import { POLL_MS, QualityMonitor } from './quality.js';
 import { Session } from './session.js';
 import { VideoSizeReporter } from './sizes.js';
 import { SpeakerSmoother } from './speaker.js';
+import { describeMediaError } from './media.js';
 import { ScreenTile, Tile, attach } from './tiles.js';
 import { WaitingScreen, askPasscode } from './waiting.js';
 
@@ -66,7 +68,7 @@ class ControlButton {
     this.el.classList.toggle('locked', locked);
     if (locked) {
       this.el.dataset.locked = 'true';
-      this.el.title = `${why} — you can turn it on when the host asks`;
+      this.el.title = t('meeting.locked_title', { why });
       this.el.setAttribute('aria-description', why);
     } else {
       delete this.el.dataset.locked;
@@ -97,7 +99,7 @@ class Meeting {
     this.session = new Session(room, name, media, this, options);
     /** @type {Map<ParticipantId, RemoteParticipant>} */
     this.remote = new Map();
-    this.selfTile = new Tile(`${name} (you)`, { self: true });
+    this.selfTile = new Tile(t('common.you', { name }), { self: true });
     /** @type {ScreenTile | null} */
     this.selfScreen = null;
     this.unread = 0;
@@ -121,8 +123,8 @@ class Meeting {
       mute: (id, kind) => this.session.mute(id, kind),
       askUnmute: (id, kind) => {
         if (this.session.askUnmute(id, kind)) {
-          const who = this.session.participants.get(id)?.name ?? 'them';
-          toast(kind === 'audio' ? `Asked ${who} to unmute` : `Asked ${who} to start their video`);
+          const who = this.session.participants.get(id)?.name ?? '';
+          toast(t(kind === 'audio' ? 'meeting.asked_unmute' : 'meeting.asked_video', { name: who }));
         }
       },
       remove: p => void this.confirmRemove(p),
@@ -141,30 +143,30 @@ class Meeting {
     this.waitingBanner = h('button', { class: 'banner action', id: 'waiting-banner', type: 'button', hidden: true,
       onclick: () => this.togglePeople(true) });
     this.unmuteText = h('span', { id: 'unmute-prompt-text' });
-    this.unmuteAccept = h('button', { type: 'button', class: 'button primary small', id: 'unmute-accept', text: 'Unmute' });
-    this.unmuteDecline = h('button', { type: 'button', class: 'button small', id: 'unmute-decline', text: 'Stay muted',
+    this.unmuteAccept = h('button', { type: 'button', class: 'button primary small', id: 'unmute-accept', text: t('meeting.unmute') });
+    this.unmuteDecline = h('button', { type: 'button', class: 'button small', id: 'unmute-decline', text: t('meeting.stay_muted'),
       onclick: () => { this.unmutePrompt.hidden = true; } });
     this.unmutePrompt = h('div', { class: 'banner prompt', id: 'unmute-prompt', role: 'alertdialog', 'aria-labelledby': 'unmute-prompt-text', hidden: true },
       this.unmuteText, this.unmuteAccept, this.unmuteDecline);
     this.roomLabel = h('span', { class: 'room-name', id: 'room-name', text: room });
-    this.lockIndicator = h('span', { class: 'lock-indicator', id: 'locked-indicator', title: 'The meeting is locked', hidden: true },
-      icon('lock'), h('span', { text: 'Locked' }));
+    this.lockIndicator = h('span', { class: 'lock-indicator', id: 'locked-indicator', title: t('meeting.locked_indicator_title'), hidden: true },
+      icon('lock'), h('span', { text: t('meeting.locked_indicator') }));
     this.audioBanner = h('button', { class: 'banner action', id: 'audio-banner', type: 'button', hidden: true,
-      text: 'Your browser blocked sound. Click here to hear the others.', onclick: () => this.unblockAudio() });
+      text: t('meeting.audio_blocked'), onclick: () => this.unblockAudio() });
     this.countLabel = h('span', { class: 'count' });
     this.unreadBadge = h('span', { class: 'unread', hidden: true });
 
-    this.micButton = new ControlButton('mic-btn', 'mic', 'Mute', () => void this.toggleMic());
-    this.camButton = new ControlButton('cam-btn', 'cam', 'Stop video', () => void this.toggleCamera());
-    this.screenButton = new ControlButton('screen-btn', 'screen', 'Share screen', () => void this.toggleScreen());
-    this.chatButton = new ControlButton('chat-btn', 'chat', 'Chat', () => this.toggleChat(!this.chat.open));
+    this.micButton = new ControlButton('mic-btn', 'mic', t('meeting.mute'), () => void this.toggleMic());
+    this.camButton = new ControlButton('cam-btn', 'cam', t('meeting.stop_video'), () => void this.toggleCamera());
+    this.screenButton = new ControlButton('screen-btn', 'screen', t('meeting.share_screen'), () => void this.toggleScreen());
+    this.chatButton = new ControlButton('chat-btn', 'chat', t('chat.title'), () => this.toggleChat(!this.chat.open));
     this.chatButton.el.append(this.unreadBadge);
     this.waitingBadge = h('span', { class: 'unread', id: 'waiting-badge', hidden: true });
-    this.peopleButton = new ControlButton('participants-btn', 'users', 'Participants', () => this.togglePeople(!this.people.open));
+    this.peopleButton = new ControlButton('participants-btn', 'users', t('people.title'), () => this.togglePeople(!this.people.open));
     this.peopleButton.el.append(this.waitingBadge);
-    this.handButton = new ControlButton('hand-btn', 'hand', 'Raise hand', () => this.toggleHand());
-    const inviteButton = new ControlButton('invite-btn', 'link', 'Invite', () => void this.copyInvite());
-    const settingsButton = new ControlButton('settings-btn', 'settings', 'Devices', () => void this.openSettings());
+    this.handButton = new ControlButton('hand-btn', 'hand', t('meeting.raise_hand'), () => this.toggleHand());
+    const inviteButton = new ControlButton('invite-btn', 'link', t('meeting.invite'), () => void this.copyInvite());
+    const settingsButton = new ControlButton('settings-btn', 'settings', t('meeting.devices'), () => void this.openSettings());
     this.pickers = new DevicePickers(media, {
       camera: id => this.session.setCamera(true, id),
       mic: id => this.session.switchMic(id),
@@ -173,13 +175,13 @@ class Meeting {
         this.updateSelf();
       },
     });
-    this.settings = h('dialog', { id: 'settings-dialog', class: 'card', 'aria-label': 'Devices' },
+    this.settings = h('dialog', { id: 'settings-dialog', class: 'card', 'aria-label': t('meeting.devices') },
       h('div', { class: 'stack' },
-        h('h2', { text: 'Devices' }),
-        h('label', {}, h('span', { text: 'Camera' }), this.pickers.camera),
-        h('label', {}, h('span', { text: 'Microphone' }), this.pickers.mic),
-        h('button', { type: 'button', class: 'button primary', text: 'Done', onclick: () => this.settings.close() })));
-    const leaveButton = new ControlButton('leave-btn', 'leave', 'Leave', () => void this.leaveClicked());
+        h('h2', { text: t('meeting.devices') }),
+        h('label', {}, h('span', { text: t('device.camera') }), this.pickers.camera),
+        h('label', {}, h('span', { text: t('device.mic') }), this.pickers.mic),
+        h('button', { type: 'button', class: 'button primary', text: t('meeting.done'), onclick: () => this.settings.close() })));
+    const leaveButton = new ControlButton('leave-btn', 'leave', t('meeting.leave'), () => void this.leaveClicked());
     leaveButton.el.classList.add('leave');
     if (!navigator.mediaDevices?.getDisplayMedia) this.screenButton.el.hidden = true;
 
@@ -254,8 +256,8 @@ class Meeting {
     const title = info.meeting.title;
     this.roomLabel.textContent = title || this.room;
     document.title = `${title || this.room} — Veche`;
-    if (!this.everJoined) this.chat.system(`You joined ${title || this.room}`);
-    if (!this.everJoined && info.role === 'host' && title) toast('You are the host of this meeting');
+    if (!this.everJoined) this.chat.system(t('chat.you_joined', { title: title || this.room }));
+    if (!this.everJoined && info.role === 'host' && title) toast(t('meeting.you_host'));
     this.everJoined = true;
     this.meetingUpdated(info.meeting);
     this.status('connected');
@@ -285,7 +287,7 @@ class Meeting {
 
   /** @type {CallView['waitingAdded']} */
   waitingAdded(info) {
-    if (moderates(this.session.role)) toast(`${info.name} is waiting to join`, 'info', 6000);
+    if (moderates(this.session.role)) toast(t('meeting.is_waiting', { name: info.name }), 'info', 6000);
     this.updateWaiting();
   }
 
@@ -298,16 +300,14 @@ class Meeting {
   roleChanged(id, role) {
     if (id === this.session.selfId) {
       this.selfTile.setRole(role);
-      toast(role === 'host' ? 'You are now the host'
-        : role === 'co_host' ? 'You are now a co-host'
-          : 'You are no longer a co-host');
+      toast(t(role === 'host' ? 'meeting.now_host' : role === 'co_host' ? 'meeting.now_cohost' : 'meeting.no_longer_cohost'));
       this.updateWaiting();
       this.updateSelf();
     } else {
       const p = this.remote.get(id);
       if (p) {
         p.tile.setRole(role);
-        if (role === 'host') toast(`${p.info.name} is now the host`);
+        if (role === 'host') toast(t('meeting.other_now_host', { name: p.info.name }));
       }
     }
     this.renderPeople();
@@ -319,9 +319,8 @@ class Meeting {
     this.selfTile.setVideo(this.media.camera);
     if (kind === 'screen') this.showOwnScreen();
     this.updateSelf();
-    const what = kind === 'audio' ? 'The host muted you' : kind === 'video' ? 'The host stopped your video' : 'The host stopped your screen share';
-    const locked = !this.session.mayUnmute(kind);
-    toast(locked && kind !== 'screen' ? `${what}. You can turn it back on when the host asks you to.` : what, 'info', 6000);
+    const locked = !this.session.mayUnmute(kind) && kind !== 'screen';
+    toast(t(`meeting.muted_by_host.${kind}${locked ? '_locked' : ''}`), 'info', 6000);
   }
 
   /** @type {CallView['unmuteRequested']} */
@@ -329,9 +328,9 @@ class Meeting {
     if (kind === 'screen') return;
     const audio = kind === 'audio';
     if (audio ? this.media.mic !== null && !this.media.micMuted : this.media.camera !== null) return;
-    this.unmuteText.textContent = audio ? 'The host asks you to unmute' : 'The host asks you to start your video';
-    this.unmuteAccept.textContent = audio ? 'Unmute' : 'Start video';
-    this.unmuteDecline.textContent = audio ? 'Stay muted' : 'Keep video off';
+    this.unmuteText.textContent = t(audio ? 'meeting.asks_unmute' : 'meeting.asks_video');
+    this.unmuteAccept.textContent = t(audio ? 'meeting.unmute' : 'meeting.start_video');
+    this.unmuteDecline.textContent = t(audio ? 'meeting.stay_muted' : 'meeting.keep_video_off');
     this.unmuteAccept.onclick = () => {
       this.unmutePrompt.hidden = true;
       void (audio ? this.toggleMic() : this.toggleCamera());
@@ -345,8 +344,7 @@ class Meeting {
   unmuteRefused(kind) {
     this.selfTile.setVideo(this.media.camera);
     this.updateSelf();
-    toast(kind === 'audio' ? 'The host has muted you. You can unmute when the host asks you to.'
-      : 'The host turned your video off. You can start it when the host asks you to.', 'error');
+    toast(t(kind === 'audio' ? 'meeting.mic_locked' : 'meeting.cam_locked'), 'error');
   }
 
   /** @type {CallView['meetingUpdated']} */
@@ -354,7 +352,7 @@ class Meeting {
     const wasLocked = !this.lockIndicator.hidden;
     this.lockIndicator.hidden = !meeting.locked;
     if (this.everJoined && wasLocked !== meeting.locked && moderates(this.session.role)) {
-      toast(meeting.locked ? 'The meeting is locked: no one new can join' : 'The meeting is unlocked');
+      toast(t(meeting.locked ? 'meeting.now_locked' : 'meeting.now_unlocked'));
     }
     if (this.everJoined && meeting.ends_at_ms !== null && this.endingTimer === undefined) this.watchEnd(meeting.ends_at_ms, false);
     this.updateSelf();
@@ -368,7 +366,7 @@ class Meeting {
   /** @type {CallView['participantJoined']} */
   participantJoined(p) {
     this.addParticipant(p);
-    this.chat.system(`${p.name} joined`);
+    this.chat.system(t('chat.joined', { name: p.name }));
     this.updateCount();
     this.layout();
   }
@@ -376,7 +374,7 @@ class Meeting {
   /** @type {CallView['participantLeft']} */
   participantLeft(id) {
     const p = this.remote.get(id);
-    if (p) this.chat.system(`${p.info.name} left`);
+    if (p) this.chat.system(t('chat.left', { name: p.info.name }));
     this.removeParticipant(id);
     this.updateCount();
     this.layout();
@@ -390,7 +388,7 @@ class Meeting {
     p.info = info;
     p.tile.setFlags({ audio: info.audio, video: info.video, hand: info.hand_raised });
     p.tile.setRole(info.role);
-    if (info.hand_raised && !handWasUp) toast(`${info.name} raised their hand`);
+    if (info.hand_raised && !handWasUp) toast(t('meeting.hand_raised', { name: info.name }));
     if (!info.screen && p.screen) this.removeScreen(p);
     this.sizes.changed();
     this.renderPeople();
@@ -410,7 +408,7 @@ class Meeting {
       this.sizes.changed();
     } else {
       if (p.screen) this.removeScreen(p);
-      const screen = new ScreenTile(id, `${p.info.name}'s screen`, track);
+      const screen = new ScreenTile(id, t('meeting.screen_of', { name: p.info.name }), track);
       p.screen = screen;
       this.stage.append(screen.el);
       this.sizes.watch(screen.el, id, 'screen', () => true);
@@ -498,8 +496,8 @@ class Meeting {
       else showLeft(this.room, this.name, this.session.passcode);
       return;
     }
-    const text = status === 'connecting' ? 'Connecting…'
-      : status === 'reconnecting' ? 'Connection lost — reconnecting…' : '';
+    const text = status === 'connecting' ? t('meeting.connecting')
+      : status === 'reconnecting' ? t('meeting.reconnecting') : '';
     this.statusBanner.textContent = text;
     this.statusBanner.hidden = text === '';
   }
@@ -559,7 +557,7 @@ class Meeting {
 
   updateCount() {
     const n = this.remote.size + 1;
-    this.countLabel.textContent = n === 1 ? 'Only you' : `${n} people`;
+    this.countLabel.textContent = n === 1 ? t('meeting.only_you') : t('meeting.people', { count: n });
     this.renderPeople();
   }
 
@@ -606,8 +604,8 @@ class Meeting {
     if (n > 0) {
       const first = [...this.session.waitingRoom.values()][0];
       this.waitingBanner.textContent = n === 1
-        ? `${first.name} is waiting to join — click to admit`
-        : `${n} people are waiting to join — click to admit`;
+        ? t('meeting.waiting_one', { name: first.name })
+        : t('meeting.waiting_many', { count: n });
     }
     this.renderPeople();
   }
@@ -628,11 +626,11 @@ class Meeting {
         this.endingBanner.hidden = true;
         return;
       }
-      this.endingBanner.textContent = `Meeting ends in ${minutes} minute${minutes === 1 ? '' : 's'}`;
+      this.endingBanner.textContent = t('meeting.ends_in', { count: minutes });
       this.endingBanner.hidden = false;
     };
     if (announced && minutesLeft !== undefined) {
-      this.endingBanner.textContent = `Meeting ends in ${minutesLeft} minute${minutesLeft === 1 ? '' : 's'}`;
+      this.endingBanner.textContent = t('meeting.ends_in', { count: minutesLeft });
       this.endingBanner.hidden = false;
       toast(this.endingBanner.textContent, 'info', 8000);
     } else {
@@ -647,12 +645,12 @@ class Meeting {
     const camOn = this.media.camera !== null;
     const sharing = this.media.screen !== null;
     this.selfTile.setFlags({ audio: micOn, video: camOn, hand });
-    this.micButton.set({ icon: micOn ? 'mic' : 'micOff', label: micOn ? 'Mute' : 'Unmute', off: !micOn });
-    this.camButton.set({ icon: camOn ? 'cam' : 'camOff', label: camOn ? 'Stop video' : 'Start video', off: !camOn });
-    this.micButton.setLocked(!micOn && !this.session.mayUnmute('audio'), 'The host muted you');
-    this.camButton.setLocked(!camOn && !this.session.mayUnmute('video'), 'The host turned your video off');
-    this.screenButton.set({ label: sharing ? 'Stop sharing' : 'Share screen', active: sharing });
-    this.handButton.set({ label: hand ? 'Lower hand' : 'Raise hand', active: hand });
+    this.micButton.set({ icon: micOn ? 'mic' : 'micOff', label: t(micOn ? 'meeting.mute' : 'meeting.unmute'), off: !micOn });
+    this.camButton.set({ icon: camOn ? 'cam' : 'camOff', label: t(camOn ? 'meeting.stop_video' : 'meeting.start_video'), off: !camOn });
+    this.micButton.setLocked(!micOn && !this.session.mayUnmute('audio'), t('meeting.muted_by_host.audio'));
+    this.camButton.setLocked(!camOn && !this.session.mayUnmute('video'), t('meeting.muted_by_host.video'));
+    this.screenButton.set({ label: t(sharing ? 'meeting.stop_sharing' : 'meeting.share_screen'), active: sharing });
+    this.handButton.set({ label: t(hand ? 'meeting.lower_hand' : 'meeting.raise_hand'), active: hand });
     this.renderPeople();
   }
 
@@ -661,14 +659,14 @@ class Meeting {
   async toggleMic() {
     const on = this.media.mic === null || this.media.micMuted;
     if (on && !this.session.mayUnmute('audio')) {
-      toast('The host has muted you. You can unmute when the host asks you to.', 'error');
+      toast(t('meeting.mic_locked'), 'error');
       return;
     }
     this.unmutePrompt.hidden = true;
     try {
       await this.session.setMic(on);
     } catch (err) {
-      toast(err instanceof Error ? err.message : String(err), 'error');
+      toast(describeMediaError(err, 'microphone'), 'error');
     }
     this.updateSelf();
   }
@@ -676,7 +674,7 @@ class Meeting {
   async toggleCamera() {
     const on = this.media.camera === null;
     if (on && !this.session.mayUnmute('video')) {
-      toast('The host turned your video off. You can start it when the host asks you to.', 'error');
+      toast(t('meeting.cam_locked'), 'error');
       return;
     }
     this.unmutePrompt.hidden = true;
@@ -684,7 +682,7 @@ class Meeting {
     try {
       await this.session.setCamera(on);
     } catch (err) {
-      toast(`Could not start the camera: ${err instanceof Error ? err.message : String(err)}`, 'error');
+      toast(describeMediaError(err, 'camera'), 'error');
     }
     this.camButton.el.disabled = false;
     this.selfTile.setVideo(this.media.camera);
@@ -697,7 +695,7 @@ class Meeting {
       await this.session.setScreen(on, () => this.showOwnScreen());
     } catch (err) {
       if (!(err instanceof DOMException && err.name === 'NotAllowedError')) {
-        toast(`Could not share the screen: ${err instanceof Error ? err.message : String(err)}`, 'error');
+        toast(describeMediaError(err, 'screen'), 'error');
       }
     }
     this.showOwnScreen();
@@ -711,7 +709,7 @@ class Meeting {
       this.selfScreen = null;
     }
     if (this.media.screen) {
-      this.selfScreen = new ScreenTile('self', 'You are presenting', this.media.screen);
+      this.selfScreen = new ScreenTile('self', t('meeting.you_present'), this.media.screen);
       this.stage.prepend(this.selfScreen.el);
     }
     this.updateSelf();
@@ -747,11 +745,11 @@ class Meeting {
     }
     const choice = await choose({
       id: 'leave-dialog',
-      title: 'Leave the meeting?',
-      text: 'If you leave, a co-host (or the longest-present participant) becomes the host. Or end the meeting for everyone.',
+      title: t('dialog.leave.title'),
+      text: t('dialog.leave.text'),
       buttons: [
-        { id: 'end-all-confirm', label: 'End meeting for all', value: 'end', style: 'danger' },
-        { id: 'leave-confirm', label: 'Leave meeting', value: 'leave', style: 'primary' },
+        { id: 'end-all-confirm', label: t('people.end_all'), value: 'end', style: 'danger' },
+        { id: 'leave-confirm', label: t('dialog.leave.confirm'), value: 'leave', style: 'primary' },
       ],
     });
     if (choice?.value === 'end') this.session.endMeeting();
@@ -761,21 +759,21 @@ class Meeting {
   async confirmEnd() {
     const choice = await choose({
       id: 'end-dialog',
-      title: 'End the meeting for everyone?',
-      text: 'Everyone, including those in the waiting room, will be disconnected.',
-      buttons: [{ id: 'end-confirm', label: 'End meeting for all', value: 'end', style: 'danger' }],
+      title: t('dialog.end.title'),
+      text: t('dialog.end.text'),
+      buttons: [{ id: 'end-confirm', label: t('people.end_all'), value: 'end', style: 'danger' }],
     });
-    if (choice && !this.session.endMeeting()) toast('Not connected', 'error');
+    if (choice && !this.session.endMeeting()) toast(t('meeting.not_connected'), 'error');
   }
 
   /** @param {ParticipantInfo} p */
   async confirmRemove(p) {
     const choice = await choose({
       id: 'remove-dialog',
-      title: `Remove ${p.name}?`,
-      text: 'They will be disconnected from the meeting.',
-      checkbox: { id: 'remove-bar', label: 'Don\'t let them rejoin this meeting' },
-      buttons: [{ id: 'remove-confirm', label: 'Remove', value: 'remove', style: 'danger' }],
+      title: t('dialog.remove.title', { name: p.name }),
+      text: t('dialog.remove.text'),
+      checkbox: { id: 'remove-bar', label: t('dialog.remove.bar') },
+      buttons: [{ id: 'remove-confirm', label: t('people.remove'), value: 'remove', style: 'danger' }],
     });
     if (choice) this.session.remove(p.id, choice.checked);
   }
@@ -784,9 +782,9 @@ class Meeting {
   async confirmMakeHost(p) {
     const choice = await choose({
       id: 'make-host-dialog',
-      title: `Make ${p.name} the host?`,
-      text: 'You will become a co-host.',
-      buttons: [{ id: 'make-host-confirm', label: 'Make host', value: 'host', style: 'primary' }],
+      title: t('dialog.make_host.title', { name: p.name }),
+      text: t('dialog.make_host.text'),
+      buttons: [{ id: 'make-host-confirm', label: t('people.make_host'), value: 'host', style: 'primary' }],
     });
     if (choice) this.session.transferHost(p.id);
   }
@@ -794,14 +792,14 @@ class Meeting {
   async confirmMuteAll() {
     const choice = await choose({
       id: 'mute-all-dialog',
-      title: 'Mute everyone?',
-      text: 'Every microphone but the hosts\' and co-hosts\' is muted, including those of people who join later.',
-      checkbox: { id: 'mute-all-allow', label: 'Allow participants to unmute themselves', checked: this.session.meeting.allow_self_unmute },
-      buttons: [{ id: 'mute-all-confirm', label: 'Mute all', value: 'mute', style: 'primary' }],
+      title: t('dialog.mute_all.title'),
+      text: t('dialog.mute_all.text'),
+      checkbox: { id: 'mute-all-allow', label: t('dialog.mute_all.allow'), checked: this.session.meeting.allow_self_unmute },
+      buttons: [{ id: 'mute-all-confirm', label: t('people.mute_all'), value: 'mute', style: 'primary' }],
     });
     if (choice) {
       this.session.muteAll(choice.checked);
-      toast('Everyone is muted');
+      toast(t('meeting.all_muted'));
     }
   }
 
@@ -821,15 +819,16 @@ class Meeting {
     const meeting = this.session.meeting.title !== '';
     const pwd = meeting && this.session.passcode ? `?pwd=${encodeURIComponent(this.session.passcode)}` : '';
     const link = `${location.origin}/${meeting ? 'j' : 'm'}/${encodeURIComponent(this.room)}${pwd}`;
-    if (await copyText(link)) toast('Invite link copied');
-    else toast(`Invite link: ${link}`, 'info', 15000);
+    if (await copyText(link)) toast(t('meeting.invite_copied'));
+    else toast(t('meeting.invite_link', { link }), 'info', 15000);
   }
 
   unblockAudio() {
     const players = [...this.main.querySelectorAll('audio')];
     Promise.all(players.map(a => (a.srcObject ? a.play() : Promise.resolve())))
       .then(() => { this.audioBanner.hidden = true; })
-      .catch(() => toast('Sound is still blocked by the browser', 'error'));
+      .catch(() => toast(t('meeting.audio_still_blocked'), 'error'));
+
   }
 }
 

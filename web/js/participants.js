@@ -4,6 +4,7 @@
 
 import { h, initial } from './dom.js';
 import { icon } from './icons.js';
+import { t } from './i18n.js';
 import { moderates, roleLabel } from './protocol.js';
 
 /**
@@ -50,38 +51,38 @@ export class ParticipantsPanel {
    */
   constructor(actions, close) {
     this.actions = actions;
-    this.title = h('h2', { id: 'participants-title', text: 'Participants' });
+    this.title = h('h2', { id: 'participants-title', text: t('people.title') });
     this.muteAllButton = h('button', {
-      type: 'button', class: 'button small', id: 'mute-all-btn', text: 'Mute all', onclick: () => actions.muteAll(),
+      type: 'button', class: 'button small', id: 'mute-all-btn', text: t('people.mute_all'), onclick: () => actions.muteAll(),
     });
     this.lockButton = h('button', {
-      type: 'button', class: 'button small', id: 'lock-btn', 'aria-pressed': 'false', text: 'Lock meeting',
+      type: 'button', class: 'button small', id: 'lock-btn', 'aria-pressed': 'false', text: t('people.lock'),
       onclick: () => actions.setLocked(!this.state?.meeting.locked),
     });
     this.allowUnmute = h('input', { type: 'checkbox', id: 'allow-unmute-toggle' });
     this.allowUnmute.addEventListener('change', () => actions.setAllowSelfUnmute(this.allowUnmute.checked));
     this.endButton = h('button', {
-      type: 'button', class: 'button small danger', id: 'end-all-btn', text: 'End meeting for all',
+      type: 'button', class: 'button small danger', id: 'end-all-btn', text: t('people.end_all'),
       onclick: () => actions.endForAll(),
     });
     this.hostTools = h('div', { class: 'host-tools', id: 'host-tools', hidden: true },
       h('div', { class: 'row' }, this.muteAllButton, this.lockButton, this.endButton),
-      h('label', { class: 'check' }, this.allowUnmute, h('span', { text: 'Participants may unmute themselves' })));
-    this.waitingTitle = h('h3', { id: 'waiting-room-title', text: 'Waiting room' });
+      h('label', { class: 'check' }, this.allowUnmute, h('span', { text: t('people.allow_unmute') })));
+    this.waitingTitle = h('h3', { id: 'waiting-room-title', text: t('people.waiting_room', { count: 0 }) });
     this.waitingList = h('ul', { class: 'people', id: 'waiting-list', 'aria-labelledby': 'waiting-room-title' });
     this.admitAllButton = h('button', {
-      type: 'button', class: 'button small', id: 'admit-all-btn', text: 'Admit all',
+      type: 'button', class: 'button small', id: 'admit-all-btn', text: t('people.admit_all'),
       onclick: () => { for (const w of this.state?.waiting ?? []) actions.admit(w.id); },
     });
     this.waitingSection = h('section', { class: 'waiting-section', id: 'waiting-section', hidden: true },
       h('div', { class: 'section-head' }, this.waitingTitle, this.admitAllButton),
       this.waitingList);
-    this.listTitle = h('h3', { id: 'in-meeting-title', text: 'In the meeting' });
+    this.listTitle = h('h3', { id: 'in-meeting-title', text: t('people.in_meeting', { count: 1 }) });
     this.list = h('ul', { class: 'people', id: 'participant-list', 'aria-labelledby': 'in-meeting-title' });
-    this.el = h('aside', { class: 'side-panel participants-panel', id: 'participants-panel', hidden: true, 'aria-label': 'Participants' },
+    this.el = h('aside', { class: 'side-panel participants-panel', id: 'participants-panel', hidden: true, 'aria-label': t('people.title') },
       h('header', {},
         this.title,
-        h('button', { type: 'button', class: 'icon-button', title: 'Close participants', 'aria-label': 'Close participants', onclick: () => close() }, icon('close'))),
+        h('button', { type: 'button', class: 'icon-button', title: t('people.close'), 'aria-label': t('people.close'), onclick: () => close() }, icon('close'))),
       h('div', { class: 'panel-body' },
         this.hostTools,
         this.waitingSection,
@@ -121,12 +122,12 @@ export class ParticipantsPanel {
     this.state = state;
     const mod = moderates(state.role);
     const total = state.others.length + 1;
-    this.title.textContent = `Participants (${total})`;
-    this.listTitle.textContent = `In the meeting (${total})`;
+    this.title.textContent = t('people.title_count', { count: total });
+    this.listTitle.textContent = t('people.in_meeting', { count: total });
 
     this.hostTools.hidden = !mod;
     this.endButton.hidden = state.role !== 'host';
-    this.lockButton.textContent = state.meeting.locked ? 'Unlock meeting' : 'Lock meeting';
+    this.lockButton.textContent = t(state.meeting.locked ? 'people.unlock' : 'people.lock');
     this.lockButton.setAttribute('aria-pressed', String(state.meeting.locked));
     this.allowUnmute.checked = state.meeting.allow_self_unmute;
 
@@ -135,7 +136,7 @@ export class ParticipantsPanel {
     const openMenu = this.list.querySelector('details[open]')?.getAttribute('data-menu-of');
 
     this.waitingSection.hidden = !mod || state.waiting.length === 0;
-    this.waitingTitle.textContent = `Waiting room (${state.waiting.length})`;
+    this.waitingTitle.textContent = t('people.waiting_room', { count: state.waiting.length });
     this.admitAllButton.hidden = state.waiting.length < 2;
     this.waitingList.replaceChildren(...(mod ? state.waiting : []).map(w => this.waitingRow(w)));
 
@@ -155,15 +156,15 @@ export class ParticipantsPanel {
     return h('li', { class: 'person', 'data-waiting-id': w.id },
       avatar(w.name),
       h('span', { class: 'person-name', text: w.name }),
-      w.role === 'guest' ? h('span', { class: 'role-badge guest', text: 'Guest' }) : null,
+      w.role === 'guest' ? h('span', { class: 'role-badge guest', text: t('role.guest') }) : null,
       h('span', { class: 'person-actions' },
         h('button', {
           type: 'button', class: 'button small primary', 'data-action': 'admit', 'data-focus-key': `admit-${w.id}`,
-          'aria-label': `Admit ${w.name}`, text: 'Admit', onclick: () => this.actions.admit(w.id),
+          'aria-label': t('people.admit_name', { name: w.name }), text: t('people.admit'), onclick: () => this.actions.admit(w.id),
         }),
         h('button', {
           type: 'button', class: 'button small', 'data-action': 'deny', 'data-focus-key': `deny-${w.id}`,
-          'aria-label': `Deny ${w.name}`, text: 'Deny', onclick: () => this.actions.deny(w.id),
+          'aria-label': t('people.deny_name', { name: w.name }), text: t('people.deny'), onclick: () => this.actions.deny(w.id),
         })));
   }
 
@@ -179,16 +180,16 @@ export class ParticipantsPanel {
       'data-audio': p.audio ? 'on' : 'off', 'data-video': p.video ? 'on' : 'off',
     },
     avatar(p.name),
-    h('span', { class: 'person-name', text: self ? `${p.name} (you)` : p.name }),
+    h('span', { class: 'person-name', text: self ? t('common.you', { name: p.name }) : p.name }),
     label ? h('span', { class: `role-badge ${p.role}`, text: label }) : null,
-    p.hand_raised ? h('span', { class: 'state hand', title: 'Hand raised', 'aria-label': 'Hand raised', role: 'img' }, icon('hand')) : null,
+    p.hand_raised ? h('span', { class: 'state hand', title: t('people.hand_raised'), 'aria-label': t('people.hand_raised'), role: 'img' }, icon('hand')) : null,
     h('span', {
       class: `state mic${p.audio ? '' : ' off'}`, role: 'img',
-      'aria-label': p.audio ? 'Microphone on' : 'Microphone off', title: p.audio ? 'Microphone on' : 'Microphone off',
+      'aria-label': t(p.audio ? 'people.mic_on' : 'people.mic_off'), title: t(p.audio ? 'people.mic_on' : 'people.mic_off'),
     }, icon(p.audio ? 'mic' : 'micOff')),
     h('span', {
       class: `state cam${p.video ? '' : ' off'}`, role: 'img',
-      'aria-label': p.video ? 'Camera on' : 'Camera off', title: p.video ? 'Camera on' : 'Camera off',
+      'aria-label': t(p.video ? 'people.cam_on' : 'people.cam_off'), title: t(p.video ? 'people.cam_on' : 'people.cam_off'),
     }, icon(p.video ? 'cam' : 'camOff')));
     if (!self && moderates(state.role) && (state.role === 'host' || p.role !== 'host')) li.append(this.actionsFor(p, state));
     return li;
@@ -212,26 +213,28 @@ export class ParticipantsPanel {
       type: 'button', class: cls, 'data-action': action, 'data-focus-key': `${action}-${p.id}`,
       role: cls.includes('menu-item') ? 'menuitem' : null, 'aria-label': aria, text, onclick: run,
     });
+    const name = { name: p.name };
     const quick = p.audio
-      ? button('mute-audio', 'Mute', `Mute ${p.name}`, () => a.mute(p.id, 'audio'))
-      : button('ask-unmute', 'Ask to unmute', `Ask ${p.name} to unmute`, () => a.askUnmute(p.id, 'audio'));
+      ? button('mute-audio', t('people.mute'), t('people.mute_name', name), () => a.mute(p.id, 'audio'))
+      : button('ask-unmute', t('people.ask_unmute'), t('people.ask_unmute_name', name), () => a.askUnmute(p.id, 'audio'));
     const items = [
       p.video
-        ? button('stop-video', 'Stop video', `Stop ${p.name}'s video`, () => a.mute(p.id, 'video'), 'menu-item')
-        : button('ask-video', 'Ask to start video', `Ask ${p.name} to start video`, () => a.askUnmute(p.id, 'video'), 'menu-item'),
-      p.screen ? button('stop-screen', 'Stop screen share', `Stop ${p.name}'s screen share`, () => a.mute(p.id, 'screen'), 'menu-item') : null,
+        ? button('stop-video', t('people.stop_video'), t('people.stop_video_name', name), () => a.mute(p.id, 'video'), 'menu-item')
+        : button('ask-video', t('people.ask_video'), t('people.ask_video_name', name), () => a.askUnmute(p.id, 'video'), 'menu-item'),
+      p.screen ? button('stop-screen', t('people.stop_screen'), t('people.stop_screen_name', name), () => a.mute(p.id, 'screen'), 'menu-item') : null,
     ];
     if (state.role === 'host') {
       items.push(p.role === 'co_host'
-        ? button('remove-cohost', 'Remove co-host', `Remove ${p.name} as co-host`, () => a.setRole(p.id, 'participant'), 'menu-item')
-        : button('make-cohost', 'Make co-host', `Make ${p.name} co-host`, () => a.setRole(p.id, 'co_host'), 'menu-item'));
-      items.push(button('make-host', 'Make host', `Make ${p.name} the host`, () => a.makeHost(p), 'menu-item'));
+        ? button('remove-cohost', t('people.remove_cohost'), t('people.remove_cohost_name', name), () => a.setRole(p.id, 'participant'), 'menu-item')
+        : button('make-cohost', t('people.make_cohost'), t('people.make_cohost_name', name), () => a.setRole(p.id, 'co_host'), 'menu-item'));
+      items.push(button('make-host', t('people.make_host'), t('people.make_host_name', name), () => a.makeHost(p), 'menu-item'));
     }
     if (p.role !== 'host') {
-      items.push(button('remove', 'Remove', `Remove ${p.name} from the meeting`, () => a.remove(p), 'menu-item danger'));
+      items.push(button('remove', t('people.remove'), t('people.remove_name', name), () => a.remove(p), 'menu-item danger'));
     }
     const menu = h('details', { class: 'row-menu', 'data-menu-of': p.id },
-      h('summary', { class: 'icon-button', 'aria-label': `More actions for ${p.name}`, title: 'More', 'data-action': 'more',
+      h('summary', { class: 'icon-button', 'aria-label': t('people.more_name', name), title: t('people.more'), 'data-action': 'more',
+
         'data-focus-key': `more-${p.id}` }, icon('more')),
       h('div', { class: 'menu', role: 'menu' }, ...items));
     // Choosing an item closes the menu.

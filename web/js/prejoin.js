@@ -1,6 +1,7 @@
 // The pre-join screen: camera preview, microphone level, device pickers, name, Join.
 
 import { h, initial, show, toast } from './dom.js';
+import { languageSwitch, t } from './i18n.js';
 import { icon } from './icons.js';
 import { DevicePickers } from './devices.js';
 import { LocalMedia, describeMediaError, watchLevel } from './media.js';
@@ -25,7 +26,7 @@ export async function showPrejoin(room, suggestedName, options = {}) {
     h('div', { class: 'preview-controls' }, micToggle, camToggle));
   const problems = h('div', { class: 'problems', id: 'prejoin-problems', role: 'alert' });
   const nameInput = h('input', {
-    id: 'name-input', autocomplete: 'name', maxlength: 64, placeholder: 'Your name', required: true,
+    id: 'name-input', autocomplete: 'name', maxlength: 64, placeholder: t('home.name_placeholder'), required: true,
     value: suggestedName ?? savedName(),
   });
   const pickers = new DevicePickers(media, {
@@ -33,18 +34,20 @@ export async function showPrejoin(room, suggestedName, options = {}) {
     mic: id => media.useMic(id),
     changed: () => refresh(),
   });
-  const joinButton = h('button', { type: 'submit', class: 'button primary', id: 'join-btn', text: 'Join now' });
+  const joinButton = h('button', { type: 'submit', class: 'button primary', id: 'join-btn', text: t('prejoin.join') });
   const form = h('form', { class: 'card stack join-card' },
-    h('h1', { text: 'Ready to join?' }),
+    h('h1', { text: t('prejoin.ready') }),
     h('p', { class: 'muted room-label', text: room }),
-    h('label', {}, h('span', { text: 'Your name' }), nameInput),
-    h('label', {}, h('span', { text: 'Camera' }), pickers.camera),
-    h('label', {}, h('span', { text: 'Microphone' }), pickers.mic),
+    h('label', {}, h('span', { text: t('home.name') }), nameInput),
+    h('label', {}, h('span', { text: t('device.camera') }), pickers.camera),
+    h('label', {}, h('span', { text: t('device.mic') }), pickers.mic),
     problems,
-    joinButton);
+    joinButton,
+    languageSwitch());
 
+  document.title = `${room} — Veche`;
   show(h('div', { class: 'prejoin' },
-    h('div', { class: 'preview-column' }, preview, h('div', { class: 'meter', title: 'Microphone level' }, meterFill)),
+    h('div', { class: 'preview-column' }, preview, h('div', { class: 'meter', title: t('prejoin.mic_level') }, meterFill)),
     form));
   (nameInput.value ? joinButton : nameInput).focus();
 
@@ -59,12 +62,14 @@ export async function showPrejoin(room, suggestedName, options = {}) {
     const micOn = media.mic !== null && !media.micMuted;
     micToggle.replaceChildren(icon(micOn ? 'mic' : 'micOff'));
     micToggle.classList.toggle('off', !micOn);
-    micToggle.title = micOn ? 'Mute microphone' : 'Unmute microphone';
+    micToggle.title = t(micOn ? 'meeting.mute' : 'meeting.unmute');
+    micToggle.setAttribute('aria-label', micToggle.title);
     micToggle.disabled = media.mic === null;
     const camOn = media.camera !== null;
     camToggle.replaceChildren(icon(camOn ? 'cam' : 'camOff'));
     camToggle.classList.toggle('off', !camOn);
-    camToggle.title = camOn ? 'Turn camera off' : 'Turn camera on';
+    camToggle.title = t(camOn ? 'meeting.stop_video' : 'meeting.start_video');
+    camToggle.setAttribute('aria-label', camToggle.title);
     stopMeter?.();
     stopMeter = null;
     meterFill.style.width = '0';
@@ -112,10 +117,11 @@ export async function showPrejoin(room, suggestedName, options = {}) {
   });
 
   joinButton.disabled = true;
-  joinButton.textContent = 'Starting camera…';
+  joinButton.textContent = t('prejoin.starting');
   await media.open();
   joinButton.disabled = false;
-  joinButton.textContent = 'Join now';
+  joinButton.textContent = t('prejoin.join');
+
   showProblems();
   refresh();
   await pickers.refresh();

@@ -1,5 +1,7 @@
 // The signalling protocol, mirrored from crates/veche-proto/src/lib.rs. Keep the two in step.
 
+import { t } from './i18n.js';
+
 /** Bumped on any incompatible change; must match the server's PROTOCOL_VERSION. */
 export const PROTOCOL_VERSION = 1;
 
@@ -171,7 +173,8 @@ export function moderates(role) {
  * @param {Role} role
  */
 export function roleLabel(role) {
-  return role === 'host' ? 'Host' : role === 'co_host' ? 'Co-host' : role === 'guest' ? 'Guest' : '';
+  return role === 'host' ? t('role.host') : role === 'co_host' ? t('role.co_host') : role === 'guest' ? t('role.guest') : '';
+
 }
 
 /**

@@ -3,6 +3,8 @@
 // the server sends `connection_quality`, its view of that participant's own link. The worse
 // of the two is shown.
 
+import { t } from './i18n.js';
+
 /**
  * @typedef {import('./protocol.js').ParticipantId} ParticipantId
  * @typedef {import('./protocol.js').TrackKind} TrackKind
@@ -71,19 +73,20 @@ export function assess(f) {
  * @param {Quality | null} quality
  */
 function describe(f, server, quality) {
-  const parts = [`Connection: ${quality ?? 'unknown'}`];
+  const parts = [t('quality.connection', { quality: t(`quality.${quality ?? 'unknown'}`) })];
   if (f) {
-    const pct = (/** @type {number} */ x) => `${(x * 100).toFixed(1)} %`;
-    if (f.loss !== null) parts.push(`packet loss ${pct(f.loss)}`);
-    if (f.jitterMs !== null) parts.push(`jitter ${Math.round(f.jitterMs)} ms`);
-    if (f.rttMs !== null) parts.push(`round trip ${Math.round(f.rttMs)} ms`);
-    parts.push(`${f.freezes} video freeze${f.freezes === 1 ? '' : 's'}`);
-    if (f.video) parts.push(`video ${f.video.width}×${f.video.height} at ${Math.round(f.video.fps)} fps`);
-    if (f.concealed !== null) parts.push(`audio concealed ${pct(f.concealed)}`);
+    const pct = (/** @type {number} */ x) => (x * 100).toFixed(1);
+    if (f.loss !== null) parts.push(t('quality.loss', { pct: pct(f.loss) }));
+    if (f.jitterMs !== null) parts.push(t('quality.jitter', { ms: Math.round(f.jitterMs) }));
+    if (f.rttMs !== null) parts.push(t('quality.rtt', { ms: Math.round(f.rttMs) }));
+    parts.push(t('quality.freezes', { count: f.freezes }));
+    if (f.video) parts.push(t('quality.video', { width: String(f.video.width), height: String(f.video.height), fps: Math.round(f.video.fps) }));
+    if (f.concealed !== null) parts.push(t('quality.concealed', { pct: pct(f.concealed) }));
   }
-  if (server) parts.push(`server sees their link as ${server}`);
+  if (server) parts.push(t('quality.server', { quality: t(`quality.${server}`) }));
   return parts.join(', ');
 }
+
 
 /**
  * Counters of one inbound (or, for ourselves, outbound) stream at the last poll.

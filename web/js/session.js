@@ -14,6 +14,7 @@
 import {
   FATAL_ERRORS, FINAL_ERRORS, PASSCODE_ERRORS, PROTOCOL_VERSION, moderates, parseServerMessage, signallingUrl,
 } from './protocol.js';
+import { errorText, t } from './i18n.js';
 
 /**
  * @typedef {import('./protocol.js').ClientMessage} ClientMessage
@@ -250,7 +251,7 @@ export class Session {
     if (on) this.unmuting('audio');
     if (on && !this.media.mic) {
       await this.media.open({ audio: true, video: false });
-      if (!this.media.mic) throw new Error(this.media.problems[0] ?? 'No microphone');
+      if (!this.media.mic) throw new Error(this.media.problems[0] ?? t('meeting.no_mic'));
       await this.publish(0, this.media.mic);
     }
     this.media.setMicMuted(!on);
@@ -548,7 +549,7 @@ export class Session {
         this.negotiation = this.negotiation.then(() => this.answer(sdp)).catch(err => {
           if (ws !== this.ws) return; // that connection is already gone
           console.error('negotiation failed', err);
-          this.view.notice('Media negotiation failed — reconnecting');
+          this.view.notice(t('meeting.media_negotiation_failed'));
           this.lost();
         });
         break;
@@ -667,10 +668,12 @@ export class Session {
 
   /**
    * @param {string} code
-   * @param {string} message
+   * @param {string} serverMessage the server's own (English) text
    */
-  onError(code, message) {
-    console.warn('server error', code, message);
+  onError(code, serverMessage) {
+    console.warn('server error', code, serverMessage);
+    // From here on the message is the user's language (the server's text for unknown codes).
+    const message = errorText(code, serverMessage);
     if (PASSCODE_ERRORS.has(code) && this.selfId === null) {
       void this.askPasscode(code === 'wrong_passcode', message);
     } else if (code === 'unmute_not_allowed') {
@@ -723,7 +726,7 @@ export class Session {
   watchMediaStart(pc) {
     setTimeout(() => {
       if (pc === this.pc && pc.connectionState !== 'connected') {
-        this.view.notice('Media is not getting through yet — a firewall may be blocking the server\'s UDP media port.');
+        this.view.notice(t('meeting.media_blocked_firewall'));
       }
     }, MEDIA_WARNING_MS);
   }
@@ -757,7 +760,8 @@ export class Session {
         // Often recovers by itself within seconds; if not, ICE moves on to 'failed'.
         this.view.status('reconnecting');
       } else if (pc.connectionState === 'failed') {
-        this.view.notice('Media connection failed');
+        this.view.notice(t('meeting.media_failed'));
+
         this.lost();
       }
     });

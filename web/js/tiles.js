@@ -1,6 +1,7 @@
 // Video tiles: one per participant in the gallery, one per screen share on the stage.
 
 import { h, initial } from './dom.js';
+import { t } from './i18n.js';
 import { icon } from './icons.js';
 import { roleLabel } from './protocol.js';
 
@@ -51,8 +52,8 @@ export class Tile {
     this.audio = h('audio', { 'data-kind': 'audio', autoplay: true });
     this.avatar = h('div', { class: 'avatar' });
     this.nameLabel = h('span', { class: 'name' });
-    this.micIcon = h('span', { class: 'badge mic-off', title: 'Microphone off' }, icon('micOff'));
-    this.handIcon = h('span', { class: 'badge hand', title: 'Hand raised' }, icon('hand'));
+    this.micIcon = h('span', { class: 'badge mic-off', title: t('people.mic_off') }, icon('micOff'));
+    this.handIcon = h('span', { class: 'badge hand', title: t('people.hand_raised') }, icon('hand'));
     this.roleBadge = h('span', { class: 'role-badge', hidden: true });
     this.quality = qualityBars();
     const onPin = options.onPin;
@@ -131,7 +132,8 @@ export class Tile {
     this.pinned = pinned;
     this.el.classList.toggle('pinned', pinned);
     if (!this.pinButton) return;
-    const label = pinned ? `Unpin ${this.name}` : `Pin ${this.name}`;
+    const label = t(pinned ? 'tile.unpin' : 'tile.pin', { name: this.name ?? '' });
+
     this.pinButton.setAttribute('aria-pressed', String(pinned));
     this.pinButton.setAttribute('aria-label', label);
     this.pinButton.title = label;

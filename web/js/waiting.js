@@ -1,6 +1,7 @@
 // The screens before the meeting proper: the waiting room and the passcode prompt.
 
 import { h, show } from './dom.js';
+import { t } from './i18n.js';
 import { attach } from './tiles.js';
 
 /**
@@ -22,9 +23,9 @@ export class WaitingScreen {
       this.preview,
       this.title,
       this.meetingTitle,
-      h('p', { class: 'muted', text: 'You will join as soon as you are let in. Keep this page open.' }),
+      h('p', { class: 'muted', text: t('waiting.keep_open') }),
       h('div', { class: 'row' },
-        h('button', { type: 'button', class: 'button', id: 'waiting-leave-btn', text: 'Leave', onclick: () => leave() })));
+        h('button', { type: 'button', class: 'button', id: 'waiting-leave-btn', text: t('meeting.leave'), onclick: () => leave() })));
   }
 
   /**
@@ -35,14 +36,12 @@ export class WaitingScreen {
    */
   show(title, reason, camera) {
     this.el.dataset.reason = reason;
-    this.title.textContent = reason === 'host_absent'
-      ? 'Waiting for the host to start the meeting'
-      : 'Waiting for the host to let you in';
+    this.title.textContent = t(reason === 'host_absent' ? 'waiting.host_absent' : 'waiting.waiting_room');
     this.meetingTitle.textContent = title;
     this.meetingTitle.hidden = title === '';
     attach(this.video, camera);
     this.preview.hidden = camera === null;
-    document.title = `Waiting — ${title || 'Veche'}`;
+    document.title = `${t('waiting.short')} — ${title || 'Veche'}`;
     if (!this.el.isConnected) show(this.el);
   }
 
@@ -60,19 +59,20 @@ export class WaitingScreen {
  */
 export function askPasscode(room, wrong, message) {
   const input = h('input', {
-    id: 'passcode-input', autocomplete: 'off', required: true, maxlength: 64, 'aria-label': 'Passcode',
+    id: 'passcode-input', autocomplete: 'off', required: true, maxlength: 64, 'aria-label': t('account.passcode'),
     'aria-describedby': 'passcode-error',
   });
-  const error = h('p', { class: 'error', id: 'passcode-error', role: 'alert', text: wrong ? (message || 'Wrong passcode') : '' });
+  const error = h('p', { class: 'error', id: 'passcode-error', role: 'alert', text: wrong ? (message || t('error.wrong_passcode')) : '' });
   return new Promise(resolve => {
     const form = h('form', { class: 'card stack centered', id: 'passcode-screen' },
-      h('h1', { text: 'This meeting needs a passcode' }),
+      h('h1', { text: t('error.passcode_required') }),
       h('p', { class: 'muted', text: room }),
-      h('label', {}, h('span', { text: 'Passcode' }), input),
+      h('label', {}, h('span', { text: t('account.passcode') }), input),
       error,
       h('div', { class: 'row' },
-        h('button', { type: 'submit', class: 'button primary', id: 'passcode-submit', text: 'Join' }),
-        h('button', { type: 'button', class: 'button', id: 'passcode-cancel', text: 'Leave', onclick: () => resolve(null) })));
+        h('button', { type: 'submit', class: 'button primary', id: 'passcode-submit', text: t('join.submit') }),
+        h('button', { type: 'button', class: 'button', id: 'passcode-cancel', text: t('meeting.leave'), onclick: () => resolve(null) })));
+
     form.addEventListener('submit', event => {
       event.preventDefault();
       const value = input.value.trim();

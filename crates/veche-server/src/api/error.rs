@@ -149,11 +149,16 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut response = (
-            self.status(),
-            Json(json!({"error": {"code": self.code(), "message": message}})),
-        )
-            .into_response();
+        let mut body = json!({"code": self.code(), "message": message});
+        // What the error names, for clients that word the message themselves (in the
+        // user's language) from the code.
+        match &self {
+            ApiError::InvalidField { field, .. } => body["field"] = json!(field),
+            ApiError::NotFound(what) | ApiError::Conflict(what) => body["what"] = json!(what),
+            _ => {}
+        }
+        let mut response = (self.status(), Json(json!({ "error": body }))).into_response();
+
         if let ApiError::LockedOut(secs) | ApiError::Busy(secs) = self
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
