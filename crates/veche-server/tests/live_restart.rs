@@ -230,25 +230,6 @@ async fn a_meeting_survives_kill_9_on_postgres() -> anyhow::Result<()> {
     meeting_survives_kill_9(&["--database", &url]).await
 }
 
-/// `peer` is told it waits; the host learns its id.
-async fn waits(peer: &mut Peer, host: &mut Peer) -> anyhow::Result<ParticipantId> {
-    peer.expect("waiting", |m| matches!(m, ServerMessage::Waiting { .. }))
-        .await?;
-    match host
-        .expect("waiting_added", |m| {
-            matches!(m, ServerMessage::WaitingAdded { .. })
-        })
-        .await?
-    {
-        ServerMessage::WaitingAdded { participant } => {
-            host.inbox
-                .retain(|m| !matches!(m, ServerMessage::WaitingAdded { participant: p } if p.id == participant.id));
-            Ok(participant.id)
-        }
-        _ => unreachable!("matched above"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_room_survives_kill_9() -> anyhow::Result<()> {
     let mut server = Server::start_with(&[]).await?;
@@ -268,7 +249,7 @@ async fn a_waiting_room_survives_kill_9() -> anyhow::Result<()> {
     // Ada waits and is admitted; Wes waits.
     let mut ada = Peer::connect(&server, None).await?;
     ada.join(&room, "Ada", None).await?;
-    let ada_id = waits(&mut ada, &mut host).await?;
+    let ada_id = ada.waiting_id(&mut host).await?;
     host.send(&ClientMessage::Admit {
         participant_id: ada_id,
     })
@@ -277,7 +258,7 @@ async fn a_waiting_room_survives_kill_9() -> anyhow::Result<()> {
     let ada_token = a.resume.context("an admitted guest gets a resume token")?;
     let mut wes = Peer::connect(&server, None).await?;
     wes.join(&room, "Wes", None).await?;
-    waits(&mut wes, &mut host).await?;
+    wes.waiting_id(&mut host).await?;
     tokio::time::sleep(SAVED).await;
 
     server.kill_9_and_restart().await?;

@@ -505,42 +505,24 @@ mod tests {
     fn the_raw_estimate_lowers_layers_but_pauses_nothing() {
         let t = Instant::now();
         let mut tracks = [audio(), camera(tile(1280, 720)), camera(tile(1280, 720))];
+        let mut chosen = |average: u64, raw: Option<u64>| {
+            allocate(t, Some(average), raw, &mut tracks, &mut Vec::new());
+            tracks.iter().map(|t| t.chosen).collect::<Vec<_>>()
+        };
         // The average still says 3 Mbit/s; the estimator already says 400 kbit/s: both
         // cameras step down to what 400 kbit/s holds.
-        allocate(
-            t,
-            Some(3000 * KBPS),
-            Some(400 * KBPS),
-            &mut tracks,
-            &mut Vec::new(),
-        );
         assert_eq!(
-            tracks.iter().map(|t| t.chosen).collect::<Vec<_>>(),
+            chosen(3000 * KBPS, Some(400 * KBPS)),
             [Some(0), Some(0), Some(0)]
         );
         // Even at 100 kbit/s, nothing is paused on the raw value alone.
-        allocate(
-            t,
-            Some(3000 * KBPS),
-            Some(100 * KBPS),
-            &mut tracks,
-            &mut Vec::new(),
-        );
         assert_eq!(
-            tracks.iter().map(|t| t.chosen).collect::<Vec<_>>(),
+            chosen(3000 * KBPS, Some(100 * KBPS)),
             [Some(0), Some(0), Some(0)]
         );
         // A raw value above the average changes nothing.
-        allocate(
-            t,
-            Some(3000 * KBPS),
-            Some(9000 * KBPS),
-            &mut tracks,
-            &mut Vec::new(),
-        );
-        let high = tracks.iter().map(|t| t.chosen).collect::<Vec<_>>();
-        allocate(t, Some(3000 * KBPS), None, &mut tracks, &mut Vec::new());
-        assert_eq!(tracks.iter().map(|t| t.chosen).collect::<Vec<_>>(), high);
+        let high = chosen(3000 * KBPS, Some(9000 * KBPS));
+        assert_eq!(chosen(3000 * KBPS, None), high);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use veche_proto::{ClientMessage, ErrorCode, PROTOCOL_VERSION, Role, ServerMessage};
+use veche_proto::{ClientMessage, ErrorCode, PROTOCOL_VERSION, ParticipantId, Role, ServerMessage};
 
 use crate::common::Server;
 
@@ -121,6 +121,27 @@ impl Peer {
             }
         }
         Ok(None)
+    }
+
+    /// Told it waits in the waiting room; returns its id as `host` learns it (and takes that
+    /// `waiting_added` out of the host's inbox, so the next waiter is found next time).
+    pub(crate) async fn waiting_id(&mut self, host: &mut Peer) -> anyhow::Result<ParticipantId> {
+        self.expect("waiting", |m| matches!(m, ServerMessage::Waiting { .. }))
+            .await?;
+        match host
+            .expect("waiting_added", |m| {
+                matches!(m, ServerMessage::WaitingAdded { .. })
+            })
+            .await?
+        {
+            ServerMessage::WaitingAdded { participant } => {
+                host.inbox.retain(|m| {
+                    !matches!(m, ServerMessage::WaitingAdded { participant: p } if p.id == participant.id)
+                });
+                Ok(participant.id)
+            }
+            _ => unreachable!("matched above"),
+        }
     }
 
     pub(crate) async fn expect(
