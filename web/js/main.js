@@ -45,7 +45,8 @@ function route() {
   const params = new URLSearchParams(location.search);
   const name = cleanName(params.get('name') ?? '');
   // A meeting's link may carry its passcode (`/j/{id}?pwd=…` forwards it here).
-  const options = { passcode: params.get('pwd') || undefined };
+  // `?e2ee=1` makes a new instant room end-to-end encrypted.
+  const options = { passcode: params.get('pwd') || undefined, requireE2ee: params.get('e2ee') === '1' };
   if (params.get('autojoin') === '1') {
     void autojoin(room, name || savedName() || t('role.guest'), options);
 

@@ -90,7 +90,7 @@ class Meeting {
    * @param {string} room
    * @param {string} name
    * @param {LocalMedia} media
-   * @param {{passcode?: string}} [options]
+   * @param {{passcode?: string, requireE2ee?: boolean}} [options]
    */
   constructor(room, name, media, options = {}) {
     this.room = room;
@@ -153,6 +153,10 @@ class Meeting {
       icon('lock'), h('span', { text: t('meeting.locked_indicator') }));
     this.audioBanner = h('button', { class: 'banner action', id: 'audio-banner', type: 'button', hidden: true,
       text: t('meeting.audio_blocked'), onclick: () => this.unblockAudio() });
+    this.securityCode = h('span', { class: 'security-code', id: 'security-code' });
+    this.e2eeLabel = h('span', { id: 'e2ee-label' });
+    this.e2eeBadge = h('span', { class: 'e2ee-badge', id: 'e2ee-badge', hidden: true },
+      icon('lock'), this.e2eeLabel, this.securityCode);
     this.countLabel = h('span', { class: 'count' });
     this.unreadBadge = h('span', { class: 'unread', hidden: true });
 
@@ -190,6 +194,7 @@ class Meeting {
         h('span', { class: 'brand', text: 'Veche' }),
         this.roomLabel,
         this.lockIndicator,
+        this.e2eeBadge,
         this.countLabel,
         this.view.switch),
       this.statusBanner,
@@ -226,6 +231,13 @@ class Meeting {
         get selfId() { return session.selfId; },
         get role() { return session.role; },
         get meeting() { return session.meeting; },
+        /** End-to-end encryption: status, epochs' start times, the worker's transform report. */
+        e2ee: () => session.e2ee && {
+          ...session.e2ee.status,
+          epochStartedAt: Object.fromEntries(session.e2ee.epochStartedAt),
+          transforms: session.e2ee.transforms,
+          totals: session.e2ee.totals,
+        },
         participants: () => [...session.participants.values()],
         waiting: () => [...session.waitingRoom.values()],
         /** Remote tracks by mid: which participant and kind each carries. */
@@ -500,6 +512,19 @@ class Meeting {
       : status === 'reconnecting' ? t('meeting.reconnecting') : '';
     this.statusBanner.textContent = text;
     this.statusBanner.hidden = text === '';
+  }
+
+  /** @type {CallView['e2ee']} */
+  e2ee(status) {
+    this.e2eeBadge.hidden = status === null;
+    if (!status) return;
+    // The badge claims encryption only when every track in and out used the current keys.
+    this.e2eeBadge.classList.toggle('pending', !status.encrypted);
+    this.e2eeLabel.textContent = status.encrypted ? t('e2ee.encrypted') : t('e2ee.starting');
+    this.securityCode.textContent = status.code;
+    this.e2eeBadge.title = status.code
+      ? t('e2ee.code_title', { code: status.code, count: status.members })
+      : t('e2ee.starting');
   }
 
   /** @type {CallView['notice']} */
@@ -837,7 +862,7 @@ class Meeting {
  * @param {string} room
  * @param {string} name
  * @param {LocalMedia} media
- * @param {{passcode?: string}} [options] the meeting's passcode, from the link's `pwd`
+ * @param {{passcode?: string, requireE2ee?: boolean}} [options] the meeting's passcode, from the link's `pwd`
  */
 export function startMeeting(room, name, media, options = {}) {
   const meeting = new Meeting(room, name, media, options);

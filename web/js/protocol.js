@@ -25,6 +25,12 @@ export const PROTOCOL_VERSION = 1;
  * @property {boolean} locked no one new may join (hosts and co-hosts still may)
  * @property {boolean} allow_self_unmute participants muted by a host may unmute themselves
  * @property {number | null} ends_at_ms when the plan's time limit ends the meeting
+ * @property {E2eeMode} [e2ee] whether media is end-to-end encrypted (absent: `off`)
+ */
+
+/**
+ * A meeting's end-to-end encryption: `required` meetings admit only browsers that encrypt.
+ * @typedef {'off' | 'required'} E2eeMode
  */
 
 /**
@@ -79,7 +85,10 @@ export const MAX_VIDEO_SIZES = 256;
 /**
  * Messages the client sends.
  * @typedef {{type: 'join', version: number, room: string, name: string, passcode?: string,
- *             resume?: string}
+ *             resume?: string, e2ee?: boolean, require_e2ee?: boolean}
+ *   | {type: 'mls_key_package', key_package: string}
+ *   | {type: 'mls_commit', epoch: number, commit: string, welcome?: string,
+ *       added: ParticipantId[], removed: ParticipantId[]}
  *   | {type: 'answer', sdp: string}
  *   | {type: 'candidate', candidate: string}
  *   | {type: 'set_media', kind: TrackKind, enabled: boolean}
@@ -125,6 +134,12 @@ export const MAX_VIDEO_SIZES = 256;
  *   | {type: 'meeting_ending', minutes_left: number, ends_at_ms: number}
  *   | {type: 'meeting_ended', reason: EndReason}
  *   | {type: 'connection_quality', participants: ParticipantQuality[]}
+ *   | {type: 'mls_create', group_id: string}
+ *   | {type: 'mls_propose', epoch: number, add: {participant_id: ParticipantId, key_package: string}[],
+ *       remove: ParticipantId[]}
+ *   | {type: 'mls_commit_accepted', epoch: number}
+ *   | {type: 'mls_commit', epoch: number, commit: string}
+ *   | {type: 'mls_welcome', epoch: number, welcome: string}
  *   | {type: 'error', code: ErrorCode, message: string}} ServerMessage
  */
 
@@ -137,6 +152,7 @@ export const MAX_VIDEO_SIZES = 256;
  *   | 'shutting_down' | 'internal' | 'passcode_required' | 'wrong_passcode' | 'locked_out'
  *   | 'meeting_not_found' | 'meeting_locked' | 'removed' | 'barred' | 'denied' | 'forbidden'
  *   | 'unknown_participant' | 'unmute_not_allowed' | 'meeting_full' | 'session_ended'
+ *   | 'stale_epoch' | 'invalid_mls' | 'e2ee_unsupported'
  *   | (string & {})} ErrorCode
  */
 
@@ -144,7 +160,7 @@ export const MAX_VIDEO_SIZES = 256;
 export const FATAL_ERRORS = new Set([
   'unsupported_version', 'room_full', 'media_failed', 'shutting_down', 'internal',
   'locked_out', 'meeting_not_found', 'meeting_locked', 'removed', 'barred', 'denied',
-  'session_ended',
+  'session_ended', 'e2ee_unsupported',
 ]);
 
 /**
@@ -154,7 +170,7 @@ export const FATAL_ERRORS = new Set([
 export const FINAL_ERRORS = new Set([
   'unsupported_version', 'room_full', 'invalid_room', 'invalid_name',
   'locked_out', 'meeting_not_found', 'meeting_locked', 'removed', 'barred', 'denied',
-  'session_ended',
+  'session_ended', 'e2ee_unsupported',
 ]);
 
 /** Refusals of a join that another passcode can fix, on the same connection. */

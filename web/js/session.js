@@ -14,6 +14,7 @@
 import {
   FATAL_ERRORS, FINAL_ERRORS, PASSCODE_ERRORS, PROTOCOL_VERSION, moderates, parseServerMessage, signallingUrl,
 } from './protocol.js';
+import { E2ee, canEncrypt } from './e2ee.js';
 import { errorText, t } from './i18n.js';
 
 /**
@@ -30,6 +31,7 @@ import { errorText, t } from './i18n.js';
  * @typedef {import('./protocol.js').WaitingInfo} WaitingInfo
  * @typedef {import('./protocol.js').ParticipantQuality} ParticipantQuality
  * @typedef {import('./media.js').LocalMedia} LocalMedia
+ * @typedef {import('./e2ee.js').E2eeStatus} E2eeStatus
  */
 
 /**
@@ -81,6 +83,8 @@ import { errorText, t } from './i18n.js';
  * @property {(raised: boolean) => void} ownHand the server confirmed our hand state
  * @property {(status: CallStatus, detail?: string) => void} status `ended` only after leaving on purpose
  * @property {(message: string) => void} notice a non-fatal problem to show briefly
+ * @property {(status: E2eeStatus | null) => void} e2ee the meeting's end-to-end encryption
+ *   (null: the meeting is not end-to-end encrypted)
  */
 
 /** Publish slot order, as the server offers them. */
@@ -104,7 +108,7 @@ const CAMERA_LAYERS = {
  * Refusals that the user can do nothing about; they only go to the console. `unknown_type`
  * is an older server that does not know a newer message of ours (such as `video_sizes`).
  */
-const QUIET_ERRORS = new Set(['invalid_candidate', 'rate_limited', 'unknown_type']);
+const QUIET_ERRORS = new Set(['invalid_candidate', 'rate_limited', 'unknown_type', 'stale_epoch', 'invalid_mls']);
 
 /**
  * Whether we tell the server the size of each remote video we draw (`video_sizes`). A server
@@ -162,7 +166,8 @@ export class Session {
    * @param {string} name
    * @param {LocalMedia} media
    * @param {CallView} view
-   * @param {{passcode?: string}} [options]
+   * @param {{passcode?: string, requireE2ee?: boolean}} [options] `requireE2ee`: the link
+   *   asked for an end-to-end encrypted room (`?e2ee=1`), which a new instant room becomes
    */
   constructor(room, name, media, view, options = {}) {
     this.room = room;
@@ -171,6 +176,9 @@ export class Session {
     this.view = view;
     /** The meeting's passcode, sent with `join` when we have one. @type {string | undefined} */
     this.passcode = options.passcode || undefined;
+    this.requireE2ee = Boolean(options.requireE2ee);
+    /** The end-to-end encryption of this connection, in a meeting that requires it. @type {E2ee | null} */
+    this.e2ee = null;
     /** Our role in the meeting. @type {Role} */
     this.role = 'participant';
     /** @type {MeetingState} */
@@ -464,6 +472,8 @@ export class Session {
     if (this.passcode) join.passcode = this.passcode;
     const resume = loadResumeToken(this.room);
     if (resume) join.resume = resume;
+    if (canEncrypt()) join.e2ee = true;
+    if (this.requireE2ee) join.require_e2ee = true;
     this.send(join);
   }
 
@@ -510,6 +520,8 @@ export class Session {
     this.selfId = null;
     this.waitingFor = null;
     this.cameraRids = null;
+    this.e2ee?.stop();
+    this.e2ee = null;
   }
 
   /** @param {ServerMessage} msg */
@@ -529,6 +541,7 @@ export class Session {
         this.hostMuted = new Set(msg.host_muted ?? []);
         this.unmuteAllowed.clear();
         this.iceServers = msg.ice_servers ?? [];
+        this.startE2ee(msg.participant_id);
         for (const kind of this.hostMuted) {
           this.applyHostMute(kind).catch(err => console.error('could not keep the host\'s mute', err));
         }
@@ -660,6 +673,13 @@ export class Session {
       case 'error':
         this.onError(msg.code, msg.message);
         break;
+      case 'mls_create':
+      case 'mls_propose':
+      case 'mls_commit_accepted':
+      case 'mls_commit':
+      case 'mls_welcome':
+        this.e2ee?.handle(msg);
+        break;
       default:
         // A newer server may send more; ignore what we do not know.
         break;
@@ -674,6 +694,7 @@ export class Session {
     console.warn('server error', code, serverMessage);
     // From here on the message is the user's language (the server's text for unknown codes).
     const message = errorText(code, serverMessage);
+    if (code === 'stale_epoch') this.e2ee?.commitRefused();
     if (PASSCODE_ERRORS.has(code) && this.selfId === null) {
       void this.askPasscode(code === 'wrong_passcode', message);
     } else if (code === 'unmute_not_allowed') {
@@ -720,6 +741,26 @@ export class Session {
   }
 
   /**
+   * Starts end-to-end encryption for this connection if the meeting requires it. Each
+   * connection is a new participant, so it gets a new MLS member.
+   * @param {ParticipantId} selfId
+   */
+  startE2ee(selfId) {
+    this.e2ee?.stop();
+    this.e2ee = null;
+    if (this.meeting.e2ee !== 'required') {
+      this.view.e2ee(null);
+      return;
+    }
+    const e2ee = new E2ee(selfId, msg => this.send(msg), status => {
+      if (this.e2ee === e2ee) this.view.e2ee(status);
+    });
+    this.e2ee = e2ee;
+    this.view.e2ee(e2ee.status);
+    e2ee.start();
+  }
+
+  /**
    * Warns if media has not connected a while after joining (ICE itself takes ~30 s to fail).
    * @param {RTCPeerConnection} pc
    */
@@ -745,6 +786,7 @@ export class Session {
     });
     pc.addEventListener('track', event => {
       if (pc !== this.pc) return;
+      this.e2ee?.attachReceiver(event.receiver);
       const mid = event.transceiver.mid;
       if (mid === null) return;
       const owner = this.remoteMids.get(mid);
@@ -777,6 +819,9 @@ export class Session {
     await pc.setRemoteDescription({ type: 'offer', sdp });
     if (pc !== this.pc) return;
     if (this.slots.length === 0) this.slots = findSlots(pc, sdp);
+    if (this.e2ee) {
+      for (const [i, transceiver] of this.slots.entries()) this.e2ee.attachSender(transceiver.sender, i === 0 ? 'audio' : 'video');
+    }
     const tracks = [this.media.mic, this.media.camera, this.media.screen];
     for (const [i, transceiver] of this.slots.entries()) {
       if (transceiver.currentDirection === 'stopped') continue;

@@ -21,7 +21,7 @@ use veche_proto::{ClientMessage, ParticipantId, ServerMessage, TrackKind};
 use crate::janus::{JanusEvent, JanusSignal};
 use crate::participant::{Command, ParticipantOptions, Shared, lock};
 use crate::source::{MediaSource, Packet, unix_micros};
-use crate::stats::Received;
+use crate::stats::{CapturedPacket, Received};
 use crate::tcp_link::TcpLink;
 use crate::{Error, SignalClient};
 
@@ -342,13 +342,26 @@ impl Driver {
                     .direct_api()
                     .stream_rx(&pkt.header.ssrc)
                     .map(|s| s.mid());
+                let owner = mid.and_then(|m| self.remote_tracks.get(&m).copied());
                 let rtp = Received {
                     ssrc: *pkt.header.ssrc,
                     seq: *pkt.seq_no,
-                    mid_owner: mid.and_then(|m| self.remote_tracks.get(&m).copied()),
+                    mid_owner: owner,
                     payload: &pkt.payload,
                 };
-                lock(&self.shared).stats.record_rtp(now, unix_micros(), rtp);
+                let mut shared = lock(&self.shared);
+                shared.stats.record_rtp(now, unix_micros(), rtp);
+                if let Some(owner) = owner
+                    && self.opts.capture_payloads > 0
+                {
+                    let kept = shared.stats.captured.entry(owner).or_default();
+                    if kept.len() < self.opts.capture_payloads {
+                        kept.push(CapturedPacket {
+                            marker: pkt.header.marker,
+                            payload: pkt.payload.to_vec(),
+                        });
+                    }
+                }
             }
             Event::KeyframeRequest(req) => {
                 if let Some(kind) = self.slots.and_then(|s| s.video_kind(req.mid)) {

@@ -38,4 +38,4 @@ pub use histogram::Histogram;
 pub use participant::{ParticipantOptions, SyntheticParticipant, create_janus_room};
 pub use payload::{TAG_LEN, Tag, vp8_starts_keyframe};
 pub use signal::SignalClient;
-pub use stats::{SentStats, Stats, TrackStats};
+pub use stats::{CapturedPacket, SentStats, Stats, TrackStats};

@@ -51,6 +51,12 @@ pub struct ParticipantOptions {
     /// Media over ICE-TCP (RFC 6544): offer only a TCP active candidate and connect to the
     /// server's TCP passive one, as a browser on a network that blocks UDP does.
     pub ice_tcp: bool,
+    /// Keep the first this many RTP payloads of every remote track as they arrived
+    /// ([`Stats::captured`]), to look at what the SFU forwards. 0 keeps none.
+    pub capture_payloads: usize,
+    /// Say in `join` that this client encrypts media end to end, as a browser does. It does
+    /// not: a participant that claims it sees what anyone in an encrypted meeting would.
+    pub claim_e2ee: bool,
 }
 
 impl Default for ParticipantOptions {
@@ -69,6 +75,8 @@ impl Default for ParticipantOptions {
             drop_every_nth_rtp: None,
             clip: None,
             ice_tcp: false,
+            capture_payloads: 0,
+            claim_e2ee: false,
         }
     }
 }

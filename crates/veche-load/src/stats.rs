@@ -45,6 +45,17 @@ pub struct Stats {
     pub keyframe_requests_sent: u64,
     /// Set when the participant's task has stopped, saying why.
     pub ended: Option<String>,
+    /// The first RTP payloads of each remote track, when
+    /// [`crate::ParticipantOptions::capture_payloads`] asks for them.
+    pub captured: HashMap<(ParticipantId, TrackKind), Vec<CapturedPacket>>,
+}
+
+/// One RTP packet as it arrived, for looking at what the SFU forwards.
+#[derive(Debug, Clone)]
+pub struct CapturedPacket {
+    /// The RTP marker bit: the last packet of a video frame.
+    pub marker: bool,
+    pub payload: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -143,6 +154,7 @@ impl Stats {
             nacks_received: 0,
             keyframe_requests_sent: 0,
             ended: None,
+            captured: HashMap::new(),
         }
     }
 

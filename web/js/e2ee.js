@@ -1,0 +1,206 @@
+// End-to-end encryption of one connection to a meeting whose `e2ee` is `required`: the MLS
+// member (mls.js, loaded on demand) that follows the server's delivery-service messages, and
+// the media worker (worker/e2ee-worker.js) whose transforms encrypt every frame we send and
+// decrypt every frame we receive with the current epoch's SFrame keys.
+//
+// The server never sees a key: it relays our key package, asks us (when we are the designated
+// committer) to commit who joins and leaves, and relays commits and Welcomes. Each accepted
+// commit starts a new epoch with new keys and a new security code.
+
+/**
+ * @typedef {import('./protocol.js').ClientMessage} ClientMessage
+ * @typedef {import('./protocol.js').ServerMessage} ServerMessage
+ * @typedef {import('./protocol.js').ParticipantId} ParticipantId
+ * @typedef {import('./mls.js').MlsMember} MlsMember
+ */
+
+/**
+ * What the meeting shows about encryption.
+ * @typedef {object} E2eeStatus
+ * @property {boolean} encrypted every track we send and receive went through the current
+ *   epoch's keys in the last report, and none failed
+ * @property {string} code the security code of the current epoch ('' before the group exists)
+ * @property {number} epoch -1 before the group exists
+ * @property {number} members in the MLS group
+ */
+
+/** Whether this browser can encrypt media end to end (the transform API and WebCrypto). */
+export function canEncrypt() {
+  return typeof RTCRtpScriptTransform === 'function' && Boolean(globalThis.crypto?.subtle)
+    && typeof Worker === 'function';
+}
+
+export class E2ee {
+  /**
+   * @param {ParticipantId} selfId our participant id, the identity of our MLS credential
+   * @param {(msg: ClientMessage) => boolean} send
+   * @param {(status: E2eeStatus) => void} changed
+   */
+  constructor(selfId, send, changed) {
+    this.selfId = selfId;
+    this.send = send;
+    this.changed = changed;
+    this.worker = new Worker(new URL('./worker/e2ee-worker.js', import.meta.url), { type: 'module' });
+    this.worker.addEventListener('message', event => this.onWorker(event.data));
+    /** @type {MlsMember | null} */
+    this.member = null;
+    /** MLS work happens one step at a time, in the order the server sent it. @type {Promise<void>} */
+    this.queue = Promise.resolve();
+    /**
+     * Our commit waiting for the server's verdict.
+     * @type {{epoch: number, newState: import('./mls.js').ClientState} | null}
+     */
+    this.pending = null;
+    /** @type {E2eeStatus} */
+    this.status = { encrypted: false, code: '', epoch: -1, members: 0 };
+    this.stopped = false;
+    /** When each epoch began here (ms since the page loaded), for tests and the rekey time. */
+    this.epochStartedAt = new Map();
+    /** Transforms by id, from the worker's last report. @type {any[]} */
+    this.transforms = [];
+    /** Frames through the worker and the time they took, since the start, by side. */
+    this.totals = { send: { frames: 0, failed: 0, ms: 0 }, recv: { frames: 0, failed: 0, ms: 0 } };
+  }
+
+  /** Makes our MLS member and hands the server its key package. */
+  start() {
+    this.run(async () => {
+      const { MlsMember } = await import('./mls.js');
+      this.member = await MlsMember.create(String(this.selfId));
+      this.send({ type: 'mls_key_package', key_package: this.member.keyPackage() });
+    });
+  }
+
+  stop() {
+    this.stopped = true;
+    this.worker.terminate();
+  }
+
+  /**
+   * Encrypts what this sender sends.
+   * @param {RTCRtpSender} sender
+   * @param {'audio' | 'video'} kind
+   */
+  attachSender(sender, kind) {
+    if (!sender.transform) sender.transform = new RTCRtpScriptTransform(this.worker, { side: 'send', kind });
+  }
+
+  /**
+   * Decrypts what this receiver receives.
+   * @param {RTCRtpReceiver} receiver
+   */
+  attachReceiver(receiver) {
+    const kind = receiver.track.kind === 'audio' ? 'audio' : 'video';
+    if (!receiver.transform) receiver.transform = new RTCRtpScriptTransform(this.worker, { side: 'recv', kind });
+  }
+
+  /**
+   * Handles a delivery-service message; false if it is not one.
+   * @param {ServerMessage} msg
+   */
+  handle(msg) {
+    switch (msg.type) {
+      case 'mls_create':
+        this.run(async () => {
+          await this.need().createGroup(msg.group_id);
+          await this.newEpoch();
+        });
+        return true;
+      case 'mls_propose':
+        this.run(async () => {
+          const member = this.need();
+          if (Number(member.epoch) !== msg.epoch) return; // a newer propose follows
+          const r = await member.commit(msg.add.map(a => a.key_package), msg.remove.map(String));
+          this.pending = { epoch: msg.epoch, newState: r.newState };
+          /** @type {ClientMessage} */
+          const commit = {
+            type: 'mls_commit', epoch: msg.epoch, commit: r.commit,
+            added: msg.add.map(a => a.participant_id), removed: msg.remove,
+          };
+          if (r.welcome) commit.welcome = r.welcome;
+          this.send(commit);
+        });
+        return true;
+      case 'mls_commit_accepted':
+        this.run(async () => {
+          if (!this.pending || this.pending.epoch !== msg.epoch) return;
+          this.need().merge(this.pending.newState);
+          this.pending = null;
+          await this.newEpoch();
+        });
+        return true;
+      case 'mls_commit':
+        this.run(async () => {
+          const member = this.need();
+          // Someone else's commit won this epoch: ours (if any) is void.
+          if (this.pending?.epoch === msg.epoch) this.pending = null;
+          if (Number(member.epoch) !== msg.epoch) return;
+          await member.process(msg.commit);
+          await this.newEpoch();
+        });
+        return true;
+      case 'mls_welcome':
+        this.run(async () => {
+          await this.need().join(msg.welcome);
+          await this.newEpoch();
+        });
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /** The server refused our commit: another won, and its `mls_commit` is on the way. */
+  commitRefused() {
+    this.run(async () => {
+      this.pending = null;
+    });
+  }
+
+  /** @param {() => Promise<void>} step */
+  run(step) {
+    this.queue = this.queue.then(() => (this.stopped ? undefined : step())).catch(err => {
+      console.error('end-to-end encryption step failed', err);
+    });
+  }
+
+  need() {
+    if (!this.member) throw new Error('no MLS member yet');
+    return this.member;
+  }
+
+  /** The group moved to a new epoch: new keys for the worker, a new code for the screen. */
+  async newEpoch() {
+    const member = this.need();
+    const leaf = member.leafOf(String(this.selfId));
+    if (leaf === undefined) throw new Error('we are not in the group');
+    const secret = await member.sframeSecret();
+    const epoch = Number(member.epoch);
+    this.worker.postMessage({ type: 'epoch', epoch, secret, leaf });
+    this.epochStartedAt.set(epoch, performance.now());
+    const tree = member.state?.ratchetTree ?? [];
+    const members = tree.filter((node, i) => i % 2 === 0 && node?.nodeType === 'leaf').length;
+    this.status = { ...this.status, code: member.securityCode(), epoch, members, encrypted: false };
+    this.changed(this.status);
+  }
+
+  /** @param {any} m */
+  onWorker(m) {
+    if (!m || m.type !== 'stats' || this.stopped) return;
+    this.transforms = m.transforms;
+    for (const t of m.transforms) {
+      const total = t.side === 'send' ? this.totals.send : this.totals.recv;
+      total.frames += t.ok;
+      total.failed += t.failed;
+      total.ms += t.busyMs;
+    }
+    const epoch = this.status.epoch;
+    const live = m.transforms.filter((/** @type {any} */ s) => s.ok > 0 || s.failed > 0);
+    const encrypted = epoch >= 0 && live.length > 0
+      && live.every((/** @type {any} */ s) => s.failed === 0 && s.epoch === epoch);
+    if (encrypted !== this.status.encrypted) {
+      this.status = { ...this.status, encrypted };
+      this.changed(this.status);
+    }
+  }
+}
