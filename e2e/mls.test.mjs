@@ -50,3 +50,28 @@ test("members agree on the security code, which changes on every membership chan
   const bSecret = await b.sframeSecret().catch(() => null);
   assert.notDeepEqual(bSecret, await a.sframeSecret());
 });
+
+test("a kept signing key gives the same fingerprint in every group; members() names participant and account", async () => {
+  const { fingerprint } = await import("../web/js/mls.js");
+  const signing = await MlsMember.signingKey();
+  const a = await MlsMember.create("7", { account: "alice@example.org", signing });
+  const b = await MlsMember.create("8");
+  await a.createGroup("room-fp");
+  const add = await a.commit([b.keyPackage()], []);
+  a.merge(add.newState);
+  await b.join(/** @type {string} */ (add.welcome));
+  const seen = await b.members();
+  const alice = seen.find((m) => m.participant === "7");
+  assert.equal(alice?.account, "alice@example.org");
+  assert.equal(seen.find((m) => m.participant === "8")?.account, "");
+  assert.match(alice?.fingerprint ?? "", /^[0-9a-f]{4}( [0-9a-f]{4}){4}$/);
+  assert.equal(alice?.fingerprint, await fingerprint(signing.publicKey));
+  // The same key in another meeting (another participant id): the same fingerprint.
+  const again = await MlsMember.create("42", { account: "alice@example.org", signing });
+  await again.createGroup("room-other");
+  assert.equal((await again.members())[0].fingerprint, alice?.fingerprint);
+  // A fresh key is another fingerprint.
+  const other = await MlsMember.create("43", { account: "alice@example.org" });
+  await other.createGroup("room-third");
+  assert.notEqual((await other.members())[0].fingerprint, alice?.fingerprint);
+});

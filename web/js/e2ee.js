@@ -7,6 +7,13 @@
 // committer) to commit who joins and leaves, and relays commits and Welcomes. Each accepted
 // commit starts a new epoch with new keys and a new security code.
 
+import { currentUser } from './api.js';
+
+/** Where this browser keeps its signature key (one per browser profile and site). */
+const SIGNING_KEY = 'veche.e2ee.signing';
+/** Where it keeps the fingerprints it has seen, by account: trust on first use. */
+const KNOWN_KEYS = 'veche.e2ee.known';
+
 /**
  * @typedef {import('./protocol.js').ClientMessage} ClientMessage
  * @typedef {import('./protocol.js').ServerMessage} ServerMessage
@@ -22,7 +29,48 @@
  * @property {string} code the security code of the current epoch ('' before the group exists)
  * @property {number} epoch -1 before the group exists
  * @property {number} members in the MLS group
+ * @property {string} fingerprint of our own signature key
+ * @property {RosterEntry[]} roster everyone in the group, ourselves included
  */
+
+/**
+ * A member of the group as its credential names it, and whether this browser knew its
+ * account with another key (trust on first use: the first key seen for an account is kept).
+ * @typedef {import('./mls.js').MemberInfo & {keyChanged: boolean}} RosterEntry
+ */
+
+/**
+ * This browser's signature key: the same in every meeting, so that others recognise it.
+ * @returns {Promise<import('./mls.js').SigningKey>}
+ */
+async function signingKey() {
+  const { MlsMember, fromBase64, toBase64 } = await import('./mls.js');
+  try {
+    const kept = JSON.parse(localStorage.getItem(SIGNING_KEY) ?? 'null');
+    if (kept && typeof kept.signKey === 'string' && typeof kept.publicKey === 'string') {
+      return { signKey: fromBase64(kept.signKey), publicKey: fromBase64(kept.publicKey) };
+    }
+  } catch {
+    // unreadable: make a new one
+  }
+  const key = await MlsMember.signingKey();
+  try {
+    localStorage.setItem(SIGNING_KEY, JSON.stringify({ signKey: toBase64(key.signKey), publicKey: toBase64(key.publicKey) }));
+  } catch {
+    // storage off: a new key (and fingerprint) in every meeting
+  }
+  return key;
+}
+
+/** @returns {Record<string, string>} */
+function knownKeys() {
+  try {
+    const v = JSON.parse(localStorage.getItem(KNOWN_KEYS) ?? '{}');
+    return v && typeof v === 'object' ? v : {};
+  } catch {
+    return {};
+  }
+}
 
 /** Whether this browser can encrypt media end to end (the transform API and WebCrypto). */
 export function canEncrypt() {
@@ -35,8 +83,11 @@ export class E2ee {
    * @param {ParticipantId} selfId our participant id, the identity of our MLS credential
    * @param {(msg: ClientMessage) => boolean} send
    * @param {(status: E2eeStatus) => void} changed
+   * @param {(account: string) => void} keyChanged a known account's key differs from the one
+   *   this browser saw before
    */
-  constructor(selfId, send, changed) {
+  constructor(selfId, send, changed, keyChanged) {
+    this.keyChanged = keyChanged;
     this.selfId = selfId;
     this.send = send;
     this.changed = changed;
@@ -52,7 +103,9 @@ export class E2ee {
      */
     this.pending = null;
     /** @type {E2eeStatus} */
-    this.status = { encrypted: false, code: '', epoch: -1, members: 0 };
+    this.status = { encrypted: false, code: '', epoch: -1, members: 0, fingerprint: '', roster: [] };
+    /** Accounts whose key changed that we already warned about. @type {Set<string>} */
+    this.warned = new Set();
     this.stopped = false;
     /** When each epoch began here (ms since the page loaded), for tests and the rekey time. */
     this.epochStartedAt = new Map();
@@ -65,8 +118,10 @@ export class E2ee {
   /** Makes our MLS member and hands the server its key package. */
   start() {
     this.run(async () => {
-      const { MlsMember } = await import('./mls.js');
-      this.member = await MlsMember.create(String(this.selfId));
+      const { MlsMember, fingerprint } = await import('./mls.js');
+      const [signing, me] = await Promise.all([signingKey(), currentUser().catch(() => null)]);
+      this.member = await MlsMember.create(String(this.selfId), { account: me?.user.email ?? '', signing });
+      this.status = { ...this.status, fingerprint: await fingerprint(signing.publicKey) };
       this.send({ type: 'mls_key_package', key_package: this.member.keyPackage() });
     });
   }
@@ -178,10 +233,42 @@ export class E2ee {
     const epoch = Number(member.epoch);
     this.worker.postMessage({ type: 'epoch', epoch, secret, leaf });
     this.epochStartedAt.set(epoch, performance.now());
-    const tree = member.state?.ratchetTree ?? [];
-    const members = tree.filter((node, i) => i % 2 === 0 && node?.nodeType === 'leaf').length;
-    this.status = { ...this.status, code: member.securityCode(), epoch, members, encrypted: false };
+    const roster = this.checkKeys(await member.members());
+    this.status = { ...this.status, code: member.securityCode(), epoch, members: roster.length, roster, encrypted: false };
     this.changed(this.status);
+  }
+
+  /**
+   * Trust on first use: remembers the first key seen for each account and flags members whose
+   * account this browser knew with another key.
+   * @param {import('./mls.js').MemberInfo[]} members
+   * @returns {RosterEntry[]}
+   */
+  checkKeys(members) {
+    const known = knownKeys();
+    let learned = false;
+    const roster = members.map(m => {
+      const was = m.account ? known[m.account] : undefined;
+      if (m.account && was === undefined) {
+        known[m.account] = m.fingerprint;
+        learned = true;
+      }
+      return { ...m, keyChanged: was !== undefined && was !== m.fingerprint };
+    });
+    if (learned) {
+      try {
+        localStorage.setItem(KNOWN_KEYS, JSON.stringify(known));
+      } catch {
+        // storage off: nothing is remembered
+      }
+    }
+    for (const m of roster) {
+      if (m.keyChanged && !this.warned.has(m.account)) {
+        this.warned.add(m.account);
+        this.keyChanged(m.account);
+      }
+    }
+    return roster;
   }
 
   /** @param {any} m */

@@ -155,8 +155,20 @@ class Meeting {
       text: t('meeting.audio_blocked'), onclick: () => this.unblockAudio() });
     this.securityCode = h('span', { class: 'security-code', id: 'security-code' });
     this.e2eeLabel = h('span', { id: 'e2ee-label' });
-    this.e2eeBadge = h('span', { class: 'e2ee-badge', id: 'e2ee-badge', hidden: true },
+    this.e2eeBadge = h('button', { type: 'button', class: 'e2ee-badge', id: 'e2ee-badge', hidden: true,
+      onclick: () => this.showE2eeDetails() },
       icon('lock'), this.e2eeLabel, this.securityCode);
+    /** @type {import('./e2ee.js').E2eeStatus | null} */
+    this.e2eeStatus = null;
+    this.e2eeList = h('ul', { class: 'e2ee-roster', id: 'e2ee-roster' });
+    this.e2eeCode = h('p', { class: 'security-code big', id: 'e2ee-details-code' });
+    this.e2eeDialog = h('dialog', { id: 'e2ee-dialog', class: 'card', 'aria-label': t('e2ee.details_title') },
+      h('div', { class: 'stack' },
+        h('h2', { text: t('e2ee.details_title') }),
+        h('p', { class: 'muted', text: t('e2ee.compare_hint') }),
+        this.e2eeCode,
+        this.e2eeList,
+        h('button', { type: 'button', class: 'button primary', text: t('meeting.done'), onclick: () => this.e2eeDialog.close() })));
     this.countLabel = h('span', { class: 'count' });
     this.unreadBadge = h('span', { class: 'unread', hidden: true });
 
@@ -516,8 +528,11 @@ class Meeting {
 
   /** @type {CallView['e2ee']} */
   e2ee(status) {
+    this.e2eeStatus = status;
     this.e2eeBadge.hidden = status === null;
+    if (this.e2eeDialog.open) this.fillE2eeDetails();
     if (!status) return;
+    this.e2eeBadge.classList.toggle('warning', status.roster.some(m => m.keyChanged));
     // The badge claims encryption only when every track in and out used the current keys.
     this.e2eeBadge.classList.toggle('pending', !status.encrypted);
     this.e2eeLabel.textContent = status.encrypted ? t('e2ee.encrypted') : t('e2ee.starting');
@@ -525,6 +540,26 @@ class Meeting {
     this.e2eeBadge.title = status.code
       ? t('e2ee.code_title', { code: status.code, count: status.members })
       : t('e2ee.starting');
+  }
+
+  showE2eeDetails() {
+    this.fillE2eeDetails();
+    this.e2eeDialog.showModal();
+  }
+
+  /** The security code and everyone's key fingerprint, for comparing out of band. */
+  fillE2eeDetails() {
+    const status = this.e2eeStatus;
+    this.e2eeCode.textContent = status?.code ?? '';
+    const self = String(this.session.selfId);
+    this.e2eeList.replaceChildren(...(status?.roster ?? []).map(m => {
+      const name = m.participant === self ? t('common.you', { name: this.name })
+        : this.session.participants.get(Number(m.participant))?.name ?? m.participant;
+      return h('li', { 'data-participant': m.participant, class: m.keyChanged ? 'key-changed' : '' },
+        h('span', { class: 'name', text: m.account ? `${name} · ${m.account}` : name }),
+        h('code', { class: 'fingerprint', text: m.fingerprint }),
+        m.keyChanged ? h('span', { class: 'error', text: t('e2ee.member_key_changed') }) : '');
+    }));
   }
 
   /** @type {CallView['notice']} */

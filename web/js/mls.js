@@ -13,6 +13,7 @@ import {
   emptyPskIndex,
   encodeMlsMessage,
   generateKeyPackage,
+  generateKeyPackageWithKey,
   getCiphersuiteFromName,
   getCiphersuiteImpl,
   joinGroup,
@@ -49,29 +50,80 @@ function decode(b64) {
   return decoded[0];
 }
 
+/**
+ * A signature key pair (Ed25519: PKCS#8 private key, raw public key), kept by the browser so
+ * that the same person has the same key, and so the same fingerprint, in every meeting.
+ * @typedef {{signKey: Uint8Array, publicKey: Uint8Array}} SigningKey
+ */
+
+/**
+ * What a member's credential says about it, with the fingerprint of its signature key.
+ * @typedef {object} MemberInfo
+ * @property {number} leaf
+ * @property {string} participant its participant id in the room
+ * @property {string} account the account it says it signs in with ('' for a guest)
+ * @property {string} fingerprint of its signature key: 20 hex digits in groups of four
+ */
+
+/** The participant and account a credential names (a basic credential's identity, JSON). */
+function parseIdentity(/** @type {Uint8Array | undefined} */ bytes) {
+  if (!bytes) return null;
+  const text = new TextDecoder().decode(bytes);
+  try {
+    const v = JSON.parse(text);
+    if (v && typeof v.p === "string") return { participant: v.p, account: typeof v.a === "string" ? v.a : "" };
+  } catch {
+    // not ours: the whole identity is the participant
+  }
+  return { participant: text, account: "" };
+}
+
+/**
+ * The fingerprint people compare for a signature key: the first 80 bits of its SHA-256.
+ * @param {Uint8Array} publicKey
+ */
+export async function fingerprint(publicKey) {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", Uint8Array.from(publicKey)));
+  const hex = [...digest.subarray(0, 10)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return hex.match(/.{4}/g)?.join(" ") ?? hex;
+}
+
 export class MlsMember {
   /**
    * @param {CiphersuiteImpl} cs
-   * @param {string} identity
+   * @param {string} participant
    * @param {{publicPackage: object, privatePackage: object}} keys
    */
-  constructor(cs, identity, keys) {
+  constructor(cs, participant, keys) {
     this.cs = cs;
-    this.identity = identity;
+    this.participant = participant;
     this.keys = keys;
     /** @type {ClientState | null} */
     this.state = null;
   }
 
-  /** A member whose credential names it by `identity` (the participant id in the room). */
-  static async create(/** @type {string} */ identity) {
+  /** A new signature key pair. */
+  static async signingKey() {
+    const cs = await getCiphersuiteImpl(getCiphersuiteFromName(CIPHERSUITE));
+    return cs.signature.keygen();
+  }
+
+  /**
+   * A member whose credential names its participant id in the room and the account it signs
+   * in with, signing with `signing` (a fresh key if none).
+   * @param {string} participant
+   * @param {{account?: string, signing?: SigningKey}} [options]
+   */
+  static async create(participant, options = {}) {
     const cs = await getCiphersuiteImpl(getCiphersuiteFromName(CIPHERSUITE));
     const credential = {
       credentialType: /** @type {const} */ ("basic"),
-      identity: new TextEncoder().encode(identity),
+      identity: new TextEncoder().encode(JSON.stringify({ p: participant, a: options.account ?? "" })),
     };
-    const keys = await generateKeyPackage(credential, defaultCapabilities(), defaultLifetime, [], cs);
-    return new MlsMember(cs, identity, keys);
+    const keys = options.signing
+      ? await generateKeyPackageWithKey(credential, defaultCapabilities(), defaultLifetime, [], options.signing, cs)
+      : await generateKeyPackage(credential, defaultCapabilities(), defaultLifetime, [], cs);
+    return new MlsMember(cs, participant, keys);
   }
 
   /** The key package to hand the delivery service, base64. */
@@ -97,16 +149,30 @@ export class MlsMember {
     return this.state ? this.state.groupContext.epoch : -1n;
   }
 
-  /** The leaf index of the member whose credential is `identity`, if any. */
-  leafOf(/** @type {string} */ identity) {
+  /** The leaf index of the member whose credential names `participant`, if any. */
+  leafOf(/** @type {string} */ participant) {
     const tree = this.state?.ratchetTree ?? [];
-    const want = new TextEncoder().encode(identity);
     for (let i = 0; i < tree.length; i += 2) {
       const node = tree[i];
-      const id = node?.nodeType === "leaf" ? node.leaf.credential.identity : undefined;
-      if (id && id.length === want.length && id.every((b, j) => b === want[j])) return i / 2;
+      if (node?.nodeType !== "leaf") continue;
+      if (parseIdentity(node.leaf.credential.identity)?.participant === participant) return i / 2;
     }
     return undefined;
+  }
+
+  /** Everyone in the group, as their credentials name them. @returns {Promise<MemberInfo[]>} */
+  async members() {
+    const tree = this.state?.ratchetTree ?? [];
+    /** @type {MemberInfo[]} */
+    const out = [];
+    for (let i = 0; i < tree.length; i += 2) {
+      const node = tree[i];
+      if (node?.nodeType !== "leaf") continue;
+      const who = parseIdentity(node.leaf.credential.identity);
+      if (!who) continue;
+      out.push({ leaf: i / 2, ...who, fingerprint: await fingerprint(node.leaf.signaturePublicKey) });
+    }
+    return out;
   }
 
   /**

@@ -2,7 +2,10 @@
 // scripts/vendor-web.sh) that the client uses. MLS values the client only passes back to
 // the library are opaque here.
 
-export type CiphersuiteImpl = { readonly __ciphersuite: unique symbol };
+export type CiphersuiteImpl = {
+  readonly __ciphersuite: unique symbol;
+  signature: { keygen(): Promise<{ signKey: Uint8Array; publicKey: Uint8Array }> };
+};
 export type CiphersuiteName = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 export type KeyPackage = object;
 export type PrivateKeyPackage = object;
@@ -16,7 +19,10 @@ export interface ClientState {
   keySchedule: { exporterSecret: Uint8Array; epochAuthenticator: Uint8Array };
   privatePath: { leafIndex: number };
   ratchetTree: Array<
-    | { nodeType: "leaf"; leaf: { credential: { credentialType: string; identity?: Uint8Array } } }
+    | {
+        nodeType: "leaf";
+        leaf: { signaturePublicKey: Uint8Array; credential: { credentialType: string; identity?: Uint8Array } };
+      }
     | { nodeType: "parent" }
     | undefined
   >;
@@ -38,6 +44,14 @@ export function generateKeyPackage(
   capabilities: object,
   lifetime: object,
   extensions: object[],
+  cs: CiphersuiteImpl,
+): Promise<{ publicPackage: KeyPackage; privatePackage: PrivateKeyPackage }>;
+export function generateKeyPackageWithKey(
+  credential: { credentialType: "basic"; identity: Uint8Array },
+  capabilities: object,
+  lifetime: object,
+  extensions: object[],
+  signatureKeyPair: { signKey: Uint8Array; publicKey: Uint8Array },
   cs: CiphersuiteImpl,
 ): Promise<{ publicPackage: KeyPackage; privatePackage: PrivateKeyPackage }>;
 export function createGroup(
