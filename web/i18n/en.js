@@ -257,6 +257,7 @@ export default {
   'e2ee.compare_hint': 'Compare the security code with the others (read it out in the call). Each person has a key fingerprint; if someone you know shows a different one than before, this browser says so.',
   'e2ee.key_changed': 'The encryption key of {account} is not the one this browser saw before. Check with them that it is really them.',
   'e2ee.member_key_changed': 'Key changed since last time',
+  'e2ee.rejoining': 'Encryption fell out of step; joining again.',
   'e2ee.code_title': { one: 'Security code {code}, {count} member. Compare it with the others: the same code on every screen means nobody, the server included, is in the middle.', other: 'Security code {code}, {count} members. Compare it with the others: the same code on every screen means nobody, the server included, is in the middle.' },
   'meeting.locked_indicator_title': 'The meeting is locked',
   'meeting.audio_blocked': 'Your browser blocked sound. Click here to hear the others.',

@@ -85,9 +85,12 @@ export class E2ee {
    * @param {(status: E2eeStatus) => void} changed
    * @param {(account: string) => void} keyChanged a known account's key differs from the one
    *   this browser saw before
+   * @param {() => void} desynced our group state fell behind for good (a missed commit, or one
+   *   that did not apply): the connection must start over
    */
-  constructor(selfId, send, changed, keyChanged) {
+  constructor(selfId, send, changed, keyChanged, desynced) {
     this.keyChanged = keyChanged;
+    this.desynced = desynced;
     this.selfId = selfId;
     this.send = send;
     this.changed = changed;
@@ -189,7 +192,12 @@ export class E2ee {
           const member = this.need();
           // Someone else's commit won this epoch: ours (if any) is void.
           if (this.pending?.epoch === msg.epoch) this.pending = null;
-          if (Number(member.epoch) !== msg.epoch) return;
+          if (Number(member.epoch) > msg.epoch) return; // one we already have
+          if (Number(member.epoch) < msg.epoch) {
+            // We missed a commit: this member can never catch up. Join again as a new one.
+            this.desynced();
+            return;
+          }
           await member.process(msg.commit);
           await this.newEpoch();
         });
@@ -215,7 +223,10 @@ export class E2ee {
   /** @param {() => Promise<void>} step */
   run(step) {
     this.queue = this.queue.then(() => (this.stopped ? undefined : step())).catch(err => {
+      // A commit or Welcome that does not apply leaves us outside the group everyone else
+      // is in: no keys for their media, none of ours for them.
       console.error('end-to-end encryption step failed', err);
+      if (!this.stopped) this.desynced();
     });
   }
 

@@ -754,7 +754,11 @@ export class Session {
     }
     const e2ee = new E2ee(selfId, msg => this.send(msg), status => {
       if (this.e2ee === e2ee) this.view.e2ee(status);
-    }, account => this.view.notice(t('e2ee.key_changed', { account })));
+    }, account => this.view.notice(t('e2ee.key_changed', { account })), () => {
+      if (this.e2ee !== e2ee) return;
+      this.view.notice(t('e2ee.rejoining'));
+      this.lost();
+    });
     this.e2ee = e2ee;
     this.view.e2ee(e2ee.status);
     e2ee.start();
