@@ -121,6 +121,8 @@ impl Harness {
                 name: format!("p{id}"),
                 passcode: None,
                 resume: None,
+                e2ee: false,
+                require_e2ee: false,
             };
             h.signal(id, join);
         }

@@ -153,6 +153,8 @@ impl SyntheticParticipant {
                 name: name.to_owned(),
                 passcode: None,
                 resume: None,
+                e2ee: false,
+                require_e2ee: false,
             })
             .await?;
         // The first reply is `joined` or an error saying why not.

@@ -81,6 +81,59 @@ pub enum EndReason {
     TimeLimit,
 }
 
+/// Whether a meeting's media is end-to-end encrypted (see `docs/e2ee.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum E2eeMode {
+    /// Media goes through the server as the browsers send it (DTLS-SRTP hop by hop).
+    #[default]
+    Off,
+    /// Every participant encrypts its media with the group's MLS keys; a browser that
+    /// cannot is refused with [`ErrorCode::E2eeUnsupported`].
+    Required,
+}
+
+/// An MLS message (key package, commit or Welcome) that the server relays without reading
+/// more than its header: standard base64 with padding in JSON, bytes in Rust.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct MlsBlob(pub Vec<u8>);
+
+/// Only the length: the bytes are opaque and may be large.
+impl std::fmt::Debug for MlsBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MlsBlob({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for MlsBlob {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine as _;
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for MlsBlob {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MlsBlob, D::Error> {
+        use base64::Engine as _;
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map(MlsBlob)
+            .map_err(|e| serde::de::Error::custom(format!("not standard base64: {e}")))
+    }
+}
+
+/// One participant the designated committer is asked to add, with its key package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlsAdd {
+    pub participant_id: ParticipantId,
+    pub key_package: MlsBlob,
+}
+
+/// Most participants one `mls_commit` may list as added or removed.
+pub const MAX_MLS_CHANGES: usize = 1024;
+
 /// Meeting-wide settings and limits, sent on join and whenever a host changes them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MeetingState {
@@ -93,6 +146,10 @@ pub struct MeetingState {
     pub allow_self_unmute: bool,
     /// When the plan's time limit ends the meeting, in milliseconds since the Unix epoch.
     pub ends_at_ms: Option<u64>,
+    /// End-to-end encryption; fixed for the life of the running meeting. Absent means
+    /// `off` (snapshots stored before it existed).
+    #[serde(default)]
+    pub e2ee: E2eeMode,
 }
 
 /// A STUN or TURN server for the browser's `RTCPeerConnection` (`iceServers`), with
@@ -180,6 +237,16 @@ pub enum ClientMessage {
         /// the waiting room or the lock).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume: Option<String>,
+        /// This client can encrypt and decrypt media end to end (it has the encoded-frame
+        /// transform API and WebCrypto). A meeting with [`E2eeMode::Required`] refuses a
+        /// join without it.
+        #[serde(default, skip_serializing_if = "is_false")]
+        e2ee: bool,
+        /// The join URL asked for end-to-end encryption (`?e2ee=1`): when this join creates
+        /// an instant guest room, the room is [`E2eeMode::Required`] for as long as it
+        /// lives. Ignored for stored meetings and for rooms that already exist.
+        #[serde(default, skip_serializing_if = "is_false")]
+        require_e2ee: bool,
     },
     /// The answer to the server's latest [`ServerMessage::Offer`].
     Answer { sdp: String },
@@ -243,6 +310,31 @@ pub enum ClientMessage {
     TransferHost { participant_id: ParticipantId },
     /// Host only: end the meeting for everyone.
     EndMeeting,
+
+    // End-to-end encryption: the server is the MLS delivery service (`docs/e2ee.md`). Only
+    // in a meeting with [`E2eeMode::Required`]; elsewhere [`ErrorCode::InvalidMls`].
+    /// This participant's MLS key package (an `MLSMessage` of wire format
+    /// `mls_key_package`), sent once after `joined`. A later one replaces it while the
+    /// participant is not yet in the group.
+    MlsKeyPackage { key_package: MlsBlob },
+    /// A commit (an `MLSMessage`, public or private) on `epoch`, which must be the epoch its
+    /// header names; `welcome` (wire format `mls_welcome`) for those it adds. The first
+    /// commit on the group's current epoch wins ([`ServerMessage::MlsCommitAccepted`]);
+    /// any other gets [`ErrorCode::StaleEpoch`].
+    MlsCommit {
+        epoch: u64,
+        commit: MlsBlob,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        welcome: Option<MlsBlob>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        added: Vec<ParticipantId>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removed: Vec<ParticipantId>,
+    },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Messages the server sends.
@@ -377,6 +469,32 @@ pub enum ServerMessage {
     MeetingEnded {
         reason: EndReason,
     },
+    /// You are the first member of the meeting's MLS group: create it (epoch 0) with this
+    /// group id.
+    MlsCreate {
+        group_id: String,
+    },
+    /// To the designated committer: commit these adds and removes on `epoch`. A later
+    /// propose on the same epoch replaces an earlier one not yet committed.
+    MlsPropose {
+        epoch: u64,
+        add: Vec<MlsAdd>,
+        remove: Vec<ParticipantId>,
+    },
+    /// Your commit on `epoch` won: merge it (the group is now at `epoch + 1`).
+    MlsCommitAccepted {
+        epoch: u64,
+    },
+    /// Another member's commit on `epoch`: process it.
+    MlsCommit {
+        epoch: u64,
+        commit: MlsBlob,
+    },
+    /// You were added to the group: join it from this Welcome, at `epoch`.
+    MlsWelcome {
+        epoch: u64,
+        welcome: MlsBlob,
+    },
     /// Something the client sent was refused. The connection stays open unless the code says
     /// otherwise ([`ErrorCode::is_fatal`]).
     Error {
@@ -445,6 +563,15 @@ pub enum ErrorCode {
     /// The account session this connection was opened with ended (signed out, password
     /// changed, role changed); sign in again to join.
     SessionEnded,
+    /// An MLS commit lost: another commit on this epoch won (or the sender is behind).
+    /// Process the winner, then wait for the next `mls_propose`.
+    StaleEpoch,
+    /// An MLS message the delivery service cannot take: malformed header, over the size
+    /// limit, not from a member, an add without key package or Welcome, or sent in a meeting
+    /// that is not end-to-end encrypted. The message says which.
+    InvalidMls,
+    /// The meeting is end-to-end encrypted and the join did not say `e2ee: true`.
+    E2eeUnsupported,
 }
 
 impl ErrorCode {
@@ -464,6 +591,7 @@ impl ErrorCode {
                 | ErrorCode::Barred
                 | ErrorCode::Denied
                 | ErrorCode::SessionEnded
+                | ErrorCode::E2eeUnsupported
         )
     }
 }
@@ -490,7 +618,7 @@ impl ParseError {
     }
 }
 
-const CLIENT_TYPES: [&str; 18] = [
+const CLIENT_TYPES: [&str; 20] = [
     "join",
     "answer",
     "candidate",
@@ -509,6 +637,8 @@ const CLIENT_TYPES: [&str; 18] = [
     "set_role",
     "transfer_host",
     "end_meeting",
+    "mls_key_package",
+    "mls_commit",
 ];
 
 impl ClientMessage {
@@ -538,6 +668,15 @@ impl ClientMessage {
 
     /// The limits a well-formed message must also keep to.
     fn check_limits(&self) -> Result<(), String> {
+        if let ClientMessage::MlsCommit { added, removed, .. } = self {
+            let n = added.len() + removed.len();
+            if n > MAX_MLS_CHANGES {
+                return Err(format!(
+                    "{n} participants added and removed, at most {MAX_MLS_CHANGES} allowed"
+                ));
+            }
+            return Ok(());
+        }
         let ClientMessage::VideoSizes { sizes } = self else {
             return Ok(());
         };
@@ -574,12 +713,16 @@ impl ClientMessage {
                 name,
                 passcode,
                 resume,
+                e2ee,
+                require_e2ee,
             } => ClientMessage::Join {
                 version,
                 room,
                 name: sanitize_text(&name),
                 passcode,
                 resume,
+                e2ee,
+                require_e2ee,
             },
             ClientMessage::Chat { text } => ClientMessage::Chat {
                 text: sanitize_text(&text),
@@ -677,6 +820,8 @@ mod tests {
             name: "Ann".into(),
             passcode: None,
             resume: None,
+            e2ee: false,
+            require_e2ee: false,
         };
         let json = msg.to_json();
         assert_eq!(
@@ -732,6 +877,8 @@ mod tests {
                 name: "n".into(),
                 passcode: Some("1234".into()),
                 resume: Some("v1.token".into()),
+                e2ee: true,
+                require_e2ee: true,
             },
             ClientMessage::Answer { sdp: "v=0".into() },
             ClientMessage::Candidate {
@@ -779,6 +926,16 @@ mod tests {
             },
             ClientMessage::TransferHost { participant_id: 2 },
             ClientMessage::EndMeeting,
+            ClientMessage::MlsKeyPackage {
+                key_package: MlsBlob(vec![0, 1, 0, 5, 9]),
+            },
+            ClientMessage::MlsCommit {
+                epoch: 3,
+                commit: MlsBlob(vec![0, 1, 0, 1]),
+                welcome: Some(MlsBlob(vec![0, 1, 0, 3])),
+                added: vec![4],
+                removed: vec![2],
+            },
         ];
         assert_eq!(samples.len(), CLIENT_TYPES.len());
         for msg in samples {
@@ -882,6 +1039,8 @@ mod tests {
                 // Only what others see is cleaned; a passcode is compared as typed.
                 passcode: Some("a\u{200b}b".into()),
                 resume: None,
+                e2ee: false,
+                require_e2ee: false,
             }
         );
         let chat = ClientMessage::parse(
@@ -933,5 +1092,89 @@ mod tests {
             err.to_json(),
             r#"{"type":"error","code":"room_full","message":"room is full (max 2)"}"#
         );
+    }
+
+    #[test]
+    fn join_carries_the_e2ee_capability_and_request_only_when_set() {
+        let join = ClientMessage::parse(
+            r#"{"type":"join","version":1,"room":"r","name":"n","e2ee":true,"require_e2ee":true}"#,
+        )
+        .unwrap();
+        let ClientMessage::Join {
+            e2ee, require_e2ee, ..
+        } = &join
+        else {
+            panic!("a join is a join: {join:?}");
+        };
+        assert!(*e2ee && *require_e2ee);
+        assert_eq!(
+            join.to_json(),
+            r#"{"type":"join","version":1,"room":"r","name":"n","e2ee":true,"require_e2ee":true}"#
+        );
+    }
+
+    #[test]
+    fn mls_blobs_are_standard_base64_and_bad_base64_is_invalid() {
+        let msg = ClientMessage::parse(
+            r#"{"type":"mls_commit","epoch":2,"commit":"AAEAAQ==","added":[5]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            msg,
+            ClientMessage::MlsCommit {
+                epoch: 2,
+                commit: MlsBlob(vec![0, 1, 0, 1]),
+                welcome: None,
+                added: vec![5],
+                removed: vec![],
+            }
+        );
+        for bad in [
+            r#"{"type":"mls_key_package","key_package":"AAEAAQ"}"#,
+            r#"{"type":"mls_key_package","key_package":"AA-_"}"#,
+            r#"{"type":"mls_key_package","key_package":7}"#,
+            r#"{"type":"mls_commit","epoch":-1,"commit":"AAEAAQ=="}"#,
+        ] {
+            match ClientMessage::parse(bad) {
+                Err(ParseError::Invalid { reason, .. }) => assert!(!reason.is_empty()),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        let many = vec!["1"; MAX_MLS_CHANGES + 1].join(",");
+        assert!(matches!(
+            ClientMessage::parse(&format!(
+                r#"{{"type":"mls_commit","epoch":0,"commit":"","removed":[{many}]}}"#
+            )),
+            Err(ParseError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn mls_server_messages_have_the_documented_shape() {
+        let propose = ServerMessage::MlsPropose {
+            epoch: 1,
+            add: vec![MlsAdd {
+                participant_id: 7,
+                key_package: MlsBlob(b"kp".to_vec()),
+            }],
+            remove: vec![3],
+        };
+        assert_eq!(
+            propose.to_json(),
+            r#"{"type":"mls_propose","epoch":1,"add":[{"participant_id":7,"key_package":"a3A="}],"remove":[3]}"#
+        );
+        assert_eq!(ServerMessage::parse(&propose.to_json()).unwrap(), propose);
+        assert_eq!(
+            ServerMessage::error(ErrorCode::StaleEpoch, "x").to_json(),
+            r#"{"type":"error","code":"stale_epoch","message":"x"}"#
+        );
+        assert!(ErrorCode::E2eeUnsupported.is_fatal());
+        assert!(!ErrorCode::StaleEpoch.is_fatal() && !ErrorCode::InvalidMls.is_fatal());
+        // A meeting state stored before `e2ee` existed reads as `off`.
+        let old: MeetingState = serde_json::from_str(
+            r#"{"title":"","locked":false,"allow_self_unmute":true,"ends_at_ms":null}"#,
+        )
+        .unwrap();
+        assert_eq!(old.e2ee, E2eeMode::Off);
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
-use veche_sfu::{IceTcpLimits, Limits};
+use veche_sfu::{E2eeLimits, IceTcpLimits, Limits};
 
 use crate::api::{AccountSettings, DEFAULT_MAX_API_BODY_BYTES};
 use crate::auth::{DEFAULT_HASH_WAIT, default_hash_concurrency};
@@ -349,6 +349,21 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "VECHE_GUEST_ROOMS", value_name = "BOOL")]
     pub(crate) guest_rooms: Option<bool>,
 
+    /// Make every meeting and instant guest room end-to-end encrypted, whatever its own
+    /// setting; browsers that cannot encrypt are refused [default: false].
+    #[arg(long, env = "VECHE_FORCE_E2EE", value_name = "BOOL")]
+    pub(crate) force_e2ee: Option<bool>,
+
+    /// How long the member asked to commit an MLS membership change has to answer before
+    /// the next member is asked, in milliseconds [default: 5000].
+    #[arg(long, env = "VECHE_MLS_COMMIT_TIMEOUT_MS", value_name = "MS")]
+    pub(crate) mls_commit_timeout_ms: Option<u64>,
+
+    /// Largest MLS key package, commit or Welcome the server relays, in bytes (decoded;
+    /// the message size limit applies as well) [default: 49152].
+    #[arg(long, env = "VECHE_MLS_MAX_BLOB_BYTES", value_name = "BYTES")]
+    pub(crate) mls_max_blob_bytes: Option<usize>,
+
     /// Failed logins or passcodes (per account, meeting or IP) before a lockout
     /// [default: 10].
     #[arg(long, env = "VECHE_LOCKOUT_FAILURES", value_name = "N")]
@@ -449,6 +464,9 @@ struct FileConfig {
     database: Option<String>,
     signup: Option<Signup>,
     guest_rooms: Option<bool>,
+    force_e2ee: Option<bool>,
+    mls_commit_timeout_ms: Option<u64>,
+    mls_max_blob_bytes: Option<usize>,
     lockout_failures: Option<u32>,
     lockout_minutes: Option<u32>,
     lockout_source_failures: Option<u32>,
@@ -701,8 +719,27 @@ impl Config {
                 .or(file.resume_token_ttl_secs)
                 .map_or(defaults.resume_token_ttl, Duration::from_secs),
             ice_tcp,
+            e2ee: E2eeLimits {
+                max_blob_bytes: args
+                    .mls_max_blob_bytes
+                    .or(file.mls_max_blob_bytes)
+                    .unwrap_or(defaults.e2ee.max_blob_bytes),
+                commit_timeout: args
+                    .mls_commit_timeout_ms
+                    .or(file.mls_commit_timeout_ms)
+                    .map_or(defaults.e2ee.commit_timeout, Duration::from_millis),
+            },
             ..defaults
         };
+        if sfu_limits.e2ee.commit_timeout.is_zero() {
+            bail!("mls-commit-timeout-ms must be at least 1");
+        }
+        if sfu_limits.e2ee.max_blob_bytes < 1024 {
+            bail!(
+                "mls-max-blob-bytes {} is too small for any MLS message (minimum 1024)",
+                sfu_limits.e2ee.max_blob_bytes
+            );
+        }
         if sfu_limits.resume_token_ttl.is_zero() {
             bail!("resume-token-ttl-secs must be at least 1");
         }
@@ -800,6 +837,7 @@ impl Config {
         let accounts = AccountSettings {
             signup_open: args.signup.or(file.signup).unwrap_or(Signup::Open) == Signup::Open,
             guest_rooms: args.guest_rooms.or(file.guest_rooms).unwrap_or(true),
+            force_e2ee: args.force_e2ee.or(file.force_e2ee).unwrap_or(false),
             lockout,
             secure_cookies: tls != Tls::Off,
             max_body_bytes,

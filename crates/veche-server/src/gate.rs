@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::http::{HeaderMap, header};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
-use veche_proto::{ErrorCode, Role, ServerMessage};
+use veche_proto::{E2eeMode, ErrorCode, Role, ServerMessage};
 
 /// Why a join was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,8 +172,9 @@ impl JoinGate {
         }
     }
 
-    /// The grant for joining `room`: a stored meeting's (passcode, role, waiting room, plan),
-    /// or an instant guest room's when no meeting has that id and the operator allows them.
+    /// The grant for joining `room`: a stored meeting's (passcode, role, waiting room, plan,
+    /// end-to-end encryption), or an instant guest room's when no meeting has that id and the
+    /// operator allows them. With `--force-e2ee` every meeting and guest room is encrypted.
     /// An `Err` says why not (fatal or not, by its code).
     pub(crate) async fn authorise(
         &self,
@@ -181,6 +182,11 @@ impl JoinGate {
         room: &str,
         passcode: Option<&str>,
     ) -> Result<JoinGrant, Refusal> {
+        let forced = if self.settings.force_e2ee {
+            E2eeMode::Required
+        } else {
+            E2eeMode::Off
+        };
         let guest_room = || {
             if self.settings.guest_rooms {
                 Ok(JoinGrant {
@@ -191,6 +197,7 @@ impl JoinGate {
                     },
                     user: who.user.as_ref().map(user_ref),
                     ip: who.ip,
+                    e2ee: forced,
                     ..JoinGrant::default()
                 })
             } else {
@@ -285,6 +292,11 @@ impl JoinGate {
             wait_for_host: d.wait_for_host,
             max_participants: d.max_participants.map(|n| usize::try_from(n).unwrap_or(0)),
             max_duration: d.max_duration_minutes.map(minutes),
+            e2ee: if forced == E2eeMode::Required {
+                forced
+            } else {
+                d.e2ee
+            },
         })
     }
 }

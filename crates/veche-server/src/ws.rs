@@ -223,7 +223,7 @@ impl Session<'_> {
                             }
                         }
                         Step::Join(join) => {
-                            let ClientMessage::Join { version, room, name, passcode, resume } = *join else {
+                            let ClientMessage::Join { version, room, name, passcode, resume, e2ee, require_e2ee } = *join else {
                                 continue;
                             };
                             // The session may have ended since the upgrade: the join is
@@ -233,7 +233,7 @@ impl Session<'_> {
                                 Err(refusal) => Err(refusal),
                             };
                             match authorised {
-                                Ok(grant) => self.sfu.join(conn.id, JoinRequest { version, room, name, grant, resume }),
+                                Ok(grant) => self.sfu.join(conn.id, JoinRequest { version, room, name, grant, resume, e2ee, require_e2ee }),
                                 Err(refusal) => {
                                     let fatal = refusal.code.is_fatal();
                                     info!(?refusal, "join refused");

@@ -142,6 +142,7 @@ async fn cookie_requests_that_change_state_need_the_csrf_token() {
         )
         .await;
     assert_eq!(ok.status, 201, "{}", ok.body);
+    assert_eq!(ok.body["e2ee"], "off", "not encrypted unless asked for");
     // Reads need no CSRF token, and bearer clients are exempt.
     let list = app
         .call("get", "/meetings", Auth::Cookie(&token, None), None)
@@ -468,6 +469,13 @@ async fn bad_bodies_get_specific_400s_never_500() {
             Some("application/json"),
             "bad_request",
             "bogus",
+        ),
+        (
+            "/meetings",
+            r#"{"title": "x", "e2ee": "optional"}"#,
+            Some("application/json"),
+            "bad_request",
+            "optional",
         ),
         (
             "/meetings",

@@ -164,6 +164,8 @@ async fn start_meeting(app: &App, meeting: &str, host: &User) -> Connection {
                 ..JoinGrant::default()
             },
             resume: None,
+            e2ee: false,
+            require_e2ee: false,
         },
     );
     loop {

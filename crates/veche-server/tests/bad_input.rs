@@ -72,6 +72,8 @@ fn join(version: u32, room: &str, name: &str) -> String {
         name: name.into(),
         passcode: None,
         resume: None,
+        e2ee: false,
+        require_e2ee: false,
     }
     .to_json()
 }

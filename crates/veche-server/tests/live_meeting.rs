@@ -64,6 +64,8 @@ impl Peer {
             name: name.into(),
             passcode: passcode.map(str::to_owned),
             resume: None,
+            e2ee: false,
+            require_e2ee: false,
         })
         .await
     }

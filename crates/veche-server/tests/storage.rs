@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use veche_proto::E2eeMode;
 use veche_server::store::{
     ExternalIdentity, JoinError, JoinRole, LockoutPolicy, MeetingPatch, NewAuditEntry, NewMeeting,
     NewUser, OrgRole, PendingOidcLogin, Plan, Provisioned, Recurrence, RequestStatus, Store,
@@ -620,6 +621,7 @@ fn scheduled(title: &str) -> NewMeeting {
         waiting_room: true,
         join_before_host: false,
         co_hosts: vec![],
+        e2ee: E2eeMode::Required,
     }
 }
 
@@ -653,6 +655,7 @@ async fn meetings_crud(url: String) {
     assert!(m.waiting_room && !m.join_before_host);
     assert_eq!(m.recurrence, Recurrence::Weekly);
     assert_eq!(m.co_hosts, vec![bob.id.clone()]);
+    assert_eq!(m.e2ee, E2eeMode::Required);
     // 20 symbols of a 32-letter alphabet: 100 bits, URL-safe.
     assert_eq!(m.id.len(), 20);
     assert!(
@@ -675,6 +678,7 @@ async fn meetings_crud(url: String) {
         .unwrap();
     assert_ne!(instant.id, m.id);
     assert!(!instant.has_passcode && instant.starts_at.is_none());
+    assert_eq!(instant.e2ee, E2eeMode::Off, "off unless asked for");
 
     // Bad values are refused with the field named; an unknown co-host creates nothing.
     assert_invalid(
@@ -744,12 +748,14 @@ async fn meetings_crud(url: String) {
                 passcode: Some(None),
                 waiting_room: Some(false),
                 co_hosts: Some(vec![carol.id.clone()]),
+                e2ee: Some(E2eeMode::Off),
                 ..MeetingPatch::default()
             },
         )
         .await
         .unwrap();
     assert_eq!(updated.title, "Renamed");
+    assert_eq!(updated.e2ee, E2eeMode::Off);
     assert_eq!(updated.starts_at, None);
     assert!(!updated.has_passcode && !updated.waiting_room);
     assert_eq!(updated.duration_minutes, 45, "untouched fields stay");
@@ -850,6 +856,7 @@ async fn join_decision_roles_and_limits(url: String) {
         assert_eq!(d.max_participants, Some(100));
         assert_eq!(d.max_duration_minutes, Some(40));
         assert_eq!(d.org_id, host.org_id);
+        assert_eq!(d.e2ee, E2eeMode::Required, "the meeting's own setting");
     }
     // Everyone else needs the passcode and waits (waiting room on, join-before-host off).
     for (who, role) in [
@@ -883,6 +890,31 @@ async fn join_decision_roles_and_limits(url: String) {
     assert_eq!(d.max_participants, None);
     assert_eq!(d.max_duration_minutes, None);
     assert!(d.plan.recording);
+
+    // A plan that requires end-to-end encryption overrides a meeting that has it off.
+    store
+        .update_meeting(
+            &m.id,
+            MeetingPatch {
+                e2ee: Some(E2eeMode::Off),
+                ..MeetingPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(join(Some(&host), None).await.unwrap().e2ee, E2eeMode::Off);
+    let plan = store.plan("business").await.unwrap().unwrap();
+    store
+        .update_plan(&Plan {
+            e2ee_required: true,
+            ..plan
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        join(Some(&host), None).await.unwrap().e2ee,
+        E2eeMode::Required
+    );
 
     // Without waiting room and with join-before-host, guests walk straight in.
     store

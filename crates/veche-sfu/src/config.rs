@@ -1,7 +1,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::core::ResumeKey;
+use crate::core::{E2eeLimits, ResumeKey};
 
 /// Everything the SFU needs to know from the operator.
 #[derive(Debug, Clone)]
@@ -51,6 +51,8 @@ pub struct Limits {
     /// How long a guest's resume token is good for.
     pub resume_token_ttl: Duration,
     pub ice_tcp: IceTcpLimits,
+    /// The MLS delivery service of end-to-end encrypted meetings.
+    pub e2ee: E2eeLimits,
 }
 
 /// What ICE-TCP connections may hold, so that a flood of them cannot exhaust the server.
@@ -96,6 +98,7 @@ impl Default for Limits {
             resume_window: Duration::from_secs(10 * 60),
             resume_token_ttl: Duration::from_secs(24 * 3600),
             ice_tcp: IceTcpLimits::default(),
+            e2ee: E2eeLimits::default(),
         }
     }
 }

@@ -4,12 +4,14 @@ mod command;
 mod demux;
 mod e2ee;
 mod meetings;
+mod mls;
 mod policy;
 mod resume;
 mod room;
 mod speaker;
 
 pub use command::{Command, HostControl};
+pub use e2ee::E2eeLimits;
 pub use resume::ResumeKey;
 
 use std::collections::{HashMap, VecDeque};
@@ -297,6 +299,24 @@ impl Sfu {
                 self.out.push_back(Output::Close(id));
             }
             Command::VideoSizes { sizes } => self.video_sizes(now, id, sizes),
+            Command::MlsKeyPackage { key_package } => self.mls_key_package(now, id, key_package),
+            Command::MlsCommit {
+                epoch,
+                commit,
+                welcome,
+                added,
+                removed,
+            } => self.mls_commit(
+                now,
+                id,
+                e2ee::Commit {
+                    epoch,
+                    commit,
+                    welcome,
+                    added,
+                    removed,
+                },
+            ),
             Command::Host(control) => {
                 if let Some(key) = self.participants.get(&id).map(|p| p.room_key()) {
                     self.control(now, key, &policy::Actor::Member(id), control);
@@ -415,6 +435,7 @@ impl Sfu {
             }
             self.flush_deferred_keyframes(now);
             self.enforce_time_limits(now);
+            self.mls_timeouts(now);
             self.save_meetings(now, false);
         }
         if now >= self.next_speaker_eval {
@@ -717,6 +738,7 @@ impl Sfu {
             }
             self.negotiate(m);
         }
+        self.mls_leave(self.last_now, key, id);
         self.leave_meeting(key, id);
         self.drop_room_if_over(key);
     }

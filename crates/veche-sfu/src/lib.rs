@@ -19,7 +19,9 @@ mod stun;
 mod subscription;
 mod udp_batch;
 
-pub use crate::core::{Command, Counters, Datagram, HostControl, Output, ResumeKey, Sfu};
+pub use crate::core::{
+    Command, Counters, Datagram, E2eeLimits, HostControl, Output, ResumeKey, Sfu,
+};
 pub use config::{IceTcpLimits, Limits, SfuConfig};
 pub use driver::{Connection, SfuHandle, SfuMetrics};
 pub use meeting::{

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use veche_proto::{ErrorCode, MeetingState, ParticipantInfo, Role, WaitingInfo};
+use veche_proto::{E2eeMode, ErrorCode, MeetingState, ParticipantInfo, Role, WaitingInfo};
 
 /// A join the signalling layer has already authorised.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +16,11 @@ pub struct JoinRequest {
     pub grant: JoinGrant,
     /// The resume token a guest was given in an earlier `joined` of this meeting.
     pub resume: Option<String>,
+    /// The client can encrypt media end to end (`join`'s `e2ee`).
+    pub e2ee: bool,
+    /// The join asks for an end-to-end encrypted room (`join`'s `require_e2ee`): honoured
+    /// only when it creates an instant guest room.
+    pub require_e2ee: bool,
 }
 
 /// What the joiner may do in the meeting, decided by the server from the meeting's settings,
@@ -39,6 +44,9 @@ pub struct JoinGrant {
     pub max_participants: Option<usize>,
     /// The plan's longest meeting.
     pub max_duration: Option<Duration>,
+    /// The meeting must be end-to-end encrypted (its setting, its plan's or the
+    /// operator's). Takes effect when the meeting starts; a running meeting keeps its mode.
+    pub e2ee: E2eeMode,
 }
 
 impl JoinGrant {
@@ -137,6 +145,9 @@ pub struct MeetingSnapshot {
     pub meeting: Option<MeetingRef>,
     pub locked: bool,
     pub allow_self_unmute: bool,
+    /// Absent in snapshots stored before it existed: `off`.
+    #[serde(default)]
+    pub e2ee: E2eeMode,
     pub barred_users: Vec<String>,
     pub barred_ips: Vec<IpAddr>,
     /// Everyone in the meeting and everyone who left and may come back.

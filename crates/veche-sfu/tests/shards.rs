@@ -17,6 +17,8 @@ fn join(room: &str, name: &str) -> ClientMessage {
         name: name.into(),
         passcode: None,
         resume: None,
+        e2ee: false,
+        require_e2ee: false,
     }
 }
 

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use veche_proto::{ClientMessage, ErrorCode, Role};
+use veche_proto::{ClientMessage, E2eeMode, ErrorCode, Role};
 use veche_sfu::{ControlError, RemoteActor, UserRef};
 
 use super::{ApiError, ApiResult, ApiState, Caller, Json, Path, RawBody};
@@ -35,6 +35,8 @@ pub(super) struct CreateBody {
     /// Emails of registered users who co-host.
     #[serde(default)]
     co_hosts: Vec<String>,
+    #[serde(default)]
+    e2ee: E2eeMode,
 }
 
 fn yes() -> bool {
@@ -69,6 +71,8 @@ pub(super) struct PatchBody {
     join_before_host: Option<bool>,
     #[serde(default)]
     co_hosts: Option<Vec<String>>,
+    #[serde(default)]
+    e2ee: Option<E2eeMode>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -197,6 +201,7 @@ pub(super) async fn create(
                 waiting_room: body.waiting_room,
                 join_before_host: body.join_before_host,
                 co_hosts,
+                e2ee: body.e2ee,
             },
             state.now(),
         )
@@ -239,6 +244,7 @@ pub(super) async fn update(
                 waiting_room: body.waiting_room,
                 join_before_host: body.join_before_host,
                 co_hosts,
+                e2ee: body.e2ee,
             },
             state.now(),
         )

@@ -62,6 +62,8 @@ pub struct AccountSettings {
     pub signup_open: bool,
     /// Instant meetings at `/m/{room}` without an account (enforced by the live meeting).
     pub guest_rooms: bool,
+    /// Every meeting and guest room is end-to-end encrypted, whatever its setting.
+    pub force_e2ee: bool,
     pub lockout: LockoutPolicy,
     /// Mark the session cookie `Secure` (the server speaks HTTPS).
     pub secure_cookies: bool,
@@ -78,6 +80,7 @@ impl Default for AccountSettings {
         AccountSettings {
             signup_open: true,
             guest_rooms: true,
+            force_e2ee: false,
             lockout: LockoutPolicy::DEFAULT,
             secure_cookies: false,
             max_body_bytes: DEFAULT_MAX_API_BODY_BYTES,

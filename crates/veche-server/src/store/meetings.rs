@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use veche_proto::E2eeMode;
 
 use super::plans::insert_audit;
 use super::{Actor, LockoutPolicy, Plan, Store, StoreError, StoreResult, User, flag, meeting_id};
@@ -41,6 +42,8 @@ pub struct Meeting {
     pub join_before_host: bool,
     /// User ids of the co-hosts.
     pub co_hosts: Vec<String>,
+    /// End-to-end encryption of the meeting's media (its plan may require it anyway).
+    pub e2ee: E2eeMode,
     pub created_at: i64,
 }
 
@@ -54,6 +57,7 @@ pub struct NewMeeting {
     pub waiting_room: bool,
     pub join_before_host: bool,
     pub co_hosts: Vec<String>,
+    pub e2ee: E2eeMode,
 }
 
 /// Changes to a meeting; `None` leaves a field as it is. `passcode: Some(None)` removes it.
@@ -67,6 +71,7 @@ pub struct MeetingPatch {
     pub waiting_room: Option<bool>,
     pub join_before_host: Option<bool>,
     pub co_hosts: Option<Vec<String>>,
+    pub e2ee: Option<E2eeMode>,
 }
 
 /// Who someone is in a meeting they join.
@@ -105,6 +110,8 @@ pub struct JoinDecision {
     pub max_participants: Option<i64>,
     /// Longest meeting the plan allows, in minutes; `None` = no cap.
     pub max_duration_minutes: Option<i64>,
+    /// End-to-end encryption: the meeting's setting, or `required` when its plan requires it.
+    pub e2ee: E2eeMode,
     pub plan: Plan,
 }
 
@@ -124,7 +131,14 @@ pub enum JoinError {
 }
 
 const MEETING_COLUMNS: &str = "id, org_id, owner_id, title, starts_at, duration_minutes, \
-                               recurrence, passcode_hash, waiting_room, join_before_host, created_at";
+                               recurrence, passcode_hash, waiting_room, join_before_host, created_at, e2ee";
+
+fn e2ee_str(mode: E2eeMode) -> &'static str {
+    match mode {
+        E2eeMode::Off => "off",
+        E2eeMode::Required => "required",
+    }
+}
 
 pub(crate) const MAX_DURATION_MINUTES: i64 = 24 * 60;
 
@@ -179,6 +193,7 @@ struct MeetingRow {
 fn meeting_from_row(row: &AnyRow) -> StoreResult<MeetingRow> {
     let recurrence: String = row.try_get("recurrence")?;
     let passcode_hash: Option<String> = row.try_get("passcode_hash")?;
+    let e2ee: String = row.try_get("e2ee")?;
     Ok(MeetingRow {
         meeting: Meeting {
             id: row.try_get("id")?,
@@ -196,6 +211,11 @@ fn meeting_from_row(row: &AnyRow) -> StoreResult<MeetingRow> {
             waiting_room: row.try_get::<i64, _>("waiting_room")? != 0,
             join_before_host: row.try_get::<i64, _>("join_before_host")? != 0,
             co_hosts: Vec::new(),
+            e2ee: if e2ee == "required" {
+                E2eeMode::Required
+            } else {
+                E2eeMode::Off
+            },
             created_at: row.try_get("created_at")?,
         },
         passcode_hash,
@@ -255,11 +275,12 @@ impl Store {
             waiting_room: new.waiting_room,
             join_before_host: new.join_before_host,
             co_hosts: Vec::new(),
+            e2ee: new.e2ee,
             created_at: now,
         };
         let mut tx = self.pool.begin().await?;
         sqlx::query(&format!(
-            "INSERT INTO meetings ({MEETING_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            "INSERT INTO meetings ({MEETING_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         ))
         .bind(&meeting.id)
         .bind(&meeting.org_id)
@@ -272,6 +293,7 @@ impl Store {
         .bind(flag(meeting.waiting_room))
         .bind(flag(meeting.join_before_host))
         .bind(now)
+        .bind(e2ee_str(meeting.e2ee))
         .execute(&mut *tx)
         .await?;
         set_co_hosts(&mut tx, &meeting.id, &new.co_hosts).await?;
@@ -396,10 +418,13 @@ impl Store {
         if let Some(j) = patch.join_before_host {
             m.join_before_host = j;
         }
+        if let Some(e) = patch.e2ee {
+            m.e2ee = e;
+        }
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE meetings SET title = $2, starts_at = $3, duration_minutes = $4, recurrence = $5, \
-             passcode_hash = $6, waiting_room = $7, join_before_host = $8 WHERE id = $1",
+             passcode_hash = $6, waiting_room = $7, join_before_host = $8, e2ee = $9 WHERE id = $1",
         )
         .bind(id)
         .bind(&m.title)
@@ -409,6 +434,7 @@ impl Store {
         .bind(passcode_hash)
         .bind(flag(m.waiting_room))
         .bind(flag(m.join_before_host))
+        .bind(e2ee_str(m.e2ee))
         .execute(&mut *tx)
         .await?;
         if let Some(c) = patch.co_hosts {
@@ -560,6 +586,11 @@ impl Store {
             wait_for_host: !meeting.join_before_host && !role.is_host(),
             max_participants: plan.max_participants,
             max_duration_minutes: plan.max_duration_minutes,
+            e2ee: if plan.e2ee_required {
+                E2eeMode::Required
+            } else {
+                meeting.e2ee
+            },
             plan,
         })
     }

@@ -58,8 +58,51 @@ impl Peer {
             name: name.into(),
             passcode: passcode.map(str::to_owned),
             resume: None,
+            e2ee: false,
+            require_e2ee: false,
         })
         .await
+    }
+
+    /// Joins with the end-to-end encryption flags: `e2ee` (this client can encrypt) and
+    /// `require_e2ee` (the join URL asked for an encrypted room).
+    pub(crate) async fn join_e2ee(
+        &mut self,
+        room: &str,
+        name: &str,
+        e2ee: bool,
+        require_e2ee: bool,
+    ) -> anyhow::Result<()> {
+        self.send(&ClientMessage::Join {
+            version: PROTOCOL_VERSION,
+            room: room.into(),
+            name: name.into(),
+            passcode: None,
+            resume: None,
+            e2ee,
+            require_e2ee,
+        })
+        .await
+    }
+
+    /// Sends a raw text frame (for input the typed messages cannot express).
+    pub(crate) async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
+        self.ws.send(Message::Text(text.to_owned().into())).await?;
+        Ok(())
+    }
+
+    /// [`Peer::expect`], then takes the message out of the inbox, so that waiting for the
+    /// next one of its kind finds the next.
+    pub(crate) async fn take(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&ServerMessage) -> bool,
+    ) -> anyhow::Result<ServerMessage> {
+        let m = self.expect(what, &pred).await?;
+        if let Some(i) = self.inbox.iter().position(|x| *x == m) {
+            self.inbox.remove(i);
+        }
+        Ok(m)
     }
 
     /// Joins with the resume token of an earlier `joined` (how a guest comes back).
@@ -75,6 +118,8 @@ impl Peer {
             name: name.into(),
             passcode: None,
             resume: Some(resume.to_owned()),
+            e2ee: false,
+            require_e2ee: false,
         })
         .await
     }

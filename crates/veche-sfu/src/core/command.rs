@@ -35,6 +35,18 @@ pub enum Command {
         sizes: Vec<VideoSize>,
     },
     Host(HostControl),
+    /// This participant's MLS key package (decoded).
+    MlsKeyPackage {
+        key_package: Vec<u8>,
+    },
+    /// A commit for the room's MLS group (decoded).
+    MlsCommit {
+        epoch: u64,
+        commit: Vec<u8>,
+        welcome: Option<Vec<u8>>,
+        added: Vec<ParticipantId>,
+        removed: Vec<ParticipantId>,
+    },
 }
 
 /// A host control, from a participant in the meeting or from the API (see
@@ -86,12 +98,16 @@ impl From<ClientMessage> for Command {
                 name,
                 passcode: _,
                 resume,
+                e2ee,
+                require_e2ee,
             } => Command::Join(Box::new(JoinRequest {
                 version,
                 room,
                 name,
                 grant: JoinGrant::guest_room(),
                 resume,
+                e2ee,
+                require_e2ee,
             })),
             ClientMessage::Answer { sdp } => Command::Answer { sdp },
             ClientMessage::Candidate { candidate } => Command::Candidate { candidate },
@@ -100,6 +116,22 @@ impl From<ClientMessage> for Command {
             ClientMessage::RaiseHand { raised } => Command::RaiseHand { raised },
             ClientMessage::Leave => Command::Leave,
             ClientMessage::VideoSizes { sizes } => Command::VideoSizes { sizes },
+            ClientMessage::MlsKeyPackage { key_package } => Command::MlsKeyPackage {
+                key_package: key_package.0,
+            },
+            ClientMessage::MlsCommit {
+                epoch,
+                commit,
+                welcome,
+                added,
+                removed,
+            } => Command::MlsCommit {
+                epoch,
+                commit: commit.0,
+                welcome: welcome.map(|w| w.0),
+                added,
+                removed,
+            },
             host @ (ClientMessage::Admit { .. }
             | ClientMessage::Deny { .. }
             | ClientMessage::Mute { .. }
@@ -175,7 +207,9 @@ impl TryFrom<ClientMessage> for HostControl {
             | ClientMessage::Chat { .. }
             | ClientMessage::RaiseHand { .. }
             | ClientMessage::Leave
-            | ClientMessage::VideoSizes { .. }) => return Err(other),
+            | ClientMessage::VideoSizes { .. }
+            | ClientMessage::MlsKeyPackage { .. }
+            | ClientMessage::MlsCommit { .. }) => return Err(other),
         })
     }
 }
@@ -202,6 +236,8 @@ mod tests {
             name: "n".into(),
             passcode: Some("ignored".into()),
             resume: None,
+            e2ee: true,
+            require_e2ee: false,
         }) else {
             panic!("a join is a join");
         };

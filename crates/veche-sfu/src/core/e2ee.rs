@@ -5,28 +5,34 @@
 //!
 //! ts-mls, the browser's MLS library, cannot take proposals from an external sender, so the
 //! server does not propose: it asks the *designated committer* (the member with the lowest
-//! participant id) to commit the pending adds and removes, and asks again after every accepted
-//! commit until none are left.
+//! participant id that has not let a request time out) to commit the pending adds and
+//! removes, and asks again after every accepted commit until none are left. A committer that
+//! does not answer within [`E2eeLimits::commit_timeout`] is passed over.
 //!
-//! Sans-IO like the rest of the core: methods take the request and push what to send on
-//! [`E2eeGroup::out`]; the caller delivers it. Not yet wired into the core's dispatch.
-#![cfg_attr(not(test), allow(dead_code))]
+//! Sans-IO like the rest of the core: methods take the request and the time, and push what
+//! to send on [`E2eeGroup::out`]; the caller delivers it in order and calls
+//! [`E2eeGroup::handle_timeout`] no later than [`E2eeGroup::deadline`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use veche_proto::ParticipantId;
 
-/// Limits on what clients hand the delivery service to relay.
+/// Limits on what clients hand the delivery service to relay, and how long it waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct E2eeLimits {
+pub struct E2eeLimits {
     /// Largest key package, commit or Welcome, in bytes (decoded).
-    pub(crate) max_blob_bytes: usize,
+    pub max_blob_bytes: usize,
+    /// How long the designated committer has to answer a request with a commit before the
+    /// next member is asked.
+    pub commit_timeout: Duration,
 }
 
 impl Default for E2eeLimits {
     fn default() -> E2eeLimits {
         E2eeLimits {
             max_blob_bytes: 48 * 1024,
+            commit_timeout: Duration::from_millis(5000),
         }
     }
 }
@@ -50,24 +56,53 @@ pub(crate) enum DsMessage {
     Welcome { epoch: u64, welcome: Vec<u8> },
 }
 
-/// Why a commit was refused.
+/// Why a key package or commit was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub(crate) enum CommitError {
+pub(crate) enum MlsError {
     /// Another commit won this epoch (or the sender is behind): process it, then retry.
     #[error("commit is for epoch {got}, the group is at epoch {current}")]
     StaleEpoch { got: u64, current: u64 },
-    #[error("commit of {0} bytes is over the limit")]
-    TooLarge(usize),
-    #[error("not an MLS commit: {0}")]
-    Malformed(&'static str),
+    #[error("{what} of {len} bytes is over the limit of {max} bytes")]
+    TooLarge {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("malformed {what}: {why}")]
+    Malformed {
+        what: &'static str,
+        why: &'static str,
+    },
+    #[error("the commit's header names epoch {header}, the message says {field}")]
+    EpochMismatch { field: u64, header: u64 },
+    #[error("the commit is for another group than this meeting's")]
+    WrongGroup,
     #[error("participant {0} is not a member of the group")]
     NotMember(ParticipantId),
     #[error("participant {0} added without a key package")]
     NoKeyPackage(ParticipantId),
+    #[error("participant {0} removed but has not left")]
+    NotLeaving(ParticipantId),
     #[error("an add needs a welcome")]
     MissingWelcome,
 }
+
+/// A member's commit on `epoch`, adding `added` (with `welcome`) and removing `removed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Commit {
+    pub(crate) epoch: u64,
+    pub(crate) commit: Vec<u8>,
+    pub(crate) welcome: Option<Vec<u8>>,
+    pub(crate) added: Vec<ParticipantId>,
+    pub(crate) removed: Vec<ParticipantId>,
+}
+
+/// RFC 9420 section 6 `WireFormat` values.
+const WIRE_PUBLIC: u16 = 1;
+const WIRE_PRIVATE: u16 = 2;
+const WIRE_WELCOME: u16 = 3;
+const WIRE_KEY_PACKAGE: u16 = 5;
 
 /// The header every MLS handshake message starts with (RFC 9420 section 6): the group and
 /// epoch it belongs to, read without decrypting anything.
@@ -84,17 +119,13 @@ impl TryFrom<&[u8]> for MlsHeader {
     /// group_id<V>, epoch: u64, ... }`; `<V>` is a QUIC-style variable-length length
     /// (RFC 9420 section 2.1.2).
     fn try_from(b: &[u8]) -> Result<MlsHeader, &'static str> {
-        let (version, b) = take_u16(b).ok_or("truncated version")?;
-        if version != 1 {
-            return Err("not MLS 1.0");
-        }
-        let (wire, b) = take_u16(b).ok_or("truncated wire format")?;
-        if wire != 1 && wire != 2 {
+        let (wire, b) = wire_format(b)?;
+        if wire != WIRE_PUBLIC && wire != WIRE_PRIVATE {
             return Err("not a public or private message");
         }
         let (len, b) = take_varint(b).ok_or("bad group id length")?;
         let len = usize::try_from(len).map_err(|_| "group id too long")?;
-        if b.len() < len + 8 {
+        if b.len() < len.saturating_add(8) {
             return Err("truncated group id or epoch");
         }
         let (group_id, b) = b.split_at(len);
@@ -104,6 +135,34 @@ impl TryFrom<&[u8]> for MlsHeader {
             group_id: group_id.to_vec(),
             epoch,
         })
+    }
+}
+
+/// The wire format of an `MLSMessage` of version 1.0, and what follows it.
+fn wire_format(b: &[u8]) -> Result<(u16, &[u8]), &'static str> {
+    let (version, b) = take_u16(b).ok_or("truncated version")?;
+    if version != 1 {
+        return Err("not MLS 1.0");
+    }
+    take_u16(b).ok_or("truncated wire format")
+}
+
+/// Checks that `b` is an `MLSMessage` of wire format `want`, within the size limit.
+fn check_blob(b: &[u8], want: u16, what: &'static str, max: usize) -> Result<(), MlsError> {
+    if b.len() > max {
+        return Err(MlsError::TooLarge {
+            what,
+            len: b.len(),
+            max,
+        });
+    }
+    match wire_format(b) {
+        Ok((wire, _)) if wire == want => Ok(()),
+        Ok(_) => Err(MlsError::Malformed {
+            what,
+            why: "wrong wire format",
+        }),
+        Err(why) => Err(MlsError::Malformed { what, why }),
     }
 }
 
@@ -125,10 +184,20 @@ fn take_varint(b: &[u8]) -> Option<(u64, &[u8])> {
     Some((v, &b[n..]))
 }
 
+/// The outstanding request to the designated committer.
+#[derive(Debug, Clone, Copy)]
+struct Asked {
+    to: ParticipantId,
+    epoch: u64,
+    deadline: Instant,
+}
+
 /// The delivery service's state for one room.
 #[derive(Debug, Default)]
 pub(crate) struct E2eeGroup {
     limits: E2eeLimits,
+    room: String,
+    /// The group id of the current group (the room and its generation).
     group_id: String,
     /// The group's current epoch, once it exists.
     epoch: Option<u64>,
@@ -136,8 +205,16 @@ pub(crate) struct E2eeGroup {
     members: BTreeSet<ParticipantId>,
     /// In the room with a key package, not yet added.
     to_add: BTreeMap<ParticipantId, Vec<u8>>,
+    /// Those a request on the current epoch asked to add.
+    proposed: BTreeSet<ParticipantId>,
+    /// Of `proposed`, those who left before a commit added them: a commit may still add
+    /// them (it was made before they left); they are then removed at once.
+    departed: BTreeSet<ParticipantId>,
     /// Left the room, still in the group.
     to_remove: BTreeSet<ParticipantId>,
+    /// Members who let a request time out: passed over as committer until they commit.
+    timed_out: BTreeSet<ParticipantId>,
+    asked: Option<Asked>,
     /// Groups created so far in this room (a room that empties starts a new group).
     generation: u64,
     /// What to send, in order.
@@ -148,28 +225,50 @@ impl E2eeGroup {
     pub(crate) fn new(room: &str, limits: E2eeLimits) -> E2eeGroup {
         E2eeGroup {
             limits,
-            group_id: room.to_owned(),
+            room: room.to_owned(),
             ..E2eeGroup::default()
         }
     }
 
-    pub(crate) fn epoch(&self) -> Option<u64> {
+    #[cfg(test)]
+    fn epoch(&self) -> Option<u64> {
         self.epoch
     }
 
-    /// The member asked to commit adds and removes.
-    pub(crate) fn committer(&self) -> Option<ParticipantId> {
+    /// Members still in the room, lowest id first.
+    fn live(&self) -> impl Iterator<Item = ParticipantId> + '_ {
         self.members
             .iter()
             .copied()
-            .find(|m| !self.to_remove.contains(m))
+            .filter(|m| !self.to_remove.contains(m))
+    }
+
+    /// The member asked to commit adds and removes: the lowest that has not timed out, or
+    /// the lowest of all when every one has.
+    pub(crate) fn committer(&self) -> Option<ParticipantId> {
+        self.live()
+            .find(|m| !self.timed_out.contains(m))
+            .or_else(|| self.live().next())
+    }
+
+    /// When [`E2eeGroup::handle_timeout`] is due: the committer's time to answer is up.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.asked.map(|a| a.deadline)
     }
 
     /// A participant in the room handed in its key package.
-    pub(crate) fn key_package(&mut self, id: ParticipantId, kp: Vec<u8>) -> Result<(), usize> {
-        if kp.len() > self.limits.max_blob_bytes {
-            return Err(kp.len());
-        }
+    pub(crate) fn key_package(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        kp: Vec<u8>,
+    ) -> Result<(), MlsError> {
+        check_blob(
+            &kp,
+            WIRE_KEY_PACKAGE,
+            "key package",
+            self.limits.max_blob_bytes,
+        )?;
         if self.members.contains(&id) {
             return Ok(()); // Already in; a second package is of no use.
         }
@@ -177,19 +276,26 @@ impl E2eeGroup {
             self.generation += 1;
             self.members = BTreeSet::from([id]);
             self.to_remove.clear();
+            self.timed_out.clear();
+            self.proposed.clear();
+            self.departed.clear();
             self.epoch = Some(0);
-            let group_id = format!("{}#{}", self.group_id, self.generation);
+            self.group_id = format!("{}#{}", self.room, self.generation);
+            let group_id = self.group_id.clone();
             self.out.push((id, DsMessage::Create { group_id }));
         } else {
             self.to_add.insert(id, kp);
         }
-        self.ask();
+        self.ask(now);
         Ok(())
     }
 
     /// A participant left the room (or was removed by a host).
-    pub(crate) fn leave(&mut self, id: ParticipantId) {
-        self.to_add.remove(&id);
+    pub(crate) fn leave(&mut self, now: Instant, id: ParticipantId) {
+        if self.to_add.remove(&id).is_some() && self.proposed.contains(&id) {
+            self.departed.insert(id);
+        }
+        self.timed_out.remove(&id);
         if self.members.contains(&id) {
             self.to_remove.insert(id);
         }
@@ -197,78 +303,109 @@ impl E2eeGroup {
             // Nobody is left to commit: the group is gone with its last member.
             self.members.clear();
             self.to_remove.clear();
+            self.proposed.clear();
+            self.departed.clear();
+            self.asked = None;
             self.epoch = None;
             // Those waiting to be added start a new group: the lowest creates it.
             let waiting = std::mem::take(&mut self.to_add);
             for (id, kp) in waiting {
-                // Within the limit: it was checked when it came in.
-                let _ = self.key_package(id, kp);
+                // Within the limits: it was checked when it came in.
+                let _ = self.key_package(now, id, kp);
             }
             return;
         }
-        self.ask();
+        self.ask(now);
     }
 
-    /// A member's commit on `epoch`, adding `added` (with `welcome`) and removing `removed`.
+    /// A member's commit.
     pub(crate) fn commit(
         &mut self,
+        now: Instant,
         from: ParticipantId,
-        commit: Vec<u8>,
-        welcome: Option<Vec<u8>>,
-        added: &[ParticipantId],
-        removed: &[ParticipantId],
-    ) -> Result<(), CommitError> {
+        c: Commit,
+    ) -> Result<(), MlsError> {
+        let Commit {
+            epoch,
+            commit,
+            welcome,
+            added,
+            removed,
+        } = c;
         let max = self.limits.max_blob_bytes;
         if commit.len() > max {
-            return Err(CommitError::TooLarge(commit.len()));
+            return Err(MlsError::TooLarge {
+                what: "commit",
+                len: commit.len(),
+                max,
+            });
         }
-        if let Some(w) = &welcome
-            && w.len() > max
-        {
-            return Err(CommitError::TooLarge(w.len()));
+        if let Some(w) = &welcome {
+            check_blob(w, WIRE_WELCOME, "welcome", max)?;
+        }
+        let header = MlsHeader::try_from(commit.as_slice()).map_err(|why| MlsError::Malformed {
+            what: "commit",
+            why,
+        })?;
+        if header.epoch != epoch {
+            return Err(MlsError::EpochMismatch {
+                field: epoch,
+                header: header.epoch,
+            });
         }
         if !self.members.contains(&from) || self.to_remove.contains(&from) {
-            return Err(CommitError::NotMember(from));
+            return Err(MlsError::NotMember(from));
         }
-        let header = MlsHeader::try_from(commit.as_slice()).map_err(CommitError::Malformed)?;
+        if header.group_id != self.group_id.as_bytes() {
+            return Err(MlsError::WrongGroup);
+        }
         let current = self.epoch.unwrap_or(0);
         if header.epoch != current {
-            return Err(CommitError::StaleEpoch {
+            return Err(MlsError::StaleEpoch {
                 got: header.epoch,
                 current,
             });
         }
-        if let Some(missing) = added.iter().find(|a| !self.to_add.contains_key(a)) {
-            return Err(CommitError::NoKeyPackage(*missing));
+        if let Some(missing) = added
+            .iter()
+            .find(|a| !self.to_add.contains_key(a) && !self.departed.contains(a))
+        {
+            return Err(MlsError::NoKeyPackage(*missing));
+        }
+        if let Some(staying) = removed.iter().find(|r| !self.to_remove.contains(r)) {
+            return Err(MlsError::NotLeaving(*staying));
         }
         if !added.is_empty() && welcome.is_none() {
-            return Err(CommitError::MissingWelcome);
+            return Err(MlsError::MissingWelcome);
         }
         self.epoch = Some(current + 1);
         // Those who left are gone from the room: nothing to send them.
-        for m in &self.members {
-            if *m != from && !self.to_remove.contains(m) {
-                self.out.push((
-                    *m,
-                    DsMessage::Commit {
-                        epoch: current,
-                        commit: commit.clone(),
-                    },
-                ));
-            }
+        let others: Vec<_> = self.live().filter(|m| *m != from).collect();
+        for m in others {
+            self.out.push((
+                m,
+                DsMessage::Commit {
+                    epoch: current,
+                    commit: commit.clone(),
+                },
+            ));
         }
         self.out
             .push((from, DsMessage::CommitAccepted { epoch: current }));
-        for r in removed {
+        for r in &removed {
             self.members.remove(r);
             self.to_remove.remove(r);
         }
         for a in added {
-            self.to_add.remove(a);
-            self.members.insert(*a);
+            self.members.insert(a);
+            if self.to_add.remove(&a).is_none() {
+                // Left after the request that added them: in the group, not in the room.
+                self.to_remove.insert(a);
+                continue;
+            }
             if let Some(w) = &welcome {
                 self.out.push((
-                    *a,
+                    a,
                     DsMessage::Welcome {
                         epoch: current + 1,
                         welcome: w.clone(),
@@ -276,18 +413,49 @@ impl E2eeGroup {
                 ));
             }
         }
-        self.ask();
+        self.timed_out.remove(&from);
+        self.proposed.clear();
+        self.departed.clear();
+        self.asked = None;
+        self.ask(now);
         Ok(())
     }
 
-    /// Asks the committer for what is pending, if anything.
-    fn ask(&mut self) {
+    /// The committer's time is up: the next member is asked instead.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        let Some(asked) = self.asked.filter(|a| now >= a.deadline) else {
+            return;
+        };
+        self.asked = None;
+        self.timed_out.insert(asked.to);
+        if self.live().all(|m| self.timed_out.contains(&m)) {
+            // Everyone has failed once: start the round again after the one just passed.
+            self.timed_out = BTreeSet::from([asked.to]);
+        }
+        self.ask(now);
+    }
+
+    /// Asks the committer for what is pending, if anything. A request repeated to the same
+    /// committer on the same epoch (someone else joined meanwhile) keeps its deadline.
+    fn ask(&mut self, now: Instant) {
         let (Some(committer), Some(epoch)) = (self.committer(), self.epoch) else {
+            self.asked = None;
             return;
         };
         if self.to_add.is_empty() && self.to_remove.is_empty() {
+            self.asked = None;
             return;
         }
+        let deadline = match self.asked {
+            Some(a) if a.to == committer && a.epoch == epoch => a.deadline,
+            _ => now + self.limits.commit_timeout,
+        };
+        self.asked = Some(Asked {
+            to: committer,
+            epoch,
+            deadline,
+        });
+        self.proposed.extend(self.to_add.keys().copied());
         let add = self.to_add.iter().map(|(k, v)| (*k, v.clone())).collect();
         let remove = self.to_remove.iter().copied().collect();
         self.out
@@ -299,21 +467,65 @@ impl E2eeGroup {
 mod tests {
     use super::*;
 
-    /// A public-message commit header for `epoch` of group "g".
-    fn commit_at(epoch: u64) -> Vec<u8> {
-        let mut b = vec![0, 1, 0, 1, 1, b'g'];
+    /// A public-message commit header for `epoch` of group `group`.
+    fn header(group: &str, epoch: u64) -> Vec<u8> {
+        let mut b = vec![0, 1, 0, 1, group.len() as u8];
+        b.extend_from_slice(group.as_bytes());
         b.extend_from_slice(&epoch.to_be_bytes());
         b.extend_from_slice(b"rest of the framed content");
         b
+    }
+
+    /// A commit on `epoch` of the room's first group.
+    fn commit_at(epoch: u64) -> Vec<u8> {
+        header("room#1", epoch)
+    }
+
+    fn kp(id: u8) -> Vec<u8> {
+        vec![0, 1, 0, 5, id]
+    }
+
+    fn welcome() -> Vec<u8> {
+        vec![0, 1, 0, 3, b'w']
+    }
+
+    fn commit(epoch: u64, added: &[ParticipantId], removed: &[ParticipantId]) -> Commit {
+        Commit {
+            epoch,
+            commit: commit_at(epoch),
+            welcome: (!added.is_empty()).then(welcome),
+            added: added.to_vec(),
+            removed: removed.to_vec(),
+        }
+    }
+
+    fn t0() -> Instant {
+        Instant::now()
     }
 
     fn group() -> E2eeGroup {
         E2eeGroup::new("room", E2eeLimits::default())
     }
 
+    fn drain(g: &mut E2eeGroup) -> Vec<(ParticipantId, DsMessage)> {
+        g.out.drain(..).collect()
+    }
+
+    /// A group of members 1..=n at epoch 1, with nothing pending.
+    fn group_of(n: u64, now: Instant) -> E2eeGroup {
+        let mut g = group();
+        for id in 1..=n {
+            g.key_package(now, id, kp(id as u8)).unwrap();
+        }
+        let added: Vec<_> = (2..=n).collect();
+        g.commit(now, 1, commit(0, &added, &[])).unwrap();
+        g.out.clear();
+        g
+    }
+
     #[test]
     fn header_parses_and_bad_input_is_an_error() {
-        let h = MlsHeader::try_from(commit_at(7).as_slice()).unwrap();
+        let h = MlsHeader::try_from(header("g", 7).as_slice()).unwrap();
         assert_eq!(
             h,
             MlsHeader {
@@ -332,11 +544,13 @@ mod tests {
         // A 2-byte length larger than what follows, and an 8-byte length (not allowed).
         assert!(MlsHeader::try_from(&[0, 1, 0, 1, 0x7f, 0xff, 1][..]).is_err());
         assert!(MlsHeader::try_from(&[0, 1, 0, 1, 0xc0, 0, 0, 0, 0, 0, 0, 0][..]).is_err());
+        // A 4-byte length near the top of the range must not overflow.
+        assert!(MlsHeader::try_from(&[0, 1, 0, 1, 0xbf, 0xff, 0xff, 0xff, 0][..]).is_err());
     }
 
     #[test]
     fn every_truncation_of_a_header_is_an_error_not_a_panic() {
-        let full = commit_at(3);
+        let full = header("g", 3);
         for n in 0..14 {
             assert!(MlsHeader::try_from(&full[..n]).is_err(), "{n} bytes");
         }
@@ -345,10 +559,11 @@ mod tests {
 
     #[test]
     fn first_creates_the_second_is_proposed_to_the_first_and_welcomed() {
+        let now = t0();
         let mut g = group();
-        g.key_package(1, b"kp1".to_vec()).unwrap();
+        g.key_package(now, 1, kp(1)).unwrap();
         assert_eq!(
-            g.out.drain(..).collect::<Vec<_>>(),
+            drain(&mut g),
             [(
                 1,
                 DsMessage::Create {
@@ -356,52 +571,48 @@ mod tests {
                 }
             )]
         );
-        g.key_package(2, b"kp2".to_vec()).unwrap();
+        g.key_package(now, 2, kp(2)).unwrap();
         assert_eq!(
-            g.out.drain(..).collect::<Vec<_>>(),
+            drain(&mut g),
             [(
                 1,
                 DsMessage::Propose {
                     epoch: 0,
-                    add: vec![(2, b"kp2".to_vec())],
+                    add: vec![(2, kp(2))],
                     remove: vec![]
                 }
             )]
         );
-        g.commit(1, commit_at(0), Some(b"w".to_vec()), &[2], &[])
-            .unwrap();
+        g.commit(now, 1, commit(0, &[2], &[])).unwrap();
         assert_eq!(
-            g.out.drain(..).collect::<Vec<_>>(),
+            drain(&mut g),
             [
                 (1, DsMessage::CommitAccepted { epoch: 0 }),
                 (
                     2,
                     DsMessage::Welcome {
                         epoch: 1,
-                        welcome: b"w".to_vec()
+                        welcome: welcome()
                     }
                 ),
             ]
         );
         assert_eq!(g.epoch(), Some(1));
+        assert_eq!(g.deadline(), None, "nothing is pending");
     }
 
     #[test]
     fn exactly_one_commit_per_epoch_the_loser_gets_stale_epoch() {
-        let mut g = group();
-        g.key_package(1, b"kp1".to_vec()).unwrap();
-        g.key_package(2, b"kp2".to_vec()).unwrap();
-        g.commit(1, commit_at(0), Some(b"w".to_vec()), &[2], &[])
-            .unwrap();
-        g.out.clear();
+        let now = t0();
+        let mut g = group_of(2, now);
         // Both commit epoch 1 (say, a key update): the first wins, the second is told to retry.
-        g.commit(2, commit_at(1), None, &[], &[]).unwrap();
+        g.commit(now, 2, commit(1, &[], &[])).unwrap();
         assert_eq!(
-            g.commit(1, commit_at(1), None, &[], &[]),
-            Err(CommitError::StaleEpoch { got: 1, current: 2 })
+            g.commit(now, 1, commit(1, &[], &[])),
+            Err(MlsError::StaleEpoch { got: 1, current: 2 })
         );
         assert_eq!(
-            g.out.drain(..).collect::<Vec<_>>(),
+            drain(&mut g),
             [
                 (
                     1,
@@ -414,23 +625,18 @@ mod tests {
             ]
         );
         // The loser retries on the new epoch and is accepted.
-        g.commit(1, commit_at(2), None, &[], &[]).unwrap();
+        g.commit(now, 1, commit(2, &[], &[])).unwrap();
         assert_eq!(g.epoch(), Some(3));
     }
 
     #[test]
     fn a_leaving_committer_hands_the_removal_to_the_next_member() {
-        let mut g = group();
-        for id in 1..=3 {
-            g.key_package(id, vec![id as u8]).unwrap();
-        }
-        g.commit(1, commit_at(0), Some(b"w".to_vec()), &[2, 3], &[])
-            .unwrap();
-        g.out.clear();
-        g.leave(1);
+        let now = t0();
+        let mut g = group_of(3, now);
+        g.leave(now, 1);
         assert_eq!(g.committer(), Some(2));
         assert_eq!(
-            g.out.drain(..).collect::<Vec<_>>(),
+            drain(&mut g),
             [(
                 2,
                 DsMessage::Propose {
@@ -442,12 +648,12 @@ mod tests {
         );
         // The one who left may not commit any more.
         assert_eq!(
-            g.commit(1, commit_at(1), None, &[], &[]),
-            Err(CommitError::NotMember(1))
+            g.commit(now, 1, commit(1, &[], &[])),
+            Err(MlsError::NotMember(1))
         );
-        g.commit(2, commit_at(1), None, &[], &[1]).unwrap();
+        g.commit(now, 2, commit(1, &[], &[1])).unwrap();
         assert_eq!(
-            g.out.drain(..).collect::<Vec<_>>(),
+            drain(&mut g),
             [
                 (
                     3,
@@ -463,13 +669,14 @@ mod tests {
 
     #[test]
     fn when_the_last_member_leaves_a_waiting_joiner_starts_a_new_group() {
+        let now = t0();
         let mut g = group();
-        g.key_package(1, b"a".to_vec()).unwrap();
-        g.key_package(2, b"b".to_vec()).unwrap();
+        g.key_package(now, 1, kp(1)).unwrap();
+        g.key_package(now, 2, kp(2)).unwrap();
         g.out.clear();
-        g.leave(1);
+        g.leave(now, 1);
         assert_eq!(
-            g.out.drain(..).collect::<Vec<_>>(),
+            drain(&mut g),
             [(
                 2,
                 DsMessage::Create {
@@ -478,25 +685,189 @@ mod tests {
             )]
         );
         assert_eq!(g.epoch(), Some(0));
+        // A commit for the old group is refused; the new group's is taken.
+        assert_eq!(
+            g.commit(now, 2, commit(0, &[], &[])),
+            Err(MlsError::WrongGroup)
+        );
+        g.key_package(now, 3, kp(3)).unwrap();
+        let mut c = commit(0, &[3], &[]);
+        c.commit = header("room#2", 0);
+        g.commit(now, 2, c).unwrap();
+        assert_eq!(g.epoch(), Some(1));
     }
 
     #[test]
     fn oversized_or_malformed_input_is_refused_without_changing_the_group() {
-        let mut g = E2eeGroup::new("room", E2eeLimits { max_blob_bytes: 64 });
-        assert_eq!(g.key_package(1, vec![0; 65]), Err(65));
-        g.key_package(1, vec![0; 64]).unwrap();
-        assert_eq!(
-            g.commit(1, vec![0; 65], None, &[], &[]),
-            Err(CommitError::TooLarge(65))
+        let now = t0();
+        let mut g = E2eeGroup::new(
+            "room",
+            E2eeLimits {
+                max_blob_bytes: 64,
+                ..E2eeLimits::default()
+            },
         );
+        let mut big = kp(1);
+        big.resize(65, 0);
         assert!(matches!(
-            g.commit(1, vec![9; 5], None, &[], &[]),
-            Err(CommitError::Malformed(_))
+            g.key_package(now, 1, big.clone()),
+            Err(MlsError::TooLarge { len: 65, .. })
+        ));
+        assert!(matches!(
+            g.key_package(now, 1, welcome()),
+            Err(MlsError::Malformed {
+                why: "wrong wire format",
+                ..
+            })
+        ));
+        assert!(matches!(
+            g.key_package(now, 1, vec![0, 2, 0, 5]),
+            Err(MlsError::Malformed {
+                why: "not MLS 1.0",
+                ..
+            })
+        ));
+        assert!(g.out.is_empty(), "nothing was created");
+        big.truncate(64);
+        g.key_package(now, 1, big).unwrap();
+        let mut c = commit(0, &[], &[]);
+        c.commit.resize(65, 0);
+        assert!(matches!(
+            g.commit(now, 1, c),
+            Err(MlsError::TooLarge { len: 65, .. })
+        ));
+        let mut c = commit(0, &[], &[]);
+        c.commit = vec![9; 5];
+        assert!(matches!(
+            g.commit(now, 1, c),
+            Err(MlsError::Malformed { what: "commit", .. })
         ));
         assert_eq!(
-            g.commit(1, commit_at(0), None, &[5], &[]),
-            Err(CommitError::NoKeyPackage(5))
+            g.commit(now, 1, commit(0, &[5], &[])),
+            Err(MlsError::NoKeyPackage(5))
         );
+        let mut c = commit(0, &[], &[]);
+        c.epoch = 4;
+        assert_eq!(
+            g.commit(now, 1, c),
+            Err(MlsError::EpochMismatch {
+                field: 4,
+                header: 0
+            })
+        );
+        assert_eq!(
+            g.commit(now, 1, commit(0, &[], &[1])),
+            Err(MlsError::NotLeaving(1))
+        );
+        g.key_package(now, 2, kp(2)).unwrap();
+        let mut c = commit(0, &[2], &[]);
+        c.welcome = None;
+        assert_eq!(g.commit(now, 1, c), Err(MlsError::MissingWelcome));
+        let mut c = commit(0, &[2], &[]);
+        c.welcome = Some(kp(9));
+        assert!(matches!(
+            g.commit(now, 1, c),
+            Err(MlsError::Malformed {
+                what: "welcome",
+                ..
+            })
+        ));
         assert_eq!(g.epoch(), Some(0));
+    }
+
+    #[test]
+    fn a_committer_that_does_not_answer_is_passed_over() {
+        let now = t0();
+        let timeout = E2eeLimits::default().commit_timeout;
+        let mut g = group_of(3, now);
+        g.key_package(now, 4, kp(4)).unwrap();
+        assert_eq!(g.deadline(), Some(now + timeout));
+        // Another joiner before the deadline: the same request, the same deadline.
+        g.key_package(now + timeout / 2, 5, kp(5)).unwrap();
+        assert_eq!(g.deadline(), Some(now + timeout));
+        g.out.clear();
+        g.handle_timeout(now + timeout / 2);
+        assert!(g.out.is_empty(), "not due yet");
+        g.handle_timeout(now + timeout);
+        assert_eq!(g.committer(), Some(2));
+        assert_eq!(
+            drain(&mut g),
+            [(
+                2,
+                DsMessage::Propose {
+                    epoch: 1,
+                    add: vec![(4, kp(4)), (5, kp(5))],
+                    remove: vec![]
+                }
+            )]
+        );
+        assert_eq!(g.deadline(), Some(now + timeout * 2));
+        // The old committer's late commit is still taken when it comes first, and puts it
+        // back in line.
+        g.commit(now + timeout, 1, commit(1, &[4, 5], &[])).unwrap();
+        assert_eq!(g.committer(), Some(1));
+        assert_eq!(g.deadline(), None);
+        assert_eq!(
+            g.commit(now + timeout, 2, commit(1, &[4, 5], &[])),
+            Err(MlsError::StaleEpoch { got: 1, current: 2 })
+        );
+    }
+
+    #[test]
+    fn when_every_member_timed_out_the_turn_goes_round_again() {
+        let now = t0();
+        let timeout = E2eeLimits::default().commit_timeout;
+        let mut g = group_of(2, now);
+        g.key_package(now, 3, kp(3)).unwrap();
+        let mut at = now;
+        let mut asked = Vec::new();
+        for _ in 0..4 {
+            at += timeout;
+            g.handle_timeout(at);
+            asked.push(g.committer());
+        }
+        assert_eq!(asked, [Some(2), Some(1), Some(2), Some(1)]);
+    }
+
+    #[test]
+    fn someone_who_leaves_after_being_proposed_may_still_be_added_then_is_removed() {
+        let now = t0();
+        let mut g = group_of(2, now);
+        g.key_package(now, 3, kp(3)).unwrap();
+        g.out.clear();
+        // 3 leaves while 1 commits its add: the request changes to nothing pending...
+        g.leave(now, 3);
+        assert!(g.out.is_empty());
+        assert_eq!(g.deadline(), None);
+        // ...but the commit made before is accepted, 3 gets no Welcome, and its removal is
+        // asked for at once.
+        g.commit(now, 1, commit(1, &[3], &[])).unwrap();
+        assert_eq!(
+            drain(&mut g),
+            [
+                (
+                    2,
+                    DsMessage::Commit {
+                        epoch: 1,
+                        commit: commit_at(1)
+                    }
+                ),
+                (1, DsMessage::CommitAccepted { epoch: 1 }),
+                (
+                    1,
+                    DsMessage::Propose {
+                        epoch: 2,
+                        add: vec![],
+                        remove: vec![3]
+                    }
+                ),
+            ]
+        );
+        // Someone never proposed cannot be added that way.
+        g.leave(now, 9);
+        assert_eq!(
+            g.commit(now, 1, commit(2, &[9], &[3])),
+            Err(MlsError::NoKeyPackage(9))
+        );
     }
 }

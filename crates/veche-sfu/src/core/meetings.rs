@@ -91,7 +91,8 @@ impl Sfu {
             limits.resume_window,
         );
         info!(room = %snapshot.room, people = snapshot.people.len(), "meeting restored");
-        self.rooms.create(&snapshot.room, meeting);
+        self.rooms
+            .create(&snapshot.room, meeting, self.config.limits.e2ee);
         true
     }
 
@@ -102,6 +103,8 @@ impl Sfu {
             name,
             grant,
             resume,
+            e2ee,
+            require_e2ee,
         } = req;
         if self.participants.contains_key(&id) || self.waiting.contains_key(&id) {
             return self.error(id, ErrorCode::AlreadyJoined, "already joined a room");
@@ -123,7 +126,7 @@ impl Sfu {
         if let Err(why) = validate_name(&name, limits.max_name_chars) {
             return self.error(id, ErrorCode::InvalidName, why);
         }
-        let key = self.room_for(&room, &grant);
+        let key = self.room_for(&room, &grant, require_e2ee);
         let Some(r) = self.rooms.get(&key) else {
             return;
         };
@@ -133,6 +136,7 @@ impl Sfu {
             name,
             grant,
             key: identity,
+            e2ee,
         };
         let now_ = self.now_at(now);
         let Some(r) = self.rooms.get_mut(&key) else {
@@ -177,18 +181,24 @@ impl Sfu {
         Some(format!("guest:{}", resume::new_guest_id()))
     }
 
-    /// The room for `name`, created on first use.
-    fn room_for(&mut self, name: &str, grant: &JoinGrant) -> RoomKey {
+    /// The room for `name`, created on first use; end-to-end encrypted when the grant says
+    /// so, or when `require_e2ee` creates an instant guest room.
+    fn room_for(&mut self, name: &str, grant: &JoinGrant, require_e2ee: bool) -> RoomKey {
         let server_cap = self.config.limits.max_participants_per_room;
+        let limits = self.config.limits.e2ee;
         if let Some(key) = self.rooms.key_of(name)
             && let Some(room) = self.rooms.get_mut(&key)
         {
             room.meeting.update_from(grant, server_cap);
+            room.follow_e2ee(limits);
             return key;
         }
         let mut meeting = Meeting::new(name, grant.meeting.clone(), server_cap, server_cap);
         meeting.update_from(grant, server_cap);
-        self.rooms.create(name, meeting)
+        if require_e2ee && grant.meeting.is_none() {
+            meeting.require_e2ee();
+        }
+        self.rooms.create(name, meeting, limits)
     }
 
     pub(super) fn control(

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use tracing::info;
 use veche_proto::{
-    EndReason, ErrorCode, MeetingState, ParticipantId, Role, ServerMessage, TrackKind, WaitReason,
-    WaitingInfo,
+    E2eeMode, EndReason, ErrorCode, MeetingState, ParticipantId, Role, ServerMessage, TrackKind,
+    WaitReason, WaitingInfo,
 };
 
 use crate::meeting::{
@@ -74,6 +74,8 @@ pub(super) struct Entrant {
     /// Who they are across connections: `user:<account id>`, or `guest:<id>` from a resume
     /// token (see `resume.rs`). `None`: nobody to recognise.
     pub(super) key: Option<String>,
+    /// Their client can encrypt media end to end.
+    pub(super) e2ee: bool,
 }
 
 /// Someone let in, as the core needs them to build the media connection and `joined`.
@@ -162,6 +164,8 @@ pub(super) struct Meeting {
     record: Option<MeetingRef>,
     locked: bool,
     allow_self_unmute: bool,
+    /// Fixed when the meeting starts (see [`Meeting::require_e2ee`]).
+    e2ee: E2eeMode,
     /// In the order they came in (host hand-over picks the earliest).
     members: Vec<Member>,
     /// In arrival order.
@@ -206,6 +210,7 @@ impl Meeting {
             record,
             locked: false,
             allow_self_unmute: true,
+            e2ee: E2eeMode::Off,
             members: Vec::new(),
             waiting: Vec::new(),
             barred_users: HashSet::new(),
@@ -242,6 +247,7 @@ impl Meeting {
         );
         m.locked = snap.locked;
         m.allow_self_unmute = snap.allow_self_unmute;
+        m.e2ee = snap.e2ee;
         m.barred_users = snap.barred_users.iter().cloned().collect();
         m.barred_ips = snap.barred_ips.iter().copied().collect();
         m.known = snap
@@ -293,6 +299,7 @@ impl Meeting {
             meeting: self.record.clone(),
             locked: self.locked,
             allow_self_unmute: self.allow_self_unmute,
+            e2ee: self.e2ee,
             barred_users: self.barred_users.iter().cloned().collect(),
             barred_ips: self.barred_ips.iter().copied().collect(),
             people,
@@ -304,6 +311,19 @@ impl Meeting {
             participant_ms: self.participant_ms + self.present_ms(now.at),
             saved_at_ms: now.unix_ms,
         }
+    }
+
+    /// Makes the meeting end-to-end encrypted. Only before anyone is in it: those already
+    /// in were never asked whether they can encrypt.
+    pub(super) fn require_e2ee(&mut self) {
+        if self.members.is_empty() && self.e2ee != E2eeMode::Required {
+            self.e2ee = E2eeMode::Required;
+            self.dirty = true;
+        }
+    }
+
+    pub(super) fn e2ee(&self) -> E2eeMode {
+        self.e2ee
     }
 
     /// Whether a snapshot would differ from the last one taken; clears the mark.
@@ -347,6 +367,9 @@ impl Meeting {
             self.record = grant.meeting.clone();
             self.dirty = true;
         }
+        if grant.e2ee == E2eeMode::Required {
+            self.require_e2ee();
+        }
     }
 
     pub(super) fn state(&self) -> MeetingState {
@@ -355,6 +378,7 @@ impl Meeting {
             locked: self.locked,
             allow_self_unmute: self.allow_self_unmute,
             ends_at_ms: self.ends_at.map(|(_, unix)| unix),
+            e2ee: self.e2ee,
         }
     }
 
@@ -388,6 +412,17 @@ impl Meeting {
     pub(super) fn join(&mut self, now: Now, entrant: Entrant) -> Vec<Effect> {
         let mut fx = Vec::new();
         let id = entrant.id;
+        // Before the waiting room: nobody waits to be turned away for their browser.
+        if self.e2ee == E2eeMode::Required && !entrant.e2ee {
+            fx.push(Effect::Error(
+                id,
+                ErrorCode::E2eeUnsupported,
+                "This meeting is end-to-end encrypted and this browser cannot encrypt; \
+                 use a current Chromium or Firefox"
+                    .into(),
+            ));
+            return fx;
+        }
         if self.is_barred(&entrant.grant) {
             fx.push(Effect::Error(
                 id,

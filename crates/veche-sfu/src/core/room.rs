@@ -5,6 +5,9 @@ use std::time::Instant;
 
 use veche_proto::ParticipantId;
 
+use veche_proto::E2eeMode;
+
+use super::e2ee::{E2eeGroup, E2eeLimits};
 use super::policy::Meeting;
 use super::speaker::ActiveSpeaker;
 use crate::id_map::IdMap;
@@ -19,9 +22,18 @@ pub(super) struct Room {
     pub(super) members: Vec<ParticipantId>,
     pub(super) speaker: ActiveSpeaker,
     pub(super) meeting: Meeting,
+    /// The MLS delivery service, when the meeting is end-to-end encrypted.
+    pub(super) e2ee: Option<E2eeGroup>,
 }
 
 impl Room {
+    /// Gives the room its delivery service once its meeting is end-to-end encrypted.
+    pub(super) fn follow_e2ee(&mut self, limits: E2eeLimits) {
+        if self.e2ee.is_none() && self.meeting.e2ee() == E2eeMode::Required {
+            self.e2ee = Some(E2eeGroup::new(&self.name, limits));
+        }
+    }
+
     /// Takes `id` out of the member list (and the speaker slot).
     pub(super) fn remove_member(&mut self, id: ParticipantId) {
         self.members.retain(|m| *m != id);
@@ -57,20 +69,20 @@ impl Rooms {
     }
 
     /// A new room called `name` (which must not exist yet) with no members yet.
-    pub(super) fn create(&mut self, name: &str, meeting: Meeting) -> RoomKey {
+    pub(super) fn create(&mut self, name: &str, meeting: Meeting, limits: E2eeLimits) -> RoomKey {
         debug_assert!(!self.by_name.contains_key(name), "room {name} exists");
         let key = self.next_key;
         self.next_key += 1;
         self.by_name.insert(name.to_owned(), key);
-        self.by_key.insert(
-            key,
-            Room {
-                name: name.to_owned(),
-                members: Vec::new(),
-                speaker: ActiveSpeaker::default(),
-                meeting,
-            },
-        );
+        let mut room = Room {
+            name: name.to_owned(),
+            members: Vec::new(),
+            speaker: ActiveSpeaker::default(),
+            meeting,
+            e2ee: None,
+        };
+        room.follow_e2ee(limits);
+        self.by_key.insert(key, room);
         key
     }
 

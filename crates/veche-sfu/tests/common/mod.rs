@@ -471,6 +471,27 @@ impl Sim {
                 name: name.into(),
                 passcode: None,
                 resume: None,
+                e2ee: false,
+                require_e2ee: false,
+            },
+        );
+        idx
+    }
+
+    /// Adds a client that says whether it can encrypt (`e2ee`) and asks for an encrypted
+    /// room (`require_e2ee`), and sends its join.
+    pub fn join_e2ee(&mut self, room: &str, name: &str, e2ee: bool, require_e2ee: bool) -> usize {
+        let idx = self.add_client(name);
+        self.send(
+            idx,
+            ClientMessage::Join {
+                version: PROTOCOL_VERSION,
+                room: room.into(),
+                name: name.into(),
+                passcode: None,
+                resume: None,
+                e2ee,
+                require_e2ee,
             },
         );
         idx
@@ -502,6 +523,8 @@ impl Sim {
                 name: name.into(),
                 grant,
                 resume,
+                e2ee: false,
+                require_e2ee: false,
             },
         );
         self.settle();

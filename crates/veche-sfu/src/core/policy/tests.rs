@@ -40,6 +40,7 @@ fn account(id: ParticipantId, name: &str, role: Role) -> Entrant {
             ..JoinGrant::default()
         },
         key: Some(format!("user:u-{name}")),
+        e2ee: false,
     }
 }
 
@@ -54,6 +55,7 @@ fn guest(id: ParticipantId, name: &str, key: &str) -> Entrant {
             ..JoinGrant::default()
         },
         key: Some(format!("guest:{key}")),
+        e2ee: false,
     }
 }
 
@@ -286,6 +288,7 @@ fn a_snapshot_brings_the_meeting_back_as_it_was() {
             name: "eve".into(),
             grant: eve_grant,
             key: Some("guest:other".into()),
+            e2ee: false,
         },
     );
     assert_eq!(error(&fx), Some(ErrorCode::Barred));
@@ -342,4 +345,43 @@ fn bars_accounts_by_id_and_guests_by_address() {
 /// What the server does with a snapshot: JSON out and back.
 fn serde_json_roundtrip(snap: &MeetingSnapshot) -> MeetingSnapshot {
     serde_json::from_str(&serde_json::to_string(snap).unwrap()).unwrap()
+}
+
+#[test]
+fn an_encrypted_meeting_refuses_every_browser_that_cannot_encrypt_hosts_included() {
+    let c = Clock(Instant::now());
+    let mut m = Meeting::new("m1", record(), 10, 10);
+    m.require_e2ee();
+    assert_eq!(m.state().e2ee, E2eeMode::Required);
+    let fx = m.join(c.at(0), account(1, "hana", Role::Host));
+    assert_eq!(error(&fx), Some(ErrorCode::E2eeUnsupported));
+    assert!(ErrorCode::E2eeUnsupported.is_fatal());
+    let fx = m.join(
+        c.at(1),
+        Entrant {
+            e2ee: true,
+            ..account(1, "hana", Role::Host)
+        },
+    );
+    assert!(entered(&fx).is_some_and(|e| e.meeting.e2ee == E2eeMode::Required));
+    // Refused before any other check (here the lock, elsewhere the waiting room).
+    m.control(
+        c.at(2),
+        &Actor::Member(1),
+        HostControl::SetMeeting {
+            locked: Some(true),
+            allow_self_unmute: None,
+        },
+    );
+    let fx = m.join(c.at(3), guest(2, "gus", "g2"));
+    assert_eq!(error(&fx), Some(ErrorCode::E2eeUnsupported));
+    // Once someone is in, the mode no longer changes, and a snapshot keeps it.
+    let mut off = Meeting::new("m2", record(), 10, 10);
+    let _ = off.join(c.at(0), account(3, "ann", Role::Host));
+    off.require_e2ee();
+    assert_eq!(off.e2ee(), E2eeMode::Off);
+    let snap = serde_json_roundtrip(&m.snapshot(c.at(4)));
+    assert_eq!(snap.e2ee, E2eeMode::Required);
+    let back = Meeting::restore(&snap, c.at(5), 10, Duration::from_secs(60));
+    assert_eq!(back.e2ee(), E2eeMode::Required);
 }

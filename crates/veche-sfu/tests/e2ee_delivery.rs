@@ -1,0 +1,194 @@
+//! The MLS delivery service wired into the sans-IO core: an encrypted room made by
+//! `require_e2ee`, key packages and commits from its members, removals when someone drops
+//! or is removed by a host, the committer's timeout on the core's own clock, and the order
+//! of what each participant is sent.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Sim;
+use veche_proto::{ClientMessage, E2eeMode, ErrorCode, MlsBlob, ParticipantId, ServerMessage};
+use veche_sfu::{E2eeLimits, Limits};
+
+const TIMEOUT: Duration = Duration::from_millis(1000);
+
+fn sim() -> Sim {
+    Sim::new(Limits {
+        e2ee: E2eeLimits {
+            commit_timeout: TIMEOUT,
+            ..E2eeLimits::default()
+        },
+        ..Limits::default()
+    })
+}
+
+fn key_package(id: ParticipantId) -> ClientMessage {
+    ClientMessage::MlsKeyPackage {
+        key_package: MlsBlob(vec![0, 1, 0, 5, id as u8]),
+    }
+}
+
+fn commit(
+    group: &str,
+    epoch: u64,
+    added: &[ParticipantId],
+    removed: &[ParticipantId],
+) -> ClientMessage {
+    let mut c = vec![0, 1, 0, 2, group.len() as u8];
+    c.extend_from_slice(group.as_bytes());
+    c.extend_from_slice(&epoch.to_be_bytes());
+    ClientMessage::MlsCommit {
+        epoch,
+        commit: MlsBlob(c),
+        welcome: (!added.is_empty()).then(|| MlsBlob(vec![0, 1, 0, 3])),
+        added: added.to_vec(),
+        removed: removed.to_vec(),
+    }
+}
+
+fn is_mls(m: &ServerMessage) -> bool {
+    matches!(
+        m,
+        ServerMessage::MlsCreate { .. }
+            | ServerMessage::MlsPropose { .. }
+            | ServerMessage::MlsCommit { .. }
+            | ServerMessage::MlsCommitAccepted { .. }
+            | ServerMessage::MlsWelcome { .. }
+    )
+}
+
+/// The delivery-service messages client `idx` got, in order, and forgets them.
+fn take_mls(sim: &mut Sim, idx: usize) -> Vec<ServerMessage> {
+    let inbox = &mut sim.clients[idx].inbox;
+    let mls = inbox.iter().filter(|m| is_mls(m)).cloned().collect();
+    inbox.retain(|m| !is_mls(m));
+    mls
+}
+
+fn removals(msgs: &[ServerMessage]) -> Vec<(u64, Vec<ParticipantId>)> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            ServerMessage::MlsPropose { epoch, remove, .. } => Some((*epoch, remove.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_encrypted_room_runs_its_group_through_joins_leaves_and_a_silent_committer() {
+    let mut sim = sim();
+    let a = sim.join_e2ee("vault", "A", true, true);
+    let joined_mode = sim.clients[a].inbox.iter().find_map(|m| match m {
+        ServerMessage::Joined { meeting, .. } => Some(meeting.e2ee),
+        _ => None,
+    });
+    assert_eq!(joined_mode, Some(E2eeMode::Required));
+    let b = sim.join_e2ee("vault", "B", true, false);
+    let c = sim.join_e2ee("vault", "C", true, false);
+    let [idb, idc] = [b, c].map(|i| sim.clients[i].id);
+    for i in [a, b, c] {
+        sim.send(i, key_package(sim.clients[i].id));
+    }
+    // Joined came first for everyone, and nothing of MLS reached those not yet in the group.
+    for i in [a, b, c] {
+        let inbox = &sim.clients[i].inbox;
+        let joined = inbox
+            .iter()
+            .position(|m| matches!(m, ServerMessage::Joined { .. }));
+        let mls = inbox.iter().position(is_mls);
+        assert!(
+            mls.is_none_or(|m| joined.is_some_and(|j| j < m)),
+            "{inbox:?}"
+        );
+    }
+    assert!(take_mls(&mut sim, b).is_empty() && take_mls(&mut sim, c).is_empty());
+    let got = take_mls(&mut sim, a);
+    assert_eq!(
+        got[0],
+        ServerMessage::MlsCreate {
+            group_id: "vault#1".into()
+        }
+    );
+    let ServerMessage::MlsPropose { epoch: 0, add, .. } = got.last().unwrap() else {
+        panic!("{got:?}");
+    };
+    assert_eq!(
+        add.iter().map(|x| x.participant_id).collect::<Vec<_>>(),
+        [idb, idc]
+    );
+
+    sim.send(a, commit("vault#1", 0, &[idb, idc], &[]));
+    assert_eq!(
+        take_mls(&mut sim, a),
+        [ServerMessage::MlsCommitAccepted { epoch: 0 }]
+    );
+    for i in [b, c] {
+        assert!(matches!(
+            take_mls(&mut sim, i)[..],
+            [ServerMessage::MlsWelcome { epoch: 1, .. }]
+        ));
+    }
+
+    // C's connection drops: the committer is asked to remove it.
+    sim.disconnect(c);
+    assert_eq!(removals(&take_mls(&mut sim, a)), [(1, vec![idc])]);
+    // A never answers: just before the timeout nobody else is asked; just after, B is.
+    sim.run_for(TIMEOUT - Duration::from_millis(200));
+    assert!(take_mls(&mut sim, b).is_empty());
+    sim.run_for(Duration::from_millis(400));
+    assert_eq!(removals(&take_mls(&mut sim, b)), [(1, vec![idc])]);
+    sim.send(b, commit("vault#1", 1, &[], &[idc]));
+    assert_eq!(
+        take_mls(&mut sim, b),
+        [ServerMessage::MlsCommitAccepted { epoch: 1 }]
+    );
+    assert!(matches!(
+        take_mls(&mut sim, a)[..],
+        [ServerMessage::MlsCommit { epoch: 1, .. }]
+    ));
+
+    // A browser that cannot encrypt is turned away, and the group does not hear of it.
+    let d = sim.join_e2ee("vault", "D", false, false);
+    assert!(sim.clients[d].saw(|m| matches!(
+        m,
+        ServerMessage::Error {
+            code: ErrorCode::E2eeUnsupported,
+            ..
+        }
+    )));
+    assert!(take_mls(&mut sim, a).is_empty() && take_mls(&mut sim, b).is_empty());
+
+    // The host removes B: A, the only member left, is asked to remove it, though it let the
+    // last request time out.
+    sim.send(
+        a,
+        ClientMessage::Remove {
+            participant_id: idb,
+            bar: false,
+        },
+    );
+    assert_eq!(removals(&take_mls(&mut sim, a)), [(2, vec![idb])]);
+}
+
+#[test]
+fn mls_messages_in_an_ordinary_room_are_refused() {
+    let mut sim = sim();
+    let a = sim.join("plain", "A");
+    sim.send(a, key_package(1));
+    sim.send(a, commit("plain#1", 0, &[], &[]));
+    let refusals = sim.clients[a]
+        .inbox
+        .iter()
+        .filter(|m| {
+            matches!(
+                m,
+                ServerMessage::Error {
+                    code: ErrorCode::InvalidMls,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(refusals, 2);
+}
