@@ -3,7 +3,7 @@
 //! to `fuzz/corpus/<target>/`; the stable test checks the committed files still match.
 //! Inputs that once crashed a target are committed beside these as `crash-*` files.
 
-use veche_proto::{ClientMessage, PROTOCOL_VERSION, Role, TrackKind};
+use veche_proto::{ClientMessage, MlsBlob, PROTOCOL_VERSION, Role, TrackKind};
 
 use crate::sfu_datagram::{binding_request, record};
 
@@ -37,6 +37,8 @@ pub fn messages() -> Vec<ClientMessage> {
             name: "Ann".into(),
             passcode: None,
             resume: None,
+            e2ee: false,
+            require_e2ee: false,
         },
         Join {
             version: PROTOCOL_VERSION,
@@ -48,6 +50,8 @@ pub fn messages() -> Vec<ClientMessage> {
                 "a".repeat(32),
                 "0".repeat(64)
             )),
+            e2ee: false,
+            require_e2ee: false,
         },
         Answer {
             sdp: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n".into(),
@@ -95,6 +99,28 @@ pub fn messages() -> Vec<ClientMessage> {
         },
         TransferHost { participant_id: 2 },
         EndMeeting,
+        Join {
+            version: PROTOCOL_VERSION,
+            room: "secret".into(),
+            name: "Cy".into(),
+            passcode: None,
+            resume: None,
+            e2ee: true,
+            require_e2ee: true,
+        },
+        MlsKeyPackage {
+            key_package: MlsBlob(vec![0, 1, 0, 5, 0, 1, 0, 32]),
+        },
+        MlsCommit {
+            epoch: 1,
+            commit: MlsBlob(vec![
+                0, 1, 0, 1, 8, b's', b'e', b'c', b'r', b'e', b't', b'#', b'1', 0, 0, 0, 0, 0, 0, 0,
+                1,
+            ]),
+            welcome: Some(MlsBlob(vec![0, 1, 0, 3, 0, 1])),
+            added: vec![3],
+            removed: vec![2],
+        },
     ]
 }
 

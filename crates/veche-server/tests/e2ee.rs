@@ -103,6 +103,19 @@ async fn member(
     Ok((p, id, mode))
 }
 
+/// The group id of the `mls_create` the first member gets.
+async fn created(p: &mut Peer) -> anyhow::Result<String> {
+    match p
+        .take("mls_create", |m| {
+            matches!(m, ServerMessage::MlsCreate { .. })
+        })
+        .await?
+    {
+        ServerMessage::MlsCreate { group_id } => Ok(group_id),
+        _ => unreachable!("matched above"),
+    }
+}
+
 async fn propose(p: &mut Peer) -> anyhow::Result<(u64, Vec<MlsAdd>, Vec<ParticipantId>)> {
     match p
         .take("mls_propose", |m| {
@@ -222,15 +235,7 @@ async fn three_members_form_a_group_one_commit_per_epoch_and_removals_are_commit
     let server = server().await?;
     let room = "mls-room";
     let (mut p1, id1, _) = member(&server, room, "One", 1).await?;
-    let group = match p1
-        .take("mls_create", |m| {
-            matches!(m, ServerMessage::MlsCreate { .. })
-        })
-        .await?
-    {
-        ServerMessage::MlsCreate { group_id } => group_id,
-        _ => unreachable!("matched above"),
-    };
+    let group = created(&mut p1).await?;
     ensure!(group.starts_with(room), "group id {group}");
 
     // Each joiner's key package goes to the committer (the first), all pending ones at once.
@@ -359,15 +364,7 @@ async fn bad_mls_input_is_refused_without_harming_the_group() -> anyhow::Result<
     let server = server().await?;
     let room = "mls-bad";
     let (mut p1, _, _) = member(&server, room, "One", 1).await?;
-    let group = match p1
-        .take("mls_create", |m| {
-            matches!(m, ServerMessage::MlsCreate { .. })
-        })
-        .await?
-    {
-        ServerMessage::MlsCreate { group_id } => group_id,
-        _ => unreachable!("matched above"),
-    };
+    let group = created(&mut p1).await?;
     let (mut p2, id2, _) = member(&server, room, "Two", 2).await?;
     propose(&mut p1).await?;
 

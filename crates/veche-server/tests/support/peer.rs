@@ -52,16 +52,8 @@ impl Peer {
         name: &str,
         passcode: Option<&str>,
     ) -> anyhow::Result<()> {
-        self.send(&ClientMessage::Join {
-            version: PROTOCOL_VERSION,
-            room: room.into(),
-            name: name.into(),
-            passcode: passcode.map(str::to_owned),
-            resume: None,
-            e2ee: false,
-            require_e2ee: false,
-        })
-        .await
+        self.send_join(room, name, passcode, None, (false, false))
+            .await
     }
 
     /// Joins with the end-to-end encryption flags: `e2ee` (this client can encrypt) and
@@ -73,12 +65,35 @@ impl Peer {
         e2ee: bool,
         require_e2ee: bool,
     ) -> anyhow::Result<()> {
+        self.send_join(room, name, None, None, (e2ee, require_e2ee))
+            .await
+    }
+
+    /// Joins with the resume token of an earlier `joined` (how a guest comes back).
+    pub(crate) async fn join_resuming(
+        &mut self,
+        room: &str,
+        name: &str,
+        resume: &str,
+    ) -> anyhow::Result<()> {
+        self.send_join(room, name, None, Some(resume), (false, false))
+            .await
+    }
+
+    async fn send_join(
+        &mut self,
+        room: &str,
+        name: &str,
+        passcode: Option<&str>,
+        resume: Option<&str>,
+        (e2ee, require_e2ee): (bool, bool),
+    ) -> anyhow::Result<()> {
         self.send(&ClientMessage::Join {
             version: PROTOCOL_VERSION,
             room: room.into(),
             name: name.into(),
-            passcode: None,
-            resume: None,
+            passcode: passcode.map(str::to_owned),
+            resume: resume.map(str::to_owned),
             e2ee,
             require_e2ee,
         })
@@ -103,25 +118,6 @@ impl Peer {
             self.inbox.remove(i);
         }
         Ok(m)
-    }
-
-    /// Joins with the resume token of an earlier `joined` (how a guest comes back).
-    pub(crate) async fn join_resuming(
-        &mut self,
-        room: &str,
-        name: &str,
-        resume: &str,
-    ) -> anyhow::Result<()> {
-        self.send(&ClientMessage::Join {
-            version: PROTOCOL_VERSION,
-            room: room.into(),
-            name: name.into(),
-            passcode: None,
-            resume: Some(resume.to_owned()),
-            e2ee: false,
-            require_e2ee: false,
-        })
-        .await
     }
 
     pub(crate) async fn send(&mut self, msg: &ClientMessage) -> anyhow::Result<()> {

@@ -462,20 +462,7 @@ impl Sim {
 
     /// Adds a client and sends its join. Returns its index in `clients`.
     pub fn join(&mut self, room: &str, name: &str) -> usize {
-        let idx = self.add_client(name);
-        self.send(
-            idx,
-            ClientMessage::Join {
-                version: PROTOCOL_VERSION,
-                room: room.into(),
-                name: name.into(),
-                passcode: None,
-                resume: None,
-                e2ee: false,
-                require_e2ee: false,
-            },
-        );
-        idx
+        self.join_e2ee(room, name, false, false)
     }
 
     /// Adds a client that says whether it can encrypt (`e2ee`) and asks for an encrypted
