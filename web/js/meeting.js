@@ -218,7 +218,8 @@ class Meeting {
       h('footer', { class: 'controls' },
         this.micButton.el, this.camButton.el, this.screenButton.el, this.peopleButton.el, this.chatButton.el,
         this.handButton.el, inviteButton.el, settingsButton.el, leaveButton.el),
-      this.settings);
+      this.settings,
+      this.e2eeDialog);
 
     this.resizeObserver = new ResizeObserver(() => this.layout());
     this.resizeObserver.observe(this.gallery);

@@ -153,7 +153,7 @@ impl SyntheticParticipant {
                 name: name.to_owned(),
                 passcode: None,
                 resume: None,
-                e2ee: false,
+                e2ee: opts.claim_e2ee,
                 require_e2ee: false,
             })
             .await?;
