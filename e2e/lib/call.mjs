@@ -49,15 +49,17 @@ export async function namespaceCall(serverArgs = () => []) {
  * @param {string} url the server's URL
  * @param {string} room
  * @param {string} name
+ * @param {Record<string, string>} [query] more link parameters (e.g. `{relay: '1'}`)
  * @returns {Promise<{page: import('playwright-core').Page, name: string, opened: number}>} `opened`:
  *   when the page was opened
  */
-export async function openMeeting(browser, url, room, name) {
+export async function openMeeting(browser, url, room, name, query = {}) {
   const context = await browser.newContext({ ignoreHTTPSErrors: true });
   await context.grantPermissions(['camera', 'microphone']);
   const page = await context.newPage();
   page.on('pageerror', err => console.error(`[${name}] page error:`, err));
   const opened = Date.now();
-  await page.goto(`${url}/m/${room}?name=${name}&autojoin=1`);
+  const params = new URLSearchParams({ name, autojoin: '1', ...query });
+  await page.goto(`${url}/m/${room}?${params}`);
   return { page, name, opened };
 }

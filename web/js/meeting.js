@@ -90,7 +90,7 @@ class Meeting {
    * @param {string} room
    * @param {string} name
    * @param {LocalMedia} media
-   * @param {{passcode?: string}} [options]
+   * @param {{passcode?: string, relayOnly?: boolean}} [options]
    */
   constructor(room, name, media, options = {}) {
     this.room = room;
@@ -837,7 +837,7 @@ class Meeting {
  * @param {string} room
  * @param {string} name
  * @param {LocalMedia} media
- * @param {{passcode?: string}} [options] the meeting's passcode, from the link's `pwd`
+ * @param {{passcode?: string, relayOnly?: boolean}} [options] the meeting's passcode, from the link's `pwd`
  */
 export function startMeeting(room, name, media, options = {}) {
   const meeting = new Meeting(room, name, media, options);

@@ -162,7 +162,7 @@ export class Session {
    * @param {string} name
    * @param {LocalMedia} media
    * @param {CallView} view
-   * @param {{passcode?: string}} [options]
+   * @param {{passcode?: string, relayOnly?: boolean}} [options]
    */
   constructor(room, name, media, view, options = {}) {
     this.room = room;
@@ -171,6 +171,8 @@ export class Session {
     this.view = view;
     /** The meeting's passcode, sent with `join` when we have one. @type {string | undefined} */
     this.passcode = options.passcode || undefined;
+    /** Media only through TURN relays (the `relay=1` link option). */
+    this.relayOnly = options.relayOnly === true;
     /** Our role in the meeting. @type {Role} */
     this.role = 'participant';
     /** @type {MeetingState} */
@@ -733,7 +735,12 @@ export class Session {
 
   ensurePeerConnection() {
     if (this.pc) return this.pc;
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    const pc = new RTCPeerConnection({
+      iceServers: this.iceServers,
+      iceTransportPolicy: this.relayOnly ? 'relay' : 'all',
+      bundlePolicy: 'max-bundle',
+      rtcpMuxPolicy: 'require',
+    });
     this.pc = pc;
     pc.addEventListener('icecandidate', event => {
       const candidate = event.candidate;

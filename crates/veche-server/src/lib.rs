@@ -19,6 +19,7 @@ mod state;
 pub mod store;
 mod tls;
 mod turn;
+mod turn_server;
 mod ws;
 
 use std::process::ExitCode;
