@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { namespaceCall, openMeeting } from './lib/call.mjs';
+import { namespaceCall, openMeeting, trustServerKey } from './lib/call.mjs';
 import { firstFrameAt, selectedPair, until, waitForMedia } from './lib/media.mjs';
 
 /** @type {import('./lib/call.mjs').NamespaceCall} */
@@ -18,7 +18,7 @@ before(async () => {
     '--turn-builtin', 'true',
     '--turn-udp', `${host.serverAddr}:0`,
     '--turn-tls', `${host.serverAddr}:443`,
-  ]);
+  ], server => [trustServerKey(server)]);
 });
 
 after(async () => {

@@ -1234,7 +1234,12 @@ mod tests {
         assert_eq!(builtin.limits.max_allocations_per_user, 3);
         assert_eq!(builtin.limits.max_allocations, 1000);
         assert!(c.turn.is_none() && c.turn_secret.is_none());
-        let secret = ["--turn-builtin", "true", "--turn-secret", "0123456789abcdef"];
+        let secret = [
+            "--turn-builtin",
+            "true",
+            "--turn-secret",
+            "0123456789abcdef",
+        ];
         let c = Config::merge(parse(&secret), FileConfig::default()).unwrap();
         assert_eq!(c.turn_secret.as_deref(), Some("0123456789abcdef"));
         let slow = ["--turn-builtin", "true", "--turn-max-kbit-per-sec", "10"];

@@ -70,9 +70,7 @@ impl TurnRest {
         username: &str,
         now_unix_secs: u64,
     ) -> Result<String, CredentialError> {
-        let (expiry, id) = username
-            .split_once(':')
-            .ok_or(CredentialError::Malformed)?;
+        let (expiry, id) = username.split_once(':').ok_or(CredentialError::Malformed)?;
         let expiry: u64 = expiry.parse().map_err(|_| CredentialError::Malformed)?;
         if id.is_empty() || id.len() > 32 {
             return Err(CredentialError::Malformed);
@@ -118,12 +116,11 @@ mod tests {
         );
         assert_eq!(
             turn.password_for(&servers[0].username, 1_700_021_601),
-            Err(CredentialError::Expired { expiry: 1_700_021_600 })
+            Err(CredentialError::Expired {
+                expiry: 1_700_021_600
+            })
         );
-        assert_eq!(
-            turn.password_for("42", 0),
-            Err(CredentialError::Malformed)
-        );
+        assert_eq!(turn.password_for("42", 0), Err(CredentialError::Malformed));
         assert_eq!(
             turn.password_for("soon:42", 0),
             Err(CredentialError::Malformed)

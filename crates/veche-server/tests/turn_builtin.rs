@@ -183,8 +183,7 @@ impl Client {
                     pending.extend_from_slice(&buf[..n]);
                 },
             };
-            if Message::from_bytes(&frame).is_ok_and(|m| m.class() != MessageClass::Indication)
-            {
+            if Message::from_bytes(&frame).is_ok_and(|m| m.class() != MessageClass::Indication) {
                 return Ok(frame);
             }
         }
@@ -265,9 +264,10 @@ async fn ice_servers(server: &Server) -> anyhow::Result<IceServer> {
         .expect("joined", |m| matches!(m, ServerMessage::Joined { .. }))
         .await?
     {
-        ServerMessage::Joined { ice_servers, .. } => {
-            ice_servers.into_iter().next().context("no TURN server in joined")
-        }
+        ServerMessage::Joined { ice_servers, .. } => ice_servers
+            .into_iter()
+            .next()
+            .context("no TURN server in joined"),
         _ => unreachable!("matched above"),
     }
 }
@@ -310,7 +310,10 @@ async fn built_in_turn_relays_only_to_veche_with_minted_credentials() -> anyhow:
     tokio::time::timeout(Duration::from_secs(60), async {
         let ice = ice_servers(&server).await?;
         let (expiry, id) = ice.username.split_once(':').context("username EXPIRY:ID")?;
-        ensure!(expiry.parse::<u64>().is_ok() && id.parse::<u64>().is_ok(), "{ice:?}");
+        ensure!(
+            expiry.parse::<u64>().is_ok() && id.parse::<u64>().is_ok(),
+            "{ice:?}"
+        );
         let udp = url_addr(&ice.urls, "turn:")?;
         let tls = url_addr(&ice.urls, "turns:")?;
         let media = SocketAddr::from(([127, 0, 0, 1], server.media_port));
@@ -337,13 +340,22 @@ async fn built_in_turn_relays_only_to_veche_with_minted_credentials() -> anyhow:
         // Veche's media address: granted; another port of the same IP: 403, for a
         // permission and for a channel.
         let reply = client.permission(media).await?;
-        ensure!(reply.class == MessageClass::Success, "media permission: {reply:?}");
+        ensure!(
+            reply.class == MessageClass::Success,
+            "media permission: {reply:?}"
+        );
         let reply = client.permission(not_veche).await?;
-        ensure!(reply.code == Some(403), "permission for {not_veche}: {reply:?}");
+        ensure!(
+            reply.code == Some(403),
+            "permission for {not_veche}: {reply:?}"
+        );
         let reply = client.channel_bind(not_veche, 0x4001).await?;
         ensure!(reply.code == Some(403), "channel to {not_veche}: {reply:?}");
         let reply = client.channel_bind(media, 0x4002).await?;
-        ensure!(reply.class == MessageClass::Success, "media channel: {reply:?}");
+        ensure!(
+            reply.class == MessageClass::Success,
+            "media channel: {reply:?}"
+        );
         // The IP has a permission (for the media port), but data to another port of it is
         // not relayed.
         client.send_indication(not_veche, b"let me through").await?;
@@ -356,19 +368,31 @@ async fn built_in_turn_relays_only_to_veche_with_minted_credentials() -> anyhow:
         let ca = server.data_dir().join("tls").join("self-signed-cert.pem");
         let mut secure = Client::tls(tls, &ca, &ice.username, &ice.credential).await?;
         let reply = secure.allocate().await?;
-        ensure!(reply.class == MessageClass::Success, "allocate over TLS: {reply:?}");
+        ensure!(
+            reply.class == MessageClass::Success,
+            "allocate over TLS: {reply:?}"
+        );
         let reply = secure.permission(media).await?;
-        ensure!(reply.class == MessageClass::Success, "permission over TLS: {reply:?}");
+        ensure!(
+            reply.class == MessageClass::Success,
+            "permission over TLS: {reply:?}"
+        );
         let reply = secure.permission(not_veche).await?;
         ensure!(reply.code == Some(403), "permission over TLS: {reply:?}");
 
         // Two allocations so far under this credential, the limit is 3: one more, then 508.
         let mut third = Client::udp(udp, &ice.username, &ice.credential).await?;
         let reply = third.allocate().await?;
-        ensure!(reply.class == MessageClass::Success, "third allocation: {reply:?}");
+        ensure!(
+            reply.class == MessageClass::Success,
+            "third allocation: {reply:?}"
+        );
         let mut fourth = Client::udp(udp, &ice.username, &ice.credential).await?;
         let reply = fourth.allocate().await?;
-        ensure!(reply.code == Some(508), "past the per-user limit: {reply:?}");
+        ensure!(
+            reply.code == Some(508),
+            "past the per-user limit: {reply:?}"
+        );
         anyhow::Ok(())
     })
     .await

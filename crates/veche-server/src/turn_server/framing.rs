@@ -98,7 +98,11 @@ mod tests {
                     frames.push(f);
                 }
             }
-            assert_eq!(frames, vec![stun.clone(), channel.clone(), stun.clone()], "{chunk}");
+            assert_eq!(
+                frames,
+                vec![stun.clone(), channel.clone(), stun.clone()],
+                "{chunk}"
+            );
             assert_eq!(framer.buffered(), 0);
         }
     }

@@ -17,8 +17,8 @@ use tracing::{debug, warn};
 use turn_server_proto::api::SocketAllocateError;
 use turn_server_proto::types::{AddressFamily, Instant};
 
-use super::relay::{Listener, Output, RelayCore};
 use super::framing::{Framer, pad_for_stream};
+use super::relay::{Listener, Output, RelayCore};
 
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -291,7 +291,13 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        conns.spawn(serve_tls(stream, client, acceptor.clone(), tx.clone(), slot));
+        conns.spawn(serve_tls(
+            stream,
+            client,
+            acceptor.clone(),
+            tx.clone(),
+            slot,
+        ));
         while conns.try_join_next().is_some() {}
     }
 }

@@ -3,9 +3,9 @@
 //! [`crate::turn`]. The protocol is `turn-server-proto` (sans-IO); the relay policy is in
 //! [`relay`], the sockets in [`io`]. See docs/deploy.md for how to run it.
 
-mod relay;
 mod framing;
 mod io;
+mod relay;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -16,9 +16,9 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio_rustls::TlsAcceptor;
 use tracing::info;
 
+use self::io::ConnectionLimits;
 pub(crate) use self::relay::RelayLimits;
 use self::relay::{Listener, RelayCore};
-use self::io::ConnectionLimits;
 use crate::turn::TurnRest;
 
 /// The default ports: IANA's for TURN and TURN over TLS (RFC 8656 §18).

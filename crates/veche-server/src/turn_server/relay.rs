@@ -121,7 +121,10 @@ struct Bucket {
 
 impl Bucket {
     fn new(now: Instant, burst: f64) -> Self {
-        Bucket { tokens: burst, last: now }
+        Bucket {
+            tokens: burst,
+            last: now,
+        }
     }
 
     fn take(&mut self, now: Instant, bytes: usize, rate: f64) -> bool {
@@ -285,18 +288,18 @@ impl RelayCore {
             match self.rest.password_for(&username, unix_now) {
                 Ok(password) => {
                     for server in &mut self.servers {
-                        server
-                            .proto
-                            .add_user(username.clone(), password.clone());
+                        server.proto.add_user(username.clone(), password.clone());
                     }
                     credentials = Some((username, password));
                 }
                 Err(e) => {
                     self.stats.refused_credentials += 1;
                     debug!(%client, error = %e, "TURN request refused");
-                    return Some((class == MessageClass::Request).then(|| {
-                        error_reply(msg, ErrorCode::UNAUTHORIZED, "Unauthorized", None)
-                    }));
+                    return Some(
+                        (class == MessageClass::Request).then(|| {
+                            error_reply(msg, ErrorCode::UNAUTHORIZED, "Unauthorized", None)
+                        }),
+                    );
                 }
             }
         }
@@ -322,9 +325,9 @@ impl RelayCore {
                     "TURN refused a peer that is not one of Veche's media addresses"
                 );
                 return Some((class == MessageClass::Request).then(|| {
-                    let signer = credentials
-                        .as_ref()
-                        .map(|(u, p)| LongTermKeyCredentials::new(u.clone(), p.clone(), REALM.into()));
+                    let signer = credentials.as_ref().map(|(u, p)| {
+                        LongTermKeyCredentials::new(u.clone(), p.clone(), REALM.into())
+                    });
                     error_reply(msg, ErrorCode::FORBIDDEN, "Forbidden", signer)
                 }));
             }
@@ -444,31 +447,29 @@ impl RelayCore {
                         client_addr,
                         allocation_transport,
                         family,
-                    } => {
-                        match self.admit(listener, client_addr, allocation_transport, family) {
-                            Ok(()) => {
-                                self.binding += 1;
-                                self.out.push_back(Output::BindRelay {
-                                    listener,
-                                    client: client_addr,
-                                    family,
-                                });
-                            }
-                            Err(e) => {
-                                self.stats.refused_allocations += 1;
-                                self.allocating.remove(&(listener, client_addr));
-                                self.servers[i].proto.allocated_socket(
-                                    transport,
-                                    listen_addr,
-                                    client_addr,
-                                    allocation_transport,
-                                    family,
-                                    Err(e),
-                                    now,
-                                );
-                            }
+                    } => match self.admit(listener, client_addr, allocation_transport, family) {
+                        Ok(()) => {
+                            self.binding += 1;
+                            self.out.push_back(Output::BindRelay {
+                                listener,
+                                client: client_addr,
+                                family,
+                            });
                         }
-                    }
+                        Err(e) => {
+                            self.stats.refused_allocations += 1;
+                            self.allocating.remove(&(listener, client_addr));
+                            self.servers[i].proto.allocated_socket(
+                                transport,
+                                listen_addr,
+                                client_addr,
+                                allocation_transport,
+                                family,
+                                Err(e),
+                                now,
+                            );
+                        }
+                    },
                     TurnServerPollRet::TcpConnect {
                         relayed_addr,
                         peer_addr,
@@ -602,9 +603,11 @@ impl RelayCore {
     /// Where a transmit of the protocol crate goes: a client (its source is a listener) or a
     /// peer (its source is a relay socket, and the peer must be Veche's).
     fn route_built(&mut self, t: Transmit<Vec<u8>>, now: Instant) {
-        if let Some(server) = self.servers.iter().find(|s| {
-            s.proto.listen_address() == t.from && transport_of(s.listener) == t.transport
-        }) {
+        if let Some(server) = self
+            .servers
+            .iter()
+            .find(|s| s.proto.listen_address() == t.from && transport_of(s.listener) == t.transport)
+        {
             self.out.push_back(Output::ToClient {
                 listener: server.listener,
                 client: t.to,
@@ -703,7 +706,8 @@ mod tests {
         );
         let tid = msg.transaction_id();
         msg.add_attribute(&XorPeerAddress::new(peer, tid)).unwrap();
-        msg.add_attribute(&Username::new(username).unwrap()).unwrap();
+        msg.add_attribute(&Username::new(username).unwrap())
+            .unwrap();
         msg.finish()
     }
 
