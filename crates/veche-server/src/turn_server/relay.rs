@@ -287,10 +287,20 @@ impl RelayCore {
             let username = username.username().to_owned();
             match self.rest.password_for(&username, unix_now) {
                 Ok(password) => {
-                    for server in &mut self.servers {
-                        server.proto.add_user(username.clone(), password.clone());
+                    // Only a request signed with the minted password makes its user known to
+                    // the crate, which keeps every user it is given: usernames made up by
+                    // anyone would otherwise fill its memory.
+                    let key = MessageIntegrityCredentials::LongTerm(LongTermKeyCredentials::new(
+                        username.clone(),
+                        password.clone(),
+                        REALM.into(),
+                    ));
+                    if msg.validate_integrity(&key).is_ok() {
+                        for server in &mut self.servers {
+                            server.proto.add_user(username.clone(), password.clone());
+                        }
+                        credentials = Some((username, password));
                     }
-                    credentials = Some((username, password));
                 }
                 Err(e) => {
                     self.stats.refused_credentials += 1;
