@@ -24,12 +24,12 @@ export const CHROMIUM_ARGS = [
 ];
 
 /**
- * @param {{acceptMediaPrompts?: boolean, executablePath?: string, fakeAudioFile?: string}} [options]
+ * @param {{acceptMediaPrompts?: boolean, executablePath?: string, fakeAudioFile?: string, args?: string[]}} [options]
  *   `acceptMediaPrompts: false` leaves out the flag that auto-accepts camera/microphone
  *   prompts, so they are denied; `executablePath` starts Chromium through another executable
  *   (a test host's `chromiumWrapper()` from netns.mjs runs it in a network namespace);
  *   `fakeAudioFile` is a WAV file the fake microphone plays (in a loop) instead of its beep —
- *   one per browser process
+ *   one per browser process; `args`: more command-line flags
  * @returns {Promise<import('playwright-core').Browser>}
  */
 export function launch(options = {}) {
@@ -38,5 +38,6 @@ export function launch(options = {}) {
     ? CHROMIUM_ARGS.filter(a => a !== '--use-fake-ui-for-media-stream')
     : [...CHROMIUM_ARGS];
   if (options.fakeAudioFile) args.push(`--use-file-for-fake-audio-capture=${options.fakeAudioFile}`);
+  args.push(...(options.args ?? []));
   return chromium.launch({ executablePath: options.executablePath ?? CHROMIUM, headless: true, args });
 }

@@ -1,6 +1,9 @@
 // What the connectivity tests share: a test host in a namespace, the server on its veth
 // address, a Chromium outside and one inside the namespace, and joining a meeting.
 
+import { X509Certificate, createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { launch } from './browser.mjs';
 import { createHost } from './netns.mjs';
 import { startServer } from './server.mjs';
@@ -16,11 +19,13 @@ import { startServer } from './server.mjs';
  */
 
 /**
- * Sets up a namespace call; `serverArgs(host)` adds flags to the server's command line.
+ * Sets up a namespace call; `serverArgs(host)` adds flags to the server's command line,
+ * `browserArgs(server)` to both Chromiums' (once the server runs, e.g. to trust its key).
  * @param {(host: import('./netns.mjs').Host) => string[]} [serverArgs]
+ * @param {(server: Awaited<ReturnType<typeof startServer>>) => string[]} [browserArgs]
  * @returns {Promise<NamespaceCall>}
  */
-export async function namespaceCall(serverArgs = () => []) {
+export async function namespaceCall(serverArgs = () => [], browserArgs = () => []) {
   /** @type {Partial<NamespaceCall>} */
   const call = {};
   const close = async () => {
@@ -32,8 +37,9 @@ export async function namespaceCall(serverArgs = () => []) {
   try {
     call.host = await createHost();
     call.server = await startServer({ host: call.host.serverAddr, args: serverArgs(call.host) });
-    call.outside = await launch();
-    call.inside = await launch({ executablePath: call.host.chromiumWrapper() });
+    const args = browserArgs(call.server);
+    call.outside = await launch({ args });
+    call.inside = await launch({ executablePath: call.host.chromiumWrapper(), args });
   } catch (e) {
     await close();
     throw e;
@@ -49,15 +55,29 @@ export async function namespaceCall(serverArgs = () => []) {
  * @param {string} url the server's URL
  * @param {string} room
  * @param {string} name
+ * @param {Record<string, string>} [query] more link parameters (e.g. `{relay: '1'}`)
  * @returns {Promise<{page: import('playwright-core').Page, name: string, opened: number}>} `opened`:
  *   when the page was opened
  */
-export async function openMeeting(browser, url, room, name) {
+export async function openMeeting(browser, url, room, name, query = {}) {
   const context = await browser.newContext({ ignoreHTTPSErrors: true });
   await context.grantPermissions(['camera', 'microphone']);
   const page = await context.newPage();
   page.on('pageerror', err => console.error(`[${name}] page error:`, err));
   const opened = Date.now();
-  await page.goto(`${url}/m/${room}?name=${name}&autojoin=1`);
+  const params = new URLSearchParams({ name, autojoin: '1', ...query });
+  await page.goto(`${url}/m/${room}?${params}`);
   return { page, name, opened };
+}
+
+/**
+ * The Chromium flag that makes it trust the server's self-signed certificate (by the SHA-256
+ * of its public key) where `ignoreHTTPSErrors` does not reach: TURN over TLS is checked by
+ * the browser's network stack, not the page's context.
+ * @param {{dataDir: string}} server
+ */
+export function trustServerKey(server) {
+  const pem = readFileSync(path.join(server.dataDir, 'tls', 'self-signed-cert.pem'), 'utf8');
+  const spki = new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' });
+  return `--ignore-certificate-errors-spki-list=${createHash('sha256').update(spki).digest('base64')}`;
 }

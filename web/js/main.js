@@ -45,8 +45,14 @@ function route() {
   const params = new URLSearchParams(location.search);
   const name = cleanName(params.get('name') ?? '');
   // A meeting's link may carry its passcode (`/j/{id}?pwd=…` forwards it here).
-  // `?e2ee=1` makes a new instant room end-to-end encrypted.
-  const options = { passcode: params.get('pwd') || undefined, requireE2ee: params.get('e2ee') === '1' };
+  // `?e2ee=1` makes a new instant room end-to-end encrypted. `relay=1` sends media only
+  // through the TURN relay (iceTransportPolicy 'relay'): for networks where only the relay
+  // gets through, and to check that it does.
+  const options = {
+    passcode: params.get('pwd') || undefined,
+    requireE2ee: params.get('e2ee') === '1',
+    relayOnly: params.get('relay') === '1',
+  };
   if (params.get('autojoin') === '1') {
     void autojoin(room, name || savedName() || t('role.guest'), options);
 

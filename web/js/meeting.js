@@ -90,7 +90,7 @@ class Meeting {
    * @param {string} room
    * @param {string} name
    * @param {LocalMedia} media
-   * @param {{passcode?: string, requireE2ee?: boolean}} [options]
+   * @param {{passcode?: string, requireE2ee?: boolean, relayOnly?: boolean}} [options]
    */
   constructor(room, name, media, options = {}) {
     this.room = room;
@@ -898,7 +898,7 @@ class Meeting {
  * @param {string} room
  * @param {string} name
  * @param {LocalMedia} media
- * @param {{passcode?: string, requireE2ee?: boolean}} [options] the meeting's passcode, from the link's `pwd`
+ * @param {{passcode?: string, requireE2ee?: boolean, relayOnly?: boolean}} [options] the meeting's passcode, from the link's `pwd`
  */
 export function startMeeting(room, name, media, options = {}) {
   const meeting = new Meeting(room, name, media, options);

@@ -12,7 +12,7 @@ import { attach } from './tiles.js';
 /**
  * @param {string} room
  * @param {string} [suggestedName]
- * @param {{passcode?: string, requireE2ee?: boolean}} [options] the meeting's passcode, from the link
+ * @param {{passcode?: string, requireE2ee?: boolean, relayOnly?: boolean}} [options] the meeting's passcode, from the link
  */
 export async function showPrejoin(room, suggestedName, options = {}) {
   const media = new LocalMedia();
@@ -131,7 +131,7 @@ export async function showPrejoin(room, suggestedName, options = {}) {
  * Joins straight away with the default devices (the `autojoin=1` URL contract).
  * @param {string} room
  * @param {string} name
- * @param {{passcode?: string, requireE2ee?: boolean}} [options]
+ * @param {{passcode?: string, requireE2ee?: boolean, relayOnly?: boolean}} [options]
  */
 export async function autojoin(room, name, options = {}) {
   const media = new LocalMedia();

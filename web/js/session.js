@@ -166,8 +166,9 @@ export class Session {
    * @param {string} name
    * @param {LocalMedia} media
    * @param {CallView} view
-   * @param {{passcode?: string, requireE2ee?: boolean}} [options] `requireE2ee`: the link
-   *   asked for an end-to-end encrypted room (`?e2ee=1`), which a new instant room becomes
+   * @param {{passcode?: string, requireE2ee?: boolean, relayOnly?: boolean}} [options]
+   *   `requireE2ee`: the link asked for an end-to-end encrypted room (`?e2ee=1`), which a new
+   *   instant room becomes; `relayOnly`: media only through TURN relays (`relay=1`)
    */
   constructor(room, name, media, view, options = {}) {
     this.room = room;
@@ -179,6 +180,8 @@ export class Session {
     this.requireE2ee = Boolean(options.requireE2ee);
     /** The end-to-end encryption of this connection, in a meeting that requires it. @type {E2ee | null} */
     this.e2ee = null;
+    /** Media only through TURN relays (the `relay=1` link option). */
+    this.relayOnly = options.relayOnly === true;
     /** Our role in the meeting. @type {Role} */
     this.role = 'participant';
     /** @type {MeetingState} */
@@ -778,7 +781,12 @@ export class Session {
 
   ensurePeerConnection() {
     if (this.pc) return this.pc;
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    const pc = new RTCPeerConnection({
+      iceServers: this.iceServers,
+      iceTransportPolicy: this.relayOnly ? 'relay' : 'all',
+      bundlePolicy: 'max-bundle',
+      rtcpMuxPolicy: 'require',
+    });
     this.pc = pc;
     pc.addEventListener('icecandidate', event => {
       const candidate = event.candidate;

@@ -22,6 +22,7 @@ use crate::directory::config::{DirectoryArgs, DirectorySettings};
 use crate::state::MetricsAccess;
 use crate::store::{LockoutPolicy, sqlite_url_in};
 use crate::turn::TurnRest;
+use crate::turn_server::{self, BuiltinTurn, RelayLimits};
 
 pub(crate) const DEFAULT_HTTP: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 8080);
@@ -313,6 +314,45 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "VECHE_TURN_TTL_SECS", value_name = "SECS")]
     pub(crate) turn_ttl_secs: Option<u64>,
 
+    /// Run the built-in TURN server (UDP and TLS over TCP), relaying to this server's media
+    /// only, and hand it to browsers in `joined`; --turn-secret is then optional (one is
+    /// generated in the data directory) [default: false].
+    #[arg(long, env = "VECHE_TURN_BUILTIN", value_name = "BOOL")]
+    pub(crate) turn_builtin: Option<bool>,
+
+    /// The built-in TURN server's UDP listener [default: the IP of --http, port 3478].
+    #[arg(long, env = "VECHE_TURN_UDP", value_name = "ADDR")]
+    pub(crate) turn_udp: Option<SocketAddr>,
+
+    /// The built-in TURN server's TLS-over-TCP listener, with the HTTPS certificate; use
+    /// 443 of an address whose 443 is free for networks that allow nothing else
+    /// [default: the IP of --http, port 5349].
+    #[arg(long, env = "VECHE_TURN_TLS", value_name = "ADDR")]
+    pub(crate) turn_tls: Option<SocketAddr>,
+
+    /// Host name in the built-in server's turn:/turns: URLs; for TLS it must match the
+    /// certificate [default: the listener's IP].
+    #[arg(long, env = "VECHE_TURN_HOST", value_name = "NAME")]
+    pub(crate) turn_host: Option<String>,
+
+    /// Built-in TURN: allocations (relays) at once, over all users [default: 1000].
+    #[arg(long, env = "VECHE_TURN_MAX_ALLOCATIONS", value_name = "N")]
+    pub(crate) turn_max_allocations: Option<usize>,
+
+    /// Built-in TURN: allocations at once under one participant's credentials [default: 10].
+    #[arg(long, env = "VECHE_TURN_MAX_ALLOCATIONS_PER_USER", value_name = "N")]
+    pub(crate) turn_max_allocations_per_user: Option<usize>,
+
+    /// Built-in TURN: allocations (and TLS connections) at once from one IP address
+    /// [default: 200].
+    #[arg(long, env = "VECHE_TURN_MAX_ALLOCATIONS_PER_IP", value_name = "N")]
+    pub(crate) turn_max_allocations_per_ip: Option<usize>,
+
+    /// Built-in TURN: kbit/s one allocation may relay in each direction; packets past it
+    /// are dropped [default: 20000].
+    #[arg(long, env = "VECHE_TURN_MAX_KBIT_PER_SEC", value_name = "KBITS")]
+    pub(crate) turn_max_kbit_per_sec: Option<u32>,
+
     /// Length of a "minute" of plan time limits and their warnings, in milliseconds
     /// [default: 60000]. For tests and demonstrations only: a 40-minute plan limit then ends
     /// a meeting after 40 × this.
@@ -456,6 +496,14 @@ struct FileConfig {
     turn_url: Option<Vec<String>>,
     turn_secret: Option<String>,
     turn_ttl_secs: Option<u64>,
+    turn_builtin: Option<bool>,
+    turn_udp: Option<SocketAddr>,
+    turn_tls: Option<SocketAddr>,
+    turn_host: Option<String>,
+    turn_max_allocations: Option<usize>,
+    turn_max_allocations_per_user: Option<usize>,
+    turn_max_allocations_per_ip: Option<usize>,
+    turn_max_kbit_per_sec: Option<u32>,
     meeting_minute_ms: Option<u64>,
     resume_window_secs: Option<u64>,
     resume_token_ttl_secs: Option<u64>,
@@ -508,8 +556,14 @@ pub(crate) struct Config {
     pub(crate) media_bind: SocketAddr,
     /// The first ICE-TCP port (shard i: + i; 0: free ports); `None`: no ICE-TCP.
     pub(crate) ice_tcp_port: Option<u16>,
-    /// TURN servers for `joined`, with how their credentials are minted.
+    /// External TURN servers for `joined`, with how their credentials are minted.
     pub(crate) turn: Option<TurnRest>,
+    /// The built-in TURN server, if on.
+    pub(crate) turn_builtin: Option<BuiltinTurn>,
+    /// The TURN REST secret given by the operator (needed for `turn`; the built-in server
+    /// falls back to one kept in the data directory).
+    pub(crate) turn_secret: Option<String>,
+    pub(crate) turn_ttl: Duration,
     /// Empty means "discover the interface addresses at start-up".
     pub(crate) public_ips: Vec<IpAddr>,
     pub(crate) data_dir: PathBuf,
@@ -662,8 +716,22 @@ impl Config {
         } else {
             args.turn_url
         };
-        let turn = match (turn_urls.is_empty(), args.turn_secret.or(file.turn_secret)) {
+        let builtin_on = args.turn_builtin.or(file.turn_builtin).unwrap_or(false);
+        let turn_secret = args.turn_secret.or(file.turn_secret);
+        if turn_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            bail!("turn-secret must have at least 16 characters");
+        }
+        let ttl = args
+            .turn_ttl_secs
+            .or(file.turn_ttl_secs)
+            .unwrap_or(DEFAULT_TURN_TTL_SECS);
+        if ttl == 0 {
+            bail!("turn-ttl-secs must be at least 1");
+        }
+        let turn_ttl = Duration::from_secs(ttl);
+        let turn = match (turn_urls.is_empty(), &turn_secret) {
             (true, None) => None,
+            (true, Some(_)) if builtin_on => None,
             (false, Some(secret)) => {
                 if let Some(bad) = turn_urls
                     .iter()
@@ -671,23 +739,61 @@ impl Config {
                 {
                     bail!("turn-url {bad:?} must start with turn: or turns:");
                 }
-                if secret.len() < 16 {
-                    bail!("turn-secret must have at least 16 characters");
-                }
-                let ttl = args
-                    .turn_ttl_secs
-                    .or(file.turn_ttl_secs)
-                    .unwrap_or(DEFAULT_TURN_TTL_SECS);
-                if ttl == 0 {
-                    bail!("turn-ttl-secs must be at least 1");
-                }
                 Some(TurnRest {
                     urls: turn_urls,
-                    secret,
-                    ttl: Duration::from_secs(ttl),
+                    secret: secret.clone(),
+                    ttl: turn_ttl,
                 })
             }
             _ => bail!("turn-url and turn-secret must be given together"),
+        };
+        let relay_defaults = RelayLimits::default();
+        let turn_builtin = if builtin_on {
+            let limits = RelayLimits {
+                max_allocations: args
+                    .turn_max_allocations
+                    .or(file.turn_max_allocations)
+                    .unwrap_or(relay_defaults.max_allocations),
+                max_allocations_per_user: args
+                    .turn_max_allocations_per_user
+                    .or(file.turn_max_allocations_per_user)
+                    .unwrap_or(relay_defaults.max_allocations_per_user),
+                max_allocations_per_ip: args
+                    .turn_max_allocations_per_ip
+                    .or(file.turn_max_allocations_per_ip)
+                    .unwrap_or(relay_defaults.max_allocations_per_ip),
+                max_kbit_per_sec: args
+                    .turn_max_kbit_per_sec
+                    .or(file.turn_max_kbit_per_sec)
+                    .unwrap_or(relay_defaults.max_kbit_per_sec),
+            };
+            if limits.max_allocations == 0
+                || limits.max_allocations_per_user == 0
+                || limits.max_allocations_per_ip == 0
+            {
+                bail!("turn-max-allocations, -per-user and -per-ip must be at least 1");
+            }
+            // Below one video stream the relay is of no use.
+            if limits.max_kbit_per_sec < 500 {
+                bail!(
+                    "turn-max-kbit-per-sec {} is too small for video (minimum 500)",
+                    limits.max_kbit_per_sec
+                );
+            }
+            Some(BuiltinTurn {
+                udp: args
+                    .turn_udp
+                    .or(file.turn_udp)
+                    .unwrap_or(SocketAddr::new(http.ip(), turn_server::DEFAULT_UDP_PORT)),
+                tls: args
+                    .turn_tls
+                    .or(file.turn_tls)
+                    .unwrap_or(SocketAddr::new(http.ip(), turn_server::DEFAULT_TLS_PORT)),
+                host: args.turn_host.or(file.turn_host),
+                limits,
+            })
+        } else {
+            None
         };
         let sfu_limits = Limits {
             max_participants_per_room: args
@@ -848,6 +954,9 @@ impl Config {
             media_bind: SocketAddr::new(media_ip, media_port),
             ice_tcp_port,
             turn,
+            turn_builtin,
+            turn_secret,
+            turn_ttl,
             public_ips,
             data_dir,
             tls,
@@ -1146,6 +1255,36 @@ mod tests {
         assert!(Config::merge(parse(&bad), FileConfig::default()).is_err());
         let short = ["--turn-url", url, "--turn-secret", "short"];
         assert!(Config::merge(parse(&short), FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn builtin_turn_is_off_unless_asked_and_needs_no_secret() {
+        let c = Config::merge(parse(&[]), FileConfig::default()).unwrap();
+        assert!(c.turn_builtin.is_none() && c.turn.is_none());
+        let c = Config::merge(
+            parse(&["--http", "10.1.2.3:443", "--turn-builtin", "true"]),
+            file("turn-max-allocations-per-user = 3"),
+        )
+        .unwrap();
+        let builtin = c.turn_builtin.unwrap();
+        assert_eq!(builtin.udp, "10.1.2.3:3478".parse().unwrap());
+        assert_eq!(builtin.tls, "10.1.2.3:5349".parse().unwrap());
+        assert_eq!(builtin.limits.max_allocations_per_user, 3);
+        assert_eq!(builtin.limits.max_allocations, 1000);
+        assert!(c.turn.is_none() && c.turn_secret.is_none());
+        let secret = [
+            "--turn-builtin",
+            "true",
+            "--turn-secret",
+            "0123456789abcdef",
+        ];
+        let c = Config::merge(parse(&secret), FileConfig::default()).unwrap();
+        assert_eq!(c.turn_secret.as_deref(), Some("0123456789abcdef"));
+        let slow = ["--turn-builtin", "true", "--turn-max-kbit-per-sec", "10"];
+        assert!(Config::merge(parse(&slow), FileConfig::default()).is_err());
+        // Without the built-in server a secret alone is still a mistake.
+        let alone = ["--turn-secret", "0123456789abcdef"];
+        assert!(Config::merge(parse(&alone), FileConfig::default()).is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod state;
 pub mod store;
 mod tls;
 mod turn;
+mod turn_server;
 mod ws;
 
 use std::process::ExitCode;
@@ -63,7 +64,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default `info`).
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // The TURN protocol crate logs each allocation at info, as the relay policy already does;
+    // its own lines only when asked for by name.
+    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("turn_server_proto"))
+        && let Ok(quiet) = "turn_server_proto=warn".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -1,7 +1,8 @@
 //! Start-up and shutdown of `veche serve`: bind the HTTP listener, start the SFU, serve until
 //! SIGINT/SIGTERM, then stop in order.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -15,13 +16,15 @@ use veche_sfu::{ResumeKey, SfuConfig, SfuHandle};
 
 use crate::api::{ApiState, Clock, SystemClock};
 use crate::auth::Hasher;
-use crate::config::{Config, discover_public_ips};
+use crate::config::{Config, Tls, discover_public_ips};
 use crate::gate::{JoinGate, live_meetings_to_restore, store_events};
 use crate::http::router_with_api;
 use crate::sockets::LiveSockets;
 use crate::state::{AppState, HttpPolicy, WsStats};
 use crate::store::{LockoutPolicy, Store};
 use crate::tls;
+use crate::turn::TurnRest;
+use crate::turn_server::{self, RunningTurn};
 
 /// How long in-flight HTTP requests and WebSocket goodbyes get once shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -99,6 +102,15 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         "media socket ready"
     );
 
+    // The built-in TURN server relays to the SFU's media sockets, so it starts after them.
+    let (turn, _running_turn) = match start_turn(&config, &sfu, &public_ips, &tls_files).await {
+        Ok(started) => started,
+        Err(e) => {
+            stop_sfu(sfu).await;
+            return Err(e);
+        }
+    };
+
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let stats = Arc::new(WsStats::default());
     let sockets = Arc::new(LiveSockets::default());
@@ -142,7 +154,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             shutdown: shutdown_rx,
             sockets: Arc::clone(&sockets),
             http: http_policy,
-            turn: config.turn.clone().map(Arc::new),
+            turn: turn.map(Arc::new),
         },
         Some(ApiState {
             store: store.clone(),
@@ -225,6 +237,64 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     store.close().await;
     info!("stopped");
     Ok(())
+}
+
+/// Starts the built-in TURN server if it is on; returns the TURN servers handed to browsers
+/// (built in first, then any external ones) and the running server, which stops when dropped.
+async fn start_turn(
+    config: &Config,
+    sfu: &SfuHandle,
+    public_ips: &[IpAddr],
+    tls_files: &Option<(PathBuf, PathBuf)>,
+) -> anyhow::Result<(Option<TurnRest>, Option<RunningTurn>)> {
+    let Some(builtin) = &config.turn_builtin else {
+        return Ok((config.turn.clone(), None));
+    };
+    let secret = match &config.turn_secret {
+        Some(s) => s.clone(),
+        None => turn_server::stored_secret(&config.data_dir)?,
+    };
+    // TURN over TLS uses the HTTPS certificate, or the self-signed one when HTTP is plain.
+    let (cert, key) = match tls_files {
+        Some(files) => files.clone(),
+        None => tls::resolve(&Tls::SelfSigned, &config.data_dir, config.http, public_ips)?
+            .context("a self-signed certificate for TURN over TLS")?,
+    };
+    let tls_config = tls::server_config(&cert, &key)?;
+    // Browsers reach the media at the advertised addresses: those, on the media ports.
+    let media: Vec<SocketAddr> = sfu
+        .local_media_addrs()
+        .iter()
+        .flat_map(|local| {
+            public_ips
+                .iter()
+                .filter(|ip| ip.is_ipv4() == local.is_ipv4())
+                .map(|ip| SocketAddr::new(*ip, local.port()))
+        })
+        .collect();
+    let bind = config.media_bind.ip();
+    let relay_ip = if bind.is_unspecified() {
+        public_ips
+            .iter()
+            .copied()
+            .find(|ip| ip.is_ipv4() == bind.is_ipv4())
+            .unwrap_or(bind)
+    } else {
+        bind
+    };
+    let rest = TurnRest {
+        urls: Vec::new(),
+        secret,
+        ttl: config.turn_ttl,
+    };
+    let running = builtin
+        .start(rest.clone(), tls_config, media, relay_ip)
+        .await?;
+    let mut urls = running.urls(builtin.host.as_deref(), public_ips);
+    if let Some(external) = &config.turn {
+        urls.extend(external.urls.iter().cloned());
+    }
+    Ok((Some(TurnRest { urls, ..rest }), Some(running)))
 }
 
 /// Waits (briefly) for the SFU's last audit entries and usage records to be stored; the
