@@ -3,7 +3,8 @@
 // Chromium participants and records the RTP payloads it is sent. Every audio payload and every
 // single-packet video frame is SFrame: its header parses and names a member's key; it opens
 // with that sender's key of the epoch (which the test reads from the sender's page), and not
-// with a wrong one; the VP8 frame inside keeps only the codec bytes the SFU reads in the clear.
+// with a wrong one, nor with what a member the host removed knew; the VP8 frame inside keeps
+// only the codec bytes the SFU reads in the clear.
 
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -66,15 +67,33 @@ function vp8Descriptor(p) {
   return { len, start };
 }
 
-test('the SFU forwards only SFrame ciphertext in an E2EE meeting', { timeout: 120000 }, async () => {
+/** @param {import('playwright-core').Page} page */
+const status = page => page.evaluate(() => /** @type {any} */ (window).veche.e2ee());
+
+/**
+ * A member's view of its group: its participant id and leaf, the epoch and its SFrame secret.
+ * @param {import('playwright-core').Page} page
+ */
+const groupSecret = page => page.evaluate(async () => {
+  const e = /** @type {any} */ (window).veche.session.e2ee;
+  return { id: e.selfId, leaf: e.member.leafOf(String(e.selfId)), epoch: Number(e.member.epoch), secret: [...await e.member.sframeSecret()] };
+});
+
+test('the SFU forwards only SFrame ciphertext in an E2EE meeting, which a removed member cannot open', { timeout: 120000 }, async () => {
   const room = `tap-${randomBytes(4).toString('hex')}`;
   const a = await joinEncrypted(room, 'Alice');
   const b = await joinEncrypted(room, 'Bob');
-  for (const [name, page] of [['Alice', a], ['Bob', b]]) {
-    await waitForMedia(/** @type {any} */ (page), name, { videos: 1, audios: 1, timeoutMs: 60000, context: serverLog });
+  const c = await joinEncrypted(room, 'Carol');
+  for (const [name, page] of [['Alice', a], ['Bob', b], ['Carol', c]]) {
+    await waitForMedia(/** @type {any} */ (page), name, { videos: 2, audios: 2, timeoutMs: 60000, context: serverLog });
   }
-  await until('both encrypt with one epoch', () => Promise.all([a, b].map(p => p.evaluate(() => /** @type {any} */ (window).veche.e2ee()))),
-    s => s.every(x => x?.encrypted) && s[0].epoch === s[1].epoch, 30000, serverLog);
+  const three = await until('all three encrypt with one epoch', () => Promise.all([a, b, c].map(status)),
+    s => s.every(x => x?.encrypted && x.members === 3) && s.every(x => x.epoch === s[0].epoch), 30000, serverLog);
+  // Carol's knowledge when she is removed: the group's secret of that epoch.
+  const carol = await groupSecret(c);
+  await a.evaluate(id => /** @type {any} */ (window).veche.session.remove(id, false), carol.id);
+  await until('Alice and Bob move to a new epoch without Carol', () => Promise.all([a, b].map(status)),
+    s => s.every(x => x?.encrypted && x.members === 2 && x.epoch > three[0].epoch) && s[0].epoch === s[1].epoch, 30000, serverLog);
 
   const wsUrl = server.url.replace(/^http/, 'ws') + '/ws';
   const { stdout } = await promisify(execFile)(TAP, ['--url', wsUrl, '--room', room, '--e2ee', '--seconds', '4', '--packets', '300'],
@@ -86,13 +105,11 @@ test('the SFU forwards only SFrame ciphertext in an E2EE meeting', { timeout: 12
   /** @type {Map<number, {leaf: number, epoch: bigint, secret: Uint8Array}>} */
   const senders = new Map();
   for (const page of [a, b]) {
-    const k = await page.evaluate(async () => {
-      const e = /** @type {any} */ (window).veche.session.e2ee;
-      return { id: e.selfId, leaf: e.member.leafOf(String(e.selfId)), epoch: Number(e.member.epoch), secret: [...await e.member.sframeSecret()] };
-    });
+    const k = await groupSecret(page);
     senders.set(k.id, { leaf: k.leaf, epoch: BigInt(k.epoch), secret: Uint8Array.from(k.secret) });
   }
   const wrongSecret = Uint8Array.from(randomBytes(32));
+  const carolSecret = Uint8Array.from(carol.secret);
 
   let audio = 0;
   let video = 0;
@@ -101,6 +118,8 @@ test('the SFU forwards only SFrame ciphertext in an E2EE meeting', { timeout: 12
     assert.ok(sender, `a track from a participant of the room: ${track.participant_id}`);
     const key = await deriveKey(/** @type {any} */ (sender.secret), sender.leaf, sender.epoch);
     const wrong = await deriveKey(/** @type {any} */ (wrongSecret), sender.leaf, sender.epoch);
+    // What Carol could derive for this sender from the last epoch she had.
+    const carols = await deriveKey(/** @type {any} */ (carolSecret), sender.leaf, BigInt(carol.epoch));
     for (const pkt of track.packets) {
       const payload = Buffer.from(pkt.payload, 'hex');
       /** @type {Uint8Array} */
@@ -125,13 +144,15 @@ test('the SFU forwards only SFrame ciphertext in an E2EE meeting', { timeout: 12
       assert.ok(opened, `${track.kind} payload of ${frame.length} bytes opens with its sender's key`);
       assert.equal(await decryptFrame(async () => wrong, /** @type {any} */ (Uint8Array.from(frame)), clear), null,
         'and not with another key');
+      assert.equal(await decryptFrame(async () => carols, /** @type {any} */ (Uint8Array.from(frame)), clear), null,
+        'nor with the removed member\'s last key');
       if (track.kind === 'audio') audio++;
       else video++;
     }
   }
   console.log(`tap: ${audio} audio payloads and ${video} single-packet video frames, all SFrame ciphertext under the senders' keys`);
   assert.ok(audio >= 50 && video >= 5, `enough media was tapped (audio ${audio}, video ${video})`);
-  for (const page of [a, b]) await page.context().close();
+  for (const page of [a, b, c]) await page.context().close();
 });
 
 test('trust on first use: a known account that comes back with another key is flagged, the same key is not', { timeout: 120000 }, async () => {
