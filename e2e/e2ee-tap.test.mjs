@@ -68,7 +68,7 @@ function vp8Descriptor(p) {
 }
 
 /** @param {import('playwright-core').Page} page */
-const status = page => page.evaluate(() => /** @type {any} */ (window).veche.e2ee());
+const status = page => page.evaluate(() => /** @type {any} */ (window).veche?.e2ee?.() ?? null);
 
 /**
  * A member's view of its group: its participant id and leaf, the epoch and its SFrame secret.
@@ -172,7 +172,7 @@ test('trust on first use: a known account that comes back with another key is fl
   const bob = await joinEncrypted(room, 'Bob');
 
   /** @param {import('playwright-core').Page} page */
-  const roster = page => page.evaluate(() => /** @type {any} */ (window).veche.e2ee()?.roster ?? []);
+  const roster = page => page.evaluate(() => /** @type {any} */ (window).veche?.e2ee?.()?.roster ?? []);
   /** @param {any[]} r */
   const aliceIn = r => r.find(m => m.account === email);
   const first = await until('Bob sees Alice\'s account in the group', () => roster(bob), r => Boolean(aliceIn(r)), 30000, serverLog);
@@ -197,4 +197,19 @@ test('trust on first use: a known account that comes back with another key is fl
   await bob.waitForSelector('#e2ee-roster li.key-changed', { timeout: 5000 });
   await aliceContext.close();
   await bob.context().close();
+});
+
+test('two members race to renew their keys on one epoch: one wins, the other retries, all converge', { timeout: 120000 }, async () => {
+  const room = `race-${randomBytes(4).toString('hex')}`;
+  const pages = [await joinEncrypted(room, 'A'), await joinEncrypted(room, 'B'), await joinEncrypted(room, 'C')];
+  const start = await until('three members on one epoch', () => Promise.all(pages.map(status)),
+    s => s.every(x => x?.members === 3 && x.epoch === s[0].epoch && x.code), 60000, serverLog);
+  const epoch = start[0].epoch;
+  // B and C commit a key update on the same epoch at the same moment.
+  await Promise.all([pages[1], pages[2]].map(p => p.evaluate(() => /** @type {any} */ (window).veche.session.e2ee.rotateKeys())));
+  const end = await until('both updates applied, one after the other, on every page', () => Promise.all(pages.map(status)),
+    s => s.every(x => x?.epoch === epoch + 2 && x.code === s[0].code && x.encrypted), 30000, serverLog);
+  assert.notEqual(end[0].code, start[0].code);
+  for (const page of pages) await waitForMedia(/** @type {any} */ (page), 'after the race', { videos: 2, audios: 2, context: serverLog });
+  for (const page of pages) await page.context().close();
 });

@@ -13,6 +13,12 @@ import { currentUser } from './api.js';
 const SIGNING_KEY = 'veche.e2ee.signing';
 /** Where it keeps the fingerprints it has seen, by account: trust on first use. */
 const KNOWN_KEYS = 'veche.e2ee.known';
+/**
+ * Each member renews its own leaf's keys (an MLS update commit) this often, with jitter, so a
+ * key taken from a browser during a long meeting stops opening its media (post-compromise
+ * security).
+ */
+const KEY_ROTATION_MS = 15 * 60 * 1000;
 
 /**
  * @typedef {import('./protocol.js').ClientMessage} ClientMessage
@@ -101,10 +107,13 @@ export class E2ee {
     /** MLS work happens one step at a time, in the order the server sent it. @type {Promise<void>} */
     this.queue = Promise.resolve();
     /**
-     * Our commit waiting for the server's verdict.
-     * @type {{epoch: number, newState: import('./mls.js').ClientState} | null}
+     * Our commit waiting for the server's verdict; `rotate`: a key update, made again on the
+     * next epoch if another commit wins.
+     * @type {{epoch: number, newState: import('./mls.js').ClientState, rotate?: boolean} | null}
      */
     this.pending = null;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.rotationTimer = undefined;
     /** @type {E2eeStatus} */
     this.status = { encrypted: false, code: '', epoch: -1, members: 0, fingerprint: '', roster: [] };
     /** Accounts whose key changed that we already warned about. @type {Set<string>} */
@@ -126,12 +135,37 @@ export class E2ee {
       this.member = await MlsMember.create(String(this.selfId), { account: me?.user.email ?? '', signing });
       this.status = { ...this.status, fingerprint: await fingerprint(signing.publicKey) };
       this.send({ type: 'mls_key_package', key_package: this.member.keyPackage() });
+      this.scheduleRotation();
     });
   }
 
   stop() {
     this.stopped = true;
+    clearTimeout(this.rotationTimer);
     this.worker.terminate();
+  }
+
+  /**
+   * Renews our leaf's keys with an update commit (new epoch, new keys for everyone). If
+   * another commit wins the epoch, it is made again on the next one.
+   */
+  rotateKeys() {
+    this.run(async () => {
+      const member = this.need();
+      if (this.pending || !member.state) return; // a commit of ours is out, or no group yet
+      const epoch = Number(member.epoch);
+      const r = await member.commit([], []);
+      this.pending = { epoch, newState: r.newState, rotate: true };
+      this.send({ type: 'mls_commit', epoch, commit: r.commit, added: [], removed: [] });
+    });
+  }
+
+  scheduleRotation() {
+    clearTimeout(this.rotationTimer);
+    this.rotationTimer = setTimeout(() => {
+      this.rotateKeys();
+      this.scheduleRotation();
+    }, KEY_ROTATION_MS * (0.75 + Math.random() / 2));
   }
 
   /**
@@ -190,7 +224,9 @@ export class E2ee {
       case 'mls_commit':
         this.run(async () => {
           const member = this.need();
-          // Someone else's commit won this epoch: ours (if any) is void.
+          // Someone else's commit won this epoch: ours (if any) is void; a key update is
+          // made again on the new epoch.
+          const retry = this.pending?.epoch === msg.epoch && this.pending.rotate;
           if (this.pending?.epoch === msg.epoch) this.pending = null;
           if (Number(member.epoch) > msg.epoch) return; // one we already have
           if (Number(member.epoch) < msg.epoch) {
@@ -200,6 +236,7 @@ export class E2ee {
           }
           await member.process(msg.commit);
           await this.newEpoch();
+          if (retry) this.rotateKeys();
         });
         return true;
       case 'mls_welcome':
@@ -213,8 +250,19 @@ export class E2ee {
     }
   }
 
-  /** The server refused our commit: another won, and its `mls_commit` is on the way. */
+  /**
+   * The server refused our commit (`stale_epoch`): another won, and its `mls_commit` came or
+   * is on the way. Only a commit for an epoch we have left is void; a retry made since, on
+   * the current epoch, stands.
+   */
   commitRefused() {
+    this.run(async () => {
+      if (this.pending && this.member && this.pending.epoch < Number(this.member.epoch)) this.pending = null;
+    });
+  }
+
+  /** The server refused our commit as invalid (`invalid_mls`): it will never apply. */
+  commitInvalid() {
     this.run(async () => {
       this.pending = null;
     });

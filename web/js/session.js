@@ -698,6 +698,7 @@ export class Session {
     // From here on the message is the user's language (the server's text for unknown codes).
     const message = errorText(code, serverMessage);
     if (code === 'stale_epoch') this.e2ee?.commitRefused();
+    if (code === 'invalid_mls') this.e2ee?.commitInvalid();
     if (PASSCODE_ERRORS.has(code) && this.selfId === null) {
       void this.askPasscode(code === 'wrong_passcode', message);
     } else if (code === 'unmute_not_allowed') {
