@@ -446,6 +446,13 @@ async fn bad_mls_input_is_refused_without_harming_the_group() -> anyhow::Result<
     p2.send(&commit_msg(&group, 0, &[], &[])).await?;
     let got = error_of(&mut p2, ErrorCode::InvalidMls).await?;
     ensure!(got.contains("not a member"), "{got}");
+    // Nor hand in a second key package while the first waits.
+    p2.send(&ClientMessage::MlsKeyPackage {
+        key_package: MlsBlob(key_package(22)),
+    })
+    .await?;
+    let got = error_of(&mut p2, ErrorCode::InvalidMls).await?;
+    ensure!(got.contains("waits to be added"), "{got}");
     // Not base64: the message itself is invalid.
     p1.send_text(&json!({"type": "mls_key_package", "key_package": "not base64!"}).to_string())
         .await?;

@@ -82,6 +82,8 @@ pub(crate) enum MlsError {
     NotMember(ParticipantId),
     #[error("participant {0} added without a key package")]
     NoKeyPackage(ParticipantId),
+    #[error("participant {0} already handed in a key package that waits to be added")]
+    KeyPackagePending(ParticipantId),
     #[error("participant {0} removed but has not left")]
     NotLeaving(ParticipantId),
     #[error("an add needs a welcome")]
@@ -271,6 +273,11 @@ impl E2eeGroup {
         )?;
         if self.members.contains(&id) {
             return Ok(()); // Already in; a second package is of no use.
+        }
+        if self.to_add.contains_key(&id) {
+            // One live package each: every new one is asked for again in full, so taking
+            // repeats would let one participant flood the committer.
+            return Err(MlsError::KeyPackagePending(id));
         }
         if self.committer().is_none() {
             self.generation += 1;
@@ -772,6 +779,14 @@ mod tests {
                 ..
             })
         ));
+        // One live key package each; a member's second is ignored.
+        g.out.clear();
+        assert_eq!(
+            g.key_package(now, 2, kp(2)),
+            Err(MlsError::KeyPackagePending(2))
+        );
+        g.key_package(now, 1, kp(1)).unwrap();
+        assert!(g.out.is_empty(), "nothing asked again");
         assert_eq!(g.epoch(), Some(0));
     }
 
