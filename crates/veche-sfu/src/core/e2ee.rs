@@ -88,6 +88,8 @@ pub(crate) enum MlsError {
     NotLeaving(ParticipantId),
     #[error("an add needs a welcome")]
     MissingWelcome,
+    #[error("participant {0} committed a change of its own less than a second ago")]
+    TooFrequent(ParticipantId),
 }
 
 /// A member's commit on `epoch`, adding `added` (with `welcome`) and removing `removed`.
@@ -99,6 +101,9 @@ pub(crate) struct Commit {
     pub(crate) added: Vec<ParticipantId>,
     pub(crate) removed: Vec<ParticipantId>,
 }
+
+/// The shortest time between two accepted commits of one member that add and remove nobody.
+const MIN_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// RFC 9420 section 6 `WireFormat` values.
 const WIRE_PUBLIC: u16 = 1;
@@ -216,6 +221,8 @@ pub(crate) struct E2eeGroup {
     to_remove: BTreeSet<ParticipantId>,
     /// Members who let a request time out: passed over as committer until they commit.
     timed_out: BTreeSet<ParticipantId>,
+    /// When each member's latest commit that added and removed nobody was accepted.
+    last_update: BTreeMap<ParticipantId, Instant>,
     asked: Option<Asked>,
     /// Groups created so far in this room (a room that empties starts a new group).
     generation: u64,
@@ -303,6 +310,7 @@ impl E2eeGroup {
             self.departed.insert(id);
         }
         self.timed_out.remove(&id);
+        self.last_update.remove(&id);
         if self.members.contains(&id) {
             self.to_remove.insert(id);
         }
@@ -384,6 +392,20 @@ impl E2eeGroup {
         }
         if !added.is_empty() && welcome.is_none() {
             return Err(MlsError::MissingWelcome);
+        }
+        // A commit that adds and removes nobody (a key update) is relayed to every member
+        // like any other: one per member per second, so one member cannot flood the room.
+        let update = added.is_empty() && removed.is_empty();
+        if update
+            && self
+                .last_update
+                .get(&from)
+                .is_some_and(|at| now.saturating_duration_since(*at) < MIN_UPDATE_INTERVAL)
+        {
+            return Err(MlsError::TooFrequent(from));
+        }
+        if update {
+            self.last_update.insert(from, now);
         }
         self.epoch = Some(current + 1);
         // Those who left are gone from the room: nothing to send them.
@@ -634,6 +656,14 @@ mod tests {
         // The loser retries on the new epoch and is accepted.
         g.commit(now, 1, commit(2, &[], &[])).unwrap();
         assert_eq!(g.epoch(), Some(3));
+        // Key updates of one member: at most one a second.
+        assert_eq!(
+            g.commit(now, 2, commit(3, &[], &[])),
+            Err(MlsError::TooFrequent(2))
+        );
+        g.commit(now + MIN_UPDATE_INTERVAL, 2, commit(3, &[], &[]))
+            .unwrap();
+        assert_eq!(g.epoch(), Some(4));
     }
 
     #[test]
