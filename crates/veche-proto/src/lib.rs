@@ -314,8 +314,9 @@ pub enum ClientMessage {
     // End-to-end encryption: the server is the MLS delivery service (`docs/e2ee.md`). Only
     // in a meeting with [`E2eeMode::Required`]; elsewhere [`ErrorCode::InvalidMls`].
     /// This participant's MLS key package (an `MLSMessage` of wire format
-    /// `mls_key_package`), sent once after `joined`. A later one replaces it while the
-    /// participant is not yet in the group.
+    /// `mls_key_package`), sent once after `joined`. One is live per participant: another
+    /// while the first waits to be added gets [`ErrorCode::InvalidMls`], and one from a
+    /// member of the group is ignored.
     MlsKeyPackage { key_package: MlsBlob },
     /// A commit (an `MLSMessage`, public or private) on `epoch`, which must be the epoch its
     /// header names; `welcome` (wire format `mls_welcome`) for those it adds. The first

@@ -1320,6 +1320,40 @@ mod tests {
     }
 
     #[test]
+    fn e2ee_settings_have_defaults_flags_and_floors() {
+        let c = Config::merge(ServeArgs::default(), FileConfig::default()).unwrap();
+        assert!(!c.accounts.force_e2ee);
+        assert_eq!(c.sfu_limits.e2ee, E2eeLimits::default());
+        assert_eq!(c.sfu_limits.e2ee.commit_timeout, Duration::from_secs(5));
+        let c = Config::merge(
+            parse(&[
+                "--force-e2ee",
+                "true",
+                "--mls-commit-timeout-ms",
+                "750",
+                "--mls-max-blob-bytes",
+                "4096",
+            ]),
+            FileConfig::default(),
+        )
+        .unwrap();
+        assert!(c.accounts.force_e2ee);
+        assert_eq!(c.sfu_limits.e2ee.commit_timeout, Duration::from_millis(750));
+        assert_eq!(c.sfu_limits.e2ee.max_blob_bytes, 4096);
+        let forced = Config::merge(ServeArgs::default(), file("force-e2ee = true")).unwrap();
+        assert!(forced.accounts.force_e2ee);
+        for bad in [
+            ["--mls-commit-timeout-ms", "0"],
+            ["--mls-max-blob-bytes", "100"],
+        ] {
+            assert!(
+                Config::merge(parse(&bad), FileConfig::default()).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn discovers_loopback() {
         let ips = discover_public_ips(IpAddr::V4(Ipv4Addr::UNSPECIFIED)).unwrap();
         assert!(ips.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)));

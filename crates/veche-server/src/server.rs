@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::http::HeaderValue;
+use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -174,14 +175,19 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     };
     // Connect info gives the WebSocket logs the peer's address.
     let make_service = app.into_make_service_with_connect_info::<SocketAddr>();
+    // TCP_NODELAY: signalling is many small messages, often several in a row to one client
+    // (a `track_published` and its `offer`, an MLS commit and the next propose); with Nagle
+    // each one after the first waits for the client's delayed ACK, 40 ms on Linux.
     let mut server = match tls_config {
         Some(tls) => tokio::spawn(
             axum_server::from_tcp_rustls(listener, tls)
+                .map(|rustls| rustls.acceptor(NoDelayAcceptor::new()))
                 .handle(handle.clone())
                 .serve(make_service),
         ),
         None => tokio::spawn(
             axum_server::from_tcp(listener)
+                .acceptor(NoDelayAcceptor::new())
                 .handle(handle.clone())
                 .serve(make_service),
         ),

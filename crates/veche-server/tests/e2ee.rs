@@ -256,6 +256,7 @@ async fn three_members_form_a_group_one_commit_per_epoch_and_removals_are_commit
     ensure!(add[1].key_package == MlsBlob(key_package(3)));
 
     // The committer adds both: it is told its commit won, each added gets the Welcome.
+    let sent = Instant::now();
     p1.send(&commit_msg(&group, 0, &[id2, id3], &[])).await?;
     p1.take("commit accepted", |m| {
         matches!(m, ServerMessage::MlsCommitAccepted { epoch: 0 })
@@ -274,6 +275,10 @@ async fn three_members_form_a_group_one_commit_per_epoch_and_removals_are_commit
             _ => unreachable!("matched above"),
         }
     }
+    println!(
+        "commit to both Welcomes delivered: {} ms",
+        sent.elapsed().as_millis()
+    );
 
     // Two commits on epoch 1: the first wins and reaches the other members; the second is
     // told it is stale.
@@ -307,6 +312,7 @@ async fn three_members_form_a_group_one_commit_per_epoch_and_removals_are_commit
 
     // The host (the first, in a guest room) removes the third: the committer is asked to
     // remove it from the group.
+    let removed_at = Instant::now();
     p1.send(&ClientMessage::Remove {
         participant_id: id3,
         bar: false,
@@ -315,6 +321,10 @@ async fn three_members_form_a_group_one_commit_per_epoch_and_removals_are_commit
     p3.expect_error(ErrorCode::Removed).await?;
     let asked_at = Instant::now();
     let (epoch, add, remove) = propose(&mut p1).await?;
+    println!(
+        "host remove to the committer's mls_propose: {} ms",
+        removed_at.elapsed().as_millis()
+    );
     ensure!(
         epoch == 2 && add.is_empty() && remove == [id3],
         "{remove:?}"
@@ -446,6 +456,13 @@ async fn bad_mls_input_is_refused_without_harming_the_group() -> anyhow::Result<
     p2.send(&commit_msg(&group, 0, &[], &[])).await?;
     let got = error_of(&mut p2, ErrorCode::InvalidMls).await?;
     ensure!(got.contains("not a member"), "{got}");
+    // Nor hand in a second key package while the first waits.
+    p2.send(&ClientMessage::MlsKeyPackage {
+        key_package: MlsBlob(key_package(22)),
+    })
+    .await?;
+    let got = error_of(&mut p2, ErrorCode::InvalidMls).await?;
+    ensure!(got.contains("waits to be added"), "{got}");
     // Not base64: the message itself is invalid.
     p1.send_text(&json!({"type": "mls_key_package", "key_package": "not base64!"}).to_string())
         .await?;

@@ -82,10 +82,14 @@ pub(crate) enum MlsError {
     NotMember(ParticipantId),
     #[error("participant {0} added without a key package")]
     NoKeyPackage(ParticipantId),
+    #[error("participant {0} already handed in a key package that waits to be added")]
+    KeyPackagePending(ParticipantId),
     #[error("participant {0} removed but has not left")]
     NotLeaving(ParticipantId),
     #[error("an add needs a welcome")]
     MissingWelcome,
+    #[error("participant {0} committed a change of its own less than a second ago")]
+    TooFrequent(ParticipantId),
 }
 
 /// A member's commit on `epoch`, adding `added` (with `welcome`) and removing `removed`.
@@ -97,6 +101,9 @@ pub(crate) struct Commit {
     pub(crate) added: Vec<ParticipantId>,
     pub(crate) removed: Vec<ParticipantId>,
 }
+
+/// The shortest time between two accepted commits of one member that add and remove nobody.
+const MIN_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// RFC 9420 section 6 `WireFormat` values.
 const WIRE_PUBLIC: u16 = 1;
@@ -214,6 +221,8 @@ pub(crate) struct E2eeGroup {
     to_remove: BTreeSet<ParticipantId>,
     /// Members who let a request time out: passed over as committer until they commit.
     timed_out: BTreeSet<ParticipantId>,
+    /// When each member's latest commit that added and removed nobody was accepted.
+    last_update: BTreeMap<ParticipantId, Instant>,
     asked: Option<Asked>,
     /// Groups created so far in this room (a room that empties starts a new group).
     generation: u64,
@@ -272,6 +281,11 @@ impl E2eeGroup {
         if self.members.contains(&id) {
             return Ok(()); // Already in; a second package is of no use.
         }
+        if self.to_add.contains_key(&id) {
+            // One live package each: every new one is asked for again in full, so taking
+            // repeats would let one participant flood the committer.
+            return Err(MlsError::KeyPackagePending(id));
+        }
         if self.committer().is_none() {
             self.generation += 1;
             self.members = BTreeSet::from([id]);
@@ -296,6 +310,7 @@ impl E2eeGroup {
             self.departed.insert(id);
         }
         self.timed_out.remove(&id);
+        self.last_update.remove(&id);
         if self.members.contains(&id) {
             self.to_remove.insert(id);
         }
@@ -377,6 +392,20 @@ impl E2eeGroup {
         }
         if !added.is_empty() && welcome.is_none() {
             return Err(MlsError::MissingWelcome);
+        }
+        // A commit that adds and removes nobody (a key update) is relayed to every member
+        // like any other: one per member per second, so one member cannot flood the room.
+        let update = added.is_empty() && removed.is_empty();
+        if update
+            && self
+                .last_update
+                .get(&from)
+                .is_some_and(|at| now.saturating_duration_since(*at) < MIN_UPDATE_INTERVAL)
+        {
+            return Err(MlsError::TooFrequent(from));
+        }
+        if update {
+            self.last_update.insert(from, now);
         }
         self.epoch = Some(current + 1);
         // Those who left are gone from the room: nothing to send them.
@@ -627,6 +656,14 @@ mod tests {
         // The loser retries on the new epoch and is accepted.
         g.commit(now, 1, commit(2, &[], &[])).unwrap();
         assert_eq!(g.epoch(), Some(3));
+        // Key updates of one member: at most one a second.
+        assert_eq!(
+            g.commit(now, 2, commit(3, &[], &[])),
+            Err(MlsError::TooFrequent(2))
+        );
+        g.commit(now + MIN_UPDATE_INTERVAL, 2, commit(3, &[], &[]))
+            .unwrap();
+        assert_eq!(g.epoch(), Some(4));
     }
 
     #[test]
@@ -772,6 +809,14 @@ mod tests {
                 ..
             })
         ));
+        // One live key package each; a member's second is ignored.
+        g.out.clear();
+        assert_eq!(
+            g.key_package(now, 2, kp(2)),
+            Err(MlsError::KeyPackagePending(2))
+        );
+        g.key_package(now, 1, kp(1)).unwrap();
+        assert!(g.out.is_empty(), "nothing asked again");
         assert_eq!(g.epoch(), Some(0));
     }
 
