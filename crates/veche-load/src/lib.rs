@@ -39,3 +39,19 @@ pub use participant::{ParticipantOptions, SyntheticParticipant, create_janus_roo
 pub use payload::{TAG_LEN, Tag, vp8_starts_keyframe};
 pub use signal::SignalClient;
 pub use stats::{CapturedPacket, SentStats, Stats, TrackStats};
+
+/// For the binaries: logs to stderr, filtered by `VECHE_LOAD_LOG` (default `warn`), and a
+/// single-threaded runtime — a tool's cost is then one core's worth, easy to pin and to
+/// reason about; hundreds of participants are hundreds of small tasks on it.
+pub fn tool_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VECHE_LOAD_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}

@@ -36,16 +36,7 @@ fn hex(bytes: &[u8]) -> String {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VECHE_LOAD_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = veche_load::tool_runtime()?;
     runtime.block_on(async {
         let opts = ParticipantOptions {
             capture_payloads: args.packets,

@@ -85,18 +85,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VECHE_LOAD_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    // One thread: the tool's cost is then one core's worth, easy to pin and to reason about;
-    // hundreds of participants are hundreds of small tasks on it.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = veche_load::tool_runtime()?;
     let report = runtime.block_on(run(&args))?;
     if args.json {
         println!("{}", report.to_json());
