@@ -1359,4 +1359,48 @@ mod tests {
         assert!(ips.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)));
         assert!(ips.iter().all(|ip| ip.is_ipv4()));
     }
+
+    /// `packaging/veche.toml`, the file the Debian package installs, names every setting of
+    /// `veche serve` with its default, and each commented example is a valid value: with
+    /// every `# key = value` line uncommented, the file still parses.
+    #[test]
+    fn the_packaged_config_documents_every_setting() {
+        use clap::CommandFactory;
+        let example = include_str!("../../../packaging/veche.toml");
+        let is_setting = |l: &str| {
+            l.split_once(" = ").is_some_and(|(k, _)| {
+                !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            })
+        };
+        let uncommented: Vec<&str> = example
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if is_setting(rest) => rest,
+                _ => l,
+            })
+            .collect();
+        let keys: std::collections::BTreeSet<&str> = uncommented
+            .iter()
+            .filter(|l| is_setting(l))
+            .filter_map(|l| l.split_once(" = ").map(|(k, _)| k))
+            .collect();
+        let all = uncommented.join("\n");
+        if let Err(e) = toml::from_str::<FileConfig>(&all) {
+            panic!("packaging/veche.toml with its examples uncommented does not parse: {e}");
+        }
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").expect("a serve command");
+        for arg in serve.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            // Hidden flags are for tests (e.g. a shorter meeting minute).
+            if long == "config" || long == "help" || arg.is_hide_set() {
+                continue;
+            }
+            assert!(keys.contains(long), "packaging/veche.toml does not document --{long}");
+        }
+        // As shipped (everything but the data directory commented), it gives a working config.
+        let shipped = file(example);
+        let c = Config::merge(ServeArgs::default(), shipped).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/veche"));
+    }
 }
