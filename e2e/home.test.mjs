@@ -78,3 +78,22 @@ test('a typed meeting name becomes a clean link, and the pre-join screen joins',
   await page.waitForSelector('#left-screen');
   await page.context().close();
 });
+
+test('the end-to-end encryption option starts an encrypted instant meeting', { timeout: 60000 }, async () => {
+  const page = await newPage();
+  await page.goto(`${server.url}/`);
+  await page.fill('#home-name', 'Eve');
+  await page.check('#home-e2ee');
+  await page.click('#instant-btn');
+  await page.waitForURL(/\/m\/[^/?]+\?e2ee=1$/);
+  await page.waitForSelector('#join-btn:not([disabled])');
+  await page.click('#join-btn');
+  // The meeting the link opened is encrypted: the badge, with a security code once the group exists.
+  await page.waitForFunction(() => {
+    const code = document.querySelector('#e2ee-badge:not([hidden]) #security-code')?.textContent ?? '';
+    return /^\d{3} \d{3} \d{3} \d{3}$/.test(code);
+  }, null, { timeout: 20000 });
+  const mode = await page.evaluate(() => /** @type {any} */ (window).veche.meeting.e2ee);
+  assert.equal(mode, 'required');
+  await page.context().close();
+});

@@ -17,6 +17,8 @@ export default {
   'home.instant': 'Start instant meeting',
   'home.tagline': 'Video meetings on your own server. No accounts, no installs — share the link.',
   'home.or': 'or',
+  'home.e2ee': 'End-to-end encrypted',
+  'home.e2ee_hint': 'A new meeting this opens encrypts audio and video in the browsers with keys the server never has',
 
   // ---- account pages ----
   'nav.meetings': 'My meetings',

@@ -1,15 +1,18 @@
 // The home page: join a meeting by name, or start an instant one.
 
 import { h, show } from './dom.js';
+import { canEncrypt } from './e2ee.js';
 import { languageSwitch, t } from './i18n.js';
 import { cleanName, randomRoomName, saveName, savedName, toRoomName } from './names.js';
 
 /**
  * Goes to a meeting's pre-join screen.
  * @param {string} room
+ * @param {boolean} e2ee a room this opens is end-to-end encrypted (`?e2ee=1`; a room that
+ *   already runs keeps its own setting)
  */
-function goTo(room) {
-  location.assign(`/m/${encodeURIComponent(room)}`);
+function goTo(room, e2ee) {
+  location.assign(`/m/${encodeURIComponent(room)}${e2ee ? '?e2ee=1' : ''}`);
 }
 
 export function showHome() {
@@ -26,6 +29,11 @@ export function showHome() {
   };
   roomInput.addEventListener('input', updateHint);
 
+  const e2ee = h('input', { id: 'home-e2ee', type: 'checkbox' });
+  const e2eeOption = h('label', { class: 'check', title: t('home.e2ee_hint') }, e2ee, h('span', { text: t('home.e2ee') }));
+  // A browser that cannot encrypt could not join the room it would open.
+  e2eeOption.hidden = !canEncrypt();
+
   const joinForm = h('form', { class: 'stack', id: 'join-form' },
     h('label', {}, h('span', { text: t('home.name') }), nameInput),
     h('label', {}, h('span', { text: t('home.room') }), roomInput),
@@ -41,7 +49,7 @@ export function showHome() {
     }
     const name = cleanName(nameInput.value);
     if (name) saveName(name);
-    goTo(room);
+    goTo(room, e2ee.checked);
   });
   roomInput.addEventListener('input', () => roomInput.setCustomValidity(''));
 
@@ -50,7 +58,7 @@ export function showHome() {
     onclick: () => {
       const name = cleanName(nameInput.value);
       if (name) saveName(name);
-      goTo(randomRoomName());
+      goTo(randomRoomName(), e2ee.checked);
     },
   });
 
@@ -61,7 +69,8 @@ export function showHome() {
     h('div', { class: 'card' },
       joinForm,
       h('div', { class: 'divider', text: t('home.or') }),
-      instant),
+      instant,
+      e2eeOption),
     languageSwitch()));
   document.title = 'Veche';
 
