@@ -170,7 +170,9 @@ async function longestStall(page, ms, skipMids) {
     }
     await new Promise(r => setTimeout(r, 100));
   }
-  return Math.max(0, ...[...seen.values()].filter(s => s.frames > 0).map(s => s.worst));
+  let worst = { ms: 0, mid: '' };
+  for (const [mid, s] of seen) if (s.frames > 0 && s.worst > worst.ms) worst = { ms: s.worst, mid };
+  return worst;
 }
 
 test('three Chromium and one Firefox in an E2EE meeting: decrypted media, one security code, rekey on join and removal', { timeout: 240000 }, async () => {
@@ -248,6 +250,8 @@ test('three Chromium and one Firefox in an E2EE meeting: decrypted media, one se
   // Chrome3's own videos stop, of course: the stall is measured on the others'.
   const c3Mids = new Set(await c1.evaluate(id => /** @type {any} */ (window).veche.remoteMids()
     .filter((/** @type {any} */ m) => m.participantId === id).map((/** @type {any} */ m) => m.mid), c3Id));
+  // The same measure before the removal, as a baseline of this machine's load.
+  const baseline = await longestStall(c1, 3000, c3Mids);
   const removedAt = Date.now();
   await c1.evaluate(id => /** @type {any} */ (window).veche.session.remove(id, false), c3Id);
   /** @type {[string, AnyPage][]} */
@@ -261,9 +265,13 @@ test('three Chromium and one Firefox in an E2EE meeting: decrypted media, one se
   console.log(`E2EE: removal → new epoch's keys on all four: ${Math.round(Math.max(...installed) - removedAt)} ms ` +
     `(${left.map(([name], i) => `${name} ${Math.round(installed[i] - removedAt)}`).join(', ')}); ` +
     `→ badge confirms every track on it: ${Date.now() - removedAt} ms (epoch ${epoch})`);
-  const worst = await stall;
-  console.log(`E2EE: longest stall of a remote video on Chrome1 across the rekey: ${worst} ms`);
-  assert.ok(worst < 1500, `no freeze across the rekey: a video stood still ${worst} ms`);
+  const { ms: worst, mid } = await stall;
+  console.log(`E2EE: longest stall of a remote video on Chrome1 across the rekey: ${worst} ms (mid ${mid}; ` +
+    `${baseline.ms} ms in the 3 s before)`);
+  // Under 1.5 s, or (on a machine so loaded that videos stall anyway) no worse than the
+  // stalls of the seconds before by more than half a second.
+  assert.ok(worst < Math.max(1500, baseline.ms + 500),
+    `no freeze across the rekey: the video on mid ${mid} stood still ${worst} ms (${baseline.ms} ms before)`);
   for (const [name, page] of left) {
     await waitForMedia(page, `${name} (after the removal)`, { videos: 3, audios: 3, context: serverLog });
   }

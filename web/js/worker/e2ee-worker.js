@@ -22,6 +22,13 @@ const GRACE_MS = 5000;
 const VP8_CLEAR_KEY = 10;
 const VP8_CLEAR_DELTA = 3;
 const STATS_MS = 1000;
+/**
+ * After a change of epoch, we keep sending with the previous epoch's key this long, while the
+ * others process the same commit: a frame under a key its receivers do not have yet would be
+ * dropped, and a dropped video frame stalls the decoder until the next keyframe. Receiving
+ * uses the new keys at once. (A member the change removes is no longer forwarded media.)
+ */
+const SEND_SWITCH_DELAY_MS = 300;
 const EPOCH_MASK = (1n << BigInt(EPOCH_BITS)) - 1n;
 
 /** @typedef {{kid: bigint, key: CryptoKey, salt: Uint8Array<ArrayBuffer>}} FrameKey */
@@ -47,6 +54,8 @@ const EPOCH_MASK = (1n << BigInt(EPOCH_BITS)) - 1n;
 const epochs = new Map();
 /** @type {{epoch: Epoch, leaf: number, key: Promise<FrameKey>, ctr: bigint} | null} */
 let sending = null;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let switchTimer;
 /** @type {Map<number, TransformStats>} */
 const stats = new Map();
 /** Send transformers of video, asked for a keyframe when the first key arrives. @type {Set<any>} */
@@ -86,7 +95,10 @@ function installEpoch(m) {
   const e = { epoch, secret: m.secret, retireAt: Infinity, keys: new Map() };
   epochs.set(Number(epoch & EPOCH_MASK), e);
   const first = sending === null;
-  sending = { epoch: e, leaf: m.leaf, key: keyOf(e, m.leaf), ctr: 0n };
+  const next = { epoch: e, leaf: m.leaf, key: keyOf(e, m.leaf), ctr: 0n };
+  clearTimeout(switchTimer);
+  if (first) sending = next;
+  else switchTimer = setTimeout(() => { sending = next; }, SEND_SWITCH_DELAY_MS);
   if (first) {
     // Frames before the first key were dropped: start the receivers' decoders cleanly.
     for (const t of videoSenders) {
