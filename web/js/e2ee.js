@@ -202,6 +202,10 @@ export class E2ee {
         this.run(async () => {
           const member = this.need();
           if (Number(member.epoch) !== msg.epoch) return; // a newer propose follows
+          // A commit of ours (a key update) is out on this epoch: whichever way it goes, the
+          // server proposes again once it has decided, and a second commit of ours on the
+          // same epoch would leave us not knowing which one it accepted.
+          if (this.pending) return;
           const r = await member.commit(msg.add.map(a => a.key_package), msg.remove.map(String));
           this.pending = { epoch: msg.epoch, newState: r.newState };
           /** @type {ClientMessage} */
