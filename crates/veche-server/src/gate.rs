@@ -182,6 +182,16 @@ impl JoinGate {
         room: &str,
         passcode: Option<&str>,
     ) -> Result<JoinGrant, Refusal> {
+        // The connectivity check's private rooms are joined only by `/check/ws`.
+        if room.starts_with(crate::check::ROOM_PREFIX) {
+            return Err(Refusal::new(
+                ErrorCode::InvalidRoom,
+                format!(
+                    "room names starting with {:?} are reserved for the connectivity check",
+                    crate::check::ROOM_PREFIX
+                ),
+            ));
+        }
         let forced = if self.settings.force_e2ee {
             E2eeMode::Required
         } else {
