@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { namespaceCall, openMeeting, trustServerKey } from './lib/call.mjs';
+import { builtinTurnArgs, namespaceCall, openMeeting, trustServerKey } from './lib/call.mjs';
 
 /** The page's own bound: four probes at 12 s at most, run at once, then the download. */
 const CHECK_DONE_MS = 40000;
@@ -18,11 +18,7 @@ const CHECK_DONE_MS = 40000;
 let call;
 
 before(async () => {
-  call = await namespaceCall(host => [
-    '--turn-builtin', 'true',
-    '--turn-udp', `${host.serverAddr}:0`,
-    '--turn-tls', `${host.serverAddr}:443`,
-  ], server => [trustServerKey(server)]);
+  call = await namespaceCall(builtinTurnArgs, server => [trustServerKey(server)]);
 });
 
 after(async () => {
