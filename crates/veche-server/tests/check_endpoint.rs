@@ -2,7 +2,8 @@
 //! joined at once to a private room (`joined` with a `check.` room, then an offer), a `join`
 //! on it is refused as already joined, and a meeting `join` to that room from `/ws` is
 //! refused; `/check/download` sends its 2 MiB uncached; past the per-address budget both
-//! answer 429 `too_many_checks`, the page itself still loads and the server stays healthy.
+//! answer 429 `too_many_checks`, the page itself still loads and the server stays healthy;
+//! a check room is not stored for a restart (a guest room beside it is).
 
 mod common;
 #[path = "support/peer.rs"]
@@ -137,6 +138,58 @@ async fn check_endpoints_join_a_private_room_send_the_download_and_hold_their_bu
     // The open check session still works, and the server is healthy.
     ensure!(server.healthz().await? == 200);
     check.send(&ClientMessage::Leave).await?;
+    server.pass();
+    Ok(())
+}
+
+/// Rooms in the `live_meetings` table (what a restart brings back).
+async fn stored_rooms(server: &Server) -> anyhow::Result<Vec<String>> {
+    use sqlx::Connection;
+    let url = format!(
+        "sqlite://{}?mode=ro",
+        server.data_dir().join("veche.db").display()
+    );
+    let mut db = sqlx::SqliteConnection::connect(&url).await?;
+    let rooms: Vec<(String,)> = sqlx::query_as("SELECT room FROM live_meetings")
+        .fetch_all(&mut db)
+        .await?;
+    Ok(rooms.into_iter().map(|(r,)| r).collect())
+}
+
+#[tokio::test]
+async fn a_check_room_is_not_stored_for_a_restart() -> anyhow::Result<()> {
+    let server = Server::start().await?;
+    let mut check = check_session(&server).await?;
+    let Some(ServerMessage::Joined {
+        room: check_room, ..
+    }) = check
+        .wait_for(peer::WAIT, |m| matches!(m, ServerMessage::Joined { .. }))
+        .await?
+    else {
+        anyhow::bail!("no joined on /check/ws");
+    };
+    // A guest room beside it is stored (the write-behind runs), the check room is not.
+    let mut guest = Peer::connect(&server, None).await?;
+    guest.join("stored-beside-check", "G", None).await?;
+    guest.joined().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let rooms = loop {
+        let rooms = stored_rooms(&server).await?;
+        if rooms.iter().any(|r| r == "stored-beside-check") {
+            break rooms;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the guest room was never stored: {rooms:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    ensure!(
+        !rooms
+            .iter()
+            .any(|r| r == &check_room || r.starts_with("check.")),
+        "{rooms:?}"
+    );
     server.pass();
     Ok(())
 }
