@@ -2,9 +2,9 @@
 // server with ICE-TCP and the built-in TURN (UDP, and TLS on port 443): on an open network
 // every path works and the verdict is UDP; with UDP dropped, ICE-TCP and TURN over TLS work
 // and the verdict says calls will use TCP; with only TCP to port 443 (and the web port)
-// allowed, only TURN over TLS works. Each run's per-probe results and verdict are asserted,
-// from the page's rows and from its help-desk report. Last, a meeting on a network where
-// nothing but the web port gets through shows the firewall banner with a link to `/check`.
+// allowed, only TURN over TLS works; with only the web port allowed, nothing does. Each run's
+// per-probe results and verdict are asserted, from the page's rows and from its help-desk
+// report. Last, a meeting on that network shows the firewall banner with a link to `/check`.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -129,11 +129,17 @@ test('with only TCP to port 443 allowed only TURN over TLS works', { timeout: 60
   }
 });
 
-test('a meeting whose media cannot connect links to the check page', { timeout: 60000 }, async () => {
+test('with only the web port allowed every probe fails, and a meeting links to the check page', { timeout: 90000 }, async () => {
   const { host, server } = call;
   // Only the web port: no media path at all, not even the relay.
   await host.allowOnlyTcp(host.serverAddr, [server.httpPort]);
   try {
+    const r = await runCheck();
+    logFigures('a network that allows only the web port', r);
+    assert.equal(r.verdict, 'blocked', r.report);
+    assert.match(r.text, /cannot connect from this network/);
+    assertProbes(r, { udp: 'failed', tcp: 'failed', turn_udp: 'failed', turn_tls: 'failed' });
+
     const p = await openMeeting(call.inside, server.url, `blocked-${randomBytes(4).toString('hex')}`, 'Blocked');
     const link = p.page.locator('#media-blocked a#media-check-link');
     await link.waitFor({ state: 'visible', timeout: 25000 });

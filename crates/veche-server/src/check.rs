@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use rand::RngCore;
 use tracing::{Instrument, info, info_span, warn};
@@ -229,7 +229,6 @@ fn download_body() -> &'static Arc<[u8]> {
 pub(crate) async fn download(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     State(state): State<AppState>,
-    _headers: HeaderMap,
 ) -> Response {
     if let Err(why) = state.checks.spend(peer.ip()) {
         return refusal(peer, why, "download");
