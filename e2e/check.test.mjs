@@ -4,7 +4,8 @@
 // and the verdict says calls will use TCP; with only TCP to port 443 (and the web port)
 // allowed, only TURN over TLS works; with only the web port allowed, nothing does. Each run's
 // per-probe results and verdict are asserted, from the page's rows and from its help-desk
-// report. Last, a meeting on that network shows the firewall banner with a link to `/check`.
+// report. A meeting on that network shows the firewall banner with a link to `/check`. Past
+// the per-address budget the page says the check could not run.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -26,11 +27,13 @@ after(async () => {
 });
 
 /**
- * Opens `/check` in a fresh context of the namespace's Chromium and waits for its verdict.
+ * Opens `/check` in a fresh context of `browser` (by default the namespace's Chromium) and
+ * waits for its verdict.
+ * @param {import('playwright-core').Browser} [browser]
  * @returns {Promise<{verdict: string, text: string, rows: Record<string, string>, report: string, results: any, ms: number}>}
  */
-async function runCheck() {
-  const context = await call.inside.newContext({ ignoreHTTPSErrors: true });
+async function runCheck(browser = call.inside) {
+  const context = await browser.newContext({ ignoreHTTPSErrors: true });
   try {
     await context.grantPermissions(['camera', 'microphone']);
     const page = await context.newPage();
@@ -149,4 +152,29 @@ test('with only the web port allowed every probe fails, and a meeting links to t
   } finally {
     await host.clearRules();
   }
+});
+
+test('over the per-address budget the check says it could not run, not that the network is blocked', { timeout: 60000 }, async () => {
+  // From the root namespace's address, which the other tests did not use: spend its 30 units.
+  const context = await call.outside.newContext({ ignoreHTTPSErrors: true });
+  const page = await context.newPage();
+  await page.goto(`${call.server.url}/healthz`);
+  const statuses = await page.evaluate(async () => {
+    const out = [];
+    for (let i = 0; i < 31; i++) {
+      const res = await fetch('/check/download', { cache: 'no-store' });
+      await res.arrayBuffer(); // an unread body holds its connection
+      out.push(res.status);
+    }
+    return out;
+  });
+  await context.close();
+  assert.deepEqual(statuses, [...Array(30).fill(200), 429]);
+  const r = await runCheck(call.outside);
+  assert.equal(r.verdict, 'no_signalling', r.report);
+  assert.match(r.text, /could not reach this server/);
+  for (const kind of ['udp', 'tcp', 'turn_udp', 'turn_tls']) {
+    assert.match(r.report, new RegExp(`^probe\\.${kind}=failed error=signalling$`, 'm'), r.report);
+  }
+  assert.match(r.report, /^download=failed error=HTTP 429$/m, r.report);
 });

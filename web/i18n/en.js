@@ -484,6 +484,7 @@ export default {
   'check.verdict_turn_udp': 'Your network blocks direct connections to the media server; calls will go through the relay, which works but adds delay.',
   'check.verdict_turn_tls': 'Your network lets through only secure web traffic (TCP port 443); calls will go through the relay over TLS, which works but may lag.',
   'check.verdict_blocked': 'Calls cannot connect from this network: every path to the media server is blocked. Send the report below to your help desk.',
+  'check.verdict_no_signalling': 'The check could not reach this server (it may be refusing more checks from your address for now); try again in a minute.',
   'check.verdict_devices': 'Your camera or microphone is not available: check that the browser may use them.',
   'meeting.check_link': 'Check your connection',
 };

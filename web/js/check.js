@@ -205,6 +205,9 @@ async function measureDownload() {
  * @param {Record<ProbeKind, ProbeResult>} probes
  */
 export function verdictCode(probes) {
+  // Not one signalling connection opened (refused, e.g. over the per-address budget): the
+  // check says nothing about the media paths.
+  if (PROBES.every(kind => probes[kind].error === 'signalling')) return 'no_signalling';
   if (probes.udp.status === 'ok') return 'udp';
   if (probes.tcp.status === 'ok') return 'tcp';
   if (probes.turn_udp.status === 'ok') return 'turn_udp';
