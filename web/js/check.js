@@ -12,6 +12,7 @@
 
 import { copyText, h, show } from './dom.js';
 import { t } from './i18n.js';
+import { watchLevel } from './media.js';
 
 /** @typedef {'udp' | 'tcp' | 'turn_udp' | 'turn_tls'} ProbeKind */
 /**
@@ -28,7 +29,8 @@ import { t } from './i18n.js';
  * @typedef {object} CheckResults
  * @property {Record<ProbeKind, ProbeResult>} probes
  * @property {{status: 'ok' | 'failed', error?: string}} camera
- * @property {{status: 'ok' | 'failed', error?: string, peak?: number}} microphone
+ * @property {{status: 'ok' | 'failed', error?: string, peak?: number}} microphone `peak`: the
+ *   loudest level (0–1) heard in the first 1.5 s
  * @property {{status: 'ok' | 'failed', mbps?: number, bytes?: number, ms?: number, error?: string}} download
  * @property {string} verdict
  * @property {string} report
@@ -263,22 +265,12 @@ async function checkDevices(preview, meter) {
   }
   try {
     const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
-    const audio = new AudioContext();
-    const analyser = audio.createAnalyser();
-    analyser.fftSize = 1024;
-    audio.createMediaStreamSource(stream).connect(analyser);
-    const samples = new Float32Array(analyser.fftSize);
     let peak = 0;
-    const level = () => {
-      analyser.getFloatTimeDomainData(samples);
-      let sum = 0;
-      for (const s of samples) sum += s * s;
-      const rms = Math.sqrt(sum / samples.length);
-      peak = Math.max(peak, rms);
-      meter.style.width = `${Math.min(100, Math.round(rms * 300))}%`;
-    };
-    const timer = setInterval(level, 100);
-    window.addEventListener('pagehide', () => { clearInterval(timer); void audio.close(); });
+    const stop = watchLevel(stream.getAudioTracks()[0], level => {
+      peak = Math.max(peak, level);
+      meter.style.width = `${Math.round(level * 100)}%`;
+    });
+    window.addEventListener('pagehide', stop);
     // Listen a moment so the report can say whether any sound came in.
     await new Promise(r => setTimeout(r, 1500));
     microphone = { status: 'ok', peak: Math.round(peak * 1000) / 1000 };
@@ -319,7 +311,7 @@ function probeText(p) {
 export async function showCheck() {
   document.title = `${t('check.title')} — Veche`;
   const preview = h('video', { id: 'check-preview', autoplay: true, muted: true, playsinline: true });
-  const meter = h('div', { class: 'check-meter-level', id: 'check-meter' });
+  const meter = h('div', { class: 'meter-fill', id: 'check-meter' });
   const rows = {
     camera: row('camera', t('check.camera')),
     microphone: row('microphone', t('check.microphone')),
@@ -338,7 +330,7 @@ export async function showCheck() {
   show(h('div', { class: 'card check-page', id: 'check-page' },
     h('h1', { text: t('check.title') }),
     h('p', { class: 'muted', text: t('check.intro') }),
-    h('div', { class: 'check-devices' }, preview, h('div', { class: 'check-meter', title: t('check.microphone') }, meter)),
+    h('div', { class: 'check-devices' }, preview, h('div', { class: 'meter check-meter', title: t('check.microphone') }, meter)),
     h('ul', { class: 'check-rows' }, ...Object.values(rows).map(r => r.el)),
     verdict,
     h('h2', { text: t('check.report') }),
