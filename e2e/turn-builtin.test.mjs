@@ -7,18 +7,14 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { namespaceCall, openMeeting, trustServerKey } from './lib/call.mjs';
+import { builtinTurnArgs, namespaceCall, openMeeting, trustServerKey } from './lib/call.mjs';
 import { firstFrameAt, selectedPair, until, waitForMedia } from './lib/media.mjs';
 
 /** @type {import('./lib/call.mjs').NamespaceCall} */
 let call;
 
 before(async () => {
-  call = await namespaceCall(host => [
-    '--turn-builtin', 'true',
-    '--turn-udp', `${host.serverAddr}:0`,
-    '--turn-tls', `${host.serverAddr}:443`,
-  ], server => [trustServerKey(server)]);
+  call = await namespaceCall(builtinTurnArgs, server => [trustServerKey(server)]);
 });
 
 after(async () => {

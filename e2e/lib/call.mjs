@@ -71,6 +71,15 @@ export async function openMeeting(browser, url, room, name, query = {}) {
 }
 
 /**
+ * The server flags of the built-in TURN server on the host's address: UDP on an ephemeral
+ * port, TLS on 443 (what a network that allows only TCP 443 lets through).
+ * @param {import('./netns.mjs').Host} host
+ */
+export function builtinTurnArgs(host) {
+  return ['--turn-builtin', 'true', '--turn-udp', `${host.serverAddr}:0`, '--turn-tls', `${host.serverAddr}:443`];
+}
+
+/**
  * The Chromium flag that makes it trust the server's self-signed certificate (by the SHA-256
  * of its public key) where `ignoreHTTPSErrors` does not reach: TURN over TLS is checked by
  * the browser's network stack, not the page's context.

@@ -1,8 +1,9 @@
 // Entry point: the server serves index.html for `/`, `/m/{room}` and the account pages
-// (`/login`, `/signup`, `/meetings`, `/admin`, `/j/{meeting}`); pick the screen.
+// (`/login`, `/signup`, `/meetings`, `/admin`, `/j/{meeting}`) and `/check`; pick the screen.
 
 import { addHomeLinks, showAccount, showJoin, showLogin, showMeetings, showSignup } from './account.js';
 import { showAdmin } from './admin.js';
+import { showCheck } from './check.js';
 import { toast } from './dom.js';
 import { showHome } from './home.js';
 import { errorMessage } from './api.js';
@@ -28,6 +29,10 @@ function accountRoute(path) {
 
 function route() {
   if (accountRoute(location.pathname)) return;
+  if (location.pathname.replace(/\/$/, '') === '/check') {
+    void showCheck();
+    return;
+  }
   const match = location.pathname.match(/^\/m\/([^/]+)\/?$/);
   if (!match) {
     showHome();

@@ -137,6 +137,10 @@ class Meeting {
     }, () => this.togglePeople(false));
     this.waitingScreen = new WaitingScreen(() => this.session.leave());
     this.statusBanner = h('div', { class: 'banner', id: 'status-banner', hidden: true });
+    // Media not getting through: say so and link to the connection check, not a spinner.
+    this.blockedBanner = h('div', { class: 'banner', id: 'media-blocked', hidden: true },
+      h('span', { text: t('meeting.media_blocked_firewall') }), ' ',
+      h('a', { href: '/check', target: '_blank', rel: 'noopener', id: 'media-check-link', text: t('meeting.check_link') }));
     this.endingBanner = h('div', { class: 'banner', id: 'ending-banner', role: 'status', hidden: true });
     /** @type {ReturnType<typeof setInterval> | undefined} */
     this.endingTimer = undefined;
@@ -210,6 +214,7 @@ class Meeting {
         this.countLabel,
         this.view.switch),
       this.statusBanner,
+      this.blockedBanner,
       this.endingBanner,
       this.audioBanner,
       this.waitingBanner,
@@ -525,6 +530,11 @@ class Meeting {
       : status === 'reconnecting' ? t('meeting.reconnecting') : '';
     this.statusBanner.textContent = text;
     this.statusBanner.hidden = text === '';
+  }
+
+  /** @type {CallView['mediaBlocked']} */
+  mediaBlocked(blocked) {
+    this.blockedBanner.hidden = !blocked;
   }
 
   /** @type {CallView['e2ee']} */

@@ -83,6 +83,8 @@ import { errorText, t } from './i18n.js';
  * @property {(raised: boolean) => void} ownHand the server confirmed our hand state
  * @property {(status: CallStatus, detail?: string) => void} status `ended` only after leaving on purpose
  * @property {(message: string) => void} notice a non-fatal problem to show briefly
+ * @property {(blocked: boolean) => void} mediaBlocked media has not connected (or failed):
+ *   show, until it connects, that a firewall may be in the way, with a link to `/check`
  * @property {(status: E2eeStatus | null) => void} e2ee the meeting's end-to-end encryption
  *   (null: the meeting is not end-to-end encrypted)
  */
@@ -774,9 +776,7 @@ export class Session {
    */
   watchMediaStart(pc) {
     setTimeout(() => {
-      if (pc === this.pc && pc.connectionState !== 'connected') {
-        this.view.notice(t('meeting.media_blocked_firewall'));
-      }
+      if (pc === this.pc && pc.connectionState !== 'connected') this.view.mediaBlocked(true);
     }, MEDIA_WARNING_MS);
   }
 
@@ -810,12 +810,14 @@ export class Session {
       if (pc !== this.pc) return;
       if (pc.connectionState === 'connected') {
         this.attempt = 0;
+        this.view.mediaBlocked(false);
         this.view.status('connected');
       } else if (pc.connectionState === 'disconnected') {
         // Often recovers by itself within seconds; if not, ICE moves on to 'failed'.
         this.view.status('reconnecting');
       } else if (pc.connectionState === 'failed') {
         this.view.notice(t('meeting.media_failed'));
+        this.view.mediaBlocked(true);
 
         this.lost();
       }

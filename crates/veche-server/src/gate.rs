@@ -182,6 +182,16 @@ impl JoinGate {
         room: &str,
         passcode: Option<&str>,
     ) -> Result<JoinGrant, Refusal> {
+        // The connectivity check's private rooms are joined only by `/check/ws`.
+        if room.starts_with(crate::check::ROOM_PREFIX) {
+            return Err(Refusal::new(
+                ErrorCode::InvalidRoom,
+                format!(
+                    "room names starting with {:?} are reserved for the connectivity check",
+                    crate::check::ROOM_PREFIX
+                ),
+            ));
+        }
         let forced = if self.settings.force_e2ee {
             E2eeMode::Required
         } else {
@@ -347,6 +357,17 @@ pub(crate) async fn store_events(
         let Some(event) = event else {
             break;
         };
+        // A connectivity check's room lives for seconds and must not come back after a
+        // restart: nothing of it is stored.
+        let check_room = match &event {
+            SfuEvent::MeetingSaved(snapshot) => Some(snapshot.room.as_str()),
+            SfuEvent::MeetingClosed { room } => Some(room.as_str()),
+            _ => None,
+        }
+        .is_some_and(|room| room.starts_with(crate::check::ROOM_PREFIX));
+        if check_room {
+            continue;
+        }
         let result = match event {
             SfuEvent::MeetingSaved(snapshot) => {
                 match serde_json::to_string(&snapshot) {

@@ -18,6 +18,7 @@ use rust_embed::RustEmbed;
 
 use crate::api::{self, ApiError, ApiState};
 use crate::auth::constant_time_eq;
+use crate::check;
 use crate::state::{AppState, HttpPolicy, MetricsAccess};
 use crate::ws;
 
@@ -52,6 +53,9 @@ pub(crate) fn router_with_api(state: AppState, api: Option<ApiState>) -> Router 
         .route("/meetings", get(index))
         .route("/account", get(index))
         .route("/admin", get(index))
+        .route("/check", get(index))
+        .route("/check/ws", get(check::upgrade))
+        .route("/check/download", get(check::download))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/ws", get(ws::upgrade))

@@ -53,6 +53,7 @@ fn app() -> axum::Router {
         sockets: Arc::default(),
         http: Arc::default(),
         turn: None,
+        checks: Arc::default(),
     })
 }
 

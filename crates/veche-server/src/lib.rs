@@ -5,6 +5,7 @@
 mod admin_cli;
 pub mod api;
 pub mod auth;
+mod check;
 mod cidr;
 mod config;
 pub mod directory;

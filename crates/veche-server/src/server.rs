@@ -156,6 +156,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             sockets: Arc::clone(&sockets),
             http: http_policy,
             turn: turn.map(Arc::new),
+            checks: Arc::default(),
         },
         Some(ApiState {
             store: store.clone(),

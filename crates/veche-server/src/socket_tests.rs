@@ -67,6 +67,7 @@ async fn serve() -> SocketAddr {
         sockets: Arc::default(),
         http: Arc::default(),
         turn: None,
+        checks: Arc::default(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

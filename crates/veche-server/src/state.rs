@@ -88,6 +88,8 @@ pub(crate) struct AppState {
     pub(crate) http: Arc<HttpPolicy>,
     /// TURN servers and their credentials for `joined` (`--turn-url`, `--turn-secret`).
     pub(crate) turn: Option<Arc<crate::turn::TurnRest>>,
+    /// The per-address budget of the connectivity check (`/check/ws`, `/check/download`).
+    pub(crate) checks: Arc<crate::check::CheckLimiter>,
 }
 
 /// Site-wide HTTP settings.

@@ -71,6 +71,9 @@ pub enum ApiError {
     /// A WebSocket upgrade over the per-address cap.
     #[error("too many signalling connections from this address (at most {0})")]
     TooManyConnections(usize),
+    /// A connectivity check (`/check/ws`, `/check/download`) over the per-address budget.
+    #[error("too many connectivity checks from this address; try again in a minute")]
+    TooManyChecks,
     /// `/metrics` from an address outside `--metrics-allow`.
     #[error("metrics are not available to this address")]
     MetricsForbidden,
@@ -104,6 +107,7 @@ impl ApiError {
             ApiError::Unavailable => "unavailable",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::TooManyConnections(_) => "too_many_connections",
+            ApiError::TooManyChecks => "too_many_checks",
             ApiError::MetricsForbidden => "forbidden",
             ApiError::MetricsToken => "unauthenticated",
             ApiError::Busy(_) => "busy",
@@ -129,7 +133,9 @@ impl ApiError {
             ApiError::NotInProgress => StatusCode::CONFLICT,
             ApiError::Live { status, .. } => *status,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::TooManyConnections(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyConnections(_) | ApiError::TooManyChecks => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::MetricsForbidden => StatusCode::FORBIDDEN,
             ApiError::MetricsToken => StatusCode::UNAUTHORIZED,
             ApiError::Unavailable | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -46,6 +46,17 @@ impl Peer {
         })
     }
 
+    /// Opens a WebSocket at `url` (e.g. the connectivity check's `/check/ws`).
+    pub(crate) async fn connect_url(url: &str) -> anyhow::Result<Peer> {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        Ok(Peer {
+            ws,
+            inbox: Vec::new(),
+            closed: false,
+            close: None,
+        })
+    }
+
     pub(crate) async fn join(
         &mut self,
         room: &str,
