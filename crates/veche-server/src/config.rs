@@ -1369,7 +1369,9 @@ mod tests {
         let example = include_str!("../../../packaging/veche.toml");
         let is_setting = |l: &str| {
             l.split_once(" = ").is_some_and(|(k, _)| {
-                !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                !k.is_empty()
+                    && k.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             })
         };
         let uncommented: Vec<&str> = example
@@ -1396,7 +1398,10 @@ mod tests {
             if long == "config" || long == "help" || arg.is_hide_set() {
                 continue;
             }
-            assert!(keys.contains(long), "packaging/veche.toml does not document --{long}");
+            assert!(
+                keys.contains(long),
+                "packaging/veche.toml does not document --{long}"
+            );
         }
         // As shipped (everything but the data directory commented), it gives a working config.
         let shipped = file(example);
