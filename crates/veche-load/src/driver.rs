@@ -400,9 +400,11 @@ impl Driver {
                 self.remote_tracks
                     .insert(mid.as_str().into(), (participant_id, kind));
             }
-            ServerMessage::TrackUnpublished { mid, .. } => {
-                self.remote_tracks.remove(&Mid::from(mid.as_str()));
-            }
+            // The mid keeps its owner: the last packets of an ended track may still be on
+            // their way when the (faster) signalling says it ended, and are that track's, not
+            // packets on a mid nobody announced. A `track_published` that reuses the mid
+            // names its new owner.
+            ServerMessage::TrackUnpublished { .. } => {}
             ServerMessage::Error { code, message } => {
                 warn!(participant = self.id, "server error {code:?}: {message}");
             }
