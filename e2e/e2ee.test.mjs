@@ -268,9 +268,9 @@ test('three Chromium and one Firefox in an E2EE meeting: decrypted media, one se
   const { ms: worst, mid } = await stall;
   console.log(`E2EE: longest stall of a remote video on Chrome1 across the rekey: ${worst} ms (mid ${mid}; ` +
     `${baseline.ms} ms in the 3 s before)`);
-  // Under 1.5 s, or (on a machine so loaded that videos stall anyway) no worse than the
-  // stalls of the seconds before by more than half a second.
-  assert.ok(worst < Math.max(1500, baseline.ms + 500),
+  // Under 1.5 s, or (on a machine so loaded that videos stall anyway: five browsers on two
+  // cores) no worse than twice the stalls of the seconds before.
+  assert.ok(worst < Math.max(1500, 2 * baseline.ms),
     `no freeze across the rekey: the video on mid ${mid} stood still ${worst} ms (${baseline.ms} ms before)`);
   for (const [name, page] of left) {
     await waitForMedia(page, `${name} (after the removal)`, { videos: 3, audios: 3, context: serverLog });

@@ -10,7 +10,7 @@
 // posts `{type: 'stats', transforms}`: per transform, the epoch it last used and how many
 // frames went through or failed since the last report (the badge is built from it).
 
-import { EPOCH_BITS, decryptFrame, deriveKey, encryptFrame } from '../sframe.js';
+import { EPOCH_BITS, decodeHeader, decryptFrame, deriveKey, encryptFrame } from '../sframe.js';
 
 /** How long the keys of an epoch still decrypt after the next epoch arrives. */
 const GRACE_MS = 5000;
@@ -54,8 +54,38 @@ const EPOCH_MASK = (1n << BigInt(EPOCH_BITS)) - 1n;
 const epochs = new Map();
 /** @type {{epoch: Epoch, leaf: number, key: Promise<FrameKey>, ctr: bigint} | null} */
 let sending = null;
+/**
+ * How long a received frame under the next epoch's key waits for that key (a sender that
+ * processed the commit before us), instead of being dropped: a dropped video frame would
+ * stall the decoder until the next keyframe.
+ */
+const KEY_WAIT_MS = 2000;
 /** @type {ReturnType<typeof setTimeout> | undefined} */
 let switchTimer;
+/** The newest epoch installed. @type {bigint | null} */
+let latest = null;
+/** Frames waiting for the next epoch's key. @type {(() => void)[]} */
+let waiters = [];
+
+/** Resolves when the next epoch is installed, or after `ms`. @param {number} ms */
+function nextEpoch(ms) {
+  return new Promise(resolve => {
+    const timer = setTimeout(resolve, ms);
+    waiters.push(() => {
+      clearTimeout(timer);
+      resolve(undefined);
+    });
+  });
+}
+
+/**
+ * Whether a frame that did not decrypt names the epoch after our newest one.
+ * @param {Uint8Array<ArrayBuffer>} data @param {number} clear
+ */
+function underNextEpoch(data, clear) {
+  const h = decodeHeader(data.subarray(clear));
+  return latest !== null && h !== null && (h.kid & EPOCH_MASK) === ((latest + 1n) & EPOCH_MASK);
+}
 /** @type {Map<number, TransformStats>} */
 const stats = new Map();
 /** Send transformers of video, asked for a keyframe when the first key arrives. @type {Set<any>} */
@@ -94,6 +124,10 @@ function installEpoch(m) {
   /** @type {Epoch} */
   const e = { epoch, secret: m.secret, retireAt: Infinity, keys: new Map() };
   epochs.set(Number(epoch & EPOCH_MASK), e);
+  latest = epoch;
+  const woken = waiters;
+  waiters = [];
+  for (const wake of woken) wake();
   const first = sending === null;
   const next = { epoch: e, leaf: m.leaf, key: keyOf(e, m.leaf), ctr: 0n };
   clearTimeout(switchTimer);
@@ -154,7 +188,13 @@ function setUp(transformer) {
         s.busyMs += performance.now() - started;
         out.enqueue(frame);
       } else {
-        const opened = await decryptFrame(keyForKid, data, clear);
+        let opened = await decryptFrame(keyForKid, data, clear);
+        if (!opened && underNextEpoch(data, clear)) {
+          // The sender is a step ahead: hold this frame (and so the ones behind it) until
+          // our copy of the commit gives us the key.
+          await nextEpoch(KEY_WAIT_MS);
+          opened = await decryptFrame(keyForKid, data, clear);
+        }
         s.busyMs += performance.now() - started;
         if (!opened) {
           s.failed++;
