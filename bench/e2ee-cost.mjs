@@ -12,6 +12,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { launch } from '../e2e/lib/browser.mjs';
+import { openMeeting } from '../e2e/lib/call.mjs';
 import { firstFrameAt, waitForMedia } from '../e2e/lib/media.mjs';
 import { startServer } from '../e2e/lib/server.mjs';
 
@@ -53,11 +54,7 @@ try {
       const pages = [];
       const opened = Date.now();
       for (const name of ['A', 'B', 'C']) {
-        const context = await browser.newContext();
-        await context.grantPermissions(['camera', 'microphone']);
-        const page = await context.newPage();
-        await page.goto(`${server.url}/m/${room}?name=${name}&autojoin=1${mode === 'e2ee' ? '&e2ee=1' : ''}`);
-        pages.push(page);
+        pages.push((await openMeeting(browser, server.url, room, name, mode === 'e2ee' ? { e2ee: '1' } : {})).page);
       }
       const first = await firstFrameAt(pages[0], 'A', { deadline: opened + 60000 });
       for (const page of pages) await waitForMedia(page, mode, { videos: 2, audios: 2, timeoutMs: 60000 });

@@ -14,6 +14,7 @@ import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { decodeHeader, decryptFrame, deriveKey, EPOCH_BITS } from '../web/js/sframe.js';
 import { launch } from './lib/browser.mjs';
+import { openMeeting } from './lib/call.mjs';
 import { until, waitForMedia } from './lib/media.mjs';
 import { REPO_ROOT, startServer } from './lib/server.mjs';
 
@@ -35,17 +36,11 @@ after(async () => {
 });
 
 /**
+ * Opens the room as NAME with `?e2ee=1`, which makes a new instant room end-to-end encrypted.
  * @param {string} room
  * @param {string} name
  */
-async function joinEncrypted(room, name) {
-  const context = await browser.newContext();
-  await context.grantPermissions(['camera', 'microphone']);
-  const page = await context.newPage();
-  page.on('pageerror', err => console.error(`[${name}] page error:`, err));
-  await page.goto(`${server.url}/m/${room}?name=${name}&autojoin=1&e2ee=1`);
-  return page;
-}
+const joinEncrypted = async (room, name) => (await openMeeting(browser, server.url, room, name, { e2ee: '1' })).page;
 
 const serverLog = () => `--- server log ---\n${server.log().slice(-4000)}`;
 

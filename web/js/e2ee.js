@@ -34,7 +34,6 @@ const KEY_ROTATION_MS = 15 * 60 * 1000;
  *   epoch's keys in the last report, and none failed
  * @property {string} code the security code of the current epoch ('' before the group exists)
  * @property {number} epoch -1 before the group exists
- * @property {number} members in the MLS group
  * @property {string} fingerprint of our own signature key
  * @property {RosterEntry[]} roster everyone in the group, ourselves included
  */
@@ -115,7 +114,7 @@ export class E2ee {
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.rotationTimer = undefined;
     /** @type {E2eeStatus} */
-    this.status = { encrypted: false, code: '', epoch: -1, members: 0, fingerprint: '', roster: [] };
+    this.status = { encrypted: false, code: '', epoch: -1, fingerprint: '', roster: [] };
     /** Accounts whose key changed that we already warned about. @type {Set<string>} */
     this.warned = new Set();
     this.stopped = false;
@@ -297,7 +296,7 @@ export class E2ee {
     this.worker.postMessage({ type: 'epoch', epoch, secret, leaf });
     this.epochStartedAt.set(epoch, performance.now());
     const roster = this.checkKeys(await member.members());
-    this.status = { ...this.status, code: member.securityCode(), epoch, members: roster.length, roster, encrypted: false };
+    this.status = { ...this.status, code: member.securityCode(), epoch, roster, encrypted: false };
     this.changed(this.status);
   }
 

@@ -252,6 +252,7 @@ class Meeting {
         /** End-to-end encryption: status, epochs' start times, the worker's transform report. */
         e2ee: () => session.e2ee && {
           ...session.e2ee.status,
+          members: session.e2ee.status.roster.length,
           epochStartedAt: Object.fromEntries(session.e2ee.epochStartedAt),
           transforms: session.e2ee.transforms,
           totals: session.e2ee.totals,
@@ -549,7 +550,7 @@ class Meeting {
     this.e2eeLabel.textContent = status.encrypted ? t('e2ee.encrypted') : t('e2ee.starting');
     this.securityCode.textContent = status.code;
     this.e2eeBadge.title = status.code
-      ? t('e2ee.code_title', { code: status.code, count: status.members })
+      ? t('e2ee.code_title', { code: status.code, count: status.roster.length })
       : t('e2ee.starting');
   }
 
