@@ -86,6 +86,8 @@ export const MAX_VIDEO_SIZES = 256;
  * Messages the client sends.
  * @typedef {{type: 'join', version: number, room: string, name: string, passcode?: string,
  *             resume?: string, e2ee?: boolean, require_e2ee?: boolean}
+ *   | {type: 'reattach', token: string, received: number}
+ *   | {type: 'ice_restart'}
  *   | {type: 'mls_key_package', key_package: string}
  *   | {type: 'mls_commit', epoch: number, commit: string, welcome?: string,
  *       added: ParticipantId[], removed: ParticipantId[]}
@@ -113,7 +115,8 @@ export const MAX_VIDEO_SIZES = 256;
  * @typedef {{type: 'joined', version: number, participant_id: ParticipantId, room: string,
  *             participants: ParticipantInfo[], role: Role, meeting: MeetingState,
  *             waiting: WaitingInfo[], resume?: string, host_muted?: TrackKind[],
- *             ice_servers?: IceServer[]}
+ *             ice_servers?: IceServer[], reconnect?: string}
+ *   | {type: 'reattached', participant_id: ParticipantId, received: number}
  *   | {type: 'waiting', room: string, title: string, reason: WaitReason}
  *   | {type: 'offer', sdp: string}
  *   | {type: 'participant_joined', participant: ParticipantInfo}
@@ -152,7 +155,7 @@ export const MAX_VIDEO_SIZES = 256;
  *   | 'shutting_down' | 'internal' | 'passcode_required' | 'wrong_passcode' | 'locked_out'
  *   | 'meeting_not_found' | 'meeting_locked' | 'removed' | 'barred' | 'denied' | 'forbidden'
  *   | 'unknown_participant' | 'unmute_not_allowed' | 'meeting_full' | 'session_ended'
- *   | 'stale_epoch' | 'invalid_mls' | 'e2ee_unsupported'
+ *   | 'stale_epoch' | 'invalid_mls' | 'e2ee_unsupported' | 'reattach_failed'
  *   | (string & {})} ErrorCode
  */
 

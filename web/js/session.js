@@ -124,6 +124,30 @@ const MEDIA_WARNING_MS = 10000;
 /** Reconnect delays grow to this many milliseconds. */
 const MAX_RETRY_MS = 15000;
 
+/** ICE restarts are asked for at most this often, and again while media stays down. */
+const ICE_RESTART_MS = 4000;
+
+/** Our messages kept for sending again after a reattach (the server keeps more of its own). */
+const KEPT_MESSAGES = 512;
+
+/**
+ * One stay in the meeting as one participant, across the signalling connections that carry
+ * it: both sides count the text messages since the `join`, and each keeps its latest, so
+ * that a new connection that takes the place back (`reattach`) sends again what the other
+ * side missed.
+ * @typedef {object} Link
+ * @property {string | null} token the `reconnect` of our `joined`: null until then, and
+ *   when the server keeps no places
+ * @property {number} sent our messages since the join
+ * @property {string[]} kept the latest of them, oldest first
+ * @property {number} received the server's messages since the join
+ */
+
+/** @returns {Link} */
+function newLink() {
+  return { token: null, sent: 0, kept: [], received: 0 };
+}
+
 /** @returns {MeetingState} the settings of a room that did not say (an older server) */
 function defaultMeeting() {
   return { title: '', locked: false, allow_self_unmute: true, ends_at_ms: null };
@@ -229,6 +253,16 @@ export class Session {
     this.finished = false;
     /** The camera layers (RIDs) the server says someone needs; null: all. @type {string[] | null} */
     this.cameraRids = null;
+    /** This stay's message counts, for a reattach. @type {Link | null} */
+    this.link = null;
+    /** The current socket sent `reattach` and waits for the answer: our messages wait too. */
+    this.reattaching = false;
+    /** Ask for an ICE restart once the place is ours again. */
+    this.iceRestartWanted = false;
+    /** When we last asked for an ICE restart (ms). */
+    this.iceRestartAt = 0;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this.iceTimer = undefined;
   }
 
   start() {
@@ -451,24 +485,129 @@ export class Session {
    * @returns {boolean} whether it was sent
    */
   send(msg) {
-    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
-    this.ws.send(JSON.stringify(msg));
+    const open = this.ws !== null && this.ws.readyState === WebSocket.OPEN && !this.reattaching;
+    const link = this.link;
+    // Once joined, a message is kept (and counted) even while the socket is down: the
+    // reattach sends it.
+    if (!link || (!open && link.token === null)) {
+      if (!open || !this.ws) return false;
+      this.ws.send(JSON.stringify(msg));
+      return true;
+    }
+    const text = JSON.stringify(msg);
+    link.sent += 1;
+    link.kept.push(text);
+    if (link.kept.length > KEPT_MESSAGES) link.kept.shift();
+    if (open && this.ws) this.ws.send(text);
     return true;
   }
 
+  /**
+   * Opens a signalling connection: it takes our place back (`reattach`) while we have one
+   * and our media session, or joins.
+   */
   connect() {
-    this.view.status(this.attempt === 0 ? 'connecting' : 'reconnecting');
+    const place = this.link?.token && this.pc ? this.link : null;
+    this.view.status(this.attempt === 0 && !place ? 'connecting' : 'reconnecting');
     const ws = new WebSocket(signallingUrl());
     this.ws = ws;
-    ws.addEventListener('open', () => this.sendJoin());
+    this.reattaching = place !== null;
+    ws.addEventListener('open', () => {
+      if (ws !== this.ws) return;
+      if (place && place === this.link && place.token) {
+        ws.send(JSON.stringify({ type: 'reattach', token: place.token, received: place.received }));
+      } else {
+        this.link = newLink();
+        this.sendJoin();
+      }
+    });
     ws.addEventListener('message', event => {
       if (ws !== this.ws || typeof event.data !== 'string') return;
       const msg = parseServerMessage(event.data);
+      // The answers to a reattach are not counted, on either side.
+      const uncounted = msg?.type === 'reattached' || (msg?.type === 'error' && msg.code === 'reattach_failed');
+      if (this.link && !uncounted) this.link.received += 1;
       if (msg) this.handle(msg);
     });
     ws.addEventListener('close', () => {
-      if (ws === this.ws) this.lost();
+      if (ws === this.ws) this.dropped();
     });
+  }
+
+  /**
+   * The signalling connection closed. With a place kept for us and our media session, a new
+   * connection takes it back at once (the media may not even have noticed); otherwise we
+   * join again.
+   */
+  dropped() {
+    if (this.finished) return;
+    if (this.endRequested || !this.link?.token || !this.pc) {
+      this.lost();
+      return;
+    }
+    this.ws = null;
+    this.reattaching = false;
+    this.view.status('reconnecting');
+    const delay = this.attempt === 0 ? 0 : Math.min(MAX_RETRY_MS, 500 * 2 ** this.attempt) * (0.75 + Math.random() / 2);
+    this.attempt += 1;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.connect(), delay);
+  }
+
+  /**
+   * The server gave our place back: send what it missed of ours, then ask for the ICE
+   * restart if that is why we came.
+   * @param {number} received how many of our messages the server has
+   */
+  reattached(received) {
+    const link = this.link;
+    const ws = this.ws;
+    if (!link || !ws) return;
+    this.reattaching = false;
+    this.attempt = 0;
+    const first = link.sent - link.kept.length + 1;
+    if (received > link.sent || received + 1 < first) {
+      // We no longer have what it missed: start over as a new participant.
+      this.rejoin();
+      return;
+    }
+    for (let n = received + 1; n <= link.sent; n++) ws.send(link.kept[n - first]);
+    this.view.status(this.pc?.connectionState === 'connected' ? 'connected' : 'reconnecting');
+    if (this.iceRestartWanted) {
+      this.iceRestartWanted = false;
+      this.send({ type: 'ice_restart' });
+    }
+  }
+
+  /** Gives the place up and joins again at once, as a new participant. */
+  rejoin() {
+    this.teardown();
+    clearTimeout(this.retryTimer);
+    this.connect();
+  }
+
+  /**
+   * Media stopped flowing (our network changed, most likely): restart ICE on the same
+   * session. The signalling socket may have died with the network without knowing it yet,
+   * so a new connection takes our place first and asks from there; this is tried again
+   * while media stays down.
+   */
+  recoverMedia() {
+    if (this.finished || !this.link?.token || !this.pc) return;
+    const now = Date.now();
+    if (now - this.iceRestartAt < ICE_RESTART_MS) return;
+    this.iceRestartAt = now;
+    this.iceRestartWanted = true;
+    const pc = this.pc;
+    clearTimeout(this.iceTimer);
+    this.iceTimer = setTimeout(() => {
+      if (pc === this.pc && pc.connectionState !== 'connected') this.recoverMedia();
+    }, ICE_RESTART_MS);
+    const old = this.ws;
+    this.ws = null;
+    old?.close();
+    clearTimeout(this.retryTimer);
+    this.connect();
   }
 
   sendJoin() {
@@ -527,6 +666,10 @@ export class Session {
     this.cameraRids = null;
     this.e2ee?.stop();
     this.e2ee = null;
+    this.link = null;
+    this.reattaching = false;
+    this.iceRestartWanted = false;
+    clearTimeout(this.iceTimer);
   }
 
   /** @param {ServerMessage} msg */
@@ -546,6 +689,7 @@ export class Session {
         this.hostMuted = new Set(msg.host_muted ?? []);
         this.unmuteAllowed.clear();
         this.iceServers = msg.ice_servers ?? [];
+        if (this.link) this.link.token = msg.reconnect ?? null;
         this.startE2ee(msg.participant_id);
         for (const kind of this.hostMuted) {
           this.applyHostMute(kind).catch(err => console.error('could not keep the host\'s mute', err));
@@ -556,6 +700,9 @@ export class Session {
         if (this.handRaised) this.send({ type: 'raise_hand', raised: true });
         break;
       }
+      case 'reattached':
+        this.reattached(msg.received);
+        break;
       case 'waiting':
         this.waitingFor = msg.reason;
         if (msg.title) this.meeting = { ...this.meeting, title: msg.title };
@@ -563,9 +710,9 @@ export class Session {
         break;
       case 'offer': {
         const sdp = msg.sdp;
-        const ws = this.ws;
+        const link = this.link;
         this.negotiation = this.negotiation.then(() => this.answer(sdp)).catch(err => {
-          if (ws !== this.ws) return; // that connection is already gone
+          if (link !== this.link) return; // that stay is already over
           console.error('negotiation failed', err);
           this.view.notice(t('meeting.media_negotiation_failed'));
           this.lost();
@@ -699,6 +846,11 @@ export class Session {
     console.warn('server error', code, serverMessage);
     // From here on the message is the user's language (the server's text for unknown codes).
     const message = errorText(code, serverMessage);
+    if (code === 'reattach_failed') {
+      // Our place is gone (expired, or the server restarted): join as a new participant.
+      this.rejoin();
+      return;
+    }
     if (code === 'stale_epoch') this.e2ee?.commitRefused();
     if (code === 'invalid_mls') this.e2ee?.commitInvalid();
     if (PASSCODE_ERRORS.has(code) && this.selfId === null) {
@@ -813,13 +965,14 @@ export class Session {
         this.view.mediaBlocked(false);
         this.view.status('connected');
       } else if (pc.connectionState === 'disconnected') {
-        // Often recovers by itself within seconds; if not, ICE moves on to 'failed'.
+        // Our network changed, or packets are being lost: restart ICE rather than wait.
         this.view.status('reconnecting');
+        this.recoverMedia();
       } else if (pc.connectionState === 'failed') {
         this.view.notice(t('meeting.media_failed'));
         this.view.mediaBlocked(true);
-
-        this.lost();
+        if (this.link?.token) this.recoverMedia();
+        else this.lost();
       }
     });
     return pc;

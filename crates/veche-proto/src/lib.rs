@@ -189,6 +189,9 @@ pub struct ParticipantInfo {
 /// participant of the largest room, with room to spare.
 pub const MAX_VIDEO_SIZES: usize = 256;
 
+/// The longest `reattach` token accepted (the server's are 64 hex digits).
+pub const MAX_REATTACH_TOKEN_LEN: usize = 128;
+
 /// Largest tile width or height a `video_sizes` entry may give, in pixels.
 pub const MAX_VIDEO_DIMENSION: u32 = 16_384;
 
@@ -248,6 +251,17 @@ pub enum ClientMessage {
         #[serde(default, skip_serializing_if = "is_false")]
         require_e2ee: bool,
     },
+    /// First message on a new connection that takes back an earlier connection's place in
+    /// the meeting (its socket dropped, or the client's network changed) instead of joining
+    /// again: same participant, role, mutes and media session. `token` is the `reconnect`
+    /// of that connection's [`ServerMessage::Joined`]; `received` counts the text messages
+    /// this client has read from the server since its `join` (on every connection of this
+    /// stay). Answered with [`ServerMessage::Reattached`] and then every message after
+    /// `received` again, or with the non-fatal [`ErrorCode::ReattachFailed`] (then `join`).
+    Reattach { token: String, received: u64 },
+    /// The client's network changed: the server's next [`ServerMessage::Offer`] restarts ICE
+    /// (new credentials, RFC 8445 §9) on the same media session.
+    IceRestart,
     /// The answer to the server's latest [`ServerMessage::Offer`].
     Answer { sdp: String },
     /// A trickled local ICE candidate (`RTCIceCandidate.candidate`). An empty string marks the
@@ -367,6 +381,19 @@ pub enum ServerMessage {
         /// operator configured no TURN server).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         ice_servers: Vec<IceServer>,
+        /// The secret a later connection sends in [`ClientMessage::Reattach`] to take this
+        /// one's place (absent when the server does not keep places). A credential: this tab
+        /// only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reconnect: Option<String>,
+    },
+    /// Reply to [`ClientMessage::Reattach`]: this connection now carries `participant_id`.
+    /// `received` counts the client's text messages the server has read since the `join`;
+    /// the client sends the ones after it again. The server's messages the client missed
+    /// follow. Neither this reply nor a refusal of `reattach` is counted, on either side.
+    Reattached {
+        participant_id: ParticipantId,
+        received: u64,
     },
     /// Reply to [`ClientMessage::Join`] when the joiner is held in the waiting room. A
     /// [`ServerMessage::Joined`] follows once admitted; a fatal [`ErrorCode::Denied`] if not.
@@ -573,6 +600,9 @@ pub enum ErrorCode {
     InvalidMls,
     /// The meeting is end-to-end encrypted and the join did not say `e2ee: true`.
     E2eeUnsupported,
+    /// A `reattach` the server cannot take (unknown or expired token, the place was given
+    /// up, or the messages missed are no longer kept); join again instead.
+    ReattachFailed,
 }
 
 impl ErrorCode {
@@ -619,8 +649,10 @@ impl ParseError {
     }
 }
 
-const CLIENT_TYPES: [&str; 20] = [
+const CLIENT_TYPES: [&str; 22] = [
     "join",
+    "reattach",
+    "ice_restart",
     "answer",
     "candidate",
     "set_media",
@@ -669,6 +701,15 @@ impl ClientMessage {
 
     /// The limits a well-formed message must also keep to.
     fn check_limits(&self) -> Result<(), String> {
+        if let ClientMessage::Reattach { token, .. } = self {
+            if token.len() > MAX_REATTACH_TOKEN_LEN {
+                return Err(format!(
+                    "token of {} bytes, at most {MAX_REATTACH_TOKEN_LEN}",
+                    token.len()
+                ));
+            }
+            return Ok(());
+        }
         if let ClientMessage::MlsCommit { added, removed, .. } = self {
             let n = added.len() + removed.len();
             if n > MAX_MLS_CHANGES {

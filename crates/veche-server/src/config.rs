@@ -34,6 +34,10 @@ pub(crate) const DEFAULT_MESSAGE_BURST: u32 = 100;
 pub(crate) const DEFAULT_LOCKOUT_FAILURES: u32 = 10;
 pub(crate) const DEFAULT_LOCKOUT_MINUTES: u32 = 15;
 pub(crate) const DEFAULT_MAX_WS_PER_IP: usize = 100;
+/// How long a dropped connection's place is kept for a reattach, in milliseconds.
+pub(crate) const DEFAULT_REATTACH_GRACE_MS: u64 = 30_000;
+/// What a kept place remembers of the messages sent, for a reattach to resend.
+pub(crate) const DEFAULT_REATTACH_REPLAY_BYTES: usize = 1024 * 1024;
 /// One year: long enough that browsers keep using HTTPS between visits.
 pub(crate) const DEFAULT_HSTS_MAX_AGE: u64 = 365 * 24 * 3600;
 /// How often running meetings' state is written at most, in milliseconds.
@@ -223,6 +227,18 @@ pub(crate) struct ServeArgs {
     /// [default: 100].
     #[arg(long, env = "VECHE_MAX_WS_PER_IP", value_name = "N")]
     pub(crate) max_ws_per_ip: Option<usize>,
+
+    /// How long a participant whose signalling connection dropped keeps its place (role,
+    /// mutes, media session) for a new connection to take back; it counts as a connection
+    /// from its address meanwhile. 0: no places are kept, a dropped connection leaves
+    /// [default: 30000].
+    #[arg(long, env = "VECHE_REATTACH_GRACE_MS", value_name = "MS")]
+    pub(crate) reattach_grace_ms: Option<u64>,
+
+    /// Bytes of its latest signalling messages a participant's place keeps, to send again
+    /// to a client that reattaches; a client that missed more joins anew [default: 1048576].
+    #[arg(long, env = "VECHE_REATTACH_REPLAY_BYTES", value_name = "BYTES")]
+    pub(crate) reattach_replay_bytes: Option<usize>,
 
     /// Serve /metrics only to peers in this range (`10.0.0.0/8`, `::1`); repeat for several
     /// (comma-separated in the environment) [default: any address].
@@ -480,6 +496,8 @@ struct FileConfig {
     max_messages_per_sec: Option<u32>,
     message_burst: Option<u32>,
     max_ws_per_ip: Option<usize>,
+    reattach_grace_ms: Option<u64>,
+    reattach_replay_bytes: Option<usize>,
     metrics_allow: Option<Vec<Cidr>>,
     metrics_token: Option<String>,
     hsts_max_age: Option<u64>,
@@ -547,6 +565,10 @@ pub(crate) struct WsLimits {
     pub(crate) message_burst: u32,
     /// Connections open at once from one address.
     pub(crate) max_connections_per_ip: usize,
+    /// How long a dropped connection's place is kept (zero: not at all).
+    pub(crate) reattach_grace: Duration,
+    /// Bytes of sent messages a place keeps for a reattach.
+    pub(crate) reattach_replay_bytes: usize,
 }
 
 /// The resolved configuration of `veche serve`.
@@ -648,6 +670,15 @@ impl Config {
                 .max_ws_per_ip
                 .or(file.max_ws_per_ip)
                 .unwrap_or(DEFAULT_MAX_WS_PER_IP),
+            reattach_grace: Duration::from_millis(
+                args.reattach_grace_ms
+                    .or(file.reattach_grace_ms)
+                    .unwrap_or(DEFAULT_REATTACH_GRACE_MS),
+            ),
+            reattach_replay_bytes: args
+                .reattach_replay_bytes
+                .or(file.reattach_replay_bytes)
+                .unwrap_or(DEFAULT_REATTACH_REPLAY_BYTES),
         };
         if ws.max_connections_per_ip == 0 {
             bail!("max-ws-per-ip must be at least 1");

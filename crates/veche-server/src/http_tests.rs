@@ -46,6 +46,8 @@ fn app() -> axum::Router {
             max_messages_per_sec: 50,
             message_burst: 100,
             max_connections_per_ip: 100,
+            reattach_grace: std::time::Duration::from_secs(30),
+            reattach_replay_bytes: 1 << 20,
         },
         gate: Arc::new(crate::gate::JoinGate::guest_rooms_only()),
         stats: Arc::new(WsStats::default()),
@@ -54,6 +56,7 @@ fn app() -> axum::Router {
         http: Arc::default(),
         turn: None,
         checks: Arc::default(),
+        places: Arc::default(),
     })
 }
 

@@ -12,6 +12,7 @@ pub mod directory;
 mod gate;
 mod http;
 mod ratelimit;
+mod reattach;
 mod server;
 #[cfg(test)]
 mod socket_tests;

@@ -157,6 +157,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             http: http_policy,
             turn: turn.map(Arc::new),
             checks: Arc::default(),
+            places: Arc::default(),
         },
         Some(ApiState {
             store: store.clone(),

@@ -52,6 +52,8 @@ const LIMITS: WsLimits = WsLimits {
     max_messages_per_sec: 50,
     message_burst: 100,
     max_connections_per_ip: 100,
+    reattach_grace: std::time::Duration::from_secs(30),
+    reattach_replay_bytes: 1 << 20,
 };
 
 async fn serve() -> SocketAddr {
@@ -68,6 +70,7 @@ async fn serve() -> SocketAddr {
         http: Arc::default(),
         turn: None,
         checks: Arc::default(),
+        places: Arc::default(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -90,6 +90,8 @@ pub(crate) struct AppState {
     pub(crate) turn: Option<Arc<crate::turn::TurnRest>>,
     /// The per-address budget of the connectivity check (`/check/ws`, `/check/download`).
     pub(crate) checks: Arc<crate::check::CheckLimiter>,
+    /// The places kept for participants whose signalling connection dropped.
+    pub(crate) places: Arc<crate::reattach::Places>,
 }
 
 /// Site-wide HTTP settings.

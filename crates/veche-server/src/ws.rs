@@ -26,6 +26,7 @@ use crate::auth::token_digest;
 use crate::config::WsLimits;
 use crate::gate::{Identity, JoinGate};
 use crate::ratelimit::{RateLimiter, Verdict};
+use crate::reattach::{Holder, Link, Places, Takeover};
 use crate::sockets::{Admission, SessionEnd};
 use crate::state::{AppState, SfuApi, WsStats};
 
@@ -107,6 +108,7 @@ async fn serve_socket(
         stats: &state.stats,
         ended: admission.ended.clone(),
         turn: state.turn.as_deref(),
+        places: &state.places,
     };
     session
         .run(tx, rx, conn, state.shutdown.clone())
@@ -130,6 +132,19 @@ pub(crate) enum End {
     Shutdown,
     /// The account session the connection was opened with ended.
     SessionEnded(SessionEnd),
+    /// A new connection took this one's place (`reattach`).
+    Replaced,
+}
+
+impl End {
+    /// Whether the client may come back for its place: its socket went away without a
+    /// goodbye, as when its network changes.
+    fn keeps_place(&self) -> bool {
+        matches!(
+            self,
+            End::ClientClosed | End::SocketError(_) | End::IdleTimeout
+        )
+    }
 }
 
 pub(crate) struct Session<'a> {
@@ -143,6 +158,8 @@ pub(crate) struct Session<'a> {
     pub(crate) turn: Option<&'a crate::turn::TurnRest>,
     /// Becomes `Some` when the API ends the account session of this connection.
     pub(crate) ended: watch::Receiver<Option<SessionEnd>>,
+    /// The places kept for dropped connections.
+    pub(crate) places: &'a Places,
 }
 
 /// What to do after one client frame.
@@ -152,18 +169,22 @@ enum Step {
     Reply(ServerMessage),
     /// Ask the gate, then join or refuse.
     Join(Box<ClientMessage>),
+    /// Take an earlier connection's place.
+    Reattach { token: String, received: u64 },
     Leave,
     End(End),
 }
 
 impl Session<'_> {
     /// Runs one connection until either side ends it, then tells the SFU the participant is
-    /// gone. Never panics on anything the client or the socket does.
+    /// gone — or, when the socket went away without a goodbye, keeps the participant's place
+    /// for the grace period, for a new connection to take (`reattach`). Never panics on
+    /// anything the client or the socket does.
     pub(crate) async fn run<W, R>(
         &self,
         mut tx: W,
         mut rx: R,
-        mut conn: Connection,
+        conn: Connection,
         mut shutdown: watch::Receiver<bool>,
     ) -> End
     where
@@ -183,43 +204,73 @@ impl Session<'_> {
         // Set once the client has sent `leave`: we stop reading and wait for the SFU.
         let mut leave_deadline: Option<Instant> = None;
         let mut ended = self.ended.clone();
+        let mut link = Link::new(conn);
+        // Set once joined: this task holds the participant's place.
+        let mut holder: Option<Holder> = None;
+        let mut takeover: Option<Takeover> = None;
 
         let end = loop {
             tokio::select! {
                 // Biased: the SFU's messages go out before a client flood is read, and a
                 // shutting-down SFU's last message goes out before the shutdown close.
                 biased;
-                event = conn.events.recv() => {
+                event = link.conn.events.recv() => {
                     let Some(mut msg) = event else {
                         // After a `leave` this is the SFU confirming it, not dropping us.
                         let end = if leave_deadline.is_some() { End::Left } else { End::SfuClosed };
                         break self.close(&mut tx, close_code::NORMAL, "", end).await;
                     };
-                    if let (ServerMessage::Joined { participant_id, ice_servers, .. }, Some(turn)) =
-                        (&mut msg, self.turn)
-                    {
-                        *ice_servers = turn.ice_servers(*participant_id, unix_secs());
+                    if let ServerMessage::Joined { participant_id, ice_servers, reconnect, .. } = &mut msg {
+                        if let Some(turn) = self.turn {
+                            *ice_servers = turn.ice_servers(*participant_id, unix_secs());
+                        }
+                        if !self.limits.reattach_grace.is_zero() && link.token.is_none() {
+                            let token = Places::new_token();
+                            holder = Some(self.places.hold(&token, self.user_id()));
+                            *reconnect = Some(token.clone());
+                            link.token = Some(token);
+                        }
                     }
                     let fatal = matches!(&msg, ServerMessage::Error { code, .. } if code.is_fatal());
-                    if let Err(e) = self.send(&mut tx, &msg).await {
+                    if let Err(e) = self.send(&mut tx, &mut link, &msg).await {
                         break e;
                     }
                     if fatal {
                         break self.close(&mut tx, close_code::NORMAL, "", End::SfuClosed).await;
                     }
                 }
+                request = next_takeover(&mut holder) => {
+                    // A requester that gave up meanwhile is not answered.
+                    if !request.is_closed() {
+                        takeover = Some(request);
+                        break self.close(&mut tx, close_code::NORMAL, "replaced", End::Replaced).await;
+                    }
+                }
                 frame = rx.next(), if leave_deadline.is_none() => {
                     last_heard = Instant::now();
+                    let text = matches!(frame, Some(Ok(Message::Text(_))));
                     let step = match frame {
                         None => Step::End(End::ClientClosed),
                         Some(Err(e)) => Step::End(End::SocketError(e.to_string())),
-                        Some(Ok(frame)) => self.on_frame(frame, &mut limiter, conn.id),
+                        Some(Ok(frame)) => self.on_frame(frame, &mut limiter, link.conn.id),
                     };
+                    // Counted for the other side's resend after a reattach; the reattach
+                    // itself is not.
+                    if text && !matches!(step, Step::Reattach { .. }) {
+                        link.received += 1;
+                    }
                     match step {
                         Step::Continue => {}
                         Step::Reply(err) => {
-                            if let Err(e) = self.send(&mut tx, &err).await {
+                            if let Err(e) = self.send(&mut tx, &mut link, &err).await {
                                 break e;
+                            }
+                        }
+                        Step::Reattach { token, received } => {
+                            match self.reattach(&mut tx, &mut link, &token, received).await {
+                                Ok(Some(h)) => holder = Some(h),
+                                Ok(None) => {}
+                                Err(e) => break e,
                             }
                         }
                         Step::Join(join) => {
@@ -233,11 +284,11 @@ impl Session<'_> {
                                 Err(refusal) => Err(refusal),
                             };
                             match authorised {
-                                Ok(grant) => self.sfu.join(conn.id, JoinRequest { version, room, name, grant, resume, e2ee, require_e2ee }),
+                                Ok(grant) => self.sfu.join(link.conn.id, JoinRequest { version, room, name, grant, resume, e2ee, require_e2ee }),
                                 Err(refusal) => {
                                     let fatal = refusal.code.is_fatal();
                                     info!(?refusal, "join refused");
-                                    if let Err(e) = self.send(&mut tx, &refusal.into_message()).await {
+                                    if let Err(e) = self.send(&mut tx, &mut link, &refusal.into_message()).await {
                                         break e;
                                     }
                                     if fatal {
@@ -253,7 +304,7 @@ impl Session<'_> {
                                 "far over the message rate limit; closing",
                             );
                             // The connection is closing anyway; a failed send changes nothing.
-                            let _ = self.send(&mut tx, &err).await;
+                            let _ = self.send(&mut tx, &mut link, &err).await;
                             break self.close(&mut tx, close_code::POLICY, "rate limit", End::RateLimitAbuse).await;
                         }
                         Step::End(end) => break end,
@@ -275,7 +326,7 @@ impl Session<'_> {
                     info!(?why, "account session ended; closing");
                     let err = ServerMessage::error(ErrorCode::SessionEnded, why.message());
                     // The connection is closing anyway; a failed send changes nothing.
-                    let _ = self.send(&mut tx, &err).await;
+                    let _ = self.send(&mut tx, &mut link, &err).await;
                     break self.close(&mut tx, close_code::POLICY, "session ended", End::SessionEnded(why)).await;
                 }
                 () = shutting_down(&mut shutdown) => {
@@ -284,12 +335,124 @@ impl Session<'_> {
             }
         };
 
-        self.sfu.disconnect(conn.id);
         match &end {
             End::SocketError(e) => info!(error = %e, "disconnected"),
             end => info!(reason = ?end, "disconnected"),
         }
+        drop(rx);
+        drop(tx);
+        if let (true, Some(h)) = (end.keeps_place(), holder.as_mut()) {
+            info!(participant = link.conn.id, grace_ms = self.limits.reattach_grace.as_millis() as u64, "keeping the place");
+            takeover = self.keep_place(&mut link, h, &mut ended, &mut shutdown).await;
+        }
+        if let Some(request) = takeover {
+            // The new connection has the place now; if it gave up meanwhile, so do we.
+            match request.send(link) {
+                Ok(()) => return end,
+                Err(l) => link = l,
+            }
+        }
+        if let Some(h) = &holder {
+            self.places.release(h);
+        }
+        self.sfu.disconnect(link.conn.id);
         end
+    }
+
+    /// The account that opened this connection, if any.
+    fn user_id(&self) -> Option<String> {
+        self.identity.user.as_ref().map(|u| u.id.clone())
+    }
+
+    /// Waits, socket gone, for a new connection to take the place (returned), keeping what
+    /// the SFU says meanwhile for it; `None` once the grace period is over or the place ends.
+    async fn keep_place(
+        &self,
+        link: &mut Link,
+        holder: &mut Holder,
+        ended: &mut watch::Receiver<Option<SessionEnd>>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<Takeover> {
+        let deadline = Instant::now() + self.limits.reattach_grace;
+        loop {
+            tokio::select! {
+                biased;
+                request = holder.requests.recv() => match request {
+                    Some(request) if !request.is_closed() => return Some(request),
+                    Some(_) => {}
+                    None => return None,
+                },
+                event = link.conn.events.recv() => {
+                    let msg = event?;
+                    let fatal = matches!(&msg, ServerMessage::Error { code, .. } if code.is_fatal());
+                    link.record(&msg.to_json().into(), self.limits.reattach_replay_bytes);
+                    if fatal {
+                        info!(?msg, "the place ended while its connection was away");
+                        return None;
+                    }
+                }
+                () = sleep_until(deadline) => {
+                    info!("nobody came back for the place");
+                    return None;
+                }
+                _ = session_ended(ended) => return None,
+                () = shutting_down(shutdown) => return None,
+            }
+        }
+    }
+
+    /// Takes the place `token` names for this connection (it must not have joined). On
+    /// success the link is that place's and the returned holder registered; on failure the
+    /// client is told, and may join.
+    async fn reattach<W>(
+        &self,
+        tx: &mut W,
+        link: &mut Link,
+        token: &str,
+        read: u64,
+    ) -> Result<Option<Holder>, End>
+    where
+        W: Sink<Message> + Unpin,
+        W::Error: Display,
+    {
+        let refuse = |why: &str| {
+            let msg = ServerMessage::error(ErrorCode::ReattachFailed, why);
+            Message::Text(msg.to_json().into())
+        };
+        if !link.is_fresh() {
+            self.write(tx, refuse("reattach must be the first message on a connection")).await?;
+            return Ok(None);
+        }
+        let user = self.user_id();
+        let mut old = match self.places.take(token, user.as_deref(), REATTACH_WAIT).await {
+            Ok(old) => old,
+            Err(e) => {
+                info!(error = e.message(), "reattach refused");
+                self.write(tx, refuse(e.message())).await?;
+                return Ok(None);
+            }
+        };
+        let Some(missed) = old.missed(read) else {
+            // The place cannot be restored faithfully: it ends, and the client joins anew.
+            info!(participant = old.conn.id, read, "reattach refused: the messages missed are no longer kept");
+            self.sfu.disconnect(old.conn.id);
+            self.write(tx, refuse("the messages missed are no longer kept")).await?;
+            return Ok(None);
+        };
+        // This connection's own participant never joined; the place's replaces it.
+        std::mem::swap(link, &mut old);
+        self.sfu.disconnect(old.conn.id);
+        let id = link.conn.id;
+        info!(participant = id, missed = missed.len(), "reattached");
+        let reply = ServerMessage::Reattached {
+            participant_id: id,
+            received: link.received,
+        };
+        self.write(tx, Message::Text(reply.to_json().into())).await?;
+        for text in missed {
+            self.write(tx, Message::Text(text)).await?;
+        }
+        Ok(Some(self.places.hold(token, user)))
     }
 
     /// Writes one frame; a failure or a stall means the client is gone.
@@ -305,12 +468,15 @@ impl Session<'_> {
         }
     }
 
-    async fn send<W>(&self, tx: &mut W, msg: &ServerMessage) -> Result<(), End>
+    /// Sends a message, counted and kept for a resend after a reattach.
+    async fn send<W>(&self, tx: &mut W, link: &mut Link, msg: &ServerMessage) -> Result<(), End>
     where
         W: Sink<Message> + Unpin,
         W::Error: Display,
     {
-        self.write(tx, Message::Text(msg.to_json().into())).await
+        let text = Utf8Bytes::from(msg.to_json());
+        link.record(&text, self.limits.reattach_replay_bytes);
+        self.write(tx, Message::Text(text)).await
     }
 
     /// Sends a close frame (best effort: the peer may already be gone) and returns `end`.
@@ -384,6 +550,7 @@ impl Session<'_> {
         }
         match ClientMessage::parse(text.as_str()) {
             Ok(msg @ ClientMessage::Join { .. }) => Step::Join(Box::new(msg)),
+            Ok(ClientMessage::Reattach { token, received }) => Step::Reattach { token, received },
             Ok(msg) => {
                 let leave = matches!(msg, ClientMessage::Leave);
                 self.sfu.send(id, msg);
@@ -396,6 +563,21 @@ impl Session<'_> {
                 Step::Reply(ServerMessage::error(err.code(), err.to_string()))
             }
         }
+    }
+}
+
+/// How long a reattach waits for the place's holder to hand it over.
+const REATTACH_WAIT: Duration = Duration::from_secs(2);
+
+/// The next takeover request for the place this connection holds; never if it holds none.
+async fn next_takeover(holder: &mut Option<Holder>) -> Takeover {
+    let request = match holder {
+        Some(h) => h.requests.recv().await,
+        None => None,
+    };
+    match request {
+        Some(request) => request,
+        None => std::future::pending().await,
     }
 }
 

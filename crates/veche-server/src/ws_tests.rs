@@ -50,6 +50,8 @@ const LIMITS: WsLimits = WsLimits {
     max_messages_per_sec: 10,
     message_burst: 10,
     max_connections_per_ip: 100,
+    reattach_grace: std::time::Duration::from_secs(30),
+    reattach_replay_bytes: 1 << 20,
 };
 
 struct Harness {
@@ -81,6 +83,7 @@ impl Harness {
             let stats = Arc::clone(&stats);
             tokio::spawn(async move {
                 let gate = crate::gate::JoinGate::guest_rooms_only();
+                let places = crate::reattach::Places::default();
                 let session = Session {
                     sfu: sfu.as_ref(),
                     gate: &gate,
@@ -94,6 +97,7 @@ impl Harness {
                     stats: &stats,
                     ended: ended_rx,
                     turn: None,
+                    places: &places,
                 };
                 session.run(server_tx, server_rx, conn, shutdown_rx).await
             })

@@ -5,11 +5,9 @@
 //! their session, while an attacker elsewhere hammers the account. The races run on SQLite
 //! and on PostgreSQL.
 
-mod common;
-#[path = "support/from_address.rs"]
-mod from_address;
-#[path = "support/postgres.rs"]
-mod postgres;
+use crate::common;
+use crate::from_address;
+use crate::postgres;
 
 use std::future::Future;
 use std::net::Ipv4Addr;

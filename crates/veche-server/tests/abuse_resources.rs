@@ -2,9 +2,8 @@
 //! an Argon2 verification holding 19 MiB) must not grow the process without bound, and
 //! oversized fields must be refused before they are stored or used as keys.
 
-mod common;
-#[path = "support/from_address.rs"]
-mod from_address;
+use crate::common;
+use crate::from_address;
 
 use std::net::Ipv4Addr;
 use std::path::Path;

@@ -1,8 +1,7 @@
 //! Sessions, CSRF, brute-force lockouts, uniform errors and bad bodies, through the real API
 //! router over a real SQLite file.
 
-#[path = "support/api.rs"]
-mod support;
+use crate::api as support;
 
 use axum::body::Body;
 use axum::http::header;

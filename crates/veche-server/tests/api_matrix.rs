@@ -3,8 +3,7 @@
 //! of another organisation. Only the expected ones succeed; the others get the expected
 //! 401/403/404. An endpoint added to the document without a row here fails the test.
 
-#[path = "support/api.rs"]
-mod support;
+use crate::api as support;
 
 use serde_json::{Value, json};
 use support::{App, Auth, password_of};

@@ -2,8 +2,7 @@
 //! runs, accounts and meetings created over HTTP, then `kill -9` and a restart on the same
 //! data directory — nothing is lost, sessions included. The same on PostgreSQL.
 
-#[path = "support/postgres.rs"]
-mod postgres;
+use crate::postgres;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, UdpSocket};

@@ -1,7 +1,7 @@
 //! Bad input on one signalling connection gets a specific error on that connection only; the
 //! server does not fall over and two participants in a call keep exchanging media throughout.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

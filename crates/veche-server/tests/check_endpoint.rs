@@ -5,9 +5,8 @@
 //! answer 429 `too_many_checks`, the page itself still loads and the server stays healthy;
 //! a check room is not stored for a restart (a guest room beside it is).
 
-mod common;
-#[path = "support/peer.rs"]
-mod peer;
+use crate::common;
+use crate::peer;
 
 use std::time::Duration;
 

@@ -5,9 +5,8 @@
 //! user is refused, an existing local account is linked (and its local password then
 //! refused), and a directory that is down or silent gives a quick, specific error.
 
-mod common;
-#[path = "support/slapd.rs"]
-mod slapd;
+use crate::common;
+use crate::slapd;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};

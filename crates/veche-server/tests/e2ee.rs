@@ -6,9 +6,8 @@
 //! The clients here hold no MLS state: the server reads nothing of a blob but its header
 //! (version, wire format, group id, epoch), so hand-made headers stand for real messages.
 
-mod common;
-#[path = "support/peer.rs"]
-mod peer;
+use crate::common;
+use crate::peer;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! stays bounded — and the participants of the same shard, over UDP and over TCP, keep
 //! receiving each other throughout.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;

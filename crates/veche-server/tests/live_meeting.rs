@@ -6,7 +6,7 @@
 //! with their lockout, the plan's participant cap, and a plan time limit that warns and ends
 //! the meeting, with its usage recorded.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -7,11 +7,9 @@
 //! And the waiting room holds across the restart: who was admitted comes straight back in,
 //! who was waiting waits again (the host sees them) and gets in only when admitted.
 
-mod common;
-#[path = "support/peer.rs"]
-mod peer;
-#[path = "support/postgres.rs"]
-mod postgres;
+use crate::common;
+use crate::peer;
+use crate::postgres;
 
 use std::time::{Duration, Instant};
 

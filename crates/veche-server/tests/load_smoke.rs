@@ -4,7 +4,7 @@
 //! Not a performance test: no timing or throughput thresholds (the benchmark is
 //! `bench/compare-janus.sh`, outside CI).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

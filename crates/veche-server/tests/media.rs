@@ -1,7 +1,7 @@
 //! Media through the real server: synthetic str0m participants join over the real WebSocket
 //! and exchange Opus and VP8 RTP over real ICE, DTLS and SRTP on loopback.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,9 +3,8 @@
 //! WebSocket cap, a restricted `/metrics`, and audit rows that survive a `kill -9` with the
 //! actions they record.
 
-mod common;
-#[path = "support/peer.rs"]
-mod peer;
+use crate::common;
+use crate::peer;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};

@@ -4,9 +4,8 @@
 //! account when the session ends — signed out, password changed, role changed — both at once
 //! (the socket is closed) and at its next join (the session is checked again).
 
-mod common;
-#[path = "support/peer.rs"]
-mod peer;
+use crate::common;
+use crate::peer;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

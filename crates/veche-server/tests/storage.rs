@@ -1,8 +1,7 @@
 //! The storage suite: the same checks against SQLite (a real file) and PostgreSQL (a real
 //! server started for the test). Each check gets a fresh, migrated database.
 
-#[path = "support/postgres.rs"]
-mod postgres;
+use crate::postgres;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -5,9 +5,8 @@
 //! the same IP, and data it sends there does not arrive. Past the per-user limit an
 //! Allocate gets 508.
 
-mod common;
-#[path = "support/peer.rs"]
-mod peer;
+use crate::common;
+use crate::peer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -264,6 +264,12 @@ impl Sfu {
         self.last_now = self.last_now.max(now);
         match cmd {
             Command::Join(req) => self.join(now, id, *req),
+            // Connections are the signalling layer's: the bare core keeps no places.
+            Command::Reattach => self.error(
+                id,
+                ErrorCode::ReattachFailed,
+                "this server does not keep places for dropped connections",
+            ),
             Command::Leave if self.waiting.contains_key(&id) => {
                 self.remove_waiter(id);
                 self.out.push_back(Output::Close(id));
@@ -277,6 +283,14 @@ impl Sfu {
                 "send a join message before anything else",
             ),
             Command::Answer { sdp } => self.answer(id, &sdp),
+            Command::IceRestart => {
+                if let Some(p) = self.participants.get_mut(&id) {
+                    debug!(participant = id, "ICE restart asked for");
+                    p.restart_wanted = true;
+                    self.negotiate(id);
+                    self.mark_poll(id);
+                }
+            }
             Command::Candidate { candidate } => self.candidate(id, &candidate),
             Command::SetMedia { kind, enabled } => self.set_media(id, kind, enabled),
             Command::Chat { text } => self.chat(id, unix_ms, text),
@@ -517,7 +531,11 @@ impl Sfu {
             return;
         };
         let mut opened = Vec::new();
-        let result = p.accept_answer(sdp, &mut opened);
+        let mut retired = None;
+        let result = p.accept_answer(sdp, &mut opened, &mut retired);
+        if let Some(ufrag) = retired {
+            self.demux.remove_ufrag(&ufrag);
+        }
         match result {
             // New subscriptions get their layers (and their first keyframe requests).
             Ok(()) if !opened.is_empty() => self.allocate(self.last_now, id),
@@ -702,7 +720,11 @@ impl Sfu {
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
-        p.negotiate(&mut self.signals);
+        let demux = &self.demux;
+        let restart_ufrag = p.negotiate(&mut self.signals, &|u| demux.has_ufrag(u));
+        if let Some(ufrag) = restart_ufrag {
+            self.demux.add(id, ufrag);
+        }
         for msg in self.signals.drain(..) {
             self.out.push_back(Output::Signal(id, msg));
         }
@@ -712,6 +734,9 @@ impl Sfu {
     fn take_participant(&mut self, id: ParticipantId) -> Option<Participant> {
         let p = self.participants.remove(&id)?;
         self.demux.remove(id, &p.ufrag);
+        if let Some(ufrag) = &p.restart_ufrag {
+            self.demux.remove_ufrag(ufrag);
+        }
         Some(p)
     }
 

@@ -140,6 +140,12 @@ pub(crate) struct Participant {
     pub(crate) rtc: Rtc,
     /// Our local ICE ufrag in this participant's session (unique among participants).
     pub(crate) ufrag: String,
+    /// An ICE restart asked for (`ice_restart`), to go into the next offer.
+    pub(crate) restart_wanted: bool,
+    /// The local ufrag of the ICE restart in the outstanding offer; it replaces `ufrag` once
+    /// the answer is accepted. Routed to this participant meanwhile, as the browser checks
+    /// with it as soon as it has the offer.
+    pub(crate) restart_ufrag: Option<String>,
     lines: Vec<Line>,
     /// Index into `lines` of the open line of each subscription: forwarding looks a
     /// subscription up once per packet and subscriber, and a scan of the lines would make that
@@ -273,6 +279,8 @@ impl Participant {
             },
             rtc,
             ufrag,
+            restart_wanted: false,
+            restart_ufrag: None,
             lines,
             open_subscriptions: IdMap::default(),
             pending: None,
@@ -370,11 +378,29 @@ impl Participant {
     /// If no offer is outstanding and lines need (un)negotiating, creates the next offer.
     /// Returns the messages to send: `track_published`/`track_unpublished` first, then the
     /// offer, so the client can map each new transceiver as it appears.
-    pub(crate) fn negotiate(&mut self, out: &mut Vec<ServerMessage>) {
+    ///
+    /// An ICE restart asked for goes into this offer, with a local ufrag for which `taken`
+    /// is false; that ufrag is returned, to route the checks that name it here.
+    pub(crate) fn negotiate(
+        &mut self,
+        out: &mut Vec<ServerMessage>,
+        taken: &dyn Fn(&str) -> bool,
+    ) -> Option<String> {
         if self.pending.is_some() {
-            return;
+            return None;
         }
         let mut api = self.rtc.sdp_api();
+        let mut restart_ufrag = None;
+        if std::mem::take(&mut self.restart_wanted) {
+            // Random 16-character ufrags: a clash is near impossible, but would misroute.
+            loop {
+                let creds = api.ice_restart(true);
+                if !taken(&creds.ufrag) {
+                    restart_ufrag = Some(creds.ufrag);
+                    break;
+                }
+            }
+        }
         for line in &mut self.lines {
             match (line.state, line.purpose) {
                 (LineState::ToOpen, Purpose::Publish(kind)) => {
@@ -421,22 +447,29 @@ impl Participant {
             }
         }
         if !api.has_changes() {
-            return;
+            return None;
         }
         if let Some((offer, pending)) = api.apply() {
             self.pending = Some(pending);
             out.push(ServerMessage::Offer {
                 sdp: offer.to_sdp_string(),
             });
+            self.restart_ufrag.clone_from(&restart_ufrag);
+            return restart_ufrag;
         }
+        None
     }
 
     /// Applies the client's answer. On success returns the subscriptions that just opened
     /// (so their publishers can be asked for a keyframe).
+    ///
+    /// `retired` gets the local ufrag that no longer routes here: the one an accepted ICE
+    /// restart replaced, or the restart's own if the answer was refused.
     pub(crate) fn accept_answer(
         &mut self,
         sdp: &str,
         opened: &mut Vec<(ParticipantId, TrackKind)>,
+        retired: &mut Option<String>,
     ) -> Result<(), AnswerError> {
         if self.pending.is_none() {
             return Err(AnswerError::NoOffer);
@@ -447,6 +480,15 @@ impl Participant {
         let pending = self.pending.take().expect("pending offer");
         let result = self.rtc.sdp_api().accept_answer(pending, answer);
         let ok = result.is_ok();
+        if let Some(ufrag) = self.restart_ufrag.take() {
+            if ok {
+                *retired = Some(std::mem::replace(&mut self.ufrag, ufrag));
+                self.remote_candidates = 0;
+            } else {
+                self.restart_wanted = true;
+                *retired = Some(ufrag);
+            }
+        }
         self.lines.retain_mut(|line| {
             match line.state {
                 LineState::Negotiating(mid) if ok => {

@@ -2,7 +2,7 @@
 //! packets), whatever the order they joined in; silence never takes it; and while the speaker
 //! still speaks, only someone clearly louder takes over.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Bad signalling requests get specific errors; the sender's and everyone else's media
 //! keeps flowing.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! A subscriber's downlink narrows: the SFU's estimate of it falls and its video steps down
 //! to a layer that fits, audio untouched; when the link widens again the video climbs back.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

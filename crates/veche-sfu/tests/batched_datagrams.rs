@@ -2,7 +2,7 @@
 //! driver feeds what one socket wake-up reads, then drains): nothing is lost by that,
 //! whatever the batch size (each subscriber's pacer then spreads what it sends over time).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Everyone is told the quality of each participant's link as the server sees it: a
 //! participant behind a narrow link turns poor, the others stay good.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

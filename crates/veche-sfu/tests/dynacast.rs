@@ -1,7 +1,7 @@
 //! A camera layer no subscriber's tile needs is turned off at the publisher (`layers_wanted`),
 //! and turned back on at once when a tile needs it again.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! or is removed by a host, the committer's timeout on the core's own clock, and the order
 //! of what each participant is sent.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Hostile datagrams — random bytes, truncated or corrupted STUN/DTLS/RTP, from strangers and
 //! spoofing a participant's own address — never panic the SFU and never stop anyone's media.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! A new subscriber to a video track makes the SFU ask the publisher for a keyframe, so the
 //! picture appears at once instead of at the publisher's next periodic keyframe.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

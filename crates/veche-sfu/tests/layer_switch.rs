@@ -2,7 +2,7 @@
 //! for one; many subscribers switching at once cost the publisher one request per layer,
 //! not one each.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! the media path, roles and their hand-over, locks, bars, the plan's cap and time limit,
 //! and the audit and usage events the server stores.
 
-mod common;
+use crate::common;
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! A remote video the client does not render is paused — nothing is forwarded — and resumes
 //! at a keyframe within a second of being listed again.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

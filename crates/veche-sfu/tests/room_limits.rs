@@ -1,6 +1,6 @@
 //! Explicit limits refuse with specific errors and affect nobody else.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! A screen share is a track of its own: published to everyone while it lasts, then stopped.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! A camera published in three simulcast layers reaches each subscriber in the smallest
 //! layer that covers the tile it renders, as one continuous stream.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

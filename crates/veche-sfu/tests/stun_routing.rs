@@ -3,13 +3,13 @@
 //! changes (NAT rebinding) is found again by its next check, and from strangers anything but
 //! a check naming one of our ufrags is dropped without an answer.
 
-mod common;
+use crate::common;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use common::{Sim, server_addr};
-use veche_proto::{ServerMessage, TrackKind};
+use veche_proto::{ClientMessage, ServerMessage, TrackKind};
 use veche_sfu::{Limits, Output};
 
 /// The server's ufrag in the first offer client `idx` received.
@@ -108,4 +108,68 @@ fn new_addresses_are_routed_by_ufrag() {
     let s = sim.clients[d].stats(sim.clients[c].id, TrackKind::Video);
     assert!(s.packets > 100 && s.out_of_order == 0 && s.misattributed == 0);
     assert_eq!(sim.sfu.participant_count(), 4);
+}
+
+/// The server's ufrag in the latest offer client `idx` received.
+fn latest_server_ufrag(sim: &Sim, idx: usize) -> String {
+    sim.clients[idx]
+        .inbox
+        .iter()
+        .rev()
+        .find_map(|m| match m {
+            ServerMessage::Offer { sdp } => sdp
+                .lines()
+                .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+                .map(|u| u.trim().to_owned()),
+            _ => None,
+        })
+        .expect("an offer with an ice-ufrag")
+}
+
+#[test]
+fn an_ice_restart_renews_the_credentials_on_the_same_session() {
+    let mut sim = Sim::new(Limits::default());
+    let a = sim.join("one", "Ann");
+    let b = sim.join("one", "Bob");
+    sim.run_for(Duration::from_secs(2));
+    assert!(sim.clients.iter().all(|c| c.connected), "all connected");
+    let before = latest_server_ufrag(&sim, b);
+    let bob = sim.clients[b].id;
+
+    // Bob asks twice in a row (a client retrying): one restart, in one offer.
+    let offers = |sim: &Sim| {
+        sim.clients[b]
+            .inbox
+            .iter()
+            .filter(|m| matches!(m, ServerMessage::Offer { .. }))
+            .count()
+    };
+    let offers_before = offers(&sim);
+    sim.send(b, ClientMessage::IceRestart);
+    sim.send(b, ClientMessage::IceRestart);
+    sim.run_for(Duration::from_secs(1));
+    let after = latest_server_ufrag(&sim, b);
+    assert_ne!(after, before, "the offer carries new ICE credentials");
+    assert!(
+        offers(&sim) <= offers_before + 2,
+        "a repeated ask does not make an offer each"
+    );
+
+    // Checks under the new credentials carry the media on: Ann keeps hearing Bob, Bob is
+    // still the same participant, and nobody was told he left.
+    let from_bob = sim.clients[a].stats(bob, TrackKind::Audio).packets;
+    sim.run_for(Duration::from_secs(8));
+    let from_bob_after = sim.clients[a].stats(bob, TrackKind::Audio).packets;
+    assert!(
+        from_bob_after > from_bob + 100,
+        "Ann hears Bob after his ICE restart ({from_bob} -> {from_bob_after})"
+    );
+    assert_eq!(sim.sfu.participant_count(), 2);
+    assert!(!sim.clients[a].saw(|m| matches!(m, ServerMessage::ParticipantLeft { .. })));
+    // Past str0m's ICE-lite timeout (15 s) the session is still up: the old pair's
+    // expiry did not take the participant with it.
+    sim.run_for(Duration::from_secs(16));
+    assert_eq!(sim.sfu.participant_count(), 2);
+    let later = sim.clients[a].stats(bob, TrackKind::Audio).packets;
+    assert!(later > from_bob_after + 100, "still flowing ({from_bob_after} -> {later})");
 }

@@ -1,7 +1,7 @@
 //! Three participants publish audio and video; each receives the other two, in order. One
 //! leaves; the others are told and keep receiving each other.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

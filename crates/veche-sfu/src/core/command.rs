@@ -13,6 +13,11 @@ pub enum Command {
     /// Join a room. From the wire (a bare `join`), an instant guest room; the server's gate
     /// uses [`crate::Sfu::handle_join`] with its own grant instead.
     Join(Box<JoinRequest>),
+    /// Take an earlier connection's place (the signalling layer's business; the core
+    /// refuses it).
+    Reattach,
+    /// Restart ICE in the next offer.
+    IceRestart,
     Answer {
         sdp: String,
     },
@@ -109,6 +114,8 @@ impl From<ClientMessage> for Command {
                 e2ee,
                 require_e2ee,
             })),
+            ClientMessage::Reattach { .. } => Command::Reattach,
+            ClientMessage::IceRestart => Command::IceRestart,
             ClientMessage::Answer { sdp } => Command::Answer { sdp },
             ClientMessage::Candidate { candidate } => Command::Candidate { candidate },
             ClientMessage::SetMedia { kind, enabled } => Command::SetMedia { kind, enabled },
@@ -201,6 +208,8 @@ impl TryFrom<ClientMessage> for HostControl {
             }
             ClientMessage::EndMeeting => HostControl::EndMeeting,
             other @ (ClientMessage::Join { .. }
+            | ClientMessage::Reattach { .. }
+            | ClientMessage::IceRestart
             | ClientMessage::Answer { .. }
             | ClientMessage::Candidate { .. }
             | ClientMessage::SetMedia { .. }

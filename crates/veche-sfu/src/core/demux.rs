@@ -57,6 +57,11 @@ impl Demux {
         self.addrs.entry(id).or_default();
     }
 
+    /// Stops routing by `ufrag` (one an ICE restart replaced); the addresses stay.
+    pub(crate) fn remove_ufrag(&mut self, ufrag: &str) {
+        self.by_ufrag.remove(ufrag);
+    }
+
     /// Remembers an address `id`'s `Rtc` accepted. Spoofed checks could otherwise grow the
     /// map without bound, so past [`MAX_ADDRS_PER_PARTICIPANT`] the oldest is forgotten; a
     /// real peer's current address comes back with its next consent check.
@@ -126,6 +131,25 @@ mod tests {
         d.remove(7, "abcd");
         assert_eq!(d.route(UDP, addr(1), &[0x80; 40]), None);
         assert_eq!(d.route(UDP, addr(2), &binding("abcd:peer")), None);
+    }
+
+    #[test]
+    fn an_ice_restart_routes_the_new_ufrag_and_retires_the_old() {
+        let mut d = Demux::default();
+        d.add(7, "old".into());
+        d.learn(7, UDP, addr(1));
+        // The restart's offer is out: both route here until the answer.
+        d.add(7, "new".into());
+        assert_eq!(d.route(UDP, addr(2), &binding("new:p")), Some(Route::New(7)));
+        assert_eq!(d.route(UDP, addr(2), &binding("old:p")), Some(Route::New(7)));
+        d.remove_ufrag("old");
+        assert_eq!(d.route(UDP, addr(2), &binding("old:p")), None);
+        assert_eq!(d.route(UDP, addr(2), &binding("new:p")), Some(Route::New(7)));
+        // The known address still routes, and removing the participant forgets the rest.
+        assert_eq!(d.route(UDP, addr(1), &[0x80; 40]), Some(Route::Known(7)));
+        d.remove(7, "new");
+        assert_eq!(d.route(UDP, addr(1), &[0x80; 40]), None);
+        assert!(!d.has_ufrag("new"));
     }
 
     #[test]

@@ -351,8 +351,10 @@ impl Sfu {
                     .into_iter()
                     .filter(|k| e.host_muted[slot(*k)])
                     .collect(),
-                // Filled in by the signalling layer, which holds the TURN secret.
+                // Filled in by the signalling layer, which holds the TURN secret and the
+                // connections.
                 ice_servers: Vec::new(),
+                reconnect: None,
             },
         ));
         self.broadcast(
