@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each step says when it started, so a slow CI run shows where its time went.
+step() { echo "==> $* (at ${SECONDS} s)"; }
+trap 'echo "==> done after ${SECONDS} s (exit $?)"' EXIT
+
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
@@ -21,7 +25,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # The directory sign-in tests start a throwaway OpenLDAP server (tests/support/slapd.rs).
 [ -x /usr/sbin/slapd ] || need_apt+=(slapd ldap-utils)
 if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "==> installing ${need_apt[*]}"
+  step "installing ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
   # slapd's package would ask for a domain and an admin password and set up a system
   # directory; the tests make their own, so it is told to configure nothing.
@@ -30,19 +34,22 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-echo "==> npm packages (e2e/)"
+step "npm packages (e2e/)"
 (cd e2e && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --silent; else npm install --no-audit --no-fund --silent; fi)
 
-echo "==> format and lints"
+step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "==> web client type check"
+step "web client type check"
 npm --prefix e2e run --silent typecheck
 
-echo "==> Rust tests (unit, sans-IO scenarios, real-socket integration)"
+step "Rust tests (unit, sans-IO scenarios, real-socket integration)"
 cargo test --workspace --locked
 
-echo "==> browser tests (headless Chromium and Firefox ESR against the real server)"
+step "binaries the browser tests start (veche, veche-load, veche-tap)"
+cargo build --workspace --bins --locked
+
+step "browser tests (headless Chromium and Firefox ESR against the real server)"
 export VECHE_BIN="$PWD/target/debug/veche"
 node --test --test-concurrency=1 e2e/
