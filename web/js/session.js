@@ -127,6 +127,14 @@ const MAX_RETRY_MS = 15000;
 /** ICE restarts are asked for at most this often, and again while media stays down. */
 const ICE_RESTART_MS = 4000;
 
+/**
+ * Media that was arriving and stops for this long means the path is gone (most often our
+ * address changed): restart ICE at once rather than wait the ~5 s the browser takes to call
+ * the connection `disconnected`. Checked every `STALL_CHECK_MS`.
+ */
+const STALL_MS = 1200;
+const STALL_CHECK_MS = 300;
+
 /** Our messages kept for sending again after a reattach (the server keeps more of its own). */
 const KEPT_MESSAGES = 512;
 
@@ -930,6 +938,44 @@ export class Session {
     setTimeout(() => {
       if (pc === this.pc && pc.connectionState !== 'connected') this.view.mediaBlocked(true);
     }, MEDIA_WARNING_MS);
+    this.watchStall(pc);
+  }
+
+  /**
+   * Watches the bytes `pc` receives (every candidate pair's, which both Chromium and Firefox
+   * report): once they were flowing, a stop of `STALL_MS` restarts ICE. A peer connection
+   * that receives nothing at all (alone, nobody publishing) never counts as stalled.
+   * @param {RTCPeerConnection} pc
+   */
+  watchStall(pc) {
+    let last = -1;
+    let lastChange = Date.now();
+    /** Bytes arrived in the previous interval: media was flowing. */
+    let flowing = false;
+    const timer = setInterval(async () => {
+      if (pc !== this.pc || pc.connectionState === 'closed') {
+        clearInterval(timer);
+        return;
+      }
+      let bytes = 0;
+      try {
+        (await pc.getStats()).forEach(s => {
+          if (s.type === 'candidate-pair') bytes += s.bytesReceived ?? 0;
+        });
+      } catch {
+        return;
+      }
+      const now = Date.now();
+      if (bytes !== last) {
+        flowing = last >= 0 && bytes > last;
+        last = bytes;
+        lastChange = now;
+      } else if (flowing && now - lastChange >= STALL_MS) {
+        flowing = false;
+        console.info(`no media for ${now - lastChange} ms: restarting ICE`);
+        this.recoverMedia();
+      }
+    }, STALL_CHECK_MS);
   }
 
   ensurePeerConnection() {

@@ -59,7 +59,7 @@ pub(crate) enum Signalling {
 
 /// A message from either server.
 enum Incoming {
-    Veche(ServerMessage),
+    Veche(Box<ServerMessage>),
     Janus(JanusEvent),
 }
 
@@ -67,7 +67,7 @@ impl Signalling {
     /// Cancel-safe, like both underlying `recv`s.
     async fn recv(&mut self) -> Result<Option<Incoming>, Error> {
         Ok(match self {
-            Signalling::Veche(s) => s.recv().await?.map(Incoming::Veche),
+            Signalling::Veche(s) => s.recv().await?.map(|m| Incoming::Veche(Box::new(m))),
             Signalling::Janus(s) => s.recv().await?.map(Incoming::Janus),
         })
     }
@@ -204,7 +204,7 @@ impl Driver {
                 Wake::Command(Some(Command::StallReading(on))) => self.stalled = on,
                 Wake::Command(Some(Command::Leave) | None) => return self.leave().await,
                 Wake::Signal(msg) => match msg? {
-                    Some(Incoming::Veche(msg)) => self.on_signal(msg).await?,
+                    Some(Incoming::Veche(msg)) => self.on_signal(*msg).await?,
                     Some(Incoming::Janus(JanusEvent::Offer(sdp))) => self.answer(&sdp).await?,
                     Some(Incoming::Janus(JanusEvent::Other)) => {}
                     None => return Err(Error::Closed),

@@ -9,7 +9,10 @@ use std::process::Command;
 fn run(bin: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(bin).args(args).output().expect("tool starts");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "{bin} {args:?} panicked: {stderr}");
+    assert!(
+        !stderr.contains("panicked"),
+        "{bin} {args:?} panicked: {stderr}"
+    );
     (out.status.success(), stderr)
 }
 
@@ -36,6 +39,9 @@ fn veche_load_says_that_nobody_answered() {
     let load = env!("CARGO_BIN_EXE_veche-load");
     let (ok, err) = run(load, &["--help"]);
     assert!(ok, "--help: {err}");
-    let (ok, err) = run(load, &["--url", &dead_url(), "--duration", "1", "--settle", "0"]);
+    let (ok, err) = run(
+        load,
+        &["--url", &dead_url(), "--duration", "1", "--settle", "0"],
+    );
     assert!(!ok && !err.is_empty(), "no server: {err}");
 }

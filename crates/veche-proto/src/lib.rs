@@ -911,6 +911,27 @@ mod tests {
     }
 
     #[test]
+    fn a_reattach_token_is_bounded() {
+        let long = "a".repeat(MAX_REATTACH_TOKEN_LEN + 1);
+        let err = ClientMessage::parse(&format!(
+            r#"{{"type":"reattach","token":"{long}","received":0}}"#
+        ))
+        .unwrap_err();
+        assert!(
+            matches!(err, ParseError::Invalid { ref kind, .. } if kind == "reattach"),
+            "{err}"
+        );
+        let ok = ClientMessage::parse(r#"{"type":"reattach","token":"ab","received":5}"#);
+        assert_eq!(
+            ok.unwrap(),
+            ClientMessage::Reattach {
+                token: "ab".into(),
+                received: 5
+            }
+        );
+    }
+
+    #[test]
     fn every_client_type_is_listed() {
         let samples = [
             ClientMessage::Join {
@@ -922,6 +943,11 @@ mod tests {
                 e2ee: true,
                 require_e2ee: true,
             },
+            ClientMessage::Reattach {
+                token: "ab".into(),
+                received: 3,
+            },
+            ClientMessage::IceRestart,
             ClientMessage::Answer { sdp: "v=0".into() },
             ClientMessage::Candidate {
                 candidate: String::new(),

@@ -200,15 +200,20 @@ pub(crate) async fn upgrade(
                 sfu: state.sfu.as_ref(),
                 gate: &state.gate,
                 identity: crate::gate::Identity::default(),
-                limits: state.limits,
+                // A check is over when its socket is: it keeps no place.
+                limits: crate::config::WsLimits {
+                    reattach_grace: std::time::Duration::ZERO,
+                    ..state.limits
+                },
                 timers: Timers::default(),
                 stats: &state.stats,
                 ended: admission.ended.clone(),
                 turn: state.turn.as_deref(),
+                places: &state.places,
             };
             state.sfu.join(conn.id, check_join(peer.ip()));
             session
-                .run(tx, rx, conn, state.shutdown.clone())
+                .run(tx, rx, conn, state.shutdown.clone(), || {})
                 .instrument(span)
                 .await;
             drop(admission);

@@ -14,6 +14,7 @@
 //! fails.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -112,6 +113,29 @@ struct Slot {
 pub(crate) struct Places {
     slots: Mutex<HashMap<String, Slot>>,
     next_generation: AtomicU64,
+    /// Places kept without a connection, per address.
+    kept: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One place kept without a connection, counted against its address until dropped.
+pub(crate) struct Kept<'a> {
+    places: &'a Places,
+    ip: Option<IpAddr>,
+}
+
+impl Drop for Kept<'_> {
+    fn drop(&mut self) {
+        let Some(ip) = self.ip else {
+            return;
+        };
+        let mut kept = self.places.kept_lock();
+        if let Some(n) = kept.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                kept.remove(&ip);
+            }
+        }
+    }
 }
 
 /// The holder's end of a place: takeover requests arrive here.
@@ -125,6 +149,25 @@ impl Places {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
         // A panic while holding this lock leaves a plain map, still usable.
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn kept_lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, usize>> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a place kept without a connection against `ip`, unless that address keeps
+    /// `max` already (then the place is not kept: a client cannot pile up participants by
+    /// dropping connections).
+    pub(crate) fn keep(&self, ip: Option<IpAddr>, max: usize) -> Option<Kept<'_>> {
+        if let Some(ip) = ip {
+            let mut kept = self.kept_lock();
+            let n = kept.entry(ip).or_default();
+            if *n >= max {
+                return None;
+            }
+            *n += 1;
+        }
+        Some(Kept { places: self, ip })
     }
 
     /// A new token: 256 random bits, hex.
@@ -230,6 +273,24 @@ mod tests {
         // Three 4-byte messages fit in 12 bytes.
         assert_eq!(l.missed(7).map(|m| m.len()), Some(3));
         assert_eq!(l.missed(6), None);
+    }
+
+    #[test]
+    fn an_address_keeps_a_bounded_number_of_places() {
+        let places = Places::default();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let a = places.keep(Some(ip), 2);
+        let b = places.keep(Some(ip), 2);
+        assert!(a.is_some() && b.is_some());
+        assert!(places.keep(Some(ip), 2).is_none(), "over the cap");
+        assert!(places.keep(Some("192.0.2.2".parse().unwrap()), 2).is_some());
+        drop(a);
+        assert!(
+            places.keep(Some(ip), 2).is_some(),
+            "a place given up frees its count"
+        );
+        drop(b);
+        assert!(places.kept_lock().get(&ip).is_none());
     }
 
     #[tokio::test]

@@ -110,18 +110,22 @@ async fn serve_socket(
         turn: state.turn.as_deref(),
         places: &state.places,
     };
+    let shutdown = state.shutdown.clone();
+    // The connection's count is released once its socket is gone (a kept place is counted
+    // on its own).
     session
-        .run(tx, rx, conn, state.shutdown.clone())
+        .run(tx, rx, conn, shutdown, move || drop(admission))
         .instrument(span)
         .await;
-    // The connection's place is released only now that the session is over.
-    drop(admission);
 }
 
 /// Why a session ended, for the log and for tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum End {
+    /// The client closed the socket (a close frame): it is done.
     ClientClosed,
+    /// The socket ended without a close frame.
+    ClientGone,
     /// Reading or writing the socket failed.
     SocketError(String),
     /// The SFU dropped the participant, or sent a fatal error.
@@ -142,7 +146,7 @@ impl End {
     fn keeps_place(&self) -> bool {
         matches!(
             self,
-            End::ClientClosed | End::SocketError(_) | End::IdleTimeout
+            End::ClientGone | End::SocketError(_) | End::IdleTimeout
         )
     }
 }
@@ -170,7 +174,10 @@ enum Step {
     /// Ask the gate, then join or refuse.
     Join(Box<ClientMessage>),
     /// Take an earlier connection's place.
-    Reattach { token: String, received: u64 },
+    Reattach {
+        token: String,
+        received: u64,
+    },
     Leave,
     End(End),
 }
@@ -186,6 +193,7 @@ impl Session<'_> {
         mut rx: R,
         conn: Connection,
         mut shutdown: watch::Receiver<bool>,
+        socket_gone: impl FnOnce(),
     ) -> End
     where
         W: Sink<Message> + Unpin,
@@ -250,7 +258,7 @@ impl Session<'_> {
                     last_heard = Instant::now();
                     let text = matches!(frame, Some(Ok(Message::Text(_))));
                     let step = match frame {
-                        None => Step::End(End::ClientClosed),
+                        None => Step::End(End::ClientGone),
                         Some(Err(e)) => Step::End(End::SocketError(e.to_string())),
                         Some(Ok(frame)) => self.on_frame(frame, &mut limiter, link.conn.id),
                     };
@@ -341,9 +349,29 @@ impl Session<'_> {
         }
         drop(rx);
         drop(tx);
+        // A kept place is not a connection: it is counted on its own.
+        socket_gone();
         if let (true, Some(h)) = (end.keeps_place(), holder.as_mut()) {
-            info!(participant = link.conn.id, grace_ms = self.limits.reattach_grace.as_millis() as u64, "keeping the place");
-            takeover = self.keep_place(&mut link, h, &mut ended, &mut shutdown).await;
+            let id = link.conn.id;
+            match self
+                .places
+                .keep(self.identity.ip, self.limits.max_connections_per_ip)
+            {
+                Some(_kept) => {
+                    info!(
+                        participant = id,
+                        grace_ms = self.limits.reattach_grace.as_millis() as u64,
+                        "keeping the place"
+                    );
+                    takeover = self
+                        .keep_place(&mut link, h, &mut ended, &mut shutdown)
+                        .await;
+                }
+                None => info!(
+                    participant = id,
+                    "not keeping the place: this address keeps too many"
+                ),
+            }
         }
         if let Some(request) = takeover {
             // The new connection has the place now; if it gave up meanwhile, so do we.
@@ -420,11 +448,19 @@ impl Session<'_> {
             Message::Text(msg.to_json().into())
         };
         if !link.is_fresh() {
-            self.write(tx, refuse("reattach must be the first message on a connection")).await?;
+            self.write(
+                tx,
+                refuse("reattach must be the first message on a connection"),
+            )
+            .await?;
             return Ok(None);
         }
         let user = self.user_id();
-        let mut old = match self.places.take(token, user.as_deref(), REATTACH_WAIT).await {
+        let mut old = match self
+            .places
+            .take(token, user.as_deref(), REATTACH_WAIT)
+            .await
+        {
             Ok(old) => old,
             Err(e) => {
                 info!(error = e.message(), "reattach refused");
@@ -434,9 +470,13 @@ impl Session<'_> {
         };
         let Some(missed) = old.missed(read) else {
             // The place cannot be restored faithfully: it ends, and the client joins anew.
-            info!(participant = old.conn.id, read, "reattach refused: the messages missed are no longer kept");
+            info!(
+                participant = old.conn.id,
+                read, "reattach refused: the messages missed are no longer kept"
+            );
             self.sfu.disconnect(old.conn.id);
-            self.write(tx, refuse("the messages missed are no longer kept")).await?;
+            self.write(tx, refuse("the messages missed are no longer kept"))
+                .await?;
             return Ok(None);
         };
         // This connection's own participant never joined; the place's replaces it.
@@ -448,7 +488,8 @@ impl Session<'_> {
             participant_id: id,
             received: link.received,
         };
-        self.write(tx, Message::Text(reply.to_json().into())).await?;
+        self.write(tx, Message::Text(reply.to_json().into()))
+            .await?;
         for text in missed {
             self.write(tx, Message::Text(text)).await?;
         }

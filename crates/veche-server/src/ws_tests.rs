@@ -13,10 +13,13 @@ use veche_sfu::{Connection, SfuMetrics};
 
 use super::{End, Session, Timers};
 use crate::config::WsLimits;
+use crate::reattach::Places;
 use crate::sockets::SessionEnd;
 use crate::state::{SfuApi, WsStats};
 
 const ID: ParticipantId = 7;
+/// A second connection's own participant (reattach tests).
+const OTHER: ParticipantId = 8;
 
 #[derive(Default)]
 struct FakeSfu {
@@ -34,7 +37,7 @@ impl SfuApi for FakeSfu {
         self.sent.lock().unwrap().push(msg);
     }
     fn join(&self, id: ParticipantId, request: veche_sfu::JoinRequest) {
-        assert_eq!(id, ID);
+        assert!(id == ID || id == OTHER, "join for {id}");
         self.joined.lock().unwrap().push(request);
     }
     fn disconnect(&self, id: ParticipantId) {
@@ -67,6 +70,11 @@ struct Harness {
 
 impl Harness {
     fn start() -> Harness {
+        Harness::start_with(Arc::default(), ID)
+    }
+
+    /// A session whose own (fresh) participant is `id`, sharing `places` with others.
+    fn start_with(places: Arc<Places>, id: ParticipantId) -> Harness {
         let (client_tx, server_rx) = fmpsc::unbounded();
         let (server_tx, client_rx) = fmpsc::unbounded();
         let (events, events_rx) = mpsc::channel(16);
@@ -75,7 +83,7 @@ impl Harness {
         let sfu = Arc::new(FakeSfu::default());
         let stats = Arc::new(WsStats::default());
         let conn = Connection {
-            id: ID,
+            id,
             events: events_rx,
         };
         let task = {
@@ -83,7 +91,6 @@ impl Harness {
             let stats = Arc::clone(&stats);
             tokio::spawn(async move {
                 let gate = crate::gate::JoinGate::guest_rooms_only();
-                let places = crate::reattach::Places::default();
                 let session = Session {
                     sfu: sfu.as_ref(),
                     gate: &gate,
@@ -97,9 +104,11 @@ impl Harness {
                     stats: &stats,
                     ended: ended_rx,
                     turn: None,
-                    places: &places,
+                    places: places.as_ref(),
                 };
-                session.run(server_tx, server_rx, conn, shutdown_rx).await
+                session
+                    .run(server_tx, server_rx, conn, shutdown_rx, || {})
+                    .await
             })
         };
         Harness {
@@ -133,6 +142,13 @@ impl Harness {
                 ServerMessage::Error { code, .. } => code,
                 other => panic!("expected an error, got {other:?}"),
             },
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    async fn recv_msg(&mut self) -> ServerMessage {
+        match self.recv().await {
+            Message::Text(t) => ServerMessage::parse(t.as_str()).unwrap(),
             other => panic!("expected a text frame, got {other:?}"),
         }
     }
@@ -175,7 +191,7 @@ async fn forwards_valid_messages_and_events() {
     );
     h.client_tx.close_channel();
     let (end, sfu) = h.end().await;
-    assert_eq!(end, End::ClientClosed);
+    assert_eq!(end, End::ClientGone);
     assert_eq!(
         *sfu.sent.lock().unwrap(),
         vec![ClientMessage::Chat { text: "hi".into() }]
@@ -212,7 +228,7 @@ async fn bad_input_gets_specific_errors_and_the_connection_stays() {
         5
     );
     let (end, sfu) = h.end().await;
-    assert_eq!(end, End::ClientClosed);
+    assert_eq!(end, End::ClientGone);
     assert_eq!(sfu.sent.lock().unwrap().len(), 1);
 }
 
@@ -227,7 +243,7 @@ async fn rate_limit_drops_with_one_error_then_recovers() {
     h.send_text(CHAT);
     h.client_tx.close_channel();
     let (end, sfu) = h.end().await;
-    assert_eq!(end, End::ClientClosed);
+    assert_eq!(end, End::ClientGone);
     // The burst of 10, then one after the refill; the other 5 were dropped.
     assert_eq!(sfu.sent.lock().unwrap().len(), 11);
 }
@@ -267,7 +283,7 @@ async fn non_fatal_error_from_the_sfu_keeps_the_connection() {
         .unwrap();
     assert_eq!(h.recv_error().await, ErrorCode::NotJoined);
     h.client_tx.close_channel();
-    assert_eq!(h.end().await.0, End::ClientClosed);
+    assert_eq!(h.end().await.0, End::ClientGone);
 }
 
 #[tokio::test(start_paused = true)]
@@ -419,4 +435,167 @@ async fn join_goes_through_the_gate_with_the_callers_address() {
             .all(|m| !matches!(m, ClientMessage::Join { .. })),
         "joins never bypass the gate"
     );
+}
+
+fn joined() -> ServerMessage {
+    ServerMessage::Joined {
+        version: 1,
+        participant_id: ID,
+        room: "r".into(),
+        participants: vec![],
+        role: veche_proto::Role::Guest,
+        meeting: veche_proto::MeetingState {
+            title: String::new(),
+            locked: false,
+            allow_self_unmute: true,
+            ends_at_ms: None,
+            e2ee: Default::default(),
+        },
+        waiting: vec![],
+        resume: None,
+        host_muted: vec![],
+        ice_servers: vec![],
+        reconnect: None,
+    }
+}
+
+fn hand(raised: bool) -> ServerMessage {
+    ServerMessage::Hand {
+        participant_id: 1,
+        raised,
+    }
+}
+
+/// Joins (as far as the fake SFU goes) and returns the place's token.
+async fn joined_token(h: &mut Harness) -> String {
+    h.events.send(joined()).await.unwrap();
+    match h.recv_msg().await {
+        ServerMessage::Joined {
+            reconnect: Some(token),
+            ..
+        } => token,
+        other => panic!("expected joined with a token, got {other:?}"),
+    }
+}
+
+fn reattach(token: &str, received: u64) -> String {
+    format!(r#"{{"type":"reattach","token":"{token}","received":{received}}}"#)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_connection_keeps_its_place_for_a_reattach_that_gets_what_it_missed() {
+    let places = Arc::new(Places::default());
+    let mut h1 = Harness::start_with(Arc::clone(&places), ID);
+    let events = h1.events.clone();
+    let token = joined_token(&mut h1).await;
+    h1.send_text(CHAT);
+    events.send(hand(true)).await.unwrap();
+    let _ = h1.recv().await;
+    // The socket drops without a goodbye; the SFU goes on talking meanwhile.
+    h1.client_tx.close_channel();
+    events.send(hand(false)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(
+        h1.sfu.disconnected.lock().unwrap().is_empty(),
+        "the place is kept"
+    );
+
+    // A new connection takes it, having read only `joined`: it gets the two hands again.
+    let mut h2 = Harness::start_with(Arc::clone(&places), OTHER);
+    h2.send_text(&reattach(&token, 1));
+    assert_eq!(
+        h2.recv_msg().await,
+        ServerMessage::Reattached {
+            participant_id: ID,
+            received: 1
+        },
+        "the server read the client's one chat"
+    );
+    assert_eq!(h2.recv_msg().await, hand(true));
+    assert_eq!(h2.recv_msg().await, hand(false));
+    // From now on the place's SFU end talks on the new socket, and the client's messages go
+    // to the place's participant.
+    events.send(hand(true)).await.unwrap();
+    assert_eq!(h2.recv_msg().await, hand(true));
+    h2.send_text(CHAT);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while h2.sfu.sent.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("chat relayed for the place's participant");
+
+    let (end, sfu1) = h1.end().await;
+    assert_eq!(end, End::ClientGone);
+    assert!(
+        sfu1.disconnected.lock().unwrap().is_empty(),
+        "the participant lives on"
+    );
+    // The new connection's own participant, which never joined, is let go.
+    assert_eq!(*h2.sfu.disconnected.lock().unwrap(), vec![OTHER]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_live_connection_hands_its_place_over_and_closes() {
+    let places = Arc::new(Places::default());
+    let mut h1 = Harness::start_with(Arc::clone(&places), ID);
+    let token = joined_token(&mut h1).await;
+    let mut h2 = Harness::start_with(Arc::clone(&places), OTHER);
+    h2.send_text(&reattach(&token, 1));
+    assert!(matches!(
+        h2.recv_msg().await,
+        ServerMessage::Reattached {
+            participant_id: ID,
+            received: 0
+        }
+    ));
+    assert_eq!(h1.recv_close().await, close_code::NORMAL);
+    let (end, sfu1) = h1.end().await;
+    assert_eq!(end, End::Replaced);
+    assert!(sfu1.disconnected.lock().unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_place_nobody_comes_back_for_is_given_up_after_the_grace_period() {
+    let places = Arc::new(Places::default());
+    let mut h1 = Harness::start_with(Arc::clone(&places), ID);
+    let token = joined_token(&mut h1).await;
+    h1.client_tx.close_channel();
+    let (end, sfu1) = h1.end().await;
+    assert_eq!(end, End::ClientGone);
+    assert_eq!(*sfu1.disconnected.lock().unwrap(), vec![ID]);
+
+    // Too late: refused, and the connection may join instead.
+    let mut h2 = Harness::start_with(Arc::clone(&places), OTHER);
+    h2.send_text(&reattach(&token, 1));
+    assert_eq!(h2.recv_error().await, ErrorCode::ReattachFailed);
+    h2.send_text(&reattach("0123", 0));
+    assert_eq!(
+        h2.recv_error().await,
+        ErrorCode::ReattachFailed,
+        "an unknown token"
+    );
+    h2.send_text(r#"{"type":"join","version":1,"room":"standup","name":"Ann"}"#);
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while h2.sfu.joined.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("joined instead");
+}
+
+#[tokio::test(start_paused = true)]
+async fn leaving_gives_the_place_up_at_once() {
+    let places = Arc::new(Places::default());
+    let mut h1 = Harness::start_with(Arc::clone(&places), ID);
+    let token = joined_token(&mut h1).await;
+    h1.send_text(r#"{"type":"leave"}"#);
+    let (end, sfu1) = h1.end().await;
+    assert_eq!(end, End::Left);
+    assert_eq!(*sfu1.disconnected.lock().unwrap(), vec![ID]);
+    let mut h2 = Harness::start_with(places, OTHER);
+    h2.send_text(&reattach(&token, 1));
+    assert_eq!(h2.recv_error().await, ErrorCode::ReattachFailed);
 }

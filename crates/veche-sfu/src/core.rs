@@ -535,6 +535,21 @@ impl Sfu {
         let result = p.accept_answer(sdp, &mut opened, &mut retired);
         if let Some(ufrag) = retired {
             self.demux.remove_ufrag(&ufrag);
+            if result.is_ok() {
+                // An ICE restart: the packets lost while the path was down left every
+                // decoder on either side of it waiting for a keyframe; ask at once rather
+                // than wait for each decoder's own request.
+                for (publisher, kind, s) in p.open_subscriptions_mut() {
+                    if let (true, Some(layer)) = (kind.is_video(), s.choice.current) {
+                        self.to_request_keyframe.push((publisher, kind, layer));
+                    }
+                }
+                for kind in [TrackKind::Video, TrackKind::Screen] {
+                    for layer in 0..LAYERS as Layer {
+                        self.to_request_keyframe.push((id, kind, layer));
+                    }
+                }
+            }
         }
         match result {
             // New subscriptions get their layers (and their first keyframe requests).

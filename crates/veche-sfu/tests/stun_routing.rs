@@ -171,5 +171,8 @@ fn an_ice_restart_renews_the_credentials_on_the_same_session() {
     sim.run_for(Duration::from_secs(16));
     assert_eq!(sim.sfu.participant_count(), 2);
     let later = sim.clients[a].stats(bob, TrackKind::Audio).packets;
-    assert!(later > from_bob_after + 100, "still flowing ({from_bob_after} -> {later})");
+    assert!(
+        later > from_bob_after + 100,
+        "still flowing ({from_bob_after} -> {later})"
+    );
 }

@@ -140,11 +140,20 @@ mod tests {
         d.learn(7, UDP, addr(1));
         // The restart's offer is out: both route here until the answer.
         d.add(7, "new".into());
-        assert_eq!(d.route(UDP, addr(2), &binding("new:p")), Some(Route::New(7)));
-        assert_eq!(d.route(UDP, addr(2), &binding("old:p")), Some(Route::New(7)));
+        assert_eq!(
+            d.route(UDP, addr(2), &binding("new:p")),
+            Some(Route::New(7))
+        );
+        assert_eq!(
+            d.route(UDP, addr(2), &binding("old:p")),
+            Some(Route::New(7))
+        );
         d.remove_ufrag("old");
         assert_eq!(d.route(UDP, addr(2), &binding("old:p")), None);
-        assert_eq!(d.route(UDP, addr(2), &binding("new:p")), Some(Route::New(7)));
+        assert_eq!(
+            d.route(UDP, addr(2), &binding("new:p")),
+            Some(Route::New(7))
+        );
         // The known address still routes, and removing the participant forgets the rest.
         assert_eq!(d.route(UDP, addr(1), &[0x80; 40]), Some(Route::Known(7)));
         d.remove(7, "new");
