@@ -183,6 +183,7 @@ export default {
   'error.meeting_full': 'The meeting is full; nobody else can be admitted.',
   'error.session_ended': 'Your session has ended; sign in again to join.',
   'error.e2ee_unsupported': 'This meeting is end-to-end encrypted and this browser cannot encrypt media. Use a current Chromium, Chrome, Edge or Firefox.',
+  'error.reattach_failed': 'Your place in the meeting was not kept; joining again.',
   'error.stale_epoch': 'Another change to the encryption group came first; retrying.',
   'error.invalid_mls': 'The server refused an encryption message.',
   'error.bad_request': '{server}',

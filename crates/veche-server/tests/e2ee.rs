@@ -35,8 +35,29 @@ async fn server() -> anyhow::Result<Server> {
 }
 
 /// A key package as ts-mls sends it: an `MLSMessage` of wire format `mls_key_package` (5).
-fn key_package(tag: u8) -> Vec<u8> {
-    vec![0, 1, 0, 5, tag, 0xaa, 0xbb]
+/// A key package (an `MLSMessage` of wire format 5) as far as the delivery service reads it:
+/// its basic credential names participant `id` signed in as `account` ("" for a guest), as
+/// the web client's do; `tag` tells packages apart.
+fn key_package_as(id: ParticipantId, account: &str, tag: u8) -> Vec<u8> {
+    let identity = format!(r#"{{"p":"{id}","a":"{account}"}}"#);
+    // MLS 1.0, key package; KeyPackage version 1.0, cipher suite 1.
+    let mut b = vec![0, 1, 0, 5, 0, 1, 0, 1];
+    // The init, encryption and signature keys.
+    for key in [[tag; 32], [0xaa; 32], [0xbb; 32]] {
+        b.push(32);
+        b.extend_from_slice(&key);
+    }
+    b.extend_from_slice(&[0, 1]); // a basic credential
+    let len = u16::try_from(identity.len()).expect("a short identity");
+    assert!(len < 0x4000);
+    b.extend_from_slice(&(0x4000 | len).to_be_bytes());
+    b.extend_from_slice(identity.as_bytes());
+    b
+}
+
+/// A guest's key package.
+fn key_package(id: ParticipantId, tag: u8) -> Vec<u8> {
+    key_package_as(id, "", tag)
 }
 
 /// A public-message commit (wire format 1) of `group` on `epoch`.
@@ -96,7 +117,7 @@ async fn member(
         _ => unreachable!("matched above"),
     };
     p.send(&ClientMessage::MlsKeyPackage {
-        key_package: MlsBlob(key_package(tag)),
+        key_package: MlsBlob(key_package(id, tag)),
     })
     .await?;
     Ok((p, id, mode))
@@ -209,7 +230,7 @@ async fn an_encrypted_guest_room_refuses_clients_that_cannot_encrypt() -> anyhow
     // MLS in a room that is not encrypted is refused, and the connection stays.
     plain
         .send(&ClientMessage::MlsKeyPackage {
-            key_package: MlsBlob(key_package(9)),
+            key_package: MlsBlob(key_package(1, 9)),
         })
         .await?;
     let why = error_of(&mut plain, ErrorCode::InvalidMls).await?;
@@ -244,7 +265,7 @@ async fn three_members_form_a_group_one_commit_per_epoch_and_removals_are_commit
     ensure!(
         add == [MlsAdd {
             participant_id: id2,
-            key_package: MlsBlob(key_package(2))
+            key_package: MlsBlob(key_package(id2, 2))
         }],
         "{add:?}"
     );
@@ -252,7 +273,7 @@ async fn three_members_form_a_group_one_commit_per_epoch_and_removals_are_commit
     let (epoch, add, _) = propose(&mut p1).await?;
     let ids: Vec<_> = add.iter().map(|a| a.participant_id).collect();
     ensure!(epoch == 0 && ids == [id2, id3], "{ids:?}");
-    ensure!(add[1].key_package == MlsBlob(key_package(3)));
+    ensure!(add[1].key_package == MlsBlob(key_package(id3, 3)));
 
     // The committer adds both: it is told its commit won, each added gets the Welcome.
     let sent = Instant::now();
@@ -372,12 +393,15 @@ async fn three_members_form_a_group_one_commit_per_epoch_and_removals_are_commit
 async fn bad_mls_input_is_refused_without_harming_the_group() -> anyhow::Result<()> {
     let server = server().await?;
     let room = "mls-bad";
-    let (mut p1, _, _) = member(&server, room, "One", 1).await?;
+    let (mut p1, id1, _) = member(&server, room, "One", 1).await?;
     let group = created(&mut p1).await?;
     let (mut p2, id2, _) = member(&server, room, "Two", 2).await?;
     propose(&mut p1).await?;
 
-    let mut big = key_package(7);
+    let mut big = key_package(id1, 7);
+    let impostor = format!(
+        "names participant {id2} (a guest), not this connection's participant {id1} (a guest)"
+    );
     big.resize(MAX_BLOB + 1, 0);
     let refused: Vec<(ClientMessage, &str)> = vec![
         (
@@ -391,6 +415,26 @@ async fn bad_mls_input_is_refused_without_harming_the_group() -> anyhow::Result<
                 key_package: MlsBlob(welcome()),
             },
             "wire format",
+        ),
+        // Nobody joins the group under another's name or an account they did not sign in
+        // with: the credential must name this connection's participant and account.
+        (
+            ClientMessage::MlsKeyPackage {
+                key_package: MlsBlob(key_package(id2, 8)),
+            },
+            &impostor,
+        ),
+        (
+            ClientMessage::MlsKeyPackage {
+                key_package: MlsBlob(key_package_as(id1, "boss@example.org", 8)),
+            },
+            "(boss@example.org), not this connection's",
+        ),
+        (
+            ClientMessage::MlsKeyPackage {
+                key_package: MlsBlob(vec![0, 1, 0, 5, 0, 1, 0, 1, 1, 7]),
+            },
+            "malformed key package",
         ),
         (
             ClientMessage::MlsCommit {
@@ -457,7 +501,7 @@ async fn bad_mls_input_is_refused_without_harming_the_group() -> anyhow::Result<
     ensure!(got.contains("not a member"), "{got}");
     // Nor hand in a second key package while the first waits.
     p2.send(&ClientMessage::MlsKeyPackage {
-        key_package: MlsBlob(key_package(22)),
+        key_package: MlsBlob(key_package(id2, 22)),
     })
     .await?;
     let got = error_of(&mut p2, ErrorCode::InvalidMls).await?;

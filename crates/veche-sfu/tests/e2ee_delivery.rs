@@ -23,9 +23,30 @@ fn sim() -> Sim {
     })
 }
 
+/// A key package (an `MLSMessage` of wire format 5) as far as the delivery service reads it:
+/// its basic credential names participant `id` signed in as `account` ("" for a guest), as
+/// the web client's do; `tag` tells packages apart.
+fn key_package_bytes(id: ParticipantId, account: &str, tag: u8) -> Vec<u8> {
+    let identity = format!(r#"{{"p":"{id}","a":"{account}"}}"#);
+    // MLS 1.0, key package; KeyPackage version 1.0, cipher suite 1.
+    let mut b = vec![0, 1, 0, 5, 0, 1, 0, 1];
+    // The init, encryption and signature keys.
+    for key in [[tag; 32], [0xaa; 32], [0xbb; 32]] {
+        b.push(32);
+        b.extend_from_slice(&key);
+    }
+    b.extend_from_slice(&[0, 1]); // a basic credential
+    let len = u16::try_from(identity.len()).expect("a short identity");
+    assert!(len < 0x4000);
+    b.extend_from_slice(&(0x4000 | len).to_be_bytes());
+    b.extend_from_slice(identity.as_bytes());
+    b
+}
+
+/// Participant `id`'s key package, as a guest.
 fn key_package(id: ParticipantId) -> ClientMessage {
     ClientMessage::MlsKeyPackage {
-        key_package: MlsBlob(vec![0, 1, 0, 5, id as u8]),
+        key_package: MlsBlob(key_package_bytes(id, "", id as u8)),
     }
 }
 

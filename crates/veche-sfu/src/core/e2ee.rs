@@ -90,6 +90,9 @@ pub(crate) enum MlsError {
     MissingWelcome,
     #[error("participant {0} committed a change of its own less than a second ago")]
     TooFrequent(ParticipantId),
+    /// The key package's credential does not name the connection's participant and account.
+    #[error("the key package's credential names {got}, not this connection's {want}")]
+    WrongIdentity { got: String, want: String },
 }
 
 /// A member's commit on `epoch`, adding `added` (with `welcome`) and removing `removed`.
@@ -171,6 +174,76 @@ fn check_blob(b: &[u8], want: u16, what: &'static str, max: usize) -> Result<(),
         }),
         Err(why) => Err(MlsError::Malformed { what, why }),
     }
+}
+
+/// The identity of a key package's credential, which must be basic: `KeyPackage { version,
+/// cipher_suite, init_key<V>, leaf_node: LeafNode { encryption_key<V>, signature_key<V>,
+/// credential: Credential { credential_type = basic (1), identity<V> }, ... }, ... }`
+/// (RFC 9420 sections 10 and 5.3). Nothing is verified: the members check the signature.
+pub(crate) fn key_package_identity(b: &[u8]) -> Result<&[u8], &'static str> {
+    let (wire, b) = wire_format(b)?;
+    if wire != WIRE_KEY_PACKAGE {
+        return Err("not a key package");
+    }
+    let (_version, b) = take_u16(b).ok_or("truncated key package")?;
+    let (_suite, b) = take_u16(b).ok_or("truncated key package")?;
+    let (_init_key, b) = take_opaque(b).ok_or("bad init key")?;
+    let (_encryption_key, b) = take_opaque(b).ok_or("bad encryption key")?;
+    let (_signature_key, b) = take_opaque(b).ok_or("bad signature key")?;
+    let (credential_type, b) = take_u16(b).ok_or("truncated credential")?;
+    if credential_type != 1 {
+        return Err("not a basic credential");
+    }
+    let (identity, _) = take_opaque(b).ok_or("bad credential identity")?;
+    Ok(identity)
+}
+
+/// What a credential's identity says, as the web client writes it (`web/js/mls.js`): the
+/// participant id in the room and the account's email (empty for a guest).
+#[derive(Debug, serde::Deserialize)]
+struct CredentialIdentity {
+    p: String,
+    #[serde(default)]
+    a: String,
+}
+
+/// Checks that key package `kp` speaks for participant `id` signed in as `account` (a guest:
+/// none), so that nobody joins the group under another's name or account.
+pub(crate) fn check_identity(
+    kp: &[u8],
+    id: ParticipantId,
+    account: Option<&str>,
+) -> Result<(), MlsError> {
+    let malformed = |why| MlsError::Malformed {
+        what: "key package",
+        why,
+    };
+    let identity = key_package_identity(kp).map_err(malformed)?;
+    let who: CredentialIdentity = serde_json::from_slice(identity)
+        .map_err(|_| malformed("the credential's identity is not {\"p\", \"a\"} JSON"))?;
+    let account = account.unwrap_or("");
+    if who.p != id.to_string() || who.a != account {
+        let shown = |p: &str, a: &str| {
+            let p: String = p.chars().take(32).collect();
+            let a: String = a.chars().take(128).collect();
+            if a.is_empty() {
+                format!("participant {p} (a guest)")
+            } else {
+                format!("participant {p} ({a})")
+            }
+        };
+        return Err(MlsError::WrongIdentity {
+            got: shown(&who.p, &who.a),
+            want: shown(&id.to_string(), account),
+        });
+    }
+    Ok(())
+}
+
+fn take_opaque(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, b) = take_varint(b)?;
+    let len = usize::try_from(len).ok()?;
+    (b.len() >= len).then(|| b.split_at(len))
 }
 
 fn take_u16(b: &[u8]) -> Option<(u16, &[u8])> {
@@ -266,11 +339,14 @@ impl E2eeGroup {
     }
 
     /// A participant in the room handed in its key package.
+    ///
+    /// `check` vets the package's credential once its size and format are known good.
     pub(crate) fn key_package(
         &mut self,
         now: Instant,
         id: ParticipantId,
         kp: Vec<u8>,
+        check: impl FnOnce(&[u8]) -> Result<(), MlsError>,
     ) -> Result<(), MlsError> {
         check_blob(
             &kp,
@@ -278,6 +354,7 @@ impl E2eeGroup {
             "key package",
             self.limits.max_blob_bytes,
         )?;
+        check(&kp)?;
         if self.members.contains(&id) {
             return Ok(()); // Already in; a second package is of no use.
         }
@@ -325,8 +402,8 @@ impl E2eeGroup {
             // Those waiting to be added start a new group: the lowest creates it.
             let waiting = std::mem::take(&mut self.to_add);
             for (id, kp) in waiting {
-                // Within the limits: it was checked when it came in.
-                let _ = self.key_package(now, id, kp);
+                // Within the limits, and its credential vetted: it was checked when it came in.
+                let _ = self.key_package(now, id, kp, |_| Ok(()));
             }
             return;
         }
@@ -544,7 +621,7 @@ mod tests {
     fn group_of(n: u64, now: Instant) -> E2eeGroup {
         let mut g = group();
         for id in 1..=n {
-            g.key_package(now, id, kp(id as u8)).unwrap();
+            g.key_package(now, id, kp(id as u8), |_| Ok(())).unwrap();
         }
         let added: Vec<_> = (2..=n).collect();
         g.commit(now, 1, commit(0, &added, &[])).unwrap();
@@ -590,7 +667,7 @@ mod tests {
     fn first_creates_the_second_is_proposed_to_the_first_and_welcomed() {
         let now = t0();
         let mut g = group();
-        g.key_package(now, 1, kp(1)).unwrap();
+        g.key_package(now, 1, kp(1), |_| Ok(())).unwrap();
         assert_eq!(
             drain(&mut g),
             [(
@@ -600,7 +677,7 @@ mod tests {
                 }
             )]
         );
-        g.key_package(now, 2, kp(2)).unwrap();
+        g.key_package(now, 2, kp(2), |_| Ok(())).unwrap();
         assert_eq!(
             drain(&mut g),
             [(
@@ -708,8 +785,8 @@ mod tests {
     fn when_the_last_member_leaves_a_waiting_joiner_starts_a_new_group() {
         let now = t0();
         let mut g = group();
-        g.key_package(now, 1, kp(1)).unwrap();
-        g.key_package(now, 2, kp(2)).unwrap();
+        g.key_package(now, 1, kp(1), |_| Ok(())).unwrap();
+        g.key_package(now, 2, kp(2), |_| Ok(())).unwrap();
         g.out.clear();
         g.leave(now, 1);
         assert_eq!(
@@ -727,7 +804,7 @@ mod tests {
             g.commit(now, 2, commit(0, &[], &[])),
             Err(MlsError::WrongGroup)
         );
-        g.key_package(now, 3, kp(3)).unwrap();
+        g.key_package(now, 3, kp(3), |_| Ok(())).unwrap();
         let mut c = commit(0, &[3], &[]);
         c.commit = header("room#2", 0);
         g.commit(now, 2, c).unwrap();
@@ -747,18 +824,18 @@ mod tests {
         let mut big = kp(1);
         big.resize(65, 0);
         assert!(matches!(
-            g.key_package(now, 1, big.clone()),
+            g.key_package(now, 1, big.clone(), |_| Ok(())),
             Err(MlsError::TooLarge { len: 65, .. })
         ));
         assert!(matches!(
-            g.key_package(now, 1, welcome()),
+            g.key_package(now, 1, welcome(), |_| Ok(())),
             Err(MlsError::Malformed {
                 why: "wrong wire format",
                 ..
             })
         ));
         assert!(matches!(
-            g.key_package(now, 1, vec![0, 2, 0, 5]),
+            g.key_package(now, 1, vec![0, 2, 0, 5], |_| Ok(())),
             Err(MlsError::Malformed {
                 why: "not MLS 1.0",
                 ..
@@ -766,7 +843,7 @@ mod tests {
         ));
         assert!(g.out.is_empty(), "nothing was created");
         big.truncate(64);
-        g.key_package(now, 1, big).unwrap();
+        g.key_package(now, 1, big, |_| Ok(())).unwrap();
         let mut c = commit(0, &[], &[]);
         c.commit.resize(65, 0);
         assert!(matches!(
@@ -796,7 +873,7 @@ mod tests {
             g.commit(now, 1, commit(0, &[], &[1])),
             Err(MlsError::NotLeaving(1))
         );
-        g.key_package(now, 2, kp(2)).unwrap();
+        g.key_package(now, 2, kp(2), |_| Ok(())).unwrap();
         let mut c = commit(0, &[2], &[]);
         c.welcome = None;
         assert_eq!(g.commit(now, 1, c), Err(MlsError::MissingWelcome));
@@ -812,10 +889,10 @@ mod tests {
         // One live key package each; a member's second is ignored.
         g.out.clear();
         assert_eq!(
-            g.key_package(now, 2, kp(2)),
+            g.key_package(now, 2, kp(2), |_| Ok(())),
             Err(MlsError::KeyPackagePending(2))
         );
-        g.key_package(now, 1, kp(1)).unwrap();
+        g.key_package(now, 1, kp(1), |_| Ok(())).unwrap();
         assert!(g.out.is_empty(), "nothing asked again");
         assert_eq!(g.epoch(), Some(0));
     }
@@ -825,10 +902,11 @@ mod tests {
         let now = t0();
         let timeout = E2eeLimits::default().commit_timeout;
         let mut g = group_of(3, now);
-        g.key_package(now, 4, kp(4)).unwrap();
+        g.key_package(now, 4, kp(4), |_| Ok(())).unwrap();
         assert_eq!(g.deadline(), Some(now + timeout));
         // Another joiner before the deadline: the same request, the same deadline.
-        g.key_package(now + timeout / 2, 5, kp(5)).unwrap();
+        g.key_package(now + timeout / 2, 5, kp(5), |_| Ok(()))
+            .unwrap();
         assert_eq!(g.deadline(), Some(now + timeout));
         g.out.clear();
         g.handle_timeout(now + timeout / 2);
@@ -863,7 +941,7 @@ mod tests {
         let now = t0();
         let timeout = E2eeLimits::default().commit_timeout;
         let mut g = group_of(2, now);
-        g.key_package(now, 3, kp(3)).unwrap();
+        g.key_package(now, 3, kp(3), |_| Ok(())).unwrap();
         let mut at = now;
         let mut asked = Vec::new();
         for _ in 0..4 {
@@ -878,7 +956,7 @@ mod tests {
     fn someone_who_leaves_after_being_proposed_may_still_be_added_then_is_removed() {
         let now = t0();
         let mut g = group_of(2, now);
-        g.key_package(now, 3, kp(3)).unwrap();
+        g.key_package(now, 3, kp(3), |_| Ok(())).unwrap();
         g.out.clear();
         // 3 leaves while 1 commits its add: the request changes to nothing pending...
         g.leave(now, 3);

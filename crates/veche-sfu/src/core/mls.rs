@@ -7,13 +7,20 @@ use std::time::Instant;
 
 use veche_proto::{ErrorCode, MlsAdd, MlsBlob, ParticipantId, ServerMessage};
 
-use super::e2ee::{Commit, DsMessage, E2eeGroup, MlsError};
+use super::e2ee::{Commit, DsMessage, E2eeGroup, MlsError, check_identity};
 use super::{Output, RoomKey, Sfu};
 
 impl Sfu {
     /// `id` handed in its key package.
     pub(super) fn mls_key_package(&mut self, now: Instant, id: ParticipantId, kp: Vec<u8>) {
-        let result = self.with_group(id, |g| g.key_package(now, id, kp));
+        let account = self
+            .participants
+            .get(&id)
+            .and_then(|p| self.rooms.get(&p.room_key()))
+            .and_then(|r| r.meeting.account_of(id).map(str::to_owned));
+        let result = self.with_group(id, |g| {
+            g.key_package(now, id, kp, |kp| check_identity(kp, id, account.as_deref()))
+        });
         self.answer_mls(id, result);
     }
 

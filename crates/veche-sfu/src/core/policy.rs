@@ -833,6 +833,15 @@ impl Meeting {
         self.members.iter().find(|m| m.id == id)
     }
 
+    /// The email of the account member `id` joined with; `None` for a guest (or no member).
+    pub(crate) fn account_of(&self, id: ParticipantId) -> Option<&str> {
+        self.member(id)?
+            .grant
+            .user
+            .as_ref()
+            .map(|u| u.email.as_str())
+    }
+
     fn member_mut(&mut self, id: ParticipantId) -> Option<&mut Member> {
         self.members.iter_mut().find(|m| m.id == id)
     }
