@@ -127,6 +127,7 @@ impl Subscription {
                 // it under the estimate; a pacer queue here would only delay a step down by
                 // the old layer's queued packets.
                 tx.set_unpaced(true);
+                tracing::debug!(?mid, ssrc = ?tx.ssrc(), "send stream looked up");
                 tx.ssrc()
             });
         }
