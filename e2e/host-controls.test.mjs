@@ -135,9 +135,10 @@ async function waitForMediaFrom(page, who, from) {
 async function audioPackets(page, from) {
   const rows = (await inbound(page)).filter(s => s.owner === from && s.kind === 'audio');
   if (rows.length === 0) throw new Error(`no audio track from ${from}: ${JSON.stringify(await inbound(page))}`);
-  // Chromium keeps one inbound-rtp entry per SSRC seen on a receiver; on a loaded machine the
-  // first one or two packets of a subscription were seen under a second SSRC (being looked
-  // into, see issue 9's note): count them all.
+  // Chromium keeps one inbound-rtp entry per SSRC seen on a receiver. str0m sends its
+  // bandwidth probes on their own SSRC under the first sending m-line's mid and payload type
+  // (so the browser routes them to its congestion controller), and Chromium counts those
+  // under a second entry of that receiver: count every entry.
   return rows.reduce((sum, s) => sum + s.packetsReceived, 0);
 }
 

@@ -47,7 +47,8 @@ export async function waitForMedia(page, who, want) {
     last = await inbound(page);
     if (last) {
       const videos = last.video.filter(v => v.framesDecoded > 0).length;
-      const audios = last.audio.filter(a => a.packetsReceived > 0).length;
+      // Distinct mids: str0m's bandwidth probes show up as a second entry of one receiver.
+      const audios = new Set(last.audio.filter(a => a.packetsReceived > 0).map(a => a.mid)).size;
       if (videos >= want.videos && audios >= want.audios) return last;
     }
     await new Promise(r => setTimeout(r, 200));
