@@ -96,8 +96,15 @@ function inbound(page) {
     const report = await pc.getStats();
     /** @type {{mid: string, ssrc: number, kind: string, owner: number | null, framesDecoded: number, packetsReceived: number}[]} */
     const rows = [];
+    // One row per receiver, as in lib/media.mjs: the busier of its entries (str0m's probes
+    // travel on their own SSRC under a media m-line's mid).
+    /** @type {Map<string, any>} */
+    const byMid = new Map();
     report.forEach(s => {
       if (s.type !== 'inbound-rtp') return;
+      if ((byMid.get(s.mid)?.packetsReceived ?? -1) < (s.packetsReceived ?? 0)) byMid.set(s.mid, s);
+    });
+    byMid.forEach(s => {
       rows.push({
         mid: s.mid, ssrc: s.ssrc, kind: s.kind, owner: owners.get(s.mid) ?? null,
         framesDecoded: s.framesDecoded ?? 0, packetsReceived: s.packetsReceived ?? 0,
@@ -133,13 +140,10 @@ async function waitForMediaFrom(page, who, from) {
  * @param {number} from
  */
 async function audioPackets(page, from) {
-  const rows = (await inbound(page)).filter(s => s.owner === from && s.kind === 'audio');
-  if (rows.length === 0) throw new Error(`no audio track from ${from}: ${JSON.stringify(await inbound(page))}`);
-  // Chromium keeps one inbound-rtp entry per SSRC seen on a receiver. str0m sends its
-  // bandwidth probes on their own SSRC under the first sending m-line's mid and payload type
-  // (so the browser routes them to its congestion controller), and Chromium counts those
-  // under a second entry of that receiver: count every entry.
-  return rows.reduce((sum, s) => sum + s.packetsReceived, 0);
+  const rows = await inbound(page);
+  const row = rows.find(s => s.owner === from && s.kind === 'audio');
+  if (!row) throw new Error(`no audio track from ${from}: ${JSON.stringify(rows)}`);
+  return row.packetsReceived;
 }
 
 /**

@@ -23,8 +23,15 @@ export function inbound(page) {
     const video = [];
     /** @type {{mid: string, packetsReceived: number}[]} */
     const audio = [];
+    // One entry per receiver: Chromium reports an entry per SSRC seen, and str0m's bandwidth
+    // probes travel on their own SSRC under a media m-line's mid; the media is the busier one.
+    /** @type {Map<string, any>} */
+    const byMid = new Map();
     report.forEach(s => {
       if (s.type !== 'inbound-rtp') return;
+      if ((byMid.get(s.mid)?.packetsReceived ?? -1) < (s.packetsReceived ?? 0)) byMid.set(s.mid, s);
+    });
+    byMid.forEach(s => {
       if (s.kind === 'video') video.push({ mid: s.mid, framesDecoded: s.framesDecoded ?? 0 });
       else if (s.kind === 'audio') audio.push({ mid: s.mid, packetsReceived: s.packetsReceived ?? 0 });
     });
@@ -47,8 +54,7 @@ export async function waitForMedia(page, who, want) {
     last = await inbound(page);
     if (last) {
       const videos = last.video.filter(v => v.framesDecoded > 0).length;
-      // Distinct mids: str0m's bandwidth probes show up as a second entry of one receiver.
-      const audios = new Set(last.audio.filter(a => a.packetsReceived > 0).map(a => a.mid)).size;
+      const audios = last.audio.filter(a => a.packetsReceived > 0).length;
       if (videos >= want.videos && audios >= want.audios) return last;
     }
     await new Promise(r => setTimeout(r, 200));

@@ -37,8 +37,18 @@ export function figures(page) {
     const byMid = new Map(veche.remoteMids().map((/** @type {any} */ m) => [m.mid, m]));
     /** @type {any} */
     const out = { video: {}, audio: {}, sent: {} };
-    (await veche.pc.getStats()).forEach((/** @type {any} */ s) => {
+    const report = await veche.pc.getStats();
+    // One entry per receiver, as in lib/media.mjs: the busier of its entries (str0m's probes
+    // travel on their own SSRC under a media m-line's mid).
+    /** @type {Map<string, any>} */
+    const busiest = new Map();
+    report.forEach((/** @type {any} */ s) => {
+      if (s.type !== 'inbound-rtp') return;
+      if ((busiest.get(s.mid)?.packetsReceived ?? -1) < (s.packetsReceived ?? 0)) busiest.set(s.mid, s);
+    });
+    report.forEach((/** @type {any} */ s) => {
       if (s.type === 'inbound-rtp') {
+        if (busiest.get(s.mid)?.id !== s.id) return;
         const m = byMid.get(s.mid);
         if (!m) return;
         if (m.kind === 'video') {

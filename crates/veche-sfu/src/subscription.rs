@@ -127,8 +127,9 @@ impl Subscription {
                 // it under the estimate; a pacer queue here would only delay a step down by
                 // the old layer's queued packets.
                 tx.set_unpaced(true);
-                tracing::debug!(?mid, ssrc = ?tx.ssrc(), "send stream looked up");
-                tx.ssrc()
+                let ssrc = tx.ssrc();
+                tracing::debug!(?mid, ?ssrc, "send stream looked up");
+                ssrc
             });
         }
         let Some(tx) = self.tx_ssrc.and_then(|ssrc| api.stream_tx(&ssrc)) else {
