@@ -80,12 +80,17 @@ export function keyframesSent(f) {
   return Object.values(f.sent).reduce((n, s) => n + s.keyframes, 0);
 }
 
+/** The tile a gallery of three gives each camera on a large screen. */
+export const LARGE_TILE = { width: 1280, height: 720 };
+
 /**
  * Joins three participants (A and B outside, C in the namespace), each asking for every
- * remote camera at 1280×720, and waits until everyone decodes everyone.
+ * remote camera at `tile` (width and height, pixels), and waits until everyone decodes
+ * everyone.
  * @param {import('./call.mjs').NamespaceCall} call
+ * @param {{width: number, height: number}} [tile]
  */
-export async function threeParty(call) {
+export async function threeParty(call, tile = LARGE_TILE) {
   const room = `shaped-${randomBytes(4).toString('hex')}`;
   const url = call.server.url;
   const a = await openMeeting(call.outside, url, room, 'A');
@@ -99,7 +104,7 @@ export async function threeParty(call) {
   const ids = await Promise.all(pages.map(p => p.evaluate(() => /** @type {any} */ (window).veche.selfId)));
   for (const [i, page] of pages.entries()) {
     const sizes = ids.filter((_, j) => j !== i)
-      .map(id => ({ participant_id: id, kind: 'video', width: 1280, height: 720 }));
+      .map(id => ({ participant_id: id, kind: 'video', ...tile }));
     await page.evaluate(sizes => {
       // @ts-ignore the client's test hook
       window.veche.holdVideoSizes(true);
@@ -129,6 +134,19 @@ export function untilTopLayer(call, what, page, from, publisher, timeoutMs) {
 }
 
 /**
+ * Waits until `page` receives `from` at least `height` lines high.
+ * @param {import('./call.mjs').NamespaceCall} call
+ * @param {string} what
+ * @param {import('playwright-core').Page} page
+ * @param {number} from
+ * @param {number} height
+ * @param {number} timeoutMs
+ */
+export function untilHeight(call, what, page, from, height, timeoutMs) {
+  return until(what, () => figures(page), f => (f.video[from]?.height ?? 0) >= height, timeoutMs, call.log);
+}
+
+/**
  * The change of a figure between two readings.
  * @param {VideoFigures | undefined} was
  * @param {VideoFigures | undefined} now
@@ -153,14 +171,34 @@ export function concealedPercent(was, now) {
   return samples > 0 ? Math.round(concealed / samples * 1000) / 10 : 100;
 }
 
+/** How often {@link phase} reads the figures between its first and last reading. */
+const SAMPLE_MS = 500;
+
 /**
- * Reads every page's figures, waits `ms`, reads again; returns both readings.
+ * Reads every page's figures, then again every half second for `ms`; returns the first and
+ * the last reading and every one in between (`samples[k][i]`: page `i` at the `k`-th).
  * @param {import('playwright-core').Page[]} pages
  * @param {number} ms
  */
 export async function phase(pages, ms) {
-  const was = await Promise.all(pages.map(figures));
-  await new Promise(r => setTimeout(r, ms));
-  const now = await Promise.all(pages.map(figures));
-  return { was, now };
+  const end = Date.now() + ms;
+  const samples = [await Promise.all(pages.map(figures))];
+  while (Date.now() < end) {
+    await new Promise(r => setTimeout(r, Math.min(SAMPLE_MS, Math.max(0, end - Date.now()))));
+    samples.push(await Promise.all(pages.map(figures)));
+  }
+  return { was: samples[0], now: samples[samples.length - 1], samples };
+}
+
+/**
+ * The share of a phase's readings in which page `i` received `from` at least `height`
+ * lines high: one reading is a moment, this is how much of the phase it held.
+ * @param {Figures[][]} samples from {@link phase}
+ * @param {number} i
+ * @param {number} from
+ * @param {number} height
+ */
+export function heldShare(samples, i, from, height) {
+  const held = samples.filter(s => (s[i].video[from]?.height ?? 0) >= height).length;
+  return Math.round(held / samples.length * 100) / 100;
 }
