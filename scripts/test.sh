@@ -6,7 +6,17 @@ cd "$(dirname "$0")/.."
 
 # Each step says when it started, so a slow CI run shows where its time went.
 step() { echo "==> $* (at ${SECONDS} s)"; }
-trap 'echo "==> done after ${SECONDS} s (exit $?)"' EXIT
+trap 'rc=$?; [ -n "${build_pid:-}" ] && { pkill -P "$build_pid"; kill "$build_pid"; } 2>/dev/null; echo "==> done after ${SECONDS} s (exit $rc)"' EXIT
+
+# Compiling is most of a clean run and needs none of the packages installed below, whose
+# download and unpacking wait mostly on the network and the disk: it starts first and runs
+# beside them. Lints first, then the test binaries (`cargo test` below only runs them).
+mkdir -p target
+build_log=target/test-build.log
+step "lints and test build, in the background (log: $build_log)"
+(cargo clippy --workspace --all-targets --locked -- -D warnings \
+  && cargo test --workspace --locked --no-run) >"$build_log" 2>&1 &
+build_pid=$!
 
 need_apt=()
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
@@ -37,12 +47,21 @@ fi
 step "npm packages (e2e/)"
 (cd e2e && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --silent; else npm install --no-audit --no-fund --silent; fi)
 
-step "format and lints"
+step "format"
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "web client type check"
 npm --prefix e2e run --silent typecheck
+
+step "waiting for the lints and the test build"
+if ! wait "$build_pid"; then
+  build_pid=
+  cat "$build_log"
+  echo "lints or test build failed (above)" >&2
+  exit 1
+fi
+build_pid=
+tail -n 3 "$build_log"
 
 step "Rust tests (unit, sans-IO scenarios, real-socket integration)"
 cargo test --workspace --locked
