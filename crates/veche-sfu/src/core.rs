@@ -35,12 +35,12 @@ use crate::SfuConfig;
 use crate::allocator::{LayerOffer, Track, allocate, covers};
 use crate::id_map::IdMap;
 use crate::meeting::{JoinRequest, SfuEvent};
-use crate::participant::{AnswerError, Participant, loudness, slot};
+use crate::participant::{AnswerError, Participant, loudness, red_levels, slot};
 use crate::quality::LinkStats;
 use crate::simulcast::{
     Keyframe, LAYERS, Layer, RIDS, h264_keyframe, vp8_frame_start, vp8_keyframe, vp8_temporal,
 };
-use crate::subscription::{Packet, Tile};
+use crate::subscription::{Packet, Tile, unwrap_red};
 
 /// A datagram to send: over UDP, or as one RFC 4571 frame on the ICE-TCP connection from
 /// `destination` to `source` (`proto` is `Tcp`).
@@ -833,10 +833,20 @@ impl Sfu {
                             "ICE connection lost".into(),
                         ));
                     }
-                    Event::RtpPacket(packet) => {
+                    Event::RtpPacket(mut packet) => {
                         let Some((kind, layer)) = p.slot_of(packet.header.ssrc) else {
                             continue;
                         };
+                        // Chromium sends its voice in RED wherever RED is negotiated (it is
+                        // not in encrypted meetings, see `admit_now`): every subscription
+                        // forwards the primary.
+                        if kind == TrackKind::Audio
+                            && p.is_red(packet.header.payload_type)
+                            && let Err(e) = unwrap_red(&p.rtc, &mut packet)
+                        {
+                            debug!(participant = id, "dropping audio packet: {e}");
+                            continue;
+                        }
                         if kind == TrackKind::Audio
                             && let Some(level) = packet.header.ext_vals.audio_level
                         {
@@ -881,6 +891,18 @@ impl Sfu {
                     Event::PeerStats(stats) => {
                         p.link.ingress_loss = stats.ingress_loss_fraction.unwrap_or(0.0);
                         p.link.egress_loss = stats.egress_loss_fraction.unwrap_or(0.0);
+                        // Without RED negotiated (as in encrypted meetings) nothing is
+                        // wrapped, whatever the level.
+                        let levels = red_levels(p.link.egress_loss, p.red_levels);
+                        if levels != p.red_levels {
+                            info!(
+                                participant = id,
+                                levels,
+                                loss = p.link.egress_loss,
+                                "redundant audio towards it"
+                            );
+                            p.red_levels = levels;
+                        }
                         p.link.rtt = stats.rtt;
                         p.raw_estimate = stats.bwe_tx.map(|b| b.as_u64());
                     }

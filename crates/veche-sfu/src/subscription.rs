@@ -11,12 +11,15 @@
 //! seeded ([`MungerState`]) so a subscription can move — to another layer, another shard or
 //! another server — and continue where it left off.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use str0m::Rtc;
-use str0m::media::Mid;
+use str0m::media::{Mid, Pt};
 use str0m::rtp::{
-    ExtensionValues, RtpPacket, RtpWrite, Ssrc, Vp8Descriptor, Vp8Patch, Vp8PatchError,
+    ExtensionValues, RedDecoder, RedEncoder, RedundantBlock, RtpPacket, RtpWrite, Ssrc,
+    Vp8Descriptor, Vp8Patch, Vp8PatchError,
 };
 use veche_proto::TrackKind;
 
@@ -71,6 +74,8 @@ pub(crate) struct Subscription {
     pub(crate) allocated: u64,
     /// When the estimate last kept it from a higher layer (see `allocator.rs`).
     pub(crate) limited_at: Option<Instant>,
+    /// Redundant audio towards a lossy subscriber (audio subscriptions only).
+    red: Redundancy,
 }
 
 impl Subscription {
@@ -90,20 +95,31 @@ impl Subscription {
             tile: Tile::Unreported,
             allocated: 0,
             limited_at: None,
+            red: Redundancy::default(),
         }
     }
 
-    /// Forgets the cached send stream (a negotiation may have replaced it).
+    /// Forgets the cached send stream (a negotiation may have replaced it), and with it what
+    /// the subscriber's answer said of redundant audio.
     pub(crate) fn forget_stream(&mut self) {
         self.tx_ssrc = None;
+        self.red.looked_up = false;
     }
 
     /// Writes the publisher's packet to this subscription's send stream on `mid` of `rtc`,
     /// rewritten for this subscriber, if it is of the layer forwarded (switching layers at a
-    /// keyframe of the target). Returns false when it is not forwarded: another layer, paused,
-    /// the stream is not there (yet) or the packet cannot be numbered. O(1) in the number of
-    /// the `Rtc`'s streams: it runs once per forwarded packet and subscriber.
-    pub(crate) fn forward(&mut self, rtc: &mut Rtc, mid: Mid, p: &Packet<'_>) -> bool {
+    /// keyframe of the target). Audio carries the `red_levels` packets before it as well
+    /// (RFC 2198) when the subscriber negotiated that. Returns false when it is not forwarded:
+    /// another layer, paused, the stream is not there (yet) or the packet cannot be numbered.
+    /// O(1) in the number of the `Rtc`'s streams: it runs once per forwarded packet and
+    /// subscriber.
+    pub(crate) fn forward(
+        &mut self,
+        rtc: &mut Rtc,
+        mid: Mid,
+        p: &Packet<'_>,
+        red_levels: usize,
+    ) -> bool {
         let first_start_any = p.single_layer && self.munger.state.last_seq.is_none();
         let was = self.choice.current;
         if !self.choice.admit(p.layer, p.keyframe, first_start_any) {
@@ -120,6 +136,11 @@ impl Subscription {
         let Some(out) = self.munger.map(Incoming::of(packet), p.vp8) else {
             return false;
         };
+        if red_levels > 0 && self.kind == TrackKind::Audio && !self.red.looked_up {
+            self.red.pt = negotiated_red(rtc, packet.header.payload_type);
+            self.red.looked_up = true;
+            tracing::debug!(?mid, red = ?self.red.pt, "redundant audio on");
+        }
         let mut api = rtc.direct_api();
         if self.tx_ssrc.is_none() {
             self.tx_ssrc = api.stream_tx_by_mid(mid, None).map(|tx| {
@@ -138,22 +159,152 @@ impl Subscription {
         };
         // Every m-line is offered by us with one codec configuration, so the payload type
         // the publisher uses means the same codec to every subscriber.
-        let mut write = RtpWrite::new(
-            packet.header.payload_type,
-            out.seq.into(),
-            out.time,
-            packet.timestamp,
-            packet.payload.clone(),
-        )
-        .marker(packet.header.marker)
-        .ext_vals(p.ext_vals.clone())
-        .nackable(self.kind.is_video());
+        let (pt, payload) = if self.kind == TrackKind::Audio {
+            self.red.wrap(
+                red_levels,
+                packet.header.payload_type,
+                out.seq,
+                out.time,
+                &packet.payload,
+            )
+        } else {
+            (packet.header.payload_type, packet.payload.clone())
+        };
+        let mut write = RtpWrite::new(pt, out.seq.into(), out.time, packet.timestamp, payload)
+            .marker(packet.header.marker)
+            .ext_vals(p.ext_vals.clone())
+            .nackable(self.kind.is_video());
         if let Some(patch) = out.vp8 {
             write = write.vp8_patch(patch);
         }
         tx.write_rtp(write);
         true
     }
+}
+
+/// The most earlier packets one redundant audio packet carries.
+pub(crate) const MAX_RED_LEVELS: usize = 2;
+
+/// Redundant audio (RFC 2198 RED) on one audio subscription. Audio is not retransmitted (a
+/// retransmission would come after the jitter buffer gave up on it), so a subscriber whose
+/// link loses packets hears every loss as a gap the decoder fills in. With redundancy each
+/// packet also carries the one or two before it: a lost packet is rebuilt from the next one,
+/// 20 ms later. The publisher's Opus in-band FEC does not help here, because its encoder
+/// turns it on from the loss it sees on its own link. Costs one or two more Opus payloads
+/// per packet, towards this subscriber only.
+#[derive(Debug, Default)]
+struct Redundancy {
+    /// The RED payload type the subscriber's answer accepted on this m-line (`None`: not
+    /// negotiated; nothing is wrapped), looked up when redundancy turns on.
+    pt: Option<Pt>,
+    looked_up: bool,
+    /// The packets last sent, oldest first: extended sequence number, RTP timestamp and
+    /// payload. Kept only while redundancy is on; their buffers are reused.
+    history: VecDeque<(u64, u32, Vec<u8>)>,
+    /// Blocks handed to the encoder, reused between packets (their payloads are borrowed
+    /// from `history` and given back).
+    blocks: Vec<RedundantBlock>,
+}
+
+impl Redundancy {
+    /// The payload type and payload to send for the Opus packet numbered `seq`, `time` on
+    /// the subscriber's stream: wrapped with up to `levels` earlier packets, or as it is.
+    /// Sent as it is, the payload is shared with the other subscriptions; wrapped, it is
+    /// one allocation per packet, towards a lossy subscriber only.
+    fn wrap(
+        &mut self,
+        levels: usize,
+        primary: Pt,
+        seq: u64,
+        time: u32,
+        payload: &Arc<[u8]>,
+    ) -> (Pt, Arc<[u8]>) {
+        let levels = levels.min(MAX_RED_LEVELS);
+        if levels == 0 {
+            self.looked_up = false;
+        }
+        let Some(red_pt) = self.pt.filter(|_| levels > 0) else {
+            self.history.clear();
+            return (primary, payload.clone());
+        };
+        // Only the packets just before this one: after a gap (a lost packet of the
+        // publisher's, silence) an older packet would rebuild nothing the receiver misses.
+        let recent = |s: u64| s < seq && seq - s <= levels as u64;
+        self.blocks.clear();
+        for (s, t, p) in self.history.iter_mut() {
+            if recent(*s) {
+                self.blocks.push(RedundantBlock {
+                    pt: *primary,
+                    timestamp_offset: time.wrapping_sub(*t),
+                    payload: std::mem::take(p),
+                });
+            }
+        }
+        // Blocks too far back in time or too long for RED's fields are left out by it.
+        let wrapped = RedEncoder::encode(*primary, payload, &self.blocks);
+        let mut blocks = self.blocks.drain(..);
+        for (s, _, p) in self.history.iter_mut() {
+            if recent(*s)
+                && let Some(b) = blocks.next()
+            {
+                *p = b.payload;
+            }
+        }
+        drop(blocks);
+        let mut buf = if self.history.len() >= MAX_RED_LEVELS {
+            self.history
+                .pop_front()
+                .map(|(_, _, b)| b)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        buf.clear();
+        buf.extend_from_slice(payload);
+        self.history.push_back((seq, time, buf));
+        (red_pt, wrapped.into())
+    }
+}
+
+/// Turns an audio packet a publisher sent wrapped in RED (RFC 2198; Chromium sends it
+/// whenever it is negotiated, and it is, for the subscribers' sake) into its primary Opus
+/// packet, which is what every subscription forwards (and wraps again towards lossy
+/// subscribers, with what they lose). Packets on other payload types are left alone.
+/// `Err` for a RED payload that does not parse, or whose primary is not a payload type of
+/// ours: such a packet is dropped.
+pub(crate) fn unwrap_red(rtc: &Rtc, packet: &mut RtpPacket) -> Result<(), &'static str> {
+    let pt = packet.header.payload_type;
+    let params = rtc.codec_config().params();
+    if !params.iter().any(|p| p.red() == Some(pt)) {
+        return Ok(());
+    }
+    let blocks = RedDecoder::decode(&packet.payload).map_err(|_| "malformed RED payload")?;
+    let primary = blocks
+        .last()
+        .filter(|b| b.is_primary)
+        .ok_or("RED payload without primary")?;
+    let primary_pt = Pt::from(primary.pt);
+    if !params
+        .iter()
+        .any(|p| p.pt() == primary_pt && p.red() == Some(pt))
+    {
+        return Err("RED primary of another payload type");
+    }
+    let payload: Arc<[u8]> = primary.payload.into();
+    packet.header.payload_type = primary_pt;
+    packet.payload = payload;
+    Ok(())
+}
+
+/// The RED payload type wrapping `primary` that the subscriber accepted. Negotiation leaves
+/// in the `Rtc`'s codec configuration what the answer kept (str0m checks each packet sent
+/// against it): a browser that answered without RED has none there.
+fn negotiated_red(rtc: &Rtc, primary: Pt) -> Option<Pt> {
+    rtc.codec_config()
+        .params()
+        .iter()
+        .find(|p| p.pt() == primary)?
+        .red()
 }
 
 /// Outgoing sequence numbers of a new subscription start here rather than 0, leaving room
@@ -410,6 +561,78 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    type RedSent = (Pt, Vec<(u32, Vec<u8>)>);
+
+    /// Sends Opus packets `seqs` (20 ms apart) through `red` at `levels`; returns what each
+    /// became, decoded: (payload type, [(timestamp offset, payload)] oldest first).
+    fn send_red(red: &mut Redundancy, levels: usize, seqs: &[u64]) -> Vec<RedSent> {
+        use str0m::rtp::RedDecoder;
+        seqs.iter()
+            .map(|&seq| {
+                let payload: Arc<[u8]> = vec![seq as u8; 3 + seq as usize % 4].into();
+                let (pt, out) = red.wrap(levels, Pt::from(111), seq, seq as u32 * 960, &payload);
+                if *pt == 111 {
+                    assert_eq!(out, payload, "unwrapped packets go out as they came");
+                    return (pt, vec![(0, out.to_vec())]);
+                }
+                let blocks = RedDecoder::decode(&out).expect("a valid RED payload");
+                assert!(blocks.iter().all(|b| b.pt == 111));
+                (
+                    pt,
+                    blocks
+                        .iter()
+                        .map(|b| (b.timestamp_offset, b.payload.to_vec()))
+                        .collect(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn redundancy_carries_the_packets_just_before() {
+        let mut red = Redundancy {
+            pt: Some(Pt::from(63)),
+            ..Redundancy::default()
+        };
+        let sent = send_red(&mut red, 2, &[10, 11, 12, 13]);
+        let p = |seq: u64| vec![seq as u8; 3 + seq as usize % 4];
+        assert_eq!(sent[0], (Pt::from(63), vec![(0, p(10))]));
+        assert_eq!(sent[1], (Pt::from(63), vec![(960, p(10)), (0, p(11))]));
+        assert_eq!(
+            sent[3],
+            (Pt::from(63), vec![(1920, p(11)), (960, p(12)), (0, p(13))])
+        );
+        // One level: only the packet before. After a gap in the numbers, nothing older.
+        let sent = send_red(&mut red, 1, &[14, 17, 18]);
+        assert_eq!(sent[0], (Pt::from(63), vec![(960, p(13)), (0, p(14))]));
+        assert_eq!(sent[1], (Pt::from(63), vec![(0, p(17))]));
+        assert_eq!(sent[2], (Pt::from(63), vec![(960, p(17)), (0, p(18))]));
+        // Off, or not negotiated: the packet as it came.
+        assert_eq!(send_red(&mut red, 0, &[19])[0].0, Pt::from(111));
+        let mut plain = Redundancy::default();
+        assert_eq!(send_red(&mut plain, 2, &[20, 21])[1].0, Pt::from(111));
+    }
+
+    #[test]
+    fn redundancy_follows_the_loss_with_hysteresis() {
+        use crate::participant::red_levels;
+        assert_eq!(red_levels(0.0, 0), 0);
+        assert_eq!(
+            red_levels(0.01, 0),
+            0,
+            "under the threshold it does not start"
+        );
+        assert_eq!(red_levels(0.03, 0), 1);
+        assert_eq!(red_levels(0.12, 1), 2);
+        assert_eq!(
+            red_levels(0.01, 2),
+            1,
+            "between the thresholds it stays on, one level"
+        );
+        assert_eq!(red_levels(0.01, 1), 1);
+        assert_eq!(red_levels(0.001, 1), 0);
+    }
 
     fn packet(ssrc: u32, seq: u64, time: u32, arrival: Instant) -> Incoming {
         Incoming {

@@ -289,6 +289,7 @@ impl Sfu {
         };
         let members = room.members.clone();
         let room_name = room.name.clone();
+        let encrypted = room.e2ee.is_some();
         let resume = match (&e.key, e.ip, room.meeting.started_ms()) {
             (Some(k), Some(ip), Some(started)) if e.is_guest => {
                 k.strip_prefix("guest:").map(|guest| {
@@ -311,7 +312,12 @@ impl Sfu {
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .clear_codecs()
-            .enable_opus(true, false)
+            // RED offered with Opus, for redundancy towards lossy subscribers (`Redundancy`
+            // in subscription.rs). Chromium then sends its voice in RED too, which the core
+            // unwraps. Not in an end-to-end encrypted meeting: there the browser would
+            // encrypt the RED payload whole, the SFU could neither unwrap it for a subscriber
+            // without RED nor add to it, and the receiving browser decrypts before it splits.
+            .enable_opus(true, !encrypted)
             .enable_vp8(true)
             .enable_h264(true)
             .enable_bwe(Some(INITIAL_ESTIMATE))
