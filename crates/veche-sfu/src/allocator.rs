@@ -38,6 +38,15 @@ const COVER_PERCENT: u64 = 90;
 const ASSUMED_VIDEO_BPS: [u64; LAYERS] = [90_000, 500_000, 1_500_000];
 /// A voice as it costs the link: Opus at about 32 kbit/s and 50 packets a second of headers.
 const ASSUMED_AUDIO_BPS: u64 = 58_000;
+/// What each earlier packet carried as redundancy adds to a voice: its Opus payload again
+/// and a 4-byte block header, 50 times a second.
+const REDUNDANT_AUDIO_BPS: u64 = 34_000;
+
+/// What one voice costs a subscriber whose audio carries `red_levels` earlier packets
+/// (`subscription::Redundancy`).
+pub(crate) fn audio_bps(red_levels: usize) -> u64 {
+    ASSUMED_AUDIO_BPS + REDUNDANT_AUDIO_BPS * red_levels as u64
+}
 
 /// Whether a picture of `width` × `height` covers `tile` (a hidden tile is covered by
 /// anything, an unreported one by nothing).

@@ -32,7 +32,7 @@ use veche_proto::{
 
 use self::demux::{Demux, Route};
 use crate::SfuConfig;
-use crate::allocator::{LayerOffer, Track, allocate, covers};
+use crate::allocator::{LayerOffer, Track, allocate, audio_bps, covers};
 use crate::id_map::IdMap;
 use crate::meeting::{JoinRequest, SfuEvent};
 use crate::participant::{AnswerError, Participant, loudness, red_levels, slot};
@@ -1199,10 +1199,15 @@ impl Sfu {
         let mut tracks = std::mem::take(&mut self.alloc_tracks);
         tracks.clear();
         for (publisher, kind, s) in sub.open_subscriptions() {
-            let layers = self
+            let mut layers = self
                 .participants
                 .get(&publisher)
                 .map_or([None; LAYERS], |p| offers(p, kind, now));
+            if !kind.is_video()
+                && let Some(voice) = layers[0].as_mut()
+            {
+                voice.bitrate = audio_bps(sub.red_levels);
+            }
             let mut t = Track::new(kind, s.tile, layers);
             t.speaker = speaker == Some(publisher);
             t.current = s.choice.current;
