@@ -42,10 +42,22 @@ const ASSUMED_AUDIO_BPS: u64 = 58_000;
 /// and a 4-byte block header, 50 times a second.
 const REDUNDANT_AUDIO_BPS: u64 = 34_000;
 
+/// The least a voice is counted at: Opus DTX sends a packet every 400 ms in silence, and a
+/// voice that starts to speak is measured at its new rate within a window or two.
+const SILENT_AUDIO_BPS: u64 = 8_000;
+
 /// What one voice costs a subscriber whose audio carries `red_levels` earlier packets
-/// (`subscription::Redundancy`).
-pub(crate) fn audio_bps(red_levels: usize) -> u64 {
-    ASSUMED_AUDIO_BPS + REDUNDANT_AUDIO_BPS * red_levels as u64
+/// (`subscription::Redundancy`). `measured` is the voice's rate as it arrives (0 before a
+/// measure): a voice in silence costs what it sends (Opus DTX), the active speaker's is
+/// counted at least at the full rate of speech, so that the speaker's voice always fits.
+/// Redundancy repeats the payload, so it costs in proportion.
+pub(crate) fn audio_bps(red_levels: usize, measured: u64, speaking: bool) -> u64 {
+    let voice = if speaking || measured == 0 {
+        measured.max(ASSUMED_AUDIO_BPS)
+    } else {
+        measured.max(SILENT_AUDIO_BPS)
+    };
+    voice * (ASSUMED_AUDIO_BPS + REDUNDANT_AUDIO_BPS * red_levels as u64) / ASSUMED_AUDIO_BPS
 }
 
 /// Whether a picture of `width` × `height` covers `tile` (a hidden tile is covered by
@@ -373,6 +385,23 @@ mod tests {
             t.current = t.chosen;
         }
         tracks.iter().map(|t| t.chosen).collect()
+    }
+
+    #[test]
+    fn a_silent_voice_costs_what_it_sends_the_speaker_a_full_voice() {
+        // Not yet measured: a full voice.
+        assert_eq!(audio_bps(0, 0, false), ASSUMED_AUDIO_BPS);
+        // In silence with DTX (about 1.5 kbit/s on the wire): the floor.
+        assert_eq!(audio_bps(0, 1_500, false), SILENT_AUDIO_BPS);
+        assert_eq!(audio_bps(0, 30 * KBPS, false), 30 * KBPS);
+        // The active speaker is never counted under a voice of speech, nor under its rate.
+        assert_eq!(audio_bps(0, 1_500, true), ASSUMED_AUDIO_BPS);
+        assert_eq!(audio_bps(0, 70 * KBPS, true), 70 * KBPS);
+        // Redundancy repeats the payload: one level of a full voice adds 34 kbit/s, of a
+        // quiet one in proportion.
+        assert_eq!(audio_bps(1, 0, false), 92 * KBPS);
+        assert_eq!(audio_bps(2, 0, true), 126 * KBPS);
+        assert_eq!(audio_bps(1, 29 * KBPS, false), 46 * KBPS);
     }
 
     #[test]

@@ -861,15 +861,15 @@ impl Sfu {
                             ),
                             None => (None, false),
                         };
-                        if kind.is_video() {
-                            p.layers[slot(kind)].on_packet(
-                                now,
-                                layer,
-                                packet.payload.len() + WIRE_OVERHEAD_BYTES,
-                                tid,
-                                size,
-                            );
-                        }
+                        // Every kind is measured: the allocator counts voices at their
+                        // rate too (silence costs little with Opus DTX).
+                        p.layers[slot(kind)].on_packet(
+                            now,
+                            layer,
+                            packet.payload.len() + WIRE_OVERHEAD_BYTES,
+                            tid,
+                            size,
+                        );
                         self.to_forward.push_back(Received {
                             publisher: id,
                             kind,
@@ -1206,7 +1206,8 @@ impl Sfu {
             if !kind.is_video()
                 && let Some(voice) = layers[0].as_mut()
             {
-                voice.bitrate = audio_bps(sub.red_levels);
+                voice.bitrate =
+                    audio_bps(sub.red_levels, voice.bitrate, speaker == Some(publisher));
             }
             let mut t = Track::new(kind, s.tile, layers);
             t.speaker = speaker == Some(publisher);
@@ -1342,7 +1343,8 @@ fn offers(p: &Participant, kind: TrackKind, now: Instant) -> [Option<LayerOffer>
     }
     if !kind.is_video() {
         out[0] = Some(LayerOffer {
-            bitrate: 0,
+            // As measured; `allocate` turns it into what the voice costs a subscriber.
+            bitrate: p.layers[slot(kind)].layers[0].bitrate,
             base_bitrate: 0,
             width: 0,
             height: 0,

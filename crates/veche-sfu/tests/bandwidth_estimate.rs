@@ -1,5 +1,6 @@
 //! A subscriber's downlink narrows: the SFU's estimate of it falls and its video steps down
 //! to a layer that fits, audio untouched; when the link widens again the video climbs back.
+//! Silent voices (Opus DTX) leave their share of a narrow link to video.
 
 use crate::common;
 
@@ -91,4 +92,60 @@ fn a_narrowing_downlink_steps_video_down_and_a_widening_one_back_up() {
     let s = sim.clients[b].stats(ann, TrackKind::Video);
     // (Picture ids and sequence numbers have holes here: the narrowed link dropped packets.)
     assert_eq!(s.bad_switches, 0, "every switch at a keyframe: {s:?}");
+}
+
+/// Video packets per layer `rx` receives from each of `from` over the next `d`, summed as
+/// bits per second of the layers' payload (the sim's layer sizes).
+fn video_bps(sim: &mut Sim, rx: usize, from: &[u64], d: Duration) -> u64 {
+    let count = |sim: &Sim| -> [u64; 3] {
+        let mut n = [0; 3];
+        for f in from {
+            let s = sim.clients[rx].stats(*f, TrackKind::Video);
+            for (l, c) in s.per_layer.iter().enumerate() {
+                n[l] += c;
+            }
+        }
+        n
+    };
+    let before = count(sim);
+    sim.run_for(d);
+    let after = count(sim);
+    let bytes: u64 = (0..3)
+        .map(|l| (after[l] - before[l]) * [200, 400, 600][l])
+        .sum();
+    bytes * 8 * 1000 / d.as_millis() as u64
+}
+
+/// One subscriber behind a capped link and three publishers, loud or silent: the voices of
+/// those who say nothing (Opus DTX: a packet every 400 ms) leave their share of the link to
+/// the video, where voices counted at the rate of speech would not.
+fn video_behind_a_cap(silent: bool, cap: u64) -> u64 {
+    let mut sim = Sim::new(Limits::default());
+    let b = sim.join("r", "Bob");
+    let mut from = Vec::new();
+    for name in ["Ann", "Cat", "Dan"] {
+        let i = sim.join("r", name);
+        sim.clients[i].silent = silent;
+        from.push(sim.clients[i].id);
+    }
+    sim.cap_downlink(b, Some(cap));
+    sim.run_for(Duration::from_secs(20));
+    video_bps(&mut sim, b, &from, Duration::from_secs(5))
+}
+
+#[test]
+fn silent_voices_leave_their_share_of_a_narrow_link_to_video() {
+    // 700 kbit/s: three cameras' lowest layers (about 130 kbit/s each on the wire) fit
+    // beside three silent voices, not beside three at the rate of speech (50 kbit/s each).
+    let loud = video_behind_a_cap(false, 700_000);
+    let silent = video_behind_a_cap(true, 700_000);
+    println!(
+        "video at 700 kbit/s: {loud} bit/s beside three voices speaking, {silent} beside three silent"
+    );
+    assert!(
+        silent >= loud + 60_000,
+        "silent voices leave room for another camera: {silent} bit/s, {loud} with voices speaking"
+    );
+    // The three cameras' lowest layers whole: 3 × 2 packets × 200 bytes × 30 fps.
+    assert!(silent >= 270_000, "all three cameras flow: {silent} bit/s");
 }

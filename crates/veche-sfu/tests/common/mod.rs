@@ -24,6 +24,8 @@ const LATENCY: Duration = Duration::from_millis(2);
 /// (`EncoderRtcpFeedback`, 300 ms), whatever the layer asked for.
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 const AUDIO_EVERY: Duration = Duration::from_millis(20);
+/// How often an Opus encoder in DTX sends while its microphone hears silence.
+const DTX_EVERY: Duration = Duration::from_millis(400);
 const VIDEO_EVERY: Duration = Duration::from_millis(33);
 
 /// The simulcast layers a client sends its camera in (the SFU's RIDs), and how many
@@ -126,6 +128,9 @@ pub struct Client {
     /// The RFC 6464 level its audio packets carry, in dBov (0 loudest, -127 silence); none
     /// when `None`.
     pub audio_level: Option<i8>,
+    /// Its microphone hears silence and its Opus encoder is in DTX: a small packet every
+    /// 400 ms instead of one every 20 ms.
+    pub silent: bool,
     answered_first_offer: bool,
     /// Per slot and layer: packets sent (the RTP sequence number and payload counter).
     counters: [[u64; 3]; 3],
@@ -245,7 +250,7 @@ impl Client {
             return;
         }
         if now >= self.next_audio {
-            self.next_audio = now + AUDIO_EVERY;
+            self.next_audio = now + if self.silent { DTX_EVERY } else { AUDIO_EVERY };
             self.write(now, TrackKind::Audio, 0, 1);
         }
         if now >= self.next_video {
@@ -327,6 +332,8 @@ impl Client {
             payload.extend_from_slice(&counter.to_le_bytes());
             payload.push(layer as u8);
             let size = match kind {
+                // A DTX packet: nothing beyond the fields the receiving test reads.
+                TrackKind::Audio if self.silent => payload.len(),
                 TrackKind::Audio => 60,
                 TrackKind::Video => LAYER_PAYLOAD[layer],
                 TrackKind::Screen => 900,
@@ -553,6 +560,7 @@ impl Sim {
             camera_layers: [true; 3],
             sharing_screen: false,
             audio_level: None,
+            silent: false,
             answered_first_offer: false,
             counters: [[0; 3]; 3],
             frames: [0; 3],
