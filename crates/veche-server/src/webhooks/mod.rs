@@ -106,3 +106,41 @@ impl Webhooks {
         self.wake.notify_one();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use veche_sfu::{MeetingRef, MeetingStart};
+
+    fn started() -> SfuEvent {
+        SfuEvent::MeetingStarted(MeetingStart {
+            meeting: MeetingRef {
+                id: "m".into(),
+                org_id: "o".into(),
+                title: "T".into(),
+            },
+            room: "m".into(),
+            started_at_ms: 1,
+        })
+    }
+
+    /// A full queue drops and counts; it never waits (this test would hang if it did).
+    #[test]
+    fn a_full_queue_drops_instead_of_waiting() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let hooks = Webhooks {
+            queue: Some(tx),
+            ..Webhooks::default()
+        };
+        hooks.offer(&started());
+        hooks.offer(&started());
+        hooks.offer(&SfuEvent::MeetingClosed { room: "m".into() });
+        assert_eq!(hooks.stats().dropped.load(Ordering::Relaxed), 1);
+        let queued = rx.try_recv().unwrap();
+        assert_eq!(queued.kind, EventType::MeetingStarted);
+        assert!(
+            rx.try_recv().is_err(),
+            "events without a webhook are not queued"
+        );
+    }
+}
