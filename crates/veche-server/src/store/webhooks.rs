@@ -381,8 +381,10 @@ impl Store {
 
     /// When the next pending delivery is due (leased ones included), if any is.
     pub async fn next_webhook_due_ms(&self) -> StoreResult<Option<i64>> {
+        // Joined like the claim, so a delivery the claim cannot see never looks due.
         let row = sqlx::query(
-            "SELECT MIN(next_attempt_ms) AS due FROM webhook_deliveries WHERE status = 'pending'",
+            "SELECT MIN(d.next_attempt_ms) AS due FROM webhook_deliveries d \
+             JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.status = 'pending'",
         )
         .fetch_one(&self.pool)
         .await?;
