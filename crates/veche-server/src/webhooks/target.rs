@@ -45,7 +45,7 @@ pub fn check_url(raw: &str, max_bytes: usize, private_ok: bool) -> Result<url::U
     }
     let ip = match url.host() {
         None => return Err(UrlError::NoHost),
-        Some(url::Host::Domain(d)) if d.is_empty() => return Err(UrlError::NoHost),
+        Some(url::Host::Domain("")) => return Err(UrlError::NoHost),
         Some(url::Host::Domain(_)) => None,
         Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
         Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
