@@ -164,6 +164,7 @@ export default {
   'webhook_event.meeting.ended': 'meeting ended',
   'webhook_event.participant.joined': 'participant joined',
   'webhook_event.participant.left': 'participant left',
+  'webhook_event.webhook.test': 'test',
   'delivery_status.pending': 'pending',
   'delivery_status.delivered': 'delivered',
   'delivery_status.failed': 'failed',

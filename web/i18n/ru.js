@@ -163,6 +163,7 @@ export default {
   'webhook_event.meeting.ended': 'встреча закончилась',
   'webhook_event.participant.joined': 'участник вошёл',
   'webhook_event.participant.left': 'участник вышел',
+  'webhook_event.webhook.test': 'проверка',
   'delivery_status.pending': 'ожидает',
   'delivery_status.delivered': 'доставлено',
   'delivery_status.failed': 'не доставлено',

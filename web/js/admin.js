@@ -5,7 +5,7 @@
 import { api, currentUser, errorMessage, formatTime } from './api.js';
 import { page } from './account.js';
 import { h, toast } from './dom.js';
-import { formatDate, t } from './i18n.js';
+import { formatDate, has, t } from './i18n.js';
 
 /**
  * @typedef {{id: string, url: string, events: string[], description: string, created_at: number}} Endpoint
@@ -166,6 +166,14 @@ function formatMs(ms) {
 }
 
 /**
+ * An event type in the user's language (a type this client does not know, as it is).
+ * @param {string} type
+ */
+function eventName(type) {
+  return has(`webhook_event.${type}`) ? t(`webhook_event.${type}`) : type;
+}
+
+/**
  * The organisation's webhook endpoints, the form to register one, and the open delivery log.
  * @param {string} org
  * @param {Endpoints} hooks
@@ -175,7 +183,7 @@ function webhookSection(org, hooks, log) {
   const base = `/orgs/${org}/webhooks`;
   const rows = hooks.endpoints.map(e => [
     e.url,
-    e.events.map(ev => t(`webhook_event.${ev}`)).join(', '),
+    e.events.map(eventName).join(', '),
     e.description || '—',
     formatTime(e.created_at),
     h('span', { class: 'row' },
@@ -221,7 +229,7 @@ function webhookSection(org, hooks, log) {
       h('h3', { text: t('webhooks.log_of', { url: shown.url }) }),
       log.length
         ? table('deliveries-table', [t('webhooks.when'), t('webhooks.event'), t('webhooks.status'), t('webhooks.attempts'), t('webhooks.answer'), t('webhooks.error'), t('webhooks.next')],
-          log.map(d => [formatMs(d.created_at_ms), d.event_type, t(`delivery_status.${d.status}`), String(d.attempts),
+          log.map(d => [formatMs(d.created_at_ms), eventName(d.event_type), t(`delivery_status.${d.status}`), String(d.attempts),
             d.last_status === null ? '—' : String(d.last_status), d.last_error ?? '', formatMs(d.next_attempt_ms)]))
         : h('p', { class: 'muted', text: t('webhooks.no_deliveries') }),
     ] : []));

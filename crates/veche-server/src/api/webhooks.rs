@@ -123,7 +123,7 @@ pub(super) async fn create(
             "webhook.create",
             &endpoint.id,
             Some(&org_id),
-            format!("{} for {}", endpoint.url, endpoint.events.join(",")),
+            format!("{} for {}", endpoint.url, endpoint.events.join(", ")),
         )
         .await;
     let mut answer =
