@@ -2,7 +2,8 @@
 //! the test: every event of a meeting arrives once, signed (checked here with the test's own
 //! HMAC-SHA256), after the retries a receiver answering 500 causes; a receiver that never
 //! answers does not slow joins, leaves or API calls, and its deliveries time out; a
-//! pending delivery survives `kill -9`.
+//! pending delivery survives `kill -9`; with private addresses refused, neither a literal
+//! loopback URL nor a name resolving to loopback is delivered to.
 
 use crate::common;
 
@@ -634,6 +635,61 @@ async fn a_pending_delivery_survives_kill_9() -> anyhow::Result<()> {
         log.len() == 1 && log[0]["status"] == "delivered" && log[0]["event_type"] == "webhook.test",
         "{log:#?}"
     );
+    server.pass();
+    Ok(())
+}
+
+/// With private addresses refused, a literal one is refused at registration, and a name
+/// that resolves only to loopback is never connected to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_addresses_can_be_refused() -> anyhow::Result<()> {
+    let (receiver, addr) = Receiver::start(0).await?;
+    let mut flags = FAST_RETRIES.to_vec();
+    flags.extend(["--webhook-private-addresses", "false"]);
+    let server = Server::start_with(&flags).await?;
+    let org = org(&server).await?;
+    let body = json!({"url": format!("http://{addr}/hook"), "events": ["meeting.started"]});
+    let (status, text) = server
+        .request(
+            "POST",
+            &format!("/api/v1/orgs/{}/webhooks", org.id),
+            Some(&org.admin),
+            Some(&body.to_string()),
+        )
+        .await?;
+    ensure!(
+        status == 400 && text.contains("non-public address"),
+        "{status} {text}"
+    );
+    let (endpoint, _) = register(
+        &server,
+        &org,
+        &format!("http://localhost:{}/hook", addr.port()),
+    )
+    .await?;
+    api(
+        &server,
+        "POST",
+        &format!("/orgs/{}/webhooks/{endpoint}/test", org.id),
+        Some(&org.admin),
+        Value::Null,
+    )
+    .await?;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let log = deliveries(&server, &org, &endpoint).await?;
+        let error = log
+            .first()
+            .and_then(|d| d["last_error"].as_str())
+            .unwrap_or("")
+            .to_owned();
+        if error.contains("no public address") {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "no refused attempt: {log:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ensure!(receiver.got().is_empty(), "{:#?}", receiver.got());
     server.pass();
     Ok(())
 }

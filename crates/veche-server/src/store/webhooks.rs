@@ -339,15 +339,25 @@ impl Store {
                 })
             })
             .collect::<StoreResult<_>>()?;
-        for d in &due {
-            sqlx::query("UPDATE webhook_deliveries SET next_attempt_ms = $1 WHERE id = $2")
-                .bind(lease_until_ms)
-                .bind(&d.id)
-                .execute(&mut *tx)
-                .await?;
+        // Each lease is taken only if the delivery is still due: another process on the same
+        // database that claimed it meanwhile moved it on, and it is left to that one.
+        let mut claimed = Vec::with_capacity(due.len());
+        for d in due {
+            let taken = sqlx::query(
+                "UPDATE webhook_deliveries SET next_attempt_ms = $1 \
+                 WHERE id = $2 AND status = 'pending' AND next_attempt_ms <= $3",
+            )
+            .bind(lease_until_ms)
+            .bind(&d.id)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            if taken.rows_affected() == 1 {
+                claimed.push(d);
+            }
         }
         tx.commit().await?;
-        Ok(due)
+        Ok(claimed)
     }
 
     /// Records an attempt of delivery `id`.
