@@ -1,10 +1,30 @@
 // Admin pages at `/admin`: for the operator, upgrade requests, plans, users, usage and the
-// audit log of the whole service; for an organisation's admin, its members, usage and audit.
+// audit log of the whole service; for an organisation's admin, its members, usage, audit,
+// and its webhook endpoints with their delivery log.
 
 import { api, currentUser, errorMessage, formatTime } from './api.js';
 import { page } from './account.js';
 import { h, toast } from './dom.js';
-import { t } from './i18n.js';
+import { formatDate, has, t } from './i18n.js';
+
+/**
+ * @typedef {{id: string, url: string, events: string[], description: string, created_at: number}} Endpoint
+ * @typedef {{endpoints: Endpoint[], event_types: string[], max_endpoints: number}} Endpoints
+ * @typedef {{id: string, event_type: string, status: 'pending' | 'delivered' | 'failed',
+ *   attempts: number, last_status: number | null, last_error: string | null,
+ *   created_at_ms: number, next_attempt_ms: number | null}} Delivery
+ */
+
+/**
+ * The endpoint just registered and its secret: shown once, on the next drawing of the page.
+ * @type {{url: string, secret: string} | null}
+ */
+let registered = null;
+/**
+ * The endpoint whose delivery log is open.
+ * @type {string | null}
+ */
+let openLog = null;
 
 /**
  * A table from rows of cells.
@@ -137,13 +157,95 @@ async function operatorPage() {
     section(t('admin.audit'), auditTable(entries)));
 }
 
+/**
+ * Unix milliseconds as a date and time, or a dash.
+ * @param {number | null} ms
+ */
+function formatMs(ms) {
+  return ms === null ? '—' : formatDate(ms);
+}
+
+/**
+ * An event type in the user's language (a type this client does not know, as it is).
+ * @param {string} type
+ */
+function eventName(type) {
+  return has(`webhook_event.${type}`) ? t(`webhook_event.${type}`) : type;
+}
+
+/**
+ * The organisation's webhook endpoints, the form to register one, and the open delivery log.
+ * @param {string} org
+ * @param {Endpoints} hooks
+ * @param {Delivery[] | null} log
+ */
+function webhookSection(org, hooks, log) {
+  const base = `/orgs/${org}/webhooks`;
+  const rows = hooks.endpoints.map(e => [
+    e.url,
+    e.events.map(eventName).join(', '),
+    e.description || '—',
+    formatTime(e.created_at),
+    h('span', { class: 'row' },
+      h('button', { type: 'button', class: 'button', text: t('webhooks.send_test'), onclick: () => act(() => api('POST', `${base}/${e.id}/test`), t('webhooks.test_queued')) }),
+      h('button', { type: 'button', class: 'button', text: t('webhooks.deliveries'), onclick: () => { openLog = e.id; void showAdmin(); } }),
+      h('button', {
+        type: 'button', class: 'button', text: t('webhooks.delete'),
+        onclick: () => {
+          if (confirm(t('webhooks.confirm_delete', { url: e.url }))) void act(() => api('DELETE', `${base}/${e.id}`), t('webhooks.deleted'));
+        },
+      })),
+  ]);
+  const url = h('input', { type: 'url', required: true, placeholder: t('webhooks.url_placeholder'), 'aria-label': t('webhooks.url') });
+  const description = h('input', { maxlength: 200, placeholder: t('webhooks.description'), 'aria-label': t('webhooks.description') });
+  /** @type {Record<string, HTMLInputElement>} */
+  const boxes = {};
+  for (const ev of hooks.event_types) boxes[ev] = h('input', { type: 'checkbox', checked: true });
+  const form = h('form', { class: 'row', id: 'add-webhook-form' }, url, description,
+    ...Object.entries(boxes).map(([ev, box]) => h('label', { class: 'check' }, box, h('span', { text: t(`webhook_event.${ev}`) }))),
+    h('button', { type: 'submit', class: 'button', text: t('webhooks.add') }));
+  form.addEventListener('submit', async event => {
+    event.preventDefault();
+    const events = Object.entries(boxes).filter(([, box]) => box.checked).map(([ev]) => ev);
+    try {
+      const made = await api('POST', base, { url: url.value, events, description: description.value });
+      registered = { url: made.url, secret: made.secret };
+      void showAdmin();
+    } catch (e) {
+      toast(errorMessage(e), 'error');
+    }
+  });
+  const secret = registered && h('div', { class: 'stack', id: 'webhook-secret' },
+    h('p', { text: t('webhooks.secret_once', { url: registered.url }) }),
+    h('code', { text: registered.secret }));
+  registered = null;
+  const shown = hooks.endpoints.find(e => e.id === openLog);
+  return section(t('webhooks.title'),
+    h('p', { class: 'muted', text: t('webhooks.count', { n: hooks.endpoints.length, max: hooks.max_endpoints }) }),
+    ...(secret ? [secret] : []),
+    ...(rows.length ? [table('webhooks-table', [t('webhooks.url'), t('webhooks.events'), t('webhooks.description'), t('webhooks.created'), ''], rows)] : []),
+    form,
+    ...(shown && log ? [
+      h('h3', { text: t('webhooks.log_of', { url: shown.url }) }),
+      log.length
+        ? table('deliveries-table', [t('webhooks.when'), t('webhooks.event'), t('webhooks.status'), t('webhooks.attempts'), t('webhooks.answer'), t('webhooks.error'), t('webhooks.next')],
+          log.map(d => [formatMs(d.created_at_ms), eventName(d.event_type), t(`delivery_status.${d.status}`), String(d.attempts),
+            d.last_status === null ? '—' : String(d.last_status), d.last_error ?? '', formatMs(d.next_attempt_ms)]))
+        : h('p', { class: 'muted', text: t('webhooks.no_deliveries') }),
+    ] : []));
+}
+
 /** @param {string} org */
 async function orgAdminPage(org) {
-  const [{ members }, { usage }, { entries }] = await Promise.all([
+  const [{ members }, { usage }, { entries }, hooks] = await Promise.all([
     api('GET', `/orgs/${org}/members`),
     api('GET', `/orgs/${org}/usage`),
     api('GET', `/orgs/${org}/audit?limit=100`),
+    /** @type {Promise<Endpoints>} */ (api('GET', `/orgs/${org}/webhooks`)),
   ]);
+  if (openLog && !hooks.endpoints.some(e => e.id === openLog)) openLog = null;
+  /** @type {Delivery[] | null} */
+  const log = openLog ? (await api('GET', `/orgs/${org}/webhooks/${openLog}/deliveries?limit=50`)).deliveries : null;
   const email = h('input', { type: 'email', placeholder: t('account.email'), required: true, 'aria-label': t('account.email') });
   const name = h('input', { placeholder: t('admin.name'), required: true, 'aria-label': t('admin.name') });
   const password = h('input', { type: 'password', placeholder: t('admin.first_password'), required: true, minlength: 8, 'aria-label': t('account.password') });
@@ -157,6 +259,7 @@ async function orgAdminPage(org) {
     section(t('admin.members'), table('members-table', [t('account.email'), t('admin.name'), t('admin.role')],
       members.map((/** @type {import('./api.js').User} */ u) => [u.email, u.name, t(`org_role.${u.org_role}`)])), add),
     section(t('admin.usage'), usageTable([usage], () => t('admin.this_org'))),
+    webhookSection(org, hooks, log),
     section(t('admin.audit'), auditTable(entries)));
 }
 

@@ -23,6 +23,7 @@ use crate::state::MetricsAccess;
 use crate::store::{LockoutPolicy, sqlite_url_in};
 use crate::turn::TurnRest;
 use crate::turn_server::{self, BuiltinTurn, RelayLimits};
+use crate::webhooks::{WebhookArgs, WebhookSettings};
 
 pub(crate) const DEFAULT_HTTP: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)), 8080);
@@ -471,6 +472,9 @@ pub(crate) struct ServeArgs {
 
     #[command(flatten)]
     pub(crate) directory: DirectoryArgs,
+
+    #[command(flatten)]
+    pub(crate) webhooks: WebhookArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
@@ -544,6 +548,8 @@ struct FileConfig {
     audit_retention_days: Option<u32>,
     /// Directory sign-in, as a `[directory]` table keyed by flag name.
     directory: Option<DirectoryArgs>,
+    /// Webhooks, as a `[webhooks]` table keyed by flag name.
+    webhooks: Option<WebhookArgs>,
 }
 
 /// Where HTTPS gets its certificate.
@@ -609,6 +615,7 @@ pub(crate) struct Config {
     pub(crate) live_save: Duration,
     /// LDAP and OpenID Connect sign-in.
     pub(crate) directory: DirectorySettings,
+    pub(crate) webhooks: WebhookSettings,
 }
 
 impl Config {
@@ -1009,6 +1016,7 @@ impl Config {
                 args.directory,
                 file.directory.unwrap_or_default(),
             )?,
+            webhooks: WebhookSettings::merge(args.webhooks, file.webhooks.unwrap_or_default())?,
         })
     }
 }

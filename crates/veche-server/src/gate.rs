@@ -35,6 +35,7 @@ use veche_sfu::{JoinGrant, MeetingRef, MeetingSnapshot, MeetingUsage, SfuEvent, 
 
 use crate::api::{AccountSettings, Clock, session_token};
 use crate::store::{JoinError, JoinRole, LiveChange, NewAuditEntry, Store, UsageRecord, User};
+use crate::webhooks::Webhooks;
 
 /// Who opened a signalling connection.
 #[derive(Clone, Default)]
@@ -334,7 +335,8 @@ fn same_origin(headers: &HeaderMap) -> bool {
 
 /// Stores what the SFU reports until it stops: host actions in the audit log, finished
 /// meetings in the usage records, and snapshots of running meetings (so a restart carries
-/// them on). Snapshots are written behind: the latest of each room, at most once per
+/// them on). Every event is first offered to the webhooks — the one place they learn of
+/// meetings starting and ending and participants coming and going; the offer never waits. Snapshots are written behind: the latest of each room, at most once per
 /// `save_every`; a meeting that ends is deleted at once, before anything else is stored. A
 /// failed write is logged and retried with the next; it never stops a meeting.
 pub(crate) async fn store_events(
@@ -342,6 +344,7 @@ pub(crate) async fn store_events(
     clock: Arc<dyn Clock>,
     mut events: mpsc::UnboundedReceiver<SfuEvent>,
     save_every: Duration,
+    webhooks: Webhooks,
 ) {
     let mut pending: HashMap<String, LiveChange> = HashMap::new();
     let mut flush_at: Option<tokio::time::Instant> = None;
@@ -357,6 +360,7 @@ pub(crate) async fn store_events(
         let Some(event) = event else {
             break;
         };
+        webhooks.offer(&event);
         // A connectivity check's room lives for seconds and must not come back after a
         // restart: nothing of it is stored.
         let check_room = match &event {
@@ -397,6 +401,10 @@ pub(crate) async fn store_events(
             }
             SfuEvent::Audit(a) => store.audit(audit_entry(a), clock.now()).await,
             SfuEvent::MeetingFinished(u) => store.record_usage(&usage_record(&u)).await,
+            // For the webhooks alone.
+            SfuEvent::MeetingStarted(_)
+            | SfuEvent::ParticipantJoined(_)
+            | SfuEvent::ParticipantLeft(_) => continue,
         };
         if let Err(e) = result {
             error!("storing a meeting event failed: {e}");

@@ -153,7 +153,8 @@ async fn metrics(State(state): State<AppState>, parts: Parts) -> Response {
     let hasher = state.gate.store().map(|s| s.hasher());
     let verifications = hasher.map_or(0, |h| h.verifications());
     let hash_busy = hasher.map_or(0, |h| h.busy_refusals());
-    let rows: [(&str, &str, &str, u64); 12] = [
+    let hooks = &state.webhooks;
+    let rows: [(&str, &str, &str, u64); 16] = [
         (
             "veche_rooms",
             "gauge",
@@ -225,6 +226,30 @@ async fn metrics(State(state): State<AppState>, parts: Parts) -> Response {
             "counter",
             "Requests answered 503 because every password-hashing slot stayed busy.",
             hash_busy,
+        ),
+        (
+            "veche_webhook_events_dropped_total",
+            "counter",
+            "Webhook events dropped because the queue was full or the delivery log could not be written.",
+            hooks.dropped.load(Ordering::Relaxed),
+        ),
+        (
+            "veche_webhook_deliveries_total",
+            "counter",
+            "Webhook deliveries the receiver accepted (2xx).",
+            hooks.delivered.load(Ordering::Relaxed),
+        ),
+        (
+            "veche_webhook_failed_attempts_total",
+            "counter",
+            "Webhook delivery attempts that failed (each retry counts).",
+            hooks.failed_attempts.load(Ordering::Relaxed),
+        ),
+        (
+            "veche_webhook_deliveries_failed_total",
+            "counter",
+            "Webhook deliveries given up after their last attempt.",
+            hooks.failed.load(Ordering::Relaxed),
         ),
     ];
     let mut body = String::new();

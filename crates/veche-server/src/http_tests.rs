@@ -57,6 +57,7 @@ fn app() -> axum::Router {
         turn: None,
         checks: Arc::default(),
         places: Arc::default(),
+        webhooks: Arc::default(),
     })
 }
 

@@ -22,6 +22,7 @@ pub mod store;
 mod tls;
 mod turn;
 mod turn_server;
+pub mod webhooks;
 mod ws;
 
 use std::process::ExitCode;

@@ -26,6 +26,7 @@ use crate::store::{LockoutPolicy, Store};
 use crate::tls;
 use crate::turn::TurnRest;
 use crate::turn_server::{self, RunningTurn};
+use crate::webhooks;
 
 /// How long in-flight HTTP requests and WebSocket goodbyes get once shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -135,11 +136,13 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             .map(|(o, _)| o.login_ttl_secs),
     ));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let (webhooks, webhook_worker) = webhooks::start(store.clone(), config.webhooks.clone())?;
     let event_writer = tokio::spawn(store_events(
         store.clone(),
         clock.clone(),
         events,
         config.live_save,
+        webhooks.clone(),
     ));
     let app = router_with_api(
         AppState {
@@ -158,6 +161,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             turn: turn.map(Arc::new),
             checks: Arc::default(),
             places: Arc::default(),
+            webhooks: Arc::clone(webhooks.stats()),
         },
         Some(ApiState {
             store: store.clone(),
@@ -166,6 +170,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             sfu: Some(sfu.clone()),
             sockets,
             directory,
+            webhooks,
         }),
     );
 
@@ -214,6 +219,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         // The server stopped on its own: that is an error, but the SFU still gets a clean stop.
         stop_sfu(sfu).await;
         finish_events(event_writer).await;
+        webhook_worker.stop(DRAIN_TIMEOUT).await;
         purger.abort();
         store.close().await;
         return match result {
@@ -241,6 +247,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         Err(e) => warn!(error = %e, "HTTP server task failed during shutdown"),
     }
     finish_events(event_writer).await;
+    webhook_worker.stop(DRAIN_TIMEOUT).await;
     purger.abort();
     store.close().await;
     info!("stopped");

@@ -71,6 +71,7 @@ async fn serve() -> SocketAddr {
         turn: None,
         checks: Arc::default(),
         places: Arc::default(),
+        webhooks: Arc::default(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -92,6 +92,8 @@ pub(crate) struct AppState {
     pub(crate) checks: Arc<crate::check::CheckLimiter>,
     /// The places kept for participants whose signalling connection dropped.
     pub(crate) places: Arc<crate::reattach::Places>,
+    /// The webhook counters, for `/metrics`.
+    pub(crate) webhooks: Arc<crate::webhooks::WebhookStats>,
 }
 
 /// Site-wide HTTP settings.

@@ -10,7 +10,7 @@ use support::{App, Auth, password_of};
 use veche_proto::{PROTOCOL_VERSION, Role, ServerMessage};
 use veche_server::api::AccountSettings;
 use veche_server::api::openapi::ROUTES;
-use veche_server::store::{NewMeeting, OrgRole, RequestStatus, User, UserRole};
+use veche_server::store::{NewMeeting, NewWebhookEndpoint, OrgRole, RequestStatus, User, UserRole};
 use veche_sfu::{Connection, JoinGrant, JoinRequest, MeetingRef, UserRef};
 
 const ROLES: [&str; 7] = [
@@ -55,9 +55,14 @@ fn expected(method: &str, path: &str) -> Option<[u16; 7]> {
         | ("get", "/orgs/{org}/usage")
         | ("get", "/orgs/{org}/audit")
         | ("get", "/orgs/{org}/upgrade-requests") => ORG_ADMIN,
-        ("post", "/orgs/{org}/members") | ("post", "/orgs/{org}/upgrade-requests") => {
-            ORG_ADMIN_CREATE
+        ("post", "/orgs/{org}/members")
+        | ("post", "/orgs/{org}/upgrade-requests")
+        | ("post", "/orgs/{org}/webhooks") => ORG_ADMIN_CREATE,
+        ("get", "/orgs/{org}/webhooks") | ("get", "/orgs/{org}/webhooks/{webhook}/deliveries") => {
+            ORG_ADMIN
         }
+        ("delete", "/orgs/{org}/webhooks/{webhook}") => [401, 403, 403, 403, 204, 204, 404],
+        ("post", "/orgs/{org}/webhooks/{webhook}/test") => [401, 403, 403, 403, 202, 202, 404],
         ("get", "/admin/users")
         | ("patch", "/admin/users/{user}")
         | ("get", "/admin/orgs")
@@ -244,6 +249,36 @@ async fn prepare(
                 .unwrap();
         }
     }
+    if method == "post" && path == "/orgs/{org}/webhooks" {
+        // Under the cap on endpoints per organisation: clear the way.
+        for e in f.app.store.webhook_endpoints(&f.org).await.unwrap() {
+            f.app
+                .store
+                .delete_webhook_endpoint(&f.org, &e.id)
+                .await
+                .unwrap();
+        }
+    }
+    if p.contains("{webhook}") {
+        let boss = f.users[4].as_ref().unwrap();
+        let (endpoint, _) = f
+            .app
+            .store
+            .create_webhook_endpoint(
+                &NewWebhookEndpoint {
+                    org_id: f.org.clone(),
+                    url: "http://127.0.0.1:9/hook".into(),
+                    events: vec!["meeting.started".into()],
+                    description: String::new(),
+                    created_by: Some(boss.id.clone()),
+                },
+                usize::MAX,
+                f.app.now(),
+            )
+            .await
+            .unwrap();
+        p = p.replace("{webhook}", &endpoint.id);
+    }
     if p.contains("{request}") {
         let boss = f.users[4].as_ref().unwrap();
         let req = f
@@ -287,6 +322,9 @@ async fn prepare(
         }
         ("patch", "/admin/users/{user}") => Some(json!({"org_role": "member"})),
         ("patch", "/admin/orgs/{org}") => Some(json!({"plan_id": "free"})),
+        ("post", "/orgs/{org}/webhooks") => Some(json!({
+            "url": "https://hooks.example.org/veche", "events": ["meeting.started", "meeting.ended"]
+        })),
         _ => None,
     };
     (p, body)

@@ -31,3 +31,5 @@ mod server_hardening;
 mod session_hardening;
 mod storage;
 mod turn_builtin;
+mod webhook_store;
+mod webhooks;

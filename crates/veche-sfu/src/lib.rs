@@ -26,7 +26,7 @@ pub use config::{IceTcpLimits, Limits, SfuConfig};
 pub use driver::{Connection, SfuHandle, SfuMetrics};
 pub use meeting::{
     AuditEvent, ControlError, JoinGrant, JoinRequest, LiveMeeting, MeetingRef, MeetingSnapshot,
-    MeetingUsage, Remembered, RemoteActor, SfuEvent, UserRef,
+    MeetingStart, MeetingUsage, Presence, Remembered, RemoteActor, SfuEvent, UserRef,
 };
 pub use subscription::MungerState;
 

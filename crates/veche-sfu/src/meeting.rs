@@ -5,7 +5,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use veche_proto::{E2eeMode, ErrorCode, MeetingState, ParticipantInfo, Role, WaitingInfo};
+use veche_proto::{
+    E2eeMode, ErrorCode, MeetingState, ParticipantId, ParticipantInfo, Role, WaitingInfo,
+};
 
 /// A join the signalling layer has already authorised.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +110,37 @@ pub enum SfuEvent {
     MeetingSaved(Box<MeetingSnapshot>),
     /// The meeting in this room is over: a restart must not bring it back.
     MeetingClosed { room: String },
+    /// A meeting with a stored record started: its first participant was let in. Not sent
+    /// again when a restored meeting carries on after a restart.
+    MeetingStarted(MeetingStart),
+    /// Someone was let into a meeting with a stored record (each connection that comes in,
+    /// a dropped one coming back included).
+    ParticipantJoined(Presence),
+    /// A member left a meeting with a stored record, or was removed. Members still in it
+    /// when the meeting ends get no event of their own: [`SfuEvent::MeetingFinished`] says
+    /// it ended for everyone.
+    ParticipantLeft(Presence),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeetingStart {
+    pub meeting: MeetingRef,
+    pub room: String,
+    pub started_at_ms: u64,
+}
+
+/// One participant of a meeting with a stored record, as they came in or went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    pub meeting: MeetingRef,
+    pub participant_id: ParticipantId,
+    /// Their display name in the meeting.
+    pub name: String,
+    /// Their account, when signed in.
+    pub user: Option<UserRef>,
+    pub role: Role,
+    /// When they came in or went, Unix milliseconds.
+    pub at_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

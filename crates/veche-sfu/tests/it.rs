@@ -15,6 +15,7 @@ mod keyframe_on_subscribe;
 mod layer_switch;
 mod meetings;
 mod pause_resume;
+mod presence_events;
 mod room_limits;
 mod screen_share;
 mod shards;

@@ -95,9 +95,7 @@ fn audit_actions(sim: &Sim) -> Vec<&'static str> {
         .iter()
         .filter_map(|e| match e {
             SfuEvent::Audit(a) => Some(a.action),
-            SfuEvent::MeetingFinished(_)
-            | SfuEvent::MeetingSaved(_)
-            | SfuEvent::MeetingClosed { .. } => None,
+            _ => None,
         })
         .collect()
 }
@@ -161,8 +159,8 @@ fn waiting_room_admit_and_deny() {
     );
     assert_eq!(last_error(&sim, h), Some(ErrorCode::UnknownParticipant));
     assert_eq!(audit_actions(&sim), ["meeting.admit", "meeting.deny"]);
-    match &sim.events[0] {
-        SfuEvent::Audit(a) => {
+    match sim.events.iter().find(|e| matches!(e, SfuEvent::Audit(_))) {
+        Some(SfuEvent::Audit(a)) => {
             assert_eq!(a.actor, user(1));
             assert_eq!(a.ip, ip(1));
             assert_eq!(a.meeting_id, ROOM);
@@ -715,7 +713,7 @@ fn time_limit_warns_at_five_and_one_minutes_then_ends() {
         .iter()
         .find_map(|e| match e {
             SfuEvent::MeetingFinished(u) => Some(u.clone()),
-            SfuEvent::Audit(_) | SfuEvent::MeetingSaved(_) | SfuEvent::MeetingClosed { .. } => None,
+            _ => None,
         })
         .expect("usage recorded");
     assert_eq!(usage.meeting_id, ROOM);

@@ -1,4 +1,5 @@
-//! The REST API under `/api/v1`: accounts, organisations, plans, meetings, usage, audit.
+//! The REST API under `/api/v1`: accounts, organisations, plans, meetings, usage, audit,
+//! webhooks.
 //!
 //! Authentication: a session cookie (`veche_session`, HttpOnly, SameSite=Lax, Secure over
 //! TLS) for the browser, or `Authorization: Bearer TOKEN` for API clients — the same token.
@@ -12,6 +13,7 @@ mod directory;
 mod error;
 mod meetings;
 pub mod openapi;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -99,6 +101,8 @@ pub struct ApiState {
     pub sockets: Arc<LiveSockets>,
     /// Directory sign-in (LDAP, OpenID Connect), as configured; empty by default.
     pub directory: Arc<Directory>,
+    /// Webhook settings, and the worker to wake for a test delivery.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 impl ApiState {
@@ -165,6 +169,19 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/orgs/{org}/usage", get(admin::org_usage))
         .route("/orgs/{org}/audit", get(admin::org_audit))
+        .route(
+            "/orgs/{org}/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route(
+            "/orgs/{org}/webhooks/{webhook}",
+            axum::routing::delete(webhooks::delete),
+        )
+        .route("/orgs/{org}/webhooks/{webhook}/test", post(webhooks::test))
+        .route(
+            "/orgs/{org}/webhooks/{webhook}/deliveries",
+            get(webhooks::deliveries),
+        )
         .route(
             "/orgs/{org}/upgrade-requests",
             get(admin::org_upgrade_requests).post(admin::request_upgrade),

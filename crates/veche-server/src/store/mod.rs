@@ -1,5 +1,5 @@
-//! Persistent state: accounts, organisations, plans, meetings, usage, the audit log and login
-//! lockouts, in SQLite (the embedded default) or PostgreSQL.
+//! Persistent state: accounts, organisations, plans, meetings, usage, the audit log, login
+//! lockouts and webhooks, in SQLite (the embedded default) or PostgreSQL.
 //!
 //! One [`Store`] over sqlx's `Any` pool: every query is written once in the SQL both dialects
 //! accept (`$1` placeholders work in SQLite too), with only the schema split in two migration
@@ -12,6 +12,7 @@ mod directory;
 mod live;
 mod meetings;
 mod plans;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -33,6 +34,10 @@ pub use meetings::{
 pub use plans::{
     Actor, AuditEntry, NewAuditEntry, Org, Plan, RequestStatus, UpgradeRequest, UsageRecord,
     UsageSummary,
+};
+pub use webhooks::{
+    AttemptResult, DeliveryStatus, DueDelivery, NewWebhookEndpoint, NextStep, WebhookDelivery,
+    WebhookEndpoint,
 };
 
 /// What a storage call can fail with. Callers map these to API errors; `Db` is a server error.

@@ -572,7 +572,7 @@ impl Store {
 pub(crate) const MAX_AUDIT_FIELD_CHARS: usize = 512;
 
 /// `s` cut to at most `max` characters (on a character boundary), marked with `…` if cut.
-fn clip(s: String, max: usize) -> String {
+pub(super) fn clip(s: String, max: usize) -> String {
     match s.char_indices().nth(max) {
         None => s,
         Some((end, _)) => {

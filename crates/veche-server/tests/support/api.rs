@@ -100,6 +100,7 @@ impl App {
             sfu: Some(sfu.clone()),
             sockets: Arc::default(),
             directory: Arc::default(),
+            webhooks: Default::default(),
         });
         App {
             store,

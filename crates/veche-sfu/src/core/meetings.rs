@@ -276,6 +276,7 @@ impl Sfu {
                     }
                 }
                 Effect::Audit(a) => self.out.push_back(Output::Event(SfuEvent::Audit(a))),
+                Effect::Report(event) => self.out.push_back(Output::Event(event)),
                 Effect::End(reason) => return self.end_meeting(now, key, reason),
             }
         }

@@ -25,8 +25,8 @@ use veche_proto::{
 };
 
 use crate::meeting::{
-    AuditEvent, ControlError, JoinGrant, MeetingRef, MeetingSnapshot, MeetingUsage, Remembered,
-    UserRef,
+    AuditEvent, ControlError, JoinGrant, MeetingRef, MeetingSnapshot, MeetingStart, MeetingUsage,
+    Presence, Remembered, SfuEvent, UserRef,
 };
 use crate::participant::slot;
 
@@ -61,6 +61,9 @@ pub(super) enum Effect {
     /// A member's role changed (what the others are shown of them).
     Role(ParticipantId, Role),
     Audit(AuditEvent),
+    /// A change of the meeting's course for the server to report (started, someone came
+    /// in or went): an [`SfuEvent`] passed on as it is.
+    Report(SfuEvent),
     /// The meeting is over for everyone in it and everyone waiting.
     End(EndReason),
 }
@@ -484,6 +487,7 @@ impl Meeting {
         let m = self.members.remove(i);
         self.dirty = true;
         self.participant_ms += now.at.saturating_duration_since(m.joined_at).as_millis() as u64;
+        self.report_presence(&m, now, SfuEvent::ParticipantLeft, &mut fx);
         if !m.forget_on_leave
             && let Some(key) = &m.key
             && (self.known.len() < MAX_KNOWN || self.known.contains_key(key))
@@ -627,7 +631,15 @@ impl Meeting {
         }
         let host_muted = known.map_or([false; 3], |k| k.host_muted);
         let id = entrant.id;
+        let starts = self.started.is_none();
         self.start_clock(now, entrant.grant.max_duration);
+        if starts && let Some(meeting) = &self.record {
+            fx.push(Effect::Report(SfuEvent::MeetingStarted(MeetingStart {
+                meeting: meeting.clone(),
+                room: self.room.clone(),
+                started_at_ms: now.unix_ms,
+            })));
+        }
         self.resume_until = None;
         self.dirty = true;
         let moderates = role.moderates();
@@ -658,6 +670,9 @@ impl Meeting {
             forget_on_leave: false,
         });
         self.peak = self.peak.max(self.members.len());
+        if let Some(m) = self.members.last() {
+            self.report_presence(m, now, SfuEvent::ParticipantJoined, fx);
+        }
         if moderates {
             self.release_host_absent(now, fx);
         }
@@ -681,6 +696,26 @@ impl Meeting {
             granted
         } else {
             known.role
+        }
+    }
+
+    /// Reports `m` coming in or going (`kind`), in a meeting with a stored record.
+    fn report_presence(
+        &self,
+        m: &Member,
+        now: Now,
+        kind: fn(Presence) -> SfuEvent,
+        fx: &mut Vec<Effect>,
+    ) {
+        if let Some(meeting) = &self.record {
+            fx.push(Effect::Report(kind(Presence {
+                meeting: meeting.clone(),
+                participant_id: m.id,
+                name: m.name.clone(),
+                user: m.grant.user.clone(),
+                role: m.role,
+                at_ms: now.unix_ms,
+            })));
         }
     }
 
