@@ -171,6 +171,7 @@ impl Harness {
                 sfu: Some(sfu),
                 sockets: Arc::default(),
                 directory: Arc::default(),
+                webhooks: Default::default(),
             });
             let (member_user, member, member_csrf) = users.pop().expect("two users");
             let (_, operator, _) = users.pop().expect("two users");
