@@ -62,10 +62,13 @@ function visibleTexts(page) {
   });
 }
 
-/** Names, brands, data and notation that are the same in every language. */
-const NEUTRAL = [/\bVeche\b/g, /\bEnglish\b/g, /\bРусский\b/g, /[\w.+-]+@[\w.-]+/g, /\b[a-z]+(?:[._-][a-z]+)+\b/g,
-  /\b(?=[a-z]*\d)[a-z0-9]{12,}\b/g, /\b(?:Free|Pro|Business|free|pro|business)\b/g,
- /\bhttps?:\/\/\S+/g, /\blocalhost\b/g, /\bUDP\b/g, /\bfps\b/g];
+/**
+ * Names, brands, data and notation that are the same in every language (links first: a
+ * dotted name inside one would leave its scheme and path behind).
+ */
+const NEUTRAL = [/\bhttps?:\/\/\S+/g, /\bVeche\b/g, /\bEnglish\b/g, /\bРусский\b/g, /[\w.+-]+@[\w.-]+/g,
+  /\b[a-z]+(?:[._-][a-z]+)+\b/g, /\b(?=[a-z]*\d)[a-z0-9]{12,}\b/g, /\b(?:Free|Pro|Business|free|pro|business)\b/g,
+  /\blocalhost\b/g, /\bUDP\b/g, /\bfps\b/g];
 
 /**
  * Fails if a visible text has a word in the other language.

@@ -137,7 +137,7 @@ export default {
   // ---- webhooks (admin page) ----
   'webhooks.title': 'Веб-хуки',
   'webhooks.count': 'Адресов: {n} из {max}',
-  'webhooks.url': 'URL',
+  'webhooks.url': 'Адрес',
   'webhooks.url_placeholder': 'https://hooks.example.org/veche',
   'webhooks.events': 'события',
   'webhooks.description': 'описание',
@@ -258,7 +258,7 @@ export default {
   'field.duration_minutes': 'Длительность',
   'field.passcode': 'Код доступа',
   'field.org_role': 'Роль в организации',
-  'field.url': 'URL',
+  'field.url': 'Адрес',
   'field.events': 'События',
   'field.description': 'Описание',
   'what.webhook endpoint': 'адрес веб-хука',
