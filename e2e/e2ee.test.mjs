@@ -213,8 +213,24 @@ test('three Chromium and one Firefox in an E2EE meeting: decrypted media, one se
       `received ${recv.frames} (${(recv.ms / Math.max(1, recv.frames)).toFixed(3)} ms each), ${recv.failed} did not decrypt`);
   }
 
+  // Chat is sealed under the group's key: Firefox's message (typed in its chat panel) shows
+  // on every Chromium page, and what the server relays of it is ciphertext (checked with the
+  // transcript below).
+  const secretChat = `sealed from Firefox ${randomBytes(6).toString('hex')}`;
+  await ff.click('#chat-btn');
+  await ff.type('#chat-input', secretChat);
+  await ff.click('#chat-send');
+  const shows = (/** @type {string} */ t) => document.querySelector('#chat-messages')?.textContent?.includes(t);
+  const showing = [
+    ff.waitForFunction(shows, { timeout: 10000 }, secretChat),
+    ...[c1, c2, c3].map(page => page.waitForFunction(shows, secretChat, { timeout: 10000 })),
+  ];
+  for (const [i, shown] of showing.entries()) {
+    await shown.catch(e => { throw new Error(`${pages[(i + 3) % 4][0]} shows Firefox's sealed chat: ${e}`); });
+  }
+
   // The signalling of the call so far carries no private key and no secret of the epoch,
-  // in the clear, in hex or inside any base64 blob.
+  // in the clear, in hex or inside any base64 blob; and the chat line only sealed.
   /** @type {string[]} */
   const frames = [];
   /** @type {number[][]} */
@@ -225,6 +241,9 @@ test('three Chromium and one Firefox in an E2EE meeting: decrypted media, one se
   }
   assert.ok(frames.some(f => f.includes('"mls_welcome"')) && secrets.length >= 3 * 5,
     `the transcript has the MLS exchange (${frames.length} frames) and the pages their secrets (${secrets.length})`);
+  assert.ok(frames.filter(f => f.includes('"sealed_chat"')).length >= 3, 'each Chromium page got the sealed chat line');
+  assert.ok(!frames.some(f => f.includes(secretChat.slice(-12)) || f.includes('"type":"chat"')),
+    'chat travels in the clear');
   const blobs = transcriptBytes(frames);
   const text = frames.join('\n');
   for (const secret of secrets) {

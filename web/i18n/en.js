@@ -461,6 +461,8 @@ export default {
   'chat.placeholder': 'Message everyone',
   'chat.message': 'Chat message',
   'chat.send': 'Send',
+  'chat.unreadable': '(a message that could not be decrypted)',
+  'chat.not_sealed': 'The message was not sent: the meeting’s encryption is not ready yet.',
   'chat.you_joined': 'You joined {title}',
   'chat.joined': '{name} joined',
   'chat.left': '{name} left',

@@ -460,6 +460,8 @@ export default {
   'chat.placeholder': 'Сообщение для всех',
   'chat.message': 'Сообщение в чат',
   'chat.send': 'Отправить',
+  'chat.unreadable': '(сообщение, которое не удалось расшифровать)',
+  'chat.not_sealed': 'Сообщение не отправлено: шифрование встречи ещё не готово.',
   'chat.you_joined': 'Вы вошли во встречу {title}',
   'chat.joined': '{name} входит во встречу',
   'chat.left': '{name} выходит из встречи',

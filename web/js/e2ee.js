@@ -77,6 +77,30 @@ function knownKeys() {
   }
 }
 
+/** Chat keys of this many epochs before the current one still open messages. */
+const CHAT_EPOCHS_KEPT = 4;
+/** How long a message sealed under an epoch we do not have yet waits for it (or our own
+ * message for the first epoch), ms. */
+const CHAT_KEY_WAIT_MS = 10000;
+/** The version byte of a sealed chat message. */
+const SEALED_V1 = 1;
+/** Version, epoch (8 bytes), nonce (12): what precedes the AES-GCM ciphertext. */
+const SEALED_HEADER = 21;
+
+/**
+ * What a sealed message's AES-GCM authenticates beside its text: its header and the
+ * participant the server says sent it, so the server cannot pass one member's message off as
+ * another's.
+ * @param {Uint8Array} header @param {ParticipantId} from
+ */
+function chatAad(header, from) {
+  const id = new TextEncoder().encode(String(from));
+  const aad = new Uint8Array(header.length + id.length);
+  aad.set(header);
+  aad.set(id, header.length);
+  return aad;
+}
+
 /** Whether this browser can encrypt media end to end (the transform API and WebCrypto). */
 export function canEncrypt() {
   return typeof RTCRtpScriptTransform === 'function' && Boolean(globalThis.crypto?.subtle)
@@ -124,6 +148,95 @@ export class E2ee {
     this.transforms = [];
     /** Frames through the worker and the time they took, since the start, by side. */
     this.totals = { send: { frames: 0, failed: 0, ms: 0 }, recv: { frames: 0, failed: 0, ms: 0 } };
+    /** The chat keys of the latest epochs, by epoch. @type {Map<number, CryptoKey>} */
+    this.chatKeys = new Map();
+    /** Called when an epoch's chat key arrives. @type {(() => void)[]} */
+    this.chatWaiters = [];
+    /** Sealed messages open one after another, in the order they came. @type {Promise<unknown>} */
+    this.chatQueue = Promise.resolve();
+  }
+
+  /**
+   * Waits until the chat key of `epoch` (or, without one, of any epoch) is here, at most
+   * `CHAT_KEY_WAIT_MS`.
+   * @param {number} [epoch]
+   * @returns {Promise<boolean>} whether it is
+   */
+  async chatKeyFor(epoch) {
+    const here = () => (epoch === undefined ? this.chatKeys.size > 0 : this.chatKeys.has(epoch));
+    const deadline = Date.now() + CHAT_KEY_WAIT_MS;
+    while (!here() && !this.stopped && Date.now() < deadline
+      && (epoch === undefined || epoch > this.status.epoch)) {
+      await new Promise(resolve => {
+        const timer = setTimeout(resolve, deadline - Date.now());
+        this.chatWaiters.push(() => {
+          clearTimeout(timer);
+          resolve(undefined);
+        });
+      });
+    }
+    return here();
+  }
+
+  /**
+   * Seals a chat message under the current epoch's chat key: version, epoch, nonce, then the
+   * AES-GCM ciphertext of the text (the server relays it as `sealed_chat` and cannot read it).
+   * @param {string} text
+   * @returns {Promise<string>} base64
+   */
+  async sealChat(text) {
+    if (!await this.chatKeyFor()) throw new Error('no group key for chat yet');
+    const epoch = this.status.epoch;
+    const key = this.chatKeys.get(epoch);
+    if (!key) throw new Error('no chat key for the current epoch');
+    const header = new Uint8Array(SEALED_HEADER);
+    header[0] = SEALED_V1;
+    new DataView(header.buffer).setBigUint64(1, BigInt(epoch));
+    crypto.getRandomValues(header.subarray(9));
+    const sealed = new Uint8Array(await crypto.subtle.encrypt(
+      { name: 'AES-GCM', iv: header.subarray(9), additionalData: chatAad(header, this.selfId) },
+      key, new TextEncoder().encode(text)));
+    const { toBase64 } = await import('./mls.js');
+    const out = new Uint8Array(header.length + sealed.length);
+    out.set(header);
+    out.set(sealed, header.length);
+    return toBase64(out);
+  }
+
+  /**
+   * Opens a sealed chat message from `from`; null if it does not open (not sealed under a key
+   * of ours, or altered). Messages open in the order they came, each waiting a little for an
+   * epoch its sender reached before us.
+   * @param {ParticipantId} from
+   * @param {string} sealed base64
+   * @returns {Promise<string | null>}
+   */
+  openChat(from, sealed) {
+    const opened = this.chatQueue.then(async () => {
+      const { fromBase64 } = await import('./mls.js');
+      let bytes;
+      try {
+        bytes = fromBase64(sealed);
+      } catch {
+        return null;
+      }
+      if (bytes.length < SEALED_HEADER + 16 || bytes[0] !== SEALED_V1) return null;
+      const header = bytes.subarray(0, SEALED_HEADER);
+      const epoch = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(1));
+      if (!await this.chatKeyFor(epoch)) return null;
+      const key = this.chatKeys.get(epoch);
+      if (!key) return null;
+      try {
+        const text = await crypto.subtle.decrypt(
+          { name: 'AES-GCM', iv: header.subarray(9), additionalData: chatAad(header, from) },
+          key, bytes.subarray(SEALED_HEADER));
+        return new TextDecoder().decode(text);
+      } catch {
+        return null;
+      }
+    });
+    this.chatQueue = opened.catch(() => null);
+    return opened;
   }
 
   /** Makes our MLS member and hands the server its key package. */
@@ -291,13 +404,20 @@ export class E2ee {
     const member = this.need();
     const leaf = member.leafOf(String(this.selfId));
     if (leaf === undefined) throw new Error('we are not in the group');
-    const secret = await member.sframeSecret();
+    const [secret, chatKey] = await Promise.all([member.sframeSecret(), member.chatKey()]);
     const epoch = Number(member.epoch);
     this.worker.postMessage({ type: 'epoch', epoch, secret, leaf });
+    this.chatKeys.set(epoch, chatKey);
+    for (const e of this.chatKeys.keys()) {
+      if (e < epoch - CHAT_EPOCHS_KEPT) this.chatKeys.delete(e);
+    }
     this.epochStartedAt.set(epoch, performance.now());
     const roster = this.checkKeys(await member.members());
     this.status = { ...this.status, code: member.securityCode(), epoch, roster, encrypted: false };
     this.changed(this.status);
+    const woken = this.chatWaiters;
+    this.chatWaiters = [];
+    for (const wake of woken) wake();
   }
 
   /**

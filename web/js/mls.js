@@ -30,6 +30,9 @@ export const CIPHERSUITE = "MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519";
 const SFRAME_LABEL = "SFrame 1.0 Base Key";
 /** Nh of SHA-256, the hash of SFrame's AES_128_GCM_SHA256_128. */
 const SFRAME_SECRET_BYTES = 32;
+/** The exporter label of the epoch's chat key (AES-128-GCM, e2ee.js seals chat with it). */
+const CHAT_LABEL = "Veche chat 1";
+const CHAT_KEY_BYTES = 16;
 
 /** @param {Uint8Array} bytes */
 export function toBase64(bytes) {
@@ -237,6 +240,19 @@ export class MlsMember {
       SFRAME_SECRET_BYTES,
       this.cs,
     );
+  }
+
+  /** The epoch's chat key, for sealing chat messages (a non-extractable WebCrypto key). */
+  async chatKey() {
+    if (!this.state) throw new Error("not in a group");
+    const raw = await mlsExporter(
+      this.state.keySchedule.exporterSecret,
+      CHAT_LABEL,
+      new Uint8Array(0),
+      CHAT_KEY_BYTES,
+      this.cs,
+    );
+    return crypto.subtle.importKey("raw", new Uint8Array(raw), "AES-GCM", false, ["encrypt", "decrypt"]);
   }
 
   /**

@@ -95,6 +95,7 @@ export const MAX_VIDEO_SIZES = 256;
  *   | {type: 'candidate', candidate: string}
  *   | {type: 'set_media', kind: TrackKind, enabled: boolean}
  *   | {type: 'chat', text: string}
+ *   | {type: 'sealed_chat', sealed: string}
  *   | {type: 'raise_hand', raised: boolean}
  *   | {type: 'leave'}
  *   | {type: 'video_sizes', sizes: VideoSize[]}
@@ -125,6 +126,7 @@ export const MAX_VIDEO_SIZES = 256;
  *   | {type: 'track_unpublished', participant_id: ParticipantId, kind: TrackKind, mid: string}
  *   | {type: 'media_state', participant_id: ParticipantId, kind: TrackKind, enabled: boolean}
  *   | {type: 'chat', from: ParticipantId, name: string, text: string, sent_at_ms: number}
+ *   | {type: 'sealed_chat', from: ParticipantId, name: string, sealed: string, sent_at_ms: number}
  *   | {type: 'hand', participant_id: ParticipantId, raised: boolean}
  *   | {type: 'layers_wanted', kind: TrackKind, rids: string[]}
  *   | {type: 'active_speaker', participant_id: ParticipantId | null}

@@ -287,9 +287,18 @@ export class Session {
     this.view.status('ended');
   }
 
-  /** @param {string} text */
+  /**
+   * Sends a chat message; in an end-to-end encrypted meeting sealed under the group's key
+   * (the server relays what it cannot read).
+   * @param {string} text
+   */
   sendChat(text) {
-    return this.send({ type: 'chat', text });
+    const e2ee = this.e2ee;
+    if (!e2ee) return this.send({ type: 'chat', text });
+    e2ee.sealChat(text).then(sealed => {
+      if (this.e2ee === e2ee) this.send({ type: 'sealed_chat', sealed });
+    }, () => this.view.notice(t('chat.not_sealed')));
+    return true;
   }
 
   /** @param {boolean} raised */
@@ -774,6 +783,14 @@ export class Session {
       case 'chat':
         this.view.chatMessage(msg.from, msg.name, msg.text, msg.sent_at_ms);
         break;
+      case 'sealed_chat': {
+        const e2ee = this.e2ee;
+        e2ee?.openChat(msg.from, msg.sealed).then(text => {
+          if (this.e2ee !== e2ee) return;
+          this.view.chatMessage(msg.from, msg.name, text ?? t('chat.unreadable'), msg.sent_at_ms);
+        });
+        break;
+      }
       case 'active_speaker':
         this.view.activeSpeaker(msg.participant_id);
         break;

@@ -134,6 +134,14 @@ pub struct MlsAdd {
 /// Most participants one `mls_commit` may list as added or removed.
 pub const MAX_MLS_CHANGES: usize = 1024;
 
+/// The largest sealed chat message the server relays when a plain one may have
+/// `max_chat_chars` characters: four bytes a character of UTF-8, and room for what sealing
+/// adds (an epoch, a nonce and an authentication tag take 36 bytes in the browser client's
+/// format).
+pub const fn sealed_chat_max_bytes(max_chat_chars: usize) -> usize {
+    max_chat_chars.saturating_mul(4).saturating_add(64)
+}
+
 /// Meeting-wide settings and limits, sent on join and whenever a host changes them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MeetingState {
@@ -270,8 +278,13 @@ pub enum ClientMessage {
     /// Turn a track on or off. For audio/video this is mute/unmute (the m-lines stay); for
     /// screen, `true` publishes the share and `false` ends it.
     SetMedia { kind: TrackKind, enabled: bool },
-    /// A chat message to everyone in the room.
+    /// A chat message to everyone in the room. Not in an end-to-end encrypted meeting, whose
+    /// chat is [`ClientMessage::SealedChat`].
     Chat { text: String },
+    /// A chat message to everyone in an end-to-end encrypted meeting: the text sealed by the
+    /// client under a key of the group's epoch, opaque to the server (the format is the
+    /// clients' business: `web/js/e2ee.js`). At most [`sealed_chat_max_bytes`] bytes.
+    SealedChat { sealed: MlsBlob },
     /// Raise or lower the hand.
     RaiseHand { raised: bool },
     /// Leave the room; the server closes the connection afterwards.
@@ -436,6 +449,14 @@ pub enum ServerMessage {
         from: ParticipantId,
         name: String,
         text: String,
+        /// Server time, milliseconds since the Unix epoch.
+        sent_at_ms: u64,
+    },
+    /// A [`ClientMessage::SealedChat`] as its sender sealed it.
+    SealedChat {
+        from: ParticipantId,
+        name: String,
+        sealed: MlsBlob,
         /// Server time, milliseconds since the Unix epoch.
         sent_at_ms: u64,
     },
@@ -649,7 +670,7 @@ impl ParseError {
     }
 }
 
-const CLIENT_TYPES: [&str; 22] = [
+const CLIENT_TYPES: [&str; 23] = [
     "join",
     "reattach",
     "ice_restart",
@@ -657,6 +678,7 @@ const CLIENT_TYPES: [&str; 22] = [
     "candidate",
     "set_media",
     "chat",
+    "sealed_chat",
     "raise_hand",
     "leave",
     "video_sizes",
@@ -957,6 +979,9 @@ mod tests {
                 enabled: true,
             },
             ClientMessage::Chat { text: "x".into() },
+            ClientMessage::SealedChat {
+                sealed: MlsBlob(vec![1, 2, 3]),
+            },
             ClientMessage::RaiseHand { raised: true },
             ClientMessage::Leave,
             ClientMessage::VideoSizes {

@@ -27,7 +27,8 @@ use str0m::rtp::{ExtensionValues, RtpPacket, Vp8Descriptor};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
 use veche_proto::{
-    ErrorCode, ParticipantId, ParticipantQuality, ServerMessage, TrackKind, VideoSize,
+    ErrorCode, MlsBlob, ParticipantId, ParticipantQuality, ServerMessage, TrackKind, VideoSize,
+    sealed_chat_max_bytes,
 };
 
 use self::demux::{Demux, Route};
@@ -294,6 +295,7 @@ impl Sfu {
             Command::Candidate { candidate } => self.candidate(id, &candidate),
             Command::SetMedia { kind, enabled } => self.set_media(id, kind, enabled),
             Command::Chat { text } => self.chat(id, unix_ms, text),
+            Command::SealedChat { sealed } => self.sealed_chat(id, unix_ms, sealed),
             Command::RaiseHand { raised } => {
                 if let Some(p) = self.participants.get_mut(&id) {
                     p.info.hand_raised = raised;
@@ -704,6 +706,14 @@ impl Sfu {
         let Some(p) = self.participants.get(&id) else {
             return;
         };
+        if self.is_encrypted(p.room_key()) {
+            // The server must not see what an encrypted meeting says.
+            return self.error(
+                id,
+                ErrorCode::InvalidMessage,
+                "chat in an end-to-end encrypted meeting is sealed (sealed_chat)",
+            );
+        }
         let msg = ServerMessage::Chat {
             from: id,
             name: p.info.name.clone(),
@@ -711,6 +721,40 @@ impl Sfu {
             sent_at_ms: unix_ms,
         };
         self.broadcast(p.room_key(), None, msg);
+    }
+
+    /// Relays a chat message sealed under the group's keys, which the server cannot read.
+    fn sealed_chat(&mut self, id: ParticipantId, unix_ms: u64, sealed: Vec<u8>) {
+        let max = sealed_chat_max_bytes(self.config.limits.max_chat_chars);
+        let Some(p) = self.participants.get(&id) else {
+            return;
+        };
+        if !self.is_encrypted(p.room_key()) {
+            return self.error(
+                id,
+                ErrorCode::InvalidMessage,
+                "sealed chat outside an end-to-end encrypted meeting",
+            );
+        }
+        if sealed.is_empty() || sealed.len() > max {
+            return self.error(
+                id,
+                ErrorCode::ChatTooLong,
+                format!("sealed chat message of {} bytes (1 to {max})", sealed.len()),
+            );
+        }
+        let msg = ServerMessage::SealedChat {
+            from: id,
+            name: p.info.name.clone(),
+            sealed: MlsBlob(sealed),
+            sent_at_ms: unix_ms,
+        };
+        self.broadcast(p.room_key(), None, msg);
+    }
+
+    /// Whether `room`'s meeting is end-to-end encrypted.
+    fn is_encrypted(&self, room: RoomKey) -> bool {
+        self.rooms.get(&room).is_some_and(|r| r.e2ee.is_some())
     }
 
     fn members(&self, room: RoomKey) -> Vec<ParticipantId> {

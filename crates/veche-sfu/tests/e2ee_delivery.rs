@@ -213,3 +213,106 @@ fn mls_messages_in_an_ordinary_room_are_refused() {
         .count();
     assert_eq!(refusals, 2);
 }
+
+/// The error `code` messages client `idx` got, in order.
+fn errors(sim: &Sim, idx: usize, code: ErrorCode) -> Vec<String> {
+    sim.clients[idx]
+        .inbox
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Error { code: c, message } if *c == code => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_encrypted_room_relays_only_sealed_chat_and_a_plain_room_only_plain() {
+    let mut sim = sim();
+    let a = sim.join_e2ee("vault", "A", true, true);
+    let b = sim.join_e2ee("vault", "B", true, false);
+    let ida = sim.clients[a].id;
+    // The server must not see what an encrypted meeting says: plain chat there is refused
+    // and reaches nobody.
+    sim.send(
+        a,
+        ClientMessage::Chat {
+            text: "in the clear".into(),
+        },
+    );
+    assert_eq!(
+        errors(&sim, a, ErrorCode::InvalidMessage),
+        ["chat in an end-to-end encrypted meeting is sealed (sealed_chat)"]
+    );
+    assert!(!sim.clients[b].saw(|m| matches!(m, ServerMessage::Chat { .. })));
+    // Sealed chat goes to everyone (its sender included) byte for byte, from its sender.
+    let sealed: Vec<u8> = (0..=255).collect();
+    sim.send(
+        a,
+        ClientMessage::SealedChat {
+            sealed: MlsBlob(sealed.clone()),
+        },
+    );
+    for i in [a, b] {
+        assert!(
+            sim.clients[i].saw(
+                |m| matches!(m, ServerMessage::SealedChat { from, sealed: s, .. }
+                if *from == ida && s.0 == sealed)
+            ),
+            "{:?}",
+            sim.clients[i].inbox
+        );
+    }
+    // Within the size a plain message of the limit would seal to, and not empty.
+    let max = veche_proto::sealed_chat_max_bytes(Limits::default().max_chat_chars);
+    sim.send(
+        a,
+        ClientMessage::SealedChat {
+            sealed: MlsBlob(vec![1; max + 1]),
+        },
+    );
+    sim.send(
+        a,
+        ClientMessage::SealedChat {
+            sealed: MlsBlob(Vec::new()),
+        },
+    );
+    assert_eq!(errors(&sim, a, ErrorCode::ChatTooLong).len(), 2);
+    let relayed = |sim: &Sim| {
+        sim.clients[b]
+            .inbox
+            .iter()
+            .filter(|m| matches!(m, ServerMessage::SealedChat { .. }))
+            .count()
+    };
+    assert_eq!(relayed(&sim), 1);
+    sim.send(
+        a,
+        ClientMessage::SealedChat {
+            sealed: MlsBlob(vec![1; max]),
+        },
+    );
+    assert_eq!(relayed(&sim), 2);
+
+    // In an ordinary room it is the other way round.
+    let p = sim.join("plain", "P");
+    sim.send(
+        p,
+        ClientMessage::SealedChat {
+            sealed: MlsBlob(sealed),
+        },
+    );
+    assert_eq!(
+        errors(&sim, p, ErrorCode::InvalidMessage),
+        ["sealed chat outside an end-to-end encrypted meeting"]
+    );
+    sim.send(
+        p,
+        ClientMessage::Chat {
+            text: "hello".into(),
+        },
+    );
+    assert!(
+        sim.clients[p].saw(|m| matches!(m, ServerMessage::Chat { text, .. } if text == "hello"))
+    );
+}

@@ -31,6 +31,9 @@ pub enum Command {
     Chat {
         text: String,
     },
+    SealedChat {
+        sealed: Vec<u8>,
+    },
     RaiseHand {
         raised: bool,
     },
@@ -120,6 +123,7 @@ impl From<ClientMessage> for Command {
             ClientMessage::Candidate { candidate } => Command::Candidate { candidate },
             ClientMessage::SetMedia { kind, enabled } => Command::SetMedia { kind, enabled },
             ClientMessage::Chat { text } => Command::Chat { text },
+            ClientMessage::SealedChat { sealed } => Command::SealedChat { sealed: sealed.0 },
             ClientMessage::RaiseHand { raised } => Command::RaiseHand { raised },
             ClientMessage::Leave => Command::Leave,
             ClientMessage::VideoSizes { sizes } => Command::VideoSizes { sizes },
@@ -214,6 +218,7 @@ impl TryFrom<ClientMessage> for HostControl {
             | ClientMessage::Candidate { .. }
             | ClientMessage::SetMedia { .. }
             | ClientMessage::Chat { .. }
+            | ClientMessage::SealedChat { .. }
             | ClientMessage::RaiseHand { .. }
             | ClientMessage::Leave
             | ClientMessage::VideoSizes { .. }
