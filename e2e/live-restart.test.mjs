@@ -4,7 +4,8 @@
 // All three browsers come back by themselves (accounts by their session cookie, the guest by
 // the resume token its tab kept) into the same meeting: the same roles, the lock, the guest
 // still muted and unable to unmute — and decoding each other's video again. The gap from the
-// kill to the first remote frame decoded again is printed.
+// kill to the first remote frame decoded again is printed. A raised hand and the chat of
+// before the crash are still there afterwards.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -150,6 +151,15 @@ test('host, co-host and a host-muted guest come back to the locked meeting after
       return m.locked && !m.allow_self_unmute;
     }, null, { timeout: UI_TIMEOUT_MS });
   }
+  // The guest raises a hand and Cora says something: both are the browsers' own (the hand
+  // is sent again on rejoining, the chat stays in each page).
+  await guest.click('#hand-btn');
+  await host.waitForSelector('.tile.hand-raised', { timeout: UI_TIMEOUT_MS });
+  const line = 'before the crash';
+  await cora.click('#chat-btn');
+  await cora.fill('#chat-input', line);
+  await cora.click('#chat-send');
+  await host.waitForFunction(t => document.querySelector('#chat-messages')?.textContent?.includes(t), line, { timeout: UI_TIMEOUT_MS });
   // The state is written behind within a few hundred milliseconds.
   await host.waitForTimeout(1000);
 
@@ -185,6 +195,17 @@ test('host, co-host and a host-muted guest come back to the locked meeting after
   // @ts-ignore the client's test hook
   assert.equal(await guest.evaluate(() => window.veche.session.mayUnmute('audio')), false);
   await host.waitForSelector('#locked-indicator:not([hidden])', { timeout: UI_TIMEOUT_MS });
+  // The guest's hand is still up, as everyone sees it (under its new participant id), and
+  // the chat of before is still there.
+  for (const page of [host, cora]) {
+    await page.waitForFunction(id => {
+      // @ts-ignore the client's test hook
+      const p = window.veche.session.participants.get(id);
+      return p?.hand_raised === true;
+    }, ids[2], { timeout: UI_TIMEOUT_MS });
+  }
+  assert.ok(await host.evaluate(t => document.querySelector('#chat-messages')?.textContent?.includes(t), line),
+    'the chat of before the crash is still on the host\'s page');
   console.log(`  kill -9 → server healthy: ${healthyMs} ms`);
   console.log(`  kill -9 → each browser decodes every other's video again: ${gaps.sort((a, b) => a - b).join(', ')} ms`);
 
