@@ -18,6 +18,7 @@ mod abuse_resources;
 mod api_auth;
 mod api_matrix;
 mod api_restart;
+mod audit_atomic;
 mod bad_input;
 mod check_endpoint;
 mod directory_ldap;

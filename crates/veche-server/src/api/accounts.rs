@@ -8,13 +8,13 @@ use serde_json::json;
 
 use super::{
     ApiError, ApiResult, ApiState, Caller, ClientIp, Json, Path, SESSION_COOKIE, SESSION_TTL_SECS,
-    session_token,
+    audit_entry, session_token,
 };
 use crate::auth;
 use crate::sockets::SessionEnd;
 use crate::store::{
-    MAX_PASSWORD_CHARS, NewUser, Org, OrgRole, User, UserRole, check_new_user, check_password,
-    normalize_email,
+    MAX_PASSWORD_CHARS, NewAuditEntry, NewUser, Org, OrgRole, User, UserRole, check_new_user,
+    check_password, create_user_on, normalize_email, set_password_on,
 };
 
 #[derive(Debug, Deserialize)]
@@ -132,7 +132,28 @@ pub(super) async fn signup(
         .begin_attempt(&[(&ip_key, policy.max_failures)], None, now, policy)
         .await?
         .map_err(|r| ApiError::LockedOut(r.retry_after_secs))?;
-    let created = state.store.create_user(new, now).await;
+    let created = match state.store.hash_new_user(new).await {
+        Ok(hashed) => {
+            let ip = ip.clone();
+            state
+                .store
+                .audited(
+                    now,
+                    async |c| create_user_on(c, hashed, now).await,
+                    |user: &User| NewAuditEntry {
+                        actor_id: Some(user.id.clone()),
+                        actor_email: Some(user.email.clone()),
+                        ip,
+                        action: "user.signup".into(),
+                        target: user.id.clone(),
+                        org_id: Some(user.org_id.clone()),
+                        detail: user.email.clone(),
+                    },
+                )
+                .await
+        }
+        Err(e) => Err(e),
+    };
     let user = match created {
         // The sign-up counts against the address's allowance.
         Ok(user) => {
@@ -149,21 +170,6 @@ pub(super) async fn signup(
         .store
         .remember_source(&user.id, ip.as_deref().unwrap_or("-"), now)
         .await?;
-    let caller = Caller {
-        user: Some(user.clone()),
-        session: None,
-        token: None,
-        ip,
-    };
-    state
-        .audit(
-            &caller,
-            "user.signup",
-            &user.id,
-            Some(&user.org_id),
-            user.email.clone(),
-        )
-        .await;
     start_session(&state, user, StatusCode::CREATED).await
 }
 
@@ -344,23 +350,28 @@ pub(super) async fn change_password(
         familiar,
     )
     .await?;
+    let hash = state.store.hash_password(&body.new_password).await?;
     state
         .store
-        .set_password(&user.id, &body.new_password)
+        .audited(
+            state.now(),
+            async |c| set_password_on(c, &user.id, &hash).await,
+            |_| {
+                let org = Some(user.org_id.as_str());
+                audit_entry(
+                    &caller,
+                    "user.password_change",
+                    &user.id,
+                    org,
+                    String::new(),
+                )
+            },
+        )
         .await?;
     // Every session of the account just ended; so do their connections.
     state
         .sockets
         .end_user(&user.id, SessionEnd::PasswordChanged);
-    state
-        .audit(
-            &caller,
-            "user.password_change",
-            &user.id,
-            Some(&user.org_id),
-            String::new(),
-        )
-        .await;
     // Every session ended with the old password; this one continues with a fresh session.
     start_session(&state, user.clone(), StatusCode::OK).await
 }
@@ -428,29 +439,29 @@ pub(super) async fn add_member(
             message: format!("{r:?} is not admin or member"),
         })?,
     };
+    let hashed = state
+        .store
+        .hash_new_user(NewUser {
+            email: body.email,
+            name: body.name,
+            password: body.password,
+            role: UserRole::User,
+            org_id: Some(org_id.clone()),
+            org_name: None,
+            org_role,
+        })
+        .await?;
+    let now = state.now();
     let user = state
         .store
-        .create_user(
-            NewUser {
-                email: body.email,
-                name: body.name,
-                password: body.password,
-                role: UserRole::User,
-                org_id: Some(org_id.clone()),
-                org_name: None,
-                org_role,
+        .audited(
+            now,
+            async |c| create_user_on(c, hashed, now).await,
+            |user: &User| {
+                let detail = format!("{} as {}", user.email, org_role.as_str());
+                audit_entry(&caller, "org.member_add", &user.id, Some(&org_id), detail)
             },
-            state.now(),
         )
         .await?;
-    state
-        .audit(
-            &caller,
-            "org.member_add",
-            &user.id,
-            Some(&org_id),
-            format!("{} as {}", user.email, org_role.as_str()),
-        )
-        .await;
     Ok((StatusCode::CREATED, axum::Json(user)).into_response())
 }

@@ -8,9 +8,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::accounts::check_administers;
-use super::{ApiError, ApiResult, ApiState, Caller, Json, Path, Query};
+use super::{ApiError, ApiResult, ApiState, Caller, Json, Path, Query, audit_entry};
 use crate::sockets::SessionEnd;
-use crate::store::{OrgRole, Plan, RequestStatus, User, UserRole};
+use crate::store::{
+    OrgRole, Plan, RequestStatus, User, UserRole, rename_org_on, set_org_plan_on, set_org_role_on,
+    set_user_role_on, update_plan_on,
+};
 
 const AUDIT_LIMIT_DEFAULT: i64 = 100;
 const AUDIT_LIMIT_MAX: i64 = 1000;
@@ -108,16 +111,15 @@ pub(super) async fn update_plan(
         e2ee_required: body.e2ee_required,
         large_meetings: body.large_meetings,
     };
-    state.store.update_plan(&plan).await?;
+    let detail = serde_json::to_string(&plan).unwrap_or_default();
     state
-        .audit(
-            &caller,
-            "plan.update",
-            &id,
-            None,
-            serde_json::to_string(&plan).unwrap_or_default(),
+        .store
+        .audited(
+            state.now(),
+            async |c| update_plan_on(c, &plan).await,
+            |_| audit_entry(&caller, "plan.update", &id, None, detail),
         )
-        .await;
+        .await?;
     let plan = state
         .store
         .plan(&id)
@@ -354,26 +356,28 @@ pub(super) async fn update_user(
             })
         })
         .transpose()?;
-    if let Some(role) = role {
-        state.store.set_user_role(&id, role).await?;
-    }
-    if let Some(role) = org_role {
-        state.store.set_org_role(&id, role).await?;
-    }
+    let detail = format!("role={:?} org_role={:?}", body.role, body.org_role);
+    state
+        .store
+        .audited(
+            state.now(),
+            async |c| {
+                if let Some(role) = role {
+                    set_user_role_on(c, &id, role).await?;
+                }
+                if let Some(role) = org_role {
+                    set_org_role_on(c, &id, role).await?;
+                }
+                Ok(())
+            },
+            |_| audit_entry(&caller, "user.update", &id, Some(&target.org_id), detail),
+        )
+        .await?;
     if role.is_some() || org_role.is_some() {
         // Live connections carry the roles they joined with; they end, and the next join
         // is decided on the new ones.
         state.sockets.end_user(&id, SessionEnd::RoleChanged);
     }
-    state
-        .audit(
-            &caller,
-            "user.update",
-            &id,
-            Some(&target.org_id),
-            format!("role={:?} org_role={:?}", body.role, body.org_role),
-        )
-        .await;
     let user = state
         .store
         .user(&id)
@@ -394,21 +398,23 @@ pub(super) async fn update_org(
     if state.store.org(&id).await?.is_none() {
         return Err(ApiError::NotFound("organisation"));
     }
-    if let Some(name) = &body.name {
-        state.store.rename_org(&id, name).await?;
-    }
-    if let Some(plan) = &body.plan_id {
-        state.store.set_org_plan(&id, plan).await?;
-    }
+    let detail = format!("name={:?} plan={:?}", body.name, body.plan_id);
     state
-        .audit(
-            &caller,
-            "org.update",
-            &id,
-            Some(&id),
-            format!("name={:?} plan={:?}", body.name, body.plan_id),
+        .store
+        .audited(
+            state.now(),
+            async |c| {
+                if let Some(name) = &body.name {
+                    rename_org_on(c, &id, name).await?;
+                }
+                if let Some(plan) = &body.plan_id {
+                    set_org_plan_on(c, &id, plan).await?;
+                }
+                Ok(())
+            },
+            |_| audit_entry(&caller, "org.update", &id, Some(&id), detail),
         )
-        .await;
+        .await?;
     let org = state
         .store
         .org(&id)

@@ -110,7 +110,9 @@ impl ApiState {
         self.clock.now()
     }
 
-    /// Appends to the audit log; a failure to log is reported but does not undo the action.
+    /// Appends to the audit log on its own, for what is not a change of stored state (a
+    /// lockout, a request); a failure to log is reported but does not undo the action.
+    /// Changes write their entry with them ([`crate::store::Store::audited`]).
     pub(crate) async fn audit(
         &self,
         caller: &Caller,
@@ -119,18 +121,29 @@ impl ApiState {
         org: Option<&str>,
         detail: String,
     ) {
-        let entry = NewAuditEntry {
-            actor_id: caller.user.as_ref().map(|u| u.id.clone()),
-            actor_email: caller.user.as_ref().map(|u| u.email.clone()),
-            ip: caller.ip.clone(),
-            action: action.to_owned(),
-            target: target.to_owned(),
-            org_id: org.map(str::to_owned),
-            detail,
-        };
+        let entry = audit_entry(caller, action, target, org, detail);
         if let Err(e) = self.store.audit(entry, self.now()).await {
             tracing::error!(error = %e, action, "writing the audit log failed");
         }
+    }
+}
+
+/// The audit entry of `caller`'s `action` on `target`.
+pub(crate) fn audit_entry(
+    caller: &Caller,
+    action: &str,
+    target: &str,
+    org: Option<&str>,
+    detail: String,
+) -> NewAuditEntry {
+    NewAuditEntry {
+        actor_id: caller.user.as_ref().map(|u| u.id.clone()),
+        actor_email: caller.user.as_ref().map(|u| u.email.clone()),
+        ip: caller.ip.clone(),
+        action: action.to_owned(),
+        target: target.to_owned(),
+        org_id: org.map(str::to_owned),
+        detail,
     }
 }
 

@@ -217,7 +217,7 @@ fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
 
 /// A new organisation on the free plan; its id.
 pub(super) async fn insert_org(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     name: &str,
     now: i64,
 ) -> StoreResult<String> {
@@ -226,14 +226,14 @@ pub(super) async fn insert_org(
         .bind(&org_id)
         .bind(name)
         .bind(now)
-        .execute(&mut **tx)
+        .execute(conn)
         .await?;
     Ok(org_id)
 }
 
 /// Inserts `user` with `password_hash` (a PHC string, or [`NO_PASSWORD`]).
 pub(super) async fn insert_user(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     user: &User,
     password_hash: &str,
 ) -> StoreResult<()> {
@@ -249,7 +249,7 @@ pub(super) async fn insert_user(
     .bind(&user.org_id)
     .bind(user.org_role.as_str())
     .bind(user.created_at)
-    .execute(&mut **tx)
+    .execute(conn)
     .await;
     match inserted {
         Ok(_) => Ok(()),
@@ -265,36 +265,19 @@ pub(super) const NO_PASSWORD: &str = "!directory";
 
 impl Store {
     pub async fn create_user(&self, new: NewUser, now: i64) -> StoreResult<User> {
-        let Checked {
-            email,
-            name,
-            org_name,
-        } = check_new_user_fields(&new)?;
-        let name = name.as_str();
-        let hash = self.hasher.hash(&new.password).await?;
+        let new = self.hash_new_user(new).await?;
         let mut tx = self.pool.begin().await?;
-        let (org_id, org_role) = match new.org_id {
-            // No existence check first: a read before the write would make SQLite's
-            // transaction upgrade its lock, which fails at once (without the busy timeout)
-            // when another process writes. The foreign key tells a missing organisation.
-            Some(org_id) => (org_id, new.org_role),
-            None => {
-                let org_name = org_name.unwrap_or_else(|| format!("{name}'s organisation"));
-                (insert_org(&mut tx, &org_name, now).await?, OrgRole::Admin)
-            }
-        };
-        let user = User {
-            id: row_id(),
-            email,
-            name: name.to_owned(),
-            role: new.role,
-            org_id,
-            org_role,
-            created_at: now,
-        };
-        insert_user(&mut tx, &user, &hash).await?;
+        let user = create_user_on(&mut tx, new, now).await?;
         tx.commit().await?;
         Ok(user)
+    }
+
+    /// Checks a new account's fields and hashes its password (slow, so before any
+    /// transaction), for [`create_user_on`].
+    pub async fn hash_new_user(&self, new: NewUser) -> StoreResult<HashedNewUser> {
+        let checked = check_new_user_fields(&new)?;
+        let hash = self.hasher.hash(&new.password).await?;
+        Ok(HashedNewUser { new, checked, hash })
     }
 
     pub async fn user(&self, id: &str) -> StoreResult<Option<User>> {
@@ -340,49 +323,28 @@ impl Store {
     }
 
     pub async fn set_user_role(&self, user_id: &str, role: UserRole) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
-            .bind(role.as_str())
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("user"));
-        }
-        Ok(())
+        set_user_role_on(&mut *self.pool.acquire().await?, user_id, role).await
     }
 
     pub async fn set_org_role(&self, user_id: &str, role: OrgRole) -> StoreResult<()> {
-        let done = sqlx::query("UPDATE users SET org_role = $1 WHERE id = $2")
-            .bind(role.as_str())
-            .bind(user_id)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("user"));
-        }
-        Ok(())
+        set_org_role_on(&mut *self.pool.acquire().await?, user_id, role).await
     }
 
     /// Sets a new password and ends every session of the user (a changed password should
     /// lock out whoever had the old one).
     pub async fn set_password(&self, user_id: &str, password: &str) -> StoreResult<()> {
-        check_password(password)?;
-        let hash = self.hasher.hash(password).await?;
+        let hash = self.hash_password(password).await?;
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
-            .bind(hash)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("user"));
-        }
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await?;
+        set_password_on(&mut tx, user_id, &hash).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Checks a new password and hashes it (slow, so before any transaction), for
+    /// [`set_password_on`].
+    pub async fn hash_password(&self, password: &str) -> StoreResult<String> {
+        check_password(password)?;
+        Ok(self.hasher.hash(password).await?)
     }
 
     /// The user if `password` is theirs. An unknown email costs the same hashing time as a
@@ -497,4 +459,105 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// A new account whose fields are checked and password hashed ([`Store::hash_new_user`]).
+pub struct HashedNewUser {
+    new: NewUser,
+    checked: Checked,
+    hash: String,
+}
+
+/// Makes the account (and its organisation, if it has none) on `conn` (run it in a
+/// transaction).
+pub(crate) async fn create_user_on(
+    conn: &mut sqlx::AnyConnection,
+    new: HashedNewUser,
+    now: i64,
+) -> StoreResult<User> {
+    let HashedNewUser {
+        new,
+        checked: Checked {
+            email,
+            name,
+            org_name,
+        },
+        hash,
+    } = new;
+    let name = name.as_str();
+    let (org_id, org_role) = match new.org_id {
+        // No existence check first: a read before the write would make SQLite's
+        // transaction upgrade its lock, which fails at once (without the busy timeout)
+        // when another process writes. The foreign key tells a missing organisation.
+        Some(org_id) => (org_id, new.org_role),
+        None => {
+            let org_name = org_name.unwrap_or_else(|| format!("{name}'s organisation"));
+            (insert_org(conn, &org_name, now).await?, OrgRole::Admin)
+        }
+    };
+    let user = User {
+        id: row_id(),
+        email,
+        name: name.to_owned(),
+        role: new.role,
+        org_id,
+        org_role,
+        created_at: now,
+    };
+    insert_user(conn, &user, &hash).await?;
+    Ok(user)
+}
+
+pub(crate) async fn set_user_role_on(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    role: UserRole,
+) -> StoreResult<()> {
+    let done = sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+        .bind(role.as_str())
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound("user"));
+    }
+    Ok(())
+}
+
+pub(crate) async fn set_org_role_on(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    role: OrgRole,
+) -> StoreResult<()> {
+    let done = sqlx::query("UPDATE users SET org_role = $1 WHERE id = $2")
+        .bind(role.as_str())
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound("user"));
+    }
+    Ok(())
+}
+
+/// Sets the password hash `hash` ([`Store::hash_password`]) and ends every session of the
+/// user, on `conn` (run it in a transaction).
+pub(crate) async fn set_password_on(
+    conn: &mut sqlx::AnyConnection,
+    user_id: &str,
+    hash: &str,
+) -> StoreResult<()> {
+    let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+        .bind(hash)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound("user"));
+    }
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -24,7 +24,9 @@ use sqlx::{AnyPool, Executor};
 use crate::auth::{HashError, Hasher};
 
 pub(crate) use accounts::{MAX_PASSWORD_CHARS, check_new_user, check_password, normalize_email};
-pub use accounts::{NewUser, OrgRole, Session, User, UserRole};
+// Changes made on one connection, for [`Store::audited`].
+pub use accounts::{HashedNewUser, NewUser, OrgRole, Session, User, UserRole};
+pub(crate) use accounts::{create_user_on, set_org_role_on, set_password_on, set_user_role_on};
 pub use attempts::{Attempt, LockoutPolicy, Refused};
 pub use directory::{ExternalIdentity, PendingOidcLogin, Provisioned};
 pub use live::{LiveChange, LiveRow};
@@ -35,6 +37,7 @@ pub use plans::{
     Actor, AuditEntry, NewAuditEntry, Org, Plan, RequestStatus, UpgradeRequest, UsageRecord,
     UsageSummary,
 };
+pub(crate) use plans::{rename_org_on, set_org_plan_on, update_plan_on};
 pub use webhooks::{
     AttemptResult, DeliveryStatus, DueDelivery, NewWebhookEndpoint, NextStep, WebhookDelivery,
     WebhookEndpoint,

@@ -171,6 +171,97 @@ pub(crate) async fn insert_audit(
     Ok(())
 }
 
+/// [`Store::update_plan`] on `conn`.
+pub(crate) async fn update_plan_on(conn: &mut sqlx::AnyConnection, plan: &Plan) -> StoreResult<()> {
+    for (field, v) in [
+        ("max_participants", plan.max_participants),
+        ("max_duration_minutes", plan.max_duration_minutes),
+    ] {
+        if v.is_some_and(|v| v < 1) {
+            return Err(StoreError::Invalid {
+                field,
+                message: "must be at least 1, or null for no cap".into(),
+            });
+        }
+    }
+    if plan.name.trim().is_empty() {
+        return Err(StoreError::Invalid {
+            field: "name",
+            message: "must not be empty".into(),
+        });
+    }
+    let done = sqlx::query(
+        "UPDATE plans SET name = $2, max_participants = $3, max_duration_minutes = $4, \
+             recording = $5, breakout_rooms = $6, e2ee_required = $7, large_meetings = $8 \
+             WHERE id = $1",
+    )
+    .bind(&plan.id)
+    .bind(plan.name.trim())
+    .bind(plan.max_participants)
+    .bind(plan.max_duration_minutes)
+    .bind(flag(plan.recording))
+    .bind(flag(plan.breakout_rooms))
+    .bind(flag(plan.e2ee_required))
+    .bind(flag(plan.large_meetings))
+    .execute(conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound("plan"));
+    }
+    Ok(())
+}
+
+/// [`Store::rename_org`] on `conn`.
+pub(crate) async fn rename_org_on(
+    conn: &mut sqlx::AnyConnection,
+    org_id: &str,
+    name: &str,
+) -> StoreResult<()> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(StoreError::Invalid {
+            field: "name",
+            message: "must have 1 to 100 characters".into(),
+        });
+    }
+    let done = sqlx::query("UPDATE orgs SET name = $1 WHERE id = $2")
+        .bind(name)
+        .bind(org_id)
+        .execute(conn)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound("organisation"));
+    }
+    Ok(())
+}
+
+/// [`Store::set_org_plan`] on `conn`.
+pub(crate) async fn set_org_plan_on(
+    conn: &mut sqlx::AnyConnection,
+    org_id: &str,
+    plan_id: &str,
+) -> StoreResult<()> {
+    // No existence check of the plan first: in a transaction, a read before the write would
+    // make SQLite upgrade its lock, which fails at once when another connection writes. The
+    // foreign key tells a missing plan.
+    let done = match sqlx::query("UPDATE orgs SET plan_id = $1 WHERE id = $2")
+        .bind(plan_id)
+        .bind(org_id)
+        .execute(conn)
+        .await
+    {
+        Ok(done) => done,
+        Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
+            return Err(StoreError::NotFound("plan"));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound("organisation"));
+    }
+    Ok(())
+}
+
 fn plan_from_row(row: &AnyRow) -> StoreResult<Plan> {
     let get_flag = |c: &str| -> StoreResult<bool> { Ok(row.try_get::<i64, _>(c)? != 0) };
     Ok(Plan {
@@ -238,42 +329,7 @@ impl Store {
     /// Replaces an existing plan's name, limits and features (the operator edits plans; the
     /// set of plan ids is fixed by the migrations).
     pub async fn update_plan(&self, plan: &Plan) -> StoreResult<()> {
-        for (field, v) in [
-            ("max_participants", plan.max_participants),
-            ("max_duration_minutes", plan.max_duration_minutes),
-        ] {
-            if v.is_some_and(|v| v < 1) {
-                return Err(StoreError::Invalid {
-                    field,
-                    message: "must be at least 1, or null for no cap".into(),
-                });
-            }
-        }
-        if plan.name.trim().is_empty() {
-            return Err(StoreError::Invalid {
-                field: "name",
-                message: "must not be empty".into(),
-            });
-        }
-        let done = sqlx::query(
-            "UPDATE plans SET name = $2, max_participants = $3, max_duration_minutes = $4, \
-             recording = $5, breakout_rooms = $6, e2ee_required = $7, large_meetings = $8 \
-             WHERE id = $1",
-        )
-        .bind(&plan.id)
-        .bind(plan.name.trim())
-        .bind(plan.max_participants)
-        .bind(plan.max_duration_minutes)
-        .bind(flag(plan.recording))
-        .bind(flag(plan.breakout_rooms))
-        .bind(flag(plan.e2ee_required))
-        .bind(flag(plan.large_meetings))
-        .execute(&self.pool)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("plan"));
-        }
-        Ok(())
+        update_plan_on(&mut *self.pool.acquire().await?, plan).await
     }
 
     pub async fn org(&self, id: &str) -> StoreResult<Option<Org>> {
@@ -293,37 +349,11 @@ impl Store {
     }
 
     pub async fn rename_org(&self, org_id: &str, name: &str) -> StoreResult<()> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err(StoreError::Invalid {
-                field: "name",
-                message: "must have 1 to 100 characters".into(),
-            });
-        }
-        let done = sqlx::query("UPDATE orgs SET name = $1 WHERE id = $2")
-            .bind(name)
-            .bind(org_id)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("organisation"));
-        }
-        Ok(())
+        rename_org_on(&mut *self.pool.acquire().await?, org_id, name).await
     }
 
     pub async fn set_org_plan(&self, org_id: &str, plan_id: &str) -> StoreResult<()> {
-        if self.plan(plan_id).await?.is_none() {
-            return Err(StoreError::NotFound("plan"));
-        }
-        let done = sqlx::query("UPDATE orgs SET plan_id = $1 WHERE id = $2")
-            .bind(plan_id)
-            .bind(org_id)
-            .execute(&self.pool)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound("organisation"));
-        }
-        Ok(())
+        set_org_plan_on(&mut *self.pool.acquire().await?, org_id, plan_id).await
     }
 
     /// Files a request to move `org_id` to `plan_id`. One pending request per organisation:
@@ -534,6 +564,22 @@ impl Store {
     pub async fn audit(&self, entry: NewAuditEntry, now: i64) -> StoreResult<()> {
         let mut conn = self.pool.acquire().await?;
         insert_audit(&mut conn, entry, now).await
+    }
+
+    /// Makes `change` and appends the audit entry `entry` makes of its result, in one
+    /// transaction: the change and the row that records it are stored together or not at
+    /// all (a `kill -9` between two transactions would leave a change nobody can trace).
+    pub async fn audited<T>(
+        &self,
+        now: i64,
+        change: impl AsyncFnOnce(&mut sqlx::AnyConnection) -> StoreResult<T>,
+        entry: impl FnOnce(&T) -> NewAuditEntry,
+    ) -> StoreResult<T> {
+        let mut tx = self.pool.begin().await?;
+        let done = change(&mut tx).await?;
+        insert_audit(&mut tx, entry(&done), now).await?;
+        tx.commit().await?;
+        Ok(done)
     }
 
     /// The newest `limit` audit entries (of one organisation, or all), newest first.

@@ -223,6 +223,16 @@ impl App {
         self.store.user(&user.id).await.unwrap().unwrap()
     }
 
+    /// Runs one SQL statement on the app's database file, behind the store's back (a test
+    /// that breaks the database on purpose).
+    pub(crate) async fn sql(&self, statement: &str) {
+        use sqlx::Connection as _;
+        let mut c = sqlx::SqliteConnection::connect(&veche_server::store::sqlite_url_in(&self.dir))
+            .await
+            .unwrap();
+        sqlx::raw_sql(statement).execute(&mut c).await.unwrap();
+    }
+
     /// A bearer token for `user`, without going through login (no password hashing).
     pub(crate) async fn token(&self, user: &User) -> String {
         self.store
