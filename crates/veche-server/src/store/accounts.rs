@@ -513,15 +513,13 @@ pub(crate) async fn set_user_role_on(
     user_id: &str,
     role: UserRole,
 ) -> StoreResult<()> {
-    let done = sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
-        .bind(role.as_str())
-        .bind(user_id)
-        .execute(conn)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(StoreError::NotFound("user"));
-    }
-    Ok(())
+    set_user_column(
+        conn,
+        "UPDATE users SET role = $1 WHERE id = $2",
+        user_id,
+        role.as_str(),
+    )
+    .await
 }
 
 pub(crate) async fn set_org_role_on(
@@ -529,8 +527,19 @@ pub(crate) async fn set_org_role_on(
     user_id: &str,
     role: OrgRole,
 ) -> StoreResult<()> {
-    let done = sqlx::query("UPDATE users SET org_role = $1 WHERE id = $2")
-        .bind(role.as_str())
+    let update = "UPDATE users SET org_role = $1 WHERE id = $2";
+    set_user_column(conn, update, user_id, role.as_str()).await
+}
+
+/// Runs `update` (binding `value`, then `user_id`) on one user; not found if there is none.
+async fn set_user_column(
+    conn: &mut sqlx::AnyConnection,
+    update: &'static str,
+    user_id: &str,
+    value: &str,
+) -> StoreResult<()> {
+    let done = sqlx::query(update)
+        .bind(value)
         .bind(user_id)
         .execute(conn)
         .await?;
