@@ -14,7 +14,7 @@ use core::net::SocketAddr;
 use core::ops::Deref;
 use core::time::Duration;
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::{String, ToString};
 
 use stun_types::attribute::{
@@ -654,6 +654,10 @@ pub static LONG_TERM_RFC8489_NONCE_COOKIE: &str = "obMatJos2";
 
 static MINIMUM_NONCE_EXPIRY_DURATION: Duration = Duration::from_secs(30);
 static DEFAULT_NONCE_EXPIRY_DURATION: Duration = Duration::from_secs(3600);
+/// The default of [`LongTermServerAuth::set_max_nonces`].
+pub const DEFAULT_MAX_NONCES: usize = 100_000;
+/// How often expired nonces are dropped, at most.
+static NONCE_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Authentication for long term credentials.
 #[derive(Debug)]
@@ -667,11 +671,29 @@ pub struct LongTermServerAuth {
     backup_integrity: HashMap<IntegrityAlgorithm, IntegrityKey, RandomState>,
 }
 
+/// The nonces handed out, one per client address.
+///
+/// A nonce is issued to any address that sends a request, before it has authenticated, and
+/// source addresses are cheap to vary (UDP sources can be spoofed). So the table is bounded:
+/// expired nonces are dropped (at most once per [`NONCE_SWEEP_INTERVAL`], inside the call that
+/// hands in the time), and at `max_nonces` a new address evicts the nonce that was issued the
+/// longest ago, which with a fixed expiry duration is also the one closest to expiring. Both
+/// are amortised O(1): `expiries` keeps `(expires_at, address)` in the order nonces were
+/// issued, and an entry is live while the table holds a nonce for that address with that
+/// expiry (a nonce regenerated in place leaves its old record behind, dropped when reached).
+///
+/// A client whose nonce was dropped is answered with a new nonce on its next request: 401 if
+/// that request was unsigned, 438 (Stale Nonce) if it was signed with the old one, and it
+/// retries with the new nonce, as after the nonce expired.
 #[derive(Debug)]
 struct LongTermNonce {
     generate_config: NonceConfiguration,
     nonce_expiry_duration: Duration,
     nonces: HashMap<SocketAddr, ClientNonce, RandomState>,
+    expiries: VecDeque<(Instant, SocketAddr)>,
+    max_nonces: usize,
+    next_sweep: Option<Instant>,
+    evicted: u64,
 }
 
 #[derive(Debug)]
@@ -718,21 +740,93 @@ impl NonceConfiguration {
             random_string
         }
     }
+
+    /// The PASSWORD-ALGORITHMS sent with a nonce.
+    fn password_algorithms(&self) -> smallvec::SmallVec<[PasswordAlgorithmValue; 2]> {
+        self.supported_integrity
+            .iter()
+            .map(|algo| match algo {
+                IntegrityAlgorithm::Sha1 => PasswordAlgorithmValue::MD5,
+                IntegrityAlgorithm::Sha256 => PasswordAlgorithmValue::SHA256,
+            })
+            .collect()
+    }
 }
 
 impl LongTermNonce {
     fn validate_nonce(&mut self, from: SocketAddr, now: Instant) -> &mut ClientNonce {
+        self.sweep_expired(now);
+        if self.nonces.len() >= self.max_nonces && !self.nonces.contains_key(&from) {
+            self.evict_one();
+        }
         let nonce_expiry_duration = self.nonce_expiry_duration;
-        let nonce_data = self.nonces.entry(from).or_insert_with(|| ClientNonce {
-            expires_at: now + self.nonce_expiry_duration,
-            value: self.generate_config.generate_nonce(),
-            password_algorithms: smallvec::SmallVec::new(),
+        let expiries = &mut self.expiries;
+        let nonce_data = self.nonces.entry(from).or_insert_with(|| {
+            let expires_at = now + nonce_expiry_duration;
+            expiries.push_back((expires_at, from));
+            ClientNonce {
+                expires_at,
+                value: self.generate_config.generate_nonce(),
+                // What a response carrying this nonce will announce; set here too for a nonce
+                // first sent in a response that does not announce them (438), as a
+                // regenerated nonce keeps them.
+                password_algorithms: self.generate_config.password_algorithms(),
+            }
         });
         if nonce_data.expires_at < now {
             nonce_data.value = self.generate_config.generate_nonce();
             nonce_data.expires_at = now + nonce_expiry_duration;
+            expiries.push_back((nonce_data.expires_at, from));
         }
         nonce_data
+    }
+
+    /// Drops the nonces that expired, if the last sweep is [`NONCE_SWEEP_INTERVAL`] old.
+    ///
+    /// Only the front of `expiries` is looked at: with a fixed expiry duration it is in expiry
+    /// order. After the duration was shortened, a nonce issued later may expire earlier; it
+    /// stays until the ones before it are swept, or is regenerated when its client returns.
+    fn sweep_expired(&mut self, now: Instant) {
+        if self.next_sweep.is_some_and(|at| now < at) {
+            return;
+        }
+        self.next_sweep = Some(now + NONCE_SWEEP_INTERVAL);
+        while let Some(&(expires_at, addr)) = self.expiries.front() {
+            if expires_at >= now {
+                break;
+            }
+            self.expiries.pop_front();
+            self.remove_if_live(addr, expires_at);
+        }
+    }
+
+    /// Drops the nonce issued the longest ago to make room for another.
+    fn evict_one(&mut self) {
+        while let Some((expires_at, addr)) = self.expiries.pop_front() {
+            if self.remove_if_live(addr, expires_at) {
+                self.evicted += 1;
+                trace!(
+                    "evicted the nonce of {addr}: at most {} are kept",
+                    self.max_nonces
+                );
+                return;
+            }
+        }
+        debug_assert!(self.nonces.is_empty(), "a nonce without an expiry record");
+    }
+
+    /// Removes the nonce of `addr` if `expires_at` is its current expiry (its record is live).
+    fn remove_if_live(&mut self, addr: SocketAddr, expires_at: Instant) -> bool {
+        if self
+            .nonces
+            .get(&addr)
+            .is_some_and(|nonce| nonce.expires_at == expires_at)
+        {
+            self.nonces.remove(&addr);
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -870,6 +964,10 @@ impl LongTermServerAuth {
                 },
                 nonce_expiry_duration: DEFAULT_NONCE_EXPIRY_DURATION,
                 nonces: new_hash(),
+                expiries: VecDeque::new(),
+                max_nonces: DEFAULT_MAX_NONCES,
+                next_sweep: None,
+                evicted: 0,
             },
             user_hash: new_hash(),
             users: new_hash(),
@@ -1001,6 +1099,48 @@ impl LongTermServerAuth {
         self.nonces.nonce_expiry_duration = expiry_duration;
     }
 
+    /// Set how many client addresses a nonce is kept for at most (default
+    /// [`DEFAULT_MAX_NONCES`]).
+    ///
+    /// A nonce is issued to every address that sends a request, authenticated or not, so
+    /// without a bound anyone able to send from many addresses would grow the table without
+    /// end. When it is full, a request from a new address evicts the nonce that was issued the
+    /// longest ago (with a fixed expiry duration, the one closest to expiring); that client
+    /// gets a new nonce on its next request (438 Stale Nonce if it was signed with the old
+    /// one) and retries with it. Expired nonces are dropped as well, at most once a second,
+    /// inside [`validate_incoming_message`](Self::validate_incoming_message).
+    ///
+    /// Lowering the bound below the number of nonces kept evicts the excess at once.
+    ///
+    /// # Panics
+    ///
+    /// - If `max_nonces` is 0.
+    pub fn set_max_nonces(&mut self, max_nonces: usize) {
+        if max_nonces == 0 {
+            panic!("Attempted to keep nonces for no client address");
+        }
+        self.nonces.max_nonces = max_nonces;
+        while self.nonces.nonces.len() > max_nonces {
+            self.nonces.evict_one();
+        }
+    }
+
+    /// How many client addresses a nonce is kept for at most.
+    pub fn max_nonces(&self) -> usize {
+        self.nonces.max_nonces
+    }
+
+    /// How many client addresses a nonce is kept for now.
+    pub fn nonce_count(&self) -> usize {
+        self.nonces.nonces.len()
+    }
+
+    /// How many nonces have been evicted to make room for a new client address (see
+    /// [`set_max_nonces`](Self::set_max_nonces)).
+    pub fn evicted_nonce_count(&self) -> u64 {
+        self.nonces.evicted
+    }
+
     /// Return the currently configured nonce for a particular client.
     pub fn nonce_for_client(&self, client: SocketAddr) -> Option<&str> {
         self.nonces
@@ -1064,16 +1204,7 @@ impl LongTermServerAuth {
             }
             msg.add_message_integrity_with_key(key, *algo)?;
         } else if msg.is_response() {
-            let algos = self
-                .nonces
-                .generate_config
-                .supported_integrity
-                .iter()
-                .map(|algo| match algo {
-                    IntegrityAlgorithm::Sha1 => PasswordAlgorithmValue::MD5,
-                    IntegrityAlgorithm::Sha256 => PasswordAlgorithmValue::SHA256,
-                })
-                .collect::<smallvec::SmallVec<_>>();
+            let algos = self.nonces.generate_config.password_algorithms();
             msg.add_attribute(&PasswordAlgorithms::new(&algos))?;
             nonce.password_algorithms = algos;
         }
@@ -1120,16 +1251,7 @@ impl LongTermServerAuth {
             }
             msg.add_message_integrity_with_key_unchecked(key, *algo);
         } else if msg.is_response() {
-            let algos = self
-                .nonces
-                .generate_config
-                .supported_integrity
-                .iter()
-                .map(|algo| match algo {
-                    IntegrityAlgorithm::Sha1 => PasswordAlgorithmValue::MD5,
-                    IntegrityAlgorithm::Sha256 => PasswordAlgorithmValue::SHA256,
-                })
-                .collect::<smallvec::SmallVec<_>>();
+            let algos = self.nonces.generate_config.password_algorithms();
             msg.add_attribute(&PasswordAlgorithms::new(&algos)).unwrap();
             nonce.password_algorithms = algos;
         }
@@ -2882,5 +3004,164 @@ mod tests {
                 IntegrityAlgorithm::Sha1
             ))
         ));
+    }
+
+    /// An unsigned request from `from`: 401, and a nonce issued to `from`.
+    fn unauthenticated_request(server: &mut LongTermServerAuth, from: SocketAddr, now: Instant) {
+        let msg = Message::builder_request(BINDING, MessageWriteVec::new()).finish();
+        let msg = Message::from_bytes(&msg).unwrap();
+        assert!(matches!(
+            server.validate_incoming_message(&msg, from, now),
+            Err(LongTermServerAuthError {
+                reason: LongTermServerAuthErrorReason::Unauthorized,
+                integrity: None,
+            })
+        ));
+        assert!(server.nonce_for_client(from).is_some());
+    }
+
+    fn nth_address(n: u32) -> SocketAddr {
+        SocketAddr::new(core::net::Ipv4Addr::from(0x0a01_0000 + n).into(), 5000)
+    }
+
+    #[test]
+    fn long_term_server_sweeps_expired_nonces() {
+        let _log = crate::tests::test_init_log();
+        let now = Instant::ZERO;
+        let mut server = LongTermServerAuth::new("realm".to_string());
+        server.set_nonce_expiry_duration(MINIMUM_NONCE_EXPIRY_DURATION);
+        for n in 0..100 {
+            unauthenticated_request(&mut server, nth_address(n), now);
+        }
+        assert_eq!(server.nonce_count(), 100);
+
+        // Due, not yet expired: kept.
+        let due = now + MINIMUM_NONCE_EXPIRY_DURATION;
+        unauthenticated_request(&mut server, nth_address(100), due);
+        assert_eq!(server.nonce_count(), 101);
+        // Expired, but the last sweep was less than a second ago.
+        let expired = due + Duration::from_millis(500);
+        unauthenticated_request(&mut server, nth_address(101), expired);
+        assert_eq!(server.nonce_count(), 102);
+        // A second after that sweep: the first hundred are gone.
+        unauthenticated_request(&mut server, nth_address(102), due + NONCE_SWEEP_INTERVAL);
+        assert_eq!(server.nonce_count(), 3);
+        assert!(server.nonce_for_client(nth_address(0)).is_none());
+        assert!(server.nonce_for_client(nth_address(100)).is_some());
+        assert_eq!(server.evicted_nonce_count(), 0);
+
+        // A nonce that expired between two sweeps is regenerated in place and leaves its old
+        // record behind, which the next sweep drops without touching the new nonce.
+        let start = due + MINIMUM_NONCE_EXPIRY_DURATION * 2;
+        unauthenticated_request(&mut server, nth_address(103), start);
+        assert_eq!(server.nonce_count(), 1);
+        let sweep = start + MINIMUM_NONCE_EXPIRY_DURATION;
+        unauthenticated_request(&mut server, nth_address(104), sweep);
+        let old = server
+            .nonce_for_client(nth_address(103))
+            .unwrap()
+            .to_string();
+        let between = sweep + NONCE_SWEEP_INTERVAL / 2;
+        unauthenticated_request(&mut server, nth_address(103), between);
+        assert_ne!(
+            server.nonce_for_client(nth_address(103)),
+            Some(old.as_str())
+        );
+        assert_eq!(server.nonces.expiries.len(), 3);
+        unauthenticated_request(&mut server, nth_address(104), sweep + NONCE_SWEEP_INTERVAL);
+        assert_eq!(server.nonce_count(), 2);
+        assert_eq!(server.nonces.expiries.len(), 2);
+    }
+
+    #[test]
+    fn long_term_server_nonces_are_capped() {
+        let _log = crate::tests::test_init_log();
+        let mut now = Instant::ZERO;
+        let mut server = LongTermServerAuth::new("realm".to_string());
+        server.set_max_nonces(64);
+        for n in 0..10_000 {
+            unauthenticated_request(&mut server, nth_address(n), now);
+            assert!(server.nonce_count() <= 64);
+            now += Duration::from_millis(1);
+        }
+        assert_eq!(server.nonce_count(), 64);
+        assert_eq!(server.nonces.expiries.len(), 64);
+        assert_eq!(server.evicted_nonce_count(), 10_000 - 64);
+        // The latest 64 addresses keep theirs.
+        assert!(server.nonce_for_client(nth_address(10_000 - 64)).is_some());
+        assert!(server.nonce_for_client(nth_address(10_000 - 65)).is_none());
+
+        // An address that has a nonce evicts nothing.
+        unauthenticated_request(&mut server, nth_address(9_999), now);
+        assert_eq!(server.evicted_nonce_count(), 10_000 - 64);
+
+        // A lower bound evicts the excess at once.
+        server.set_max_nonces(8);
+        assert_eq!(server.nonce_count(), 8);
+        assert!(server.nonce_for_client(nth_address(10_000 - 8)).is_some());
+        assert!(server.nonce_for_client(nth_address(10_000 - 9)).is_none());
+    }
+
+    #[test]
+    fn long_term_evicted_client_recovers_after_stale_nonce() {
+        let _log = crate::tests::test_init_log();
+        for integrity in [IntegrityAlgorithm::Sha1, IntegrityAlgorithm::Sha256] {
+            let now = Instant::ZERO;
+            let mut test = LongTermTest::new();
+            test.server.set_max_nonces(16);
+            if integrity == IntegrityAlgorithm::Sha256 {
+                test.client.add_supported_integrity(integrity);
+                test.server.add_supported_integrity(integrity);
+            }
+            assert!(matches!(
+                test.initial_auth(now),
+                Ok(LongTermClientValidation::ResendRequest(None))
+            ));
+            assert!(matches!(
+                test.full_auth(now, integrity),
+                Ok(LongTermClientValidation::Validated(algo)) if algo == integrity
+            ));
+            let old_nonce = test
+                .server
+                .nonce_for_client(test.client_addr)
+                .unwrap()
+                .to_string();
+
+            // Sixteen new addresses: the client's nonce, the oldest, is evicted.
+            for n in 0..16 {
+                unauthenticated_request(&mut test.server, nth_address(n), now);
+            }
+            assert!(test.server.nonce_for_client(test.client_addr).is_none());
+
+            // Its next request, signed with the old nonce: 438 with a new one.
+            let msg = Message::builder_request(BINDING, MessageWriteVec::new());
+            let msg = long_term_client_sign(&mut test.client, msg);
+            let msg = Message::from_bytes(&msg).unwrap();
+            assert!(matches!(
+                test.server
+                    .validate_incoming_message(&msg, test.client_addr, now),
+                Err(LongTermServerAuthError {
+                    reason: LongTermServerAuthErrorReason::StaleNonce,
+                    integrity: None,
+                })
+            ));
+            assert_ne!(
+                test.server.nonce_for_client(test.client_addr),
+                Some(old_nonce.as_str())
+            );
+            assert_eq!(test.server.nonce_count(), 16);
+            let response = test.server_generate_stale_nonce(&msg).finish();
+            let response = Message::from_bytes(&response).unwrap();
+            assert!(matches!(
+                test.client.validate_incoming_message(&response),
+                Ok(LongTermClientValidation::ResendRequest(None))
+            ));
+            // The retry with the new nonce (and for SHA-256, the PASSWORD-ALGORITHMS the
+            // client kept from the first 401) is accepted.
+            assert!(matches!(
+                test.full_auth(now, integrity),
+                Ok(LongTermClientValidation::Validated(algo)) if algo == integrity
+            ));
+        }
     }
 }

@@ -30,6 +30,15 @@ pub trait TurnServerApi: Send + core::fmt::Debug {
     /// Set the amount of time that a Nonce (used for authentication) will expire and a new Nonce
     /// will need to be acquired by a client.
     fn set_nonce_expiry_duration(&mut self, expiry_duration: Duration);
+    /// Set how many client addresses a Nonce is kept for at most. A Nonce is handed to any
+    /// address that sends a request, before authentication; past this many, a new address
+    /// evicts the Nonce issued the longest ago, whose client is then answered 438 (Stale Nonce)
+    /// and retries with a new one. See `LongTermServerAuth::set_max_nonces` of `stun-proto`.
+    ///
+    /// # Panics
+    ///
+    /// - If `max_nonces` is 0.
+    fn set_max_nonces(&mut self, max_nonces: usize);
     /// Provide received data to the [`TurnServerApi`].
     ///
     /// Any returned Transmit should be forwarded to the appropriate socket.

@@ -1771,6 +1771,17 @@ impl TurnServer {
         self.protocol.stun.transport()
     }
 
+    /// How many client addresses a Nonce is kept for now; at most the bound set with
+    /// [`TurnServerApi::set_max_nonces`].
+    pub fn nonce_count(&self) -> usize {
+        self.protocol.auth.nonce_count()
+    }
+
+    /// How many Nonces were evicted to make room for a new client address.
+    pub fn evicted_nonce_count(&self) -> u64 {
+        self.protocol.auth.evicted_nonce_count()
+    }
+
     fn remove_allocation_resources(
         allocation: &mut Allocation,
         peer_tcp: &mut BTreeMap<(SocketAddr, SocketAddr), PeerTcp>,
@@ -1875,6 +1886,10 @@ impl TurnServerApi for TurnServer {
         self.protocol
             .auth
             .set_nonce_expiry_duration(expiry_duration);
+    }
+
+    fn set_max_nonces(&mut self, max_nonces: usize) {
+        self.protocol.auth.set_max_nonces(max_nonces);
     }
 
     #[tracing::instrument(
@@ -4514,6 +4529,66 @@ mod tests {
             ErrorCode::ALLOCATION_MISMATCH,
             creds,
         );
+    }
+
+    #[test]
+    fn test_server_evicted_nonce_is_stale_and_client_recovers() {
+        let _init = crate::tests::test_init_log();
+        let now = Instant::ZERO;
+        let mut server = new_server(TransportType::Udp);
+        server.set_max_nonces(4);
+        let (realm, nonce) = initial_allocate(&mut server, now);
+        let creds = credentials().into_long_term_credentials(&realm);
+        let reply = authenticated_allocate_with_credentials(
+            &mut server,
+            TransportType::Udp,
+            creds.clone(),
+            &nonce,
+            now,
+        );
+        validate_authenticated_allocate_reply(&reply.data, creds.clone());
+
+        // Unauthenticated requests from four other addresses fill the table: the client's
+        // Nonce, issued first, is evicted.
+        for port in 2000..2004 {
+            let from = SocketAddr::new(client_address().ip(), port);
+            let reply = server
+                .recv(
+                    client_transmit_from(initial_allocate_msg(), server.transport(), from),
+                    now,
+                )
+                .unwrap();
+            validate_initial_allocate_reply(&reply.build().data);
+            assert!(server.nonce_count() <= 4);
+        }
+        assert_eq!(server.nonce_count(), 4);
+        assert_eq!(server.evicted_nonce_count(), 1);
+
+        // Its next request, with the old Nonce: 438 and a new Nonce, with which the retry
+        // succeeds and the allocation is as it was.
+        let reply = server
+            .recv(
+                client_transmit(
+                    refresh_request(creds.clone(), &nonce, None),
+                    server.transport(),
+                ),
+                now,
+            )
+            .unwrap()
+            .build();
+        let msg = validate_unsigned_error_reply(&reply.data, REFRESH, ErrorCode::STALE_NONCE);
+        let new_nonce = msg.attribute::<Nonce>().unwrap().nonce().to_string();
+        assert_ne!(new_nonce, nonce);
+        let reply = server
+            .recv(
+                client_transmit(
+                    refresh_request(creds.clone(), &new_nonce, None),
+                    server.transport(),
+                ),
+                now,
+            )
+            .unwrap();
+        validate_signed_success(&reply.build().data, REFRESH, creds);
     }
 
     #[test]
