@@ -1342,7 +1342,28 @@ mod tests {
         assert_eq!(builtin.tls, "10.1.2.3:5349".parse().unwrap());
         assert_eq!(builtin.limits.max_allocations_per_user, 3);
         assert_eq!(builtin.limits.max_allocations, 1000);
+        assert_eq!(builtin.limits.max_nonces, 100_000);
+        assert_eq!(builtin.limits.nonce_expiry, Duration::from_secs(3600));
         assert!(c.turn.is_none() && c.turn_secret.is_none());
+        let nonces = Config::merge(
+            parse(&["--turn-builtin", "true", "--turn-max-nonces", "64"]),
+            file("turn-nonce-expiry-secs = 60"),
+        )
+        .unwrap()
+        .turn_builtin
+        .unwrap();
+        assert_eq!(nonces.limits.max_nonces, 64);
+        assert_eq!(nonces.limits.nonce_expiry, Duration::from_secs(60));
+        for bad in [
+            ["--turn-max-nonces", "0"],
+            ["--turn-nonce-expiry-secs", "29"],
+        ] {
+            let args = [&["--turn-builtin", "true"][..], &bad[..]].concat();
+            assert!(
+                Config::merge(parse(&args), FileConfig::default()).is_err(),
+                "{bad:?}"
+            );
+        }
         let secret = [
             "--turn-builtin",
             "true",
