@@ -370,6 +370,17 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "VECHE_TURN_MAX_KBIT_PER_SEC", value_name = "KBITS")]
     pub(crate) turn_max_kbit_per_sec: Option<u32>,
 
+    /// Built-in TURN: client addresses a nonce is kept for, per listener. Any request, even
+    /// unauthenticated, gets one; past this many the oldest is dropped and its client,
+    /// answered 438 (Stale Nonce), retries with a new one [default: 100000].
+    #[arg(long, env = "VECHE_TURN_MAX_NONCES", value_name = "N")]
+    pub(crate) turn_max_nonces: Option<usize>,
+
+    /// Built-in TURN: how long a nonce is valid, in seconds (at least 30); a client then gets
+    /// 438 (Stale Nonce) and retries with a new one [default: 3600].
+    #[arg(long, env = "VECHE_TURN_NONCE_EXPIRY_SECS", value_name = "SECS")]
+    pub(crate) turn_nonce_expiry_secs: Option<u64>,
+
     /// Length of a "minute" of plan time limits and their warnings, in milliseconds
     /// [default: 60000]. For tests and demonstrations only: a 40-minute plan limit then ends
     /// a meeting after 40 × this.
@@ -526,6 +537,8 @@ struct FileConfig {
     turn_max_allocations_per_user: Option<usize>,
     turn_max_allocations_per_ip: Option<usize>,
     turn_max_kbit_per_sec: Option<u32>,
+    turn_max_nonces: Option<usize>,
+    turn_nonce_expiry_secs: Option<u64>,
     meeting_minute_ms: Option<u64>,
     resume_window_secs: Option<u64>,
     resume_token_ttl_secs: Option<u64>,
@@ -804,12 +817,31 @@ impl Config {
                     .turn_max_kbit_per_sec
                     .or(file.turn_max_kbit_per_sec)
                     .unwrap_or(relay_defaults.max_kbit_per_sec),
+                max_nonces: args
+                    .turn_max_nonces
+                    .or(file.turn_max_nonces)
+                    .unwrap_or(relay_defaults.max_nonces),
+                nonce_expiry: args
+                    .turn_nonce_expiry_secs
+                    .or(file.turn_nonce_expiry_secs)
+                    .map_or(relay_defaults.nonce_expiry, Duration::from_secs),
             };
             if limits.max_allocations == 0
                 || limits.max_allocations_per_user == 0
                 || limits.max_allocations_per_ip == 0
             {
                 bail!("turn-max-allocations, -per-user and -per-ip must be at least 1");
+            }
+            if limits.max_nonces == 0 {
+                bail!("turn-max-nonces must be at least 1");
+            }
+            // The protocol crate's minimum (RFC 8489 leaves it to the server).
+            if limits.nonce_expiry < turn_server::MIN_NONCE_EXPIRY {
+                bail!(
+                    "turn-nonce-expiry-secs {} is below the minimum of {}",
+                    limits.nonce_expiry.as_secs(),
+                    turn_server::MIN_NONCE_EXPIRY.as_secs()
+                );
             }
             // Below one video stream the relay is of no use.
             if limits.max_kbit_per_sec < 500 {
@@ -1310,7 +1342,28 @@ mod tests {
         assert_eq!(builtin.tls, "10.1.2.3:5349".parse().unwrap());
         assert_eq!(builtin.limits.max_allocations_per_user, 3);
         assert_eq!(builtin.limits.max_allocations, 1000);
+        assert_eq!(builtin.limits.max_nonces, 100_000);
+        assert_eq!(builtin.limits.nonce_expiry, Duration::from_secs(3600));
         assert!(c.turn.is_none() && c.turn_secret.is_none());
+        let nonces = Config::merge(
+            parse(&["--turn-builtin", "true", "--turn-max-nonces", "64"]),
+            file("turn-nonce-expiry-secs = 60"),
+        )
+        .unwrap()
+        .turn_builtin
+        .unwrap();
+        assert_eq!(nonces.limits.max_nonces, 64);
+        assert_eq!(nonces.limits.nonce_expiry, Duration::from_secs(60));
+        for bad in [
+            ["--turn-max-nonces", "0"],
+            ["--turn-nonce-expiry-secs", "29"],
+        ] {
+            let args = [&["--turn-builtin", "true"][..], &bad[..]].concat();
+            assert!(
+                Config::merge(parse(&args), FileConfig::default()).is_err(),
+                "{bad:?}"
+            );
+        }
         let secret = [
             "--turn-builtin",
             "true",

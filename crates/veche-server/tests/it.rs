@@ -12,6 +12,8 @@ mod peer;
 mod postgres;
 #[path = "support/slapd.rs"]
 mod slapd;
+#[path = "support/turn_client.rs"]
+mod turn_client;
 
 mod abuse_guessing;
 mod abuse_resources;
@@ -32,5 +34,6 @@ mod server_hardening;
 mod session_hardening;
 mod storage;
 mod turn_builtin;
+mod turn_nonce_flood;
 mod webhook_store;
 mod webhooks;

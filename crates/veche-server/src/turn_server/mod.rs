@@ -17,8 +17,8 @@ use tokio_rustls::TlsAcceptor;
 use tracing::info;
 
 use self::io::ConnectionLimits;
-pub(crate) use self::relay::RelayLimits;
 use self::relay::{Listener, RelayCore};
+pub(crate) use self::relay::{MIN_NONCE_EXPIRY, RelayLimits};
 use crate::turn::TurnRest;
 
 /// The default ports: IANA's for TURN and TURN over TLS (RFC 8656 §18).

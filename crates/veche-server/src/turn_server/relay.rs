@@ -44,6 +44,9 @@ use crate::turn::TurnRest;
 /// The realm of the long-term credentials (RFC 8489 §9.2).
 pub(crate) const REALM: &str = "veche";
 
+/// The shortest nonce expiry the protocol crate accepts (it panics below).
+pub(crate) const MIN_NONCE_EXPIRY: Duration = Duration::from_secs(30);
+
 /// The limits of the built-in TURN server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RelayLimits {
@@ -52,6 +55,11 @@ pub(crate) struct RelayLimits {
     pub(crate) max_allocations_per_ip: usize,
     /// Per allocation and direction; packets past it are dropped.
     pub(crate) max_kbit_per_sec: u32,
+    /// Client addresses each listener keeps a nonce for (anyone's requests get one, so this
+    /// bounds what unauthenticated traffic can make the server remember).
+    pub(crate) max_nonces: usize,
+    /// How long a nonce is valid; at least [`MIN_NONCE_EXPIRY`].
+    pub(crate) nonce_expiry: Duration,
 }
 
 impl Default for RelayLimits {
@@ -63,6 +71,10 @@ impl Default for RelayLimits {
             // Offices behind one NAT address.
             max_allocations_per_ip: 200,
             max_kbit_per_sec: 20_000,
+            // A few tens of MB per listener when full; a flood from this many addresses then
+            // cycles the table no faster than clients answer a 438.
+            max_nonces: 100_000,
+            nonce_expiry: Duration::from_secs(3600),
         }
     }
 }
@@ -154,6 +166,31 @@ struct Relay {
 struct Server {
     listener: Listener,
     proto: TurnServer,
+    /// Nonce evictions already logged, and when the next log line may be written.
+    evictions_logged: u64,
+    next_eviction_log: Option<Instant>,
+}
+
+/// How often a full nonce table is logged, at most.
+const EVICTION_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+impl Server {
+    /// Logs, at most once a minute, that the nonce table was full and nonces were evicted.
+    fn log_evictions(&mut self, now: Instant) {
+        let evicted = self.proto.evicted_nonce_count();
+        if evicted == self.evictions_logged || self.next_eviction_log.is_some_and(|at| now < at) {
+            return;
+        }
+        warn!(
+            listener = ?self.listener,
+            evicted = evicted - self.evictions_logged,
+            kept = self.proto.nonce_count(),
+            "TURN nonce table full: the oldest nonces were dropped (requests from very many \
+             addresses); their clients get 438 and retry"
+        );
+        self.evictions_logged = evicted;
+        self.next_eviction_log = Some(now + EVICTION_LOG_INTERVAL);
+    }
 }
 
 /// The protocol state of every listener plus the relay policy; see the module docs.
@@ -195,9 +232,17 @@ impl RelayCore {
     ) -> Self {
         let servers = listeners
             .iter()
-            .map(|&(listener, addr)| Server {
-                listener,
-                proto: TurnServer::new(transport_of(listener), addr, REALM.to_owned()),
+            .map(|&(listener, addr)| {
+                let mut proto = TurnServer::new(transport_of(listener), addr, REALM.to_owned());
+                // Both checked when the configuration was read; the crate panics past them.
+                proto.set_max_nonces(limits.max_nonces.max(1));
+                proto.set_nonce_expiry_duration(limits.nonce_expiry.max(MIN_NONCE_EXPIRY));
+                Server {
+                    listener,
+                    proto,
+                    evictions_logged: 0,
+                    next_eviction_log: None,
+                }
             })
             .collect();
         RelayCore {
@@ -262,10 +307,12 @@ impl RelayCore {
             return;
         };
         let transmit = Transmit::new(frame, transport_of(listener), client, listen);
-        let Some(server) = self.server_mut(listener) else {
+        let Some(server) = self.servers.iter_mut().find(|s| s.listener == listener) else {
             return;
         };
-        if let Some(out) = server.recv(transmit, now) {
+        let out = server.proto.recv(transmit, now);
+        server.log_evictions(now);
+        if let Some(out) = out {
             self.route(out, now);
         }
         self.drain_transmits(listener, now);
@@ -695,6 +742,10 @@ mod tests {
     const MEDIA: &str = "127.0.0.1:7882";
 
     fn core() -> RelayCore {
+        core_with(RelayLimits::default())
+    }
+
+    fn core_with(limits: RelayLimits) -> RelayCore {
         let rest = TurnRest {
             urls: vec![],
             secret: "0123456789abcdef".into(),
@@ -704,7 +755,7 @@ mod tests {
             &[(Listener::Udp, LISTEN.parse().unwrap())],
             rest,
             [MEDIA.parse().unwrap()],
-            RelayLimits::default(),
+            limits,
         )
     }
 
@@ -751,6 +802,33 @@ mod tests {
         c.recv_from_client(Listener::Udp, client, &media, now, 2000);
         assert_ne!(reply_code(&mut c), Some(ErrorCode::FORBIDDEN));
         assert_eq!(c.stats.refused_peers, 1);
+    }
+
+    #[test]
+    fn unsigned_requests_from_many_addresses_leave_at_most_max_nonces() {
+        let limits = RelayLimits {
+            max_nonces: 64,
+            ..RelayLimits::default()
+        };
+        let mut c = core_with(limits);
+        let now = Instant::from_nanos(0);
+        let allocate = Message::builder(
+            MessageType::from_class_method(MessageClass::Request, ALLOCATE),
+            TransactionId::generate(),
+            MessageWriteVec::new(),
+        )
+        .finish();
+        for i in 0..1000u32 {
+            let client = SocketAddr::new(std::net::Ipv4Addr::from(0x7f01_0000 + i).into(), 5000);
+            c.recv_from_client(Listener::Udp, client, &allocate, now, 2000);
+            assert_eq!(reply_code(&mut c), Some(ErrorCode::UNAUTHORIZED));
+        }
+        assert_eq!(c.servers[0].proto.nonce_count(), 64);
+        assert_eq!(c.servers[0].proto.evicted_nonce_count(), 1000 - 64);
+        assert_eq!(
+            c.servers[0].evictions_logged, 1,
+            "logged once, at the first"
+        );
     }
 
     #[test]
