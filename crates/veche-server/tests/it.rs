@@ -20,6 +20,7 @@ mod api_matrix;
 mod api_restart;
 mod bad_input;
 mod check_endpoint;
+mod dashboard;
 mod directory_ldap;
 mod e2ee;
 mod ice_tcp_flood;

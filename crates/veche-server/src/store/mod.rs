@@ -12,6 +12,7 @@ mod directory;
 mod live;
 mod meetings;
 mod plans;
+mod usage;
 mod webhooks;
 
 use std::str::FromStr;
@@ -32,9 +33,10 @@ pub use meetings::{
     JoinDecision, JoinError, JoinRole, Meeting, MeetingPatch, NewMeeting, Recurrence,
 };
 pub use plans::{
-    Actor, AuditEntry, NewAuditEntry, Org, Plan, RequestStatus, UpgradeRequest, UsageRecord,
-    UsageSummary,
+    Actor, AuditEntry, AuditFilter, NewAuditEntry, Org, Plan, RequestStatus, UpgradeRequest,
+    UsageRecord, UsageSummary,
 };
+pub use usage::{ALL_ORGS, HOUR_SECS, SeriesRange, UsageBucket};
 pub use webhooks::{
     AttemptResult, DeliveryStatus, DueDelivery, NewWebhookEndpoint, NextStep, WebhookDelivery,
     WebhookEndpoint,
