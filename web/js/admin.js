@@ -1,9 +1,11 @@
-// Admin pages at `/admin`: for the operator, upgrade requests, plans, users, usage and the
-// audit log of the whole service; for an organisation's admin, its members, usage, audit,
-// and its webhook endpoints with their delivery log.
+// Admin pages at `/admin`: for the operator, the dashboard, upgrade requests, plans, users,
+// usage and the audit log of the whole service; for an organisation's admin, its members,
+// usage (with its plot), audit, and its webhook endpoints with their delivery log.
 
 import { api, currentUser, errorMessage, formatTime } from './api.js';
 import { page } from './account.js';
+import { auditSection } from './audit.js';
+import { dashboardSection } from './dashboard.js';
 import { h, toast } from './dom.js';
 import { formatDate, has, t } from './i18n.js';
 
@@ -112,14 +114,6 @@ function planForm(p) {
 }
 
 /**
- * @param {{at: number, actor_email: string | null, ip: string | null, action: string, target: string, detail: string}[]} entries
- */
-function auditTable(entries) {
-  return table('audit-table', [t('audit.when'), t('audit.who'), t('audit.from'), t('audit.what'), t('audit.target'), t('audit.detail')],
-    entries.map(e => [formatTime(e.at), e.actor_email ?? '—', e.ip ?? '—', e.action, e.target, e.detail]));
-}
-
-/**
  * @param {{org_id: string, meetings: number, participant_minutes: number}[]} usage
  * @param {(id: string) => string} orgName
  */
@@ -129,12 +123,11 @@ function usageTable(usage, orgName) {
 }
 
 async function operatorPage() {
-  const [{ requests }, { plans }, { users }, { usage }, { entries }, { orgs }] = await Promise.all([
+  const [{ requests }, { plans }, { users }, { usage }, { orgs }] = await Promise.all([
     api('GET', '/admin/upgrade-requests?status=pending'),
     api('GET', '/plans'),
     api('GET', '/admin/users'),
     api('GET', '/admin/usage'),
-    api('GET', '/admin/audit?limit=100'),
     api('GET', '/admin/orgs'),
   ]);
   /** @type {Map<string, string>} */
@@ -142,6 +135,7 @@ async function operatorPage() {
   /** @param {string} id */
   const orgName = id => orgNames.get(id) ?? id;
   page(t('admin.title'),
+    dashboardSection({ operator: true, orgs }),
     section(t('admin.requests'), requests.length
       ? table('requests-table', [t('admin.organisation'), t('admin.plan'), t('admin.note'), t('admin.asked'), ''], requests.map((/** @type {Parameters<typeof requestRow>[0]} */ r) => requestRow(r, orgName(r.org_id))))
       : h('p', { class: 'muted', text: t('admin.no_requests') })),
@@ -154,7 +148,7 @@ async function operatorPage() {
           onclick: () => act(() => api('PATCH', `/admin/users/${u.id}`, { role: u.role === 'admin' ? 'user' : 'admin' }), t('admin.role_changed')),
         })]))),
     section(t('admin.usage'), usageTable(usage, orgName)),
-    section(t('admin.audit'), auditTable(entries)));
+    auditSection('/admin/audit', orgs));
 }
 
 /**
@@ -237,10 +231,9 @@ function webhookSection(org, hooks, log) {
 
 /** @param {string} org */
 async function orgAdminPage(org) {
-  const [{ members }, { usage }, { entries }, hooks] = await Promise.all([
+  const [{ members }, { usage }, hooks] = await Promise.all([
     api('GET', `/orgs/${org}/members`),
     api('GET', `/orgs/${org}/usage`),
-    api('GET', `/orgs/${org}/audit?limit=100`),
     /** @type {Promise<Endpoints>} */ (api('GET', `/orgs/${org}/webhooks`)),
   ]);
   if (openLog && !hooks.endpoints.some(e => e.id === openLog)) openLog = null;
@@ -259,8 +252,9 @@ async function orgAdminPage(org) {
     section(t('admin.members'), table('members-table', [t('account.email'), t('admin.name'), t('admin.role')],
       members.map((/** @type {import('./api.js').User} */ u) => [u.email, u.name, t(`org_role.${u.org_role}`)])), add),
     section(t('admin.usage'), usageTable([usage], () => t('admin.this_org'))),
+    dashboardSection({ operator: false, org }),
     webhookSection(org, hooks, log),
-    section(t('admin.audit'), auditTable(entries)));
+    auditSection(`/orgs/${org}/audit`, null));
 }
 
 export async function showAdmin() {

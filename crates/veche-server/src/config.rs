@@ -18,6 +18,7 @@ use veche_sfu::{E2eeLimits, IceTcpLimits, Limits};
 use crate::api::{AccountSettings, DEFAULT_MAX_API_BODY_BYTES};
 use crate::auth::{DEFAULT_HASH_WAIT, default_hash_concurrency};
 use crate::cidr::Cidr;
+use crate::dashboard::{DEFAULT_MAX_USAGE_BUCKETS, DashboardSettings};
 use crate::directory::config::{DirectoryArgs, DirectorySettings};
 use crate::state::MetricsAccess;
 use crate::store::{LockoutPolicy, sqlite_url_in};
@@ -476,6 +477,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "VECHE_AUDIT_RETENTION_DAYS", value_name = "DAYS")]
     pub(crate) audit_retention_days: Option<u32>,
 
+    /// Most time buckets one usage series or CSV export of the dashboard may have
+    /// [default: 1000].
+    #[arg(long, env = "VECHE_USAGE_MAX_BUCKETS", value_name = "N")]
+    pub(crate) usage_max_buckets: Option<i64>,
+
     /// Log output format; the level comes from RUST_LOG (e.g. `info`, `veche=debug`)
     /// [default: text].
     #[arg(long, env = "VECHE_LOG_FORMAT", value_name = "FORMAT")]
@@ -559,6 +565,7 @@ struct FileConfig {
     hash_wait_ms: Option<u64>,
     max_api_body_bytes: Option<usize>,
     audit_retention_days: Option<u32>,
+    usage_max_buckets: Option<i64>,
     /// Directory sign-in, as a `[directory]` table keyed by flag name.
     directory: Option<DirectoryArgs>,
     /// Webhooks, as a `[webhooks]` table keyed by flag name.
@@ -629,6 +636,7 @@ pub(crate) struct Config {
     /// LDAP and OpenID Connect sign-in.
     pub(crate) directory: DirectorySettings,
     pub(crate) webhooks: WebhookSettings,
+    pub(crate) dashboard: DashboardSettings,
 }
 
 impl Config {
@@ -1010,6 +1018,13 @@ impl Config {
             0 => None,
             days => Some(i64::from(days) * 24 * 3600),
         };
+        let max_buckets = args
+            .usage_max_buckets
+            .or(file.usage_max_buckets)
+            .unwrap_or(DEFAULT_MAX_USAGE_BUCKETS);
+        if !(1..=100_000).contains(&max_buckets) {
+            bail!("usage-max-buckets {max_buckets} is not between 1 and 100000");
+        }
         let accounts = AccountSettings {
             signup_open: args.signup.or(file.signup).unwrap_or(Signup::Open) == Signup::Open,
             guest_rooms: args.guest_rooms.or(file.guest_rooms).unwrap_or(true),
@@ -1049,6 +1064,7 @@ impl Config {
                 file.directory.unwrap_or_default(),
             )?,
             webhooks: WebhookSettings::merge(args.webhooks, file.webhooks.unwrap_or_default())?,
+            dashboard: DashboardSettings { max_buckets },
         })
     }
 }

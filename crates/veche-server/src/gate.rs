@@ -34,7 +34,10 @@ impl Refusal {
 use veche_sfu::{JoinGrant, MeetingRef, MeetingSnapshot, MeetingUsage, SfuEvent, UserRef};
 
 use crate::api::{AccountSettings, Clock, session_token};
-use crate::store::{JoinError, JoinRole, LiveChange, NewAuditEntry, Store, UsageRecord, User};
+use crate::dashboard::Dashboard;
+use crate::store::{
+    ALL_ORGS, JoinError, JoinRole, LiveChange, NewAuditEntry, Store, UsageRecord, User,
+};
 use crate::webhooks::Webhooks;
 
 /// Who opened a signalling connection.
@@ -334,7 +337,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
 }
 
 /// Stores what the SFU reports until it stops: host actions in the audit log, finished
-/// meetings in the usage records, and snapshots of running meetings (so a restart carries
+/// meetings in the usage records, peak concurrency (kept live in `dashboard`), and snapshots of running meetings (so a restart carries
 /// them on). Every event is first offered to the webhooks — the one place they learn of
 /// meetings starting and ending and participants coming and going; the offer never waits. Snapshots are written behind: the latest of each room, at most once per
 /// `save_every`; a meeting that ends is deleted at once, before anything else is stored. A
@@ -345,15 +348,22 @@ pub(crate) async fn store_events(
     mut events: mpsc::UnboundedReceiver<SfuEvent>,
     save_every: Duration,
     webhooks: Webhooks,
+    dashboard: Dashboard,
 ) {
     let mut pending: HashMap<String, LiveChange> = HashMap::new();
     let mut flush_at: Option<tokio::time::Instant> = None;
+    let mut peaks = tokio::time::interval(PEAK_EVERY);
+    peaks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let event = tokio::select! {
             event = events.recv() => event,
             () = sleep_until(flush_at) => {
                 flush_live(&store, &mut pending).await;
                 flush_at = None;
+                continue;
+            }
+            _ = peaks.tick() => {
+                record_current_peaks(&store, &dashboard, clock.now()).await;
                 continue;
             }
         };
@@ -400,17 +410,57 @@ pub(crate) async fn store_events(
                 continue;
             }
             SfuEvent::Audit(a) => store.audit(audit_entry(a), clock.now()).await,
-            SfuEvent::MeetingFinished(u) => store.record_usage(&usage_record(&u)).await,
+            SfuEvent::MeetingFinished(u) => {
+                dashboard.live().finished(&u.meeting_id);
+                store.record_usage(&usage_record(&u)).await
+            }
+            SfuEvent::ParticipantJoined(p) => {
+                let now =
+                    dashboard
+                        .live()
+                        .joined(&p.meeting.id, &p.meeting.org_id, p.participant_id);
+                let at = (p.at_ms / 1000) as i64;
+                match store
+                    .record_peak(&p.meeting.org_id, at, now.org as i64)
+                    .await
+                {
+                    Ok(()) => store.record_peak(ALL_ORGS, at, now.total as i64).await,
+                    Err(e) => Err(e),
+                }
+            }
+            SfuEvent::ParticipantLeft(p) => {
+                dashboard.live().left(&p.meeting.id, p.participant_id);
+                continue;
+            }
             // For the webhooks alone.
-            SfuEvent::MeetingStarted(_)
-            | SfuEvent::ParticipantJoined(_)
-            | SfuEvent::ParticipantLeft(_) => continue,
+            SfuEvent::MeetingStarted(_) => continue,
         };
         if let Err(e) = result {
             error!("storing a meeting event failed: {e}");
         }
     }
     flush_live(&store, &mut pending).await;
+}
+
+/// How often the number of participants in meetings is written as the current hour's
+/// peak while anyone is in one, so an hour a meeting runs through without joins has one.
+const PEAK_EVERY: Duration = Duration::from_secs(60);
+
+async fn record_current_peaks(store: &Store, dashboard: &Dashboard, now: i64) {
+    let per_org = dashboard.live().per_org();
+    if per_org.is_empty() {
+        return;
+    }
+    let total: usize = per_org.values().sum();
+    let writes = per_org
+        .iter()
+        .map(|(org, n)| (org.as_str(), *n))
+        .chain([(ALL_ORGS, total)]);
+    for (org, n) in writes {
+        if let Err(e) = store.record_peak(org, now, n as i64).await {
+            error!("recording peak concurrency failed: {e}");
+        }
+    }
 }
 
 /// Waits until `at`, or for ever when nothing is due.

@@ -8,6 +8,7 @@ pub mod auth;
 mod check;
 mod cidr;
 mod config;
+pub mod dashboard;
 pub mod directory;
 mod gate;
 mod http;

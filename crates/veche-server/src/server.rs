@@ -18,6 +18,7 @@ use veche_sfu::{ResumeKey, SfuConfig, SfuHandle};
 use crate::api::{ApiState, Clock, SystemClock};
 use crate::auth::Hasher;
 use crate::config::{Config, Tls, discover_public_ips};
+use crate::dashboard::Dashboard;
 use crate::gate::{JoinGate, live_meetings_to_restore, store_events};
 use crate::http::router_with_api;
 use crate::sockets::LiveSockets;
@@ -137,12 +138,14 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     ));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (webhooks, webhook_worker) = webhooks::start(store.clone(), config.webhooks.clone())?;
+    let dashboard = Dashboard::new(config.dashboard);
     let event_writer = tokio::spawn(store_events(
         store.clone(),
         clock.clone(),
         events,
         config.live_save,
         webhooks.clone(),
+        dashboard.clone(),
     ));
     let app = router_with_api(
         AppState {
@@ -171,6 +174,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             sockets,
             directory,
             webhooks,
+            dashboard,
         }),
     );
 

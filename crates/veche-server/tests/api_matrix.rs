@@ -53,6 +53,7 @@ fn expected(method: &str, path: &str) -> Option<[u16; 7]> {
         ("get", "/orgs/{org}") => [401, 200, 200, 200, 200, 200, 404],
         ("get", "/orgs/{org}/members")
         | ("get", "/orgs/{org}/usage")
+        | ("get", "/orgs/{org}/usage/series")
         | ("get", "/orgs/{org}/audit")
         | ("get", "/orgs/{org}/upgrade-requests") => ORG_ADMIN,
         ("post", "/orgs/{org}/members")
@@ -68,6 +69,8 @@ fn expected(method: &str, path: &str) -> Option<[u16; 7]> {
         | ("get", "/admin/orgs")
         | ("patch", "/admin/orgs/{org}")
         | ("get", "/admin/usage")
+        | ("get", "/admin/usage/series")
+        | ("get", "/admin/dashboard")
         | ("get", "/admin/audit")
         | ("get", "/admin/upgrade-requests")
         | ("post", "/admin/upgrade-requests/{request}/approve")

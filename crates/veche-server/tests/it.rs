@@ -23,6 +23,7 @@ mod api_restart;
 mod audit_atomic;
 mod bad_input;
 mod check_endpoint;
+mod dashboard;
 mod directory_ldap;
 mod e2ee;
 mod ice_tcp_flood;

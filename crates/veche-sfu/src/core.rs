@@ -232,6 +232,20 @@ impl Sfu {
         self.participants.len()
     }
 
+    /// How many participants have a graded connection quality, and how many of those are
+    /// graded [`ConnectionQuality::Poor`](veche_proto::ConnectionQuality::Poor).
+    pub fn quality_counts(&self) -> (usize, usize) {
+        self.participants
+            .values()
+            .filter_map(|p| p.quality)
+            .fold((0, 0), |(graded, poor), q| {
+                (
+                    graded + 1,
+                    poor + usize::from(q == veche_proto::ConnectionQuality::Poor),
+                )
+            })
+    }
+
     pub fn counters(&self) -> Counters {
         self.counters
     }

@@ -68,6 +68,9 @@ struct Counters {
     forwarded_bytes: AtomicU64,
     send_dropped: AtomicU64,
     ice_tcp_dropped: AtomicU64,
+    /// Participants whose link has been graded, and those graded poor.
+    graded: AtomicU64,
+    poor: AtomicU64,
 }
 
 enum Command {
@@ -94,6 +97,20 @@ struct ControlRequest {
 pub struct Connection {
     pub id: ParticipantId,
     pub events: mpsc::Receiver<ServerMessage>,
+}
+
+/// Point-in-time numbers of one shard, for the operator's dashboard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ShardStats {
+    pub shard: usize,
+    pub rooms: u64,
+    pub participants: u64,
+    pub forwarded_packets: u64,
+    pub forwarded_bytes: u64,
+    /// Participants whose connection quality has been graded (after their first few
+    /// seconds), and how many of them are graded poor.
+    pub graded_participants: u64,
+    pub poor_participants: u64,
 }
 
 /// Point-in-time numbers for `/metrics`, summed over shards.
@@ -320,6 +337,27 @@ impl SfuHandle {
             m.ice_tcp_refused = gate.refused();
         }
         m
+    }
+
+    /// Each shard's numbers, in shard order.
+    pub fn shard_stats(&self) -> Vec<ShardStats> {
+        self.inner
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(shard, s)| {
+                let c = &s.counters;
+                ShardStats {
+                    shard,
+                    rooms: c.rooms.load(Ordering::Relaxed),
+                    participants: c.participants.load(Ordering::Relaxed),
+                    forwarded_packets: c.forwarded_packets.load(Ordering::Relaxed),
+                    forwarded_bytes: c.forwarded_bytes.load(Ordering::Relaxed),
+                    graded_participants: c.graded.load(Ordering::Relaxed),
+                    poor_participants: c.poor.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
     }
 
     /// Tells every participant the server is shutting down, stops the SFU threads and waits
@@ -730,6 +768,9 @@ fn publish_counters(sfu: &Sfu, counters: &Counters) {
     counters
         .forwarded_bytes
         .store(c.forwarded_bytes, Ordering::Relaxed);
+    let (graded, poor) = sfu.quality_counts();
+    counters.graded.store(graded as u64, Ordering::Relaxed);
+    counters.poor.store(poor as u64, Ordering::Relaxed);
 }
 
 fn unix_ms() -> u64 {

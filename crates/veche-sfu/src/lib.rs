@@ -23,7 +23,7 @@ pub use crate::core::{
     Command, Counters, Datagram, E2eeLimits, HostControl, Output, ResumeKey, Sfu,
 };
 pub use config::{IceTcpLimits, Limits, SfuConfig};
-pub use driver::{Connection, SfuHandle, SfuMetrics};
+pub use driver::{Connection, SfuHandle, SfuMetrics, ShardStats};
 pub use meeting::{
     AuditEvent, ControlError, JoinGrant, JoinRequest, LiveMeeting, MeetingRef, MeetingSnapshot,
     MeetingStart, MeetingUsage, Presence, Remembered, RemoteActor, SfuEvent, UserRef,

@@ -11,14 +11,16 @@ use super::accounts::check_administers;
 use super::{ApiError, ApiResult, ApiState, Caller, Json, Path, Query, audit_entry};
 use crate::sockets::SessionEnd;
 use crate::store::{
-    OrgRole, Plan, RequestStatus, User, UserRole, rename_org_on, set_org_plan_on, set_org_role_on,
-    set_user_role_on, update_plan_on,
+    AuditFilter, OrgRole, Plan, RequestStatus, User, UserRole, rename_org_on, set_org_plan_on,
+    set_org_role_on, set_user_role_on, update_plan_on,
 };
 
 const AUDIT_LIMIT_DEFAULT: i64 = 100;
 const AUDIT_LIMIT_MAX: i64 = 1000;
+/// Longest text filter of an audit query, in characters.
+const AUDIT_FILTER_MAX_CHARS: usize = 200;
 
-fn check_operator(caller: &Caller) -> ApiResult<&User> {
+pub(super) fn check_operator(caller: &Caller) -> ApiResult<&User> {
     let user = caller.user()?;
     if user.is_operator() {
         Ok(user)
@@ -80,6 +82,20 @@ pub(super) struct Period {
 pub(super) struct AuditQuery {
     #[serde(default)]
     limit: Option<i64>,
+    /// Actions starting with this (`meeting.` for every host action).
+    #[serde(default)]
+    action: Option<String>,
+    /// The actor's account id, or part of their email.
+    #[serde(default)]
+    actor: Option<String>,
+    /// On the operator's route only: one organisation's entries.
+    #[serde(default)]
+    org: Option<String>,
+    /// Unix seconds: entries at or after `since`, before `until`.
+    #[serde(default)]
+    since: Option<i64>,
+    #[serde(default)]
+    until: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,7 +183,9 @@ pub(super) async fn all_usage(
     Ok(axum::Json(json!({"since": since, "until": until, "usage": usage})).into_response())
 }
 
-fn audit_limit(q: &AuditQuery) -> ApiResult<i64> {
+/// The filter `q` asks for, scoped to `org` (the path's organisation, or the operator's
+/// `?org=`). Empty strings mean no filter, as an empty form field does.
+fn audit_filter(q: AuditQuery, org: Option<String>) -> ApiResult<AuditFilter> {
     let limit = q.limit.unwrap_or(AUDIT_LIMIT_DEFAULT);
     if !(1..=AUDIT_LIMIT_MAX).contains(&limit) {
         return Err(ApiError::InvalidField {
@@ -175,7 +193,31 @@ fn audit_limit(q: &AuditQuery) -> ApiResult<i64> {
             message: format!("{limit} is not between 1 and {AUDIT_LIMIT_MAX}"),
         });
     }
-    Ok(limit)
+    let text = |field: &'static str, v: Option<String>| -> ApiResult<Option<String>> {
+        match v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()) {
+            Some(s) if s.chars().count() > AUDIT_FILTER_MAX_CHARS => Err(ApiError::InvalidField {
+                field,
+                message: format!("longer than {AUDIT_FILTER_MAX_CHARS} characters"),
+            }),
+            other => Ok(other),
+        }
+    };
+    if let (Some(since), Some(until)) = (q.since, q.until)
+        && until < since
+    {
+        return Err(ApiError::InvalidField {
+            field: "until",
+            message: format!("{until} is before since {since}"),
+        });
+    }
+    Ok(AuditFilter {
+        org_id: text("org", org)?,
+        action: text("action", q.action)?,
+        actor: text("actor", q.actor)?,
+        since: q.since,
+        until: q.until,
+        limit,
+    })
 }
 
 pub(super) async fn org_audit(
@@ -185,20 +227,28 @@ pub(super) async fn org_audit(
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Response> {
     check_administers(caller.user()?, &org_id)?;
-    let entries = state
-        .store
-        .audit_log(Some(&org_id), audit_limit(&q)?)
-        .await?;
+    if q.org.is_some() {
+        return Err(ApiError::InvalidField {
+            field: "org",
+            message: "the organisation is in the path".into(),
+        });
+    }
+    let filter = audit_filter(q, Some(org_id))?;
+    let entries = state.store.audit_log_filtered(&filter).await?;
     Ok(axum::Json(json!({"entries": entries})).into_response())
 }
 
 pub(super) async fn all_audit(
     State(state): State<ApiState>,
     caller: Caller,
-    Query(q): Query<AuditQuery>,
+    Query(mut q): Query<AuditQuery>,
 ) -> ApiResult<Response> {
     check_operator(&caller)?;
-    let entries = state.store.audit_log(None, audit_limit(&q)?).await?;
+    let org = q.org.take();
+    let entries = state
+        .store
+        .audit_log_filtered(&audit_filter(q, org)?)
+        .await?;
     Ok(axum::Json(json!({"entries": entries})).into_response())
 }
 

@@ -9,6 +9,7 @@
 
 mod accounts;
 mod admin;
+mod dashboard;
 mod directory;
 mod error;
 mod meetings;
@@ -103,6 +104,8 @@ pub struct ApiState {
     pub directory: Arc<Directory>,
     /// Webhook settings, and the worker to wake for a test delivery.
     pub webhooks: crate::webhooks::Webhooks,
+    /// Dashboard limits, live participants and forwarding rates.
+    pub dashboard: crate::dashboard::Dashboard,
 }
 
 impl ApiState {
@@ -181,6 +184,7 @@ pub fn router(state: ApiState) -> Router {
             get(accounts::list_members).post(accounts::add_member),
         )
         .route("/orgs/{org}/usage", get(admin::org_usage))
+        .route("/orgs/{org}/usage/series", get(dashboard::org_series))
         .route("/orgs/{org}/audit", get(admin::org_audit))
         .route(
             "/orgs/{org}/webhooks",
@@ -207,6 +211,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/admin/orgs", get(admin::list_orgs))
         .route("/admin/orgs/{org}", axum::routing::patch(admin::update_org))
         .route("/admin/usage", get(admin::all_usage))
+        .route("/admin/usage/series", get(dashboard::all_series))
+        .route("/admin/dashboard", get(dashboard::live))
         .route("/admin/audit", get(admin::all_audit))
         .route("/admin/upgrade-requests", get(admin::all_upgrade_requests))
         .route(

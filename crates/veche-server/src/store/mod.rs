@@ -12,6 +12,7 @@ mod directory;
 mod live;
 mod meetings;
 mod plans;
+mod usage;
 mod webhooks;
 
 use std::str::FromStr;
@@ -34,10 +35,11 @@ pub use meetings::{
     JoinDecision, JoinError, JoinRole, Meeting, MeetingPatch, NewMeeting, Recurrence,
 };
 pub use plans::{
-    Actor, AuditEntry, NewAuditEntry, Org, Plan, RequestStatus, UpgradeRequest, UsageRecord,
-    UsageSummary,
+    Actor, AuditEntry, AuditFilter, NewAuditEntry, Org, Plan, RequestStatus, UpgradeRequest,
+    UsageRecord, UsageSummary,
 };
 pub(crate) use plans::{rename_org_on, set_org_plan_on, update_plan_on};
+pub use usage::{ALL_ORGS, HOUR_SECS, SeriesRange, UsageBucket};
 pub use webhooks::{
     AttemptResult, DeliveryStatus, DueDelivery, NewWebhookEndpoint, NextStep, WebhookDelivery,
     WebhookEndpoint,

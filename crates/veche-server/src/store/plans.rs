@@ -588,12 +588,35 @@ impl Store {
         org_id: Option<&str>,
         limit: i64,
     ) -> StoreResult<Vec<AuditEntry>> {
+        self.audit_log_filtered(&AuditFilter {
+            org_id: org_id.map(str::to_owned),
+            limit,
+            ..AuditFilter::default()
+        })
+        .await
+    }
+
+    /// The newest entries that pass `filter`, newest first.
+    pub async fn audit_log_filtered(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>> {
+        let actor = filter
+            .actor
+            .as_deref()
+            .map(|a| format!("%{}%", like_escape(&a.to_lowercase())));
         let rows = sqlx::query(
             "SELECT seq, at, actor_id, actor_email, ip, action, target, org_id, detail \
-             FROM audit_log WHERE ($1 IS NULL OR org_id = $1) ORDER BY seq DESC LIMIT $2",
+             FROM audit_log WHERE ($1 IS NULL OR org_id = $1) \
+             AND ($3 IS NULL OR substr(action, 1, length($3)) = $3) \
+             AND ($4 IS NULL OR actor_id = $5 OR LOWER(actor_email) LIKE $4 ESCAPE '\\') \
+             AND at >= $6 AND at < $7 \
+             ORDER BY seq DESC LIMIT $2",
         )
-        .bind(org_id)
-        .bind(limit)
+        .bind(filter.org_id.as_deref())
+        .bind(filter.limit)
+        .bind(filter.action.as_deref())
+        .bind(actor)
+        .bind(filter.actor.as_deref())
+        .bind(filter.since.unwrap_or(i64::MIN))
+        .bind(filter.until.unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -612,6 +635,34 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Which audit entries to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// One organisation's entries; `None`: every entry.
+    pub org_id: Option<String>,
+    /// Actions that start with this (`meeting.` for every host action).
+    pub action: Option<String>,
+    /// The actor's account id, or part of their email (any case).
+    pub actor: Option<String>,
+    /// Unix seconds: entries at or after `since` and before `until`.
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// At most this many, the newest.
+    pub limit: i64,
+}
+
+/// `s` with LIKE's wildcards and the escape character escaped (for `ESCAPE '\'`).
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Longest free-text field of an audit entry, in characters.
