@@ -172,6 +172,7 @@ impl Harness {
                 sockets: Arc::default(),
                 directory: Arc::default(),
                 webhooks: Default::default(),
+                calendar: Default::default(),
             });
             let (member_user, member, member_csrf) = users.pop().expect("two users");
             let (_, operator, _) = users.pop().expect("two users");

@@ -17,6 +17,7 @@ use veche_sfu::{E2eeLimits, IceTcpLimits, Limits};
 
 use crate::api::{AccountSettings, DEFAULT_MAX_API_BODY_BYTES};
 use crate::auth::{DEFAULT_HASH_WAIT, default_hash_concurrency};
+use crate::calendar::{CalendarArgs, CalendarSettings};
 use crate::cidr::Cidr;
 use crate::directory::config::{DirectoryArgs, DirectorySettings};
 use crate::state::MetricsAccess;
@@ -475,6 +476,9 @@ pub(crate) struct ServeArgs {
 
     #[command(flatten)]
     pub(crate) webhooks: WebhookArgs,
+
+    #[command(flatten)]
+    pub(crate) calendar: CalendarArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
@@ -550,6 +554,8 @@ struct FileConfig {
     directory: Option<DirectoryArgs>,
     /// Webhooks, as a `[webhooks]` table keyed by flag name.
     webhooks: Option<WebhookArgs>,
+    /// Calendar invitations and SMTP, as a `[calendar]` table keyed by flag name.
+    calendar: Option<CalendarArgs>,
 }
 
 /// Where HTTPS gets its certificate.
@@ -616,6 +622,7 @@ pub(crate) struct Config {
     /// LDAP and OpenID Connect sign-in.
     pub(crate) directory: DirectorySettings,
     pub(crate) webhooks: WebhookSettings,
+    pub(crate) calendar: CalendarSettings,
 }
 
 impl Config {
@@ -1017,6 +1024,7 @@ impl Config {
                 file.directory.unwrap_or_default(),
             )?,
             webhooks: WebhookSettings::merge(args.webhooks, file.webhooks.unwrap_or_default())?,
+            calendar: CalendarSettings::merge(args.calendar, file.calendar.unwrap_or_default())?,
         })
     }
 }

@@ -137,6 +137,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     ));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (webhooks, webhook_worker) = webhooks::start(store.clone(), config.webhooks.clone())?;
+    let calendar = crate::calendar::start(store.clone(), config.calendar.clone());
     let event_writer = tokio::spawn(store_events(
         store.clone(),
         clock.clone(),
@@ -171,6 +172,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             sockets,
             directory,
             webhooks,
+            calendar,
         }),
     );
 

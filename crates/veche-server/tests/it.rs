@@ -19,6 +19,7 @@ mod api_auth;
 mod api_matrix;
 mod api_restart;
 mod bad_input;
+mod calendar;
 mod check_endpoint;
 mod directory_ldap;
 mod e2ee;

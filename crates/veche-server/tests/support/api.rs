@@ -101,6 +101,7 @@ impl App {
             sockets: Arc::default(),
             directory: Arc::default(),
             webhooks: Default::default(),
+            calendar: Default::default(),
         });
         App {
             store,
