@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -33,15 +33,17 @@ fn language(lang: Option<&str>, headers: &HeaderMap) -> Lang {
         .unwrap_or_default()
 }
 
-/// Where links point: `--public-url`, else this request's host (a download is for the
-/// caller, who reached the server by it).
-fn base_url(state: &ApiState, headers: &HeaderMap) -> ApiResult<String> {
+/// Where links point: `--public-url`, else this request's host — its `Host` header, or the
+/// authority of an HTTP/2 request (a download is for the caller, who reached the server by
+/// it).
+fn base_url(state: &ApiState, headers: &HeaderMap, uri: &Uri) -> ApiResult<String> {
     if let Some(base) = &state.calendar.settings().public_url {
         return Ok(base.clone());
     }
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
         .filter(|h| {
             !h.is_empty()
                 && h.bytes()
@@ -123,6 +125,7 @@ pub(super) async fn invite_ics(
     caller: Caller,
     Path(id): Path<String>,
     Query(q): Query<InviteQuery>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let user = caller.user()?;
@@ -130,7 +133,7 @@ pub(super) async fn invite_ics(
     scheduled(&meeting)?;
     let passcode = included_passcode(&state, user, &meeting, q.passcode).await?;
     let lang = language(q.lang.as_deref(), &headers);
-    let base = base_url(&state, &headers)?;
+    let base = base_url(&state, &headers, &uri)?;
     let owner = state.store.user(&meeting.owner_id).await?;
     let inv = cal::invite(&meeting, &base, passcode.as_deref(), lang);
     let events: Vec<_> = cal::event(&meeting, &inv, owner.as_ref(), state.now())
@@ -260,6 +263,7 @@ pub(super) struct FeedBody {
 pub(super) async fn reset_feed(
     State(state): State<ApiState>,
     caller: Caller,
+    uri: Uri,
     headers: HeaderMap,
     RawBody(raw): RawBody,
 ) -> ApiResult<Response> {
@@ -289,7 +293,7 @@ pub(super) async fn reset_feed(
     let lang = language(body.lang.as_deref(), &headers);
     let url = format!(
         "{}/calendar/{token}.ics?lang={}",
-        base_url(&state, &headers)?,
+        base_url(&state, &headers, &uri)?,
         lang.tag()
     );
     Ok(
@@ -321,6 +325,7 @@ pub(crate) async fn feed(
     State(state): State<ApiState>,
     Path(file): Path<String>,
     Query(q): Query<FeedQuery>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let token = file
@@ -340,7 +345,7 @@ pub(crate) async fn feed(
     let now = state.now();
     let past = i64::try_from(settings.feed_past.as_secs()).unwrap_or(i64::MAX);
     let lang = language(q.lang.as_deref(), &headers);
-    let base = base_url(&state, &headers)?;
+    let base = base_url(&state, &headers, &uri)?;
     let meetings: Vec<Meeting> = state
         .store
         .meetings_of(&user.id)

@@ -132,7 +132,9 @@ impl App {
     ) -> Res {
         let mut req = Request::builder()
             .method(Method::from_bytes(method.to_uppercase().as_bytes()).unwrap())
-            .uri(path);
+            .uri(path)
+            // As every HTTP/1.1 client sends; links in calendar files are built from it.
+            .header(header::HOST, "veche.test");
         match auth {
             Auth::None => {}
             Auth::Bearer(t) => req = req.header(header::AUTHORIZATION, format!("Bearer {t}")),
