@@ -3,7 +3,7 @@
 
 import { ApiError, api, currentUser, errorMessage, formatTime, forgetSession, hasSession, rememberCsrf } from './api.js';
 import { h, show, toast } from './dom.js';
-import { errorText, languageSwitch, t } from './i18n.js';
+import { errorText, language, languageSwitch, t } from './i18n.js';
 import { cleanName, saveName, savedName } from './names.js';
 import { safeNext } from './redirect.js';
 
@@ -190,11 +190,31 @@ function meetingRow(m) {
   const minutes = t('meetings.minutes', { count: m.duration_minutes });
   const live = h('div', { class: 'row live-controls', hidden: true });
   void showLive(m, live);
+  // A scheduled meeting's invitation, in the page's language (the passcode stays out: the
+  // server keeps only its hash, and the API puts it in when given `passcode=`).
+  const ics = m.starts_at === null ? null : h('a', {
+    class: 'button', download: 'invite.ics', text: t('meetings.download_ics'),
+    href: `/api/v1/meetings/${m.id}/invite.ics?lang=${language()}`,
+  });
+  const invite = m.starts_at === null ? null : h('button', {
+    type: 'button', class: 'button', text: t('meetings.invite_email'),
+    onclick: async () => {
+      const answer = prompt(t('meetings.invite_prompt'));
+      const emails = (answer ?? '').split(/[\s,;]+/).filter(Boolean);
+      if (emails.length === 0) return;
+      try {
+        const res = await api('POST', `/meetings/${m.id}/invites`, { emails, lang: language() });
+        toast(t('meetings.invites_queued', { count: res.invites.length }));
+      } catch (e) {
+        toast(errorMessage(e), 'error');
+      }
+    },
+  });
   return h('li', { class: 'meeting-row', 'data-id': m.id },
     h('div', {}, h('a', { href: `/j/${m.id}`, text: m.title }),
       h('p', { class: 'muted', text: [when, minutes, flags].filter(Boolean).join(' · ') })),
     live,
-    h('div', { class: 'row' }, copy, del));
+    h('div', { class: 'row' }, copy, ics, invite, del));
 }
 
 /**
@@ -391,7 +411,40 @@ export function addHomeLinks() {
       : [h('a', { href: '/login', text: t('login.submit') }), h('a', { href: '/signup', text: t('login.sign_up') })])));
 }
 
-/** The account page: profile and password change. */
+/**
+ * The private calendar feed: its URL is shown once, when made (the server keeps only its
+ * hash); making a new one retires the old.
+ */
+async function calendarCard() {
+  /** @type {{active: boolean}} */
+  const status = await api('GET', '/auth/calendar').catch(() => ({ active: false }));
+  const note = h('p', { class: 'muted', id: 'calendar-status',
+    text: status.active ? t('calendar.active') : t('calendar.none') });
+  const url = h('input', { id: 'calendar-url', readonly: true, hidden: true });
+  const make = h('button', {
+    type: 'button', class: 'button', id: 'calendar-reset',
+    text: status.active ? t('calendar.reset') : t('calendar.create'),
+    onclick: async () => {
+      if (status.active && !confirm(t('calendar.reset_confirm'))) return;
+      try {
+        const res = await api('POST', '/auth/calendar', { lang: language() });
+        status.active = true;
+        url.value = res.url;
+        url.hidden = false;
+        make.textContent = t('calendar.reset');
+        note.textContent = t('calendar.copy_now');
+        await navigator.clipboard?.writeText(res.url);
+        toast(t('calendar.copied'));
+      } catch (e) {
+        toast(errorMessage(e), 'error');
+      }
+    },
+  });
+  return h('div', { class: 'card stack', id: 'calendar-card' },
+    h('h2', { text: t('calendar.heading') }), note, url, h('div', { class: 'row' }, make));
+}
+
+/** The account page: profile, password change and the calendar feed. */
 export async function showAccount() {
   const me = await currentUser();
   if (!me) {
@@ -421,6 +474,6 @@ export async function showAccount() {
       h('p', { text: `${me.user.name} <${me.user.email}>` }),
       h('p', { class: 'muted', text: [me.org?.name ?? '', t(`org_role.${me.user.org_role}`),
         me.user.role === 'admin' ? t('account.operator_admin') : ''].filter(Boolean).join(' · ') })),
-    form);
+    form, await calendarCard());
 
 }

@@ -173,6 +173,7 @@ impl Harness {
                 directory: Arc::default(),
                 webhooks: Default::default(),
                 dashboard: Default::default(),
+                calendar: Default::default(),
             });
             let (member_user, member, member_csrf) = users.pop().expect("two users");
             let (_, operator, _) = users.pop().expect("two users");

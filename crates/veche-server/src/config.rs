@@ -17,6 +17,7 @@ use veche_sfu::{E2eeLimits, IceTcpLimits, Limits};
 
 use crate::api::{AccountSettings, DEFAULT_MAX_API_BODY_BYTES};
 use crate::auth::{DEFAULT_HASH_WAIT, default_hash_concurrency};
+use crate::calendar::{CalendarArgs, CalendarSettings};
 use crate::cidr::Cidr;
 use crate::dashboard::{DEFAULT_MAX_USAGE_BUCKETS, DashboardSettings};
 use crate::directory::config::{DirectoryArgs, DirectorySettings};
@@ -492,6 +493,9 @@ pub(crate) struct ServeArgs {
 
     #[command(flatten)]
     pub(crate) webhooks: WebhookArgs,
+
+    #[command(flatten)]
+    pub(crate) calendar: CalendarArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
@@ -570,6 +574,8 @@ struct FileConfig {
     directory: Option<DirectoryArgs>,
     /// Webhooks, as a `[webhooks]` table keyed by flag name.
     webhooks: Option<WebhookArgs>,
+    /// Calendar invitations and SMTP, as a `[calendar]` table keyed by flag name.
+    calendar: Option<CalendarArgs>,
 }
 
 /// Where HTTPS gets its certificate.
@@ -637,6 +643,7 @@ pub(crate) struct Config {
     pub(crate) directory: DirectorySettings,
     pub(crate) webhooks: WebhookSettings,
     pub(crate) dashboard: DashboardSettings,
+    pub(crate) calendar: CalendarSettings,
 }
 
 impl Config {
@@ -1065,6 +1072,7 @@ impl Config {
             )?,
             webhooks: WebhookSettings::merge(args.webhooks, file.webhooks.unwrap_or_default())?,
             dashboard: DashboardSettings { max_buckets },
+            calendar: CalendarSettings::merge(args.calendar, file.calendar.unwrap_or_default())?,
         })
     }
 }

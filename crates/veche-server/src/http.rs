@@ -62,7 +62,9 @@ pub(crate) fn router_with_api(state: AppState, api: Option<ApiState>) -> Router 
         .fallback(static_file)
         .with_state(state);
     let app = match api {
-        Some(api_state) => pages.nest("/api/v1", api::router(api_state)),
+        Some(api_state) => pages
+            .merge(api::feed_router(api_state.clone()))
+            .nest("/api/v1", api::router(api_state)),
         None => pages,
     };
     app.layer(middleware::from_fn_with_state(policy, security_headers))

@@ -5,6 +5,7 @@
 mod admin_cli;
 pub mod api;
 pub mod auth;
+pub mod calendar;
 mod check;
 mod cidr;
 mod config;

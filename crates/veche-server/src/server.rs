@@ -139,6 +139,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let (webhooks, webhook_worker) = webhooks::start(store.clone(), config.webhooks.clone())?;
     let dashboard = Dashboard::new(config.dashboard);
+    let calendar = crate::calendar::start(store.clone(), config.calendar.clone());
     let event_writer = tokio::spawn(store_events(
         store.clone(),
         clock.clone(),
@@ -175,6 +176,7 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
             directory,
             webhooks,
             dashboard,
+            calendar,
         }),
     );
 

@@ -47,6 +47,14 @@ fn expected(method: &str, path: &str) -> Option<[u16; 7]> {
         ("delete", "/meetings/{meeting}") => [401, 404, 403, 204, 204, 204, 404],
         // Anyone with the link may ask; the role in the answer is checked separately.
         ("post", "/meetings/{meeting}/join") => ALL_OK,
+        ("get", "/meetings/{meeting}/invite.ics") | ("get", "/meetings/{meeting}/invites") => {
+            [401, 404, 200, 200, 200, 200, 404]
+        }
+        // No SMTP relay in this fixture: whoever may send learns that it is not set up
+        // (tests/calendar.rs sends through a real SMTP server).
+        ("post", "/meetings/{meeting}/invites") => [401, 404, 403, 503, 503, 503, 404],
+        ("get", "/auth/calendar") | ("post", "/auth/calendar") => USER_OK,
+        ("delete", "/auth/calendar") => [401, 204, 204, 204, 204, 204, 204],
         // The fixture's meeting is running (its host is in it).
         ("get", "/meetings/{meeting}/live") => [401, 404, 200, 200, 200, 200, 404],
         ("post", "/meetings/{meeting}/live") => [401, 404, 204, 204, 204, 204, 404],
@@ -190,6 +198,8 @@ async fn new_meeting(app: &App, host: &User, cohost: &User) -> String {
             host,
             NewMeeting {
                 title: "Matrix".into(),
+                // Scheduled, so that it has an invitation (`invite.ics`).
+                starts_at: Some(app.now() + 3600),
                 duration_minutes: 30,
                 join_before_host: true,
                 co_hosts: vec![cohost.id.clone()],
@@ -313,6 +323,7 @@ async fn prepare(
         }
         ("patch", "/meetings/{meeting}") => Some(json!({"title": "Renamed", "waiting_room": true})),
         ("post", "/meetings/{meeting}/join") => Some(json!({})),
+        ("post", "/meetings/{meeting}/invites") => Some(json!({"emails": ["guest@b.example"]})),
         // A real change that leaves the meeting as it was for the next caller.
         ("post", "/meetings/{meeting}/live") => {
             Some(json!({"type": "set_meeting", "allow_self_unmute": true}))

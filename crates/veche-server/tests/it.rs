@@ -22,6 +22,7 @@ mod api_matrix;
 mod api_restart;
 mod audit_atomic;
 mod bad_input;
+mod calendar;
 mod check_endpoint;
 mod dashboard;
 mod directory_ldap;

@@ -83,6 +83,12 @@ pub enum ApiError {
     /// Directory or OpenID Connect sign-in failed for a reason of its own.
     #[error("{0}")]
     SignIn(#[from] SignInError),
+    /// Email invitations without an SMTP relay configured.
+    #[error("email invitations are not set up on this server (--smtp-url)")]
+    SmtpNotConfigured,
+    /// Over the hourly allowance of email invitations.
+    #[error("at most {0} email invitations an hour; try again later")]
+    TooManyInvites(usize),
     #[error("internal error")]
     Internal(String),
 }
@@ -113,6 +119,8 @@ impl ApiError {
             ApiError::Busy(_) => "busy",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::SignIn(e) => e.code(),
+            ApiError::SmtpNotConfigured => "smtp_not_configured",
+            ApiError::TooManyInvites(_) => "too_many_invites",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -138,7 +146,10 @@ impl ApiError {
             }
             ApiError::MetricsForbidden => StatusCode::FORBIDDEN,
             ApiError::MetricsToken => StatusCode::UNAUTHORIZED,
-            ApiError::Unavailable | ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::Busy(_) | ApiError::SmtpNotConfigured => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::TooManyInvites(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::SignIn(e) => e.status(),
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

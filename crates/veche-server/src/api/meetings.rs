@@ -139,7 +139,7 @@ async fn co_host_ids(
 
 /// How much of a meeting the caller may touch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Access {
+pub(super) enum Access {
     /// Knows nothing about it: 404, as if it did not exist.
     None,
     /// Co-host: may read its details.
@@ -158,7 +158,12 @@ fn access(user: &User, meeting: &Meeting) -> Access {
     }
 }
 
-async fn load(state: &ApiState, user: &User, id: &str, need: Access) -> ApiResult<Meeting> {
+pub(super) async fn load(
+    state: &ApiState,
+    user: &User,
+    id: &str,
+    need: Access,
+) -> ApiResult<Meeting> {
     let meeting = state
         .store
         .meeting(id)

@@ -1,5 +1,5 @@
 //! The REST API under `/api/v1`: accounts, organisations, plans, meetings, usage, audit,
-//! webhooks.
+//! webhooks, calendar invitations and feeds.
 //!
 //! Authentication: a session cookie (`veche_session`, HttpOnly, SameSite=Lax, Secure over
 //! TLS) for the browser, or `Authorization: Bearer TOKEN` for API clients — the same token.
@@ -9,6 +9,7 @@
 
 mod accounts;
 mod admin;
+mod calendar;
 mod dashboard;
 mod directory;
 mod error;
@@ -106,6 +107,8 @@ pub struct ApiState {
     pub webhooks: crate::webhooks::Webhooks,
     /// Dashboard limits, live participants and forwarding rates.
     pub dashboard: crate::dashboard::Dashboard,
+    /// Calendar settings (public URL, SMTP relay, limits) and the mailer to wake.
+    pub calendar: crate::calendar::Calendar,
 }
 
 impl ApiState {
@@ -161,6 +164,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/auth/logout", post(accounts::logout))
         .route("/auth/me", get(accounts::me))
         .route("/auth/password", post(accounts::change_password))
+        .route(
+            "/auth/calendar",
+            get(calendar::feed_status)
+                .post(calendar::reset_feed)
+                .delete(calendar::delete_feed),
+        )
         .route("/auth/ldap", post(directory::ldap_login))
         .route("/auth/oidc/start", get(directory::oidc_start))
         .route("/auth/oidc/callback", get(directory::oidc_callback))
@@ -174,6 +183,11 @@ pub fn router(state: ApiState) -> Router {
                 .delete(meetings::delete),
         )
         .route("/meetings/{meeting}/join", post(meetings::join))
+        .route("/meetings/{meeting}/invite.ics", get(calendar::invite_ics))
+        .route(
+            "/meetings/{meeting}/invites",
+            get(calendar::list_invites).post(calendar::send_invites),
+        )
         .route(
             "/meetings/{meeting}/live",
             get(meetings::live).post(meetings::control),
@@ -225,6 +239,14 @@ pub fn router(state: ApiState) -> Router {
         )
         .fallback(|| async { ApiError::NotFound("endpoint") })
         .layer(body_limit)
+        .with_state(state)
+}
+
+/// The private calendar feeds, `/calendar/{token}.ics`, outside `/api/v1`: calendar apps
+/// subscribe to them with the token in the URL and no session.
+pub fn feed_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/calendar/{file}", get(calendar::feed))
         .with_state(state)
 }
 

@@ -134,6 +134,30 @@ pub const ROUTES: &[Route] = &[
         Some("PasswordChange"),
         200,
     ),
+    r(
+        "get",
+        "/auth/calendar",
+        "Whether the signed-in user has a private calendar feed (its URL is shown only when made)",
+        User,
+        None,
+        200,
+    ),
+    r(
+        "post",
+        "/auth/calendar",
+        "Make a new private calendar feed URL; the previous one stops working",
+        User,
+        Some("FeedReset"),
+        200,
+    ),
+    r(
+        "delete",
+        "/auth/calendar",
+        "Turn the private calendar feed off",
+        User,
+        None,
+        204,
+    ),
     r("get", "/plans", "Plans and their limits", Public, None, 200),
     r(
         "put",
@@ -190,6 +214,30 @@ pub const ROUTES: &[Route] = &[
         Public,
         Some("Join"),
         200,
+    ),
+    r(
+        "get",
+        "/meetings/{meeting}/invite.ics",
+        "The scheduled meeting as an iCalendar (RFC 5545) file; query passcode=… (managers only, checked) puts the passcode in it, lang=en|ru",
+        MeetingHost,
+        None,
+        200,
+    ),
+    r(
+        "get",
+        "/meetings/{meeting}/invites",
+        "The meeting's email invitations and where each is (pending, sent, failed)",
+        MeetingHost,
+        None,
+        200,
+    ),
+    r(
+        "post",
+        "/meetings/{meeting}/invites",
+        "Email the invitation (with its .ics) to each address through the server's SMTP relay; 503 smtp_not_configured without one",
+        MeetingHost,
+        Some("Invites"),
+        202,
     ),
     r(
         "get",
@@ -401,7 +449,7 @@ fn schemas() -> Value {
     let int = json!({"type": "integer"});
     let boolean = json!({"type": "boolean"});
     let nullable_int = json!({"type": ["integer", "null"]});
-    json!({
+    let mut all = json!({
         "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
             "code": {"type": "string", "enum": ["bad_request", "invalid_field", "unauthenticated",
                 "invalid_credentials", "forbidden", "csrf_failed", "not_found", "conflict",
@@ -410,7 +458,8 @@ fn schemas() -> Value {
                 "unsupported_media_type", "directory_unavailable", "directory_no_email",
                 "oidc_unavailable", "oidc_state_mismatch", "oidc_state_unknown",
                 "oidc_provider_error", "oidc_code_rejected", "oidc_token_invalid",
-                "oidc_email_unverified", "oidc_busy", "internal"]},
+                "oidc_email_unverified", "oidc_busy", "smtp_not_configured", "too_many_invites",
+                "internal"]},
             "message": string}, "required": ["code", "message"]}}, "required": ["error"]},
         "Signup": s(json!({"email": string, "password": string, "name": string, "org_name": string}), &["email", "password", "name"]),
         "Login": s(json!({"email": string, "password": string}), &["email", "password"]),
@@ -462,7 +511,8 @@ fn schemas() -> Value {
             "title": string, "starts_at": nullable_int, "duration_minutes": int,
             "recurrence": {"type": "string", "enum": ["none", "weekly"]}, "has_passcode": boolean,
             "waiting_room": boolean, "join_before_host": boolean, "co_hosts": {"type": "array", "items": string},
-            "e2ee": {"type": "string", "enum": ["off", "required"]}, "created_at": int}},
+            "e2ee": {"type": "string", "enum": ["off", "required"]}, "created_at": int,
+            "sequence": {"type": "integer", "description": "bumped by every change (the iCalendar SEQUENCE)"}}},
         "LiveMeeting": {"type": "object", "properties": {"live": boolean,
             "meeting": {"type": "object", "properties": {"title": string, "locked": boolean,
                 "allow_self_unmute": boolean, "ends_at_ms": nullable_int,
@@ -487,7 +537,25 @@ fn schemas() -> Value {
             "requested_by": string, "plan_id": string, "note": string,
             "status": {"type": "string", "enum": ["pending", "approved", "declined"]},
             "created_at": int, "decided_by": {"type": ["string", "null"]}, "decided_at": nullable_int}},
-    })
+    });
+    // Calendar invitations (docs/calendar.md); a second `json!`, as one is near the macro's
+    // recursion limit.
+    let calendar = json!({
+        "Invites": s(json!({"emails": {"type": "array", "items": string, "minItems": 1,
+                "description": "at most --invite-max-recipients addresses"},
+            "passcode": {"type": "string", "description": "the meeting's passcode, to put in the invitation (managers only)"},
+            "lang": {"type": "string", "enum": ["en", "ru"]}}), &["emails"]),
+        "FeedReset": s(json!({"lang": {"type": "string", "enum": ["en", "ru"]}}), &[]),
+        "InviteList": {"type": "object", "properties": {"invites": {"type": "array", "items": {
+            "type": "object", "properties": {"id": string, "meeting_id": string, "sender_id": string,
+                "email": string, "status": {"type": "string", "enum": ["pending", "sent", "failed"]},
+                "attempts": int, "last_error": {"type": ["string", "null"]}, "created_at_ms": int,
+                "sent_at_ms": nullable_int}}}}},
+    });
+    if let (Value::Object(all), Value::Object(more)) = (&mut all, calendar) {
+        all.extend(more);
+    }
+    all
 }
 
 /// The schema of a route's success answer, where it is one object.
@@ -496,6 +564,7 @@ fn response_schema(route: &Route) -> Option<&'static str> {
         ("post", "/auth/signup" | "/auth/login" | "/auth/ldap" | "/auth/password") => "Session",
         ("post", "/meetings") | ("get" | "patch", "/meetings/{meeting}") => "Meeting",
         ("post", "/meetings/{meeting}/join") => "JoinDecision",
+        ("get" | "post", "/meetings/{meeting}/invites") => "InviteList",
         ("get", "/meetings/{meeting}/live") => "LiveMeeting",
         ("put", "/plans/{plan}") => "PlanInfo",
         ("post", "/orgs/{org}/members") | ("patch", "/admin/users/{user}") => "User",
@@ -535,7 +604,9 @@ pub fn document_value() -> Value {
             op["security"] = json!([{"bearer": []}, {"cookie": []}]);
         }
         if let Some(body) = route.body {
-            op["requestBody"] = json!({"required": route.method != "post" || !route.path.ends_with("/join"),
+            let optional = route.method == "post"
+                && (route.path.ends_with("/join") || route.path == "/auth/calendar");
+            op["requestBody"] = json!({"required": !optional,
                 "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{body}")}}}});
         }
         let entry = paths

@@ -45,6 +45,8 @@ pub struct Meeting {
     /// End-to-end encryption of the meeting's media (its plan may require it anyway).
     pub e2ee: E2eeMode,
     pub created_at: i64,
+    /// Bumped by every change: the iCalendar SEQUENCE of the meeting's event.
+    pub sequence: i64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -131,7 +133,7 @@ pub enum JoinError {
 }
 
 const MEETING_COLUMNS: &str = "id, org_id, owner_id, title, starts_at, duration_minutes, \
-                               recurrence, passcode_hash, waiting_room, join_before_host, created_at, e2ee";
+                               recurrence, passcode_hash, waiting_room, join_before_host, created_at, e2ee, sequence";
 
 fn e2ee_str(mode: E2eeMode) -> &'static str {
     match mode {
@@ -217,6 +219,7 @@ fn meeting_from_row(row: &AnyRow) -> StoreResult<MeetingRow> {
                 E2eeMode::Off
             },
             created_at: row.try_get("created_at")?,
+            sequence: row.try_get("sequence")?,
         },
         passcode_hash,
     })
@@ -277,10 +280,11 @@ impl Store {
             co_hosts: Vec::new(),
             e2ee: new.e2ee,
             created_at: now,
+            sequence: 0,
         };
         let mut tx = self.pool.begin().await?;
         sqlx::query(&format!(
-            "INSERT INTO meetings ({MEETING_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            "INSERT INTO meetings ({MEETING_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0)"
         ))
         .bind(&meeting.id)
         .bind(&meeting.org_id)
@@ -335,6 +339,20 @@ impl Store {
         rows.iter()
             .map(|r| r.try_get("user_id").map_err(StoreError::from))
             .collect()
+    }
+
+    /// Whether `given` is the passcode of meeting `id` (`false` when it has none). For the
+    /// meeting's managers, who could set it anyway: no attempt limits apply.
+    pub async fn meeting_passcode_is(&self, id: &str, given: &str) -> StoreResult<bool> {
+        let Some(MeetingRow { passcode_hash, .. }) = self.meeting_row(id).await? else {
+            return Err(StoreError::NotFound("meeting"));
+        };
+        match passcode_hash {
+            Some(hash) if given.chars().count() <= MAX_PASSCODE_CHARS => {
+                Ok(self.hasher.verify(given, &hash).await?)
+            }
+            _ => Ok(false),
+        }
     }
 
     pub async fn meeting(&self, id: &str) -> StoreResult<Option<Meeting>> {
@@ -424,7 +442,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "UPDATE meetings SET title = $2, starts_at = $3, duration_minutes = $4, recurrence = $5, \
-             passcode_hash = $6, waiting_room = $7, join_before_host = $8, e2ee = $9 WHERE id = $1",
+             passcode_hash = $6, waiting_room = $7, join_before_host = $8, e2ee = $9, \
+             sequence = sequence + 1 WHERE id = $1",
         )
         .bind(id)
         .bind(&m.title)

@@ -1,5 +1,5 @@
 //! Persistent state: accounts, organisations, plans, meetings, usage, the audit log, login
-//! lockouts and webhooks, in SQLite (the embedded default) or PostgreSQL.
+//! lockouts, webhooks, calendar feeds and email invitations, in SQLite (the embedded default) or PostgreSQL.
 //!
 //! One [`Store`] over sqlx's `Any` pool: every query is written once in the SQL both dialects
 //! accept (`$1` placeholders work in SQLite too), with only the schema split in two migration
@@ -8,6 +8,7 @@
 
 mod accounts;
 mod attempts;
+mod calendar;
 mod directory;
 mod live;
 mod meetings;
@@ -29,6 +30,7 @@ pub(crate) use accounts::{MAX_PASSWORD_CHARS, check_new_user, check_password, no
 pub use accounts::{HashedNewUser, NewUser, OrgRole, Session, User, UserRole};
 pub(crate) use accounts::{create_user_on, set_org_role_on, set_password_on, set_user_role_on};
 pub use attempts::{Attempt, LockoutPolicy, Refused};
+pub use calendar::{DueInvite, InviteOutcome, InviteRecord, InviteStatus};
 pub use directory::{ExternalIdentity, PendingOidcLogin, Provisioned};
 pub use live::{LiveChange, LiveRow};
 pub use meetings::{

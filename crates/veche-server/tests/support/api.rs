@@ -102,6 +102,7 @@ impl App {
             directory: Arc::default(),
             webhooks: Default::default(),
             dashboard: Default::default(),
+            calendar: Default::default(),
         });
         App {
             store,
@@ -132,7 +133,9 @@ impl App {
     ) -> Res {
         let mut req = Request::builder()
             .method(Method::from_bytes(method.to_uppercase().as_bytes()).unwrap())
-            .uri(path);
+            .uri(path)
+            // As every HTTP/1.1 client sends; links in calendar files are built from it.
+            .header(header::HOST, "veche.test");
         match auth {
             Auth::None => {}
             Auth::Bearer(t) => req = req.header(header::AUTHORIZATION, format!("Bearer {t}")),
