@@ -85,7 +85,8 @@ fn series_range(q: &SeriesQuery, now: i64, max_buckets: i64) -> ApiResult<(Serie
         });
     }
     let start = from.div_euclid(bucket_secs) * bucket_secs;
-    let end = (to.div_euclid(bucket_secs) + 1) * bucket_secs;
+    // `to` rounded up: the bucket it falls in is the last one, unless it is where one starts.
+    let end = (to + bucket_secs - 1).div_euclid(bucket_secs) * bucket_secs;
     let count = (end - start) / bucket_secs;
     if count > max_buckets {
         return Err(ApiError::InvalidField {
