@@ -34,7 +34,8 @@ command -v turnserver >/dev/null 2>&1 || need_apt+=(coturn)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # The directory sign-in tests start a throwaway OpenLDAP server (tests/support/slapd.rs).
 [ -x /usr/sbin/slapd ] || need_apt+=(slapd ldap-utils)
-# The calendar tests parse invitations with Python's icalendar (crates/veche-server/tests/calendar.rs).
+# The calendar tests parse invitations with Python's icalendar and send them to aiosmtpd
+# (crates/veche-server/tests/calendar.rs).
 { command -v python3 && python3 -m pip --version; } >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "installing ${need_apt[*]}"
@@ -46,10 +47,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-step "Python icalendar (the calendar tests' iCalendar parser)"
-python3 -c 'import icalendar' 2>/dev/null \
-  || python3 -m pip install --quiet --break-system-packages icalendar 2>/dev/null \
-  || python3 -m pip install --quiet icalendar
+step "Python icalendar and aiosmtpd (the calendar tests' iCalendar parser and SMTP server)"
+python3 -c 'import icalendar, aiosmtpd' 2>/dev/null \
+  || python3 -m pip install --quiet --break-system-packages icalendar aiosmtpd 2>/dev/null \
+  || python3 -m pip install --quiet icalendar aiosmtpd
 
 step "npm packages (e2e/)"
 (cd e2e && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --silent; else npm install --no-audit --no-fund --silent; fi)

@@ -3,20 +3,18 @@
 //! the recurrence, the passcode only when its owner puts it there, and SEQUENCE bumped by a
 //! change; the private feed (its token works, a wrong one is 404, a reset retires the old
 //! one); and invitations by email handed to a real SMTP server the test runs on loopback,
-//! whose received messages are parsed the same way. Python and `icalendar` must be there
+//! (aiosmtpd, started by the test) whose received messages are parsed the same way. Python and `icalendar` must be there
 //! (scripts/test.sh installs them): without them the test fails rather than skips.
 
-use crate::common;
+use crate::{common, smtpd};
 
-use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use common::Server;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use smtpd::Smtpd;
 
 const PW: &str = "correct horse battery";
 const WAIT: Duration = Duration::from_secs(20);
@@ -101,127 +99,6 @@ fn check_framing(ics: &str) -> anyhow::Result<()> {
         ensure!(line.len() <= 75, "{} octets in {line:?}", line.len());
     }
     Ok(())
-}
-
-/// One message the sink received.
-#[derive(Debug, Clone)]
-struct Mail {
-    from: String,
-    to: Vec<String>,
-    data: Vec<u8>,
-}
-
-/// An SMTP server on a loopback port (RFC 5321: EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP,
-/// QUIT), keeping every message it is given.
-#[derive(Clone, Default)]
-struct SmtpSink {
-    mails: Arc<Mutex<Vec<Mail>>>,
-}
-
-impl SmtpSink {
-    async fn start() -> anyhow::Result<(SmtpSink, SocketAddr)> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let sink = SmtpSink::default();
-        let keep = sink.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let keep = keep.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = keep.session(stream).await {
-                        eprintln!("smtp sink: {e:#}");
-                    }
-                });
-            }
-        });
-        Ok((sink, addr))
-    }
-
-    async fn session(&self, stream: tokio::net::TcpStream) -> anyhow::Result<()> {
-        let (read, mut write) = stream.into_split();
-        let mut lines = BufReader::new(read);
-        write.write_all(b"220 sink.test ESMTP\r\n").await?;
-        let mut from = String::new();
-        let mut to = Vec::new();
-        loop {
-            let mut line = String::new();
-            if lines.read_line(&mut line).await? == 0 {
-                return Ok(());
-            }
-            let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
-            let reply: &[u8] = match verb.as_str() {
-                "EHLO" => b"250-sink.test\r\n250 8BITMIME\r\n",
-                "HELO" | "NOOP" => b"250 ok\r\n",
-                "RSET" => {
-                    from.clear();
-                    to.clear();
-                    b"250 ok\r\n"
-                }
-                "MAIL" => {
-                    from = address(&line);
-                    b"250 ok\r\n"
-                }
-                "RCPT" => {
-                    to.push(address(&line));
-                    b"250 ok\r\n"
-                }
-                "DATA" => {
-                    write.write_all(b"354 go on\r\n").await?;
-                    let mut data = Vec::new();
-                    loop {
-                        let mut l = Vec::new();
-                        if lines.read_until(b'\n', &mut l).await? == 0 {
-                            bail!("connection closed inside DATA");
-                        }
-                        if l == b".\r\n" {
-                            break;
-                        }
-                        // Dot-stuffing (RFC 5321, 4.5.2).
-                        let l = if l.starts_with(b"..") {
-                            &l[1..]
-                        } else {
-                            &l[..]
-                        };
-                        data.extend_from_slice(l);
-                    }
-                    self.mails.lock().unwrap().push(Mail {
-                        from: std::mem::take(&mut from),
-                        to: std::mem::take(&mut to),
-                        data,
-                    });
-                    b"250 queued\r\n"
-                }
-                "QUIT" => {
-                    write.write_all(b"221 bye\r\n").await?;
-                    return Ok(());
-                }
-                _ => b"502 not here\r\n",
-            };
-            write.write_all(reply).await?;
-        }
-    }
-
-    async fn wait_for(&self, n: usize) -> anyhow::Result<Vec<Mail>> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let mails = self.mails.lock().unwrap().clone();
-            if mails.len() >= n {
-                return Ok(mails);
-            }
-            if Instant::now() > deadline {
-                bail!("the SMTP sink got {} messages, not {n}", mails.len());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-/// The address in `MAIL FROM:<a>` / `RCPT TO:<a>`.
-fn address(line: &str) -> String {
-    line.split_once('<')
-        .and_then(|(_, rest)| rest.split_once('>'))
-        .map(|(a, _)| a.to_owned())
-        .unwrap_or_default()
 }
 
 async fn call(
@@ -468,9 +345,9 @@ async fn calendar_invite_ics_and_private_feed() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calendar_email_invites_reach_the_smtp_sink() -> anyhow::Result<()> {
-    let (sink, smtp) = SmtpSink::start().await?;
-    let smtp_url = format!("smtp://{smtp}");
+async fn calendar_email_invites_reach_a_real_smtp_server() -> anyhow::Result<()> {
+    let smtpd = Smtpd::start()?;
+    let smtp_url = format!("smtp://{}", smtpd.addr);
     let server = Server::start_with(&[
         "--public-url",
         "https://meet.example.org",
@@ -509,7 +386,7 @@ async fn calendar_email_invites_reach_the_smtp_sink() -> anyhow::Result<()> {
     assert_eq!(invites.len(), 2, "one per distinct address: {invites:?}");
     assert!(invites.iter().all(|i| i["status"] == "pending"));
 
-    let mails = sink.wait_for(2).await?;
+    let mails = smtpd.wait_for(2).await?;
     let mut rcpts: Vec<&str> = mails
         .iter()
         .flat_map(|m| m.to.iter().map(String::as_str))

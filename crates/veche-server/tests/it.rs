@@ -12,6 +12,8 @@ mod peer;
 mod postgres;
 #[path = "support/slapd.rs"]
 mod slapd;
+#[path = "support/smtpd.rs"]
+mod smtpd;
 #[path = "support/turn_client.rs"]
 mod turn_client;
 
