@@ -8,7 +8,10 @@ use anyhow::{Context, bail};
 
 use crate::api::{Clock, SystemClock};
 use crate::config::{AdminArgs, AdminCommand, RoleArg, admin_database};
-use crate::store::{NewAuditEntry, NewUser, OrgRole, Store, UserRole};
+use crate::store::{
+    NewAuditEntry, NewUser, OrgRole, Store, User, UserRole, create_user_on, set_org_plan_on,
+    set_password_on, set_user_role_on,
+};
 
 fn role(r: RoleArg) -> UserRole {
     match r {
@@ -31,8 +34,9 @@ fn read_password() -> anyhow::Result<String> {
     Ok(password)
 }
 
-async fn audit(store: &Store, action: &str, target: &str, org: Option<&str>, detail: String) {
-    let entry = NewAuditEntry {
+/// The audit entry of a change made from the shell.
+fn entry(action: &str, target: &str, org: Option<&str>, detail: String) -> NewAuditEntry {
+    NewAuditEntry {
         actor_email: Some("cli".into()),
         ip: Some("local shell".into()),
         action: action.into(),
@@ -40,9 +44,6 @@ async fn audit(store: &Store, action: &str, target: &str, org: Option<&str>, det
         org_id: org.map(str::to_owned),
         detail,
         ..NewAuditEntry::default()
-    };
-    if let Err(e) = store.audit(entry, SystemClock.now()).await {
-        eprintln!("veche: warning: writing the audit log failed: {e}");
     }
 }
 
@@ -68,32 +69,31 @@ async fn command(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
         } => {
             let password = read_password()?;
             let name = name.unwrap_or_else(|| email.split('@').next().unwrap_or("").to_owned());
-            let user = store
-                .create_user(
-                    NewUser {
-                        email,
-                        name,
-                        password,
-                        role: role(r),
-                        org_role: if org.is_some() {
-                            OrgRole::Member
-                        } else {
-                            OrgRole::Admin
-                        },
-                        org_id: org,
-                        org_name: None,
+            let hashed = store
+                .hash_new_user(NewUser {
+                    email,
+                    name,
+                    password,
+                    role: role(r),
+                    org_role: if org.is_some() {
+                        OrgRole::Member
+                    } else {
+                        OrgRole::Admin
                     },
+                    org_id: org,
+                    org_name: None,
+                })
+                .await?;
+            let user = store
+                .audited(
                     now,
+                    async |c| create_user_on(c, hashed, now).await,
+                    |user: &User| {
+                        let detail = format!("{} as {}", user.email, user.role.as_str());
+                        entry("user.create", &user.id, Some(&user.org_id), detail)
+                    },
                 )
                 .await?;
-            audit(
-                store,
-                "user.create",
-                &user.id,
-                Some(&user.org_id),
-                format!("{} as {}", user.email, user.role.as_str()),
-            )
-            .await;
             println!(
                 "created {} ({}), role {}, organisation {}",
                 user.email,
@@ -123,27 +123,26 @@ async fn command(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
                 .user_by_email(&email)
                 .await?
                 .with_context(|| format!("no account {email}"))?;
-            store.set_user_role(&user.id, role(r)).await?;
-            audit(
-                store,
-                "user.update",
-                &user.id,
-                Some(&user.org_id),
-                format!("role={}", role(r).as_str()),
-            )
-            .await;
+            store
+                .audited(
+                    now,
+                    async |c| set_user_role_on(c, &user.id, role(r)).await,
+                    |_| {
+                        let detail = format!("role={}", role(r).as_str());
+                        entry("user.update", &user.id, Some(&user.org_id), detail)
+                    },
+                )
+                .await?;
             println!("{} is now {}", user.email, role(r).as_str());
         }
         AdminCommand::SetPlan { org, plan } => {
-            store.set_org_plan(&org, &plan).await?;
-            audit(
-                store,
-                "org.update",
-                &org,
-                Some(&org),
-                format!("plan={plan}"),
-            )
-            .await;
+            store
+                .audited(
+                    now,
+                    async |c| set_org_plan_on(c, &org, &plan).await,
+                    |_| entry("org.update", &org, Some(&org), format!("plan={plan}")),
+                )
+                .await?;
             println!("organisation {org} is now on the {plan} plan");
         }
         AdminCommand::SetPassword { email, .. } => {
@@ -152,15 +151,21 @@ async fn command(store: &Store, command: AdminCommand) -> anyhow::Result<()> {
                 .await?
                 .with_context(|| format!("no account {email}"))?;
             let password = read_password()?;
-            store.set_password(&user.id, &password).await?;
-            audit(
-                store,
-                "user.password_reset",
-                &user.id,
-                Some(&user.org_id),
-                String::new(),
-            )
-            .await;
+            let hash = store.hash_password(&password).await?;
+            store
+                .audited(
+                    now,
+                    async |c| set_password_on(c, &user.id, &hash).await,
+                    |_| {
+                        entry(
+                            "user.password_reset",
+                            &user.id,
+                            Some(&user.org_id),
+                            String::new(),
+                        )
+                    },
+                )
+                .await?;
             println!("password of {} changed; its sessions are ended", user.email);
         }
     }

@@ -257,7 +257,7 @@ async fn prepare(
         {
             f.app
                 .store
-                .decide_upgrade(&r.id, false, &op.id, f.app.now())
+                .decide_upgrade(&r.id, false, &op.id, f.app.now(), None)
                 .await
                 .unwrap();
         }
@@ -267,7 +267,7 @@ async fn prepare(
         for e in f.app.store.webhook_endpoints(&f.org).await.unwrap() {
             f.app
                 .store
-                .delete_webhook_endpoint(&f.org, &e.id)
+                .delete_webhook_endpoint(&f.org, &e.id, 0, None)
                 .await
                 .unwrap();
         }
@@ -287,6 +287,7 @@ async fn prepare(
                 },
                 usize::MAX,
                 f.app.now(),
+                None,
             )
             .await
             .unwrap();
@@ -297,7 +298,7 @@ async fn prepare(
         let req = f
             .app
             .store
-            .request_upgrade(&f.org, &boss.id, "business", "", f.app.now())
+            .request_upgrade(&f.org, &boss.id, "business", "", f.app.now(), None)
             .await
             .unwrap();
         p = p.replace("{request}", &req.id);

@@ -31,6 +31,29 @@ async fn a_change_whose_audit_row_fails_is_not_made() {
         .body["plans"][0]
         .clone();
     let org_name = app.store.org(&operator.org_id).await.unwrap().unwrap().name;
+    let org_id = &operator.org_id;
+    let org_plan = org_now_plan(&app, org_id).await;
+    // Made before the audit log breaks, to be deleted and decided after.
+    let hook = app
+        .call(
+            "post",
+            &format!("/orgs/{org_id}/webhooks"),
+            Auth::Bearer(&op),
+            Some(json!({"url": "https://hooks.example.org/veche", "events": ["meeting.started"]})),
+        )
+        .await;
+    assert_eq!(hook.status, 201, "{:?}", hook.body);
+    let hook = hook.body["id"].as_str().unwrap().to_owned();
+    let request = app
+        .call(
+            "post",
+            &format!("/orgs/{org_id}/upgrade-requests"),
+            Auth::Bearer(&op),
+            Some(json!({"plan_id": "business", "note": ""})),
+        )
+        .await;
+    assert_eq!(request.status, 201, "{:?}", request.body);
+    let request = request.body["id"].as_str().unwrap().to_owned();
 
     app.sql(
         "CREATE TRIGGER no_audit BEFORE INSERT ON audit_log \
@@ -60,6 +83,22 @@ async fn a_change_whose_audit_row_fails_is_not_made() {
             format!("/orgs/{}/members", operator.org_id),
             json!({"email": "new@example.org", "name": "New", "password": "a long new password"}),
         ),
+        (
+            "post",
+            format!("/orgs/{org_id}/webhooks"),
+            json!({"url": "https://hooks.example.org/second", "events": ["meeting.ended"]}),
+        ),
+        (
+            "delete",
+            format!("/orgs/{org_id}/webhooks/{hook}"),
+            json!({}),
+        ),
+        (
+            "post",
+            format!("/admin/upgrade-requests/{request}/approve"),
+            json!({}),
+        ),
+        ("post", "/auth/calendar".into(), json!({})),
     ];
     for (method, path, body) in &refused {
         let res = app
@@ -120,6 +159,24 @@ async fn a_change_whose_audit_row_fails_is_not_made() {
         "the session the password change would have ended still works"
     );
 
+    let hooks = app.store.webhook_endpoints(org_id).await.unwrap();
+    assert_eq!(
+        hooks.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
+        [hook.as_str()],
+        "the endpoint is neither deleted nor joined by a second"
+    );
+    let pending = app.store.upgrade_request(&request).await.unwrap().unwrap();
+    assert_eq!(pending.status.as_str(), "pending");
+    assert_eq!(org_now_plan(&app, org_id).await, org_plan);
+    assert!(
+        app.store
+            .calendar_feed_created(&operator.id)
+            .await
+            .unwrap()
+            .is_none(),
+        "no calendar feed was made"
+    );
+
     // With the audit log writable again, the same change is made and recorded.
     app.sql("DROP TRIGGER no_audit").await;
     let (method, path, body) = &refused[0];
@@ -133,4 +190,8 @@ async fn a_change_whose_audit_row_fails_is_not_made() {
             .any(|e| e.action == "user.update" && e.target == member.id),
         "{log:?}"
     );
+}
+
+async fn org_now_plan(app: &App, org: &str) -> String {
+    app.store.org(org).await.unwrap().unwrap().plan_id
 }

@@ -514,20 +514,20 @@ async fn upgrade_requests(url: String) {
     let op = user(&store, "op@example.org", None, OrgRole::Admin).await;
 
     let req = store
-        .request_upgrade(&alice.org_id, &alice.id, "pro", "we grew", T0)
+        .request_upgrade(&alice.org_id, &alice.id, "pro", "we grew", T0, None)
         .await
         .unwrap();
     assert_eq!(req.status, RequestStatus::Pending);
     // One pending request per organisation.
     assert!(matches!(
         store
-            .request_upgrade(&alice.org_id, &alice.id, "business", "", T0)
+            .request_upgrade(&alice.org_id, &alice.id, "business", "", T0, None)
             .await,
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
         store
-            .request_upgrade(&carol.org_id, &carol.id, "platinum", "", T0)
+            .request_upgrade(&carol.org_id, &carol.id, "platinum", "", T0, None)
             .await,
         Err(StoreError::NotFound(_))
     ));
@@ -538,7 +538,7 @@ async fn upgrade_requests(url: String) {
             let (store, dave) = (store.clone(), dave.clone());
             tokio::spawn(async move {
                 store
-                    .request_upgrade(&dave.org_id, &dave.id, "pro", "", T0)
+                    .request_upgrade(&dave.org_id, &dave.id, "pro", "", T0, None)
                     .await
             })
         })
@@ -553,7 +553,7 @@ async fn upgrade_requests(url: String) {
     }
     assert_eq!(won, 1);
     let creq = store
-        .request_upgrade(&carol.org_id, &carol.id, "business", "", T0 + 1)
+        .request_upgrade(&carol.org_id, &carol.id, "business", "", T0 + 1, None)
         .await
         .unwrap();
 
@@ -570,7 +570,7 @@ async fn upgrade_requests(url: String) {
     assert_eq!(alices, vec![req.clone()]);
 
     let approved = store
-        .decide_upgrade(&req.id, true, &op.id, T0 + 5)
+        .decide_upgrade(&req.id, true, &op.id, T0 + 5, None)
         .await
         .unwrap();
     assert_eq!(approved.status, RequestStatus::Approved);
@@ -582,15 +582,15 @@ async fn upgrade_requests(url: String) {
     );
     // Deciding twice is a conflict; an unknown request is not found.
     assert!(matches!(
-        store.decide_upgrade(&req.id, false, &op.id, T0).await,
+        store.decide_upgrade(&req.id, false, &op.id, T0, None).await,
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
-        store.decide_upgrade("nope", true, &op.id, T0).await,
+        store.decide_upgrade("nope", true, &op.id, T0, None).await,
         Err(StoreError::NotFound(_))
     ));
     let declined = store
-        .decide_upgrade(&creq.id, false, &op.id, T0)
+        .decide_upgrade(&creq.id, false, &op.id, T0, None)
         .await
         .unwrap();
     assert_eq!(declined.status, RequestStatus::Declined);
@@ -600,7 +600,7 @@ async fn upgrade_requests(url: String) {
     );
     // After a decision the organisation may ask again.
     store
-        .request_upgrade(&carol.org_id, &carol.id, "pro", "", T0 + 9)
+        .request_upgrade(&carol.org_id, &carol.id, "pro", "", T0 + 9, None)
         .await
         .unwrap();
     store.set_org_plan(&carol.org_id, "business").await.unwrap();
@@ -1259,6 +1259,7 @@ async fn directory_accounts(url: String) {
             &external("alice", "Alice@Example.org", Some(true)),
             "Example",
             T0,
+            None,
         )
         .await
         .unwrap();
@@ -1284,6 +1285,7 @@ async fn directory_accounts(url: String) {
             &external("alice", "alice@example.org", Some(false)),
             "Other",
             T0 + 1,
+            None,
         )
         .await
         .unwrap();
@@ -1291,7 +1293,12 @@ async fn directory_accounts(url: String) {
     assert_eq!(again.org_role, OrgRole::Member);
     // Another directory user joins the same organisation.
     let (carol, _) = store
-        .directory_sign_in(&external("carol", "carol@example.org", None), "Other", T0)
+        .directory_sign_in(
+            &external("carol", "carol@example.org", None),
+            "Other",
+            T0,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(carol.org_id, alice.org_id);
@@ -1301,6 +1308,7 @@ async fn directory_accounts(url: String) {
             &external("bob", "BOB@example.org", Some(false)),
             "Other",
             T0,
+            None,
         )
         .await
         .unwrap();

@@ -65,24 +65,29 @@ async fn outbox(url: String) {
 
     // Endpoints, capped per organisation.
     let (all, secret) = store
-        .create_webhook_endpoint(&endpoint(a, &["meeting.started", "meeting.ended"]), 2, T0)
+        .create_webhook_endpoint(
+            &endpoint(a, &["meeting.started", "meeting.ended"]),
+            2,
+            T0,
+            None,
+        )
         .await
         .unwrap();
     assert!(secret.starts_with("vwhsec_") && secret.len() == 7 + 64);
     let (ended_only, secret2) = store
-        .create_webhook_endpoint(&endpoint(a, &["meeting.ended"]), 2, T0 + 1)
+        .create_webhook_endpoint(&endpoint(a, &["meeting.ended"]), 2, T0 + 1, None)
         .await
         .unwrap();
     assert_ne!(secret, secret2);
     match store
-        .create_webhook_endpoint(&endpoint(a, &["meeting.ended"]), 2, T0)
+        .create_webhook_endpoint(&endpoint(a, &["meeting.ended"]), 2, T0, None)
         .await
     {
         Err(StoreError::Invalid { field: "url", .. }) => {}
         other => panic!("a third endpoint over the cap of 2: {other:?}"),
     }
     let (other_org, _) = store
-        .create_webhook_endpoint(&endpoint(b, &["meeting.started"]), 2, T0)
+        .create_webhook_endpoint(&endpoint(b, &["meeting.started"]), 2, T0, None)
         .await
         .unwrap();
     let listed = store.webhook_endpoints(a).await.unwrap();
@@ -98,7 +103,7 @@ async fn outbox(url: String) {
     );
     assert!(
         !store
-            .delete_webhook_endpoint(a, &other_org.id)
+            .delete_webhook_endpoint(a, &other_org.id, 0, None)
             .await
             .unwrap()
     );
@@ -251,7 +256,7 @@ async fn outbox(url: String) {
     );
     assert!(
         store
-            .delete_webhook_endpoint(a, &ended_only.id)
+            .delete_webhook_endpoint(a, &ended_only.id, 0, None)
             .await
             .unwrap()
     );

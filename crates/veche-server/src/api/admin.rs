@@ -265,17 +265,15 @@ pub(super) async fn request_upgrade(
     }
     let req = state
         .store
-        .request_upgrade(&org_id, &user.id, &body.plan_id, &body.note, state.now())
-        .await?;
-    state
-        .audit(
-            &caller,
-            "upgrade.request",
-            &req.id,
-            Some(&org_id),
-            req.plan_id.clone(),
+        .request_upgrade(
+            &org_id,
+            &user.id,
+            &body.plan_id,
+            &body.note,
+            state.now(),
+            Some(&caller.actor()),
         )
-        .await;
+        .await?;
     Ok((StatusCode::CREATED, axum::Json(req)).into_response())
 }
 
@@ -322,22 +320,8 @@ async fn decide(state: &ApiState, caller: &Caller, id: &str, approve: bool) -> A
     let user = check_operator(caller)?;
     let req = state
         .store
-        .decide_upgrade(id, approve, &user.id, state.now())
+        .decide_upgrade(id, approve, &user.id, state.now(), Some(&caller.actor()))
         .await?;
-    let action = if approve {
-        "upgrade.approve"
-    } else {
-        "upgrade.decline"
-    };
-    state
-        .audit(
-            caller,
-            action,
-            &req.id,
-            Some(&req.org_id),
-            req.plan_id.clone(),
-        )
-        .await;
     Ok(axum::Json(req).into_response())
 }
 

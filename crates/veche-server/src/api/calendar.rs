@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::meetings::{Access, load};
-use super::{ApiError, ApiResult, ApiState, Caller, Json, Path, Query, RawBody};
+use super::{ApiError, ApiResult, ApiState, Caller, Json, Path, Query, RawBody, audit_entry};
 use crate::calendar::ics::{self, Method};
 use crate::calendar::text::{Lang, Msg, text};
 use crate::calendar::{self as cal};
@@ -188,14 +188,6 @@ pub(super) async fn send_invites(
         }
     }
     let now_ms = state.now().saturating_mul(1000);
-    let used = state
-        .store
-        .invites_sent_since(&user.id, now_ms - 3_600_000)
-        .await?;
-    let allowed = i64::try_from(settings.invite_max_per_hour).unwrap_or(i64::MAX);
-    if used.saturating_add(addresses.len() as i64) > allowed {
-        return Err(ApiError::TooManyInvites(settings.invite_max_per_hour));
-    }
     let passcode = included_passcode(&state, user, &meeting, body.passcode).await?;
     let lang = language(body.lang.as_deref(), &headers);
     let owner = state.store.user(&meeting.owner_id).await?;
@@ -212,18 +204,23 @@ pub(super) async fn send_invites(
     }
     let queued = state
         .store
-        .queue_invites(&meeting.id, &user.id, &messages, now_ms)
-        .await?;
-    state.calendar.wake();
-    state
-        .audit(
-            &caller,
-            "meeting.invite",
+        .queue_invites(
             &meeting.id,
-            Some(&meeting.org_id),
-            format!("{} addresses", queued.len()),
+            &user.id,
+            &messages,
+            now_ms,
+            settings.invite_max_per_hour,
+            audit_entry(
+                &caller,
+                "meeting.invite",
+                &meeting.id,
+                Some(&meeting.org_id),
+                format!("{} addresses", messages.len()),
+            ),
         )
-        .await;
+        .await?
+        .ok_or(ApiError::TooManyInvites(settings.invite_max_per_hour))?;
+    state.calendar.wake();
     Ok((StatusCode::ACCEPTED, axum::Json(json!({"invites": queued}))).into_response())
 }
 
@@ -279,17 +276,19 @@ pub(super) async fn reset_feed(
     let now = state.now();
     state
         .store
-        .reset_calendar_feed(&user.id, &token, now)
-        .await?;
-    state
-        .audit(
-            &caller,
-            "calendar.feed_reset",
+        .reset_calendar_feed(
             &user.id,
-            Some(&user.org_id),
-            String::new(),
+            &token,
+            now,
+            audit_entry(
+                &caller,
+                "calendar.feed_reset",
+                &user.id,
+                Some(&user.org_id),
+                String::new(),
+            ),
         )
-        .await;
+        .await?;
     let lang = language(body.lang.as_deref(), &headers);
     let url = format!(
         "{}/calendar/{token}.ics?lang={}",
@@ -308,7 +307,17 @@ pub(super) async fn delete_feed(
     caller: Caller,
 ) -> ApiResult<Response> {
     let user = caller.user()?;
-    state.store.delete_calendar_feed(&user.id).await?;
+    let entry = audit_entry(
+        &caller,
+        "calendar.feed_delete",
+        &user.id,
+        Some(&user.org_id),
+        String::new(),
+    );
+    state
+        .store
+        .delete_calendar_feed(&user.id, state.now(), entry)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

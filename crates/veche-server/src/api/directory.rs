@@ -9,13 +9,11 @@ use serde::Deserialize;
 use tracing::warn;
 
 use super::accounts::{check_secret_length, limited, session_cookie, start_session};
-use super::{
-    ApiError, ApiResult, ApiState, Caller, ClientIp, Json, Query, SESSION_TTL_SECS, cookie_value,
-};
+use super::{ApiError, ApiResult, ApiState, ClientIp, Json, Query, SESSION_TTL_SECS, cookie_value};
 use crate::auth::constant_time_eq;
 use crate::directory::SignInError;
 use crate::directory::ldap::{MAX_USERNAME_CHARS, Outcome, normalise_dn};
-use crate::store::{ExternalIdentity, Provisioned, User};
+use crate::store::{ExternalIdentity, User};
 
 /// The cookie holding the state of this browser's OpenID Connect sign-in.
 const OIDC_COOKIE: &str = "veche_oidc";
@@ -85,39 +83,22 @@ pub(super) async fn ldap_login(
     start_session(&state, user, StatusCode::OK).await
 }
 
-/// The local account of `who` (linked or made), with the sign-in's address remembered and
-/// a new link or account in the audit log.
+/// The local account of `who` (linked or made, and audited so), with the sign-in's address
+/// remembered.
 async fn directory_account(
     state: &ApiState,
     ip: Option<String>,
     who: &ExternalIdentity,
 ) -> ApiResult<User> {
     let now = state.now();
-    let (user, how) = state
+    let (user, _) = state
         .store
-        .directory_sign_in(who, &state.directory.org_name, now)
+        .directory_sign_in(who, &state.directory.org_name, now, ip.as_deref())
         .await?;
     state
         .store
         .remember_source(&user.id, ip.as_deref().unwrap_or("-"), now)
         .await?;
-    let action = match how {
-        Provisioned::Existing => None,
-        Provisioned::Linked => Some("user.directory_link"),
-        Provisioned::Created => Some("user.directory_create"),
-    };
-    if let Some(action) = action {
-        let caller = Caller {
-            user: Some(user.clone()),
-            session: None,
-            token: None,
-            ip,
-        };
-        let detail = format!("{} via {} ({})", user.email, who.provider, who.subject);
-        state
-            .audit(&caller, action, &user.id, Some(&user.org_id), detail)
-            .await;
-    }
     Ok(user)
 }
 

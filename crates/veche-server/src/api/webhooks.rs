@@ -115,17 +115,13 @@ pub(super) async fn create(
     };
     let (endpoint, secret) = state
         .store
-        .create_webhook_endpoint(&new, settings.max_endpoints, state.now())
-        .await?;
-    state
-        .audit(
-            &caller,
-            "webhook.create",
-            &endpoint.id,
-            Some(&org_id),
-            format!("{} for {}", endpoint.url, endpoint.events.join(", ")),
+        .create_webhook_endpoint(
+            &new,
+            settings.max_endpoints,
+            state.now(),
+            Some(&caller.actor()),
         )
-        .await;
+        .await?;
     let mut answer =
         serde_json::to_value(&endpoint).map_err(|e| ApiError::Internal(e.to_string()))?;
     answer["secret"] = json!(secret);
@@ -138,12 +134,13 @@ pub(super) async fn delete(
     Path((org_id, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     check_administers(caller.user()?, &org_id)?;
-    if !state.store.delete_webhook_endpoint(&org_id, &id).await? {
+    let deleted = state
+        .store
+        .delete_webhook_endpoint(&org_id, &id, state.now(), Some(&caller.actor()))
+        .await?;
+    if !deleted {
         return Err(ApiError::NotFound("webhook endpoint"));
     }
-    state
-        .audit(&caller, "webhook.delete", &id, Some(&org_id), String::new())
-        .await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

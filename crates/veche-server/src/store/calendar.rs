@@ -5,7 +5,8 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::accounts::{USER_COLUMNS, user_from_row};
-use super::{Store, StoreError, StoreResult, User, row_id};
+use super::plans::insert_audit;
+use super::{NewAuditEntry, Store, StoreError, StoreResult, User, row_id};
 use crate::auth::token_digest;
 
 /// Where an email invitation is.
@@ -95,6 +96,7 @@ impl Store {
         user_id: &str,
         token: &str,
         now: i64,
+        audit: NewAuditEntry,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM calendar_feeds WHERE user_id = $1")
@@ -109,17 +111,29 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        insert_audit(&mut tx, audit, now).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Turns the user's feed off; whether there was one.
-    pub async fn delete_calendar_feed(&self, user_id: &str) -> StoreResult<bool> {
+    /// Turns the user's feed off, with `audit`'s entry if there was one; whether there was.
+    pub async fn delete_calendar_feed(
+        &self,
+        user_id: &str,
+        now: i64,
+        audit: NewAuditEntry,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await?;
         let done = sqlx::query("DELETE FROM calendar_feeds WHERE user_id = $1")
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() > 0)
+        let deleted = done.rows_affected() > 0;
+        if deleted {
+            insert_audit(&mut tx, audit, now).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     /// The owner of feed `token`. The lookup is by the token's digest, an indexed equality
@@ -136,27 +150,38 @@ impl Store {
         row.as_ref().map(user_from_row).transpose()
     }
 
-    /// Invitations `sender_id` asked for since `since_ms` (for the hourly cap).
-    pub async fn invites_sent_since(&self, sender_id: &str, since_ms: i64) -> StoreResult<i64> {
-        let row = sqlx::query(
-            "SELECT COUNT(*) AS n FROM meeting_invites WHERE sender_id = $1 AND created_at_ms >= $2",
-        )
-        .bind(sender_id)
-        .bind(since_ms)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(row.try_get("n")?)
-    }
-
-    /// Writes one pending invitation per `(email, message)`, due now, in one transaction.
+    /// Writes one pending invitation per `(email, message)`, due now, and `audit`'s entry,
+    /// in one transaction — unless that would make the sender's invitations of the last hour
+    /// more than `max_per_hour` (`None`, nothing written). Concurrent requests of one
+    /// sender queue behind each other on the sender's row, so the cap holds under a race.
     pub async fn queue_invites(
         &self,
         meeting_id: &str,
         sender_id: &str,
         messages: &[(String, String)],
         now_ms: i64,
-    ) -> StoreResult<Vec<InviteRecord>> {
+        max_per_hour: usize,
+        audit: NewAuditEntry,
+    ) -> StoreResult<Option<Vec<InviteRecord>>> {
         let mut tx = self.pool.begin().await?;
+        // A write first: PostgreSQL locks the sender's row until commit, SQLite takes its
+        // write lock (a read first would have to upgrade it, which fails under a writer).
+        sqlx::query("UPDATE users SET name = name WHERE id = $1")
+            .bind(sender_id)
+            .execute(&mut *tx)
+            .await?;
+        let used: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM meeting_invites WHERE sender_id = $1 AND created_at_ms >= $2",
+        )
+        .bind(sender_id)
+        .bind(now_ms.saturating_sub(3_600_000))
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        let allowed = i64::try_from(max_per_hour).unwrap_or(i64::MAX);
+        if used.saturating_add(messages.len() as i64) > allowed {
+            return Ok(None);
+        }
         let mut out = Vec::with_capacity(messages.len());
         for (email, message) in messages {
             let record = InviteRecord {
@@ -185,8 +210,9 @@ impl Store {
             .await?;
             out.push(record);
         }
+        insert_audit(&mut tx, audit, now_ms / 1000).await?;
         tx.commit().await?;
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// The invitations of a meeting, newest first, at most `limit`.

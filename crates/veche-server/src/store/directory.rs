@@ -15,8 +15,10 @@
 use sqlx::Row;
 
 use super::accounts::{
-    NO_PASSWORD, USER_COLUMNS, insert_org, insert_user, is_unique_violation, user_from_row,
+    NO_PASSWORD, USER_COLUMNS, insert_org, insert_user, is_unique_violation, set_org_role_on,
+    set_user_role_on, user_from_row,
 };
+use super::plans::{Actor, insert_audit};
 use super::{OrgRole, Store, StoreError, StoreResult, User, UserRole, normalize_email, row_id};
 use crate::auth::token_digest;
 
@@ -66,17 +68,21 @@ impl Store {
     /// The local account of `who`, linked or made by the rules in the module doc; its roles
     /// updated from the directory. `org_name` names the directory organisation if this
     /// sign-in creates it.
+    ///
+    /// A link or an account it makes, and a role the directory changes, are audited in the
+    /// same transaction, as done by the user from `ip`.
     pub async fn directory_sign_in(
         &self,
         who: &ExternalIdentity,
         org_name: &str,
         now: i64,
+        ip: Option<&str>,
     ) -> StoreResult<(User, Provisioned)> {
         // Two first sign-ins at once race on the unique email or link; the loser finds the
         // winner's row on its second pass.
         let mut found = None;
         for _ in 0..2 {
-            match self.find_or_provision(who, org_name, now).await {
+            match self.find_or_provision(who, org_name, now, ip).await {
                 Err(StoreError::Conflict(_)) => continue,
                 other => {
                     found = Some(other?);
@@ -95,7 +101,13 @@ impl Store {
                 OrgRole::Member
             };
             if role != user.org_role {
-                self.set_org_role(&user.id, role).await?;
+                let detail = format!("org_role={} from the directory", role.as_str());
+                self.audited(
+                    now,
+                    async |c| set_org_role_on(c, &user.id, role).await,
+                    |_| actor(&user, ip).entry("user.update", &user.id, Some(&user.org_id), detail),
+                )
+                .await?;
                 user.org_role = role;
             }
         }
@@ -106,7 +118,13 @@ impl Store {
                 UserRole::User
             };
             if role != user.role {
-                self.set_user_role(&user.id, role).await?;
+                let detail = format!("role={} from the directory", role.as_str());
+                self.audited(
+                    now,
+                    async |c| set_user_role_on(c, &user.id, role).await,
+                    |_| actor(&user, ip).entry("user.update", &user.id, Some(&user.org_id), detail),
+                )
+                .await?;
                 user.role = role;
             }
         }
@@ -118,6 +136,7 @@ impl Store {
         who: &ExternalIdentity,
         org_name: &str,
         now: i64,
+        ip: Option<&str>,
     ) -> StoreResult<(User, Provisioned)> {
         let row = sqlx::query(&format!(
             "SELECT {USER_COLUMNS} FROM users WHERE id = \
@@ -181,6 +200,13 @@ impl Store {
             Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict("link")),
             Err(e) => return Err(e.into()),
         }
+        let action = match how {
+            Provisioned::Linked => "user.directory_link",
+            _ => "user.directory_create",
+        };
+        let detail = format!("{} via {} ({})", user.email, who.provider, who.subject);
+        let entry = actor(&user, ip).entry(action, &user.id, Some(&user.org_id), detail);
+        insert_audit(&mut tx, entry, now).await?;
         tx.commit().await?;
         Ok((user, how))
     }
@@ -322,5 +348,14 @@ fn directory_name(name: &str, email: &str) -> String {
         email.split('@').next().unwrap_or(email).to_owned()
     } else {
         name.trim().to_owned()
+    }
+}
+
+/// `user` signing in from `ip`, as the audit log names them.
+fn actor(user: &User, ip: Option<&str>) -> Actor {
+    Actor {
+        id: Some(user.id.clone()),
+        email: Some(user.email.clone()),
+        ip: ip.map(str::to_owned),
     }
 }

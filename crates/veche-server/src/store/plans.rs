@@ -365,6 +365,7 @@ impl Store {
         plan_id: &str,
         note: &str,
         now: i64,
+        actor: Option<&Actor>,
     ) -> StoreResult<UpgradeRequest> {
         if self.plan(plan_id).await?.is_none() {
             return Err(StoreError::NotFound("plan"));
@@ -394,6 +395,7 @@ impl Store {
             decided_by: None,
             decided_at: None,
         };
+        let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO upgrade_requests (id, org_id, requested_by, plan_id, note, status, created_at) \
              VALUES ($1, $2, $3, $4, $5, 'pending', $6)",
@@ -404,16 +406,27 @@ impl Store {
         .bind(&req.plan_id)
         .bind(&req.note)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
         match inserted {
-            Ok(_) => Ok(req),
+            Ok(_) => {}
             // Lost a race with a concurrent request (the partial unique index).
             Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                Err(StoreError::Conflict("pending upgrade request"))
+                return Err(StoreError::Conflict("pending upgrade request"));
             }
-            Err(e) => Err(e.into()),
+            Err(e) => return Err(e.into()),
         }
+        if let Some(actor) = actor {
+            let entry = actor.entry(
+                "upgrade.request",
+                &req.id,
+                Some(org_id),
+                req.plan_id.clone(),
+            );
+            insert_audit(&mut tx, entry, now).await?;
+        }
+        tx.commit().await?;
+        Ok(req)
     }
 
     pub async fn upgrade_request(&self, id: &str) -> StoreResult<Option<UpgradeRequest>> {
@@ -453,6 +466,7 @@ impl Store {
         approve: bool,
         decided_by: &str,
         now: i64,
+        actor: Option<&Actor>,
     ) -> StoreResult<UpgradeRequest> {
         let mut tx = self.pool.begin().await?;
         let status = if approve {
@@ -495,6 +509,15 @@ impl Store {
                 .bind(&req.org_id)
                 .execute(&mut *tx)
                 .await?;
+        }
+        if let Some(actor) = actor {
+            let action = if approve {
+                "upgrade.approve"
+            } else {
+                "upgrade.decline"
+            };
+            let entry = actor.entry(action, &req.id, Some(&req.org_id), req.plan_id.clone());
+            insert_audit(&mut tx, entry, now).await?;
         }
         tx.commit().await?;
         Ok(req)

@@ -9,6 +9,7 @@ use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::plans::{Actor, insert_audit};
 use super::{Store, StoreError, StoreResult, random_id, row_id};
 
 /// A registered endpoint. Its secret is not part of it: it is shown once, when created,
@@ -155,6 +156,7 @@ impl Store {
         new: &NewWebhookEndpoint,
         max_per_org: usize,
         now: i64,
+        actor: Option<&Actor>,
     ) -> StoreResult<(WebhookEndpoint, String)> {
         if new.description.chars().count() > MAX_DESCRIPTION_CHARS {
             return Err(StoreError::Invalid {
@@ -163,6 +165,13 @@ impl Store {
             });
         }
         let mut tx = self.pool.begin().await?;
+        // A write first, so that the count and the insert are one step under concurrency:
+        // PostgreSQL locks the organisation's row until commit, SQLite takes its write lock
+        // (a read first would have to upgrade it, which fails at once under a writer).
+        sqlx::query("UPDATE orgs SET name = name WHERE id = $1")
+            .bind(&new.org_id)
+            .execute(&mut *tx)
+            .await?;
         let count: i64 = sqlx::query(
             "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM webhook_endpoints WHERE org_id = $1",
         )
@@ -204,6 +213,11 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        if let Some(actor) = actor {
+            let detail = format!("{} for {}", endpoint.url, endpoint.events.join(", "));
+            let entry = actor.entry("webhook.create", &endpoint.id, Some(&new.org_id), detail);
+            insert_audit(&mut tx, entry, now).await?;
+        }
         tx.commit().await?;
         Ok((endpoint, secret))
     }
@@ -237,7 +251,13 @@ impl Store {
     }
 
     /// Deletes endpoint `id` of `org_id` with its delivery log; `false` if there was none.
-    pub async fn delete_webhook_endpoint(&self, org_id: &str, id: &str) -> StoreResult<bool> {
+    pub async fn delete_webhook_endpoint(
+        &self,
+        org_id: &str,
+        id: &str,
+        now: i64,
+        actor: Option<&Actor>,
+    ) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
         // Explicitly, not only by the foreign key's cascade: the log goes with it whatever
         // the database's foreign-key setting.
@@ -254,8 +274,13 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        let deleted = done.rows_affected() > 0;
+        if let Some(actor) = actor.filter(|_| deleted) {
+            let entry = actor.entry("webhook.delete", id, Some(org_id), String::new());
+            insert_audit(&mut tx, entry, now).await?;
+        }
         tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        Ok(deleted)
     }
 
     /// Writes one pending delivery of an event for each endpoint of `org_id` subscribed to
