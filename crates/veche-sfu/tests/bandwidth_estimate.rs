@@ -135,12 +135,13 @@ fn video_behind_a_cap(silent: bool, cap: u64) -> u64 {
 
 #[test]
 fn silent_voices_leave_their_share_of_a_narrow_link_to_video() {
-    // 700 kbit/s: three cameras' lowest layers (about 130 kbit/s each on the wire) fit
-    // beside three silent voices, not beside three at the rate of speech (50 kbit/s each).
-    let loud = video_behind_a_cap(false, 700_000);
-    let silent = video_behind_a_cap(true, 700_000);
+    // 550 kbit/s: three cameras' lowest layers (about 130 kbit/s each on the wire) fit
+    // beside three silent voices, not beside three at the rate of speech (about 75 kbit/s
+    // each on the wire).
+    let loud = video_behind_a_cap(false, 550_000);
+    let silent = video_behind_a_cap(true, 550_000);
     println!(
-        "video at 700 kbit/s: {loud} bit/s beside three voices speaking, {silent} beside three silent"
+        "video at 550 kbit/s: {loud} bit/s beside three voices speaking, {silent} beside three silent"
     );
     assert!(
         silent >= loud + 60_000,
@@ -148,4 +149,37 @@ fn silent_voices_leave_their_share_of_a_narrow_link_to_video() {
     );
     // The three cameras' lowest layers whole: 3 × 2 packets × 200 bytes × 30 fps.
     assert!(silent >= 270_000, "all three cameras flow: {silent} bit/s");
+}
+
+/// Two publishers and a subscriber behind 300 kbit/s (a tbf-like queue of 200 ms): the
+/// estimate must find room for a camera beside both voices and keep it. str0m counted only
+/// RTP payloads in its estimate while the link carries whole packets, so with voices' small
+/// packets it settled far under the link and every camera stayed paused (vendor/README.md).
+#[test]
+fn a_narrow_link_carries_a_camera_beside_two_voices() {
+    let mut sim = Sim::new(Limits::default());
+    let b = sim.join("r", "Bob");
+    let mut from = Vec::new();
+    for name in ["Ann", "Cat"] {
+        let i = sim.join("r", name);
+        from.push(sim.clients[i].id);
+    }
+    sim.cap_downlink(b, Some(300_000));
+    sim.run_for(Duration::from_secs(10));
+    let start = sim.clients[b].downlink.expect("capped").passed_bytes;
+    let mut seconds_without_video = 0;
+    for _ in 0..10 {
+        if video_bps(&mut sim, b, &from, Duration::from_secs(1)) == 0 {
+            seconds_without_video += 1;
+        }
+    }
+    let carried = sim.clients[b].downlink.expect("capped").passed_bytes - start;
+    println!(
+        "300 kbit/s link: {} kbit/s carried, {seconds_without_video} of 10 s without video",
+        carried * 8 / 10_000
+    );
+    assert!(
+        seconds_without_video <= 1,
+        "video flows: {seconds_without_video} of 10 s without it"
+    );
 }

@@ -43,6 +43,10 @@ use crate::util::{Soonest, SystemTimeExt, already_happened, not_happening};
 use crate::{Reason, net};
 use crate::{RtcConfig, RtcError};
 
+/// The IPv4 and UDP headers under each packet (IPv6 would be 48; TURN and ICE-TCP framing add
+/// more). Counted in each packet's size for bandwidth estimation and pacing.
+const TRANSPORT_OVERHEAD: usize = 28;
+
 /// Minimum interval between NACK polls. Per-packet retries also wait for RTT.
 /// Keep this high enough to avoid additional problems in very bad network conditions.
 const NACK_MIN_INTERVAL: Duration = Duration::from_millis(33);
@@ -1268,13 +1272,20 @@ impl Session {
             crate::log_stat!("PACKET_SENT", header.ssrc, payload_size, kind);
         }
 
-        self.pacer.register_send(now, payload_size.into(), midrid);
-
         if let Some(raw_packets) = &mut self.raw_packets {
             raw_packets.push_back(Box::new(RawPacket::RtpTx(header.clone(), buf.clone())));
         }
 
         let protected = srtp_tx.protect_rtp(buf, &header, *seq_no);
+
+        // What the packet costs the path: the whole SRTP packet (RTP header, extensions,
+        // payload, padding, auth tag) and the IP and UDP headers under it. Bandwidth
+        // estimation, ALR detection and pacing all count this, as libwebrtc does (its
+        // transport feedback adapter adds the transport overhead to each packet's size).
+        // Counting the payload alone made the acknowledged bitrate fall short of what the
+        // link carried, the most for small audio packets, and the estimate with it.
+        let wire_size = protected.len() + TRANSPORT_OVERHEAD;
+        self.pacer.register_send(now, wire_size.into(), midrid);
 
         if twcc_enabled {
             let packet_id = if let Some(cluster) = cluster_id {
@@ -1283,12 +1294,12 @@ impl Session {
                 TwccPacketId::new(twcc_seq)
             };
             self.twcc_tx_register
-                .register_seq(packet_id, now, payload_size);
+                .register_seq(packet_id, now, wire_size);
         }
 
         // Update BWE subsystem
         if let Some(bwe) = self.bwe.as_mut() {
-            bwe.on_media_sent(payload_size.into(), is_padding, now);
+            bwe.on_media_sent(wire_size.into(), is_padding, now);
         }
 
         if !is_padding && !header.ssrc.is_probe() {

@@ -154,6 +154,8 @@ pub struct Downlink {
     /// When the queue is empty again.
     free_at: Instant,
     pub dropped: u64,
+    /// Bytes (with IP and UDP headers) the bottleneck has let through.
+    pub passed_bytes: u64,
 }
 
 impl Downlink {
@@ -163,6 +165,7 @@ impl Downlink {
             max_queue: Duration::from_millis(200),
             free_at: now,
             dropped: 0,
+            passed_bytes: 0,
         }
     }
 
@@ -176,6 +179,7 @@ impl Downlink {
         // 28 bytes of IPv4 and UDP headers.
         let wire = Duration::from_micros((len as u64 + 28) * 8 * 1_000_000 / self.bits_per_second);
         self.free_at = start + wire;
+        self.passed_bytes += len as u64 + 28;
         Some(self.free_at + LATENCY)
     }
 }

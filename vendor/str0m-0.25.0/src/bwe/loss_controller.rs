@@ -695,7 +695,11 @@ impl LossController {
 
         // When in ALR and we have a link capacity estimate from probes,
         // use it as the upper bound. This prevents estimating beyond proven capacity.
-        if self.is_in_alr() {
+        // Only while the link loses packets: without loss, a probe result (capped at
+        // twice the desired bitrate, and read short by receive jitter) is no ceiling, and
+        // bounding by it held the estimate there while the application, waiting for a
+        // higher estimate before it sends more, stayed in ALR.
+        if self.is_in_alr() && self.average_reported_loss_ratio() > 0.0 {
             if let Some(capacity) = self.link_capacity_estimate {
                 if capacity.is_valid() {
                     upper_bound = upper_bound.min(capacity);

@@ -249,7 +249,7 @@ impl ProbeControl {
             || self.maybe_exponential(now, desired, estimate)
             || self.maybe_allocation(now, desired, prev_desired, estimate)
             || self.maybe_large_drop(now, desired, estimate)
-            || self.maybe_periodic_alr(now, desired)
+            || self.maybe_periodic_alr(now, desired, estimate)
             || self.maybe_stagnant(now, desired, estimate);
 
         self.update_estimate_change(now, estimate);
@@ -379,7 +379,7 @@ impl ProbeControl {
         true
     }
 
-    fn maybe_periodic_alr(&mut self, now: Instant, desired: Bitrate) -> bool {
+    fn maybe_periodic_alr(&mut self, now: Instant, desired: Bitrate, estimate: Bitrate) -> bool {
         // Don't interfere with initial probing phase.
         if self.is_during_initial(now) {
             return false;
@@ -395,10 +395,12 @@ impl ProbeControl {
             return false;
         }
 
-        // Periodic ALR probe at 2× desired (capped by queue_probe to 2× desired anyway).
-        // Using desired rather than estimate allows discovering higher capacity when
-        // the app wants more bandwidth than currently estimated.
-        let target = desired * self.config.further_exponential_probe_scale;
+        // Periodic ALR probe at 2× the estimate, as WebRTC's `alr_probing_scale` (capped by
+        // queue_probe to 2× desired). At 2× desired, an application wanting far more than
+        // the link carries (an SFU whose subscriber renders large tiles behind a narrow
+        // link) sent bursts many times the link's rate every five seconds; on a link with a
+        // short queue they overflowed it and took media with them.
+        let target = estimate * self.config.further_exponential_probe_scale;
         self.queue_probe(target, ProbeKind::PeriodicAlr, desired, now);
         true
     }
