@@ -77,6 +77,9 @@ const groupSecret = page => page.evaluate(async () => {
 test('the SFU forwards only SFrame ciphertext in an E2EE meeting, which a removed member cannot open', { timeout: 120000 }, async () => {
   const room = `tap-${randomBytes(4).toString('hex')}`;
   const a = await joinEncrypted(room, 'Alice');
+  // Alice removes Carol below, which only the host may: she must be in before Bob, or
+  // whichever of the two joined first hosts (a removal refused, the epoch never moves).
+  await a.waitForFunction(() => /** @type {any} */ (window).veche?.role === 'host', null, { timeout: 30000 });
   const b = await joinEncrypted(room, 'Bob');
   const c = await joinEncrypted(room, 'Carol');
   for (const [name, page] of [['Alice', a], ['Bob', b], ['Carol', c]]) {
@@ -197,8 +200,17 @@ test('trust on first use: a known account that comes back with another key is fl
 test('two members race to renew their keys on one epoch: one wins, the other retries, all converge', { timeout: 120000 }, async () => {
   const room = `race-${randomBytes(4).toString('hex')}`;
   const pages = [await joinEncrypted(room, 'A'), await joinEncrypted(room, 'B'), await joinEncrypted(room, 'C')];
-  const start = await until('three members on one epoch', () => Promise.all(pages.map(status)),
+  const settled = () => until('three members on one epoch', () => Promise.all(pages.map(status)),
     s => s.every(x => x?.members === 3 && x.epoch === s[0].epoch && x.code), 60000, serverLog);
+  // Each joiner renews its leaf once in (web/js/e2ee.js): the race starts once the epoch
+  // has stood still for a while, after those renewals.
+  let start = await settled();
+  for (let tries = 0; tries < 20; tries++) {
+    await new Promise(r => setTimeout(r, 1500));
+    const again = await settled();
+    if (again[0].epoch === start[0].epoch) break;
+    start = again;
+  }
   const epoch = start[0].epoch;
   // B and C commit a key update on the same epoch at the same moment.
   await Promise.all([pages[1], pages[2]].map(p => p.evaluate(() => /** @type {any} */ (window).veche.session.e2ee.rotateKeys())));

@@ -196,6 +196,10 @@ test('three Chromium and one Firefox in an E2EE meeting: decrypted media, one se
   const four = await untilAgreed(pages, 'four pages agree on one encrypted epoch', s => s.members === 4);
   const code4 = four[0]?.code;
   console.log(`E2EE: 4 members at epoch ${four[0]?.epoch}, security code ${code4}`);
+  // Each joiner renews its leaf once it is in (web/js/e2ee.js), so that commits stay ~log N
+  // (e2e/mls-churn.test.mjs): three joins are at least one add commit and three renewals,
+  // where without the renewals they are at most three epochs.
+  assert.ok((four[0]?.epoch ?? 0) >= 4, `the joiners renewed their leaves: epoch ${four[0]?.epoch} with 4 members`);
   for (const [name, page] of pages) {
     const s = await e2ee(page);
     assert.ok(s, `${name} runs E2EE`);

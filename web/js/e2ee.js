@@ -360,6 +360,11 @@ export class E2ee {
           await this.need().join(msg.welcome);
           await this.newEpoch();
         });
+        // A joiner's leaf arrives with no keys on the path above it: until it commits its
+        // own, every commit must encrypt to each leaf under those blank nodes separately, and
+        // grows with the group. Renewing at once fills the path, so commits stay ~log N
+        // (e2e/mls-churn.test.mjs), and replaces the key its key package published.
+        this.rotateKeys();
         return true;
       default:
         return false;
