@@ -5,9 +5,12 @@
 //! order — screen shares, the active speaker, everyone else. Each video track is capped by
 //! the tile the client renders it in (the smallest layer that covers the tile); a hidden
 //! tile gets nothing. A track that arrives in one layer only is never paused for bandwidth:
-//! there is nothing smaller to send. Every video track first gets its lowest layer, in priority order, as
-//! long as the budget lasts (a track that does not fit is paused); then, in the same order,
-//! each is raised as far as its cap and the rest of the budget allow. The lowest layers may
+//! there is nothing smaller to send. Every video track first gets the temporal base of its
+//! lowest layer (or the whole layer when it has no temporal layers), in priority order, as
+//! long as the budget lasts (a track that does not fit is paused, and resumes only after it
+//! has fitted for [`RESUME_HOLD`]: a resume costs a keyframe); then each its whole lowest
+//! layer; then, in the same order, each is raised as far as its cap and the rest of the
+//! budget allow. The lowest layers may
 //! take the whole estimate; raising leaves a margin for retransmissions and headers. What is
 //! given out never exceeds the estimate.
 //!
@@ -24,6 +27,9 @@ use crate::subscription::Tile;
 
 /// How long a higher layer must have fitted before a track moves up to it.
 pub(crate) const UP_HOLD: Duration = Duration::from_millis(1500);
+
+/// How long a camera the estimate paused must have fitted again before it resumes.
+pub(crate) const RESUME_HOLD: Duration = Duration::from_millis(1500);
 
 /// The share of the estimate given to media; the rest is for retransmissions, RTCP and
 /// packet headers.
@@ -102,6 +108,9 @@ pub(crate) struct Track {
     /// When the estimate last kept it from a higher layer than `current` (kept between
     /// runs by the caller).
     pub(crate) limited_at: Option<Instant>,
+    /// When the estimate last kept it paused (kept between runs by the caller): it resumes
+    /// only once [`RESUME_HOLD`] has passed since.
+    pub(crate) paused_at: Option<Instant>,
     /// Out: the layer to forward (`None`: paused) and the rate given to it.
     pub(crate) chosen: Option<Layer>,
     /// Out: the highest temporal layer of it to forward (`None`: all). Only the lowest
@@ -124,6 +133,7 @@ impl Track {
             layers,
             current: None,
             limited_at: None,
+            paused_at: None,
             chosen: None,
             temporal: None,
             at_base: false,
@@ -232,7 +242,9 @@ pub(crate) fn allocate(
             budget = budget.saturating_sub(t.bitrate);
         }
     }
-    // Every visible video track its lowest layer, in priority order.
+    // Every visible video track its lowest layer, in priority order: first each one's
+    // temporal base where it has one (a lower frame rate for every camera rather than one
+    // whole and the next paused), then the whole lowest layer as the budget allows.
     for &i in order.iter() {
         let t = &mut tracks[i];
         if !t.kind.is_video() {
@@ -240,6 +252,7 @@ pub(crate) fn allocate(
         }
         let Some(cap) = t.cap() else {
             t.limited_at = None;
+            t.paused_at = None;
             continue;
         };
         t.wanted = t.cost(cap);
@@ -252,25 +265,47 @@ pub(crate) fn allocate(
         // no simulcast, or a screen share).
         let only_layer = t.available().count() == 1;
         let base = t.layers[lowest as usize].map_or(0, |o| o.base_bitrate);
+        let floor = if base > 0 { base } else { cost };
+        // A camera the estimate paused resumes only once it has fitted for a while: every
+        // resume asks its publisher for a keyframe, which a simulcast encoder makes on all
+        // its layers, for every other subscriber too.
+        let recently_paused = t
+            .paused_at
+            .is_some_and(|at| now.saturating_duration_since(at) < RESUME_HOLD);
+        if only_layer || (floor <= budget && !recently_paused) {
+            let given = if only_layer { cost } else { floor };
+            budget = budget.saturating_sub(given);
+            t.chosen = Some(lowest);
+            t.bitrate = given;
+            if given < cost {
+                t.temporal = Some(0);
+            }
+        } else {
+            if floor > budget {
+                t.paused_at = Some(now);
+            }
+            note_step(floor);
+        }
+    }
+    for &i in order.iter() {
+        let t = &mut tracks[i];
+        let (Some(lowest), Some(_)) = (t.chosen, t.temporal) else {
+            continue;
+        };
+        let cost = t.cost(lowest);
+        let extra = cost.saturating_sub(t.bitrate);
         let held = t.at_base
             && t.limited_at
                 .is_some_and(|at| now.saturating_duration_since(at) < UP_HOLD);
-        if (cost <= budget && !(held && base > 0 && base <= budget)) || only_layer {
-            budget = budget.saturating_sub(cost);
-            t.chosen = Some(lowest);
+        if extra <= budget && !held {
+            budget -= extra;
+            t.temporal = None;
             t.bitrate = cost;
-        } else if base > 0 && base <= budget {
-            // A lower frame rate rather than no picture.
-            budget -= base;
-            t.chosen = Some(lowest);
-            t.temporal = Some(0);
-            t.bitrate = base;
-            if cost > budget + base {
+        } else {
+            if extra > budget {
                 t.limited_at = Some(now);
             }
-            note_step(cost - base);
-        } else {
-            note_step(cost);
+            note_step(extra);
         }
     }
     // Then raise each, in priority order, as far as its cap and the budget allow.
@@ -496,6 +531,11 @@ mod tests {
         // Plenty: whole layers.
         allocate(t, Some(3000 * KBPS), None, &mut tracks, &mut Vec::new());
         assert_eq!(tracks[1].temporal, None);
+        // 220 kbit/s, 180 left: room for one whole lowest layer and nothing beside it, or
+        // both at their base with 40 over: both at their base, not one whole and one paused.
+        allocate(t, Some(220 * KBPS), None, &mut tracks, &mut Vec::new());
+        assert_eq!((tracks[1].chosen, tracks[2].chosen), (Some(0), Some(0)));
+        assert_eq!((tracks[1].temporal, tracks[2].temporal), (Some(0), Some(0)));
         // Without temporal layers measured, a layer that does not fit is paused as before.
         let mut plain = [audio(), camera(tile(320, 180)), camera(tile(320, 180))];
         allocate(t, Some(270 * KBPS), None, &mut plain, &mut Vec::new());
@@ -513,8 +553,29 @@ mod tests {
         // Room for one lowest layer: the one already shown keeps it.
         allocate(t, Some(200 * KBPS), None, &mut tracks, &mut Vec::new());
         assert_eq!((tracks[1].chosen, tracks[2].chosen), (Some(0), None));
-        // With room for both, both.
+        // With room for both, the paused one resumes once it has fitted for RESUME_HOLD
+        // (each resume is a keyframe for everyone): not at once, nor while room comes and
+        // goes.
         allocate(t, Some(1000 * KBPS), None, &mut tracks, &mut Vec::new());
+        assert_eq!((tracks[1].chosen, tracks[2].chosen), (Some(0), None));
+        let dip = t + RESUME_HOLD / 2;
+        allocate(dip, Some(200 * KBPS), None, &mut tracks, &mut Vec::new());
+        assert_eq!(tracks[2].chosen, None);
+        allocate(
+            dip + RESUME_HOLD / 2,
+            Some(1000 * KBPS),
+            None,
+            &mut tracks,
+            &mut Vec::new(),
+        );
+        assert_eq!(tracks[2].chosen, None, "the dip started the hold again");
+        allocate(
+            dip + RESUME_HOLD,
+            Some(1000 * KBPS),
+            None,
+            &mut tracks,
+            &mut Vec::new(),
+        );
         assert_eq!((tracks[1].chosen, tracks[2].chosen), (Some(0), Some(0)));
     }
 

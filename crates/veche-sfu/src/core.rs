@@ -99,6 +99,12 @@ const WIRE_OVERHEAD_BYTES: usize = 64;
 /// A subscription still waiting for its target layer's keyframe asks again this often.
 const KEYFRAME_RETRY: Duration = Duration::from_millis(1000);
 
+/// The share of a subscriber's estimate (percent) its voices may take with their redundant
+/// audio: two speaking voices with two levels of redundancy fit in 630 kbit/s, with one in
+/// 460, and under 460 there is none: on so narrow a link the loss is its own congestion and
+/// the cameras' floors need what redundancy would take.
+const RED_SHARE_PERCENT: u64 = 40;
+
 /// A received media packet waiting to be fanned out, with what every subscription needs to
 /// know of it, worked out once.
 struct Received {
@@ -949,18 +955,9 @@ impl Sfu {
                     Event::PeerStats(stats) => {
                         p.link.ingress_loss = stats.ingress_loss_fraction.unwrap_or(0.0);
                         p.link.egress_loss = stats.egress_loss_fraction.unwrap_or(0.0);
-                        // Without RED negotiated (as in encrypted meetings) nothing is
-                        // wrapped, whatever the level.
-                        let levels = red_levels(p.link.egress_loss, p.red_levels);
-                        if levels != p.red_levels {
-                            info!(
-                                participant = id,
-                                levels,
-                                loss = p.link.egress_loss,
-                                "redundant audio towards it"
-                            );
-                            p.red_levels = levels;
-                        }
+                        // The share of the estimate it may take is applied at the next
+                        // allocation.
+                        p.red_wanted = red_levels(p.link.egress_loss, p.red_wanted);
                         p.link.rtt = stats.rtt;
                         p.raw_estimate = stats.bwe_tx.map(|b| b.as_u64());
                     }
@@ -1254,6 +1251,32 @@ impl Sfu {
             .rooms
             .get(&sub.room_key())
             .and_then(|r| r.speaker.current());
+        // Redundant audio, as far as its loss asks for it and within its share of the
+        // estimate: where the loss is the link's own congestion, more audio would only
+        // crowd out the cameras' floors and lose more.
+        let voices = || {
+            sub.open_subscriptions()
+                .filter(|(_, kind, _)| !kind.is_video())
+                .map(|(publisher, kind, _)| {
+                    let measured = self
+                        .participants
+                        .get(&publisher)
+                        .and_then(|p| offers(p, kind, now)[0])
+                        .map_or(0, |o| o.bitrate);
+                    (measured, speaker == Some(publisher))
+                })
+        };
+        let red = (0..=sub.red_wanted)
+            .rev()
+            .find(|&levels| {
+                sub.estimate.is_none_or(|e| {
+                    voices()
+                        .map(|(m, speaking)| audio_bps(levels, m, speaking))
+                        .sum::<u64>()
+                        <= e / 100 * RED_SHARE_PERCENT
+                })
+            })
+            .unwrap_or(0);
         let mut tracks = std::mem::take(&mut self.alloc_tracks);
         tracks.clear();
         for (publisher, kind, s) in sub.open_subscriptions() {
@@ -1264,14 +1287,14 @@ impl Sfu {
             if !kind.is_video()
                 && let Some(voice) = layers[0].as_mut()
             {
-                voice.bitrate =
-                    audio_bps(sub.red_levels, voice.bitrate, speaker == Some(publisher));
+                voice.bitrate = audio_bps(red, voice.bitrate, speaker == Some(publisher));
             }
             let mut t = Track::new(kind, s.tile, layers);
             t.speaker = speaker == Some(publisher);
             t.current = s.choice.current;
             t.at_base = s.temporal.target.is_some();
             t.limited_at = s.limited_at;
+            t.paused_at = s.paused_at;
             tracks.push(t);
         }
         // The raw value only when it is well under the average: a narrowed link, not the
@@ -1283,12 +1306,25 @@ impl Sfu {
         let Some(sub) = self.participants.get_mut(&id) else {
             return;
         };
+        // Without RED negotiated (as in encrypted meetings) nothing is wrapped, whatever
+        // the level.
+        if red != sub.red_levels {
+            info!(
+                participant = id,
+                levels = red,
+                wanted = sub.red_wanted,
+                loss = sub.link.egress_loss,
+                "redundant audio towards it"
+            );
+            sub.red_levels = red;
+        }
         let estimate = sub.estimate;
         for ((publisher, kind, s), t) in sub.open_subscriptions_mut().zip(&tracks) {
             if !kind.is_video() {
                 continue;
             }
             s.limited_at = t.limited_at;
+            s.paused_at = t.paused_at;
             s.allocated = t.bitrate;
             if s.temporal.target != t.temporal {
                 debug!(subscriber = id, publisher, ?kind, temporal = ?t.temporal, "temporal cap");

@@ -180,6 +180,10 @@ pub(crate) struct Participant {
     /// How many earlier packets each audio packet sent to it carries (see
     /// [`red_levels`]; 0: none).
     pub(crate) red_levels: usize,
+    /// The levels its loss asks for ([`red_levels`]); `red_levels` is at most this, and less
+    /// when redundancy would take more than its share of the estimate
+    /// (`Sfu::allocate`).
+    pub(crate) red_wanted: usize,
     /// What the bandwidth estimator was last told: (minimum, desired), bits per second.
     pub(crate) bwe_asked: (u64, u64),
     /// When str0m next wants `Input::Timeout`.
@@ -364,6 +368,7 @@ impl Participant {
             link: LinkStats::default(),
             quality: None,
             red_levels: 0,
+            red_wanted: 0,
             next_timeout: now,
             joined_at: now,
             loudness: (0, 0),
