@@ -9,7 +9,8 @@
 //   cargo build --bin veche && sudo node bench/shaped-link.mjs   (needs root for ip netns;
 //   e2e/ npm packages installed: npm --prefix e2e ci)
 //
-// Environment: VECHE_BIN (default target/debug/veche), PHASE_S (default 10), SETTLE_S (3).
+// Environment: VECHE_BIN (default target/debug/veche), PHASE_S (default 10), SETTLE_S (3),
+// ONLY (run only the conditions whose name contains it, e.g. ONLY=300).
 
 import { namespaceCall } from '../e2e/lib/call.mjs';
 import { LOW_HEIGHT, concealedPercent, figures, phase, threeParty, topHeight, untilTopLayer, videoDelta } from '../e2e/lib/shaped.mjs';
@@ -51,7 +52,7 @@ try {
   await untilTopLayer(call, 'A receives B at the top layer', a, ib, b, 30000);
   await untilTopLayer(call, 'B receives A at the top layer', b, ia, a, 30000);
   await untilTopLayer(call, 'C receives A at the top layer', c, ia, a, 30000);
-  for (const condition of CONDITIONS) {
+  for (const condition of CONDITIONS.filter(c => c.name.includes(process.env.ONLY ?? ''))) {
     await condition.apply(call.host);
     const applied = Date.now();
     // For a cap: how long until C receives both others on a low layer.
