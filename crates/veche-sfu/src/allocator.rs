@@ -7,12 +7,22 @@
 //! tile gets nothing. A track that arrives in one layer only is never paused for bandwidth:
 //! there is nothing smaller to send. Every video track first gets the temporal base of its
 //! lowest layer (or the whole layer when it has no temporal layers), in priority order, as
-//! long as the budget lasts (a track that does not fit is paused, and resumes only after it
-//! has fitted for [`RESUME_HOLD`]: a resume costs a keyframe); then each its whole lowest
-//! layer; then, in the same order, each is raised as far as its cap and the rest of the
-//! budget allow. The lowest layers may
-//! take the whole estimate; raising leaves a margin for retransmissions and headers. What is
-//! given out never exceeds the estimate.
+//! long as the budget lasts (a track that does not fit is paused, and resumes with a margin
+//! to spare); then each its whole lowest layer; then, in the same order, each is raised as
+//! far as its cap and the rest of the budget allow. The floors (voices and those temporal
+//! bases) may take the whole estimate; everything above them leaves a margin for
+//! retransmissions and bursts. What is given out never exceeds the estimate.
+//!
+//! Where the link queued lately, a step up must also be proven: the total with it must be
+//! within what the subscriber's feedback shows the link delivering ([`Link::delivered`]),
+//! which padding lets grow where there is room.
+//!
+//! One exception to "never more than the estimate": a camera already flowing at its floor
+//! keeps it while the link carries what it is sent ([`Link::carried`]: no queueing, next to
+//! no loss). After a burst of loss (a link that just narrowed) the estimator stays under
+//! the real capacity for seconds, and pausing a camera then is no saving: resuming it costs
+//! a keyframe of every layer its publisher sends, for every subscriber. Where the floor
+//! itself is too much, packets queue or are lost, and the camera is paused.
 //!
 //! Going down happens at once (the switch itself waits for the lower layer's keyframe);
 //! going up waits until the higher layer has fitted for [`UP_HOLD`], so an estimate that
@@ -28,8 +38,15 @@ use crate::subscription::Tile;
 /// How long a higher layer must have fitted before a track moves up to it.
 pub(crate) const UP_HOLD: Duration = Duration::from_millis(1500);
 
-/// How long a camera the estimate paused must have fitted again before it resumes.
-pub(crate) const RESUME_HOLD: Duration = Duration::from_millis(1500);
+/// How much more than its floor (in percent of it) a paused camera needs to resume. The
+/// measured rates it is judged by wobble from one run to the next; without a margin a camera
+/// at the edge of the budget is paused and resumed every few hundred milliseconds, and each
+/// resume is a keyframe on all of its publisher's layers, for every subscriber.
+pub(crate) const RESUME_SLACK_PERCENT: u64 = 15;
+
+/// Loss towards the subscriber (a fraction, over the last second) under which its link is
+/// taken to carry what it is sent, when it does not queue either ([`Link::carried`]).
+pub(crate) const CARRIED_LOSS: f32 = 0.02;
 
 /// The share of the estimate given to media; the rest is for retransmissions, RTCP and
 /// packet headers.
@@ -108,9 +125,9 @@ pub(crate) struct Track {
     /// When the estimate last kept it from a higher layer than `current` (kept between
     /// runs by the caller).
     pub(crate) limited_at: Option<Instant>,
-    /// When the estimate last kept it paused (kept between runs by the caller): it resumes
-    /// only once [`RESUME_HOLD`] has passed since.
-    pub(crate) paused_at: Option<Instant>,
+    /// The last run paused it (kept between runs by the caller): it resumes only with
+    /// [`RESUME_SLACK_PERCENT`] of its floor to spare.
+    pub(crate) paused: bool,
     /// Out: the layer to forward (`None`: paused) and the rate given to it.
     pub(crate) chosen: Option<Layer>,
     /// Out: the highest temporal layer of it to forward (`None`: all). Only the lowest
@@ -133,7 +150,7 @@ impl Track {
             layers,
             current: None,
             limited_at: None,
-            paused_at: None,
+            paused: false,
             chosen: None,
             temporal: None,
             at_base: false,
@@ -152,6 +169,29 @@ impl Track {
             Some(l) if l.bitrate > 0 => l.bitrate,
             _ => assumed,
         }
+    }
+
+    /// What it costs as it is forwarded now: the temporal base or the whole of its
+    /// current layer (nothing while paused); a voice its rate.
+    fn current_cost(&self) -> u64 {
+        if !self.kind.is_video() {
+            return self.layers[0].map_or(0, |_| self.cost(0));
+        }
+        let Some(layer) = self.current else {
+            return 0;
+        };
+        let base = self.layers[(layer as usize).min(LAYERS - 1)].map_or(0, |o| o.base_bitrate);
+        if self.at_base && base > 0 {
+            base
+        } else {
+            self.cost(layer)
+        }
+    }
+
+    /// How much giving it `cost` adds over what it is forwarded at now and what this run
+    /// already gave it: what a step up must prove ([`Link::delivered`]).
+    fn step_up(&self, cost: u64) -> u64 {
+        cost.saturating_sub(self.current_cost().max(self.bitrate))
     }
 
     fn available(&self) -> impl Iterator<Item = (Layer, LayerOffer)> + '_ {
@@ -202,29 +242,88 @@ pub(crate) struct Totals {
     /// The smallest extra rate (over `sent`) that would raise or resume a track the
     /// estimate holds back: what the estimator should find room for next.
     pub(crate) next_step: Option<u64>,
+    /// A step up that the estimate allowed waits for the link to deliver it
+    /// ([`Link::delivered`]).
+    pub(crate) unproven: bool,
 }
 
-/// Chooses a layer for every track in `tracks` within `estimate` (bits per second; `None`:
-/// no estimate, everything gets its cap). `raise_cap`, when lower, bounds what all tracks
-/// together may take once raised above their lowest layers: the estimator's latest value,
-/// which falls at once when a link narrows while `estimate` (an average) lags, so higher
-/// layers go at once but a track is paused only on the steadier figure. Writes `chosen`,
+/// What is known of a subscriber's link when its estimate is shared out.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Link {
+    /// The bandwidth estimate, bits per second (`None`: none yet, everything gets its cap).
+    pub(crate) estimate: Option<u64>,
+    /// When lower, bounds what all tracks together may take once raised above their lowest
+    /// layers: the estimator's latest value, which falls at once when a link narrows while
+    /// `estimate` (an average) lags, so higher layers (and whole lowest layers, down to their
+    /// temporal bases) go at once but a track is paused only on the steadier figure.
+    pub(crate) raise_cap: Option<u64>,
+    /// The link carries what it is sent now: its round trip shows no queue and under
+    /// [`CARRIED_LOSS`] of the packets are lost. A camera flowing at its floor then keeps
+    /// it whatever the estimate says.
+    pub(crate) carried: bool,
+    /// What the link was last seen to deliver (the rate the subscriber's transport feedback
+    /// acknowledges), bits per second, where a step up must first be proven: on a link that
+    /// queued lately. `None`: the estimate alone decides. There, every step above the floors
+    /// and above what is forwarded now (a whole lowest layer after its base, a higher layer;
+    /// not a camera resumed at its floor) is taken only while the total with it stays within [`PROVEN_PERCENT`] of the
+    /// delivered rate, which padding up to [`proving_rate`] of the next step lets grow where
+    /// the link has room. A probe can pass a narrow link's burst allowance at its own rate
+    /// and leave an estimate far over what the link carries; raising on that estimate alone
+    /// overflows the queue, and the loss reaches the voices.
+    pub(crate) delivered: Option<u64>,
+}
+
+/// How much of the delivered rate ([`Link::delivered`]) the total after a step up may be,
+/// in percent: the measure wobbles by a few percent from one window to the next.
+pub(crate) const PROVEN_PERCENT: u64 = 95;
+
+/// The rate to pad up to for a step that must be proven, the total with it being `total`:
+/// as much over it as raising leaves free of the estimate, so that a link which delivers
+/// it has room for the step and its retransmissions.
+pub(crate) fn proving_rate(total: u64) -> u64 {
+    total / BUDGET_PERCENT * 100
+}
+
+/// Chooses a layer for every track in `tracks` within `link`'s estimate. Writes `chosen`,
 /// `bitrate`, `wanted` and `limited_at` of each track. `order` is scratch space, reused
 /// between calls so a run allocates nothing.
 pub(crate) fn allocate(
     now: Instant,
-    estimate: Option<u64>,
-    raise_cap: Option<u64>,
+    link: Link,
     tracks: &mut [Track],
     order: &mut Vec<usize>,
 ) -> Totals {
+    let Link {
+        estimate,
+        raise_cap,
+        carried,
+        delivered,
+    } = link;
     let mut next_step: Option<u64> = None;
     let mut note_step = |extra: u64| {
         next_step = Some(next_step.map_or(extra, |n| n.min(extra)));
     };
-    // The lowest layers may use the whole estimate; raising a track leaves the margin free.
+    // The floors may use the whole estimate; anything above them leaves the margin free.
     let mut budget = estimate.unwrap_or(u64::MAX);
-    let margin = estimate.map_or(0, |e| e / 100 * (100 - BUDGET_PERCENT));
+    // What steps up may add where they must be proven: the delivered rate's share over what
+    // is forwarded now.
+    let mut proof = delivered.map(|d| {
+        let kept: u64 = tracks.iter().map(Track::current_cost).sum();
+        (d / 100 * PROVEN_PERCENT).saturating_sub(kept)
+    });
+    // Takes `extra` from the proven room; false (taking nothing) when it is not there.
+    let mut unproven = false;
+    let mut proven = |extra: u64| match proof.as_mut() {
+        None => true,
+        Some(room) if extra <= *room => {
+            *room -= extra;
+            true
+        }
+        Some(_) => {
+            unproven = true;
+            false
+        }
+    };
     order.clear();
     order.extend(0..tracks.len());
     order.sort_by_key(|&i| tracks[i].floor_priority());
@@ -252,7 +351,6 @@ pub(crate) fn allocate(
         }
         let Some(cap) = t.cap() else {
             t.limited_at = None;
-            t.paused_at = None;
             continue;
         };
         t.wanted = t.cost(cap);
@@ -266,13 +364,16 @@ pub(crate) fn allocate(
         let only_layer = t.available().count() == 1;
         let base = t.layers[lowest as usize].map_or(0, |o| o.base_bitrate);
         let floor = if base > 0 { base } else { cost };
-        // A camera the estimate paused resumes only once it has fitted for a while: every
-        // resume asks its publisher for a keyframe, which a simulcast encoder makes on all
-        // its layers, for every other subscriber too.
-        let recently_paused = t
-            .paused_at
-            .is_some_and(|at| now.saturating_duration_since(at) < RESUME_HOLD);
-        if only_layer || (floor <= budget && !recently_paused) {
+        let slack = if t.paused {
+            floor / 100 * RESUME_SLACK_PERCENT
+        } else {
+            0
+        };
+        // Over the estimate, a camera that flows keeps its floor while the link carries it.
+        let holds = carried && !t.paused && t.current.is_some();
+        // (A floor is not a step that must be proven: a tile shown again, or a newcomer's
+        // camera, comes back at once at its floor.)
+        if only_layer || floor + slack <= budget || holds {
             let given = if only_layer { cost } else { floor };
             budget = budget.saturating_sub(given);
             t.chosen = Some(lowest);
@@ -281,12 +382,21 @@ pub(crate) fn allocate(
                 t.temporal = Some(0);
             }
         } else {
-            if floor > budget {
-                t.paused_at = Some(now);
-            }
             note_step(floor);
         }
     }
+    // Above the floors everything leaves the margin free, of the estimate and of the
+    // estimator's latest value when that has fallen under the average: on a link that just
+    // narrowed, cutting to the temporal bases at once ends the loss that would break the
+    // subscriber's decoder (and make it ask for keyframes), while pausing waits for the
+    // steadier average.
+    let floors: u64 = tracks.iter().map(|t| t.bitrate).sum();
+    let share = |limit: u64| (limit / 100 * BUDGET_PERCENT).saturating_sub(floors);
+    budget = estimate.map_or(u64::MAX, share).min(budget);
+    if let Some(cap) = raise_cap {
+        budget = budget.min(share(cap));
+    }
+    // The whole lowest layers, in priority order.
     for &i in order.iter() {
         let t = &mut tracks[i];
         let (Some(lowest), Some(_)) = (t.chosen, t.temporal) else {
@@ -297,12 +407,13 @@ pub(crate) fn allocate(
         let held = t.at_base
             && t.limited_at
                 .is_some_and(|at| now.saturating_duration_since(at) < UP_HOLD);
-        if extra <= budget && !held {
+        let room = extra <= budget;
+        if room && !held && proven(t.step_up(cost)) {
             budget -= extra;
             t.temporal = None;
             t.bitrate = cost;
         } else {
-            if extra > budget {
+            if !room {
                 t.limited_at = Some(now);
             }
             note_step(extra);
@@ -310,12 +421,6 @@ pub(crate) fn allocate(
     }
     // Then raise each, in priority order, as far as its cap and the budget allow.
     order.sort_by_key(|&i| tracks[i].priority());
-    budget = budget.saturating_sub(margin);
-    if let Some(cap) = raise_cap {
-        let spent = estimate.map_or(0, |e| e.saturating_sub(budget + margin));
-        let cap_margin = cap / 100 * (100 - BUDGET_PERCENT);
-        budget = budget.min(cap.saturating_sub(spent + cap_margin));
-    }
     for &i in order.iter() {
         let t = &mut tracks[i];
         let (Some(from), Some(cap)) = (t.chosen, t.cap()) else {
@@ -336,12 +441,8 @@ pub(crate) fn allocate(
             .filter(|&l| t.cost(l).saturating_sub(spent) <= budget)
             .last()
             .unwrap_or(from);
-        let held_back = t.available().find(|(l, _)| *l > best && *l <= cap);
-        if let Some((up, _)) = held_back {
-            note_step(t.cost(up).saturating_sub(spent));
-        }
         let mut layer = best;
-        if held_back.is_some() && t.current.is_none_or(|c| best <= c) {
+        if t.available().any(|(l, _)| l > best && l <= cap) && t.current.is_none_or(|c| best <= c) {
             // Kept at (or below) what is forwarded while more was wanted.
             t.limited_at = Some(now);
         } else if let Some(current) = t.current
@@ -353,6 +454,18 @@ pub(crate) fn allocate(
             // for a while.
             layer = current.max(from);
         }
+        // As high as the proven room allows, of what the estimate allows.
+        while layer > from && !proven(t.step_up(t.cost(layer))) {
+            layer = t
+                .available()
+                .map(|(l, _)| l)
+                .filter(|&l| l >= from && l < layer)
+                .last()
+                .unwrap_or(from);
+        }
+        if let Some((up, _)) = t.available().find(|(l, _)| *l > layer && *l <= cap) {
+            note_step(t.cost(up).saturating_sub(spent));
+        }
         let cost = t.cost(layer);
         budget = (budget + spent).saturating_sub(cost);
         t.chosen = Some(layer);
@@ -362,6 +475,7 @@ pub(crate) fn allocate(
         sent: tracks.iter().map(|t| t.bitrate).sum(),
         wanted: tracks.iter().map(|t| t.wanted).sum(),
         next_step,
+        unproven,
     }
 }
 
@@ -370,6 +484,21 @@ mod tests {
     use super::*;
 
     const KBPS: u64 = 1000;
+
+    /// Shares `estimate` between `tracks` at `now`, with nothing else known of the link.
+    fn share(now: Instant, estimate: u64, tracks: &mut [Track]) {
+        allocate(now, link(Some(estimate), None), tracks, &mut Vec::new());
+    }
+
+    /// A link with `estimate` and `raise_cap` that does not say whether it carries its load.
+    fn link(estimate: Option<u64>, raise_cap: Option<u64>) -> Link {
+        Link {
+            estimate,
+            raise_cap,
+            carried: false,
+            delivered: None,
+        }
+    }
 
     fn camera(tile: Tile) -> Track {
         let layer = |bitrate, width, height| {
@@ -389,6 +518,15 @@ mod tests {
                 layer(1500 * KBPS, 1280, 720),
             ],
         )
+    }
+
+    /// A camera whose lowest layer's temporal base is measured at `base` bits per second.
+    fn based(tile: Tile, base: u64) -> Track {
+        let mut c = camera(tile);
+        if let Some(o) = &mut c.layers[0] {
+            o.base_bitrate = base;
+        }
+        c
     }
 
     fn audio() -> Track {
@@ -415,11 +553,29 @@ mod tests {
     /// Runs the allocator like the core does: every 100 ms, the chosen layer becoming the
     /// forwarded one at once (the keyframe wait is the subscription's business).
     fn run(tracks: &mut [Track], now: Instant, estimate: Option<u64>) -> Vec<Option<Layer>> {
-        allocate(now, estimate, None, tracks, &mut Vec::new());
+        allocate(now, link(estimate, None), tracks, &mut Vec::new());
         for t in tracks.iter_mut() {
             t.current = t.chosen;
+            t.paused = t.kind.is_video() && t.chosen.is_none();
         }
         tracks.iter().map(|t| t.chosen).collect()
+    }
+
+    #[test]
+    fn a_paused_camera_resumes_only_with_room_to_spare() {
+        let t = Instant::now();
+        let mut tracks = [audio(), camera(tile(320, 180))];
+        // 40 + 150 kbit/s: it fits exactly, and flows.
+        assert_eq!(run(&mut tracks, t, Some(190 * KBPS))[1], Some(0));
+        // Not at 180: paused.
+        assert_eq!(run(&mut tracks, t, Some(180 * KBPS))[1], None);
+        // Back at 190 it would fit exactly, but a paused camera needs 15 % of its floor to
+        // spare (22 kbit/s).
+        assert_eq!(run(&mut tracks, t, Some(190 * KBPS))[1], None);
+        assert_eq!(run(&mut tracks, t, Some(211 * KBPS))[1], None);
+        assert_eq!(run(&mut tracks, t, Some(213 * KBPS))[1], Some(0));
+        // Flowing again, it keeps its floor down to an exact fit.
+        assert_eq!(run(&mut tracks, t, Some(190 * KBPS))[1], Some(0));
     }
 
     #[test]
@@ -519,27 +675,139 @@ mod tests {
             c
         };
         let mut tracks = [audio(), with_base(), with_base()];
-        // 270 kbit/s: a voice (40) leaves 230: the first lowest layer whole (150), the second
-        // only at its base (70 of the 80 left).
-        allocate(t, Some(270 * KBPS), None, &mut tracks, &mut Vec::new());
+        // 300 kbit/s: a voice and both bases (40 + 2 × 70) are floors; above them 90 % of
+        // the estimate may go (90 more): the first lowest layer whole (+80), the second only
+        // at its base.
+        share(t, 300 * KBPS, &mut tracks);
         assert_eq!(tracks[1].chosen, Some(0));
         assert_eq!(tracks[2].chosen, Some(0));
         assert_eq!((tracks[1].temporal, tracks[2].temporal), (None, Some(0)));
         // 180 kbit/s, 140 left: both at their base.
-        allocate(t, Some(180 * KBPS), None, &mut tracks, &mut Vec::new());
+        share(t, 180 * KBPS, &mut tracks);
         assert_eq!((tracks[1].temporal, tracks[2].temporal), (Some(0), Some(0)));
         // Plenty: whole layers.
-        allocate(t, Some(3000 * KBPS), None, &mut tracks, &mut Vec::new());
+        share(t, 3000 * KBPS, &mut tracks);
         assert_eq!(tracks[1].temporal, None);
         // 220 kbit/s, 180 left: room for one whole lowest layer and nothing beside it, or
         // both at their base with 40 over: both at their base, not one whole and one paused.
-        allocate(t, Some(220 * KBPS), None, &mut tracks, &mut Vec::new());
+        share(t, 220 * KBPS, &mut tracks);
         assert_eq!((tracks[1].chosen, tracks[2].chosen), (Some(0), Some(0)));
         assert_eq!((tracks[1].temporal, tracks[2].temporal), (Some(0), Some(0)));
         // Without temporal layers measured, a layer that does not fit is paused as before.
         let mut plain = [audio(), camera(tile(320, 180)), camera(tile(320, 180))];
-        allocate(t, Some(270 * KBPS), None, &mut plain, &mut Vec::new());
+        share(t, 270 * KBPS, &mut plain);
         assert_eq!(plain[2].chosen, None);
+    }
+
+    #[test]
+    fn a_flowing_camera_keeps_its_floor_while_the_link_carries_it() {
+        let t = Instant::now();
+        let based = || based(tile(320, 180), 60 * KBPS);
+        let mut tracks = [audio(), based(), based()];
+        let mut run = |estimate: u64, carried: bool| {
+            let link = Link {
+                carried,
+                ..link(Some(estimate), None)
+            };
+            allocate(t, link, &mut tracks, &mut Vec::new());
+            for t in tracks.iter_mut() {
+                t.current = t.chosen;
+                t.paused = t.kind.is_video() && t.chosen.is_none();
+            }
+            tracks[1..]
+                .iter()
+                .map(|t| (t.chosen, t.temporal))
+                .collect::<Vec<_>>()
+        };
+        // 40 + 2 × 60 kbit/s at the temporal bases.
+        assert_eq!(run(160 * KBPS, false), [(Some(0), Some(0)); 2]);
+        // The estimate falls under that floor while the link still delivers it with no queue
+        // and no loss: both keep their base, nothing is paused.
+        assert_eq!(run(120 * KBPS, true), [(Some(0), Some(0)); 2]);
+        assert_eq!(run(50 * KBPS, true), [(Some(0), Some(0)); 2]);
+        // Once the floor queues or loses, the estimate rules: the second camera is paused.
+        assert_eq!(run(120 * KBPS, false), [(Some(0), Some(0)), (None, None)]);
+        // A paused camera resumes on the estimate alone, however well the link carries.
+        assert_eq!(run(120 * KBPS, true), [(Some(0), Some(0)), (None, None)]);
+        assert_eq!(run(170 * KBPS, true), [(Some(0), Some(0)); 2]);
+        // Raising above the floor still waits for the estimate.
+        assert_eq!(run(170 * KBPS, true), [(Some(0), Some(0)); 2]);
+    }
+
+    #[test]
+    fn where_steps_up_must_be_proven_the_delivered_rate_bounds_them() {
+        let t = Instant::now();
+        let based = || {
+            let mut c = based(tile(640, 360), 60 * KBPS);
+            c.current = Some(0);
+            c.at_base = true;
+            c
+        };
+        // A probe passed a narrow link's burst allowance: the estimate says 420 kbit/s.
+        let mut tracks = [audio(), based(), based()];
+        let run = |delivered: Option<u64>, tracks: &mut [Track]| {
+            let l = Link {
+                delivered,
+                ..link(Some(420 * KBPS), None)
+            };
+            let totals = allocate(t, l, tracks, &mut Vec::new());
+            let chosen = tracks[1..]
+                .iter()
+                .map(|t| (t.chosen, t.temporal))
+                .collect::<Vec<_>>();
+            (chosen, totals.next_step)
+        };
+        // Forwarded now: a voice and both bases, 160 kbit/s. The link delivered 200: 95 %
+        // of it leaves 30 over that, too little for a whole layer (+90): both stay at their
+        // base, and the step is what to pad for.
+        let (chosen, step) = run(Some(200 * KBPS), &mut tracks);
+        assert_eq!(chosen, [(Some(0), Some(0)); 2]);
+        assert_eq!(step, Some(90 * KBPS));
+        // Delivered 270 (the padding got through): room for one whole layer, not two.
+        let (chosen, _) = run(Some(270 * KBPS), &mut tracks);
+        assert_eq!(chosen, [(Some(0), None), (Some(0), Some(0))]);
+        // Without a proof asked for, the estimate alone: both whole (360p for either would
+        // be over 90 % of 420).
+        let (chosen, _) = run(None, &mut [audio(), based(), based()]);
+        assert_eq!(chosen, [(Some(0), None), (Some(0), None)]);
+
+        // What is forwarded is never cut for want of proof: at 360p with the estimate
+        // holding it, a delivered rate under it keeps it there, and a higher layer waits.
+        let mut at_360 = camera(tile(1280, 720));
+        at_360.current = Some(1);
+        let mut tracks = [audio(), at_360];
+        let l = Link {
+            delivered: Some(100 * KBPS),
+            ..link(Some(5000 * KBPS), None)
+        };
+        allocate(t, l, &mut tracks, &mut Vec::new());
+        assert_eq!(tracks[1].chosen, Some(1));
+        // Proven, it goes up at once: waiting for the proof did not count as being held
+        // back by the estimate.
+        let l = Link {
+            delivered: Some(3000 * KBPS),
+            ..l
+        };
+        allocate(t, l, &mut tracks, &mut Vec::new());
+        assert_eq!(tracks[1].chosen, Some(2));
+
+        // A paused camera (a tile shown again) resumes at its floor at once: floors are not
+        // steps to prove. Its whole lowest layer waits for the proof.
+        let mut paused = self::based(tile(320, 180), 60 * KBPS);
+        paused.paused = true;
+        let mut tracks = [audio(), paused];
+        let l = Link {
+            delivered: Some(50 * KBPS),
+            ..link(Some(5000 * KBPS), None)
+        };
+        allocate(t, l, &mut tracks, &mut Vec::new());
+        assert_eq!((tracks[1].chosen, tracks[1].temporal), (Some(0), Some(0)));
+        let l = Link {
+            delivered: Some(210 * KBPS),
+            ..l
+        };
+        allocate(t, l, &mut tracks, &mut Vec::new());
+        assert_eq!((tracks[1].chosen, tracks[1].temporal), (Some(0), None));
     }
 
     #[test]
@@ -551,31 +819,10 @@ mod tests {
         speaker.speaker = true;
         let mut tracks = [audio(), flowing, speaker];
         // Room for one lowest layer: the one already shown keeps it.
-        allocate(t, Some(200 * KBPS), None, &mut tracks, &mut Vec::new());
+        share(t, 200 * KBPS, &mut tracks);
         assert_eq!((tracks[1].chosen, tracks[2].chosen), (Some(0), None));
-        // With room for both, the paused one resumes once it has fitted for RESUME_HOLD
-        // (each resume is a keyframe for everyone): not at once, nor while room comes and
-        // goes.
-        allocate(t, Some(1000 * KBPS), None, &mut tracks, &mut Vec::new());
-        assert_eq!((tracks[1].chosen, tracks[2].chosen), (Some(0), None));
-        let dip = t + RESUME_HOLD / 2;
-        allocate(dip, Some(200 * KBPS), None, &mut tracks, &mut Vec::new());
-        assert_eq!(tracks[2].chosen, None);
-        allocate(
-            dip + RESUME_HOLD / 2,
-            Some(1000 * KBPS),
-            None,
-            &mut tracks,
-            &mut Vec::new(),
-        );
-        assert_eq!(tracks[2].chosen, None, "the dip started the hold again");
-        allocate(
-            dip + RESUME_HOLD,
-            Some(1000 * KBPS),
-            None,
-            &mut tracks,
-            &mut Vec::new(),
-        );
+        // With room for both, the paused one resumes.
+        share(t, 1000 * KBPS, &mut tracks);
         assert_eq!((tracks[1].chosen, tracks[2].chosen), (Some(0), Some(0)));
     }
 
@@ -587,16 +834,16 @@ mod tests {
             o.base_bitrate = 70 * KBPS;
         }
         let mut tracks = [c];
-        allocate(start, Some(120 * KBPS), None, &mut tracks, &mut Vec::new());
+        share(start, 120 * KBPS, &mut tracks);
         assert_eq!(tracks[0].temporal, Some(0));
         tracks[0].at_base = true;
         tracks[0].current = tracks[0].chosen;
         // The estimate recovers at once; the base holds for UP_HOLD.
         let soon = start + UP_HOLD / 2;
-        allocate(soon, Some(3000 * KBPS), None, &mut tracks, &mut Vec::new());
+        share(soon, 3000 * KBPS, &mut tracks);
         assert_eq!(tracks[0].temporal, Some(0));
         let later = start + UP_HOLD + Duration::from_millis(100);
-        allocate(later, Some(3000 * KBPS), None, &mut tracks, &mut Vec::new());
+        share(later, 3000 * KBPS, &mut tracks);
         assert_eq!(tracks[0].temporal, None);
     }
 
@@ -605,7 +852,7 @@ mod tests {
         let t = Instant::now();
         let mut tracks = [audio(), camera(tile(1280, 720)), camera(tile(1280, 720))];
         let mut chosen = |average: u64, raw: Option<u64>| {
-            allocate(t, Some(average), raw, &mut tracks, &mut Vec::new());
+            allocate(t, link(Some(average), raw), &mut tracks, &mut Vec::new());
             tracks.iter().map(|t| t.chosen).collect::<Vec<_>>()
         };
         // The average still says 3 Mbit/s; the estimator already says 400 kbit/s: both
@@ -622,6 +869,39 @@ mod tests {
         // A raw value above the average changes nothing.
         let high = chosen(3000 * KBPS, Some(9000 * KBPS));
         assert_eq!(chosen(3000 * KBPS, None), high);
+    }
+
+    #[test]
+    fn the_raw_estimate_cuts_to_temporal_bases_but_pauses_nothing() {
+        let t = Instant::now();
+        let based = || based(tile(320, 180), 60 * KBPS);
+        let mut tracks = [audio(), based(), based()];
+        let run = |average: u64, raw: Option<u64>, tracks: &mut [Track]| {
+            allocate(t, link(Some(average), raw), tracks, &mut Vec::new());
+            tracks[1..]
+                .iter()
+                .map(|t| (t.chosen, t.temporal))
+                .collect::<Vec<_>>()
+        };
+        // The average holds both whole lowest layers (40 + 2 × 150 kbit/s).
+        assert_eq!(run(500 * KBPS, None, &mut tracks), [(Some(0), None); 2]);
+        // The link narrowed to 200 kbit/s and the average lags: both at their temporal
+        // base at once (40 + 2 × 60), neither paused.
+        assert_eq!(
+            run(500 * KBPS, Some(200 * KBPS), &mut tracks),
+            [(Some(0), Some(0)); 2]
+        );
+        // Room in 90 % of the raw value for one whole layer beside both bases: the first in
+        // order.
+        assert_eq!(
+            run(500 * KBPS, Some(290 * KBPS), &mut tracks),
+            [(Some(0), None), (Some(0), Some(0))]
+        );
+        // Even a raw value under every floor pauses nothing while the average holds them.
+        assert_eq!(
+            run(500 * KBPS, Some(50 * KBPS), &mut tracks),
+            [(Some(0), Some(0)); 2]
+        );
     }
 
     #[test]

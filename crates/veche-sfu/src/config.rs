@@ -53,6 +53,12 @@ pub struct Limits {
     pub ice_tcp: IceTcpLimits,
     /// The MLS delivery service of end-to-end encrypted meetings.
     pub e2ee: E2eeLimits,
+    /// When meetings' snapshots are stored (the server reports each stored one through
+    /// [`crate::SfuHandle::saved`]): the longest the news of a change to a meeting's live
+    /// state — a host mute, the lock, a role, an admission, a raised hand — waits for its
+    /// snapshot to be stored before it goes out anyway. `None`: nothing is stored, news goes
+    /// out at once.
+    pub news_wait: Option<Duration>,
 }
 
 /// What ICE-TCP connections may hold, so that a flood of them cannot exhaust the server.
@@ -99,6 +105,7 @@ impl Default for Limits {
             resume_token_ttl: Duration::from_secs(24 * 3600),
             ice_tcp: IceTcpLimits::default(),
             e2ee: E2eeLimits::default(),
+            news_wait: None,
         }
     }
 }

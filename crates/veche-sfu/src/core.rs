@@ -5,6 +5,7 @@ mod demux;
 mod e2ee;
 mod meetings;
 mod mls;
+mod outbox;
 mod policy;
 mod resume;
 mod room;
@@ -32,11 +33,16 @@ use veche_proto::{
 };
 
 use self::demux::{Demux, Route};
+use self::outbox::Outbox;
 use crate::SfuConfig;
-use crate::allocator::{LayerOffer, Track, allocate, audio_bps, covers};
+use crate::allocator::{
+    CARRIED_LOSS, LayerOffer, Link, Track, allocate, audio_bps, covers, proving_rate,
+};
 use crate::id_map::IdMap;
 use crate::meeting::{JoinRequest, SfuEvent};
-use crate::participant::{AnswerError, Participant, loudness, red_levels, slot};
+use crate::participant::{
+    AnswerError, PROOF_MEMORY, Participant, QUEUE_MEMORY, loudness, red_levels, slot,
+};
 use crate::quality::LinkStats;
 use crate::simulcast::{
     Keyframe, LAYERS, Layer, RIDS, h264_keyframe, vp8_frame_start, vp8_keyframe, vp8_temporal,
@@ -125,8 +131,8 @@ use self::room::{RoomKey, Rooms};
 ///
 /// # Driving contract
 /// Inputs are [`Sfu::handle_command`], [`Sfu::handle_join`], [`Sfu::handle_control`],
-/// [`Sfu::handle_disconnect`], [`Sfu::handle_datagram`], [`Sfu::handle_timeout`] and
-/// [`Sfu::restore`]; outputs come out of [`Sfu::poll_output`].
+/// [`Sfu::handle_disconnect`], [`Sfu::handle_datagram`], [`Sfu::handle_timeout`],
+/// [`Sfu::handle_saved`] and [`Sfu::restore`]; outputs come out of [`Sfu::poll_output`].
 ///
 /// - After an input, drain [`Sfu::poll_output`] until it returns [`Output::Timeout`] before
 ///   waiting for anything. Datagrams may be fed in a batch first: any number of
@@ -136,6 +142,9 @@ use self::room::{RoomKey, Rooms};
 ///   reordered by batching (`tests/batched_datagrams.rs`). Other inputs may also come between
 ///   drains; outputs queue up in order.
 /// - Call `handle_timeout` no later than the instant of the last [`Output::Timeout`].
+/// - With [`crate::Limits::news_wait`] set, report each stored [`SfuEvent::MeetingSaved`]
+///   back through [`Sfu::handle_saved`]: the signals announcing a change of a meeting's
+///   live state are held until then (or until the wait is up), see `core/outbox.rs`.
 /// - Time only moves through the `now` arguments, which must not go backwards.
 ///
 /// # Parts
@@ -144,7 +153,8 @@ use self::room::{RoomKey, Rooms};
 /// and its m-lines; each subscription line owns a `Subscription`
 /// (rewriting of what it forwards, exportable so it can move); a room holds its members and
 /// its `Meeting` — the meeting policy, which answers each request with effects and never
-/// touches str0m (`policy.rs`; `meetings.rs` carries the effects out). See
+/// touches str0m (`policy.rs`; `meetings.rs` carries the effects out); the `Outbox` holds
+/// the news of a change to a meeting until the change is stored (`outbox.rs`). See
 /// `docs/architecture.md`.
 pub struct Sfu {
     config: SfuConfig,
@@ -160,7 +170,14 @@ pub struct Sfu {
     rooms: Rooms,
     /// Which participant a datagram is for.
     demux: Demux,
-    out: VecDeque<Output>,
+    /// Outputs on their way out, with news of changes held until they are stored.
+    out: Outbox,
+    /// The sequence number of the latest meeting snapshot issued (over all rooms, so a
+    /// room's numbers never repeat another's).
+    last_snapshot: u64,
+    /// Rooms with a change whose news is held: their snapshot goes out before the next
+    /// output.
+    unsaved: Vec<RoomKey>,
     earliest: Instant,
     next_tick: Instant,
     next_speaker_eval: Instant,
@@ -204,7 +221,9 @@ impl Sfu {
             waiting: HashMap::new(),
             rooms: Rooms::default(),
             demux: Demux::default(),
-            out: VecDeque::new(),
+            out: Outbox::default(),
+            last_snapshot: 0,
+            unsaved: Vec::new(),
             earliest: now,
             next_tick: now,
             next_speaker_eval: now + SPEAKER_WINDOW,
@@ -273,6 +292,12 @@ impl Sfu {
         if !self.to_poll.is_empty() {
             self.run_queues(self.last_now, true);
         }
+        if !self.unsaved.is_empty() {
+            self.save_unsaved(self.last_now);
+        }
+        if self.out.needs_release() {
+            self.release_news(self.last_now);
+        }
         self.out
             .pop_front()
             .unwrap_or(Output::Timeout(self.earliest))
@@ -316,20 +341,7 @@ impl Sfu {
             Command::SetMedia { kind, enabled } => self.set_media(id, kind, enabled),
             Command::Chat { text } => self.chat(id, unix_ms, text),
             Command::SealedChat { sealed } => self.sealed_chat(id, unix_ms, sealed),
-            Command::RaiseHand { raised } => {
-                if let Some(p) = self.participants.get_mut(&id) {
-                    p.info.hand_raised = raised;
-                    let room = p.room_key();
-                    self.broadcast(
-                        room,
-                        None,
-                        ServerMessage::Hand {
-                            participant_id: id,
-                            raised,
-                        },
-                    );
-                }
-            }
+            Command::RaiseHand { raised } => self.raise_hand(now, id, raised),
             Command::Leave => {
                 self.remove(id);
                 self.out.push_back(Output::Close(id));
@@ -374,6 +386,7 @@ impl Sfu {
     /// The signalling connection of `id` is gone.
     pub fn handle_disconnect(&mut self, now: Instant, id: ParticipantId) {
         self.last_now = self.last_now.max(now);
+        self.out.forget(id);
         self.remove_waiter(id);
         self.remove(id);
         self.run_queues(now, true);
@@ -494,12 +507,15 @@ impl Sfu {
             self.drive(now, id);
         }
         self.due = due;
+        if self.out.next_deadline().is_some_and(|d| d <= now) {
+            self.release_news(now);
+        }
         self.run_queues(now, true);
-        self.earliest = self
-            .participants
-            .values()
-            .map(|p| p.next_timeout)
-            .fold(self.next_tick.min(self.next_speaker_eval), Instant::min);
+        let news = self.out.next_deadline().unwrap_or(self.next_tick);
+        self.earliest = self.participants.values().map(|p| p.next_timeout).fold(
+            self.next_tick.min(self.next_speaker_eval).min(news),
+            Instant::min,
+        );
     }
 
     /// Tells everyone the server is going away and forgets them. Their meetings are not over:
@@ -512,6 +528,8 @@ impl Sfu {
             .chain(self.waiting.keys())
             .copied()
             .collect();
+        // What was held goes first: the goodbye must not overtake it.
+        self.out.release_all();
         for id in ids {
             self.error(id, ErrorCode::ShuttingDown, "the server is shutting down");
             self.out.push_back(Output::Close(id));
@@ -624,11 +642,20 @@ impl Sfu {
     }
 
     fn set_media(&mut self, id: ParticipantId, kind: TrackKind, enabled: bool) {
+        let outer = self.out.holding();
+        self.switch_media(id, kind, enabled);
+        self.out.end_hold(outer);
+    }
+
+    /// [`Sfu::set_media`], which puts back the hold in force before it: lifting a host mute
+    /// holds the news of it from then on.
+    fn switch_media(&mut self, id: ParticipantId, kind: TrackKind, enabled: bool) {
         let Some(p) = self.participants.get_mut(&id) else {
             return;
         };
         let room = p.room_key();
-        if enabled && p.host_muted[slot(kind)] {
+        let lifted = enabled && p.host_muted[slot(kind)];
+        if lifted {
             let Some(r) = self.rooms.get_mut(&room) else {
                 return;
             };
@@ -660,6 +687,9 @@ impl Sfu {
         // Audio and video keep their m-lines while muted; a screen share ends with its track.
         let now_published = enabled || (kind != TrackKind::Screen && was_published);
         p.published[slot(kind)] = now_published;
+        if lifted && let Some(hold) = self.news_hold(room) {
+            self.out.hold_with(hold);
+        }
         self.broadcast(
             room,
             None,
@@ -946,10 +976,29 @@ impl Sfu {
                         });
                     }
                     Event::KeyframeRequest(req) => {
-                        if let Some((publisher, kind, layer)) = p.subscription_on(req.mid) {
-                            self.to_request_keyframe
-                                .push((publisher, kind, layer.unwrap_or(0)));
+                        let Some((publisher, kind, choice)) = p.subscription_on(req.mid) else {
+                            continue;
+                        };
+                        // A paused subscription has nothing to decode, and one waiting to
+                        // switch has its target's keyframe asked for already (and again
+                        // after KEYFRAME_RETRY): passing these on would make the publisher's
+                        // encoder send a keyframe on all its layers, to everyone.
+                        if choice.switching() || choice.target.is_none() {
+                            debug!(
+                                subscriber = id,
+                                publisher,
+                                ?kind,
+                                ?choice,
+                                "keyframe request not passed on"
+                            );
+                            continue;
                         }
+                        debug!(subscriber = id, publisher, ?kind, layer = ?choice.current, "subscriber asks for a keyframe");
+                        self.to_request_keyframe.push((
+                            publisher,
+                            kind,
+                            choice.current.unwrap_or(0),
+                        ));
                     }
                     // Until the first estimate, the initial one holds (`Participant::new`).
                     Event::PeerStats(stats) => {
@@ -959,7 +1008,18 @@ impl Sfu {
                         // allocation.
                         p.red_wanted = red_levels(p.link.egress_loss, p.red_wanted);
                         p.link.rtt = stats.rtt;
+                        if let Some(rtt) = stats.rtt {
+                            let queueing = p.rtt_floor.sample(now, rtt);
+                            if queueing {
+                                p.queued_at = Some(now);
+                            }
+                            if queueing != p.queueing {
+                                debug!(participant = id, queueing, ?rtt, "queueing towards it");
+                                p.queueing = queueing;
+                            }
+                        }
                         p.raw_estimate = stats.bwe_tx.map(|b| b.as_u64());
+                        p.delivered = stats.bwe_acked_tx.map(|b| b.as_u64());
                     }
                     Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                         let estimate = estimate.as_u64();
@@ -1266,10 +1326,22 @@ impl Sfu {
                     (measured, speaker == Some(publisher))
                 })
         };
+        // The raw value only when it is well under the average: a narrowed link, not the
+        // estimator's usual swing (on a busy machine even loopback swings).
+        let fast = sub
+            .raw_estimate
+            .filter(|raw| sub.estimate.is_none_or(|avg| *raw < avg / 4 * 3));
+        // The share holds only where packets queue towards it, or did in the last
+        // QUEUE_MEMORY: random loss on a link with room gets all the redundancy it asks for
+        // (audio first, whatever video loses).
+        let narrow = sub
+            .queued_at
+            .is_some_and(|at| now.saturating_duration_since(at) < QUEUE_MEMORY);
+        let red_bound = if narrow { fast.or(sub.estimate) } else { None };
         let red = (0..=sub.red_wanted)
             .rev()
             .find(|&levels| {
-                sub.estimate.is_none_or(|e| {
+                red_bound.is_none_or(|e| {
                     voices()
                         .map(|(m, speaking)| audio_bps(levels, m, speaking))
                         .sum::<u64>()
@@ -1294,15 +1366,20 @@ impl Sfu {
             t.current = s.choice.current;
             t.at_base = s.temporal.target.is_some();
             t.limited_at = s.limited_at;
-            t.paused_at = s.paused_at;
+            t.paused = kind.is_video() && s.choice.target.is_none();
             tracks.push(t);
         }
-        // The raw value only when it is well under the average: a narrowed link, not the
-        // estimator's usual swing (on a busy machine even loopback swings).
-        let fast = sub
-            .raw_estimate
-            .filter(|raw| sub.estimate.is_none_or(|avg| *raw < avg / 4 * 3));
-        let totals = allocate(now, sub.estimate, fast, &mut tracks, &mut self.alloc_order);
+        let link = Link {
+            estimate: sub.estimate,
+            raise_cap: fast,
+            carried: sub.link.rtt.is_some() && !sub.queueing && sub.link.egress_loss < CARRIED_LOSS,
+            // Where packets queued lately, steps up wait for the link to deliver them.
+            delivered: sub
+                .queued_at
+                .filter(|at| now.saturating_duration_since(*at) < PROOF_MEMORY)
+                .and(sub.delivered),
+        };
+        let totals = allocate(now, link, &mut tracks, &mut self.alloc_order);
         let Some(sub) = self.participants.get_mut(&id) else {
             return;
         };
@@ -1318,13 +1395,17 @@ impl Sfu {
             );
             sub.red_levels = red;
         }
-        let estimate = sub.estimate;
+        let (estimate, raw) = (sub.estimate, sub.raw_estimate);
+        if totals.unproven != sub.unproven {
+            sub.unproven = totals.unproven;
+            debug!(subscriber = id, waiting = totals.unproven, ?estimate, delivered = ?sub.delivered,
+                sent = totals.sent, "steps up wait for the link to deliver them");
+        }
         for ((publisher, kind, s), t) in sub.open_subscriptions_mut().zip(&tracks) {
             if !kind.is_video() {
                 continue;
             }
             s.limited_at = t.limited_at;
-            s.paused_at = t.paused_at;
             s.allocated = t.bitrate;
             if s.temporal.target != t.temporal {
                 debug!(subscriber = id, publisher, ?kind, temporal = ?t.temporal, "temporal cap");
@@ -1334,7 +1415,7 @@ impl Sfu {
             s.choice.set_target(t.chosen);
             if before != t.chosen {
                 debug!(subscriber = id, publisher, ?kind, from = ?before, to = ?t.chosen,
-                    ?estimate, "target layer");
+                    ?estimate, ?raw, given = t.bitrate, sent = totals.sent, "target layer");
             }
             if let Some(target) = t.chosen
                 && s.choice.switching()
@@ -1352,12 +1433,25 @@ impl Sfu {
             .next_step
             .map_or(0, |step| totals.sent + step)
             .min(totals.wanted);
-        let wanted = (minimum, totals.wanted);
+        // No padding into a standing queue: with an estimate over the link's rate (a probe
+        // that fitted its burst allowance) padding up to the estimate keeps the queue full,
+        // and media is dropped with the padding. (Loss alone may be random, and says
+        // nothing of room.)
+        let minimum = if sub.queueing {
+            0
+        } else if link.delivered.is_some() {
+            // Where steps up must be proven, as far over the next step as raising leaves
+            // free: a link that delivers that has room for the step.
+            proving_rate(minimum)
+        } else {
+            minimum
+        };
+        let wanted = (minimum, totals.wanted.max(minimum));
         if wanted != sub.bwe_asked {
             sub.bwe_asked = wanted;
             sub.rtc
                 .bwe()
-                .set_bitrate(Bitrate::bps(minimum), Bitrate::bps(totals.wanted));
+                .set_bitrate(Bitrate::bps(wanted.0), Bitrate::bps(wanted.1));
             self.mark_poll(id);
         }
         self.alloc_tracks = tracks;

@@ -80,6 +80,7 @@ enum Command {
     Control(Box<ControlRequest>),
     Live(String, oneshot::Sender<Option<LiveMeeting>>),
     Restore(Box<MeetingSnapshot>),
+    Saved { room: String, seq: u64 },
     Disconnect(ParticipantId),
     Shutdown,
 }
@@ -310,6 +311,13 @@ impl SfuHandle {
             let shard = self.shard_of_room(&snapshot.room);
             let _ = shard.commands.send(Command::Restore(Box::new(snapshot)));
         }
+    }
+
+    /// The server stored the snapshots of `room` up to `seq` (see [`SfuEvent::MeetingSaved`]
+    /// and [`crate::Limits::news_wait`]): the news of the changes in them goes out.
+    pub fn saved(&self, room: String, seq: u64) {
+        let shard = self.shard_of_room(&room);
+        let _ = shard.commands.send(Command::Saved { room, seq });
     }
 
     /// The signalling connection is gone: the participant leaves its room.
@@ -636,6 +644,7 @@ async fn run(
                             warn!(room = %snapshot.room, "snapshot not restored");
                         }
                     }
+                    Some(Command::Saved { room, seq }) => sfu.handle_saved(now, &room, seq),
                     // A connection this shard has closed.
                     Some(Command::Message(..) | Command::Join(..)) => {}
                     Some(Command::Disconnect(id)) => {

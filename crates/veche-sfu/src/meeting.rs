@@ -107,9 +107,17 @@ pub enum SfuEvent {
     /// A meeting with a stored record finished (ended, or its last participant left).
     MeetingFinished(MeetingUsage),
     /// A running meeting changed what a restart needs (the latest replaces earlier ones).
-    MeetingSaved(Box<MeetingSnapshot>),
-    /// The meeting in this room is over: a restart must not bring it back.
-    MeetingClosed { room: String },
+    /// `seq` grows with each snapshot of the core: once it is stored, the server says so
+    /// through [`crate::Sfu::handle_saved`] ([`crate::SfuHandle::saved`]), and the news of
+    /// the changes in it goes out to the meeting's clients.
+    MeetingSaved {
+        snapshot: Box<MeetingSnapshot>,
+        seq: u64,
+    },
+    /// The meeting in this room is over: a restart must not bring it back. Once that is
+    /// stored, the server reports `seq` like a snapshot's ([`crate::SfuHandle::saved`]): the
+    /// news of the end waits for it.
+    MeetingClosed { room: String, seq: u64 },
     /// A meeting with a stored record started: its first participant was let in. Not sent
     /// again when a restored meeting carries on after a restart.
     MeetingStarted(MeetingStart),
@@ -195,7 +203,7 @@ pub struct MeetingSnapshot {
     pub saved_at_ms: u64,
 }
 
-/// Someone a meeting recognises when they come back: the role and host mutes they had.
+/// Someone a meeting recognises when they come back: the role, host mutes and hand they had.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Remembered {
     /// `user:<account id>` or `guest:<id from their resume token>`.
@@ -203,4 +211,7 @@ pub struct Remembered {
     pub role: Role,
     /// Host mutes of audio, video, screen.
     pub host_muted: [bool; 3],
+    /// Absent in snapshots stored before it existed: down.
+    #[serde(default)]
+    pub hand_raised: bool,
 }

@@ -14,7 +14,7 @@ use veche_proto::{
 
 use crate::id_map::IdMap;
 use crate::quality::LinkStats;
-use crate::simulcast::{Dynacast, LAYERS, Layer, PublishedLayers, RIDS, layer_of_rid};
+use crate::simulcast::{Dynacast, LAYERS, Layer, LayerChoice, PublishedLayers, RIDS, layer_of_rid};
 use crate::subscription::{MAX_RED_LEVELS, Packet, Subscription, Tile};
 
 /// What an m-line in a participant's peer connection carries.
@@ -174,6 +174,12 @@ pub(crate) struct Participant {
     /// second. str0m's estimate events carry a 3-second average of its values, which lags
     /// seconds behind when a link narrows; this one does not (see `allocator::allocate`).
     pub(crate) raw_estimate: Option<u64>,
+    /// The rate its transport feedback acknowledged at the latest stats event
+    /// (`PeerStats::bwe_acked_tx`, a vendored str0m addition), bits per second.
+    pub(crate) delivered: Option<u64>,
+    /// The last allocation held a step up back until the link delivers it
+    /// (`allocator::Totals::unproven`).
+    pub(crate) unproven: bool,
     /// What the server last saw of the link, and the grade last told to the room.
     pub(crate) link: LinkStats,
     pub(crate) quality: Option<ConnectionQuality>,
@@ -184,6 +190,15 @@ pub(crate) struct Participant {
     /// when redundancy would take more than its share of the estimate
     /// (`Sfu::allocate`).
     pub(crate) red_wanted: usize,
+    /// The round trip without queueing: the lowest of this window's and the last window's
+    /// samples ([`RttFloor`]).
+    pub(crate) rtt_floor: RttFloor,
+    /// Its round trip is well over that floor: packets queue on the way to it, so its loss
+    /// is its link's congestion rather than random (and more redundancy would only add to
+    /// it).
+    pub(crate) queueing: bool,
+    /// When packets last queued towards it (see `queueing`).
+    pub(crate) queued_at: Option<Instant>,
     /// What the bandwidth estimator was last told: (minimum, desired), bits per second.
     pub(crate) bwe_asked: (u64, u64),
     /// When str0m next wants `Input::Timeout`.
@@ -364,11 +379,16 @@ impl Participant {
             tiles: None,
             estimate: None,
             raw_estimate: None,
+            delivered: None,
+            unproven: false,
             bwe_asked: (0, 0),
             link: LinkStats::default(),
             quality: None,
             red_levels: 0,
             red_wanted: 0,
+            rtt_floor: RttFloor::default(),
+            queueing: false,
+            queued_at: None,
             next_timeout: now,
             joined_at: now,
             loudness: (0, 0),
@@ -685,11 +705,11 @@ impl Participant {
     pub(crate) fn subscription_on(
         &self,
         mid: Mid,
-    ) -> Option<(ParticipantId, TrackKind, Option<Layer>)> {
+    ) -> Option<(ParticipantId, TrackKind, LayerChoice)> {
         self.lines.iter().find_map(|l| match l.purpose {
             Purpose::Subscribe(p, k) if l.state.open_mid() == Some(mid) => {
                 let choice = l.subscription.as_ref().map(|s| s.choice)?;
-                Some((p, k, choice.current.or(choice.target)))
+                Some((p, k, choice))
             }
             _ => None,
         })
@@ -748,7 +768,8 @@ impl Participant {
 
 #[cfg(test)]
 mod tests {
-    use super::{ask_for_dtx, loudness};
+    use super::{RttFloor, ask_for_dtx, loudness};
+    use std::time::{Duration, Instant};
 
     #[test]
     fn the_offer_asks_for_opus_dtx_and_nothing_else_changes() {
@@ -777,5 +798,72 @@ mod tests {
         // Out of range either way stays in 0…127.
         assert_eq!(loudness(-128), 0);
         assert_eq!(loudness(5), 127);
+    }
+
+    #[test]
+    fn queueing_is_a_round_trip_well_over_the_recent_floor() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let mut f = RttFloor::default();
+        assert!(!f.sample(t, ms(20)));
+        assert!(!f.sample(t + ms(500), ms(50)), "30 ms over: jitter");
+        assert!(f.sample(t + ms(1000), ms(220)), "200 ms over: queueing");
+        // Congestion for longer than a window does not raise the floor: the last window's
+        // low holds it.
+        for s in 1..=15 {
+            assert!(f.sample(t + ms(1000) + ms(1000) * s, ms(230)));
+        }
+        // Once every sample of two windows is high, the floor follows (a longer path).
+        for s in 16..=40 {
+            f.sample(t + ms(1000) + ms(1000) * s, ms(230));
+        }
+        assert!(!f.sample(t + ms(42_000), ms(235)));
+    }
+}
+
+/// How long one window of [`RttFloor`] lasts.
+const RTT_FLOOR_WINDOW: Duration = Duration::from_secs(10);
+
+/// How long a link that queued is still taken for a narrow one: redundant audio switched
+/// back on as soon as the queue drained would fill it again.
+pub(crate) const QUEUE_MEMORY: Duration = Duration::from_secs(10);
+
+/// How long after packets last queued towards a subscriber its steps up must be proven
+/// (`allocator::Link::delivered`): an estimate misled by a probe that fitted a narrow link's
+/// burst allowance comes back whenever the estimator probes, long after the link last
+/// queued (10 s was seen too short behind 300 kbit/s).
+pub(crate) const PROOF_MEMORY: Duration = Duration::from_secs(60);
+
+/// A round trip this much over the floor means packets are queueing on the way.
+pub(crate) const QUEUEING_RTT: Duration = Duration::from_millis(40);
+
+/// The lowest round trip seen over the last 10 to 20 seconds: two windows, the floor being
+/// the lower of the two, so a sample from a congested moment ages out without the floor
+/// ever following the congestion up.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RttFloor {
+    current: Option<(Duration, Instant)>,
+    previous: Option<Duration>,
+}
+
+impl RttFloor {
+    /// Takes a sample; returns whether it is [`QUEUEING_RTT`] over the floor.
+    pub(crate) fn sample(&mut self, now: Instant, rtt: Duration) -> bool {
+        match self.current {
+            Some((_, started)) if now.saturating_duration_since(started) >= RTT_FLOOR_WINDOW => {
+                self.previous = self.current.map(|(m, _)| m);
+                self.current = Some((rtt, now));
+            }
+            Some((m, started)) => self.current = Some((m.min(rtt), started)),
+            None => self.current = Some((rtt, now)),
+        }
+        let floor = self
+            .current
+            .map(|(m, _)| m)
+            .into_iter()
+            .chain(self.previous)
+            .min()
+            .unwrap_or(rtt);
+        rtt > floor + QUEUEING_RTT
     }
 }

@@ -74,8 +74,6 @@ pub(crate) struct Subscription {
     pub(crate) allocated: u64,
     /// When the estimate last kept it from a higher layer (see `allocator.rs`).
     pub(crate) limited_at: Option<Instant>,
-    /// When the estimate last kept it paused (`allocator::Track::paused_at`).
-    pub(crate) paused_at: Option<Instant>,
     /// Redundant audio towards a lossy subscriber (audio subscriptions only).
     red: Redundancy,
 }
@@ -97,7 +95,6 @@ impl Subscription {
             tile: Tile::Unreported,
             allocated: 0,
             limited_at: None,
-            paused_at: None,
             red: Redundancy::default(),
         }
     }

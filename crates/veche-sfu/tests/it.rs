@@ -14,6 +14,7 @@ mod garbage_datagrams;
 mod keyframe_on_subscribe;
 mod layer_switch;
 mod meetings;
+mod news_held;
 mod pause_resume;
 mod presence_events;
 mod room_limits;

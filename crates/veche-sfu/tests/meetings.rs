@@ -643,7 +643,7 @@ fn instant_guest_room_first_joiner_hosts() {
     assert!(
         sim.events.iter().all(|e| matches!(
             e,
-            SfuEvent::MeetingSaved(_) | SfuEvent::MeetingClosed { .. }
+            SfuEvent::MeetingSaved { .. } | SfuEvent::MeetingClosed { .. }
         )),
         "{:?}",
         sim.events
@@ -651,7 +651,7 @@ fn instant_guest_room_first_joiner_hosts() {
     assert!(
         sim.events
             .iter()
-            .any(|e| matches!(e, SfuEvent::MeetingClosed { room } if room == "coffee"))
+            .any(|e| matches!(e, SfuEvent::MeetingClosed { room, .. } if room == "coffee"))
     );
 }
 

@@ -89,3 +89,39 @@ fn a_resume_just_after_another_layers_switch_still_gets_its_keyframe() {
         "no keyframe request reached Ann inside her 300 ms window"
     );
 }
+
+/// A subscriber's own keyframe requests (its decoder's PLIs) reach the publisher while the
+/// subscription flows, and not while it is paused: there is nothing to decode, and the
+/// publisher's encoder would make a keyframe on all its layers, for every other subscriber.
+#[test]
+fn a_paused_subscriptions_keyframe_requests_stay_at_the_sfu() {
+    let mut sim = Sim::new(Limits::default());
+    let a = sim.join("r", "Ann");
+    let b = sim.join("r", "Bob");
+    let ann = sim.clients[a].id;
+    let shown = camera_tile(ann, 640, 360);
+    sim.send(b, shown.clone());
+    sim.run_for(Duration::from_secs(2));
+
+    // Flowing: each request gets through (spaced beyond the SFU's per-track throttle).
+    let before = sim.clients[a].keyframe_requests;
+    for _ in 0..3 {
+        assert!(sim.clients[b].request_keyframe(ann, TrackKind::Video));
+        sim.run_for(Duration::from_millis(500));
+    }
+    let passed = sim.clients[a].keyframe_requests - before;
+    assert!(passed >= 3, "flowing: {passed} of 3 requests reached Ann");
+
+    // Paused: none does.
+    sim.send(b, ClientMessage::VideoSizes { sizes: vec![] });
+    sim.run_for(Duration::from_millis(500));
+    let before = sim.clients[a].keyframe_requests;
+    for _ in 0..3 {
+        assert!(sim.clients[b].request_keyframe(ann, TrackKind::Video));
+        sim.run_for(Duration::from_millis(500));
+    }
+    assert_eq!(
+        sim.clients[a].keyframe_requests, before,
+        "requests on a paused subscription reached Ann"
+    );
+}

@@ -106,7 +106,7 @@ fn a_restored_meeting_does_not_start_again() {
         .iter()
         .rev()
         .find_map(|e| match e {
-            SfuEvent::MeetingSaved(s) => Some(s.clone()),
+            SfuEvent::MeetingSaved { snapshot, .. } => Some(snapshot.clone()),
             _ => None,
         })
         .expect("a snapshot of the running meeting");

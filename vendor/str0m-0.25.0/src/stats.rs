@@ -26,6 +26,7 @@ pub(crate) struct StatsSnapshot {
     pub ingress: HashMap<MidRid, MediaIngressStats>,
     pub egress: HashMap<MidRid, MediaEgressStats>,
     pub bwe_tx: Option<Bitrate>,
+    pub bwe_acked_tx: Option<Bitrate>,
     pub selected_candidate_pair: Option<CandidatePairStats>,
     timestamp: Instant,
 }
@@ -43,6 +44,7 @@ impl StatsSnapshot {
             egress: HashMap::new(),
             rtt: None,
             bwe_tx: None,
+            bwe_acked_tx: None,
             selected_candidate_pair: None,
             timestamp,
         }
@@ -75,6 +77,10 @@ pub struct PeerStats {
     pub timestamp: Instant,
     /// The last egress bandwidth estimate from the BWE subsystem, if enabled.
     pub bwe_tx: Option<Bitrate>,
+    /// The rate the remote end acknowledged receiving (TWCC feedback, all packets sent with
+    /// a transport-wide sequence number, padding included), as the BWE subsystem estimates
+    /// it, if enabled.
+    pub bwe_acked_tx: Option<Bitrate>,
     /// The egress loss over the last second.
     pub egress_loss_fraction: Option<f32>,
     /// The ingress loss since the last stats event.
@@ -303,6 +309,7 @@ impl Stats {
             bytes_tx: snapshot.tx,
             timestamp: snapshot.timestamp,
             bwe_tx: snapshot.bwe_tx,
+            bwe_acked_tx: snapshot.bwe_acked_tx,
             egress_loss_fraction: snapshot.egress_loss_fraction,
             ingress_loss_fraction: snapshot.ingress_loss_fraction,
             rtt: snapshot.rtt,

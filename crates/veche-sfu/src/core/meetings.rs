@@ -11,6 +11,7 @@ use veche_proto::{
     EndReason, ErrorCode, PROTOCOL_VERSION, ParticipantId, ServerMessage, TrackKind,
 };
 
+use super::outbox::Hold;
 use super::policy::{Actor, Effect, Entered, Entrant, Meeting, Now};
 use super::resume;
 use super::{
@@ -242,9 +243,85 @@ impl Sfu {
         self.apply(now, key, &Actor::Member(id), fx);
     }
 
+    /// A member raised or lowered their hand.
+    pub(super) fn raise_hand(&mut self, now: Instant, id: ParticipantId, raised: bool) {
+        let Some(key) = self.participants.get(&id).map(|p| p.room_key()) else {
+            return;
+        };
+        let Some(room) = self.rooms.get_mut(&key) else {
+            return;
+        };
+        let fx = room.meeting.raise_hand(id, raised);
+        self.apply(now, key, &Actor::Member(id), fx);
+    }
+
+    /// The server stored the snapshots of `room` up to sequence number `seq` (those of
+    /// [`SfuEvent::MeetingSaved`]): the news of the changes in them goes out.
+    pub fn handle_saved(&mut self, now: Instant, room: &str, seq: u64) {
+        self.last_now = self.last_now.max(now);
+        if self.rooms.saved(room, seq) {
+            self.out.recheck();
+        }
+    }
+
+    /// The next snapshot sequence number.
+    fn next_seq(&mut self) -> u64 {
+        self.last_snapshot += 1;
+        self.last_snapshot
+    }
+
+    /// The hold for news of a change just made to room `key`'s meeting: until the snapshot
+    /// that will hold it is stored. `None` when nothing changed, or nothing is stored.
+    pub(super) fn news_hold(&mut self, key: RoomKey) -> Option<Hold> {
+        let room = self.rooms.get_mut(&key)?;
+        if !room.meeting.is_dirty() {
+            return None;
+        }
+        let last = &mut self.last_snapshot;
+        let seq = *room.next_snapshot.get_or_insert_with(|| {
+            *last += 1;
+            *last
+        });
+        if !self.unsaved.contains(&key) {
+            self.unsaved.push(key);
+        }
+        let wait = self.config.limits.news_wait?;
+        let deadline = self.last_now + wait;
+        self.earliest = self.earliest.min(deadline);
+        Some(Hold {
+            room: key,
+            seq,
+            deadline,
+        })
+    }
+
+    /// Sends on the held news whose changes are stored (or have waited long enough).
+    pub(super) fn release_news(&mut self, now: Instant) {
+        let rooms = &self.rooms;
+        let late = self.out.release(now, |key, seq| rooms.is_stored(key, seq));
+        self.rooms.expire_endings(now);
+        if late > 0 {
+            warn!(
+                messages = late,
+                "news of meeting changes sent before the changes were stored (the database is \
+                 slow or failing)"
+            );
+        }
+    }
+
     /// Carries out the meeting policy's effects in room `key`, in order. `actor` is whoever
-    /// caused them (refusals go to them).
+    /// caused them (refusals go to them). When they changed the meeting's live state, the
+    /// messages they send are held until it is stored.
     fn apply(&mut self, now: Instant, key: RoomKey, actor: &Actor, effects: Vec<Effect>) {
+        let outer = self.out.holding();
+        if let Some(hold) = self.news_hold(key) {
+            self.out.hold_with(hold);
+        }
+        self.carry_out(now, key, actor, effects);
+        self.out.end_hold(outer);
+    }
+
+    fn carry_out(&mut self, now: Instant, key: RoomKey, actor: &Actor, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
                 Effect::Signal(id, msg) => self.out.push_back(Output::Signal(id, msg)),
@@ -273,6 +350,11 @@ impl Sfu {
                 Effect::Role(id, role) => {
                     if let Some(p) = self.participants.get_mut(&id) {
                         p.info.role = role;
+                    }
+                }
+                Effect::Hand(id, raised) => {
+                    if let Some(p) = self.participants.get_mut(&id) {
+                        p.info.hand_raised = raised;
                     }
                 }
                 Effect::Audit(a) => self.out.push_back(Output::Event(SfuEvent::Audit(a))),
@@ -330,6 +412,7 @@ impl Sfu {
         let mut p = Participant::new(id, key, e.name, rtc, ufrag, &self.candidates, now);
         p.estimate = Some(INITIAL_ESTIMATE.as_u64());
         p.info.role = e.role;
+        p.info.hand_raised = e.hand_raised;
         p.host_muted = e.host_muted;
         let mut others = Vec::with_capacity(members.len());
         for m in &members {
@@ -364,6 +447,16 @@ impl Sfu {
                 reconnect: None,
             },
         ));
+        if e.hand_raised {
+            // Back with the hand they had up: their own client learns it too.
+            self.out.push_back(Output::Signal(
+                id,
+                ServerMessage::Hand {
+                    participant_id: id,
+                    raised: true,
+                },
+            ));
+        }
         self.broadcast(
             key,
             None,
@@ -395,6 +488,19 @@ impl Sfu {
             return;
         };
         info!(room = %room.name, ?reason, "meeting ended");
+        // Told it is over only once that is stored: a crash must not bring it back.
+        let seq = self.next_seq();
+        let outer = self.out.holding();
+        if let Some(wait) = self.config.limits.news_wait {
+            let until = now + wait;
+            self.rooms.ending(key, &room.name, seq, until);
+            self.earliest = self.earliest.min(until);
+            self.out.hold_with(Hold {
+                room: key,
+                seq,
+                deadline: until,
+            });
+        }
         let waiting: Vec<_> = room.meeting.waiting_list().iter().map(|w| w.id).collect();
         for id in room.members.iter().chain(waiting.iter()) {
             self.take_participant(*id);
@@ -403,7 +509,8 @@ impl Sfu {
                 .push_back(Output::Signal(*id, ServerMessage::MeetingEnded { reason }));
             self.out.push_back(Output::Close(*id));
         }
-        self.finish(&room.name, &room.meeting, now_);
+        self.out.end_hold(outer);
+        self.finish(&room.name, &room.meeting, now_, seq);
     }
 
     /// Forgets a room nobody is in, waiting for or coming back to, recording its usage.
@@ -413,14 +520,19 @@ impl Sfu {
             && let Some(r) = self.rooms.remove(&key)
         {
             let now_ = self.now_at(now);
-            self.finish(&r.name, &r.meeting, now_);
+            let seq = self.next_seq();
+            self.finish(&r.name, &r.meeting, now_, seq);
         }
     }
 
-    /// A meeting is over: its snapshot must not come back, and its usage is recorded.
-    fn finish(&mut self, room: &str, meeting: &Meeting, now: Now) {
+    /// A meeting is over: its snapshot must not come back (the deletion is `seq`), and its
+    /// usage is recorded.
+    fn finish(&mut self, room: &str, meeting: &Meeting, now: Now, seq: u64) {
+        // News held for it goes out, once its end is stored if that is awaited.
+        self.out.recheck();
         self.out.push_back(Output::Event(SfuEvent::MeetingClosed {
             room: room.to_owned(),
+            seq,
         }));
         if let Some(usage) = meeting.usage(now) {
             self.out
@@ -445,16 +557,37 @@ impl Sfu {
     /// A snapshot of every meeting that changed since the last call (all of them with
     /// `all`), for the server to store.
     pub(super) fn save_meetings(&mut self, now: Instant, all: bool) {
-        let now_ = self.now_at(now);
         for key in self.rooms.keys() {
-            if let Some(room) = self.rooms.get_mut(&key)
-                && (room.meeting.take_dirty() || all)
-            {
-                let snapshot = room.meeting.snapshot(now_);
-                self.out
-                    .push_back(Output::Event(SfuEvent::MeetingSaved(Box::new(snapshot))));
-            }
+            self.save_meeting(now, key, all);
         }
+    }
+
+    /// A snapshot of each room with news held for a change (see [`Sfu::news_hold`]).
+    pub(super) fn save_unsaved(&mut self, now: Instant) {
+        let mut keys = std::mem::take(&mut self.unsaved);
+        for key in keys.drain(..) {
+            self.save_meeting(now, key, false);
+        }
+        self.unsaved = keys;
+    }
+
+    /// A snapshot of room `key`'s meeting if it changed since the last (or with `always`).
+    fn save_meeting(&mut self, now: Instant, key: RoomKey, always: bool) {
+        let now_ = self.now_at(now);
+        let Some(room) = self.rooms.get_mut(&key) else {
+            return;
+        };
+        if !(room.meeting.take_dirty() || always) {
+            return;
+        }
+        let last = &mut self.last_snapshot;
+        let seq = room.next_snapshot.take().unwrap_or_else(|| {
+            *last += 1;
+            *last
+        });
+        let snapshot = Box::new(room.meeting.snapshot(now_));
+        self.out
+            .push_back(Output::Event(SfuEvent::MeetingSaved { snapshot, seq }));
     }
 
     /// The policy's view of `now`.

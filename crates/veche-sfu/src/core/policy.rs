@@ -60,6 +60,8 @@ pub(super) enum Effect {
     Gate(ParticipantId, [bool; 3]),
     /// A member's role changed (what the others are shown of them).
     Role(ParticipantId, Role),
+    /// A member raised (`true`) or lowered their hand.
+    Hand(ParticipantId, bool),
     Audit(AuditEvent),
     /// A change of the meeting's course for the server to report (started, someone came
     /// in or went): an [`SfuEvent`] passed on as it is.
@@ -92,6 +94,7 @@ pub(super) struct Entered {
     pub(super) ip: Option<IpAddr>,
     pub(super) role: Role,
     pub(super) host_muted: [bool; 3],
+    pub(super) hand_raised: bool,
     /// The meeting and its waiting room as they were when they came in.
     pub(super) meeting: MeetingState,
     pub(super) waiting: Vec<WaitingInfo>,
@@ -139,6 +142,7 @@ struct Member {
     key: Option<String>,
     role: Role,
     host_muted: [bool; 3],
+    hand_raised: bool,
     joined_at: Instant,
     /// Holds the host role only until the one it was passed on from comes back; then goes
     /// back to this role.
@@ -285,6 +289,7 @@ impl Meeting {
                     key: m.key.clone()?,
                     role: m.lasting_role(),
                     host_muted: m.host_muted,
+                    hand_raised: m.hand_raised,
                 })
             })
             .collect();
@@ -332,6 +337,29 @@ impl Meeting {
     /// Whether a snapshot would differ from the last one taken; clears the mark.
     pub(super) fn take_dirty(&mut self) -> bool {
         std::mem::take(&mut self.dirty)
+    }
+
+    /// Whether a snapshot would differ from the last one taken.
+    pub(super) fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Member `id` raised or lowered their hand; everyone is told.
+    pub(super) fn raise_hand(&mut self, id: ParticipantId, raised: bool) -> Vec<Effect> {
+        let Some(m) = self.member_mut(id) else {
+            return Vec::new();
+        };
+        if m.hand_raised != raised {
+            m.hand_raised = raised;
+            self.dirty = true;
+        }
+        vec![
+            Effect::Hand(id, raised),
+            Effect::Broadcast(ServerMessage::Hand {
+                participant_id: id,
+                raised,
+            }),
+        ]
     }
 
     /// Nobody is in it or waiting for it, and it is not a restored meeting still waiting for
@@ -498,6 +526,7 @@ impl Meeting {
                     key: key.clone(),
                     role: m.lasting_role(),
                     host_muted: m.host_muted,
+                    hand_raised: m.hand_raised,
                 },
             );
         }
@@ -629,7 +658,8 @@ impl Meeting {
                 .unwrap_or(Role::CoHost);
             self.set_role(old, back_to, fx);
         }
-        let host_muted = known.map_or([false; 3], |k| k.host_muted);
+        let (host_muted, hand_raised) =
+            known.map_or(([false; 3], false), |k| (k.host_muted, k.hand_raised));
         let id = entrant.id;
         let starts = self.started.is_none();
         self.start_clock(now, entrant.grant.max_duration);
@@ -651,6 +681,7 @@ impl Meeting {
             ip: entrant.grant.ip,
             role,
             host_muted,
+            hand_raised,
             meeting: self.state(),
             waiting: if moderates {
                 self.waiting_list()
@@ -665,6 +696,7 @@ impl Meeting {
             key: entrant.key,
             role,
             host_muted,
+            hand_raised,
             joined_at: now.at,
             standing_in,
             forget_on_leave: false,

@@ -24,6 +24,11 @@ pub(super) struct Room {
     pub(super) meeting: Meeting,
     /// The MLS delivery service, when the meeting is end-to-end encrypted.
     pub(super) e2ee: Option<E2eeGroup>,
+    /// The sequence number the next snapshot of the meeting goes out with, once a change
+    /// not yet in a snapshot has news held for it (see `outbox.rs`).
+    pub(super) next_snapshot: Option<u64>,
+    /// The latest snapshot sequence number the server has stored.
+    pub(super) stored: u64,
 }
 
 impl Room {
@@ -53,6 +58,16 @@ pub(super) struct Rooms {
     /// Keyed by what a client sends, so std's DoS-resistant hasher.
     by_name: HashMap<String, RoomKey>,
     next_key: RoomKey,
+    /// Rooms whose meeting was ended while the news of it waits for the server to store that
+    /// it is over (see `outbox.rs`).
+    ending: HashMap<RoomKey, Ending>,
+}
+
+/// A meeting ended, until its end is stored or `until`.
+struct Ending {
+    name: String,
+    seq: u64,
+    until: Instant,
 }
 
 impl Rooms {
@@ -80,10 +95,52 @@ impl Rooms {
             speaker: ActiveSpeaker::default(),
             meeting,
             e2ee: None,
+            next_snapshot: None,
+            stored: 0,
         };
         room.follow_e2ee(limits);
         self.by_key.insert(key, room);
         key
+    }
+
+    /// Whether the server has stored room `key`'s snapshot `seq`, or has nothing more to
+    /// store of it: a room gone is done once its end is stored.
+    pub(super) fn is_stored(&self, key: RoomKey, seq: u64) -> bool {
+        match self.by_key.get(&key) {
+            Some(room) => room.stored >= seq,
+            None => !self.ending.contains_key(&key),
+        }
+    }
+
+    /// The server stored what it had of room `name` up to `seq`; whether that stored
+    /// anything news waits for.
+    pub(super) fn saved(&mut self, name: &str, seq: u64) -> bool {
+        let before = self.ending.len();
+        self.ending.retain(|_, e| !(e.name == name && e.seq <= seq));
+        let mut changed = self.ending.len() != before;
+        if let Some(room) = self.key_of(name).and_then(|k| self.by_key.get_mut(&k)) {
+            changed |= seq > room.stored;
+            room.stored = room.stored.max(seq);
+        }
+        changed
+    }
+
+    /// Room `key` (removed) ended with snapshot sequence `seq`: news of the end waits until
+    /// that is stored, or `until`.
+    pub(super) fn ending(&mut self, key: RoomKey, name: &str, seq: u64, until: Instant) {
+        self.ending.insert(
+            key,
+            Ending {
+                name: name.to_owned(),
+                seq,
+                until,
+            },
+        );
+    }
+
+    /// Forgets ends whose news went out unstored.
+    pub(super) fn expire_endings(&mut self, now: Instant) {
+        self.ending.retain(|_, e| now < e.until);
     }
 
     pub(super) fn remove(&mut self, key: &RoomKey) -> Option<Room> {
@@ -107,5 +164,6 @@ impl Rooms {
     pub(super) fn clear(&mut self) {
         self.by_key.clear();
         self.by_name.clear();
+        self.ending.clear();
     }
 }

@@ -84,7 +84,11 @@ impl ShardLinks {
                 return Some(cmd);
             }
             // Sent to the room's shard by the handle; rooms never move.
-            Command::Control(_) | Command::Live(..) | Command::Restore(_) | Command::Shutdown => {
+            Command::Control(_)
+            | Command::Live(..)
+            | Command::Restore(_)
+            | Command::Saved { .. }
+            | Command::Shutdown => {
                 return Some(cmd);
             }
         };

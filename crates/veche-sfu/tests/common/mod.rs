@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
-use str0m::media::{Direction, MediaKind, Mid, Rid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid};
 use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
@@ -151,6 +151,9 @@ pub struct Client {
 pub struct Downlink {
     pub bits_per_second: u64,
     pub max_queue: Duration,
+    /// Bytes that pass at once after the link was idle (a tbf bucket's `burst`): a short
+    /// burst of packets gets through at the sender's rate, however far over the link's.
+    pub burst_bytes: u64,
     /// When the queue is empty again.
     free_at: Instant,
     pub dropped: u64,
@@ -163,6 +166,7 @@ impl Downlink {
         Downlink {
             bits_per_second,
             max_queue: Duration::from_millis(200),
+            burst_bytes: 0,
             free_at: now,
             dropped: 0,
             passed_bytes: 0,
@@ -171,8 +175,11 @@ impl Downlink {
 
     /// When a datagram of `len` bytes sent `now` arrives, or `None` if the queue drops it.
     fn pass(&mut self, now: Instant, len: usize) -> Option<Instant> {
-        let start = self.free_at.max(now);
-        if start - now > self.max_queue {
+        // The bucket's tokens are time the link was idle, up to the burst's worth: the
+        // packet's turn may come that long before `now`.
+        let credit = Duration::from_micros(self.burst_bytes * 8 * 1_000_000 / self.bits_per_second);
+        let start = self.free_at.max(now.checked_sub(credit).unwrap_or(now));
+        if start.saturating_duration_since(now) > self.max_queue {
             self.dropped += 1;
             return None;
         }
@@ -180,7 +187,7 @@ impl Downlink {
         let wire = Duration::from_micros((len as u64 + 28) * 8 * 1_000_000 / self.bits_per_second);
         self.free_at = start + wire;
         self.passed_bytes += len as u64 + 28;
-        Some(self.free_at + LATENCY)
+        Some(self.free_at.max(now) + LATENCY)
     }
 }
 
@@ -194,6 +201,25 @@ impl Client {
 
     pub fn saw(&self, pred: impl Fn(&ServerMessage) -> bool) -> bool {
         self.inbox.iter().any(pred)
+    }
+
+    /// Asks the SFU for a keyframe of `from`'s `kind` track, as a browser does when its
+    /// decoder cannot go on (a PLI). Returns false when that track does not arrive here.
+    pub fn request_keyframe(&mut self, from: ParticipantId, kind: TrackKind) -> bool {
+        let Some(mid) = self
+            .mids
+            .iter()
+            .find(|(_, track)| **track == (from, kind))
+            .map(|(mid, _)| *mid)
+        else {
+            return false;
+        };
+        let mut api = self.rtc.direct_api();
+        let Some(rx) = api.stream_rx_by_mid(mid, None) else {
+            return false;
+        };
+        rx.request_keyframe(KeyframeRequestKind::Pli);
+        true
     }
 
     fn handle_signal(&mut self, now: Instant, msg: ServerMessage) {
@@ -446,6 +472,8 @@ pub struct Sim {
     pub events: Vec<SfuEvent>,
     /// Participants whose signalling connection the core closed, in order.
     pub closed: Vec<ParticipantId>,
+    /// How many of `events` [`Sim::store_snapshots`] has reported stored.
+    stored: usize,
 }
 
 impl Sim {
@@ -468,6 +496,7 @@ impl Sim {
             next_id: 1,
             events: Vec::new(),
             closed: Vec::new(),
+            stored: 0,
         }
     }
 
@@ -690,6 +719,25 @@ impl Sim {
         self.clients[idx].sending = false;
         self.sfu.handle_disconnect(self.now, id);
         self.settle();
+    }
+
+    /// Reports every meeting snapshot (and end of a meeting) the core gave out so far as
+    /// stored, as the server does once its write commits; returns how many.
+    pub fn store_snapshots(&mut self) -> usize {
+        let saved: Vec<(String, u64)> = self.events[self.stored..]
+            .iter()
+            .filter_map(|e| match e {
+                SfuEvent::MeetingSaved { snapshot, seq } => Some((snapshot.room.clone(), *seq)),
+                SfuEvent::MeetingClosed { room, seq } => Some((room.clone(), *seq)),
+                _ => None,
+            })
+            .collect();
+        self.stored = self.events.len();
+        for (room, seq) in &saved {
+            self.sfu.handle_saved(self.now, room, *seq);
+        }
+        self.settle();
+        saved.len()
     }
 
     /// Advances simulated time by `d`, processing every event on the way in time order.

@@ -113,6 +113,11 @@ impl Bwe {
         self.bwe.last_estimate()
     }
 
+    /// The rate acknowledged by the remote end's transport feedback.
+    pub fn acked_bitrate(&self) -> Option<Bitrate> {
+        self.bwe.acked_bitrate_estimator.current_estimate()
+    }
+
     pub fn on_media_sent(&mut self, payload_size: DataSize, is_padding: bool, now: Instant) {
         if !is_padding {
             // Update ALR detector with media bytes sent

@@ -250,6 +250,8 @@ fn a_snapshot_brings_the_meeting_back_as_it_was() {
     );
     m.leave(c.at(14), 4);
     assert!(m.take_dirty());
+    m.raise_hand(2, true);
+    assert!(m.take_dirty(), "a raised hand is in the snapshot");
     let snap = m.snapshot(c.at(20));
     // Through JSON, as the server stores it.
     let json = serde_json_roundtrip(&snap);
@@ -272,8 +274,13 @@ fn a_snapshot_brings_the_meeting_back_as_it_was() {
         (gus.role, gus.host_muted),
         (Role::Guest, [true, false, false])
     );
+    assert!(!gus.hand_raised);
     let fx = r.join(c2.at(2), account(12, "cora", Role::Participant));
-    assert_eq!(entered(&fx).map(|e| e.role), Some(Role::CoHost));
+    assert_eq!(
+        entered(&fx).map(|e| (e.role, e.hand_raised)),
+        Some((Role::CoHost, true)),
+        "back with her hand up"
+    );
     let fx = r.join(c2.at(3), account(11, "hana", Role::Host));
     assert_eq!(entered(&fx).map(|e| e.role), Some(Role::Host));
     assert_eq!(
