@@ -37,6 +37,12 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # The calendar tests parse invitations with Python's icalendar and send them to aiosmtpd
 # (crates/veche-server/tests/calendar.rs).
 { command -v python3 && python3 -m pip --version; } >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+# The package test (scripts/test-package.sh): cargo-deb reads shared-library dependencies
+# with dpkg-shlibdeps, systemd-analyze verifies the unit (systemd need not run), curl asks
+# the installed server.
+command -v dpkg-shlibdeps >/dev/null 2>&1 || need_apt+=(dpkg-dev)
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   step "installing ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -80,6 +86,9 @@ cargo test --workspace --locked
 for bin in veche veche-tap; do
   [ -x "target/debug/$bin" ] || { echo "target/debug/$bin was not built by cargo test" >&2; exit 1; }
 done
+
+step "Debian package: build, install, run as the unit does, purge (scripts/test-package.sh)"
+./scripts/test-package.sh
 
 step "browser tests (headless Chromium and Firefox ESR against the real server)"
 export VECHE_BIN="$PWD/target/debug/veche"

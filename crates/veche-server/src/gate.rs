@@ -2,7 +2,6 @@
 //! (passcodes, roles, plans) and the SFU's live meetings. Also stores what the SFU reports
 //! back (host actions for the audit log, usage of finished meetings).
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,10 +30,13 @@ impl Refusal {
         ServerMessage::error(self.code, self.message)
     }
 }
-use veche_sfu::{JoinGrant, MeetingRef, MeetingSnapshot, MeetingUsage, SfuEvent, UserRef};
+use veche_sfu::{
+    JoinGrant, MeetingRef, MeetingSnapshot, MeetingUsage, SfuEvent, SfuHandle, UserRef,
+};
 
 use crate::api::{AccountSettings, Clock, session_token};
 use crate::dashboard::Dashboard;
+use crate::live_save::LiveSaver;
 use crate::store::{
     ALL_ORGS, JoinError, JoinRole, LiveChange, NewAuditEntry, Store, UsageRecord, User,
 };
@@ -337,31 +339,29 @@ fn same_origin(headers: &HeaderMap) -> bool {
 }
 
 /// Stores what the SFU reports until it stops: host actions in the audit log, finished
-/// meetings in the usage records, peak concurrency (kept live in `dashboard`), and snapshots of running meetings (so a restart carries
-/// them on). Every event is first offered to the webhooks — the one place they learn of
-/// meetings starting and ending and participants coming and going; the offer never waits. Snapshots are written behind: the latest of each room, at most once per
-/// `save_every`; a meeting that ends is deleted at once, before anything else is stored. A
-/// failed write is logged and retried with the next; it never stops a meeting.
+/// meetings in the usage records, peak concurrency (kept live in `dashboard`), and snapshots
+/// of running meetings (so a restart carries them on). Every event is first offered to the
+/// webhooks — the one place they learn of meetings starting and ending and participants
+/// coming and going; the offer never waits. Snapshots go to the group-commit writer
+/// (`live_save.rs`), which tells `sfu` once each is stored; a meeting that ends is deleted
+/// before anything else of it is stored. A failed write is logged and retried after `retry`;
+/// it never stops a meeting.
 pub(crate) async fn store_events(
     store: Store,
     clock: Arc<dyn Clock>,
     mut events: mpsc::UnboundedReceiver<SfuEvent>,
-    save_every: Duration,
+    sfu: Option<SfuHandle>,
+    retry: Duration,
     webhooks: Webhooks,
     dashboard: Dashboard,
 ) {
-    let mut pending: HashMap<String, LiveChange> = HashMap::new();
-    let mut flush_at: Option<tokio::time::Instant> = None;
+    let saver = LiveSaver::start(store.clone(), sfu.clone(), retry);
     let mut peaks = tokio::time::interval(PEAK_EVERY);
     peaks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut batch = Vec::new();
     loop {
         let event = tokio::select! {
             event = events.recv() => event,
-            () = sleep_until(flush_at) => {
-                flush_live(&store, &mut pending).await;
-                flush_at = None;
-                continue;
-            }
             _ = peaks.tick() => {
                 record_current_peaks(&store, &dashboard, clock.now()).await;
                 continue;
@@ -370,76 +370,125 @@ pub(crate) async fn store_events(
         let Some(event) = event else {
             break;
         };
-        webhooks.offer(&event);
-        // A connectivity check's room lives for seconds and must not come back after a
-        // restart: nothing of it is stored.
-        let check_room = match &event {
-            SfuEvent::MeetingSaved(snapshot) => Some(snapshot.room.as_str()),
-            SfuEvent::MeetingClosed { room } => Some(room.as_str()),
-            _ => None,
+        batch.push(event);
+        while batch.len() < EVENT_BATCH {
+            match events.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
         }
-        .is_some_and(|room| room.starts_with(crate::check::ROOM_PREFIX));
-        if check_room {
-            continue;
+        for event in &batch {
+            webhooks.offer(event);
         }
-        let result = match event {
-            SfuEvent::MeetingSaved(snapshot) => {
-                match serde_json::to_string(&snapshot) {
-                    Ok(json) => {
-                        pending.insert(
-                            snapshot.room.clone(),
-                            LiveChange::Save {
-                                snapshot: json,
-                                saved_at: (snapshot.saved_at_ms / 1000) as i64,
-                            },
-                        );
-                        flush_at.get_or_insert_with(|| tokio::time::Instant::now() + save_every);
-                    }
-                    Err(e) => {
-                        error!(room = %snapshot.room, "a meeting snapshot did not serialise: {e}")
-                    }
+        // Snapshots go to their writer before the audit log and the rest are written, so the
+        // news they hold back waits for one write, not for those too. Not past a meeting's
+        // end: the next meeting of its room must not be stored before that one is deleted.
+        let ended = batch
+            .iter()
+            .position(|e| matches!(e, SfuEvent::MeetingClosed { .. }))
+            .unwrap_or(batch.len());
+        let mut rest = Vec::with_capacity(batch.len());
+        for (i, event) in batch.drain(..).enumerate() {
+            match event {
+                SfuEvent::MeetingSaved { snapshot, seq } if i < ended => {
+                    save_snapshot(&saver, sfu.as_ref(), &snapshot, seq);
                 }
-                continue;
+                other => rest.push(other),
             }
-            SfuEvent::MeetingClosed { room } => {
-                // Before its usage is recorded, so a crash cannot bring an ended meeting back
-                // and count it twice.
-                pending.insert(room, LiveChange::Delete);
-                flush_live(&store, &mut pending).await;
-                flush_at = None;
-                continue;
-            }
-            SfuEvent::Audit(a) => store.audit(audit_entry(a), clock.now()).await,
-            SfuEvent::MeetingFinished(u) => {
-                dashboard.live().finished(&u.meeting_id);
-                store.record_usage(&usage_record(&u)).await
-            }
-            SfuEvent::ParticipantJoined(p) => {
-                let now =
-                    dashboard
-                        .live()
-                        .joined(&p.meeting.id, &p.meeting.org_id, p.participant_id);
-                let at = (p.at_ms / 1000) as i64;
-                match store
-                    .record_peak(&p.meeting.org_id, at, now.org as i64)
-                    .await
-                {
-                    Ok(()) => store.record_peak(ALL_ORGS, at, now.total as i64).await,
-                    Err(e) => Err(e),
-                }
-            }
-            SfuEvent::ParticipantLeft(p) => {
-                dashboard.live().left(&p.meeting.id, p.participant_id);
-                continue;
-            }
-            // For the webhooks alone.
-            SfuEvent::MeetingStarted(_) => continue,
-        };
-        if let Err(e) = result {
-            error!("storing a meeting event failed: {e}");
+        }
+        for event in rest {
+            store_event(&store, &*clock, &saver, sfu.as_ref(), &dashboard, event).await;
         }
     }
-    flush_live(&store, &mut pending).await;
+    saver.finish().await;
+}
+
+/// Events taken off the SFU's channel at a time.
+const EVENT_BATCH: usize = 256;
+
+/// Hands a running meeting's snapshot to the writer. A connectivity check's room lives for
+/// seconds and must not come back after a restart: nothing of it is stored, and its news
+/// goes out at once.
+fn save_snapshot(saver: &LiveSaver, sfu: Option<&SfuHandle>, snapshot: &MeetingSnapshot, seq: u64) {
+    let room = snapshot.room.clone();
+    if room.starts_with(crate::check::ROOM_PREFIX) {
+        if let Some(sfu) = sfu {
+            sfu.saved(room, seq);
+        }
+        return;
+    }
+    match serde_json::to_string(snapshot) {
+        Ok(json) => {
+            let change = LiveChange::Save {
+                snapshot: json,
+                saved_at: (snapshot.saved_at_ms / 1000) as i64,
+            };
+            saver.save(room, change, seq);
+        }
+        Err(e) => {
+            error!(%room, "a meeting snapshot did not serialise: {e}");
+            // Nothing will be stored: its news need not wait.
+            if let Some(sfu) = sfu {
+                sfu.saved(room, seq);
+            }
+        }
+    }
+}
+
+/// Stores one event of the SFU (see [`store_events`]).
+async fn store_event(
+    store: &Store,
+    clock: &dyn Clock,
+    saver: &LiveSaver,
+    sfu: Option<&SfuHandle>,
+    dashboard: &Dashboard,
+    event: SfuEvent,
+) {
+    let result = match event {
+        SfuEvent::MeetingSaved { snapshot, seq } => {
+            save_snapshot(saver, sfu, &snapshot, seq);
+            return;
+        }
+        SfuEvent::MeetingClosed { room, seq } => {
+            if room.starts_with(crate::check::ROOM_PREFIX) {
+                if let Some(sfu) = sfu {
+                    sfu.saved(room, seq);
+                }
+            } else {
+                // Before its usage is recorded, so a crash cannot bring an ended meeting
+                // back and count it twice.
+                saver.save_now(room, LiveChange::Delete, seq).await;
+            }
+            return;
+        }
+        SfuEvent::Audit(a) => store.audit(audit_entry(a), clock.now()).await,
+        SfuEvent::MeetingFinished(u) => {
+            dashboard.live().finished(&u.meeting_id);
+            store.record_usage(&usage_record(&u)).await
+        }
+        SfuEvent::ParticipantJoined(p) => {
+            let now = dashboard
+                .live()
+                .joined(&p.meeting.id, &p.meeting.org_id, p.participant_id);
+            let at = (p.at_ms / 1000) as i64;
+            match store
+                .record_peak(&p.meeting.org_id, at, now.org as i64)
+                .await
+            {
+                Ok(()) => store.record_peak(ALL_ORGS, at, now.total as i64).await,
+                Err(e) => Err(e),
+            }
+        }
+        SfuEvent::ParticipantLeft(p) => {
+            dashboard.live().left(&p.meeting.id, p.participant_id);
+            return;
+        }
+        // For the webhooks alone.
+        SfuEvent::MeetingStarted(_) => return,
+    };
+    if let Err(e) = result {
+        error!("storing a meeting event failed: {e}");
+    }
 }
 
 /// How often the number of participants in meetings is written as the current hour's
@@ -459,29 +508,6 @@ async fn record_current_peaks(store: &Store, dashboard: &Dashboard, now: i64) {
     for (org, n) in writes {
         if let Err(e) = store.record_peak(org, now, n as i64).await {
             error!("recording peak concurrency failed: {e}");
-        }
-    }
-}
-
-/// Waits until `at`, or for ever when nothing is due.
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Writes the pending snapshot changes in one transaction; on failure they stay pending
-/// (newer changes of a room replace them) for the next attempt.
-async fn flush_live(store: &Store, pending: &mut HashMap<String, LiveChange>) {
-    if pending.is_empty() {
-        return;
-    }
-    let changes: Vec<_> = pending.drain().collect();
-    if let Err(e) = store.write_live_meetings(&changes).await {
-        error!(rooms = changes.len(), "saving running meetings failed: {e}");
-        for (room, change) in changes {
-            pending.entry(room).or_insert(change);
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod dashboard;
 pub mod directory;
 mod gate;
 mod http;
+mod live_save;
 mod ratelimit;
 mod reattach;
 mod server;
@@ -27,6 +28,7 @@ mod turn_server;
 pub mod webhooks;
 mod ws;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -77,8 +79,13 @@ fn init_logging(format: LogFormat) {
     {
         filter = filter.add_directive(quiet);
     }
+    // Colours only on a terminal: under systemd stderr is the journal, which would keep the
+    // escape codes as text. NO_COLOR (no-color.org) turns them off on a terminal too.
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

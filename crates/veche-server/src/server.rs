@@ -32,6 +32,8 @@ use crate::webhooks;
 /// How long in-flight HTTP requests and WebSocket goodbyes get once shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+/// The shortest wait before a failed write of meeting snapshots is tried again.
+const MIN_SAVE_RETRY: Duration = Duration::from_millis(100);
 
 pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
@@ -144,7 +146,8 @@ pub(crate) async fn run(config: Config) -> anyhow::Result<()> {
         store.clone(),
         clock.clone(),
         events,
-        config.live_save,
+        Some(sfu.clone()),
+        config.live_save.max(MIN_SAVE_RETRY),
         webhooks.clone(),
         dashboard.clone(),
     ));

@@ -32,6 +32,7 @@ mod e2ee;
 mod ice_tcp_flood;
 mod live_meeting;
 mod live_restart;
+mod load_simulcast;
 mod load_smoke;
 mod media;
 mod server_hardening;

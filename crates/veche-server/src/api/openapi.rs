@@ -457,7 +457,7 @@ fn schemas() -> Value {
                 "not_in_progress", "unknown_participant", "meeting_full", "unavailable", "busy",
                 "unsupported_media_type", "directory_unavailable", "directory_no_email",
                 "oidc_unavailable", "oidc_state_mismatch", "oidc_state_unknown",
-                "oidc_provider_error", "oidc_code_rejected", "oidc_token_invalid",
+                "oidc_access_denied", "oidc_provider_error", "oidc_code_rejected", "oidc_token_invalid",
                 "oidc_email_unverified", "oidc_busy", "smtp_not_configured", "too_many_invites",
                 "internal"]},
             "message": string}, "required": ["code", "message"]}}, "required": ["error"]},

@@ -127,7 +127,8 @@ pub enum SignInError {
     /// No sign-in under way has this state: used already, expired, or never started.
     #[error("this sign-in was already used or has expired; start again")]
     StateUnknown,
-    /// The provider sent the browser back with an error (denied consent, …).
+    /// The provider sent the browser back with an error; its code (`access_denied`: the
+    /// user cancelled or did not consent, or the provider would not let them in).
     #[error("the identity provider refused the sign-in: {0}")]
     ProviderRefused(String),
     /// The token endpoint refused the authorisation code (replayed, expired, wrong PKCE).
@@ -155,6 +156,7 @@ impl SignInError {
             SignInError::ProviderUnavailable => "oidc_unavailable",
             SignInError::StateMismatch => "oidc_state_mismatch",
             SignInError::StateUnknown => "oidc_state_unknown",
+            SignInError::ProviderRefused(code) if code == "access_denied" => "oidc_access_denied",
             SignInError::ProviderRefused(_) => "oidc_provider_error",
             SignInError::CodeRejected => "oidc_code_rejected",
             SignInError::TokenInvalid => "oidc_token_invalid",
@@ -239,5 +241,13 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_denied_sign_in_has_its_own_code() {
+        let refused = |code: &str| SignInError::ProviderRefused(code.into()).code();
+        assert_eq!(refused("access_denied"), "oidc_access_denied");
+        assert_eq!(refused("login_required"), "oidc_provider_error");
+        assert_eq!(refused(""), "oidc_provider_error");
     }
 }

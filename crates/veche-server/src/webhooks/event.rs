@@ -102,7 +102,9 @@ impl Event {
             )),
             SfuEvent::ParticipantJoined(p) => Some(presence(EventType::ParticipantJoined, p)),
             SfuEvent::ParticipantLeft(p) => Some(presence(EventType::ParticipantLeft, p)),
-            SfuEvent::Audit(_) | SfuEvent::MeetingSaved(_) | SfuEvent::MeetingClosed { .. } => None,
+            SfuEvent::Audit(_) | SfuEvent::MeetingSaved { .. } | SfuEvent::MeetingClosed { .. } => {
+                None
+            }
         }
     }
 
@@ -198,7 +200,11 @@ mod tests {
         let v: Value = serde_json::from_str(&ended.body).unwrap();
         assert_eq!(v["data"]["participant_minutes"], 2);
         assert!(
-            Event::from_sfu(&SfuEvent::MeetingClosed { room: "r".into() }).is_none(),
+            Event::from_sfu(&SfuEvent::MeetingClosed {
+                room: "r".into(),
+                seq: 1
+            })
+            .is_none(),
             "what only restarts need is not reported"
         );
     }

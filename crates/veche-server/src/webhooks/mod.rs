@@ -134,7 +134,10 @@ mod tests {
         };
         hooks.offer(&started());
         hooks.offer(&started());
-        hooks.offer(&SfuEvent::MeetingClosed { room: "m".into() });
+        hooks.offer(&SfuEvent::MeetingClosed {
+            room: "m".into(),
+            seq: 1,
+        });
         assert_eq!(hooks.stats().dropped.load(Ordering::Relaxed), 1);
         let queued = rx.try_recv().unwrap();
         assert_eq!(queued.kind, EventType::MeetingStarted);
