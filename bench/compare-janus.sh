@@ -5,8 +5,13 @@
 #   a) 1 room, 1 publisher -> 50 subscribers, VP8 ~1 Mbit/s + Opus
 #   b) 1 room, 6 x 6: six participants each publishing and receiving the other five
 #   c) 1 -> N for N in $STEPS until loss >= 1 %, a join fails, or the load tool saturates
+#   d) simulcast: 1 publisher sending three layers (180p/360p/720p, RIDs q/h/f) + Opus ->
+#      $SIM_SUBSCRIBERS subscribers, half with a 1280x720 tile, half with 320x180; Veche picks
+#      each one's layer from its tile, Janus subscribers ask for that substream; $ROUNDS
+#      rounds alternating the servers (veche, janus, then janus, veche, ...), median ratio
+#      over the rounds where both forwarded the same layers (see report.py)
 # Writes bench/results/YYYY-MM-DD.md (+ .png; or $RESULT_NAME.md) and prints as its last line
-#   veche/janus forwarded-packets-per-cpu-second: X.XX (1->50), Y.YY (6x6)
+#   veche/janus forwarded-packets-per-cpu-second: X.XX (1->50), Y.YY (6x6), Z.ZZ (simulcast)
 # Everything runs inside a private network namespace made for the run (loopback plus a veth
 # pair holding $BENCH_IP, default 10.231.0.1): no packet can reach any other host, and no
 # address of this machine's real interfaces is used. Needs root (ip netns).
@@ -15,7 +20,8 @@
 # Environment: DURATION (s per run, default 20), STEPS (default "100 200 300 400 600 800"),
 # JOIN_RATE (joins/s, default 40), SERVER_CPU, TOOL_CPU, SKIP_BUILD=1, NOTE (free text on the
 # machine's load for the results file), NICE (e.g. -10: run server and tool at that priority
-# so other work on a shared machine takes less of their cores; needs root; default 0).
+# so other work on a shared machine takes less of their cores; needs root; default 0),
+# SHAPES (which to run, default "a b c d"), SIM_SUBSCRIBERS (default 50), ROUNDS (default 3).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -25,6 +31,10 @@ steps=${STEPS:-"100 200 300 400 600 800"}
 join_rate=${JOIN_RATE:-40}
 server_cpu=${SERVER_CPU:-0}
 tool_cpu=${TOOL_CPU:-1}
+shapes=" ${SHAPES:-a b c d} "
+sim_subscribers=${SIM_SUBSCRIBERS:-50}
+rounds=${ROUNDS:-3}
+has_shape() { [[ $shapes == *" $1 "* ]]; }
 prio=(nice -n "${NICE:-0}")
 veche_http=127.0.0.1:18080
 veche_media=17882
@@ -77,7 +87,8 @@ if [ -z "${SKIP_BUILD:-}" ]; then
 fi
 # Private copies: others building in this checkout must not swap the binaries mid-run.
 mkdir -p "$work/bin"
-cp "$root/target/release/veche" "$root/target/release/veche-load" "$work/bin/"
+target=${CARGO_TARGET_DIR:-$root/target}
+cp "$target/release/veche" "$target/release/veche-load" "$work/bin/"
 veche_bin=$work/bin/veche
 load_bin=$work/bin/veche-load
 revision="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -180,8 +191,13 @@ PY
 
 uptime_before=$(uptime)
 for server in veche janus; do
-    run_load "$server" a-1to50 --rooms 1 --publishers 1 --subscribers 50 --video-kbps 1000 --audio
-    run_load "$server" b-6x6 --rooms 1 --publishers 6 --subscribers 0 --video-kbps 1000 --audio
+    if has_shape a; then
+        run_load "$server" a-1to50 --rooms 1 --publishers 1 --subscribers 50 --video-kbps 1000 --audio
+    fi
+    if has_shape b; then
+        run_load "$server" b-6x6 --rooms 1 --publishers 6 --subscribers 0 --video-kbps 1000 --audio
+    fi
+    has_shape c || continue
     largest=0
     limit="every step passed"
     for n in $steps; do
@@ -201,6 +217,17 @@ for server in veche janus; do
     done
     echo "$largest|$limit" >"$work/$server-largest"
 done
+if has_shape d; then
+    for round in $(seq "$rounds"); do
+        # Alternate which server goes first, so drift on the machine favours neither.
+        order="veche janus"
+        [ $((round % 2)) = 0 ] && order="janus veche"
+        for server in $order; do
+            run_load "$server" "d-simulcast-r$round" --rooms 1 --publishers 1 \
+                --subscribers "$sim_subscribers" --simulcast --tile 1280x720 --tile 320x180 --audio
+        done
+    done
+fi
 uptime_after=$(uptime)
 
 # --- results ---------------------------------------------------------------------------------
@@ -209,17 +236,30 @@ mkdir -p "$root/bench/results"
 # RESULT_NAME keeps several runs of one day apart (default: the date).
 out=$root/bench/results/${RESULT_NAME:-$date}.md
 printf '%s\n' "${commands[@]}" >"$work/commands"
+# This run itself, with the knobs that shaped it.
+invocation=""
+for v in SHAPES STEPS DURATION ROUNDS SIM_SUBSCRIBERS JOIN_RATE NICE SERVER_CPU TOOL_CPU \
+    SKIP_BUILD CARGO_TARGET_DIR RESULT_NAME; do
+    [ -n "${!v:-}" ] && invocation+="$v=${!v} "
+done
+echo "${invocation}bench/compare-janus.sh" >"$work/invocation"
 python3 "$root/bench/report.py" "$work" "$out" "$uptime_before" "$uptime_after" "${NOTE:-}"
 gnuplot "$work/plot.gp"
 log "wrote $out; logs and raw JSON in $work"
 python3 - "$work" <<'PY'
-import json, sys, os
+import json, os, sys
 w = sys.argv[1]
 def ppcs(server, name):
-    r = json.load(open(os.path.join(w, f"{server}-{name}.json")))
+    try:
+        r = json.load(open(os.path.join(w, f"{server}-{name}.json")))
+    except OSError:
+        return 0
     return ((r or {}).get("server") or {}).get("packets_per_cpu_s") or 0
 def ratio(name):
     j = ppcs("janus", name)
     return ppcs("veche", name) / j if j else float("nan")
-print(f"veche/janus forwarded-packets-per-cpu-second: {ratio('a-1to50'):.2f} (1->50), {ratio('b-6x6'):.2f} (6x6)")
+# report.py's median over the simulcast rounds that were like for like.
+sim = open(os.path.join(w, "simulcast-ratio")).read().strip()
+print(f"veche/janus forwarded-packets-per-cpu-second: {ratio('a-1to50'):.2f} (1->50), "
+      f"{ratio('b-6x6'):.2f} (6x6), {sim} (simulcast)")
 PY

@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 
@@ -95,6 +96,87 @@ def ratio(name):
     return f"{v / j:.2f}" if v and j else "n/a"
 
 
+def run_of(server, name):
+    return next((r for s_, n, r in runs if s_ == server and n == name and r), None)
+
+
+def like_for_like(name):
+    # A simulcast round compares the servers only when both forwarded the same thing: the
+    # subscribers of each tile ended on the same layers and got within 10 % of the same
+    # median video rate (a subscriber that dipped to a lower layer during the window and
+    # came back ends on the same layer with less), and both publishers kept up with their
+    # nominal rate. On a starved machine Veche's estimate drops layers that Janus, which
+    # forwards the substream asked for, keeps sending.
+    v, j = run_of("veche", name), run_of("janus", name)
+    if not v or not j:
+        return False
+    tiles = lambda r: r.get("subscribers_by_tile") or {}
+    layers = lambda r: {t: g["on_layer"] for t, g in tiles(r).items()}
+    kept_up = lambda r: r["sent_packets_per_s"] >= 0.95 * r["nominal_sent_packets_per_s"]
+    same_rate = all(
+        abs(g["video_kbps_p50"] - tiles(j)[t]["video_kbps_p50"])
+        <= 0.1 * max(g["video_kbps_p50"], tiles(j)[t]["video_kbps_p50"])
+        for t, g in tiles(v).items() if t in tiles(j)
+    )
+    return layers(v) == layers(j) and same_rate and kept_up(v) and kept_up(j)
+
+
+def simulcast_rounds():
+    # d-simulcast-rN: one ratio per round, each from the two runs of that round.
+    names = sorted({n for _, n, _ in runs if n.startswith("d-simulcast-r")},
+                   key=lambda n: int(n.rsplit("r", 1)[1]))
+    out = []
+    for n in names:
+        v, j = ppcs("veche", n), ppcs("janus", n)
+        out.append((n, v / j if v and j else None, like_for_like(n)))
+    return out
+
+
+sim_rounds = simulcast_rounds()
+sim_ratios = [r for _, r, same in sim_rounds if r and same]
+sim_all = ", ".join(
+    f"{n[len('d-simulcast-'):]} {r:.2f}{'' if same else ' (not like for like)'}"
+    for n, r, same in sim_rounds if r
+)
+sim_median = statistics.median(sim_ratios) if sim_ratios else None
+sim_headline = (
+    f"**{sim_median:.2f}** (median of the {len(sim_ratios)} of {len(sim_rounds)} rounds "
+    f"that were like for like; every round: {sim_all})"
+    if sim_ratios else f"n/a (no round was like for like; every round: {sim_all or 'none'})"
+)
+with open(os.path.join(work, "simulcast-ratio"), "w") as f:
+    f.write(f"{sim_median:.2f}" if sim_median else "nan")
+sim_rows = []
+for server, name, r in runs:
+    if not name.startswith("d-simulcast-r") or not r:
+        continue
+    for tile, g in (r.get("subscribers_by_tile") or {}).items():
+        layers = ", ".join(f"{k}: {v}" for k, v in g["on_layer"].items())
+        sim_rows.append(
+            f"| {name} | {server} | {tile} | {g['subscribers']} | {layers} | "
+            f"{g['video_kbps_p50']} ({g['video_kbps_min']} – {g['video_kbps_max']}) |"
+        )
+sim_subscribers = next(
+    (r["config"]["subscribers"] for _, n, r in runs if n.startswith("d-simulcast") and r), "N"
+)
+sim_section = ""
+if sim_rows:
+    sim_section = (
+        "\n## Simulcast: what each subscriber received\n\n"
+        "The layer each subscriber ended the window on (from the layer in its packets' tags) "
+        "and its video rate. Veche chose the layer from the reported tile and the bandwidth "
+        "estimate; Janus subscribers asked for the substream their tile needs "
+        "(`configure` with `substream`). Delivered % does not apply to this shape: each "
+        "subscriber receives one of the three layers the publisher sends. A round counts in "
+        "the headline only when both servers forwarded alike: the subscribers of each tile "
+        "ended on the same layers with median video rates within 10 % of each other, and "
+        "both runs' publishers sent at least 95 % of their nominal rate (on a starved machine "
+        "Veche's bandwidth estimate drops layers for a while, which Janus, forwarding what "
+        "was asked for, does not).\n\n"
+        "| run | server | tile | subscribers | on layer | video kbit/s p50 (min – max) |\n"
+        "|---|---|---|---|---|---|\n" + "\n".join(sim_rows) + "\n"
+    )
+
 largest = {}
 for server in ("veche", "janus"):
     try:
@@ -103,6 +185,16 @@ for server in ("veche", "janus"):
             largest[server] = (int(n), why)
     except OSError:
         largest[server] = (0, "not run")
+
+if all(why == "not run" for _, why in largest.values()):
+    largest_text = "Shape (c), the largest 1 → N, was not run (`SHAPES`)."
+else:
+    largest_text = (
+        "Largest 1 → N with < 1 % loss, ≥ 99 % of the expected packets delivered and every "
+        "join successful (steps tried: see table):\n"
+        f"veche **{largest['veche'][0]}** ({largest['veche'][1]}), "
+        f"janus **{largest['janus'][0]}**\n({largest['janus'][1]})."
+    )
 
 with open(os.path.join(work, "commands")) as f:
     commands = f.read().strip()
@@ -116,6 +208,11 @@ try:
         server_commands = f.read().strip()
 except OSError:
     server_commands = "(not recorded)"
+try:
+    with open(os.path.join(work, "invocation")) as f:
+        invocation = f.read().strip()
+except OSError:
+    invocation = "bench/compare-janus.sh"
 
 machine = {
     "nproc": sh("nproc"),
@@ -137,11 +234,9 @@ Each server ran alone, pinned to one core (`taskset -c 0`), with the load tool
 |---|---|
 | (a) 1 → 50, VP8 ~1 Mbit/s + Opus | **{ratio('a-1to50')}** |
 | (b) 6 × 6 meeting | **{ratio('b-6x6')}** |
+| (d) simulcast 1 → {sim_subscribers}, tiles 1280×720 / 320×180 | {sim_headline} |
 
-Largest 1 → N with < 1 % loss, ≥ 99 % of the expected packets delivered and every join
-successful (steps tried: see table):
-veche **{largest['veche'][0]}** ({largest['veche'][1]}), janus **{largest['janus'][0]}**
-({largest['janus'][1]}).
+{largest_text}
 
 ## All runs
 
@@ -157,7 +252,7 @@ per PeerConnection: its best setting on one core).
 {chr(10).join(rows)}
 
 ![forwarded packets/s vs server CPU]({os.path.basename(png)})
-
+{sim_section}
 ## Machine
 
 - `nproc`: {machine['nproc']}; CPU: {machine['cpu']}; kernel {machine['kernel']}
@@ -167,6 +262,8 @@ per PeerConnection: its best setting on one core).
 - {note or 'Other work (Rust builds by other engineers) may have shared the two cores during the run; the load averages above say how much.'}
 
 ## Commands
+
+The run: `{invocation}`
 
 Servers (one at a time, a fresh process per run):
 

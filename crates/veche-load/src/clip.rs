@@ -12,7 +12,14 @@
 //! ```
 //!
 //! and the same at 300k: 8 s, 30 fps, a key frame every 3 s, about 1 Mbit/s and 300 kbit/s.
+//!
+//! The simulcast fixtures are the browser client's three camera layers (`CAMERA_LAYERS` in
+//! `web/js/session.js`: a quarter, half and full 720p at up to 90 kbit/s and 15 fps, 500 and
+//! 1500 kbit/s), 4 s each with a key frame every 2 s, made by
+//! `crates/veche-load/fixtures/make-simulcast-clips.sh` (the same ffmpeg settings; it makes
+//! longer or other clips for `veche-load --clip-dir` too).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::Error;
@@ -20,6 +27,14 @@ use crate::payload::{TAG_LEN, Tag};
 
 const CLIP_1000K: &[u8] = include_bytes!("../fixtures/testsrc2-640x360-30fps-1000k.ivf");
 const CLIP_300K: &[u8] = include_bytes!("../fixtures/testsrc2-640x360-30fps-300k.ivf");
+const SIMULCAST: [&[u8]; SIMULCAST_LAYERS] = [
+    include_bytes!("../fixtures/testsrc2-320x180-15fps-90k.ivf"),
+    include_bytes!("../fixtures/testsrc2-640x360-30fps-500k.ivf"),
+    include_bytes!("../fixtures/testsrc2-1280x720-30fps-1500k.ivf"),
+];
+
+/// Simulcast layers a publisher sends its camera in, as browsers do.
+pub const SIMULCAST_LAYERS: usize = 3;
 
 /// Largest RTP payload we produce: with the 12-byte RTP header, SRTP's 10-byte auth tag and
 /// header extensions this stays well under a 1280-byte path MTU, as browsers do.
@@ -33,6 +48,8 @@ const DESCRIPTOR_LEN: usize = 4;
 pub struct Clip {
     frames: Arc<[Frame]>,
     fps: u32,
+    width: u16,
+    height: u16,
 }
 
 impl std::fmt::Debug for Clip {
@@ -41,6 +58,7 @@ impl std::fmt::Debug for Clip {
         f.debug_struct("Clip")
             .field("frames", &self.frames.len())
             .field("fps", &self.fps)
+            .field("size", &format_args!("{}x{}", self.width, self.height))
             .field("kbps", &self.kbps())
             .finish()
     }
@@ -60,6 +78,37 @@ impl Clip {
         Clip::from_ivf(bytes).expect("built-in fixture is valid IVF")
     }
 
+    /// The built-in simulcast layers, lowest first: 320×180 at 15 fps and 90 kbit/s,
+    /// 640×360 at 30 fps and 500 kbit/s, 1280×720 at 30 fps and 1.5 Mbit/s.
+    pub fn builtin_simulcast() -> [Clip; SIMULCAST_LAYERS] {
+        // As for `builtin`: part of the crate and covered by a test.
+        SIMULCAST.map(|bytes| Clip::from_ivf(bytes).expect("built-in fixture is valid IVF"))
+    }
+
+    /// Simulcast layers from the `.ivf` files in `dir`: exactly [`SIMULCAST_LAYERS`] of
+    /// them, ordered by picture height (lowest first), each taller than the one before.
+    pub fn simulcast_from_dir(dir: &Path) -> Result<[Clip; SIMULCAST_LAYERS], Error> {
+        let bad = |why: String| Error::Clip(format!("{}: {why}", dir.display()));
+        let mut clips = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| bad(e.to_string()))? {
+            let path = entry.map_err(|e| bad(e.to_string()))?.path();
+            if path.extension().is_some_and(|e| e == "ivf") {
+                let bytes = std::fs::read(&path).map_err(|e| bad(e.to_string()))?;
+                let clip =
+                    Clip::from_ivf(&bytes).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+                clips.push(clip);
+            }
+        }
+        clips.sort_by_key(Clip::height);
+        if clips.windows(2).any(|w| w[0].height >= w[1].height) {
+            return Err(bad("two clips have the same height".into()));
+        }
+        let n = clips.len();
+        clips
+            .try_into()
+            .map_err(|_| bad(format!("{n} .ivf files, not {SIMULCAST_LAYERS}")))
+    }
+
     /// Parses an IVF file (a 32-byte header, then 12-byte frame headers each followed by the
     /// frame). Only VP8 is accepted: that is what we packetize.
     pub fn from_ivf(bytes: &[u8]) -> Result<Clip, Error> {
@@ -73,6 +122,8 @@ impl Clip {
         let header_len = usize::from(u16::from_le_bytes([bytes[6], bytes[7]]));
         let rate = u32::from_le_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
         let scale = u32::from_le_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]);
+        let width = u16::from_le_bytes([bytes[12], bytes[13]]);
+        let height = u16::from_le_bytes([bytes[14], bytes[15]]);
         // ffmpeg writes the time base (1/30) here, not the frame rate; either way rate/scale
         // is frames per second for a constant-rate clip.
         let fps = rate.checked_div(scale).filter(|f| (1..=120).contains(f));
@@ -101,7 +152,18 @@ impl Clip {
         Ok(Clip {
             frames: frames.into(),
             fps: fps.unwrap_or(30),
+            width,
+            height,
         })
+    }
+
+    /// Picture width and height as the IVF header gives them.
+    pub fn width(&self) -> u16 {
+        self.width
+    }
+
+    pub fn height(&self) -> u16 {
+        self.height
     }
 
     pub fn fps(&self) -> u32 {
@@ -197,6 +259,7 @@ mod tests {
         Tag {
             origin: 1,
             kind: TrackKind::Video,
+            layer: 0,
             counter,
             sent_at_us: 5,
         }
@@ -216,6 +279,48 @@ mod tests {
                 "{kbps}k clip is {rate} kbit/s"
             );
         }
+    }
+
+    #[test]
+    fn builtin_simulcast_layers_are_the_browser_clients() {
+        let layers = Clip::builtin_simulcast();
+        let shape: Vec<_> = layers
+            .iter()
+            .map(|c| (c.width(), c.height(), c.fps()))
+            .collect();
+        assert_eq!(shape, [(320, 180, 15), (640, 360, 30), (1280, 720, 30)]);
+        for (clip, kbps) in layers.iter().zip([90, 500, 1500]) {
+            let rate = clip.kbps();
+            assert!(
+                rate > kbps * 7 / 10 && rate < kbps * 13 / 10,
+                "{kbps}k layer is {rate} kbit/s"
+            );
+            // Every frame's key frame header says the clip's size.
+            let mut out = Vec::new();
+            clip.packetize(0, 1, tag, &mut out);
+            assert_eq!(
+                crate::payload::vp8_keyframe_size(&out[0]),
+                Some((clip.width(), clip.height()))
+            );
+        }
+    }
+
+    #[test]
+    fn simulcast_from_a_directory_orders_by_height() {
+        let dir = std::env::temp_dir().join(format!("veche-clips-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Written in an order that is not the layers'.
+        for (name, bytes) in [("c.ivf", SIMULCAST[0]), ("a.ivf", SIMULCAST[2])] {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+        assert!(Clip::simulcast_from_dir(&dir).is_err(), "two clips only");
+        std::fs::write(dir.join("b.ivf"), SIMULCAST[1]).unwrap();
+        std::fs::write(dir.join("notes.txt"), "not a clip").unwrap();
+        let heights = Clip::simulcast_from_dir(&dir).unwrap().map(|c| c.height());
+        assert_eq!(heights, [180, 360, 720]);
+        std::fs::write(dir.join("d.ivf"), SIMULCAST[1]).unwrap();
+        assert!(Clip::simulcast_from_dir(&dir).is_err(), "four clips");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

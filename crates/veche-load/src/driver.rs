@@ -9,15 +9,17 @@ use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
-use str0m::media::{MediaKind, Mid, Pt};
+use str0m::media::{MediaKind, Mid, Pt, Rid, Rids};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, trace, warn};
-use veche_proto::{ClientMessage, ParticipantId, ServerMessage, TrackKind};
+use veche_proto::{ClientMessage, ParticipantId, ServerMessage, TrackKind, VideoSize};
 
+use crate::clip::SIMULCAST_LAYERS;
+use crate::downlink::Downlink;
 use crate::janus::{JanusEvent, JanusSignal};
 use crate::participant::{Command, ParticipantOptions, Shared, lock};
 use crate::source::{MediaSource, Packet, unix_micros};
@@ -33,6 +35,9 @@ pub(crate) struct PublishSlots {
     pub(crate) audio: Option<(Mid, Pt)>,
     pub(crate) camera: Option<(Mid, Pt)>,
     pub(crate) screen: Option<(Mid, Pt)>,
+    /// The RID of each simulcast layer of the camera, lowest first; `None` where the layer
+    /// was not negotiated (all `None` without simulcast).
+    pub(crate) camera_rids: [Option<Rid>; SIMULCAST_LAYERS],
 }
 
 impl PublishSlots {
@@ -42,6 +47,14 @@ impl PublishSlots {
             TrackKind::Video => self.camera,
             TrackKind::Screen => self.screen,
         }
+    }
+
+    /// The camera layer sent on `rid`.
+    fn layer_of(&self, rid: Rid) -> Option<u8> {
+        self.camera_rids
+            .iter()
+            .position(|r| *r == Some(rid))
+            .map(|l| l as u8)
     }
 
     fn video_kind(&self, mid: Mid) -> Option<TrackKind> {
@@ -108,6 +121,10 @@ pub(crate) struct Driver {
     /// for what we receive, NACKs received for what we send.
     ingress: HashMap<Mid, (u64, u64)>,
     egress: HashMap<Mid, u64>,
+    /// The emulated narrow downlink, holding the datagrams it is carrying.
+    downlink: Option<Downlink<(SocketAddr, Vec<u8>)>>,
+    /// The remote videos being published, in the order announced, for the tile report.
+    remote_videos: Vec<(ParticipantId, TrackKind)>,
 }
 
 /// What woke the driver.
@@ -133,6 +150,8 @@ impl Driver {
         Ok(Driver {
             id,
             source: MediaSource::new(id, opts.source_config(), now),
+            downlink: opts.downlink.map(Downlink::new),
+            remote_videos: Vec::new(),
             opts,
             rtc,
             local_addr: socket.local_addr()?,
@@ -160,10 +179,12 @@ impl Driver {
         mut commands: mpsc::UnboundedReceiver<Command>,
     ) -> Result<(), Error> {
         loop {
+            self.downlink_deliver(Instant::now()).await?;
             let rtc_deadline = self.drain().await?;
-            let wake_at = self
-                .media_due()
-                .map_or(rtc_deadline, |m| m.min(rtc_deadline));
+            let wake_at = [self.media_due(), self.downlink_due()]
+                .into_iter()
+                .flatten()
+                .fold(rtc_deadline, Instant::min);
             trace!(
                 participant = self.id,
                 in_ms = wake_at.saturating_duration_since(Instant::now()).as_millis() as u64,
@@ -211,7 +232,7 @@ impl Driver {
                 },
                 Wake::Udp(res) => {
                     let (n, source) = res?;
-                    self.receive(Protocol::Udp, n, source)?;
+                    self.arrive(n, source)?;
                     // Read whatever else is queued before going back to `select!`, which
                     // costs a timer registration and three polls per wake: with hundreds of
                     // participants in one thread that overhead dominates. str0m holds one
@@ -219,7 +240,7 @@ impl Driver {
                     loop {
                         self.drain().await?;
                         match self.socket.try_recv_from(&mut self.buf) {
-                            Ok((n, source)) => self.receive(Protocol::Udp, n, source)?,
+                            Ok((n, source)) => self.arrive(n, source)?,
                             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                             Err(e) => return Err(e.into()),
                         }
@@ -248,6 +269,36 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// The UDP datagram of `n` bytes in `buf` arrived from `source`: to str0m at once, or
+    /// onto the emulated downlink.
+    fn arrive(&mut self, n: usize, source: SocketAddr) -> Result<(), Error> {
+        let Some(link) = self.downlink.as_mut() else {
+            return self.receive(Protocol::Udp, n, source);
+        };
+        // A datagram the full queue drops is counted in `link.dropped`.
+        link.push(Instant::now(), n, (source, self.buf[..n].to_vec()));
+        let mut shared = lock(&self.shared);
+        shared.stats.downlink_dropped = link.dropped;
+        shared.stats.downlink_max_queue = link.max_wait;
+        Ok(())
+    }
+
+    /// When the emulated downlink next delivers a datagram.
+    fn downlink_due(&self) -> Option<Instant> {
+        self.downlink.as_ref().and_then(Downlink::next_out)
+    }
+
+    /// Hands str0m every datagram the emulated downlink has carried by `now`.
+    async fn downlink_deliver(&mut self, now: Instant) -> Result<(), Error> {
+        while let Some((source, datagram)) = self.downlink.as_mut().and_then(|l| l.pop(now)) {
+            let n = datagram.len().min(self.buf.len());
+            self.buf[..n].copy_from_slice(&datagram[..n]);
+            self.receive(Protocol::Udp, n, source)?;
+            self.drain().await?;
+        }
+        Ok(())
     }
 
     /// Hands the datagram of `n` bytes in `buf` to str0m (unless simulated loss drops it).
@@ -364,8 +415,11 @@ impl Driver {
                 }
             }
             Event::KeyframeRequest(req) => {
-                if let Some(kind) = self.slots.and_then(|s| s.video_kind(req.mid)) {
-                    self.source.request_keyframe(kind);
+                if let Some(slots) = self.slots
+                    && let Some(kind) = slots.video_kind(req.mid)
+                {
+                    let layer = req.rid.and_then(|rid| slots.layer_of(rid));
+                    self.source.request_keyframe(kind, layer);
                     lock(&self.shared).stats.record_keyframe_request(now);
                 }
             }
@@ -399,18 +453,62 @@ impl Driver {
             } => {
                 self.remote_tracks
                     .insert(mid.as_str().into(), (participant_id, kind));
+                if kind.is_video() && !self.remote_videos.contains(&(participant_id, kind)) {
+                    self.remote_videos.push((participant_id, kind));
+                    self.report_tiles().await?;
+                }
             }
             // The mid keeps its owner: the last packets of an ended track may still be on
             // their way when the (faster) signalling says it ended, and are that track's, not
             // packets on a mid nobody announced. A `track_published` that reuses the mid
             // names its new owner.
-            ServerMessage::TrackUnpublished { .. } => {}
+            ServerMessage::TrackUnpublished {
+                participant_id,
+                kind,
+                ..
+            } => {
+                let before = self.remote_videos.len();
+                self.remote_videos.retain(|v| *v != (participant_id, kind));
+                if self.remote_videos.len() != before {
+                    self.report_tiles().await?;
+                }
+            }
+            ServerMessage::LayersWanted {
+                kind: TrackKind::Video,
+                rids,
+            } => {
+                if let Some(slots) = self.slots {
+                    let wanted = slots
+                        .camera_rids
+                        .map(|r| r.is_some_and(|r| rids.iter().any(|w| **w == *r)));
+                    self.source.set_layers(wanted, Instant::now());
+                }
+            }
             ServerMessage::Error { code, message } => {
                 warn!(participant = self.id, "server error {code:?}: {message}");
             }
             _ => {}
         }
         Ok(())
+    }
+
+    /// Tells the server the tile every remote video is shown in (`video_sizes`), when
+    /// [`ParticipantOptions::tile`] is set.
+    async fn report_tiles(&mut self) -> Result<(), Error> {
+        let (Some((width, height)), Some(s)) = (self.opts.tile, self.signal.veche()) else {
+            return Ok(());
+        };
+        let sizes = self
+            .remote_videos
+            .iter()
+            .map(|&(participant_id, kind)| VideoSize {
+                participant_id,
+                kind,
+                width,
+                height,
+            })
+            .collect();
+        s.send(&ClientMessage::VideoSizes { sizes }).await
     }
 
     async fn answer(&mut self, sdp: &str) -> Result<(), Error> {
@@ -425,7 +523,15 @@ impl Driver {
         let answer = answer.to_sdp_string();
         let first = self.slots.is_none();
         if first && matches!(self.signal, Signalling::Veche(_)) {
-            self.slots = Some(self.publish_slots(sdp)?);
+            let slots = self.publish_slots(sdp)?;
+            // Simulcast without the server's RIDs: one stream, the top layer, as a browser
+            // whose offer had no simulcast sends its one encoding.
+            if self.opts.simulcast.is_some() && slots.camera_rids.iter().any(Option::is_none) {
+                let mut top = [false; SIMULCAST_LAYERS];
+                top[SIMULCAST_LAYERS - 1] = true;
+                self.source.set_layers(top, Instant::now());
+            }
+            self.slots = Some(slots);
         }
         match &mut self.signal {
             Signalling::Veche(s) => {
@@ -470,10 +576,22 @@ impl Driver {
             let mid = Mid::from(mids[i].1.as_str());
             self.pt_for(mid, codec).map(|pt| (mid, pt))
         };
+        let camera = slot(1, Codec::Vp8)?;
+        // The server offers the camera's layers lowest first (`a=simulcast:recv q;h;f`).
+        let mut camera_rids = [None; SIMULCAST_LAYERS];
+        if self.opts.simulcast.is_some()
+            && let Some(Rids::Specific(rids)) = self.rtc.media(camera.0).map(|m| m.rids_tx())
+            && rids.len() == SIMULCAST_LAYERS
+        {
+            for (slot, rid) in camera_rids.iter_mut().zip(rids) {
+                *slot = Some(*rid);
+            }
+        }
         Ok(PublishSlots {
             audio: Some(slot(0, Codec::Opus)?),
-            camera: Some(slot(1, Codec::Vp8)?),
+            camera: Some(camera),
             screen: Some(slot(2, Codec::Vp8)?),
+            camera_rids,
         })
     }
 
@@ -500,6 +618,7 @@ impl Driver {
             let Some((mid, pt)) = slots.of(p.kind) else {
                 continue;
             };
+            let rid = p.layer.and_then(|l| slots.camera_rids[usize::from(l)]);
             let (kind, keyframe, marker) = (p.kind, p.keyframe, p.marker);
             let mut write = RtpWrite::new(pt, p.seq.into(), p.time, now, p.payload)
                 .marker(marker)
@@ -512,7 +631,7 @@ impl Driver {
                     ..Default::default()
                 });
             }
-            if !self.write(mid, write) {
+            if !self.write(mid, rid, write) {
                 continue;
             }
             {
@@ -536,10 +655,11 @@ impl Driver {
         Ok(())
     }
 
-    /// Hands one packet to str0m; false if the slot has no send stream (not negotiated).
-    fn write(&mut self, mid: Mid, write: RtpWrite) -> bool {
+    /// Hands one packet to str0m (on the stream of simulcast layer `rid`, if any); false if
+    /// the slot has no such send stream (not negotiated).
+    fn write(&mut self, mid: Mid, rid: Option<Rid>, write: RtpWrite) -> bool {
         let mut api = self.rtc.direct_api();
-        match api.stream_tx_by_mid(mid, None) {
+        match api.stream_tx_by_mid(mid, rid) {
             Some(tx) => {
                 tx.write_rtp(write);
                 true
@@ -591,7 +711,7 @@ pub(crate) fn pt_for(rtc: &Rtc, mid: Mid, codec: Codec) -> Result<Pt, Error> {
 }
 
 /// (media kind, mid) of each m-line, in order.
-fn mline_mids(sdp: &str) -> Vec<(String, String)> {
+pub(crate) fn mline_mids(sdp: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for line in sdp.lines() {
         if let Some(rest) = line.strip_prefix("m=") {

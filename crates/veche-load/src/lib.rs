@@ -6,10 +6,12 @@
 //! a [`Tag`] naming the sender, answers keyframe requests with a key frame at once and NACKs
 //! with retransmissions (str0m's RTX cache), and counts what it receives per remote
 //! participant and kind: packets, reordering, gaps and their recovery, pauses, key frames and
-//! latency ([`Stats`]). It can drop incoming RTP on purpose to exercise NACK.
+//! latency ([`Stats`]). It can drop incoming RTP on purpose to exercise NACK, send its
+//! camera in three simulcast layers, report the tile size it shows videos at, and receive
+//! through an emulated narrow downlink ([`DownlinkLimit`]).
 //!
 //! Module map: `participant` is the handle, `driver` the task that owns the sockets and the
-//! `Rtc`, `source` the sans-IO media clock, `clip` the real VP8 fixtures and their RFC 7741
+//! `Rtc`, `source` the sans-IO media clock, `downlink` the sans-IO narrow link, `clip` the real VP8 fixtures and their RFC 7741
 //! packetization, `payload` the packet formats, `stats` and `histogram` the bookkeeping,
 //! `janus` the signalling for Janus's VideoRoom (the same media against another SFU).
 //!
@@ -21,6 +23,7 @@
 //! well-behaved client would.
 
 mod clip;
+mod downlink;
 mod driver;
 mod error;
 mod histogram;
@@ -32,11 +35,12 @@ mod source;
 mod stats;
 mod tcp_link;
 
-pub use clip::{Clip, MAX_VP8_PAYLOAD};
+pub use clip::{Clip, MAX_VP8_PAYLOAD, SIMULCAST_LAYERS};
+pub use downlink::DownlinkLimit;
 pub use error::Error;
 pub use histogram::Histogram;
 pub use participant::{ParticipantOptions, SyntheticParticipant, create_janus_room};
-pub use payload::{TAG_LEN, Tag, vp8_starts_keyframe};
+pub use payload::{TAG_LEN, Tag, vp8_keyframe_size, vp8_starts_keyframe};
 pub use signal::SignalClient;
 pub use stats::{CapturedPacket, SentStats, Stats, TrackStats};
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind};
+use str0m::media::{Direction, MediaKind, Simulcast, SimulcastLayer};
 use str0m::net::TcpType;
 use str0m::{Candidate, Input, Rtc};
 use tokio::net::UdpSocket;
@@ -17,8 +17,9 @@ use tokio::task::JoinHandle;
 use tracing::debug;
 use veche_proto::{ClientMessage, PROTOCOL_VERSION, ParticipantId, ServerMessage};
 
-use crate::clip::Clip;
-use crate::driver::{Driver, PublishSlots, Signalling, pt_for};
+use crate::clip::{Clip, SIMULCAST_LAYERS};
+use crate::downlink::DownlinkLimit;
+use crate::driver::{Driver, PublishSlots, Signalling, mline_mids, pt_for};
 use crate::janus::JanusSignal;
 use crate::source::SourceConfig;
 use crate::stats::Stats;
@@ -48,6 +49,21 @@ pub struct ParticipantOptions {
     pub drop_every_nth_rtp: Option<u32>,
     /// Send this real VP8 clip on the camera instead of synthetic frames (see [`Clip`]).
     pub clip: Option<Clip>,
+    /// Send the camera in these simulcast layers instead (lowest first, e.g.
+    /// [`Clip::builtin_simulcast`]), each its own RTP stream with its RID, as a browser
+    /// does: on Veche the RIDs the server's offer lists (lowest first), turning layers off
+    /// and on as `layers_wanted` says; on Janus `q`, `h` and `f`, offered by us.
+    pub simulcast: Option<[Clip; SIMULCAST_LAYERS]>,
+    /// The tile every remote video is shown in, width × height in pixels, reported to Veche
+    /// in `video_sizes` whenever the set of remote videos changes, as the browser client
+    /// does. `None` reports nothing (the server then sends the best the link allows).
+    pub tile: Option<(u32, u32)>,
+    /// The simulcast substream (0 the lowest) a Janus subscriber asks for on every video
+    /// it receives (Janus chooses by request, not by tile size). `None`: Janus's default.
+    pub janus_substream: Option<u8>,
+    /// Receive through an emulated narrow downlink (see [`DownlinkLimit`]): the server's
+    /// bandwidth estimate then sees a narrow link. UDP only; `None` is the machine's own.
+    pub downlink: Option<DownlinkLimit>,
     /// Media over ICE-TCP (RFC 6544): offer only a TCP active candidate and connect to the
     /// server's TCP passive one, as a browser on a network that blocks UDP does.
     pub ice_tcp: bool,
@@ -74,6 +90,10 @@ impl Default for ParticipantOptions {
             bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             drop_every_nth_rtp: None,
             clip: None,
+            simulcast: None,
+            tile: None,
+            janus_substream: None,
+            downlink: None,
             ice_tcp: false,
             capture_payloads: 0,
             claim_e2ee: false,
@@ -103,9 +123,18 @@ impl ParticipantOptions {
             video_payload_size: self.video_payload_size,
             keyframe_interval: self.keyframe_interval,
             clip: self.clip.clone(),
+            simulcast: self.simulcast.clone(),
         }
     }
 }
+
+/// The RIDs a Janus publisher sends its simulcast layers on, lowest first (Janus takes any).
+const JANUS_RIDS: [&str; SIMULCAST_LAYERS] = ["q", "h", "f"];
+
+/// How often, and how far apart, a Janus subscriber asks again for feeds that are not there
+/// yet.
+const FEED_RETRIES: u32 = 20;
+const FEED_RETRY_DELAY: Duration = Duration::from_millis(250);
 
 /// A handle to a running synthetic participant. Dropping it makes the participant leave.
 pub struct SyntheticParticipant {
@@ -199,9 +228,18 @@ impl SyntheticParticipant {
         let audio = opts
             .audio
             .then(|| api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
+        // Janus reads the RIDs of `a=simulcast` highest first unless told otherwise, as
+        // its own browser library offers them.
+        let simulcast = opts.simulcast.as_ref().map(|_| {
+            let mut s = Simulcast::new();
+            for rid in JANUS_RIDS.iter().rev() {
+                s.add_send_layer(SimulcastLayer::new(rid));
+            }
+            s
+        });
         let camera = opts
             .video
-            .then(|| api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None));
+            .then(|| api.add_media(MediaKind::Video, Direction::SendOnly, None, None, simulcast));
         let (offer, pending) = api
             .apply()
             .ok_or_else(|| Error::BadOffer("publisher with neither audio nor video".into()))?;
@@ -221,6 +259,10 @@ impl SyntheticParticipant {
                 .map(|m| pt_for(&rtc, m, Codec::Vp8).map(|pt| (m, pt)))
                 .transpose()?,
             screen: None,
+            camera_rids: match &opts.simulcast {
+                Some(_) => JANUS_RIDS.map(|r| Some(r.into())),
+                None => [None; SIMULCAST_LAYERS],
+            },
         };
         // As after an answer in Veche's flow: str0m's ICE agent starts once time moves.
         rtc.handle_input(Input::Timeout(Instant::now()))?;
@@ -243,17 +285,38 @@ impl SyntheticParticipant {
         let streams: Vec<_> = feeds.iter().map(|f| json!({"feed": f})).collect();
         let join =
             json!({"request": "join", "ptype": "subscriber", "room": room, "streams": streams});
-        let (_, offer) = signal.message(join, None).await?;
-        let offer = offer.ok_or_else(|| Error::Unexpected("attached without SDP".into()))?;
+        // A feed is there once Janus has its publisher's media up, which can be a moment
+        // after our publisher saw DTLS connect: retry what Janus calls no such feed (428).
+        let mut tries = 0;
+        let (_, offer) = loop {
+            match signal.message(join.clone(), None).await {
+                Err(Error::Janus { code: 428, .. }) if tries < FEED_RETRIES => {
+                    tries += 1;
+                    tokio::time::sleep(FEED_RETRY_DELAY).await;
+                }
+                res => break res?,
+            }
+        };
+        let offer_sdp = offer.ok_or_else(|| Error::Unexpected("attached without SDP".into()))?;
         let now = Instant::now();
         let (socket, mut rtc) = media_endpoint(&opts, now).await?;
         let offer =
-            SdpOffer::from_sdp_string(&offer).map_err(|e| Error::BadOffer(e.to_string()))?;
+            SdpOffer::from_sdp_string(&offer_sdp).map_err(|e| Error::BadOffer(e.to_string()))?;
         let answer = rtc.sdp_api().accept_offer(offer)?.to_sdp_string();
         signal
             .message(json!({"request": "start"}), Some(("answer", &answer)))
             .await?;
         signal.trickle_completed().await?;
+        if let Some(substream) = opts.janus_substream {
+            let streams: Vec<_> = mline_mids(&offer_sdp)
+                .into_iter()
+                .filter(|(kind, _)| kind == "video")
+                .map(|(_, mid)| json!({"mid": mid, "substream": substream}))
+                .collect();
+            signal
+                .message(json!({"request": "configure", "streams": streams}), None)
+                .await?;
+        }
         rtc.handle_input(Input::Timeout(Instant::now()))?;
         let signal = Signalling::Janus(signal);
         Self::spawn(id, opts, rtc, socket, signal, None, Vec::new())

@@ -17,6 +17,9 @@ pub struct Tag {
     /// The publishing participant.
     pub origin: ParticipantId,
     pub kind: TrackKind,
+    /// Simulcast layer of a camera packet, 0 the lowest (and the only one without simulcast).
+    /// Each layer has its own counter.
+    pub layer: u8,
     /// Per-track packet counter, independent of the RTP sequence number an SFU may rewrite.
     pub counter: u32,
     /// Wall-clock send time, microseconds since the Unix epoch (latency on one machine).
@@ -27,7 +30,8 @@ impl Tag {
     pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&self.origin.to_be_bytes());
-        out.push(kind_byte(self.kind));
+        // The kind in the low nibble, the simulcast layer in the high one.
+        out.push(kind_byte(self.kind) | (self.layer & 0x0f) << 4);
         out.extend_from_slice(&self.counter.to_be_bytes());
         out.extend_from_slice(&self.sent_at_us.to_be_bytes());
     }
@@ -41,7 +45,7 @@ impl Tag {
         }
         // The slice lengths below are fixed by TAG_LEN, so the conversions cannot fail.
         let origin = u64::from_be_bytes(t[4..12].try_into().expect("8 bytes"));
-        let kind = match t[12] {
+        let kind = match t[12] & 0x0f {
             0 => TrackKind::Audio,
             1 => TrackKind::Video,
             2 => TrackKind::Screen,
@@ -52,6 +56,7 @@ impl Tag {
         Some(Tag {
             origin,
             kind,
+            layer: t[12] >> 4,
             counter,
             sent_at_us,
         })
@@ -125,27 +130,38 @@ pub(crate) fn vp8_packet(size: usize, pos: Vp8Position, tag: &Tag) -> Vec<u8> {
 /// Whether a VP8 RTP payload starts a key frame. Parses the payload descriptor, so it works
 /// on real VP8 too.
 pub fn vp8_starts_keyframe(payload: &[u8]) -> bool {
-    let Some(&b0) = payload.first() else {
-        return false;
-    };
+    vp8_frame_header(payload).is_some_and(|h| h.first().is_some_and(|b| b & 0x01 == 0))
+}
+
+/// Width and height of the VP8 key frame this payload starts (RFC 6386 §9.1: after the
+/// 3-byte frame tag, the start code 9d 01 2a and two 14-bit sizes), `None` on any other
+/// packet.
+pub fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
+    let header = vp8_frame_header(payload)?.get(..10)?;
+    if header[0] & 0x01 != 0 || header[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let width = u16::from_le_bytes([header[6], header[7]]) & 0x3fff;
+    let height = u16::from_le_bytes([header[8], header[9]]) & 0x3fff;
+    Some((width, height))
+}
+
+/// The VP8 payload after its descriptor (RFC 7741 §4.2) when this packet starts a frame
+/// (S set, partition 0): the frame header.
+fn vp8_frame_header(payload: &[u8]) -> Option<&[u8]> {
+    let b0 = *payload.first()?;
     let start_of_partition = b0 & 0x10 != 0;
     let partition_index = b0 & 0x07;
     if !start_of_partition || partition_index != 0 {
-        return false;
+        return None;
     }
     let mut i = 1;
     if b0 & 0x80 != 0 {
-        let Some(&x) = payload.get(1) else {
-            return false;
-        };
+        let x = *payload.get(1)?;
         i = 2;
         if x & 0x80 != 0 {
             // Picture id: one byte, or two when its M bit is set.
-            match payload.get(i) {
-                Some(b) if b & 0x80 != 0 => i += 2,
-                Some(_) => i += 1,
-                None => return false,
-            }
+            i += if payload.get(i)? & 0x80 != 0 { 2 } else { 1 };
         }
         if x & 0x40 != 0 {
             i += 1; // TL0PICIDX
@@ -154,7 +170,7 @@ pub fn vp8_starts_keyframe(payload: &[u8]) -> bool {
             i += 1; // TID/Y/KEYIDX
         }
     }
-    payload.get(i).is_some_and(|b| b & 0x01 == 0)
+    payload.get(i..).filter(|h| !h.is_empty())
 }
 
 #[cfg(test)]
@@ -165,6 +181,7 @@ mod tests {
         Tag {
             origin: 0x0102_0304_0506_0708,
             kind,
+            layer: 0,
             counter: 77,
             sent_at_us: 1_700_000_000_000_000,
         }
@@ -228,6 +245,36 @@ mod tests {
         assert!(!vp8_starts_keyframe(&[0x10, 0x11]));
         assert!(!vp8_starts_keyframe(&[]));
         assert!(!vp8_starts_keyframe(&[0x90, 0x80]));
+    }
+
+    #[test]
+    fn tag_carries_the_simulcast_layer() {
+        let t = Tag {
+            layer: 2,
+            ..tag(TrackKind::Video)
+        };
+        let p = opus_packet(40, &t);
+        assert_eq!(Tag::from_payload(&p), Some(t));
+    }
+
+    #[test]
+    fn reads_the_size_of_a_keyframe() {
+        let key = Vp8Position {
+            first: true,
+            keyframe: true,
+            picture_id: 300,
+        };
+        let p = vp8_packet(900, key, &tag(TrackKind::Video));
+        assert_eq!(vp8_keyframe_size(&p), Some(KEYFRAME_SIZE));
+        let delta = Vp8Position {
+            keyframe: false,
+            ..key
+        };
+        assert_eq!(
+            vp8_keyframe_size(&vp8_packet(900, delta, &tag(TrackKind::Video))),
+            None
+        );
+        assert_eq!(vp8_keyframe_size(&p[..8]), None);
     }
 
     #[test]

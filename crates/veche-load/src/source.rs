@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use veche_proto::{ParticipantId, TrackKind};
 
-use crate::clip::Clip;
+use crate::clip::{Clip, SIMULCAST_LAYERS};
 use crate::payload::{Tag, Vp8Position, opus_packet, vp8_packet};
 
 /// Cadence and sizes of the synthetic media.
@@ -23,12 +23,17 @@ pub(crate) struct SourceConfig {
     /// Real VP8 for the camera instead of synthetic frames; the clip's own key frames then
     /// replace `keyframe_interval`, and its frame rate `camera_fps`.
     pub(crate) clip: Option<Clip>,
+    /// The camera in simulcast layers, lowest first, each its own RTP stream; replaces
+    /// `clip`.
+    pub(crate) simulcast: Option<[Clip; SIMULCAST_LAYERS]>,
 }
 
 /// One RTP packet to send on the slot of `kind`.
 #[derive(Debug, Clone)]
 pub(crate) struct Packet {
     pub(crate) kind: TrackKind,
+    /// The simulcast layer of a camera packet, when the camera is sent in layers.
+    pub(crate) layer: Option<u8>,
     /// Extended sequence number.
     pub(crate) seq: u64,
     /// RTP timestamp (48 kHz audio, 90 kHz video).
@@ -46,6 +51,8 @@ pub(crate) struct MediaSource {
     start: Instant,
     audio: Track,
     camera: VideoTrack,
+    /// The camera's simulcast layers, lowest first, instead of `camera` (empty without).
+    layers: Vec<VideoTrack>,
     screen: VideoTrack,
 }
 
@@ -63,8 +70,14 @@ struct VideoTrack {
     picture_id: u16,
     last_keyframe: Option<Instant>,
     keyframe_wanted: bool,
-    /// Next frame of the clip to send (camera with a clip only).
+    /// Real VP8 to send instead of synthetic frames.
+    clip: Option<Clip>,
+    /// Next frame of the clip to send.
     clip_pos: usize,
+    /// The simulcast layer this track is, if it is one.
+    layer: Option<u8>,
+    /// Added to the RTP timestamps: separate encoders start from their own origins.
+    time_offset: u32,
 }
 
 impl MediaSource {
@@ -78,22 +91,55 @@ impl MediaSource {
             counter: 0,
             next: now,
         };
-        let video = |enabled, seq, fps| VideoTrack {
+        let video = |enabled, seq, fps, clip: Option<&Clip>, layer: Option<u8>| VideoTrack {
             track: track(enabled, seq),
-            fps,
+            fps: clip.map_or(fps, Clip::fps),
             picture_id: (seq as u16) & 0x7fff,
             last_keyframe: None,
             keyframe_wanted: false,
+            clip: clip.cloned(),
             clip_pos: 0,
+            layer,
+            time_offset: layer.map_or(0, |l| u32::from(l) * 777_000),
         };
-        let camera_fps = config.clip.as_ref().map_or(config.camera_fps, Clip::fps);
+        let layers = config.simulcast.as_ref().map_or(Vec::new(), |clips| {
+            clips
+                .iter()
+                .enumerate()
+                .map(|(l, clip)| {
+                    let seq = seq + 10_000 + 100 * l as u64;
+                    video(config.camera, seq, 30, Some(clip), Some(l as u8))
+                })
+                .collect()
+        });
+        let camera = config.camera && layers.is_empty();
         MediaSource {
             origin,
             start: now,
             audio: track(config.audio, seq),
-            camera: video(config.camera, seq + 10_000, camera_fps),
-            screen: video(false, seq + 20_000, config.screen_fps),
+            camera: video(
+                camera,
+                seq + 10_000,
+                config.camera_fps,
+                config.clip.as_ref(),
+                None,
+            ),
+            layers,
+            screen: video(false, seq + 20_000, config.screen_fps, None, None),
             config,
+        }
+    }
+
+    /// Turns simulcast layers on and off (`active[l]` for layer `l`), as a browser does
+    /// when the server says which layers it needs; a layer turned on starts with a key
+    /// frame. Without simulcast there is nothing to do.
+    pub(crate) fn set_layers(&mut self, active: [bool; SIMULCAST_LAYERS], now: Instant) {
+        for (l, on) in self.layers.iter_mut().zip(active) {
+            if on && !l.track.enabled {
+                l.track.next = now;
+                l.keyframe_wanted = true;
+            }
+            l.track.enabled = on && self.config.camera;
         }
     }
 
@@ -107,10 +153,22 @@ impl MediaSource {
         screen.track.enabled = on;
     }
 
-    /// A PLI or FIR arrived for the video of `kind`: the next [`MediaSource::poll`] sends a
-    /// key frame at once.
-    pub(crate) fn request_keyframe(&mut self, kind: TrackKind) {
-        if let Some(v) = self.video_mut(kind) {
+    /// A PLI or FIR arrived for the video of `kind` (for simulcast `layer` of the camera;
+    /// `None`: every layer): the next [`MediaSource::poll`] sends a key frame at once.
+    pub(crate) fn request_keyframe(&mut self, kind: TrackKind, layer: Option<u8>) {
+        let tracks: &mut [VideoTrack] = match kind {
+            TrackKind::Video if !self.layers.is_empty() => match layer {
+                Some(l) => self
+                    .layers
+                    .get_mut(usize::from(l))
+                    .map_or(&mut [], std::slice::from_mut),
+                None => &mut self.layers,
+            },
+            TrackKind::Video => std::slice::from_mut(&mut self.camera),
+            TrackKind::Screen => std::slice::from_mut(&mut self.screen),
+            TrackKind::Audio => &mut [],
+        };
+        for v in tracks {
             v.keyframe_wanted = v.track.enabled;
         }
     }
@@ -122,7 +180,7 @@ impl MediaSource {
         if self.audio.enabled {
             consider(self.audio.next);
         }
-        for v in [&self.camera, &self.screen] {
+        for v in [&self.camera, &self.screen].into_iter().chain(&self.layers) {
             if v.track.enabled {
                 consider(if v.keyframe_wanted {
                     self.start
@@ -141,6 +199,7 @@ impl MediaSource {
             let tag = self.tag(TrackKind::Audio, self.audio.counter);
             out.push(Packet {
                 kind: TrackKind::Audio,
+                layer: None,
                 seq: self.audio.seq,
                 time: rtp_time(self.start, now, 48_000),
                 marker: false,
@@ -150,109 +209,13 @@ impl MediaSource {
             self.audio.seq += 1;
             self.audio.counter += 1;
         }
-        for kind in [TrackKind::Video, TrackKind::Screen] {
-            self.poll_video(kind, now, out);
-        }
-    }
-
-    fn poll_video(&mut self, kind: TrackKind, now: Instant, out: &mut Vec<Packet>) {
-        let config = self.config.clone();
-        let origin = self.origin;
-        let start = self.start;
-        // Only called with video kinds.
-        let v = self.video_mut(kind).expect("video kind");
-        let frame_due = now >= v.track.next;
-        if !v.track.enabled || !(frame_due || v.keyframe_wanted) {
-            return;
-        }
-        if frame_due {
-            let period = Duration::from_secs(1) / v.fps.max(1);
-            v.track.next = next_tick(v.track.next, period, now);
-        }
-        if let (TrackKind::Video, Some(clip)) = (kind, &config.clip) {
-            let time = rtp_time(start, now, 90_000);
-            // A keyframe request jumps ahead to the clip's next key frame, as an encoder
-            // would produce one at once.
-            let index = if v.keyframe_wanted {
-                clip.keyframe_at_or_after(v.clip_pos)
-            } else {
-                v.clip_pos
-            };
-            let keyframe = clip.is_keyframe(index);
-            let mut payloads = Vec::new();
-            let sent_at_us = unix_micros();
-            let counter = v.track.counter;
-            let n = clip.packetize(
-                index,
-                v.picture_id,
-                |i| Tag {
-                    origin,
-                    kind,
-                    counter: counter + i,
-                    sent_at_us,
-                },
-                &mut payloads,
-            );
-            for (i, payload) in payloads.into_iter().enumerate() {
-                out.push(Packet {
-                    kind,
-                    seq: v.track.seq,
-                    time,
-                    marker: i + 1 == n,
-                    keyframe: keyframe && i == 0,
-                    payload,
-                });
-                v.track.seq += 1;
-                v.track.counter += 1;
-            }
-            v.clip_pos = clip.next(index);
-            v.picture_id = (v.picture_id + 1) & 0x7fff;
-            if keyframe {
-                v.last_keyframe = Some(now);
-            }
-            v.keyframe_wanted = false;
-            return;
-        }
-        let keyframe = v.keyframe_wanted
-            || v.last_keyframe
-                .is_none_or(|t| now >= t + config.keyframe_interval);
-        let packets = config.video_packets_per_frame.max(1);
-        let time = rtp_time(start, now, 90_000);
-        for i in 0..packets {
-            let pos = Vp8Position {
-                first: i == 0,
-                keyframe,
-                picture_id: v.picture_id,
-            };
-            let tag = Tag {
-                origin,
-                kind,
-                counter: v.track.counter,
-                sent_at_us: unix_micros(),
-            };
-            out.push(Packet {
-                kind,
-                seq: v.track.seq,
-                time,
-                marker: i + 1 == packets,
-                keyframe: keyframe && i == 0,
-                payload: vp8_packet(config.video_payload_size, pos, &tag),
-            });
-            v.track.seq += 1;
-            v.track.counter += 1;
-        }
-        v.picture_id = (v.picture_id + 1) & 0x7fff;
-        if keyframe {
-            v.last_keyframe = Some(now);
-            v.keyframe_wanted = false;
-        }
-    }
-
-    fn video_mut(&mut self, kind: TrackKind) -> Option<&mut VideoTrack> {
-        match kind {
-            TrackKind::Audio => None,
-            TrackKind::Video => Some(&mut self.camera),
-            TrackKind::Screen => Some(&mut self.screen),
+        let (origin, start) = (self.origin, self.start);
+        let config = &self.config;
+        let video = std::iter::once((TrackKind::Video, &mut self.camera))
+            .chain(self.layers.iter_mut().map(|l| (TrackKind::Video, l)))
+            .chain(std::iter::once((TrackKind::Screen, &mut self.screen)));
+        for (kind, v) in video {
+            v.poll(kind, config, origin, start, now, out);
         }
     }
 
@@ -260,8 +223,101 @@ impl MediaSource {
         Tag {
             origin: self.origin,
             kind,
+            layer: 0,
             counter,
             sent_at_us: unix_micros(),
+        }
+    }
+}
+
+impl VideoTrack {
+    /// Appends the frame due at `now` (or the key frame asked for), if any.
+    fn poll(
+        &mut self,
+        kind: TrackKind,
+        config: &SourceConfig,
+        origin: ParticipantId,
+        start: Instant,
+        now: Instant,
+        out: &mut Vec<Packet>,
+    ) {
+        let frame_due = now >= self.track.next;
+        if !self.track.enabled || !(frame_due || self.keyframe_wanted) {
+            return;
+        }
+        if frame_due {
+            let period = Duration::from_secs(1) / self.fps.max(1);
+            self.track.next = next_tick(self.track.next, period, now);
+        }
+        let time = rtp_time(start, now, 90_000).wrapping_add(self.time_offset);
+        let layer = self.layer;
+        let tag = |counter| Tag {
+            origin,
+            kind,
+            layer: layer.unwrap_or(0),
+            counter,
+            sent_at_us: unix_micros(),
+        };
+        if let Some(clip) = &self.clip {
+            // A keyframe request jumps ahead to the clip's next key frame, as an encoder
+            // would produce one at once.
+            let index = if self.keyframe_wanted {
+                clip.keyframe_at_or_after(self.clip_pos)
+            } else {
+                self.clip_pos
+            };
+            let keyframe = clip.is_keyframe(index);
+            let mut payloads = Vec::new();
+            let counter = self.track.counter;
+            let n = clip.packetize(index, self.picture_id, |i| tag(counter + i), &mut payloads);
+            for (i, payload) in payloads.into_iter().enumerate() {
+                out.push(Packet {
+                    kind,
+                    layer,
+                    seq: self.track.seq,
+                    time,
+                    marker: i + 1 == n,
+                    keyframe: keyframe && i == 0,
+                    payload,
+                });
+                self.track.seq += 1;
+                self.track.counter += 1;
+            }
+            self.clip_pos = clip.next(index);
+            self.picture_id = (self.picture_id + 1) & 0x7fff;
+            if keyframe {
+                self.last_keyframe = Some(now);
+            }
+            self.keyframe_wanted = false;
+            return;
+        }
+        let keyframe = self.keyframe_wanted
+            || self
+                .last_keyframe
+                .is_none_or(|t| now >= t + config.keyframe_interval);
+        let packets = config.video_packets_per_frame.max(1);
+        for i in 0..packets {
+            let pos = Vp8Position {
+                first: i == 0,
+                keyframe,
+                picture_id: self.picture_id,
+            };
+            out.push(Packet {
+                kind,
+                layer,
+                seq: self.track.seq,
+                time,
+                marker: i + 1 == packets,
+                keyframe: keyframe && i == 0,
+                payload: vp8_packet(config.video_payload_size, pos, &tag(self.track.counter)),
+            });
+            self.track.seq += 1;
+            self.track.counter += 1;
+        }
+        self.picture_id = (self.picture_id + 1) & 0x7fff;
+        if keyframe {
+            self.last_keyframe = Some(now);
+            self.keyframe_wanted = false;
         }
     }
 }
@@ -308,6 +364,7 @@ mod tests {
             video_payload_size: 500,
             keyframe_interval: Duration::from_secs(2),
             clip: None,
+            simulcast: None,
         }
     }
 
@@ -372,7 +429,7 @@ mod tests {
         source.poll(t0, &mut out);
         let t1 = t0 + Duration::from_millis(5);
         out.clear();
-        source.request_keyframe(TrackKind::Video);
+        source.request_keyframe(TrackKind::Video, None);
         assert_eq!(source.next_due(), Some(t0));
         source.poll(t1, &mut out);
         let video = of(&out, TrackKind::Video);
@@ -380,7 +437,7 @@ mod tests {
         assert!(video[0].keyframe);
         assert!(source.next_due().unwrap() > t1);
         // Requests for a track that is off are ignored.
-        source.request_keyframe(TrackKind::Screen);
+        source.request_keyframe(TrackKind::Screen, None);
         assert!(source.next_due().unwrap() > t1);
     }
 
@@ -424,7 +481,7 @@ mod tests {
             );
         }
         let mut out = Vec::new();
-        source.request_keyframe(TrackKind::Video);
+        source.request_keyframe(TrackKind::Video, None);
         source.poll(t0 + Duration::from_millis(1000), &mut out);
         let video = of(&out, TrackKind::Video);
         assert!(
@@ -432,6 +489,80 @@ mod tests {
             "a keyframe request is answered with the next key frame"
         );
         assert_eq!(source.camera.clip_pos, 91);
+    }
+
+    fn simulcast_source(t0: Instant) -> MediaSource {
+        let cfg = SourceConfig {
+            audio: false,
+            simulcast: Some(Clip::builtin_simulcast()),
+            ..config()
+        };
+        MediaSource::new(7, cfg, t0)
+    }
+
+    fn of_layer(packets: &[Packet], layer: u8) -> Vec<&Packet> {
+        packets.iter().filter(|p| p.layer == Some(layer)).collect()
+    }
+
+    #[test]
+    fn simulcast_layers_are_streams_of_their_own() {
+        let t0 = Instant::now();
+        let mut source = simulcast_source(t0);
+        let out = run(&mut source, t0, 990);
+        assert!(
+            out.iter()
+                .all(|p| p.kind == TrackKind::Video && p.layer.is_some())
+        );
+        // Each layer at its clip's frame rate, starting with a key frame, with its own
+        // consecutive sequence numbers and counters, tagged with its layer.
+        for (layer, frames) in [(0, 15), (1, 30), (2, 30)] {
+            let packets = of_layer(&out, layer);
+            assert_eq!(packets.iter().filter(|p| p.marker).count(), frames);
+            assert!(packets[0].keyframe);
+            for w in packets.windows(2) {
+                assert_eq!(w[1].seq, w[0].seq + 1);
+                let (a, b) = (
+                    Tag::from_payload(&w[0].payload).unwrap(),
+                    Tag::from_payload(&w[1].payload).unwrap(),
+                );
+                assert_eq!((a.layer, b.layer), (layer, layer));
+                assert_eq!(b.counter, a.counter + 1);
+            }
+        }
+        // A larger layer sends more.
+        let bytes = |l| {
+            of_layer(&out, l)
+                .iter()
+                .map(|p| p.payload.len())
+                .sum::<usize>()
+        };
+        assert!(bytes(0) < bytes(1) && bytes(1) < bytes(2));
+    }
+
+    #[test]
+    fn simulcast_layers_turn_off_and_on_with_a_key_frame() {
+        let t0 = Instant::now();
+        let mut source = simulcast_source(t0);
+        run(&mut source, t0, 500);
+        let t1 = t0 + Duration::from_millis(500);
+        source.set_layers([true, false, true], t1);
+        let out = run(&mut source, t1, 500);
+        assert!(of_layer(&out, 1).is_empty());
+        assert!(!of_layer(&out, 2).is_empty());
+        let t2 = t1 + Duration::from_millis(500);
+        source.set_layers([true, true, true], t2);
+        let out = run(&mut source, t2, 100);
+        assert!(
+            of_layer(&out, 1)[0].keyframe,
+            "a layer turned on starts with a key frame"
+        );
+        // A keyframe request for one layer is answered on that layer only.
+        let t3 = t2 + Duration::from_millis(100);
+        source.request_keyframe(TrackKind::Video, Some(2));
+        let mut out = Vec::new();
+        source.poll(t3, &mut out);
+        assert!(of_layer(&out, 2)[0].keyframe);
+        assert!(of_layer(&out, 1).iter().all(|p| !p.keyframe));
     }
 
     #[test]

@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use veche_proto::{ParticipantId, TrackKind};
 
+use crate::clip::SIMULCAST_LAYERS;
 use crate::histogram::Histogram;
-use crate::payload::{Tag, vp8_starts_keyframe};
+use crate::payload::{Tag, vp8_keyframe_size, vp8_starts_keyframe};
 
 /// Keyframe request times kept per participant; enough for tests, bounded for long load runs.
 const MAX_KEYFRAME_REQUEST_TIMES: usize = 1024;
@@ -34,6 +35,10 @@ pub struct Stats {
     pub unknown_mid: u64,
     /// Incoming RTP datagrams dropped to simulate loss.
     pub dropped_on_purpose: u64,
+    /// Incoming datagrams the emulated downlink dropped (its queue was full).
+    pub downlink_dropped: u64,
+    /// The longest a datagram waited in the emulated downlink's queue.
+    pub downlink_max_queue: Duration,
     /// One-way latency of every received tagged packet, send to receive, microseconds.
     pub latency_us: Histogram,
     /// NACKs this participant sent (for media it receives), from str0m's stats events (so
@@ -102,6 +107,16 @@ pub struct TrackStats {
     pub ssrc_changes: u64,
     pub latency_max_us: u64,
     pub latency_sum_us: u64,
+    /// The simulcast layer of the latest packet, as its sender tagged it (0 the lowest; 0
+    /// without simulcast).
+    pub layer: u8,
+    /// Packets and payload bytes received of each simulcast layer.
+    pub layer_packets: [u64; SIMULCAST_LAYERS],
+    pub layer_bytes: [u64; SIMULCAST_LAYERS],
+    /// Times the layer changed from one packet to the next.
+    pub layer_switches: u64,
+    /// Width and height of the latest key frame received (VP8 key frames carry them).
+    pub frame_size: Option<(u16, u16)>,
     last_ssrc: Option<u32>,
     last_seq: u64,
     last_counter: Option<u32>,
@@ -149,6 +164,8 @@ impl Stats {
             untagged: 0,
             unknown_mid: 0,
             dropped_on_purpose: 0,
+            downlink_dropped: 0,
+            downlink_max_queue: Duration::ZERO,
             latency_us: Histogram::default(),
             nacks_sent: 0,
             nacks_received: 0,
@@ -207,6 +224,17 @@ impl Stats {
         if tag.kind.is_video() && vp8_starts_keyframe(rtp.payload) {
             t.keyframes += 1;
             t.first_keyframe_at.get_or_insert(now);
+            t.frame_size = vp8_keyframe_size(rtp.payload).or(t.frame_size);
+        }
+        if t.packets > 1 && tag.layer != t.layer {
+            t.layer_switches += 1;
+            // Each layer counts its own packets: the new one's counter is not a gap.
+            t.last_counter = None;
+        }
+        t.layer = tag.layer;
+        if let Some(l) = Some(usize::from(tag.layer)).filter(|l| *l < SIMULCAST_LAYERS) {
+            t.layer_packets[l] += 1;
+            t.layer_bytes[l] += rtp.payload.len() as u64;
         }
         if rtp
             .mid_owner
@@ -269,9 +297,14 @@ mod tests {
     use crate::payload::opus_packet;
 
     fn packet(origin: ParticipantId, counter: u32) -> Vec<u8> {
+        layer_packet(origin, 0, counter)
+    }
+
+    fn layer_packet(origin: ParticipantId, layer: u8, counter: u32) -> Vec<u8> {
         let tag = Tag {
             origin,
             kind: TrackKind::Audio,
+            layer,
             counter,
             sent_at_us: 1_000,
         };
@@ -378,6 +411,23 @@ mod tests {
         let t = s.from(2, TrackKind::Audio);
         assert_eq!(t.ssrc_changes, 1);
         assert_eq!(t.seq_reorders, 0);
+    }
+
+    #[test]
+    fn counts_layers_and_restarts_counters_on_a_switch() {
+        let mut s = Stats::new(1, Instant::now());
+        let tagged = |layer, counter| layer_packet(2, layer, counter);
+        record(&mut s, 5, 1, 2, &tagged(2, 500));
+        record(&mut s, 5, 2, 2, &tagged(2, 501));
+        // The SFU switched to layer 0, whose counter is elsewhere: no gap, no reorder.
+        record(&mut s, 5, 3, 2, &tagged(0, 7));
+        record(&mut s, 5, 4, 2, &tagged(0, 8));
+        let t = s.from(2, TrackKind::Audio);
+        assert_eq!(t.layer, 0);
+        assert_eq!(t.layer_switches, 1);
+        assert_eq!(t.layer_packets, [2, 0, 2]);
+        assert_eq!(t.layer_bytes, [120, 0, 120]);
+        assert_eq!(t.counter_gaps + t.counter_reorders, 0);
     }
 
     #[test]

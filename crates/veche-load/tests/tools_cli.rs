@@ -1,5 +1,6 @@
 //! The command-line tools refuse what they cannot use with a clear message and a failing exit
-//! status, without a panic: a missing argument, and a server that is not there. (Their real
+//! status, without a panic: a missing argument, a malformed one, and a server that is not
+//! there. (Their real
 //! work is tested against a running server: `veche-server`'s load tests and
 //! `e2e/e2ee-tap.test.mjs`, which also needs these binaries built.)
 
@@ -44,4 +45,25 @@ fn veche_load_says_that_nobody_answered() {
         &["--url", &dead_url(), "--duration", "1", "--settle", "0"],
     );
     assert!(!ok && !err.is_empty(), "no server: {err}");
+}
+
+#[test]
+fn veche_load_refuses_bad_simulcast_flags() {
+    let load = env!("CARGO_BIN_EXE_veche-load");
+    let url = dead_url();
+    for (args, expect) in [
+        (&["--tile", "1280"][..], "WxH"),
+        (&["--tile", "0x720"][..], "1..=16384"),
+        (&["--clip-dir", "/nonexistent"][..], "--simulcast"),
+        (&["--downlink-queue-ms", "50"][..], "--downlink-kbps"),
+        (
+            &["--simulcast", "--clip-dir", "/nonexistent"][..],
+            "/nonexistent",
+        ),
+    ] {
+        let mut all = vec!["--url", url.as_str(), "--duration", "1", "--settle", "0"];
+        all.extend_from_slice(args);
+        let (ok, err) = run(load, &all);
+        assert!(!ok && err.contains(expect), "{args:?}: {err}");
+    }
 }

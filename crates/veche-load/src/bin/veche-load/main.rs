@@ -4,7 +4,9 @@
 //! A run: publishers join (throttled to `--join-rate`), then subscribers; after the joins
 //! settle a measurement window of `--duration` seconds starts. Counters are snapshotted at
 //! both ends of the window, so joins and warm-up do not count. Everything runs on one tokio
-//! thread: the tool's own CPU is reported so a saturated tool is visible.
+//! thread: the tool's own CPU is reported so a saturated tool is visible. With
+//! `--simulcast` the report also says, per receive-only subscriber, which layer it received
+//! and at what rate.
 
 mod proc;
 mod report;
@@ -15,10 +17,13 @@ use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use serde_json::json;
 use tokio::task::JoinSet;
-use veche_load::{Clip, Histogram, ParticipantOptions, SyntheticParticipant, create_janus_room};
+use veche_load::{
+    Clip, DownlinkLimit, Histogram, ParticipantOptions, SIMULCAST_LAYERS, Stats,
+    SyntheticParticipant, create_janus_room,
+};
 
 use crate::proc::{CpuTimes, rss_mib};
-use crate::report::{Report, ServerUse, Totals};
+use crate::report::{Report, ServerUse, SubscriberVideo, Totals};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Target {
@@ -81,6 +86,50 @@ struct Args {
     /// How long one participant may take to connect media before it counts as failed.
     #[arg(long, default_value_t = 30)]
     connect_timeout: u64,
+    /// Publishers send the camera in three simulcast layers (RIDs q, h, f: 320x180 at 15 fps
+    /// and 90 kbit/s, 640x360 at 500 kbit/s, 1280x720 at 1.5 Mbit/s, the browser client's
+    /// layers) instead of one --video-kbps stream. Veche chooses each subscriber's layer by
+    /// its tile and bandwidth estimate; on Janus each subscriber asks for the substream its
+    /// --tile needs.
+    #[arg(long)]
+    simulcast: bool,
+    /// With --simulcast: the layers from the three .ivf (VP8) files in DIR, ordered by
+    /// height, instead of the built-in clips (make-simulcast-clips.sh DIR, in
+    /// crates/veche-load/fixtures, makes them).
+    #[arg(long, value_name = "DIR", requires = "simulcast")]
+    clip_dir: Option<std::path::PathBuf>,
+    /// Receive-only subscribers report that they show every remote video in a WxH tile (as
+    /// the browser client does). Given more than once, the sizes take turns among the
+    /// subscribers of each room.
+    #[arg(long, value_name = "WxH", value_parser = parse_tile)]
+    tile: Vec<(u32, u32)>,
+    /// Receive-only subscribers receive through an emulated downlink of this many kbit/s
+    /// (IP and UDP headers included; UDP only): a fixed-rate bottleneck whose queue drops
+    /// what would wait longer than --downlink-queue-ms.
+    #[arg(long, value_name = "KBPS")]
+    downlink_kbps: Option<u32>,
+    /// The emulated downlink's queue, in milliseconds of its rate.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 200,
+        requires = "downlink_kbps"
+    )]
+    downlink_queue_ms: u64,
+}
+
+/// `WxH`, e.g. `1280x720`.
+fn parse_tile(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("tile {s:?} is not WxH"))?;
+    let dim = |d: &str| {
+        d.parse::<u32>()
+            .ok()
+            .filter(|d| (1..=16_384).contains(d))
+            .ok_or_else(|| format!("tile {s:?}: {d:?} is not a size in 1..=16384"))
+    };
+    Ok((dim(w)?, dim(h)?))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -101,13 +150,23 @@ fn main() -> anyhow::Result<()> {
 struct Joined {
     participant: SyntheticParticipant,
     join_ms: u64,
+    /// The tile of a receive-only subscriber (`None` for publishers and their receivers,
+    /// and for subscribers without --tile); `subscriber` says which it is.
+    tile: Option<(u32, u32)>,
+    subscriber: bool,
 }
 
 async fn run(args: &Args) -> anyhow::Result<Report> {
-    let clip = (args.video_kbps > 0).then(|| Clip::builtin(args.video_kbps));
+    let simulcast = match (&args.clip_dir, args.simulcast) {
+        (Some(dir), _) => Some(Clip::simulcast_from_dir(dir)?),
+        (None, true) => Some(Clip::builtin_simulcast()),
+        (None, false) => None,
+    };
+    let clip = (args.video_kbps > 0 && simulcast.is_none()).then(|| Clip::builtin(args.video_kbps));
     let publisher_opts = ParticipantOptions {
         audio: args.audio,
-        video: clip.is_some(),
+        video: clip.is_some() || simulcast.is_some(),
+        simulcast: simulcast.clone(),
         // 80-byte Opus frames every 20 ms: 32 kbit/s.
         audio_payload_size: 80,
         clip: clip.clone(),
@@ -120,10 +179,34 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         drop_every_nth_rtp: args.drop_every_nth,
         ..ParticipantOptions::receive_only()
     };
+    let downlink = args.downlink_kbps.map(|kbps| DownlinkLimit {
+        kbps,
+        queue: Duration::from_millis(args.downlink_queue_ms),
+    });
+    // Receive-only subscriber `i` of a room: its tile (taking turns) and downlink; on Janus
+    // the substream its tile needs, as Veche would choose without a bandwidth limit.
+    let subscriber_opts = |i: u32| {
+        let tile = (!args.tile.is_empty()).then(|| args.tile[i as usize % args.tile.len()]);
+        let substream = simulcast
+            .as_ref()
+            .zip(tile)
+            .map(|(layers, tile)| layer_for_tile(layers, tile));
+        let opts = ParticipantOptions {
+            tile,
+            downlink,
+            janus_substream: substream,
+            ..receiver_opts.clone()
+        };
+        (opts, tile)
+    };
     let config = json!({
         "target": format!("{:?}", args.target).to_lowercase(),
         "rooms": args.rooms, "publishers": args.publishers, "subscribers": args.subscribers,
         "duration_s": args.duration, "video_kbps": clip.as_ref().map(Clip::kbps),
+        "simulcast_kbps": simulcast.as_ref().map(|l| l.each_ref().map(Clip::kbps)),
+        "tiles": args.tile.iter().map(|(w, h)| format!("{w}x{h}")).collect::<Vec<_>>(),
+        "downlink_kbps": args.downlink_kbps,
+        "downlink_queue_ms": args.downlink_kbps.map(|_| args.downlink_queue_ms),
         "audio": args.audio, "join_rate": args.join_rate,
     });
     let connect_timeout = Duration::from_secs(args.connect_timeout);
@@ -143,15 +226,17 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
                         let url = args.url.clone();
                         let room = format!("{}{room}", args.room_prefix);
                         let name = format!("{}-{i}", if publishes { "pub" } else { "sub" });
-                        let opts = if publishes {
-                            publisher_opts.clone()
+                        let (opts, tile) = if publishes {
+                            (publisher_opts.clone(), None)
                         } else {
-                            receiver_opts.clone()
+                            subscriber_opts(i)
                         };
                         joins.spawn(async move {
                             let start = Instant::now();
                             let p = SyntheticParticipant::join(&url, &room, &name, opts).await?;
-                            connected(p, start, connect_timeout).await
+                            let mut j = connected(p, start, connect_timeout).await?;
+                            (j.tile, j.subscriber) = (tile, !publishes);
+                            Ok(j)
                         });
                     }
                 }
@@ -187,9 +272,9 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
                 // Each publisher receives the others on a subscriber handle of its own, like
                 // a browser in a Janus meeting; then the receive-only subscribers.
                 let receivers = (0..args.publishers)
-                    .map(|i| (publisher_id(r, i), Some(publisher_id(r, i))))
-                    .chain((0..args.subscribers).map(|i| (publisher_id(r, 50_000 + i), None)));
-                for (id, own) in receivers {
+                    .map(|i| (publisher_id(r, i), Some(publisher_id(r, i)), i))
+                    .chain((0..args.subscribers).map(|i| (publisher_id(r, 50_000 + i), None, i)));
+                for (id, own, i) in receivers {
                     let wanted: Vec<u64> =
                         feeds.iter().copied().filter(|f| Some(*f) != own).collect();
                     if wanted.is_empty() {
@@ -197,14 +282,19 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
                     }
                     pacer.wait().await;
                     let (url, room) = (args.url.clone(), room_id(r));
-                    let opts = receiver_opts.clone();
+                    let (opts, tile) = match own {
+                        Some(_) => (receiver_opts.clone(), None),
+                        None => subscriber_opts(i),
+                    };
                     joins.spawn(async move {
                         let start = Instant::now();
                         let p = SyntheticParticipant::join_janus_subscriber(
                             &url, room, id, &wanted, opts,
                         )
                         .await?;
-                        connected(p, start, connect_timeout).await
+                        let mut j = connected(p, start, connect_timeout).await?;
+                        (j.tile, j.subscriber) = (tile, own.is_none());
+                        Ok(j)
                     });
                 }
             }
@@ -229,19 +319,33 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         t
     };
     let server_cpu = |pid: &Option<String>| pid.as_deref().map(CpuTimes::of).transpose();
-    let (t0, totals0, server0, tool0) = (
+    let subscribers = |joined: &[Joined]| -> Vec<Stats> {
+        joined
+            .iter()
+            .filter(|j| j.subscriber)
+            .map(|j| j.participant.stats())
+            .collect()
+    };
+    let (t0, totals0, server0, tool0, subs0) = (
         Instant::now(),
         snapshot(&joined),
         server_cpu(&pid)?,
         CpuTimes::of("self")?,
+        subscribers(&joined),
     );
     tokio::time::sleep(Duration::from_secs(args.duration)).await;
-    let (t1, totals1, server1, tool1) = (
+    let (t1, totals1, server1, tool1, subs1) = (
         Instant::now(),
         snapshot(&joined),
         server_cpu(&pid)?,
         CpuTimes::of("self")?,
+        subscribers(&joined),
     );
+    let tiles = joined.iter().filter(|j| j.subscriber).map(|j| j.tile);
+    let subscriber_video = tiles
+        .zip(subs0.iter().zip(&subs1))
+        .map(|(tile, (a, b))| SubscriberVideo::between(tile, a, b, (t1 - t0).as_secs_f64()))
+        .collect();
     let server = match (args.pid, server0, server1) {
         (Some(pid_n), Some(a), Some(b)) => Some(ServerUse {
             pid: pid_n,
@@ -250,8 +354,11 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         }),
         _ => None,
     };
-    let per_publisher =
-        clip.as_ref().map_or(0.0, Clip::packets_per_second) + if args.audio { 50.0 } else { 0.0 };
+    let video_pps = match &simulcast {
+        Some(layers) => layers.iter().map(Clip::packets_per_second).sum(),
+        None => clip.as_ref().map_or(0.0, Clip::packets_per_second),
+    };
+    let per_publisher = video_pps + if args.audio { 50.0 } else { 0.0 };
     Ok(Report {
         config,
         receivers_per_publisher: u64::from(args.publishers.saturating_sub(1) + args.subscribers),
@@ -263,6 +370,7 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         window: totals1.since(&totals0),
         server,
         tool_cpu: tool1.since(&tool0),
+        subscriber_video,
     })
 }
 
@@ -277,7 +385,21 @@ async fn connected(
     Ok(Joined {
         participant: p,
         join_ms: at.saturating_duration_since(start).as_millis() as u64,
+        tile: None,
+        subscriber: false,
     })
+}
+
+/// The lowest simulcast layer at least 90 % as wide and as tall as `tile` (the top one if
+/// none is): what Veche's allocator picks for a tile when the link allows.
+fn layer_for_tile(layers: &[Clip; SIMULCAST_LAYERS], (width, height): (u32, u32)) -> u8 {
+    let covers = |c: &Clip| {
+        u32::from(c.width()) * 10 >= width * 9 && u32::from(c.height()) * 10 >= height * 9
+    };
+    layers
+        .iter()
+        .position(covers)
+        .unwrap_or(SIMULCAST_LAYERS - 1) as u8
 }
 
 async fn collect(
@@ -327,5 +449,35 @@ impl Pacer {
     async fn wait(&mut self) {
         tokio::time::sleep_until(self.next.into()).await;
         self.next = self.next.max(Instant::now() - self.interval) + self.interval;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tile_asks_for_the_lowest_layer_that_covers_it() {
+        let layers = Clip::builtin_simulcast();
+        for (tile, layer) in [
+            ((320, 180), 0),
+            // 180 is 90 % of 200: still covered.
+            ((300, 200), 0),
+            ((400, 225), 1),
+            ((1280, 720), 2),
+            // Nothing covers it: the top layer.
+            ((1920, 1080), 2),
+        ] {
+            assert_eq!(layer_for_tile(&layers, tile), layer, "tile {tile:?}");
+        }
+    }
+
+    #[test]
+    fn tiles_parse_as_width_x_height() {
+        assert_eq!(parse_tile("1280x720"), Ok((1280, 720)));
+        assert_eq!(parse_tile("320X180"), Ok((320, 180)));
+        assert!(parse_tile("1280").is_err());
+        assert!(parse_tile("0x720").is_err());
+        assert!(parse_tile("16385x10").is_err());
     }
 }

@@ -1,8 +1,11 @@
 //! What a load run measured: totals over all participants, the window's deltas, and the report
 //! (a table for people, JSON for scripts).
 
+use std::collections::BTreeMap;
+
 use serde_json::{Value, json};
-use veche_load::{Histogram, Stats};
+use veche_load::{Histogram, SIMULCAST_LAYERS, Stats};
+use veche_proto::TrackKind;
 
 use crate::proc::CpuTimes;
 
@@ -66,6 +69,109 @@ impl Totals {
     }
 }
 
+/// The names of the simulcast layers in the report, lowest first: the RIDs Veche offers and
+/// Janus publishers send.
+const LAYER_NAMES: [&str; SIMULCAST_LAYERS] = ["q", "h", "f"];
+
+/// The video one receive-only subscriber got over the window.
+#[derive(Debug, Clone)]
+pub(crate) struct SubscriberVideo {
+    tile: Option<(u32, u32)>,
+    /// Of its largest remote video: the layer and picture height it ended the window on.
+    layer: Option<u8>,
+    height: Option<u16>,
+    /// Video kbit/s received per layer (payload bytes, all remote videos).
+    kbps_by_layer: [f64; SIMULCAST_LAYERS],
+    downlink_dropped: u64,
+}
+
+impl SubscriberVideo {
+    /// From snapshots at the start (`a`) and end (`b`) of a window of `window_s` seconds.
+    pub(crate) fn between(tile: Option<(u32, u32)>, a: &Stats, b: &Stats, window_s: f64) -> Self {
+        let mut kbps_by_layer = [0.0; SIMULCAST_LAYERS];
+        let mut largest: Option<(u64, u8, Option<u16>)> = None;
+        for (key, t) in b.received.iter().filter(|(k, _)| k.1 == TrackKind::Video) {
+            let before = a.received.get(key);
+            let mut bytes = 0;
+            for (l, rate) in kbps_by_layer.iter_mut().enumerate() {
+                let got = t.layer_bytes[l] - before.map_or(0, |t| t.layer_bytes[l]);
+                *rate += got as f64 * 8.0 / window_s / 1000.0;
+                bytes += got;
+            }
+            if largest.is_none_or(|(most, _, _)| bytes > most) {
+                largest = Some((bytes, t.layer, t.frame_size.map(|(_, h)| h)));
+            }
+        }
+        SubscriberVideo {
+            tile,
+            layer: largest.map(|(_, l, _)| l),
+            height: largest.and_then(|(_, _, h)| h),
+            kbps_by_layer,
+            downlink_dropped: b.downlink_dropped - a.downlink_dropped,
+        }
+    }
+
+    fn kbps(&self) -> f64 {
+        self.kbps_by_layer.iter().sum()
+    }
+
+    fn tile_name(&self) -> String {
+        self.tile
+            .map_or_else(|| "none".to_owned(), |(w, h)| format!("{w}x{h}"))
+    }
+
+    fn layer_name(&self) -> Option<&'static str> {
+        self.layer
+            .and_then(|l| LAYER_NAMES.get(usize::from(l)).copied())
+    }
+
+    fn to_json(&self) -> Value {
+        let by_layer: serde_json::Map<String, Value> = LAYER_NAMES
+            .iter()
+            .zip(self.kbps_by_layer)
+            .map(|(n, k)| ((*n).to_owned(), json!(round(k, 1))))
+            .collect();
+        json!({
+            "tile": self.tile_name(),
+            "layer": self.layer_name(),
+            "height": self.height,
+            "video_kbps": round(self.kbps(), 1),
+            "video_kbps_by_layer": by_layer,
+            "downlink_dropped": self.downlink_dropped,
+        })
+    }
+}
+
+/// Subscribers grouped by tile: how many ended on each layer, and their video rates.
+fn by_tile(subscribers: &[SubscriberVideo]) -> Value {
+    let mut groups: BTreeMap<String, Vec<&SubscriberVideo>> = BTreeMap::new();
+    for s in subscribers {
+        groups.entry(s.tile_name()).or_default().push(s);
+    }
+    let groups: serde_json::Map<String, Value> = groups
+        .into_iter()
+        .map(|(tile, subs)| {
+            let mut on_layer: BTreeMap<&str, usize> = BTreeMap::new();
+            for s in &subs {
+                *on_layer
+                    .entry(s.layer_name().unwrap_or("none"))
+                    .or_default() += 1;
+            }
+            let mut rates: Vec<f64> = subs.iter().map(|s| s.kbps()).collect();
+            rates.sort_by(f64::total_cmp);
+            let group = json!({
+                "subscribers": subs.len(),
+                "on_layer": on_layer,
+                "video_kbps_min": round(rates[0], 1),
+                "video_kbps_p50": round(rates[rates.len() / 2], 1),
+                "video_kbps_max": round(rates[rates.len() - 1], 1),
+            });
+            (tile, group)
+        })
+        .collect();
+    Value::Object(groups)
+}
+
 /// The server's resources over the window.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ServerUse {
@@ -88,6 +194,8 @@ pub(crate) struct Report {
     pub(crate) window: Totals,
     pub(crate) server: Option<ServerUse>,
     pub(crate) tool_cpu: CpuTimes,
+    /// Per receive-only subscriber, in join order.
+    pub(crate) subscriber_video: Vec<SubscriberVideo>,
 }
 
 impl Report {
@@ -160,6 +268,9 @@ impl Report {
             "plis_sent": w.keyframe_requests_sent,
             "plis_received": w.keyframe_requests_received,
             "participants_ended": w.ended,
+            "subscribers_by_tile": by_tile(&self.subscriber_video),
+            "subscribers": self.subscriber_video.iter().map(SubscriberVideo::to_json)
+                .collect::<Vec<_>>(),
             "server": server,
             "tool": {
                 "cpu_user_s": round(self.tool_cpu.user_s, 2),
@@ -224,6 +335,21 @@ impl Report {
         );
         if w.ended > 0 {
             row("participants ended early", w.ended.to_string());
+        }
+        if let Some(groups) = j["subscribers_by_tile"].as_object() {
+            for (tile, g) in groups {
+                row(
+                    &format!("subscribers, tile {tile}"),
+                    format!(
+                        "{} on layers {}, video kbit/s p50 {} ({} – {})",
+                        g["subscribers"],
+                        g["on_layer"],
+                        g["video_kbps_p50"],
+                        g["video_kbps_min"],
+                        g["video_kbps_max"]
+                    ),
+                );
+            }
         }
         if let Some(s) = j["server"].as_object() {
             row(
