@@ -10,7 +10,7 @@ import { inflateSync } from 'node:zlib';
 import { after, before, test } from 'node:test';
 import { launch } from './lib/browser.mjs';
 import { openMeeting } from './lib/call.mjs';
-import { REPO_ROOT, startServer } from './lib/server.mjs';
+import { REPO_ROOT, apiCall, startServer } from './lib/server.mjs';
 
 const BIN = path.resolve(REPO_ROOT, process.env.VECHE_BIN ?? 'target/debug/veche');
 const TIMEOUT_MS = 15000;
@@ -42,16 +42,7 @@ after(async () => {
  * @param {string | null} token
  * @param {unknown} [body]
  */
-async function call(method, route, token, body) {
-  const res = await fetch(`${server.url}/api/v1${route}`, {
-    method,
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body ? { 'content-type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  assert.ok(res.ok, `${method} ${route}: ${res.status} ${text}`);
-  return text ? JSON.parse(text) : null;
-}
+const call = (method, route, token, body) => apiCall(server.url, method, route, token, body);
 
 /**
  * The RGB(A) pixels of a PNG (8 bits per channel, no interlacing: what Chromium writes),

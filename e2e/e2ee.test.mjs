@@ -201,15 +201,19 @@ test('three Chromium and one Firefox in an E2EE meeting: decrypted media, one se
   // where without the renewals they are at most three epochs.
   assert.ok((four[0]?.epoch ?? 0) >= 4, `the joiners renewed their leaves: epoch ${four[0]?.epoch} with 4 members`);
   for (const [name, page] of pages) {
-    const s = await e2ee(page);
-    assert.ok(s, `${name} runs E2EE`);
-    // Every kind went through the worker both ways: audio and video sent and received.
-    const live = s.transforms.filter(t => t.ok > 0);
-    for (const side of ['send', 'recv']) {
-      for (const kind of ['audio', 'video']) {
-        assert.ok(live.some(t => t.side === side && t.kind === kind), `${name}: ${side} ${kind} is encrypted: ${JSON.stringify(s.transforms)}`);
-      }
-    }
+    // Every kind went through the worker both ways: audio and video sent and received. The
+    // worker counts frames per one-second window; on two loaded cores a page can go a second
+    // without a video frame, so the windows of up to 10 s are taken together.
+    /** @type {Set<string>} */
+    const through = new Set();
+    const wanted = ['send audio', 'send video', 'recv audio', 'recv video'];
+    const started = Date.now();
+    const s = await until(`${name}: each kind encrypted both ways (${wanted.join(', ')})`, async () => {
+      const status = await e2ee(page);
+      for (const t of status?.transforms ?? []) if (t.ok > 0) through.add(`${t.side} ${t.kind}`);
+      return status;
+    }, status => status !== null && wanted.every(w => through.has(w)), 10000, () => `seen: ${[...through].join(', ')}`);
+    if (Date.now() - started > 1500) console.log(`E2EE ${name}: every kind through the worker after ${Date.now() - started} ms`);
     const badge = await page.evaluate(() => document.querySelector('#e2ee-badge:not([hidden]) #security-code')?.textContent ?? null);
     assert.equal(badge, code4, `${name} shows the code`);
     const { send, recv } = s.totals;

@@ -1,10 +1,10 @@
 // The message catalogs, without a browser: every key the client uses is in every catalog,
 // the catalogs have the same keys, placeholders and the plural forms of their language,
-// every error code the server can send has a message, and no user-visible literal text is
-// left in the client's JS or HTML.
+// every error code the server can send has a message, every action the server records in the
+// audit log has a name, and no user-visible literal text is left in the client's JS or HTML.
 
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { REPO_ROOT } from './lib/server.mjs';
@@ -78,6 +78,49 @@ test('every error code the server sends has a message', () => {
     codes.push(...[...text.matchAll(/\(StatusCode::\w+, "([a-z_]+)"\)/g)].map(m => m[1]));
   }
   const missing = [...new Set(codes)].filter(c => !(`error.${c}` in en));
+  assert.deepEqual(missing, []);
+});
+
+/**
+ * The Rust source files under `dir` that are not tests, each cut at its `#[cfg(test)]`.
+ * @param {string} dir
+ * @returns {{file: string, text: string}[]}
+ */
+function rustSources(dir) {
+  return readdirSync(dir).flatMap(f => {
+    const p = path.join(dir, f);
+    if (statSync(p).isDirectory()) return f === 'tests' ? [] : rustSources(p);
+    if (!f.endsWith('.rs') || f.endsWith('tests.rs')) return [];
+    const text = readFileSync(p, 'utf8');
+    const cut = text.indexOf('#[cfg(test)]');
+    return [{ file: path.relative(REPO_ROOT, p), text: cut < 0 ? text : text.slice(0, cut) }];
+  });
+}
+
+test('every action the server records in the audit log has a name in every catalog', () => {
+  const rust = ['crates/veche-server/src', 'crates/veche-sfu/src'].flatMap(d => rustSources(path.join(REPO_ROOT, d)));
+  // Actions are `area.verb` literals: those handed to the audit calls, wherever they sit in
+  // the call, name the areas; any literal of those areas is an action (some are picked in a
+  // conditional first), but for the webhooks' event names, which are not recorded.
+  const areas = new Set(Object.keys(en).filter(k => k.startsWith('audit_action.')).map(k => k.split('.')[1]));
+  const call = /(?:\baudit(?:_entry)?\(|\bentry\(|\baction:\s*)[^;]*?"([a-z]+)\.[a-z_]+"/g;
+  for (const { text } of rust) for (const [, area] of text.matchAll(call)) areas.add(area);
+  const events = readFileSync(path.join(REPO_ROOT, 'crates/veche-server/src/webhooks/event.rs'), 'utf8');
+  const notActions = new Set([...events.matchAll(/=> "([a-z]+\.[a-z_]+)"/g)].map(m => m[1]));
+  /** @type {Map<string, string>} */
+  const actions = new Map();
+  for (const { file, text } of rust) {
+    for (const [, action, area] of text.matchAll(/"(([a-z]+)\.[a-z_]+)"/g)) {
+      if (areas.has(area) && !notActions.has(action)) actions.set(action, file);
+    }
+  }
+  assert.ok(actions.size >= 30, `found the audit actions: ${[...actions.keys()]}`);
+  const missing = [];
+  for (const [action, file] of actions) {
+    for (const [lang, cat] of Object.entries(CATALOGS)) {
+      if (!(`audit_action.${action}` in cat)) missing.push(`${file}: ${action} (${lang})`);
+    }
+  }
   assert.deepEqual(missing, []);
 });
 

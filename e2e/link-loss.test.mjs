@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { namespaceCall } from './lib/call.mjs';
-import { concealedPercent, heldShare, phase, threeParty, untilHeight, videoDelta } from './lib/shaped.mjs';
+import { concealedPercent, heldShare, median, phase, threeParty, untilHeight, videoDelta } from './lib/shaped.mjs';
 
 /** The tile each participant renders the others' cameras in. */
 const TILE = { width: 640, height: 360 };
@@ -19,9 +19,6 @@ const TILE = { width: 640, height: 360 };
 /** How long each measured phase lasts, and how many clean and lossy phases alternate. */
 const PHASE_MS = 5000;
 const ROUNDS = 3;
-
-/** @param {number[]} v */
-const median = v => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)];
 
 /** @type {import('./lib/call.mjs').NamespaceCall} */
 let call;

@@ -3,12 +3,15 @@
 // back to Veche signed in. The first sign-in makes the account (an admin of the directory
 // organisation through the groups claim), the second signs in to the same account, an
 // existing local account with the same email is linked; a tampered state, a replayed
-// callback and a replayed code each fail with their own error on the sign-in page.
+// callback and a replayed code each fail with their own error on the sign-in page. At the
+// provider, a wrong password and a disabled account are refused there and never reach Veche;
+// a denied consent comes back as `error=access_denied` and ends on Veche's sign-in page with
+// its message in the browser's language, signed out.
 
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { launch } from './lib/browser.mjs';
-import { startProvider } from './lib/oidc-provider.mjs';
+import { ACCOUNTS, REFUSED, startProvider } from './lib/oidc-provider.mjs';
 import { freeTcpPort, startServer } from './lib/server.mjs';
 
 /** @type {Awaited<ReturnType<typeof startServer>>} */
@@ -53,7 +56,7 @@ async function signInAtProvider(page, login) {
   await page.goto(`${veche.url}/login`);
   await page.click('#sso-btn');
   await page.fill('input[name=login]', login);
-  await page.fill('input[name=password]', 'any password');
+  await page.fill('input[name=password]', ACCOUNTS[login].password);
   await page.click('button:has-text("Sign-in")');
   await page.click('button:has-text("Continue")');
 }
@@ -160,5 +163,57 @@ test('OpenID sign-in links an existing local account by its verified email', asy
   await signInAtProvider(stranger, 'unverified');
   await stranger.waitForURL(/\/login\?sso_error=oidc_email_unverified$/);
   await other.close();
+  await context.close();
+});
+
+test('the provider refuses a wrong password and a disabled account; a denied consent ends signed out at Veche', async () => {
+  const context = await browser.newContext({ locale: 'ru-RU' });
+  const page = await context.newPage();
+  /** @type {string[]} */
+  const callbacks = [];
+  page.on('request', r => {
+    if (r.url().startsWith(`${veche.url}/api/v1/auth/oidc/callback`)) callbacks.push(r.url());
+  });
+  const signedIn = async () => (await (await context.request.get(`${veche.url}/api/v1/auth/me`)).json()).error?.code !== 'unauthenticated';
+  /**
+   * @param {string} login
+   * @param {string} password
+   */
+  const atProvider = async (login, password) => {
+    await page.fill('input[name=login]', login);
+    await page.fill('input[name=password]', password);
+    await page.click('button:has-text("Sign-in")');
+  };
+
+  await page.goto(`${veche.url}/login`);
+  await page.click('#sso-btn');
+  await page.waitForURL(`${idp.issuer}/interaction/**`);
+  await atProvider('dave', 'not dave\'s password');
+  assert.equal(await page.textContent('#idp-error'), REFUSED.password);
+  assert.ok(page.url().startsWith(idp.issuer), 'a wrong password stays at the provider');
+
+  await atProvider('carol', ACCOUNTS.carol.password);
+  assert.equal(await page.textContent('#idp-error'), REFUSED.disabled);
+  assert.ok(page.url().startsWith(idp.issuer), 'a disabled account stays at the provider');
+  assert.deepEqual(callbacks, [], 'nothing came back to Veche');
+  assert.equal(await signedIn(), false);
+
+  // The right password, then the consent denied: the provider sends the error back.
+  await atProvider('dave', ACCOUNTS.dave.password);
+  await page.click('button:has-text("Deny")');
+  await page.waitForURL(`${veche.url}/login?sso_error=oidc_access_denied`);
+  assert.equal(callbacks.length, 1);
+  const denied = new URL(callbacks[0]);
+  assert.equal(denied.searchParams.get('error'), 'access_denied');
+  assert.equal(denied.searchParams.get('code'), null);
+  assert.equal(await page.textContent('#login-error'),
+    'Вход отменён или не разрешён у поставщика удостоверений. Вы не вошли в систему.');
+  assert.equal(await signedIn(), false);
+  assert.ok(!(await context.cookies(veche.url)).some(c => c.name === 'veche_session'), 'no session cookie');
+  // That sign-in is over: its error callback again is a used state, not a second refusal.
+  await context.addCookies([{ name: 'veche_oidc', value: denied.searchParams.get('state') ?? '', domain: '127.0.0.1', path: '/api/v1/auth/oidc' }]);
+  await page.goto(denied.toString());
+  await page.waitForURL(`${veche.url}/login?sso_error=oidc_state_unknown`);
+  assert.equal(await signedIn(), false);
   await context.close();
 });

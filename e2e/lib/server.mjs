@@ -165,3 +165,23 @@ export async function startServer(options = {}) {
   }
   return { url, host, httpPort, mediaPort, dataDir, stop, kill9, log };
 }
+
+/**
+ * A JSON call to a server's REST API with a bearer token; an error status throws, with the
+ * answer in the message.
+ * @param {string} url the server's URL
+ * @param {string} method
+ * @param {string} route under `/api/v1`
+ * @param {string | null} token
+ * @param {unknown} [body]
+ */
+export async function apiCall(url, method, route, token, body) {
+  const res = await fetch(`${url}/api/v1${route}`, {
+    method,
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body ? { 'content-type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}

@@ -15,6 +15,13 @@ import { randomBytes } from 'node:crypto';
 export const LOW_HEIGHT = 240;
 
 /**
+ * The median of `v` (the upper one of an even count): the shaped-link tests judge A and B
+ * over alternating rounds by it, so one stalled phase does not decide.
+ * @param {number[]} v
+ */
+export const median = v => [...v].sort((x, y) => x - y)[Math.floor(v.length / 2)];
+
+/**
  * @typedef {{frames: number, height: number, freezes: number, freezeMs: number}} VideoFigures
  * @typedef {{concealed: number, samples: number}} AudioFigures
  * @typedef {{

@@ -2,7 +2,7 @@
 // requests), and the join page of a created meeting (`/j/{id}`).
 
 import { ApiError, api, currentUser, errorMessage, formatTime, forgetSession, hasSession, rememberCsrf } from './api.js';
-import { h, show, toast } from './dom.js';
+import { copyText, h, show, toast } from './dom.js';
 import { errorText, language, languageSwitch, t } from './i18n.js';
 import { cleanName, saveName, savedName } from './names.js';
 import { safeNext } from './redirect.js';
@@ -131,9 +131,11 @@ export async function showSignup() {
   form.addEventListener('submit', async event => {
     event.preventDefault();
     try {
+      // Without a name for the organisation, one in the user's language (the server's own
+      // default is English).
       const res = await api('POST', '/auth/signup', {
         name: name.value, email: email.value, password: password.value,
-        ...(org.value.trim() ? { org_name: org.value.trim() } : {}),
+        org_name: org.value.trim() || t('signup.default_org', { name: cleanName(name.value) || name.value.trim() }),
       });
       rememberCsrf(res.csrf_token);
       location.assign('/meetings');
@@ -165,7 +167,8 @@ function meetingRow(m) {
   const copy = h('button', {
     type: 'button', class: 'button', text: t('meetings.copy_link'),
     onclick: () => {
-      void navigator.clipboard?.writeText(joinLink(m.id)).then(() => toast(t('meetings.link_copied')));
+      const link = joinLink(m.id);
+      void copyText(link).then(copied => toast(copied ? t('meetings.link_copied') : t('meeting.invite_link', { link }), 'info', copied ? undefined : 15000));
     },
   });
   const del = h('button', {
@@ -296,8 +299,8 @@ function scheduleForm() {
       });
       // Only now is the passcode known in clear: offer the link that carries it.
       const link = passcode.value ? `${joinLink(m.id)}?pwd=${encodeURIComponent(passcode.value)}` : joinLink(m.id);
-      void navigator.clipboard?.writeText(link).catch(() => {});
-      toast(t('schedule.created', { link }), 'info', 8000);
+      const copied = await copyText(link);
+      toast(t(copied ? 'schedule.created' : 'schedule.created_not_copied', { link }), 'info', copied ? 8000 : 15000);
       void showMeetings();
     } catch (e) {
       fail(error, e);
@@ -432,9 +435,10 @@ async function calendarCard() {
         url.value = res.url;
         url.hidden = false;
         make.textContent = t('calendar.reset');
-        note.textContent = t('calendar.copy_now');
-        await navigator.clipboard?.writeText(res.url);
-        toast(t('calendar.copied'));
+        // The link is shown this once; say whether it is on the clipboard too.
+        const copied = await copyText(res.url);
+        note.textContent = t(copied ? 'calendar.copy_now' : 'calendar.copy_yourself');
+        if (copied) toast(t('calendar.copied'));
       } catch (e) {
         toast(errorMessage(e), 'error');
       }

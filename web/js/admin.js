@@ -168,7 +168,8 @@ function eventName(type) {
 }
 
 /**
- * The organisation's webhook endpoints, the form to register one, and the open delivery log.
+ * The organisation's webhook endpoints, the form to register one, and the open delivery log
+ * (a delivery's error is the server's, in English, and marked so).
  * @param {string} org
  * @param {Endpoints} hooks
  * @param {Delivery[] | null} log
@@ -224,7 +225,7 @@ function webhookSection(org, hooks, log) {
       log.length
         ? table('deliveries-table', [t('webhooks.when'), t('webhooks.event'), t('webhooks.status'), t('webhooks.attempts'), t('webhooks.answer'), t('webhooks.error'), t('webhooks.next')],
           log.map(d => [formatMs(d.created_at_ms), eventName(d.event_type), t(`delivery_status.${d.status}`), String(d.attempts),
-            d.last_status === null ? '—' : String(d.last_status), d.last_error ?? '', formatMs(d.next_attempt_ms)]))
+            d.last_status === null ? '—' : String(d.last_status), h('span', { lang: 'en', text: d.last_error ?? '' }), formatMs(d.next_attempt_ms)]))
         : h('p', { class: 'muted', text: t('webhooks.no_deliveries') }),
     ] : []));
 }

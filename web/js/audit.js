@@ -3,20 +3,41 @@
 
 import { api, errorMessage, formatTime } from './api.js';
 import { h } from './dom.js';
-import { t } from './i18n.js';
+import { has, t } from './i18n.js';
 
 /**
  * @typedef {{at: number, actor_email: string | null, ip: string | null, action: string,
  *   target: string, org_id: string | null, detail: string}} Entry
  */
 
-/** @param {Entry[]} entries */
+/** What `veche admin` (crates/veche-server/src/admin_cli.rs) records as its actor and address. */
+const CLI = { actor: 'cli', ip: 'local shell' };
+
+/**
+ * An action in the user's language, followed by its code (what the action filter matches);
+ * an action this client does not know, by its code only.
+ * @param {string} action
+ */
+function actionCell(action) {
+  const code = h('code', { text: action });
+  const key = `audit_action.${action}`;
+  return has(key) ? h('td', {}, t(key), ' ', code) : h('td', {}, code);
+}
+
+/**
+ * The log's entries; an entry's target and detail are the server's record, written in English
+ * when the action was taken (e.g. `Boris (guest) in meeting …`), and marked so.
+ * @param {Entry[]} entries
+ */
 function auditTable(entries) {
   const head = [t('audit.when'), t('audit.who'), t('audit.from'), t('audit.what'), t('audit.target'), t('audit.detail')];
+  const cell = (/** @type {string} */ text) => h('td', { text });
   return h('table', { class: 'admin-table', id: 'audit-table' },
     h('thead', {}, h('tr', {}, ...head.map(c => h('th', { text: c })))),
     h('tbody', {}, ...entries.map(e => h('tr', {},
-      ...[formatTime(e.at), e.actor_email ?? '—', e.ip ?? '—', e.action, e.target, e.detail].map(c => h('td', { text: c }))))));
+      cell(formatTime(e.at)), cell(e.actor_email === CLI.actor ? t('audit.cli_actor') : e.actor_email ?? '—'),
+      cell(e.ip === CLI.ip ? t('audit.cli_ip') : e.ip ?? '—'), actionCell(e.action),
+      h('td', { lang: 'en', text: e.target }), h('td', { lang: 'en', text: e.detail })))));
 }
 
 /**

@@ -93,7 +93,8 @@ export function pluralCategory(lang, count) {
 
 /**
  * A message of a given catalog, with its placeholders filled in. Missing keys fall back to
- * English, then to the key itself (the catalog test keeps that from happening).
+ * English, then to the key itself, logged as an error (the catalog test and the browser
+ * walk of every page keep that from happening).
  * @param {Lang} lang
  * @param {string} key
  * @param {Record<string, string | number>} [params] `count` picks the plural form
@@ -102,7 +103,10 @@ export function translate(lang, key, params = {}) {
   const own = CATALOGS[lang][key];
   const from = own === undefined ? 'en' : lang;
   let message = own ?? CATALOGS.en[key];
-  if (message === undefined) return key;
+  if (message === undefined) {
+    console.error(`veche: no message for ${JSON.stringify(key)}`);
+    return key;
+  }
   if (typeof message === 'object') {
     message = message[pluralCategory(from, Number(params.count ?? 0))] ?? message.other ?? '';
   }
