@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { launch } from './lib/browser.mjs';
 import { launchFirefox } from './lib/firefox.mjs';
-import { firstFrameAt, inbound, until, waitForMedia } from './lib/media.mjs';
+import { firstFrameAt, longestStall, until, waitForMedia } from './lib/media.mjs';
 import { createHost } from './lib/netns.mjs';
 import { startServer } from './lib/server.mjs';
 
@@ -145,34 +145,6 @@ function transcriptBytes(frames) {
   };
   for (const f of frames) walk(JSON.parse(f));
   return out;
-}
-
-/**
- * The longest time, over the page's decoding videos (but those on `skipMids`), in which one
- * did not decode a frame, sampled every 100 ms for `ms`.
- * @param {AnyPage} page
- * @param {number} ms
- * @param {Set<string>} skipMids
- */
-async function longestStall(page, ms, skipMids) {
-  /** @type {Map<string, {frames: number, at: number, worst: number}>} */
-  const seen = new Map();
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    const stats = await inbound(page);
-    const now = Date.now();
-    for (const v of stats?.video ?? []) {
-      if (skipMids.has(v.mid)) continue;
-      const s = seen.get(v.mid);
-      if (!s) seen.set(v.mid, { frames: v.framesDecoded, at: now, worst: 0 });
-      else if (v.framesDecoded > s.frames) Object.assign(s, { frames: v.framesDecoded, at: now });
-      else s.worst = Math.max(s.worst, now - s.at);
-    }
-    await new Promise(r => setTimeout(r, 100));
-  }
-  let worst = { ms: 0, mid: '' };
-  for (const [mid, s] of seen) if (s.frames > 0 && s.worst > worst.ms) worst = { ms: s.worst, mid };
-  return worst;
 }
 
 test('three Chromium and one Firefox in an E2EE meeting: decrypted media, one security code, rekey on join and removal', { timeout: 240000 }, async () => {

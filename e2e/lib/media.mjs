@@ -141,3 +141,31 @@ export async function until(what, probe, ok, timeoutMs, context = () => '') {
   }
   throw new Error(`${what} within ${timeoutMs} ms; last: ${JSON.stringify(last)}\n${context()}`);
 }
+
+/**
+ * The longest time, over the page's decoding videos (but those on `skipMids`), in which one
+ * did not decode a frame, sampled every 100 ms for `ms`.
+ * @param {AnyPage} page
+ * @param {number} ms
+ * @param {Set<string>} skipMids
+ */
+export async function longestStall(page, ms, skipMids) {
+  /** @type {Map<string, {frames: number, at: number, worst: number}>} */
+  const seen = new Map();
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const stats = await inbound(page);
+    const now = Date.now();
+    for (const v of stats?.video ?? []) {
+      if (skipMids.has(v.mid)) continue;
+      const s = seen.get(v.mid);
+      if (!s) seen.set(v.mid, { frames: v.framesDecoded, at: now, worst: 0 });
+      else if (v.framesDecoded > s.frames) Object.assign(s, { frames: v.framesDecoded, at: now });
+      else s.worst = Math.max(s.worst, now - s.at);
+    }
+    await new Promise(r => setTimeout(r, 100));
+  }
+  let worst = { ms: 0, mid: '' };
+  for (const [mid, s] of seen) if (s.frames > 0 && s.worst > worst.ms) worst = { ms: s.worst, mid };
+  return worst;
+}

@@ -159,7 +159,7 @@ function joinLink(id) {
 /**
  * @typedef {{id: string, title: string, starts_at: number | null, duration_minutes: number,
  *   recurrence: string, has_passcode: boolean, waiting_room: boolean, join_before_host: boolean,
- *   e2ee?: 'off' | 'required'}} Meeting
+ *   e2ee?: 'off' | 'optional' | 'required'}} Meeting
  */
 
 /** @param {Meeting} m */
@@ -188,7 +188,7 @@ function meetingRow(m) {
   const flags = [
     m.has_passcode ? t('meetings.flag_passcode') : '', m.waiting_room ? t('meetings.flag_waiting_room') : '',
     m.join_before_host ? '' : t('meetings.flag_waits_for_host'),
-    m.e2ee === 'required' ? t('meetings.flag_e2ee') : '',
+    m.e2ee === 'required' ? t('meetings.flag_e2ee') : m.e2ee === 'optional' ? t('meetings.flag_e2ee_optional') : '',
   ].filter(Boolean).join(' · ');
   const minutes = t('meetings.minutes', { count: m.duration_minutes });
   const live = h('div', { class: 'row live-controls', hidden: true });
@@ -270,7 +270,10 @@ function scheduleForm() {
   const cohosts = h('input', { id: 'meeting-cohosts', placeholder: t('schedule.cohosts_placeholder') });
   const waiting = h('input', { id: 'meeting-waiting', type: 'checkbox' });
   const beforeHost = h('input', { id: 'meeting-before-host', type: 'checkbox', checked: true });
-  const e2ee = h('input', { id: 'meeting-e2ee', type: 'checkbox' });
+  const e2ee = h('select', { id: 'meeting-e2ee' },
+    h('option', { value: 'off', text: t('schedule.e2ee_off') }),
+    h('option', { value: 'optional', text: t('schedule.e2ee_optional') }),
+    h('option', { value: 'required', text: t('schedule.e2ee_required') }));
   const error = h('p', { class: 'error', role: 'alert' });
   const form = h('form', { class: 'stack card', id: 'schedule-form' },
     h('h2', { text: t('schedule.heading') }),
@@ -279,7 +282,7 @@ function scheduleForm() {
     field(t('account.passcode'), passcode), field(t('schedule.cohosts'), cohosts),
     h('label', { class: 'check' }, waiting, h('span', { text: t('schedule.waiting_room') })),
     h('label', { class: 'check' }, beforeHost, h('span', { text: t('schedule.before_host') })),
-    h('label', { class: 'check' }, e2ee, h('span', { text: t('schedule.e2ee') })),
+    field(t('schedule.e2ee'), e2ee),
     h('p', { class: 'muted field-note', text: t('schedule.e2ee_hint') }),
     error,
     h('button', { type: 'submit', class: 'button primary', id: 'schedule-btn', text: t('schedule.submit') }));
@@ -294,7 +297,7 @@ function scheduleForm() {
         ...(passcode.value ? { passcode: passcode.value } : {}),
         waiting_room: waiting.checked,
         join_before_host: beforeHost.checked,
-        e2ee: e2ee.checked ? 'required' : 'off',
+        e2ee: /** @type {'off' | 'optional' | 'required'} */ (/** @type {HTMLSelectElement} */ (e2ee).value),
         co_hosts: cohosts.value.split(',').map(e => e.trim()).filter(Boolean),
       });
       // Only now is the passcode known in clear: offer the link that carries it.

@@ -1,4 +1,5 @@
-// End-to-end encryption of one connection to a meeting whose `e2ee` is `required`: the MLS
+// End-to-end encryption of one connection to a meeting whose `e2ee` is `required` or
+// `optional` (and a browser that can encrypt): the MLS
 // member (mls.js, loaded on demand) that follows the server's delivery-service messages, and
 // the media worker (worker/e2ee-worker.js) whose transforms encrypt every frame we send and
 // decrypt every frame we receive with the current epoch's SFrame keys.
@@ -6,6 +7,11 @@
 // The server never sees a key: it relays our key package, asks us (when we are the designated
 // committer) to commit who joins and leaves, and relays commits and Welcomes. Each accepted
 // commit starts a new epoch with new keys and a new security code.
+//
+// In an `optional` meeting someone whose browser cannot encrypt may be in: while they are,
+// `setPlain` has the worker send our media in the clear and accept clear media (it still
+// decrypts what is encrypted, so the switch either way loses no frame), chat goes unsealed,
+// and the status says who keeps the meeting from being end-to-end encrypted.
 
 import { currentUser } from './api.js';
 
@@ -36,6 +42,9 @@ const KEY_ROTATION_MS = 15 * 60 * 1000;
  * @property {number} epoch -1 before the group exists
  * @property {string} fingerprint of our own signature key
  * @property {RosterEntry[]} roster everyone in the group, ourselves included
+ * @property {string[]} plain in an `optional` meeting, the names of those in it whose browser
+ *   cannot encrypt (while there are any, nothing is end-to-end encrypted); empty otherwise
+ * @property {boolean} [self] this browser is the one that cannot encrypt (no group, no keys)
  */
 
 /**
@@ -138,7 +147,7 @@ export class E2ee {
     /** @type {ReturnType<typeof setTimeout> | undefined} */
     this.rotationTimer = undefined;
     /** @type {E2eeStatus} */
-    this.status = { encrypted: false, code: '', epoch: -1, fingerprint: '', roster: [] };
+    this.status = { encrypted: false, code: '', epoch: -1, fingerprint: '', roster: [], plain: [] };
     /** Accounts whose key changed that we already warned about. @type {Set<string>} */
     this.warned = new Set();
     this.stopped = false;
@@ -146,8 +155,8 @@ export class E2ee {
     this.epochStartedAt = new Map();
     /** Transforms by id, from the worker's last report. @type {any[]} */
     this.transforms = [];
-    /** Frames through the worker and the time they took, since the start, by side. */
-    this.totals = { send: { frames: 0, failed: 0, ms: 0 }, recv: { frames: 0, failed: 0, ms: 0 } };
+    /** Frames through the worker (`plain`: passed in the clear) and the time they took, since the start, by side. */
+    this.totals = { send: { frames: 0, failed: 0, plain: 0, ms: 0 }, recv: { frames: 0, failed: 0, plain: 0, ms: 0 } };
     /** The chat keys of the latest epochs, by epoch. @type {Map<number, CryptoKey>} */
     this.chatKeys = new Map();
     /** Called when an epoch's chat key arrives. @type {(() => void)[]} */
@@ -237,6 +246,26 @@ export class E2ee {
     });
     this.chatQueue = opened.catch(() => null);
     return opened;
+  }
+
+  /**
+   * In an `optional` meeting: who is in it whose browser cannot encrypt. While anyone is,
+   * media and chat go in the clear.
+   * @param {string[]} names
+   */
+  setPlain(names) {
+    const was = this.status.plain.length > 0;
+    const plain = names.length > 0;
+    if (plain !== was) this.worker.postMessage({ type: 'plain', plain });
+    if (plain !== was || names.join('\n') !== this.status.plain.join('\n')) {
+      this.status = { ...this.status, plain: [...names], encrypted: plain ? false : this.status.encrypted };
+      this.changed(this.status);
+    }
+  }
+
+  /** Whether what we say and send must be sealed now. */
+  get sealing() {
+    return this.status.plain.length === 0;
   }
 
   /** Makes our MLS member and hands the server its key package. */
@@ -466,12 +495,13 @@ export class E2ee {
       const total = t.side === 'send' ? this.totals.send : this.totals.recv;
       total.frames += t.ok;
       total.failed += t.failed;
+      total.plain += t.plain;
       total.ms += t.busyMs;
     }
     const epoch = this.status.epoch;
-    const live = m.transforms.filter((/** @type {any} */ s) => s.ok > 0 || s.failed > 0);
-    const encrypted = epoch >= 0 && live.length > 0
-      && live.every((/** @type {any} */ s) => s.failed === 0 && s.epoch === epoch);
+    const live = m.transforms.filter((/** @type {any} */ s) => s.ok > 0 || s.failed > 0 || s.plain > 0);
+    const encrypted = this.sealing && epoch >= 0 && live.length > 0
+      && live.every((/** @type {any} */ s) => s.failed === 0 && s.plain === 0 && s.epoch === epoch);
     if (encrypted !== this.status.encrypted) {
       this.status = { ...this.status, encrypted };
       this.changed(this.status);

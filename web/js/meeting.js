@@ -159,16 +159,21 @@ class Meeting {
       text: t('meeting.audio_blocked'), onclick: () => this.unblockAudio() });
     this.securityCode = h('span', { class: 'security-code', id: 'security-code' });
     this.e2eeLabel = h('span', { id: 'e2ee-label' });
+    this.e2eeLock = icon('lock');
+    this.e2eeUnlock = icon('unlock');
+    this.e2eeUnlock.style.display = 'none';
     this.e2eeBadge = h('button', { type: 'button', class: 'e2ee-badge', id: 'e2ee-badge', hidden: true,
       onclick: () => this.showE2eeDetails() },
-      icon('lock'), this.e2eeLabel, this.securityCode);
+      this.e2eeLock, this.e2eeUnlock, this.e2eeLabel, this.securityCode);
     /** @type {import('./e2ee.js').E2eeStatus | null} */
     this.e2eeStatus = null;
     this.e2eeList = h('ul', { class: 'e2ee-roster', id: 'e2ee-roster' });
     this.e2eeCode = h('p', { class: 'security-code big', id: 'e2ee-details-code' });
+    this.e2eePlainNote = h('p', { class: 'error', id: 'e2ee-plain-note', hidden: true });
     this.e2eeDialog = h('dialog', { id: 'e2ee-dialog', class: 'card', 'aria-label': t('e2ee.details_title') },
       h('div', { class: 'stack' },
         h('h2', { text: t('e2ee.details_title') }),
+        this.e2eePlainNote,
         h('p', { class: 'muted', text: t('e2ee.compare_hint') }),
         this.e2eeCode,
         this.e2eeList,
@@ -544,14 +549,21 @@ class Meeting {
     this.e2eeBadge.hidden = status === null;
     if (this.e2eeDialog.open) this.fillE2eeDetails();
     if (!status) return;
+    // An `optional` meeting with someone in it whose browser cannot encrypt (maybe ours).
+    const plain = status.self ? t('e2ee.plain_self')
+      : status.plain.length > 0 ? t('e2ee.plain_because', { names: status.plain.join(', ') }) : '';
+    this.e2eeBadge.classList.toggle('plain', plain !== '');
+    this.e2eeLock.style.display = plain ? 'none' : '';
+    this.e2eeUnlock.style.display = plain ? '' : 'none';
     this.e2eeBadge.classList.toggle('warning', status.roster.some(m => m.keyChanged));
     // The badge claims encryption only when every track in and out used the current keys.
-    this.e2eeBadge.classList.toggle('pending', !status.encrypted);
-    this.e2eeLabel.textContent = status.encrypted ? t('e2ee.encrypted') : t('e2ee.starting');
-    this.securityCode.textContent = status.code;
-    this.e2eeBadge.title = status.code
+    this.e2eeBadge.classList.toggle('pending', !status.encrypted && plain === '');
+    this.e2eeLabel.textContent = plain ? t('e2ee.not_encrypted')
+      : status.encrypted ? t('e2ee.encrypted') : t('e2ee.starting');
+    this.securityCode.textContent = plain ? '' : status.code;
+    this.e2eeBadge.title = plain || (status.code
       ? t('e2ee.code_title', { code: status.code, count: status.roster.length })
-      : t('e2ee.starting');
+      : t('e2ee.starting'));
   }
 
   showE2eeDetails() {
@@ -562,6 +574,8 @@ class Meeting {
   /** The security code and everyone's key fingerprint, for comparing out of band. */
   fillE2eeDetails() {
     const status = this.e2eeStatus;
+    this.e2eePlainNote.textContent = this.e2eeBadge.title;
+    this.e2eePlainNote.hidden = !this.e2eeBadge.classList.contains('plain');
     this.e2eeCode.textContent = status?.code ?? '';
     const self = String(this.session.selfId);
     this.e2eeList.replaceChildren(...(status?.roster ?? []).map(m => {

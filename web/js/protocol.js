@@ -30,7 +30,7 @@ export const PROTOCOL_VERSION = 1;
 
 /**
  * A meeting's end-to-end encryption: `required` meetings admit only browsers that encrypt.
- * @typedef {'off' | 'required'} E2eeMode
+ * @typedef {'off' | 'optional' | 'required'} E2eeMode
  */
 
 /**
@@ -58,6 +58,7 @@ export const PROTOCOL_VERSION = 1;
  * @property {boolean} video camera on
  * @property {boolean} screen sharing the screen
  * @property {boolean} hand_raised
+ * @property {boolean} [e2ee] their browser can encrypt media end to end
  */
 
 /**

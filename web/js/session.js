@@ -294,7 +294,7 @@ export class Session {
    */
   sendChat(text) {
     const e2ee = this.e2ee;
-    if (!e2ee) return this.send({ type: 'chat', text });
+    if (!e2ee?.sealing) return this.send({ type: 'chat', text });
     e2ee.sealChat(text).then(sealed => {
       if (this.e2ee === e2ee) this.send({ type: 'sealed_chat', sealed });
     }, () => this.view.notice(t('chat.not_sealed')));
@@ -740,6 +740,7 @@ export class Session {
         msg.participant.role ??= 'participant';
         this.participants.set(msg.participant.id, msg.participant);
         this.view.participantJoined(msg.participant);
+        this.followPlain();
         break;
       case 'participant_left':
         this.participants.delete(msg.participant_id);
@@ -747,6 +748,7 @@ export class Session {
           if (owner.participantId === msg.participant_id) this.remoteMids.delete(mid);
         }
         this.view.participantLeft(msg.participant_id);
+        this.followPlain();
         break;
       case 'track_published': {
         this.remoteMids.set(msg.mid, { participantId: msg.participant_id, kind: msg.kind });
@@ -924,15 +926,19 @@ export class Session {
   }
 
   /**
-   * Starts end-to-end encryption for this connection if the meeting requires it. Each
-   * connection is a new participant, so it gets a new MLS member.
+   * Starts end-to-end encryption for this connection if the meeting requires it, or offers
+   * it and this browser can. Each connection is a new participant, so it gets a new MLS
+   * member.
    * @param {ParticipantId} selfId
    */
   startE2ee(selfId) {
     this.e2ee?.stop();
     this.e2ee = null;
-    if (this.meeting.e2ee !== 'required') {
-      this.view.e2ee(null);
+    const mode = this.meeting.e2ee ?? 'off';
+    if (mode === 'off' || (mode === 'optional' && !canEncrypt())) {
+      // In an `optional` meeting this browser is the one that keeps it in the clear.
+      this.view.e2ee(mode === 'off' ? null
+        : { encrypted: false, code: '', epoch: -1, fingerprint: '', roster: [], plain: [], self: true });
       return;
     }
     const e2ee = new E2ee(selfId, msg => this.send(msg), status => {
@@ -943,8 +949,23 @@ export class Session {
       this.lost();
     });
     this.e2ee = e2ee;
+    this.followPlain();
     this.view.e2ee(e2ee.status);
     e2ee.start();
+  }
+
+  /**
+   * In an `optional` meeting, tells our encryption who is in whose browser cannot encrypt
+   * (while anyone is, media and chat go in the clear), and says so when that changes.
+   */
+  followPlain() {
+    const e2ee = this.e2ee;
+    if (!e2ee || this.meeting.e2ee !== 'optional') return;
+    const names = [...this.participants.values()].filter(p => !p.e2ee).map(p => p.name);
+    const was = e2ee.status.plain.length > 0;
+    e2ee.setPlain(names);
+    if (names.length > 0 && !was) this.view.notice(t('e2ee.now_plain', { names: names.join(', ') }));
+    if (names.length === 0 && was) this.view.notice(t('e2ee.now_encrypted'));
   }
 
   /**

@@ -91,6 +91,20 @@ pub enum E2eeMode {
     /// Every participant encrypts its media with the group's MLS keys; a browser that
     /// cannot is refused with [`ErrorCode::E2eeUnsupported`].
     Required,
+    /// Encrypted while every participant's browser can encrypt (each says so in
+    /// [`ParticipantInfo::e2ee`]): those that can form the MLS group, and media and chat are
+    /// sealed under its keys. A browser that cannot is let in, and while it is in the meeting
+    /// everyone sends media and chat in the clear (hop-by-hop DTLS-SRTP only) and every
+    /// client shows that the meeting is not end-to-end encrypted, and because of whom.
+    Optional,
+}
+
+impl E2eeMode {
+    /// Whether the meeting has an MLS group (its members' clients encrypt at least while
+    /// everyone can).
+    pub fn has_group(self) -> bool {
+        self != E2eeMode::Off
+    }
 }
 
 /// An MLS message (key package, commit or Welcome) that the server relays without reading
@@ -191,6 +205,10 @@ pub struct ParticipantInfo {
     /// Screen is being shared.
     pub screen: bool,
     pub hand_raised: bool,
+    /// The participant's browser can encrypt media end to end (its `join` said `e2ee`). In
+    /// an [`E2eeMode::Optional`] meeting, one that cannot keeps everyone's media in the clear.
+    #[serde(default)]
+    pub e2ee: bool,
 }
 
 /// Most remote videos one `video_sizes` may list: two (camera and screen) for each other

@@ -585,16 +585,155 @@ async fn a_scheduled_meeting_stores_e2ee_and_refuses_its_host_without_it() -> an
     )
     .await?;
     ensure!(patched["e2ee"] == "off", "{patched}");
-    // `optional` is not a mode (yet).
+    // Anything but the three modes is refused.
     let (status, _) = server
         .request(
             "PATCH",
             &format!("/api/v1/meetings/{id}"),
             Some(&token),
-            Some(&json!({"e2ee": "optional"}).to_string()),
+            Some(&json!({"e2ee": "sometimes"}).to_string()),
         )
         .await?;
-    ensure!(status == 400 || status == 422, "optional answered {status}");
+    ensure!(
+        status == 400 || status == 422,
+        "sometimes answered {status}"
+    );
+    server.pass();
+    Ok(())
+}
+
+/// Whether `p` got `participant_joined` for `name`, and what it said of its encryption.
+async fn joined_can_encrypt(p: &mut Peer, name: &str) -> anyhow::Result<bool> {
+    match p
+        .take(&format!("participant_joined {name}"), |m| {
+            matches!(m, ServerMessage::ParticipantJoined { participant } if participant.name == name)
+        })
+        .await?
+    {
+        ServerMessage::ParticipantJoined { participant } => Ok(participant.e2ee),
+        _ => unreachable!("matched above"),
+    }
+}
+
+/// An `optional` meeting: those who can encrypt form the group, a browser that cannot is
+/// let in (and everyone learns who can), and chat must be sealed exactly while everyone in
+/// the meeting can encrypt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_optional_meeting_lets_in_browsers_that_cannot_encrypt() -> anyhow::Result<()> {
+    let server = server().await?;
+    let (token, _) = peer::signup(&server, "host@example.org").await?;
+    let meeting = peer::api(
+        &server,
+        "POST",
+        "/meetings",
+        Some(&token),
+        json!({"title": "Town hall", "e2ee": "optional"}),
+    )
+    .await?;
+    ensure!(meeting["e2ee"] == "optional", "{meeting}");
+    let id = meeting["id"].as_str().context("no id")?.to_owned();
+    let got = peer::api(
+        &server,
+        "GET",
+        &format!("/meetings/{id}"),
+        Some(&token),
+        json!(null),
+    )
+    .await?;
+    ensure!(got["e2ee"] == "optional", "stored: {got}");
+
+    let mut host = Peer::connect(&server, Some(&token)).await?;
+    host.join_e2ee(&id, "Host", true, false).await?;
+    let host_id = match host
+        .expect("joined", |m| matches!(m, ServerMessage::Joined { .. }))
+        .await?
+    {
+        ServerMessage::Joined {
+            participant_id,
+            meeting,
+            ..
+        } => {
+            ensure!(meeting.e2ee == E2eeMode::Optional, "{meeting:?}");
+            participant_id
+        }
+        _ => unreachable!("matched above"),
+    };
+    host.send(&ClientMessage::MlsKeyPackage {
+        key_package: MlsBlob(key_package_as(host_id, "host@example.org", 1)),
+    })
+    .await?;
+    created(&mut host).await?;
+
+    // Everyone in can encrypt: plain chat is refused, sealed chat goes through.
+    host.send(&ClientMessage::Chat { text: "hi".into() })
+        .await?;
+    let why = error_of(&mut host, ErrorCode::InvalidMessage).await?;
+    ensure!(why.contains("sealed"), "message: {why}");
+    host.send(&ClientMessage::SealedChat {
+        sealed: MlsBlob(vec![1; 40]),
+    })
+    .await?;
+    host.expect("own sealed chat", |m| {
+        matches!(m, ServerMessage::SealedChat { .. })
+    })
+    .await?;
+
+    // A guest whose browser cannot encrypt gets in, and the host learns it cannot.
+    let mut old = Peer::connect(&server, None).await?;
+    old.join_e2ee(&id, "Old", false, false).await?;
+    match old
+        .expect("joined", |m| matches!(m, ServerMessage::Joined { .. }))
+        .await?
+    {
+        ServerMessage::Joined {
+            meeting,
+            participants,
+            ..
+        } => {
+            ensure!(meeting.e2ee == E2eeMode::Optional);
+            ensure!(
+                participants.iter().all(|p| p.e2ee),
+                "the host can encrypt: {participants:?}"
+            );
+        }
+        _ => unreachable!("matched above"),
+    }
+    ensure!(
+        !joined_can_encrypt(&mut host, "Old").await?,
+        "Old was announced as able to encrypt"
+    );
+    // A member that can encrypt comes in beside it, and is announced as able to.
+    let mut cy = Peer::connect(&server, None).await?;
+    cy.join_e2ee(&id, "Cy", true, false).await?;
+    cy.joined().await?;
+    ensure!(
+        joined_can_encrypt(&mut host, "Cy").await?,
+        "Cy was announced as unable to encrypt"
+    );
+
+    // While Old is in, chat in the clear is what everyone can read.
+    host.send(&ClientMessage::Chat {
+        text: "welcome".into(),
+    })
+    .await?;
+    old.expect(
+        "plain chat",
+        |m| matches!(m, ServerMessage::Chat { text, .. } if text == "welcome"),
+    )
+    .await?;
+
+    // Once Old has left, it is refused again.
+    old.send(&ClientMessage::Leave).await?;
+    host.expect("Old left", |m| {
+        matches!(m, ServerMessage::ParticipantLeft { .. })
+    })
+    .await?;
+    host.send(&ClientMessage::Chat {
+        text: "anyone?".into(),
+    })
+    .await?;
+    error_of(&mut host, ErrorCode::InvalidMessage).await?;
+    ensure!(!host.closed, "a refused chat closed the host's connection");
     server.pass();
     Ok(())
 }

@@ -28,8 +28,8 @@ use str0m::rtp::{ExtensionValues, RtpPacket, Vp8Descriptor};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, Rtc};
 use tracing::{debug, info, warn};
 use veche_proto::{
-    ErrorCode, MlsBlob, ParticipantId, ParticipantQuality, ServerMessage, TrackKind, VideoSize,
-    sealed_chat_max_bytes,
+    E2eeMode, ErrorCode, MlsBlob, ParticipantId, ParticipantQuality, ServerMessage, TrackKind,
+    VideoSize, sealed_chat_max_bytes,
 };
 
 use self::demux::{Demux, Route};
@@ -756,7 +756,7 @@ impl Sfu {
         let Some(p) = self.participants.get(&id) else {
             return;
         };
-        if self.is_encrypted(p.room_key()) {
+        if self.is_sealed(p.room_key()) {
             // The server must not see what an encrypted meeting says.
             return self.error(
                 id,
@@ -802,9 +802,26 @@ impl Sfu {
         self.broadcast(p.room_key(), None, msg);
     }
 
-    /// Whether `room`'s meeting is end-to-end encrypted.
+    /// Whether `room`'s meeting has an MLS group (its members may seal chat).
     fn is_encrypted(&self, room: RoomKey) -> bool {
         self.rooms.get(&room).is_some_and(|r| r.e2ee.is_some())
+    }
+
+    /// Whether everything said in `room` must be sealed: its meeting requires end-to-end
+    /// encryption, or it is optional and everyone in it can encrypt (so every client
+    /// encrypts). Plain chat is refused there.
+    fn is_sealed(&self, room: RoomKey) -> bool {
+        let Some(r) = self.rooms.get(&room) else {
+            return false;
+        };
+        match r.meeting.e2ee() {
+            E2eeMode::Off => false,
+            E2eeMode::Required => true,
+            E2eeMode::Optional => r
+                .members
+                .iter()
+                .all(|m| self.participants.get(m).is_none_or(|p| p.info.e2ee)),
+        }
     }
 
     fn members(&self, room: RoomKey) -> Vec<ParticipantId> {

@@ -363,6 +363,7 @@ impl Participant {
                 video: false,
                 screen: false,
                 hand_raised: false,
+                e2ee: false,
             },
             rtc,
             ufrag,

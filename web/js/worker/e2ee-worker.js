@@ -9,6 +9,14 @@
 // GRACE_MS, so a frame sent just before a sender moved on still plays. Once a second the worker
 // posts `{type: 'stats', transforms}`: per transform, the epoch it last used and how many
 // frames went through or failed since the last report (the badge is built from it).
+//
+// In an `optional` meeting the page posts `{type: 'plain', plain}` as someone who cannot
+// encrypt comes in (`true`) and when the last of them has left (`false`). While plain, frames
+// we send go out as they are, and a received frame that does not decrypt is passed on as it
+// is; one that decrypts is still decrypted. The switch to plain takes effect at once for
+// receiving and SEND_SWITCH_DELAY_MS later for sending (the others may still drop clear
+// frames until they hear of it); back to encrypted, sending encrypts at once and receiving
+// keeps taking clear frames for PLAIN_GRACE_MS from those not yet switched.
 
 import { EPOCH_BITS, decodeHeader, decryptFrame, deriveKey, encryptFrame } from '../sframe.js';
 
@@ -30,6 +38,26 @@ const STATS_MS = 1000;
  */
 const SEND_SWITCH_DELAY_MS = 300;
 const EPOCH_MASK = (1n << BigInt(EPOCH_BITS)) - 1n;
+/** After leaving plain mode, clear frames are still taken this long. */
+const PLAIN_GRACE_MS = 1000;
+/** We send in the clear (an `optional` meeting with someone in it who cannot decrypt). */
+let sendPlain = false;
+/** Until when a received frame that does not decrypt is passed on as it is (ms). */
+let takePlainUntil = 0;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let plainTimer;
+
+/** @param {boolean} plain */
+function setPlain(plain) {
+  clearTimeout(plainTimer);
+  if (plain) {
+    takePlainUntil = Infinity;
+    plainTimer = setTimeout(() => { sendPlain = true; }, SEND_SWITCH_DELAY_MS);
+  } else {
+    sendPlain = false;
+    takePlainUntil = Date.now() + PLAIN_GRACE_MS;
+  }
+}
 
 /** @typedef {{kid: bigint, key: CryptoKey, salt: Uint8Array<ArrayBuffer>}} FrameKey */
 /**
@@ -47,6 +75,7 @@ const EPOCH_MASK = (1n << BigInt(EPOCH_BITS)) - 1n;
  * @property {number} epoch the epoch of the last frame it encrypted or decrypted (-1: none)
  * @property {number} ok frames through since the last report
  * @property {number} failed frames dropped since the last report (no key yet, or not authentic)
+ * @property {number} plain frames passed in the clear since the last report (plain mode)
  * @property {number} busyMs time spent encrypting or decrypting since the last report
  */
 
@@ -161,7 +190,7 @@ function setUp(transformer) {
   /** @type {{side: 'send' | 'recv', kind: string}} */
   const { side, kind } = transformer.options;
   /** @type {TransformStats} */
-  const s = { id: nextId++, side, kind, epoch: -1, ok: 0, failed: 0, busyMs: 0 };
+  const s = { id: nextId++, side, kind, epoch: -1, ok: 0, failed: 0, plain: 0, busyMs: 0 };
   stats.set(s.id, s);
   if (side === 'send' && kind !== 'audio') videoSenders.add(transformer);
   const transform = new TransformStream({
@@ -175,6 +204,11 @@ function setUp(transformer) {
       const clear = Math.min(clearBytes(frame, kind), data.length);
       const started = performance.now();
       if (side === 'send') {
+        if (sendPlain) {
+          s.plain++;
+          out.enqueue(frame);
+          return;
+        }
         const k = sending;
         if (!k) {
           s.failed++;
@@ -189,6 +223,12 @@ function setUp(transformer) {
         out.enqueue(frame);
       } else {
         let opened = await decryptFrame(keyForKid, data, clear);
+        if (!opened && Date.now() < takePlainUntil) {
+          s.busyMs += performance.now() - started;
+          s.plain++;
+          out.enqueue(frame);
+          return;
+        }
         if (!opened && underNextEpoch(data, clear)) {
           // The sender is a step ahead: hold this frame (and so the ones behind it) until
           // our copy of the commit gives us the key.
@@ -223,6 +263,7 @@ scope.onrtctransform = (/** @type {any} */ event) => setUp(event.transformer);
 scope.onmessage = (/** @type {MessageEvent} */ event) => {
   const m = event.data;
   if (m && m.type === 'epoch') installEpoch(m);
+  if (m && m.type === 'plain') setPlain(Boolean(m.plain));
 };
 
 setInterval(() => {
@@ -230,6 +271,7 @@ setInterval(() => {
   for (const s of stats.values()) {
     s.ok = 0;
     s.failed = 0;
+    s.plain = 0;
     s.busyMs = 0;
   }
   scope.postMessage({ type: 'stats', transforms });

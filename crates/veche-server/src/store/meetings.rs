@@ -139,6 +139,7 @@ fn e2ee_str(mode: E2eeMode) -> &'static str {
     match mode {
         E2eeMode::Off => "off",
         E2eeMode::Required => "required",
+        E2eeMode::Optional => "optional",
     }
 }
 
@@ -213,10 +214,10 @@ fn meeting_from_row(row: &AnyRow) -> StoreResult<MeetingRow> {
             waiting_room: row.try_get::<i64, _>("waiting_room")? != 0,
             join_before_host: row.try_get::<i64, _>("join_before_host")? != 0,
             co_hosts: Vec::new(),
-            e2ee: if e2ee == "required" {
-                E2eeMode::Required
-            } else {
-                E2eeMode::Off
+            e2ee: match e2ee.as_str() {
+                "required" => E2eeMode::Required,
+                "optional" => E2eeMode::Optional,
+                _ => E2eeMode::Off,
             },
             created_at: row.try_get("created_at")?,
             sequence: row.try_get("sequence")?,

@@ -413,6 +413,7 @@ impl Sfu {
         p.estimate = Some(INITIAL_ESTIMATE.as_u64());
         p.info.role = e.role;
         p.info.hand_raised = e.hand_raised;
+        p.info.e2ee = e.e2ee;
         p.host_muted = e.host_muted;
         let mut others = Vec::with_capacity(members.len());
         for m in &members {

@@ -95,6 +95,8 @@ pub(super) struct Entered {
     pub(super) role: Role,
     pub(super) host_muted: [bool; 3],
     pub(super) hand_raised: bool,
+    /// Their client can encrypt media end to end.
+    pub(super) e2ee: bool,
     /// The meeting and its waiting room as they were when they came in.
     pub(super) meeting: MeetingState,
     pub(super) waiting: Vec<WaitingInfo>,
@@ -324,8 +326,19 @@ impl Meeting {
     /// Makes the meeting end-to-end encrypted. Only before anyone is in it: those already
     /// in were never asked whether they can encrypt.
     pub(super) fn require_e2ee(&mut self) {
-        if self.members.is_empty() && self.e2ee != E2eeMode::Required {
-            self.e2ee = E2eeMode::Required;
+        self.raise_e2ee(E2eeMode::Required);
+    }
+
+    /// Raises the meeting's encryption to `mode` (`optional` over `off`, `required` over
+    /// both), never lowers it; only while nobody is in it.
+    fn raise_e2ee(&mut self, mode: E2eeMode) {
+        let rank = |m| match m {
+            E2eeMode::Off => 0,
+            E2eeMode::Optional => 1,
+            E2eeMode::Required => 2,
+        };
+        if self.members.is_empty() && rank(mode) > rank(self.e2ee) {
+            self.e2ee = mode;
             self.dirty = true;
         }
     }
@@ -398,9 +411,7 @@ impl Meeting {
             self.record = grant.meeting.clone();
             self.dirty = true;
         }
-        if grant.e2ee == E2eeMode::Required {
-            self.require_e2ee();
-        }
+        self.raise_e2ee(grant.e2ee);
     }
 
     pub(super) fn state(&self) -> MeetingState {
@@ -682,6 +693,7 @@ impl Meeting {
             role,
             host_muted,
             hand_raised,
+            e2ee: entrant.e2ee,
             meeting: self.state(),
             waiting: if moderates {
                 self.waiting_list()

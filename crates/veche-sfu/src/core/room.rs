@@ -5,8 +5,6 @@ use std::time::Instant;
 
 use veche_proto::ParticipantId;
 
-use veche_proto::E2eeMode;
-
 use super::e2ee::{E2eeGroup, E2eeLimits};
 use super::policy::Meeting;
 use super::speaker::ActiveSpeaker;
@@ -34,7 +32,7 @@ pub(super) struct Room {
 impl Room {
     /// Gives the room its delivery service once its meeting is end-to-end encrypted.
     pub(super) fn follow_e2ee(&mut self, limits: E2eeLimits) {
-        if self.e2ee.is_none() && self.meeting.e2ee() == E2eeMode::Required {
+        if self.e2ee.is_none() && self.meeting.e2ee().has_group() {
             self.e2ee = Some(E2eeGroup::new(&self.name, limits));
         }
     }

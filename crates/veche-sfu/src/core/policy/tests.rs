@@ -392,3 +392,44 @@ fn an_encrypted_meeting_refuses_every_browser_that_cannot_encrypt_hosts_included
     let back = Meeting::restore(&snap, c.at(5), 10, Duration::from_secs(60));
     assert_eq!(back.e2ee(), E2eeMode::Required);
 }
+
+#[test]
+fn an_optional_meeting_lets_in_browsers_that_cannot_encrypt_and_required_wins() {
+    let c = Clock(Instant::now());
+    let optional = JoinGrant {
+        e2ee: E2eeMode::Optional,
+        ..account(1, "hana", Role::Host).grant
+    };
+    let mut m = Meeting::new("m1", record(), 10, 10);
+    m.update_from(&optional, 10);
+    assert_eq!(m.e2ee(), E2eeMode::Optional);
+    // Those who cannot encrypt are let in, and the meeting says which they are.
+    let fx = m.join(c.at(0), account(1, "hana", Role::Host));
+    let e = entered(&fx).expect("the host is in");
+    assert!(!e.e2ee);
+    assert_eq!(e.meeting.e2ee, E2eeMode::Optional);
+    let fx = m.join(
+        c.at(1),
+        Entrant {
+            e2ee: true,
+            ..guest(2, "gus", "g2")
+        },
+    );
+    assert!(entered(&fx).is_some_and(|e| e.e2ee));
+    // A grant that requires it no longer changes a meeting someone is in; nothing lowers it.
+    m.require_e2ee();
+    assert_eq!(m.e2ee(), E2eeMode::Optional);
+    let snap = serde_json_roundtrip(&m.snapshot(c.at(2)));
+    assert_eq!(snap.e2ee, E2eeMode::Optional);
+
+    // Before anyone is in, a plan's `required` beats the meeting's `optional`, and a later
+    // `optional` or `off` grant does not lower it.
+    let mut r = Meeting::new("m2", record(), 10, 10);
+    r.update_from(&optional, 10);
+    r.require_e2ee();
+    r.update_from(&optional, 10);
+    r.update_from(&JoinGrant::default(), 10);
+    assert_eq!(r.e2ee(), E2eeMode::Required);
+    let fx = r.join(c.at(3), guest(3, "old", "g3"));
+    assert_eq!(error(&fx), Some(ErrorCode::E2eeUnsupported));
+}
