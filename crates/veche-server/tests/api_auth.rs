@@ -471,10 +471,10 @@ async fn bad_bodies_get_specific_400s_never_500() {
         ),
         (
             "/meetings",
-            r#"{"title": "x", "e2ee": "optional"}"#,
+            r#"{"title": "x", "e2ee": "sometimes"}"#,
             Some("application/json"),
             "bad_request",
-            "optional",
+            "sometimes",
         ),
         (
             "/meetings",
