@@ -359,6 +359,18 @@ async function walk(lang) {
   await page.waitForSelector('#deliveries-table tbody tr');
   await page.waitForSelector('#audit-table');
   await check(page, 'organisation admin, delivery log', [owner, memberName]);
+  // Edit the endpoint (the form is filled with it), then give it a new secret.
+  await page.click('#webhooks-table button[data-action=edit]');
+  await page.waitForFunction(() => /** @type {HTMLInputElement | null} */ (document.querySelector('#add-webhook-form input[type=url]'))?.value === 'http://127.0.0.1:9/hook');
+  await check(page, 'organisation admin, editing a webhook', [owner, memberName]);
+  await page.uncheck('#add-webhook-form label:nth-of-type(1) input');
+  await page.click('#add-webhook-form button[type=submit]');
+  await page.waitForFunction(() => !document.querySelector('#add-webhook-form input[type=url]')?.getAttribute('value'));
+  page.once('dialog', dialog => void dialog.accept());
+  await page.click('#webhooks-table button[data-action=roll]');
+  await page.waitForSelector('#webhook-secret');
+  await page.waitForSelector('#audit-table');
+  await check(page, 'organisation admin, webhook secret renewed', [owner, memberName]);
 
   // Sign-in: its directory and SSO buttons, and errors translated by their code.
   await page.click('#logout-btn');

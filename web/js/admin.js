@@ -18,10 +18,18 @@ import { formatDate, has, t } from './i18n.js';
  */
 
 /**
- * The endpoint just registered and its secret: shown once, on the next drawing of the page.
- * @type {{url: string, secret: string} | null}
+ * The endpoint just registered, or whose secret was just rolled, and its new secret: shown
+ * once, on the next drawing of the page.
+ * @type {{url: string, secret: string, rolled?: boolean} | null}
  */
 let registered = null;
+/**
+ * The endpoint being edited in the form (null: the form registers a new one).
+ * @type {string | null}
+ */
+let editing = null;
+/** How long a rolled secret goes on signing beside the new one, in hours. */
+const KEEP_OLD_SECRET_HOURS = 24;
 /**
  * The endpoint whose delivery log is open.
  * @type {string | null}
@@ -184,6 +192,20 @@ function webhookSection(org, hooks, log) {
     h('span', { class: 'row' },
       h('button', { type: 'button', class: 'button', text: t('webhooks.send_test'), onclick: () => act(() => api('POST', `${base}/${e.id}/test`), t('webhooks.test_queued')) }),
       h('button', { type: 'button', class: 'button', text: t('webhooks.deliveries'), onclick: () => { openLog = e.id; void showAdmin(); } }),
+      h('button', { type: 'button', class: 'button', 'data-action': 'edit', text: t('webhooks.edit'), onclick: () => { editing = e.id; void showAdmin(); } }),
+      h('button', {
+        type: 'button', class: 'button', 'data-action': 'roll', text: t('webhooks.roll_secret'),
+        onclick: async () => {
+          if (!confirm(t('webhooks.confirm_roll', { url: e.url, hours: KEEP_OLD_SECRET_HOURS }))) return;
+          try {
+            const rolled = await api('POST', `${base}/${e.id}/secret`, { keep_old_hours: KEEP_OLD_SECRET_HOURS });
+            registered = { url: e.url, secret: rolled.secret, rolled: true };
+            void showAdmin();
+          } catch (err) {
+            toast(errorMessage(err), 'error');
+          }
+        },
+      }),
       h('button', {
         type: 'button', class: 'button', text: t('webhooks.delete'),
         onclick: () => {
@@ -191,27 +213,40 @@ function webhookSection(org, hooks, log) {
         },
       })),
   ]);
-  const url = h('input', { type: 'url', required: true, placeholder: t('webhooks.url_placeholder'), 'aria-label': t('webhooks.url') });
-  const description = h('input', { maxlength: 200, placeholder: t('webhooks.description'), 'aria-label': t('webhooks.description') });
+  // One form: it registers a new endpoint, or edits the one picked with "Edit".
+  const edited = hooks.endpoints.find(e => e.id === editing) ?? null;
+  if (!edited) editing = null;
+  const url = h('input', { type: 'url', required: true, placeholder: t('webhooks.url_placeholder'), 'aria-label': t('webhooks.url'), value: edited?.url ?? '' });
+  const description = h('input', { maxlength: 200, placeholder: t('webhooks.description'), 'aria-label': t('webhooks.description'), value: edited?.description ?? '' });
   /** @type {Record<string, HTMLInputElement>} */
   const boxes = {};
-  for (const ev of hooks.event_types) boxes[ev] = h('input', { type: 'checkbox', checked: true });
+  for (const ev of hooks.event_types) boxes[ev] = h('input', { type: 'checkbox', checked: edited ? edited.events.includes(ev) : true });
   const form = h('form', { class: 'row', id: 'add-webhook-form' }, url, description,
     ...Object.entries(boxes).map(([ev, box]) => h('label', { class: 'check' }, box, h('span', { text: t(`webhook_event.${ev}`) }))),
-    h('button', { type: 'submit', class: 'button', text: t('webhooks.add') }));
+    h('button', { type: 'submit', class: 'button', text: edited ? t('webhooks.save') : t('webhooks.add') }),
+    ...(edited ? [h('button', { type: 'button', class: 'button', text: t('webhooks.cancel_edit'), onclick: () => { editing = null; void showAdmin(); } })] : []));
   form.addEventListener('submit', async event => {
     event.preventDefault();
     const events = Object.entries(boxes).filter(([, box]) => box.checked).map(([ev]) => ev);
+    const body = { url: url.value, events, description: description.value };
     try {
-      const made = await api('POST', base, { url: url.value, events, description: description.value });
-      registered = { url: made.url, secret: made.secret };
+      if (edited) {
+        await api('PATCH', `${base}/${edited.id}`, body);
+        editing = null;
+        toast(t('webhooks.saved'));
+      } else {
+        const made = await api('POST', base, body);
+        registered = { url: made.url, secret: made.secret };
+      }
       void showAdmin();
     } catch (e) {
       toast(errorMessage(e), 'error');
     }
   });
   const secret = registered && h('div', { class: 'stack', id: 'webhook-secret' },
-    h('p', { text: t('webhooks.secret_once', { url: registered.url }) }),
+    h('p', { text: registered.rolled
+      ? t('webhooks.secret_rolled', { url: registered.url, hours: KEEP_OLD_SECRET_HOURS })
+      : t('webhooks.secret_once', { url: registered.url }) }),
     h('code', { text: registered.secret }));
   registered = null;
   const shown = hooks.endpoints.find(e => e.id === openLog);

@@ -71,6 +71,8 @@ fn expected(method: &str, path: &str) -> Option<[u16; 7]> {
             ORG_ADMIN
         }
         ("delete", "/orgs/{org}/webhooks/{webhook}") => [401, 403, 403, 403, 204, 204, 404],
+        ("patch", "/orgs/{org}/webhooks/{webhook}")
+        | ("post", "/orgs/{org}/webhooks/{webhook}/secret") => [401, 403, 403, 403, 200, 200, 404],
         ("post", "/orgs/{org}/webhooks/{webhook}/test") => [401, 403, 403, 403, 202, 202, 404],
         ("get", "/admin/users")
         | ("patch", "/admin/users/{user}")
@@ -340,6 +342,8 @@ async fn prepare(
         ("post", "/orgs/{org}/webhooks") => Some(json!({
             "url": "https://hooks.example.org/veche", "events": ["meeting.started", "meeting.ended"]
         })),
+        ("patch", "/orgs/{org}/webhooks/{webhook}") => Some(json!({"events": ["meeting.ended"]})),
+        ("post", "/orgs/{org}/webhooks/{webhook}/secret") => Some(json!({"keep_old_hours": 1})),
         _ => None,
     };
     (p, body)

@@ -43,6 +43,7 @@ async fn a_change_whose_audit_row_fails_is_not_made() {
         )
         .await;
     assert_eq!(hook.status, 201, "{:?}", hook.body);
+    let hook_secret = hook.body["secret"].as_str().unwrap().to_owned();
     let hook = hook.body["id"].as_str().unwrap().to_owned();
     let request = app
         .call(
@@ -87,6 +88,16 @@ async fn a_change_whose_audit_row_fails_is_not_made() {
             "post",
             format!("/orgs/{org_id}/webhooks"),
             json!({"url": "https://hooks.example.org/second", "events": ["meeting.ended"]}),
+        ),
+        (
+            "patch",
+            format!("/orgs/{org_id}/webhooks/{hook}"),
+            json!({"events": ["meeting.ended"], "description": "changed"}),
+        ),
+        (
+            "post",
+            format!("/orgs/{org_id}/webhooks/{hook}/secret"),
+            json!({"keep_old_hours": 0}),
         ),
         (
             "delete",
@@ -164,6 +175,22 @@ async fn a_change_whose_audit_row_fails_is_not_made() {
         hooks.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
         [hook.as_str()],
         "the endpoint is neither deleted nor joined by a second"
+    );
+    assert_eq!(
+        (hooks[0].events.as_slice(), hooks[0].description.as_str()),
+        (&["meeting.started".to_owned()][..], ""),
+        "the endpoint is not edited"
+    );
+    // The secret is the one it was made with: a delivery is signed with it alone.
+    app.store
+        .enqueue_webhook(org_id, "evt_check", "webhook.test", "{}", Some(&hook), 0)
+        .await
+        .unwrap();
+    let due = app.store.claim_due_webhooks(0, 1, 1).await.unwrap();
+    assert_eq!(
+        (due[0].secret.as_str(), due[0].previous_secret.as_deref()),
+        (hook_secret.as_str(), None),
+        "the secret was not rolled"
     );
     let pending = app.store.upgrade_request(&request).await.unwrap().unwrap();
     assert_eq!(pending.status.as_str(), "pending");

@@ -1,12 +1,13 @@
 //! The webhook tables on SQLite (a real file) and PostgreSQL (a real server started for the
 //! test): endpoints per organisation with their cap, the outbox (deliveries written before
 //! they are attempted, claimed with a lease, retried, finished), the delivery log, and what
-//! a reopened store still has.
+//! a reopened store still has; edits of an endpoint and the roll of its secret.
 
 use crate::postgres;
 
 use veche_server::store::{
     AttemptResult, NewUser, NewWebhookEndpoint, NextStep, OrgRole, Store, StoreError, UserRole,
+    WebhookPatch,
 };
 
 const T0: i64 = 1_800_000_000;
@@ -19,6 +20,9 @@ async fn webhook_store_on_sqlite() {
     std::fs::create_dir_all(&dir).unwrap();
     outbox(veche_server::store::sqlite_url_in(&dir)).await;
     let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    edits_and_rolls(veche_server::store::sqlite_url_in(&dir)).await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -28,6 +32,7 @@ async fn webhook_store_on_postgres() {
         .unwrap()
         .expect("starting PostgreSQL");
     outbox(pg.new_database().expect("createdb")).await;
+    edits_and_rolls(pg.new_database().expect("createdb")).await;
 }
 
 fn endpoint(org: &str, events: &[&str]) -> NewWebhookEndpoint {
@@ -40,8 +45,8 @@ fn endpoint(org: &str, events: &[&str]) -> NewWebhookEndpoint {
     }
 }
 
-async fn outbox(url: String) {
-    let store = Store::open(&url).await.unwrap();
+/// Two organisations, each with an admin.
+async fn two_orgs(store: &Store) -> Vec<String> {
     let mut orgs = Vec::new();
     for email in ["a@a.example", "b@b.example"] {
         let u = store
@@ -61,6 +66,12 @@ async fn outbox(url: String) {
             .unwrap();
         orgs.push(u.org_id);
     }
+    orgs
+}
+
+async fn outbox(url: String) {
+    let store = Store::open(&url).await.unwrap();
+    let orgs = two_orgs(&store).await;
     let (a, b) = (&orgs[0], &orgs[1]);
 
     // Endpoints, capped per organisation.
@@ -277,5 +288,113 @@ async fn outbox(url: String) {
         "the deleted endpoint's pending delivery is gone"
     );
     assert_eq!(left[0].event_id, "evt_2");
+    store.close().await;
+}
+
+/// An edit changes only what it names, in its own organisation; a rolled secret signs with
+/// the previous one until the time given, and a second roll drops the oldest.
+async fn edits_and_rolls(url: String) {
+    let store = Store::open(&url).await.unwrap();
+    let orgs = two_orgs(&store).await;
+    let (a, b) = (&orgs[0], &orgs[1]);
+    let (e, first) = store
+        .create_webhook_endpoint(&endpoint(a, &["meeting.started"]), 5, T0, None)
+        .await
+        .unwrap();
+    let patch = WebhookPatch {
+        events: Some(vec!["participant.left".into(), "meeting.ended".into()]),
+        description: Some("after".into()),
+        ..WebhookPatch::default()
+    };
+    let edited = store
+        .update_webhook_endpoint(a, &e.id, &patch, T0 + 1, None)
+        .await
+        .unwrap()
+        .expect("the endpoint");
+    assert_eq!(edited.events, ["participant.left", "meeting.ended"]);
+    assert_eq!(edited.description, "after");
+    assert_eq!(edited.url, e.url, "a URL the patch does not name stays");
+    assert!(
+        store
+            .update_webhook_endpoint(b, &e.id, &patch, T0 + 1, None)
+            .await
+            .unwrap()
+            .is_none(),
+        "another organisation's endpoint is not edited through this one"
+    );
+    let long = WebhookPatch {
+        description: Some("d".repeat(201)),
+        ..WebhookPatch::default()
+    };
+    assert!(matches!(
+        store
+            .update_webhook_endpoint(a, &e.id, &long, T0, None)
+            .await,
+        Err(StoreError::Invalid {
+            field: "description",
+            ..
+        })
+    ));
+    // The outbox follows the new subscription.
+    assert_eq!(
+        store
+            .enqueue_webhook(a, "evt_s", "meeting.started", "{}", None, T0_MS)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .enqueue_webhook(a, "evt_l", "participant.left", "{}", None, T0_MS)
+            .await
+            .unwrap(),
+        1
+    );
+
+    // Rolled, keeping the first secret for an hour: both sign within it, the new alone after.
+    let second = store
+        .roll_webhook_secret(a, &e.id, T0 + 3600, T0, None)
+        .await
+        .unwrap()
+        .expect("rolled");
+    assert!(second.starts_with("vwhsec_") && second != first);
+    assert!(
+        store
+            .roll_webhook_secret(b, &e.id, T0 + 3600, T0, None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let due = store
+        .claim_due_webhooks(T0_MS + 10, T0_MS + 20, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].secret, second);
+    assert_eq!(due[0].previous_secret.as_deref(), Some(first.as_str()));
+    let later = (T0 + 3600) * 1000;
+    let due = store
+        .claim_due_webhooks(later, later + 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (due[0].secret.as_str(), due[0].previous_secret.as_deref()),
+        (second.as_str(), None)
+    );
+    // A roll that keeps nothing, over one that kept: only the newest signs.
+    let third = store
+        .roll_webhook_secret(a, &e.id, T0, T0, None)
+        .await
+        .unwrap()
+        .expect("rolled");
+    let due = store
+        .claim_due_webhooks(later + 1, later + 2, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (due[0].secret.as_str(), due[0].previous_secret.as_deref()),
+        (third.as_str(), None)
+    );
     store.close().await;
 }

@@ -41,6 +41,9 @@ struct Received {
     signed: bool,
     answered: u16,
     body: Value,
+    /// The `Veche-Signature` header and the body as they came, to check against other secrets.
+    signature: String,
+    raw: Vec<u8>,
 }
 
 /// A webhook receiver on a loopback port: answers 500 to the first `fail_first` attempts
@@ -95,6 +98,8 @@ impl Receiver {
             signed,
             answered,
             body: serde_json::from_slice(body).unwrap_or(Value::Null),
+            signature: header("veche-signature"),
+            raw: body.to_vec(),
         });
         StatusCode::from_u16(answered).unwrap()
     }
@@ -123,19 +128,19 @@ impl Receiver {
     }
 }
 
-/// The receiver's own check, written from docs/webhooks.md: `t=` and `v1=` from the header,
-/// HMAC-SHA256 under the secret of `t`, `.` and the body, compared with `v1`.
+/// The receiver's own check, written from docs/webhooks.md: `t=` and every `v1=` from the
+/// header, HMAC-SHA256 under the secret of `t`, `.` and the body, equal to one of the `v1`.
 fn signature_ok(secret: &str, header: &str, body: &[u8]) -> bool {
     let mut t = None;
-    let mut v1 = None;
+    let mut v1 = Vec::new();
     for part in header.split(',') {
         match part.split_once('=') {
             Some(("t", value)) => t = Some(value.to_owned()),
-            Some(("v1", value)) => v1 = Some(value.to_owned()),
+            Some(("v1", value)) => v1.push(value.to_owned()),
             _ => {}
         }
     }
-    let (Some(t), Some(v1)) = (t, v1) else {
+    let Some(t) = t else {
         return false;
     };
     let now = SystemTime::now()
@@ -155,7 +160,7 @@ fn signature_ok(secret: &str, header: &str, body: &[u8]) -> bool {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    expected == v1
+    v1.contains(&expected)
 }
 
 /// A receiver that accepts connections and never answers; counts them.
@@ -690,6 +695,166 @@ async fn private_addresses_can_be_refused() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     ensure!(receiver.got().is_empty(), "{:#?}", receiver.got());
+    server.pass();
+    Ok(())
+}
+
+/// Sends a test delivery to `endpoint` and waits for the receiver to get it.
+async fn test_delivery(
+    server: &Server,
+    org: &Org,
+    endpoint: &str,
+    receiver: &Receiver,
+) -> anyhow::Result<Received> {
+    let test = api(
+        server,
+        "POST",
+        &format!("/orgs/{}/webhooks/{endpoint}/test", org.id),
+        Some(&org.admin),
+        Value::Null,
+    )
+    .await?;
+    let id = test["event_id"].as_str().context("event id")?.to_owned();
+    let got = receiver
+        .wait_for("the test delivery", |g| g.iter().any(|r| r.event_id == id))
+        .await?;
+    Ok(got
+        .into_iter()
+        .find(|r| r.event_id == id)
+        .expect("found above"))
+}
+
+/// An admin edits an endpoint (what it subscribes to takes effect at once) and rolls its
+/// secret: for the overlap asked, deliveries are signed under the new and the previous
+/// secret, so the receiver may switch when it likes; a roll without overlap signs with the
+/// new one alone. Members cannot; both changes are in the audit log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_is_edited_and_its_secret_rolled_without_a_gap() -> anyhow::Result<()> {
+    let (receiver, addr) = Receiver::start(0).await?;
+    let server = Server::start_with(&FAST_RETRIES).await?;
+    let org = org(&server).await?;
+    let (endpoint, first) = register(&server, &org, &format!("http://{addr}/hook")).await?;
+    *receiver.secret.lock().unwrap() = first.clone();
+    let path = format!("/orgs/{}/webhooks/{endpoint}", org.id);
+
+    // Edited: only participant.left from now on.
+    let edited = api(
+        &server,
+        "PATCH",
+        &path,
+        Some(&org.admin),
+        json!({"events": ["participant.left"], "description": "leavers"}),
+    )
+    .await?;
+    ensure!(
+        edited["events"] == json!(["participant.left"]) && edited["description"] == "leavers",
+        "{edited}"
+    );
+    for (token, body, want) in [
+        (&org.member, json!({"description": "x"}), 403),
+        (&org.admin, json!({"events": ["meeting.exploded"]}), 400),
+        (&org.admin, json!({"url": "ftp://hooks.example.org/"}), 400),
+        (&org.admin, json!({"secret": "mine"}), 400),
+    ] {
+        let (status, text) = server
+            .request(
+                "PATCH",
+                &format!("/api/v1{path}"),
+                Some(token),
+                Some(&body.to_string()),
+            )
+            .await?;
+        ensure!(status == want, "PATCH {body}: {status} {text}, not {want}");
+    }
+    let (peer, _) = Peer::join(&server, &org.admin, &org.meeting).await?;
+    peer.leave().await?;
+    let got = receiver
+        .wait_for("participant.left", |g| {
+            g.iter().any(|r| r.event_type == "participant.left")
+        })
+        .await?;
+    // Events reach the outbox in order: by the leave, the start and the join went by.
+    let types: Vec<&str> = got.iter().map(|r| r.event_type.as_str()).collect();
+    ensure!(
+        types == ["participant.left"],
+        "delivered after the edit: {types:?}"
+    );
+    ensure!(got[0].signed, "{:#?}", got[0]);
+
+    // Rolled with an hour's overlap: signed under both.
+    let (status, text) = server
+        .request(
+            "POST",
+            &format!("/api/v1{path}/secret"),
+            Some(&org.member),
+            Some(r#"{"keep_old_hours": 1}"#),
+        )
+        .await?;
+    ensure!(status == 403, "a member rolled the secret: {status} {text}");
+    let rolled = api(
+        &server,
+        "POST",
+        &format!("{path}/secret"),
+        Some(&org.admin),
+        json!({"keep_old_hours": 1}),
+    )
+    .await?;
+    let second = rolled["secret"].as_str().context("secret")?.to_owned();
+    ensure!(second.starts_with("vwhsec_") && second != first, "{rolled}");
+    ensure!(
+        rolled["previous_valid_until"].as_i64().is_some(),
+        "{rolled}"
+    );
+    let r = test_delivery(&server, &org, &endpoint, &receiver).await?;
+    ensure!(
+        r.signature.matches("v1=").count() == 2
+            && signature_ok(&first, &r.signature, &r.raw)
+            && signature_ok(&second, &r.signature, &r.raw),
+        "not signed under both secrets: {}",
+        r.signature
+    );
+
+    // Rolled again without overlap: the newest alone signs.
+    let rolled = api(
+        &server,
+        "POST",
+        &format!("{path}/secret"),
+        Some(&org.admin),
+        json!({"keep_old_hours": 0}),
+    )
+    .await?;
+    let third = rolled["secret"].as_str().context("secret")?.to_owned();
+    ensure!(rolled["previous_valid_until"].is_null(), "{rolled}");
+    let r = test_delivery(&server, &org, &endpoint, &receiver).await?;
+    ensure!(
+        signature_ok(&third, &r.signature, &r.raw)
+            && !signature_ok(&second, &r.signature, &r.raw)
+            && !signature_ok(&first, &r.signature, &r.raw),
+        "signed with an old secret after a roll without overlap: {}",
+        r.signature
+    );
+    let (status, _) = server
+        .request(
+            "POST",
+            &format!("/api/v1{path}/secret"),
+            Some(&org.admin),
+            Some(r#"{"keep_old_hours": 1000}"#),
+        )
+        .await?;
+    ensure!(status == 400, "an overlap over a week answered {status}");
+
+    // Both kinds of change are in the audit log.
+    for action in ["webhook.update", "webhook.roll_secret"] {
+        let audit = api(
+            &server,
+            "GET",
+            &format!("/orgs/{}/audit?action={action}", org.id),
+            Some(&org.admin),
+            Value::Null,
+        )
+        .await?;
+        ensure!(audit.to_string().contains(&endpoint), "{action}: {audit}");
+    }
     server.pass();
     Ok(())
 }

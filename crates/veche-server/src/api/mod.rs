@@ -206,9 +206,13 @@ pub fn router(state: ApiState) -> Router {
         )
         .route(
             "/orgs/{org}/webhooks/{webhook}",
-            axum::routing::delete(webhooks::delete),
+            axum::routing::delete(webhooks::delete).patch(webhooks::update),
         )
         .route("/orgs/{org}/webhooks/{webhook}/test", post(webhooks::test))
+        .route(
+            "/orgs/{org}/webhooks/{webhook}/secret",
+            post(webhooks::roll_secret),
+        )
         .route(
             "/orgs/{org}/webhooks/{webhook}/deliveries",
             get(webhooks::deliveries),

@@ -337,6 +337,22 @@ pub const ROUTES: &[Route] = &[
         201,
     ),
     r(
+        "patch",
+        "/orgs/{org}/webhooks/{webhook}",
+        "Change a webhook endpoint's URL, events or description (its secret and log stay)",
+        OrgAdmin,
+        Some("WebhookPatch"),
+        200,
+    ),
+    r(
+        "post",
+        "/orgs/{org}/webhooks/{webhook}/secret",
+        "Roll the endpoint's signing secret: the new one is shown only this once, the previous one signs beside it for keep_old_hours (default 24)",
+        OrgAdmin,
+        Some("SecretRoll"),
+        200,
+    ),
+    r(
         "delete",
         "/orgs/{org}/webhooks/{webhook}",
         "Delete a webhook endpoint and its delivery log",
@@ -495,6 +511,12 @@ fn schemas() -> Value {
             "events": {"type": "array", "minItems": 1, "maxItems": 4, "items": {"type": "string",
                 "enum": ["meeting.started", "meeting.ended", "participant.joined", "participant.left"]}},
             "description": string}), &["url", "events"]),
+        "WebhookPatch": s(json!({"url": {"type": "string", "format": "uri",
+                "description": "http:// or https://, at most --webhook-max-url-bytes"},
+            "events": {"type": "array", "minItems": 1, "maxItems": 4, "items": {"type": "string",
+                "enum": ["meeting.started", "meeting.ended", "participant.joined", "participant.left"]}},
+            "description": string}), &[]),
+        "SecretRoll": s(json!({"keep_old_hours": {"type": "integer", "minimum": 0, "maximum": 168}}), &[]),
         "UserPatch": s(json!({"role": {"type": "string", "enum": ["admin", "user"]},
             "org_role": {"type": "string", "enum": ["admin", "member"]}}), &[]),
         // Answers (not closed: fields may be added).
@@ -569,7 +591,7 @@ fn response_schema(route: &Route) -> Option<&'static str> {
         ("put", "/plans/{plan}") => "PlanInfo",
         ("post", "/orgs/{org}/members") | ("patch", "/admin/users/{user}") => "User",
         ("patch", "/admin/orgs/{org}") => "Org",
-        ("post", "/orgs/{org}/webhooks") => "Webhook",
+        ("post", "/orgs/{org}/webhooks") | ("patch", "/orgs/{org}/webhooks/{webhook}") => "Webhook",
         ("post", "/orgs/{org}/upgrade-requests")
         | ("post", "/admin/upgrade-requests/{request}/approve")
         | ("post", "/admin/upgrade-requests/{request}/decline") => "UpgradeRequestInfo",

@@ -1,5 +1,6 @@
 //! An organisation's webhook endpoints and their delivery log, for its admins (and the
-//! operator): register (the secret is shown once, in the answer), list, delete, send a
+//! operator): register (the secret is shown once, in the answer), list, edit, roll the
+//! secret (the new one shown once; the old one signs beside it for a while), delete, send a
 //! test event, read the deliveries.
 
 use axum::extract::State;
@@ -10,11 +11,16 @@ use serde_json::json;
 
 use super::accounts::check_administers;
 use super::{ApiError, ApiResult, ApiState, Caller, Json, Path, Query};
-use crate::store::NewWebhookEndpoint;
+use crate::store::{NewWebhookEndpoint, WebhookPatch};
 use crate::webhooks::{Event, EventType, check_url};
 
 const DELIVERIES_LIMIT_DEFAULT: i64 = 50;
 const DELIVERIES_LIMIT_MAX: i64 = 500;
+/// How long a rolled secret goes on signing unless the request says: a day, time for a
+/// receiver's operator to deploy the new one.
+const KEEP_OLD_HOURS_DEFAULT: i64 = 24;
+/// The longest it may: a week.
+const KEEP_OLD_HOURS_MAX: i64 = 7 * 24;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +29,25 @@ pub(super) struct EndpointBody {
     events: Vec<String>,
     #[serde(default)]
     description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PatchBody {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    events: Option<Vec<String>>,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RollBody {
+    /// Hours the previous secret goes on signing beside the new one (0: it stops at once).
+    #[serde(default)]
+    keep_old_hours: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,18 +122,9 @@ pub(super) async fn create(
         return Err(ApiError::NotFound("organisation"));
     }
     let settings = state.webhooks.settings();
-    let url = check_url(
-        body.url.trim(),
-        settings.max_url_bytes,
-        settings.private_addresses,
-    )
-    .map_err(|e| ApiError::InvalidField {
-        field: "url",
-        message: e.to_string(),
-    })?;
     let new = NewWebhookEndpoint {
         org_id: org_id.clone(),
-        url: url.to_string(),
+        url: endpoint_url(&state, &body.url)?,
         events: event_types(&body.events)?,
         description: body.description.trim().to_owned(),
         created_by: Some(user.id.clone()),
@@ -126,6 +142,78 @@ pub(super) async fn create(
         serde_json::to_value(&endpoint).map_err(|e| ApiError::Internal(e.to_string()))?;
     answer["secret"] = json!(secret);
     Ok((StatusCode::CREATED, axum::Json(answer)).into_response())
+}
+
+/// A URL an endpoint may have, as it is stored.
+fn endpoint_url(state: &ApiState, url: &str) -> ApiResult<String> {
+    let settings = state.webhooks.settings();
+    check_url(
+        url.trim(),
+        settings.max_url_bytes,
+        settings.private_addresses,
+    )
+    .map(|u| u.to_string())
+    .map_err(|e| ApiError::InvalidField {
+        field: "url",
+        message: e.to_string(),
+    })
+}
+
+/// Changes an endpoint's URL, events or description, checked as at registration; its
+/// secret and delivery log stay.
+pub(super) async fn update(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((org_id, id)): Path<(String, String)>,
+    Json(body): Json<PatchBody>,
+) -> ApiResult<Response> {
+    check_administers(caller.user()?, &org_id)?;
+    let patch = WebhookPatch {
+        url: body
+            .url
+            .as_deref()
+            .map(|u| endpoint_url(&state, u))
+            .transpose()?,
+        events: body.events.as_deref().map(event_types).transpose()?,
+        description: body.description.map(|d| d.trim().to_owned()),
+    };
+    let endpoint = state
+        .store
+        .update_webhook_endpoint(&org_id, &id, &patch, state.now(), Some(&caller.actor()))
+        .await?
+        .ok_or(ApiError::NotFound("webhook endpoint"))?;
+    Ok(axum::Json(endpoint).into_response())
+}
+
+/// Gives an endpoint a new secret, shown once in the answer; the previous one signs every
+/// delivery beside it for `keep_old_hours` (default a day), so the receiver can switch
+/// without refusing one.
+pub(super) async fn roll_secret(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((org_id, id)): Path<(String, String)>,
+    Json(body): Json<RollBody>,
+) -> ApiResult<Response> {
+    check_administers(caller.user()?, &org_id)?;
+    let hours = body.keep_old_hours.unwrap_or(KEEP_OLD_HOURS_DEFAULT);
+    if !(0..=KEEP_OLD_HOURS_MAX).contains(&hours) {
+        return Err(ApiError::InvalidField {
+            field: "keep_old_hours",
+            message: format!("{hours} is not between 0 and {KEEP_OLD_HOURS_MAX}"),
+        });
+    }
+    let now = state.now();
+    let until = now + hours * 3600;
+    let secret = state
+        .store
+        .roll_webhook_secret(&org_id, &id, until, now, Some(&caller.actor()))
+        .await?
+        .ok_or(ApiError::NotFound("webhook endpoint"))?;
+    Ok(axum::Json(json!({
+        "secret": secret,
+        "previous_valid_until": (hours > 0).then_some(until),
+    }))
+    .into_response())
 }
 
 pub(super) async fn delete(

@@ -44,7 +44,7 @@ pub(crate) use plans::{rename_org_on, set_org_plan_on, update_plan_on};
 pub use usage::{ALL_ORGS, HOUR_SECS, SeriesRange, UsageBucket};
 pub use webhooks::{
     AttemptResult, DeliveryStatus, DueDelivery, NewWebhookEndpoint, NextStep, WebhookDelivery,
-    WebhookEndpoint,
+    WebhookEndpoint, WebhookPatch,
 };
 
 /// What a storage call can fail with. Callers map these to API errors; `Db` is a server error.

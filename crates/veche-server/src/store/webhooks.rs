@@ -26,6 +26,14 @@ pub struct WebhookEndpoint {
     pub created_at: i64,
 }
 
+/// What an edit of an endpoint changes (`None`: left as it is).
+#[derive(Debug, Clone, Default)]
+pub struct WebhookPatch {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub description: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewWebhookEndpoint {
     pub org_id: String,
@@ -96,6 +104,8 @@ pub struct DueDelivery {
     pub event_type: String,
     pub url: String,
     pub secret: String,
+    /// The secret before the latest roll, while it still signs (beside `secret`).
+    pub previous_secret: Option<String>,
     pub payload: String,
     /// Attempts made before this one.
     pub attempts: i64,
@@ -158,12 +168,7 @@ impl Store {
         now: i64,
         actor: Option<&Actor>,
     ) -> StoreResult<(WebhookEndpoint, String)> {
-        if new.description.chars().count() > MAX_DESCRIPTION_CHARS {
-            return Err(StoreError::Invalid {
-                field: "description",
-                message: format!("must have at most {MAX_DESCRIPTION_CHARS} characters"),
-            });
-        }
+        check_description(&new.description)?;
         let mut tx = self.pool.begin().await?;
         // A write first, so that the count and the insert are one step under concurrency:
         // PostgreSQL locks the organisation's row until commit, SQLite takes its write lock
@@ -248,6 +253,98 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(endpoint_from_row).transpose()
+    }
+
+    /// Changes what `patch` gives of endpoint `id` of `org_id`; the endpoint as it is now,
+    /// `None` if there is none. Deliveries already written keep going to the URL they were
+    /// written for only until their next attempt: every attempt reads the endpoint afresh.
+    pub async fn update_webhook_endpoint(
+        &self,
+        org_id: &str,
+        id: &str,
+        patch: &WebhookPatch,
+        now: i64,
+        actor: Option<&Actor>,
+    ) -> StoreResult<Option<WebhookEndpoint>> {
+        if let Some(d) = &patch.description {
+            check_description(d)?;
+        }
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE webhook_endpoints SET url = COALESCE($1, url), \
+             events = COALESCE($2, events), description = COALESCE($3, description) \
+             WHERE org_id = $4 AND id = $5",
+        )
+        .bind(patch.url.as_deref())
+        .bind(patch.events.as_ref().map(|e| e.join(",")))
+        .bind(patch.description.as_deref())
+        .bind(org_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE org_id = $1 AND id = $2"
+        ))
+        .bind(org_id)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let endpoint = endpoint_from_row(&row)?;
+        if let Some(actor) = actor {
+            let detail = format!("{} for {}", endpoint.url, endpoint.events.join(", "));
+            let entry = actor.entry("webhook.update", id, Some(org_id), detail);
+            insert_audit(&mut tx, entry, now).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(endpoint))
+    }
+
+    /// Gives endpoint `id` of `org_id` a new secret; the one it had goes on signing beside it
+    /// until `keep_old_until` (Unix seconds; `now` or earlier: not at all). A secret rolled
+    /// before the previous one expired replaces that one: only the latest two sign. Returns
+    /// the new secret, `None` if there is no such endpoint.
+    pub async fn roll_webhook_secret(
+        &self,
+        org_id: &str,
+        id: &str,
+        keep_old_until: i64,
+        now: i64,
+        actor: Option<&Actor>,
+    ) -> StoreResult<Option<String>> {
+        let secret = new_secret();
+        let keep = keep_old_until > now;
+        let mut tx = self.pool.begin().await?;
+        // The old secret is kept only while it would sign; `keep_old_until` in the past
+        // drops it at once.
+        let done = sqlx::query(
+            "UPDATE webhook_endpoints SET \
+             previous_secret = CASE WHEN $1 > $2 THEN secret END, \
+             previous_secret_until = $1, secret = $3 WHERE org_id = $4 AND id = $5",
+        )
+        .bind(keep_old_until)
+        .bind(now)
+        .bind(&secret)
+        .bind(org_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        if let Some(actor) = actor {
+            let detail = if keep {
+                format!("the previous secret signs too until {keep_old_until}")
+            } else {
+                "the previous secret no longer signs".to_owned()
+            };
+            let entry = actor.entry("webhook.roll_secret", id, Some(org_id), detail);
+            insert_audit(&mut tx, entry, now).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(secret))
     }
 
     /// Deletes endpoint `id` of `org_id` with its delivery log; `false` if there was none.
@@ -341,13 +438,15 @@ impl Store {
     ) -> StoreResult<Vec<DueDelivery>> {
         let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
-            "SELECT d.id, d.event_id, d.event_type, d.payload, d.attempts, e.url, e.secret \
+            "SELECT d.id, d.event_id, d.event_type, d.payload, d.attempts, e.url, e.secret, \
+             CASE WHEN e.previous_secret_until > $3 THEN e.previous_secret END AS previous \
              FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
              WHERE d.status = 'pending' AND d.next_attempt_ms <= $1 \
              ORDER BY d.next_attempt_ms, d.id LIMIT $2",
         )
         .bind(now_ms)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(now_ms / 1000)
         .fetch_all(&mut *tx)
         .await?;
         let due: Vec<DueDelivery> = rows
@@ -359,6 +458,7 @@ impl Store {
                     event_type: r.try_get("event_type")?,
                     url: r.try_get("url")?,
                     secret: r.try_get("secret")?,
+                    previous_secret: r.try_get("previous")?,
                     payload: r.try_get("payload")?,
                     attempts: r.try_get("attempts")?,
                 })
@@ -453,6 +553,16 @@ impl Store {
         .await?;
         Ok(done.rows_affected())
     }
+}
+
+fn check_description(d: &str) -> StoreResult<()> {
+    if d.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(StoreError::Invalid {
+            field: "description",
+            message: format!("must have at most {MAX_DESCRIPTION_CHARS} characters"),
+        });
+    }
+    Ok(())
 }
 
 fn endpoint_from_row(r: &AnyRow) -> StoreResult<WebhookEndpoint> {

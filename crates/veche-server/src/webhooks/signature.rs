@@ -21,9 +21,15 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     hex(&mac.finalize().into_bytes())
 }
 
-/// The value of [`HEADER`] for `body` sent at `timestamp`.
-pub fn header_value(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    format!("t={timestamp},{VERSION}={}", sign(secret, timestamp, body))
+/// The value of [`HEADER`] for `body` sent at `timestamp`: one signature under `secret`
+/// and, while a rolled endpoint's previous secret still signs, one under that (a receiver
+/// accepts the request if any matches, so it can switch secrets at its own moment).
+pub fn header_value(secret: &str, previous: Option<&str>, timestamp: i64, body: &[u8]) -> String {
+    let mut v = format!("t={timestamp},{VERSION}={}", sign(secret, timestamp, body));
+    if let Some(old) = previous {
+        v.push_str(&format!(",{VERSION}={}", sign(old, timestamp, body)));
+    }
+    v
 }
 
 /// Why a signature was not accepted.
@@ -118,8 +124,18 @@ mod tests {
     #[test]
     fn verifies_its_own_and_refuses_the_rest() {
         let body = br#"{"type":"meeting.started"}"#;
-        let h = header_value("secret", 1000, body);
+        let h = header_value("secret", None, 1000, body);
         assert!(h.starts_with("t=1000,v1="));
+        assert_eq!(h.matches("v1=").count(), 1);
+        // After a roll, both the new and the previous secret verify.
+        let rolled = header_value("new", Some("secret"), 1000, body);
+        assert_eq!(rolled.matches("v1=").count(), 2);
+        assert_eq!(verify("new", &rolled, body, 1000, 300), Ok(()));
+        assert_eq!(verify("secret", &rolled, body, 1000, 300), Ok(()));
+        assert_eq!(
+            verify("other", &rolled, body, 1000, 300),
+            Err(VerifyError::Mismatch)
+        );
         assert_eq!(verify("secret", &h, body, 1100, 300), Ok(()));
         assert_eq!(
             verify("other", &h, body, 1000, 300),

@@ -306,7 +306,12 @@ async fn send(
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header(
             signature::HEADER,
-            signature::header_value(&d.secret, timestamp, d.payload.as_bytes()),
+            signature::header_value(
+                &d.secret,
+                d.previous_secret.as_deref(),
+                timestamp,
+                d.payload.as_bytes(),
+            ),
         )
         .header("veche-event", &d.event_type)
         .header("veche-event-id", &d.event_id)
