@@ -540,29 +540,41 @@ async fn force_e2ee_makes_every_guest_room_encrypted() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Schedules a meeting titled `title` with end-to-end encryption `mode` for the account of
+/// `token`, checks that the answer and the stored meeting say `mode`, and returns its id.
+async fn scheduled(
+    server: &Server,
+    token: &str,
+    title: &str,
+    mode: &str,
+) -> anyhow::Result<String> {
+    let created = peer::api(
+        server,
+        "POST",
+        "/meetings",
+        Some(token),
+        json!({"title": title, "e2ee": mode}),
+    )
+    .await?;
+    ensure!(created["e2ee"] == mode, "{created}");
+    let id = created["id"].as_str().context("no id")?.to_owned();
+    let got = peer::api(
+        server,
+        "GET",
+        &format!("/meetings/{id}"),
+        Some(token),
+        json!(null),
+    )
+    .await?;
+    ensure!(got["e2ee"] == mode, "stored: {got}");
+    Ok(id)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_meeting_stores_e2ee_and_refuses_its_host_without_it() -> anyhow::Result<()> {
     let server = server().await?;
     let (token, _) = peer::signup(&server, "host@example.org").await?;
-    let created = peer::api(
-        &server,
-        "POST",
-        "/meetings",
-        Some(&token),
-        json!({"title": "Board", "e2ee": "required"}),
-    )
-    .await?;
-    ensure!(created["e2ee"] == "required", "{created}");
-    let id = created["id"].as_str().context("no id")?.to_owned();
-    let got = peer::api(
-        &server,
-        "GET",
-        &format!("/meetings/{id}"),
-        Some(&token),
-        json!(null),
-    )
-    .await?;
-    ensure!(got["e2ee"] == "required", "{got}");
+    let id = scheduled(&server, &token, "Board", "required").await?;
     // The host too is refused from a browser that cannot encrypt.
     let mut host = Peer::connect(&server, Some(&token)).await?;
     host.join(&id, "Host", None).await?;
@@ -622,25 +634,7 @@ async fn joined_can_encrypt(p: &mut Peer, name: &str) -> anyhow::Result<bool> {
 async fn an_optional_meeting_lets_in_browsers_that_cannot_encrypt() -> anyhow::Result<()> {
     let server = server().await?;
     let (token, _) = peer::signup(&server, "host@example.org").await?;
-    let meeting = peer::api(
-        &server,
-        "POST",
-        "/meetings",
-        Some(&token),
-        json!({"title": "Town hall", "e2ee": "optional"}),
-    )
-    .await?;
-    ensure!(meeting["e2ee"] == "optional", "{meeting}");
-    let id = meeting["id"].as_str().context("no id")?.to_owned();
-    let got = peer::api(
-        &server,
-        "GET",
-        &format!("/meetings/{id}"),
-        Some(&token),
-        json!(null),
-    )
-    .await?;
-    ensure!(got["e2ee"] == "optional", "stored: {got}");
+    let id = scheduled(&server, &token, "Town hall", "optional").await?;
 
     let mut host = Peer::connect(&server, Some(&token)).await?;
     host.join_e2ee(&id, "Host", true, false).await?;

@@ -245,14 +245,7 @@ impl Store {
         org_id: &str,
         id: &str,
     ) -> StoreResult<Option<WebhookEndpoint>> {
-        let row = sqlx::query(&format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE org_id = $1 AND id = $2"
-        ))
-        .bind(org_id)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(endpoint_from_row).transpose()
+        endpoint_in(&self.pool, org_id, id).await
     }
 
     /// Changes what `patch` gives of endpoint `id` of `org_id`; the endpoint as it is now,
@@ -270,7 +263,7 @@ impl Store {
             check_description(d)?;
         }
         let mut tx = self.pool.begin().await?;
-        let done = sqlx::query(
+        sqlx::query(
             "UPDATE webhook_endpoints SET url = COALESCE($1, url), \
              events = COALESCE($2, events), description = COALESCE($3, description) \
              WHERE org_id = $4 AND id = $5",
@@ -282,17 +275,10 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 0 {
+        // Not found, in this organisation: nothing was changed (the transaction is dropped).
+        let Some(endpoint) = endpoint_in(&mut *tx, org_id, id).await? else {
             return Ok(None);
-        }
-        let row = sqlx::query(&format!(
-            "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE org_id = $1 AND id = $2"
-        ))
-        .bind(org_id)
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let endpoint = endpoint_from_row(&row)?;
+        };
         if let Some(actor) = actor {
             let detail = format!("{} for {}", endpoint.url, endpoint.events.join(", "));
             let entry = actor.entry("webhook.update", id, Some(org_id), detail);
@@ -553,6 +539,22 @@ impl Store {
         .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// Endpoint `id` of `org_id`, read through `db` (the pool, or a transaction that changed it).
+async fn endpoint_in<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    org_id: &str,
+    id: &str,
+) -> StoreResult<Option<WebhookEndpoint>> {
+    let row = sqlx::query(&format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE org_id = $1 AND id = $2"
+    ))
+    .bind(org_id)
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    row.as_ref().map(endpoint_from_row).transpose()
 }
 
 fn check_description(d: &str) -> StoreResult<()> {
